@@ -1,0 +1,79 @@
+# callguard — the table of contents. `make help` lists the targets.
+# Two commands do everything on a fresh Debian machine as root (RUN-3):
+#   make run    the whole service (Asterisk 22 + ARI app + PostgreSQL, reference site provisioned)
+#   make test   every test, end-to-end ones included (sets the stack up itself)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+ROOT := .build/asterisk-root
+STACK := tools/stack.sh
+DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark
+CALLGUARD := $(VENV)/bin/callguard
+
+.PHONY: help deps venv root db asterisk apps run down status test test-unit test-e2e lint bench sounds clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: .build/deps.stamp ## install the Debian packages the stack needs
+.build/deps.stamp:
+	@mkdir -p .build
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with callguard and its dev tools
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+root: deps ## build the project-local Asterisk 22 root (skipped on a host with Asterisk)
+	@if [ -x /usr/sbin/asterisk ]; then echo "system Asterisk found: $$(asterisk -V)"; \
+	 else tools/build_asterisk_root.sh $(ROOT); fi
+
+db: deps venv ## start the local PostgreSQL and apply migrations
+	@$(STACK) secrets
+	@$(STACK) pg-start
+	@$(CALLGUARD) db upgrade
+
+asterisk: root db ## install asterisk_conf/ and sounds, start Asterisk
+	@$(STACK) asterisk-start
+
+apps: asterisk ## provision the reference site, start the ARI app and the FastAGI fallback
+	@$(CALLGUARD) site provision
+	@$(CALLGUARD) site sync-asterisk
+	@$(STACK) apps-start
+
+run: apps ## run the whole service (idempotent) and say what runs where
+	@$(CALLGUARD) status
+
+down: ## stop everything `make run` started
+	@$(STACK) apps-stop
+	@$(STACK) asterisk-stop
+	@$(STACK) pg-stop
+
+status: ## show each part's state and PID
+	@$(STACK) status
+
+test: apps ## run every test (unit, end-to-end over SIP, security, reliability)
+	@$(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+test-unit: venv ## only the pure unit tests (no servers)
+	@$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+lint: venv ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
+bench: apps ## benchmark the ARI path against a pure-dialplan baseline (PERF-*)
+	@$(PY) -m bench.run
+
+sounds: ## regenerate the Japanese prompts from sounds/manifest.tsv (Open JTalk)
+	@bash tools/make_sounds.sh
+
+clean: down ## remove the local state (database, logs, secrets); keeps the Asterisk root
+	rm -rf .run

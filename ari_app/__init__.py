@@ -1,0 +1,1 @@
+"""callguard ARI application: Python decides, Asterisk does media (SPEC §0)."""

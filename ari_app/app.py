@@ -1,0 +1,142 @@
+"""The event loop: StasisStart → a handler task per call; call-end bookkeeping; takeover of
+channels left in Stasis after a reconnect (they continue into the FastAGI fallback)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ari_app.calls import CallEnv, handle_inbound, handle_outbound
+from ari_app.client import AriClient, AriError
+from ari_app.logs import channel_var
+from ari_app.site_cache import SiteCache
+from ari_app.store import Store, StoreUnavailable
+from callguard.callflow import ended_statements
+from callguard.config import Settings
+from callguard.db import queries
+from callguard.db.session import make_async_engine
+from callguard.recording_files import FILE_CLOSE_WAIT_S, finished_row_values, probe
+
+log = logging.getLogger("callguard.app")
+
+
+class CallguardApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+
+    def spawn(self, coro: Any, channel_id: str = "-") -> None:
+        async def run() -> None:
+            channel_var.set(channel_id)
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call handler failed")
+                # Never strand a caller: let the dialplan continue into the fallback.
+                if channel_id != "-":
+                    try:
+                        await self.env.ari.continue_in_dialplan(channel_id)
+                    except AriError:
+                        pass
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def run(self) -> None:
+        engine = make_async_engine(self.settings)
+        store = Store(engine)
+        site = SiteCache(store)
+        try:
+            await site.load()
+        except StoreUnavailable as exc:
+            log.error("database unavailable at start, routing with an empty site: %s", exc)
+        async with AriClient(self.settings.ari_url, self.settings.ari_user,
+                             self.settings.ari_password, self.settings.ari_app) as ari:
+            self.env = CallEnv(self.settings, ari, store, site, {}, self.queues)
+            refresher = asyncio.create_task(site.run(self.stop))
+            try:
+                async for event in ari.events(self.stop):
+                    self.dispatch(event)
+            finally:
+                refresher.cancel()
+                for task in list(self.tasks):
+                    task.cancel()
+                await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
+        await engine.dispose()
+        log.info("stopped")
+
+    def dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        channel = event.get("channel") or {}
+        channel_id = str(channel.get("id", ""))
+        if kind == "StasisStart":
+            args = [str(a) for a in event.get("args", [])]
+            role = args[0] if args else ""
+            if role == "inbound":
+                self.spawn(handle_inbound(self.env, channel, args), channel_id)
+            elif role == "outbound":
+                self.spawn(handle_outbound(self.env, channel, args), channel_id)
+            elif role == "resumed":
+                pass  # a channel coming back from a dialplan step; its handler waits for it
+            else:
+                log.warning("StasisStart with unknown args %r", args)
+                self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
+            return
+        if kind == "_Connected":
+            self.spawn(self.take_over())
+            return
+        if kind == "ChannelDestroyed":
+            why = self.env.tracked.pop(channel_id, None)
+            if why:
+                self.spawn(self.call_ended(channel_id, why), channel_id)
+        elif kind == "ChannelStateChange" and channel.get("state") == "Up":
+            if self.env.tracked.get(channel_id) == "rec":
+                self.spawn(self.env.store.execute(
+                    queries.recording_answered(channel_id, datetime.now(UTC))), channel_id)
+        target = channel_id
+        if kind and kind.startswith("Playback"):
+            uri = str(event.get("playback", {}).get("target_uri", ""))
+            target = uri.partition(":")[2]
+        queue = self.queues.get(target)
+        if queue is not None:
+            queue.put_nowait(event)
+
+    async def take_over(self) -> None:
+        """Channels left in our app by a previous connection: send them on to the next dialplan
+        priority, which is the FastAGI fallback, so nobody waits in silence (REL-1)."""
+        try:
+            for channel_id in await self.env.ari.channels_in_app():
+                if channel_id not in self.queues:
+                    log.info("taking over orphaned channel", extra={"orphan": channel_id})
+                    await self.env.ari.continue_in_dialplan(channel_id)
+        except AriError as exc:
+            log.warning("take-over failed: %s", exc)
+
+    async def call_ended(self, channel_id: str, why: str) -> None:
+        await self.env.store.execute(*ended_statements(channel_id, why, datetime.now(UTC)))
+        if why == "rec":
+            await self.finish_recording(channel_id)
+
+    async def finish_recording(self, channel_id: str) -> None:
+        async with self.env.store.sessions() as session:
+            row = (await session.execute(queries.recording_by_channel(channel_id))).scalar()
+        if row is None:
+            return
+        path = Path(self.settings.recordings_dir) / row.path
+        deadline = asyncio.get_running_loop().time() + FILE_CLOSE_WAIT_S
+        info, problem = await asyncio.to_thread(probe, path)
+        while (info is None or not info.closed) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            info, problem = await asyncio.to_thread(probe, path)
+        values = finished_row_values(info, problem)
+        await self.env.store.execute(queries.recording_finished(channel_id, values))
+        log.info("recording finished", extra={"status": values["status"],
+                                              "duration_s": values.get("duration_s")})

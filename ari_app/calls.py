@@ -1,0 +1,171 @@
+"""Inbound and outbound call handling: gather facts, ask the domain, carry out the decision.
+
+Thin I/O shell: every rule lives in callguard.domain; this file only talks to ARI and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ari_app.client import AriClient, AriError
+from ari_app.menu144 import run_menu
+from ari_app.site_cache import SiteCache
+from ari_app.store import Store, StoreUnavailable
+from callguard import dialplan
+from callguard.callflow import Bookkeeping, inbound_bookkeeping, outbound_bookkeeping
+from callguard.config import Settings
+from callguard.domain import privacy
+from callguard.domain.routing import (
+    Capacity,
+    Connect,
+    Decision,
+    InboundFacts,
+    NuisanceMenu,
+    OutboundFacts,
+    decide_inbound,
+    decide_outbound,
+)
+
+log = logging.getLogger("callguard.calls")
+
+
+@dataclass
+class CallEnv:
+    """What a handler needs; passed in, so handlers are testable with fakes."""
+
+    settings: Settings
+    ari: AriClient
+    store: Store
+    site: SiteCache
+    tracked: dict[str, str]  # channel id → why we follow it to its end ("in", "rec", ...)
+    queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
+
+
+def endpoint_of(channel_name: str) -> str:
+    """`PJSIP/f1-a-0000002a` → `f1-a`."""
+    tech, _, rest = channel_name.partition("/")
+    return rest.rpartition("-")[0] if tech == "PJSIP" else ""
+
+
+def _flag(args: list[str], index: int) -> bool:
+    return len(args) > index and args[index] == "1"
+
+
+async def _capacity(env: CallEnv) -> Capacity:
+    try:
+        active = await env.store.active_recordings()
+    except StoreUnavailable:
+        active = 0  # fail open: recording is still attempted (REL-2)
+    return Capacity(active, env.settings.max_recordings, env.settings.at_capacity_policy)
+
+
+async def carry_out(env: CallEnv, channel_id: str, decision: Decision) -> None:
+    target = dialplan.target_for(decision, env.settings.recordings_asterisk_dir)
+    await asyncio.gather(
+        *(env.ari.set_variable(channel_id, k, v) for k, v in target.variables.items())
+    )
+    await env.ari.continue_in_dialplan(channel_id, target.context)
+
+
+async def _follow(env: CallEnv, channel_id: str, why: str) -> None:
+    """Get ChannelDestroyed for a channel after it leaves Stasis (call end bookkeeping)."""
+    env.tracked[channel_id] = why
+    await env.ari.subscribe_channel(channel_id)
+
+
+async def _best_effort(what: str, coro: Any) -> None:
+    try:
+        await coro
+    except (StoreUnavailable, AriError) as exc:
+        log.warning("%s failed: %s", what, exc)
+
+
+async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
+    now = datetime.now(UTC)
+    site = env.site.current
+    channel_id = channel["id"]
+    called = str(channel.get("dialplan", {}).get("exten", ""))
+    raw_caller = str(channel.get("caller", {}).get("number", ""))
+    withheld = len(args) > 2 and args[2].startswith("prohib")
+    identity = privacy.caller_identity(raw_caller, None, withheld)
+    facts = InboundFacts(
+        called=called,
+        caller=identity,
+        presented="anonymous" if withheld or identity is None else identity,
+        resource_priority=_flag(args, 1),
+        channel_id=channel_id,
+        now=now,
+    )
+    number = site.numbers.get(called)
+    caller_key = privacy.caller_key(env.settings.hmac_key, identity) if identity else None
+    blocked = False
+    if number is not None and number.list_id is not None and caller_key is not None:
+        try:
+            blocked = await env.store.is_blocked(number.list_id, caller_key)
+        except StoreUnavailable as exc:
+            log.warning("blocklist lookup failed, not screening: %s", exc)
+    contract = site.contracts.get(number.contract) if number else None
+    capacity = (
+        await _capacity(env)
+        if contract is not None and contract.recording_active(now.date())
+        else Capacity(0, env.settings.max_recordings)
+    )
+    decision = decide_inbound(
+        site, facts, blocked=blocked, capacity=capacity,
+        ring_timeout_s=env.settings.ring_timeout_s,
+    )
+    log.info("inbound decision", extra={
+        "called": called, "caller": privacy.mask(identity), "decision": type(decision).__name__,
+        "note": getattr(decision, "note", ""),
+        "recorded": isinstance(decision, Connect) and decision.record is not None,
+    })
+
+    book = inbound_bookkeeping(decision, number, contract, caller_key, channel_id, now)
+    await _apply(env, channel_id, book)
+    await carry_out(env, channel_id, decision)
+
+
+async def _apply(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
+    """Write the call's rows and subscribe to its end, concurrently (both off the media path)."""
+    jobs: list[Any] = []
+    if book.statements:
+        jobs.append(_best_effort("call bookkeeping", env.store.execute(*book.statements)))
+    if book.follow:
+        jobs.append(_best_effort("subscribe", _follow(env, channel_id, book.follow)))
+    await asyncio.gather(*jobs)
+
+
+async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
+    now = datetime.now(UTC)
+    site = env.site.current
+    channel_id = channel["id"]
+    facts = OutboundFacts(
+        endpoint=endpoint_of(str(channel.get("name", ""))),
+        dialed=str(channel.get("dialplan", {}).get("exten", "")),
+        visited_network=_flag(args, 2),
+        resource_priority=_flag(args, 1),
+        channel_id=channel_id,
+        now=now,
+    )
+    endpoint = site.endpoints.get(facts.endpoint)
+    contract = site.contracts.get(endpoint.contract) if endpoint else None
+    capacity = (
+        await _capacity(env)
+        if contract is not None and contract.recording_active(now.date())
+        else Capacity(0, env.settings.max_recordings)
+    )
+    decision = decide_outbound(site, facts, capacity=capacity)
+    log.info("outbound decision", extra={
+        "endpoint": facts.endpoint, "decision": type(decision).__name__,
+        "note": getattr(decision, "note", ""),
+        "recorded": isinstance(decision, Connect) and decision.record is not None,
+    })
+    if isinstance(decision, NuisanceMenu):
+        await run_menu(env, channel_id, decision)
+        return
+    await _apply(env, channel_id, outbound_bookkeeping(decision, contract, channel_id, now))
+    await carry_out(env, channel_id, decision)

@@ -1,0 +1,133 @@
+"""A small ARI client on aiohttp: REST calls and the event websocket with reconnect (RUN-4).
+
+Transport errors become AriError so handlers deal in one exception type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger("callguard.ari")
+
+
+class AriError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"ARI {status}: {message}")
+        self.status = status
+
+
+class AriClient:
+    def __init__(self, base_url: str, user: str, password: str, app: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = app
+        self._auth = aiohttp.encode_basic_auth(user, password)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AriClient:
+        connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"Authorization": self._auth},
+            timeout=aiohttp.ClientTimeout(total=10, sock_connect=2),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("AriClient used outside its context")
+        return self._session
+
+    async def request(
+        self, method: str, path: str, params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        url = f"{self.base_url}/ari/{path.lstrip('/')}"
+        try:
+            async with self.session.request(method, url, params=params, json=body) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    try:
+                        message = json.loads(text).get("message", text)
+                    except ValueError:
+                        message = text
+                    raise AriError(resp.status, message)
+                return json.loads(text) if text else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AriError(0, f"{type(exc).__name__}: {exc}") from exc
+
+    # Thin wrappers for the primitives callguard uses (one place each).
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request("POST", f"channels/{channel_id}/variable",
+                           {"variable": name, "value": value})
+
+    async def get_variable(self, channel_id: str, name: str) -> str:
+        data = await self.request("GET", f"channels/{channel_id}/variable", {"variable": name})
+        return str(data.get("value", "")) if isinstance(data, dict) else ""
+
+    async def continue_in_dialplan(
+        self, channel_id: str, context: str | None = None, extension: str = "s",
+        priority: int = 1,
+    ) -> None:
+        params = {"context": context, "extension": extension, "priority": str(priority)} \
+            if context else {}
+        await self.request("POST", f"channels/{channel_id}/continue", params)
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"channels/{channel_id}/answer")
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self.request("DELETE", f"channels/{channel_id}", {"reason": reason})
+
+    async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
+        await self.request("POST", f"channels/{channel_id}/play/{playback_id}",
+                           {"media": ",".join(media), "lang": "ja"})
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("DELETE", f"playbacks/{playback_id}")
+
+    async def subscribe_channel(self, channel_id: str) -> None:
+        await self.request("POST", f"applications/{self.app}/subscription",
+                           {"eventSource": f"channel:{channel_id}"})
+
+    async def channels_in_app(self) -> list[str]:
+        data = await self.request("GET", f"applications/{self.app}")
+        return list(data.get("channel_ids", [])) if isinstance(data, dict) else []
+
+    async def events(self, stop: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+        """Yield events for ever, reconnecting with capped exponential backoff."""
+        ws_url = self.base_url.replace("http", "ws", 1) + "/ari/events"
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                async with self.session.ws_connect(
+                    ws_url, params={"app": self.app, "subscribeAll": "false"}, heartbeat=15,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2),
+                ) as ws:
+                    log.info("ari connected", extra={"state": "connected", "app": self.app})
+                    delay = 0.1
+                    yield {"type": "_Connected"}
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            yield json.loads(msg.data)
+                        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            break
+                log.warning("ari disconnected", extra={"state": "disconnected"})
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("ari connect failed: %s; retry in %.1fs", exc, delay,
+                            extra={"state": "retrying"})
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 5.0)

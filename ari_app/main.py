@@ -1,0 +1,37 @@
+"""`callguard-ari`: run the ARI application until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from ari_app.app import CallguardApp
+from ari_app.logs import setup_logging
+from callguard.config import load_settings
+
+log = logging.getLogger("callguard.main")
+
+
+async def _main() -> None:
+    app = CallguardApp(load_settings())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.stop.set)
+    runner = asyncio.create_task(app.run())
+    await app.stop.wait()
+    log.info("shutting down")
+    runner.cancel()
+    try:
+        await runner
+    except asyncio.CancelledError:
+        pass
+
+
+def main() -> None:
+    setup_logging()
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

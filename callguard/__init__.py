@@ -1,0 +1,1 @@
+"""callguard: call recording and nuisance-call rejection for Asterisk 22."""

@@ -1,0 +1,293 @@
+"""Typed SQLAlchemy 2 models: the whole schema (migrations/ creates it; never create_all)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Contract(Base):
+    """A customer contract: mobile (handsets) or fixed (lines with channels). SPEC §3."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (CheckConstraint("kind IN ('mobile','fixed')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    extension_digits: Mapped[int] = mapped_column(Integer, default=4)
+    created_at: Mapped[datetime] = _now()
+
+    endpoints: Mapped[list[Endpoint]] = relationship(back_populates="contract")
+    numbers: Mapped[list[Number]] = relationship(back_populates="contract")
+
+
+class Endpoint(Base):
+    """Customer equipment: one PJSIP endpoint, identified by its source address (SEC-1)."""
+
+    __tablename__ = "endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(64))
+    extension: Mapped[str] = mapped_column(String(8))
+    channels: Mapped[int] = mapped_column(Integer, default=1)
+    roaming: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _now()
+
+    contract: Mapped[Contract] = relationship(back_populates="endpoints")
+    __table_args__ = (UniqueConstraint("contract_id", "extension"),)
+
+
+class Number(Base):
+    """A telephone number of a contract, rung on one endpoint.
+
+    role: representative | dial-in | base (fixed); native (a mobile's 080/090) | office (a
+    mobile's 0ABJ/050 number presented on prefixed calls).
+    """
+
+    __tablename__ = "numbers"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('representative','dial-in','base','native','office')", name="role"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    nuisance_subscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _now()
+
+    contract: Mapped[Contract] = relationship(back_populates="numbers")
+    endpoint: Mapped[Endpoint] = relationship()
+
+
+class RecordingSubscription(Base):
+    """The call-recording add-on of a contract (REC-*, BILL-*)."""
+
+    __tablename__ = "recording_subscriptions"
+
+    contract_id: Mapped[int] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), primary_key=True
+    )
+    activated_on: Mapped[date] = mapped_column(Date)
+    cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    retention_days: Mapped[int] = mapped_column(Integer, default=90)
+
+
+class NuisanceSubscription(Base):
+    """The nuisance-call rejection add-on: unit per-number or per-contract (NCR-UNIT-1)."""
+
+    __tablename__ = "nuisance_subscriptions"
+    __table_args__ = (CheckConstraint("unit IN ('per-number','per-contract')", name="unit"),)
+
+    contract_id: Mapped[int] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit: Mapped[str] = mapped_column(String(16))
+    capacity: Mapped[int] = mapped_column(Integer, default=30)
+    activated_on: Mapped[date] = mapped_column(Date)
+    cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class NuisanceUnitChange(Base):
+    """Each change of unit, billed as construction work in its month (BILL-*)."""
+
+    __tablename__ = "nuisance_unit_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    changed_on: Mapped[date] = mapped_column(Date)
+    old_unit: Mapped[str] = mapped_column(String(16))
+    new_unit: Mapped[str] = mapped_column(String(16))
+
+
+class NuisanceList(Base):
+    """One list: of a number (per-number unit) or of the whole contract (per-contract).
+
+    Lists of a previous unit are kept inactive (never reused): NCR-UNIT-1.
+    """
+
+    __tablename__ = "nuisance_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    number_id: Mapped[int | None] = mapped_column(
+        ForeignKey("numbers.id", ondelete="CASCADE"), nullable=True
+    )
+    unit: Mapped[str] = mapped_column(String(16))
+    capacity: Mapped[int] = mapped_column(Integer, default=30)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _now()
+
+
+Index(
+    "uq_nuisance_lists_active_scope",
+    NuisanceList.contract_id,
+    func.coalesce(NuisanceList.number_id, 0),
+    unique=True,
+    postgresql_where=NuisanceList.active.is_(True),
+)
+
+
+ENTRY_SEQ = Sequence("nuisance_entry_seq", metadata=Base.metadata)
+
+
+class NuisanceEntry(Base):
+    """A registered caller, as a keyed hash only (NCR-PRIV-1). `seq` orders oldest → newest."""
+
+    __tablename__ = "nuisance_entries"
+    __table_args__ = (UniqueConstraint("list_id", "caller_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("nuisance_lists.id", ondelete="CASCADE"))
+    caller_key: Mapped[str] = mapped_column(String(64))
+    # A re-registered caller takes a fresh seq and so becomes the newest (NCR-REG-6).
+    seq: Mapped[int] = mapped_column(
+        BigInteger, ENTRY_SEQ, server_default=ENTRY_SEQ.next_value()
+    )
+    added_at: Mapped[datetime] = _now()
+
+
+class NuisanceCounter(Base):
+    """Calls answered with the rejection message, per list and Asia/Tokyo month (NCR-CNT-1)."""
+
+    __tablename__ = "nuisance_counters"
+
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("nuisance_lists.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundCall(Base):
+    """Inbound calls that reached a line in a nuisance scope: the source of 'last caller'.
+
+    The caller is kept only as a keyed hash (NCR-PRIV-1).
+    """
+
+    __tablename__ = "inbound_calls"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("nuisance_lists.id", ondelete="CASCADE"))
+    number_id: Mapped[int] = mapped_column(ForeignKey("numbers.id", ondelete="CASCADE"))
+    caller_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+Index("ix_inbound_calls_list_recent", InboundCall.list_id, InboundCall.started_at.desc())
+
+
+class Forwarding(Base):
+    """Forwarding of a number to an outside number (REC-IN-2)."""
+
+    __tablename__ = "forwardings"
+    __table_args__ = (
+        CheckConstraint("mode IN ('unconditional','no-answer','unreachable')", name="mode"),
+    )
+
+    number_id: Mapped[int] = mapped_column(
+        ForeignKey("numbers.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(20))
+    after_s: Mapped[int] = mapped_column(Integer, default=20)
+
+
+class PriorityLine(Base):
+    """Disaster-priority caller lines (REC-CAP-1)."""
+
+    __tablename__ = "priority_lines"
+
+    number: Mapped[str] = mapped_column(String(20), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Recording(Base):
+    """Metadata of one recorded call (REC-FILE-1/2)."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint("direction IN ('in','out')", name="direction"),
+        CheckConstraint("status IN ('recording','complete','failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[str] = mapped_column(String(3))
+    remote: Mapped[str] = mapped_column(String(40))
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(nullable=True)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="recording")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+Index("ix_recordings_contract_started", Recording.contract_id, Recording.started_at.desc())
+Index(
+    "ix_recordings_in_progress",
+    Recording.status,
+    postgresql_where=Recording.status == "recording",
+)
+
+
+class ApiToken(Base):
+    """Bearer tokens for the HTTP API: operator (contract_id NULL) or one contract's (ADM-2)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    contract_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), nullable=True
+    )
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = _now()

@@ -1,0 +1,45 @@
+"""How a Decision is carried out: which cg-* context, with which channel variables.
+
+Pure and shared by both shells, so the ARI app and the FastAGI fallback drive the dialplan
+identically (REL-1). Every value set here comes from the site or the domain, never raw
+caller input, because the dialplan expands them (README-SERIOUSLY.bestpractices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callguard.domain.routing import Connect, Decision, NuisanceMenu, Refuse, Reject
+
+
+@dataclass(frozen=True)
+class DialplanTarget:
+    context: str
+    variables: dict[str, str]
+
+
+def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
+    """recordings_root: the recordings directory as Asterisk sees it."""
+    if isinstance(decision, Connect):
+        rec = f"{recordings_root.rstrip('/')}/{decision.record.rel_path}" if decision.record else ""
+        return DialplanTarget(
+            "cg-connect",
+            {
+                "CG_DIAL": decision.dial,
+                "CG_TIMEOUT": str(decision.timeout_s),
+                "CG_CID_NUM": decision.caller_id or "",
+                "CG_REC_FILE": rec,
+                "CG_FWD_DIAL": decision.forward_dial or "",
+            },
+        )
+    if isinstance(decision, Refuse):
+        if decision.prompt is None:
+            return DialplanTarget("cg-release-cause", {"CG_CAUSE": str(decision.cause)})
+        return DialplanTarget(
+            "cg-refuse", {"CG_PROMPT": decision.prompt, "CG_CAUSE": str(decision.cause)}
+        )
+    if isinstance(decision, Reject):
+        return DialplanTarget("cg-reject" if decision.audio else "cg-decline", {})
+    if isinstance(decision, NuisanceMenu):
+        raise ValueError("the 144 menu is interactive: it is run by the shell, not the dialplan")
+    raise TypeError(f"unknown decision {decision!r}")

@@ -1,0 +1,252 @@
+"""Call routing decisions: pure functions from (site snapshot, call facts) to a Decision.
+
+The ARI app and the FastAGI fallback both gather the facts, call these functions, and carry
+out the Decision through the same dialplan execution contexts (extensions_callguard.conf).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from callguard.domain.numbers import (
+    RECORDING_PREFIX_FIXED,
+    RECORDING_PREFIX_MOBILE,
+    allowed_with_prefix,
+    classify,
+    is_emergency,
+    split_recording_prefix,
+)
+from callguard.domain.site import EndpointInfo, NumberInfo, SiteSnapshot
+
+# Q.850 causes the refusals release with (chan_pjsip maps them to SIP responses).
+CAUSE_UNALLOCATED = 1  # 404
+CAUSE_NORMAL = 16
+CAUSE_CALL_REJECTED = 21  # 603
+CAUSE_CONGESTION = 34  # 503
+
+NCR_SERVICE_CODE = "144"
+_DIALABLE = re.compile(r"[0-9*#]{1,32}")
+_UNIQUEID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """What MixMonitor records and the metadata row says (REC-FILE-1)."""
+
+    contract: str
+    number: str  # our customer's number on this call
+    direction: str  # "in" | "out"
+    remote: str  # the other party as presented ("anonymous" when withheld)
+    rel_path: str  # under the recordings root; no caller-controlled text
+
+
+@dataclass(frozen=True)
+class Connect:
+    dial: str  # Asterisk dial string
+    timeout_s: int
+    caller_id: str | None = None  # number to present; None = leave as is
+    record: RecordPlan | None = None
+    forward_dial: str | None = None  # tried on no answer / unreachable
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Released without being connected; with a spoken prompt (early media) when set."""
+
+    cause: int
+    prompt: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Nuisance-call rejection: answer, the message twice, release (NCR-REJ-1)."""
+
+    list_id: int
+    audio: bool = True  # False: no audio stream, declined without guidance (NCR-REJ-2)
+
+
+@dataclass(frozen=True)
+class NuisanceMenu:
+    """The 144 menu for the scope of the calling line's own number."""
+
+    number: str
+    list_id: int
+
+
+Decision = Connect | Refuse | Reject | NuisanceMenu
+
+
+@dataclass(frozen=True)
+class InboundFacts:
+    called: str  # Request-URI user
+    caller: str | None  # network identity (digits) or None when unavailable
+    presented: str  # caller as presented to us: digits, or "anonymous" when withheld
+    resource_priority: bool  # INVITE carried Resource-Priority (RFC 4412)
+    channel_id: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class OutboundFacts:
+    endpoint: str
+    dialed: str
+    visited_network: bool  # P-Visited-Network-ID present: international roaming (REC-OUT-4)
+    resource_priority: bool
+    channel_id: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Capacity:
+    active_recordings: int
+    max_recordings: int
+    at_capacity_policy: str = "congestion"  # or "unrecorded"
+
+    @property
+    def full(self) -> bool:
+        return self.active_recordings >= self.max_recordings
+
+
+def recording_path(now: datetime, contract: str, direction: str, channel_id: str) -> str:
+    """`YYYY/MM/DD/<contract>/<utc-stamp>_<dir>_<uniqueid>.wav` (REC-FILE-1)."""
+    utc = now.astimezone(UTC)
+    uid = channel_id if _UNIQUEID.fullmatch(channel_id) else "invalid"
+    code = re.sub(r"[^A-Za-z0-9_-]", "_", contract)
+    stamp = utc.strftime("%Y%m%dT%H%M%S") + f"{utc.microsecond // 1000:03d}Z"
+    return f"{utc:%Y/%m/%d}/{code}/{stamp}_{direction}_{uid}.wav"
+
+
+def carrier_dial(number: str) -> str:
+    return f"PJSIP/{number}@carrier"
+
+
+def endpoint_dial(endpoint: str) -> str:
+    return f"PJSIP/{endpoint}"
+
+
+def _apply_capacity(
+    connect: Connect, capacity: Capacity, priority: bool
+) -> Connect | Refuse:
+    """REC-CAP-1: at the maximum, priority callers go through unrecorded; others per policy."""
+    if connect.record is None or not capacity.full:
+        return connect
+    if priority or capacity.at_capacity_policy == "unrecorded":
+        return Connect(
+            connect.dial, connect.timeout_s, connect.caller_id, None, connect.forward_dial,
+            note="recording capacity reached: connected unrecorded",
+        )
+    return Refuse(CAUSE_CONGESTION, "congestion", note="recording capacity reached")
+
+
+def decide_inbound(
+    site: SiteSnapshot,
+    facts: InboundFacts,
+    *,
+    blocked: bool,
+    capacity: Capacity,
+    ring_timeout_s: int = 30,
+) -> Decision:
+    """An inbound call from the carrier. `blocked`: the caller is on the number's list."""
+    number = site.numbers.get(facts.called)
+    if number is None:
+        return Refuse(CAUSE_UNALLOCATED, note="called number not provisioned")
+    # NCR-REJ-2: rejection comes before forwarding, recording and ringing.
+    if blocked and number.list_id is not None:
+        return Reject(number.list_id)
+
+    contract = site.contracts[number.contract]
+    record: RecordPlan | None = None
+    # REC-IN-1: geographic/050 numbers of a recording contract; never a mobile's native number.
+    if contract.recording_active(facts.now.date()) and number.role != "native":
+        record = RecordPlan(
+            contract=contract.code,
+            number=number.number,
+            direction="in",
+            remote=facts.presented,
+            rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
+        )
+
+    fwd = site.forwardings.get(number.number)
+    if fwd is not None and fwd.mode == "unconditional":
+        # REC-IN-2: forwarded calls are recorded too; the caller's identity goes along.
+        connect = Connect(carrier_dial(fwd.target), ring_timeout_s, None, record,
+                          note="unconditional forwarding")
+    else:
+        forward = carrier_dial(fwd.target) if fwd is not None else None
+        timeout = fwd.after_s if fwd is not None and fwd.mode == "no-answer" else ring_timeout_s
+        connect = Connect(endpoint_dial(number.endpoint), timeout, None, record, forward)
+    priority = facts.resource_priority or (facts.caller or "") in site.priority_lines
+    return _apply_capacity(connect, capacity, priority)
+
+
+def _presented_numbers(endpoint: EndpointInfo) -> tuple[str | None, str | None]:
+    """(number shown on normal calls, number shown on prefixed recorded calls)."""
+    return endpoint.own_number, endpoint.office_number or endpoint.own_number
+
+
+def decide_outbound(
+    site: SiteSnapshot,
+    facts: OutboundFacts,
+    *,
+    capacity: Capacity,
+    ring_timeout_s: int = 120,
+) -> Decision:
+    """A call from customer equipment (already identified by source address: SEC-1)."""
+    endpoint = site.endpoints.get(facts.endpoint)
+    if endpoint is None:
+        return Refuse(CAUSE_CALL_REJECTED, note="endpoint not provisioned")
+    dialed = facts.dialed
+    if not _DIALABLE.fullmatch(dialed):
+        return Refuse(CAUSE_UNALLOCATED, "number_unknown", note="not a dialable string")
+    contract = site.contracts[endpoint.contract]
+    normal_cid, office_cid = _presented_numbers(endpoint)
+
+    if dialed == NCR_SERVICE_CODE:
+        return _nuisance_menu(site, endpoint)
+
+    prefix, rest = split_recording_prefix(dialed)
+    if prefix is None:
+        extensions = site.extensions_of(contract.code)
+        # REC-OUT-4: extension calls stay inside the contract, unrecorded.
+        if dialed in extensions:
+            return Connect(endpoint_dial(extensions[dialed]), 60, None, note="extension")
+        # REC-OUT-3: a normal, unrecorded call; emergency numbers always connect.
+        note = "emergency" if is_emergency(dialed) else "normal call"
+        return Connect(carrier_dial(dialed), ring_timeout_s, normal_cid, note=note)
+
+    # REC-OUT-2: the prefix must match the contract kind, and the add-on must be active.
+    expected = RECORDING_PREFIX_MOBILE if contract.kind == "mobile" else RECORDING_PREFIX_FIXED
+    if prefix != expected:
+        return Refuse(CAUSE_CALL_REJECTED, "rec_wrong_prefix", note="prefix of the other kind")
+    if not contract.recording_active(facts.now.date()):
+        return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed", note="no recording add-on")
+    cls = classify(rest, frozenset(site.extensions_of(contract.code)))
+    line_is_050 = (office_cid or "").startswith("050")
+    if not allowed_with_prefix(cls, line_is_050=line_is_050):
+        return Refuse(CAUSE_CALL_REJECTED, "rec_refused_destination",
+                      note=f"destination class {cls.value} refused with prefix")
+    record: RecordPlan | None = RecordPlan(
+        contract=contract.code,
+        number=office_cid or "",
+        direction="out",
+        remote=rest,
+        rel_path=recording_path(facts.now, contract.code, "out", facts.channel_id),
+    )
+    if facts.visited_network or endpoint.roaming:
+        record = None  # REC-OUT-4: calls made while roaming abroad are not recorded.
+    connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
+                      note=f"prefixed call to {cls.value}")
+    return _apply_capacity(connect, capacity, facts.resource_priority)
+
+
+def _nuisance_menu(site: SiteSnapshot, endpoint: EndpointInfo) -> Decision:
+    """144 from a phone whose outgoing caller ID is a subscribed number (NCR-*)."""
+    own = endpoint.own_number
+    info: NumberInfo | None = site.numbers.get(own) if own else None
+    if info is None or info.list_id is None:
+        return Refuse(CAUSE_NORMAL, "not_subscribed", note="144 from a number not subscribed")
+    return NuisanceMenu(number=info.number, list_id=info.list_id)

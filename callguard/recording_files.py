@@ -1,0 +1,105 @@
+"""Recording files on disk: inspect a finished WAV, repair one cut short (REC-FILE-1/2).
+
+MixMonitor fills the RIFF and data sizes only when it closes the file; a file whose header
+still says 0 (or less than is on disk) was not closed: Asterisk crashed or is still writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER_BYTES = 44  # canonical PCM WAV header as MixMonitor writes it
+# How long a shell waits after the call for MixMonitor to close the file.
+FILE_CLOSE_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    bytes: int  # file size
+    data_bytes: int  # audio bytes according to the header
+    sample_rate: int
+    channels: int
+    bits: int
+    closed: bool  # header sizes agree with the file: the writer finished
+    sha256: str
+
+    @property
+    def duration_s(self) -> float:
+        frame = self.channels * self.bits // 8
+        if not self.sample_rate or not frame:
+            return 0.0
+        return self.data_bytes / frame / self.sample_rate
+
+
+class NotAWav(ValueError):
+    pass
+
+
+def _read_header(head: bytes) -> tuple[int, int, int, int, int]:
+    """(riff_size, rate, channels, bits, data_size) of a canonical 44-byte PCM header."""
+    if len(head) < HEADER_BYTES or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise NotAWav("not a RIFF/WAVE file")
+    if head[12:16] != b"fmt " or head[36:40] != b"data":
+        raise NotAWav("unexpected WAV layout")
+    riff_size = struct.unpack_from("<I", head, 4)[0]
+    _fmt, channels, rate, _brate, _align, bits = struct.unpack_from("<HHIIHH", head, 20)
+    data_size = struct.unpack_from("<I", head, 40)[0]
+    return riff_size, rate, channels, bits, data_size
+
+
+def inspect_wav(path: Path) -> WavInfo:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        head = f.read(HEADER_BYTES)
+        digest.update(head)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    size = path.stat().st_size
+    riff_size, rate, channels, bits, data_size = _read_header(head)
+    closed = riff_size == size - 8 and data_size == size - HEADER_BYTES
+    return WavInfo(size, data_size, rate, channels, bits, closed, digest.hexdigest())
+
+
+def repair_header(path: Path) -> bool:
+    """Write the sizes of what is on disk into the header; True if it changed anything."""
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        head = f.read(HEADER_BYTES)
+        riff_size, _rate, _ch, _bits, data_size = _read_header(head)
+        # An odd trailing byte cannot be a 16-bit sample: leave it outside the data chunk.
+        audio = (size - HEADER_BYTES) & ~1
+        if riff_size == size - 8 and data_size == audio:
+            return False
+        f.seek(4)
+        f.write(struct.pack("<I", size - 8))
+        f.seek(40)
+        f.write(struct.pack("<I", audio))
+    return True
+
+
+def finished_row_values(info: WavInfo | None, problem: str | None) -> dict[str, object]:
+    """The recordings-row update for a finished call: complete, or failed with a reason."""
+    if info is None:
+        return {"status": "failed", "reason": problem or "no recording file"}
+    values: dict[str, object] = {
+        "bytes": info.bytes, "sha256": info.sha256, "duration_s": round(info.duration_s, 3),
+    }
+    if not info.closed:
+        return {**values, "status": "failed", "reason": problem or "file not closed by Asterisk"}
+    if info.data_bytes == 0:
+        # A call released before it was bridged: MixMonitor ('b') wrote no audio.
+        return {**values, "status": "complete", "reason": "no conversation (not answered)"}
+    return {**values, "status": "complete", "reason": None}
+
+
+def probe(path: Path) -> tuple[WavInfo | None, str | None]:
+    """One look at a recording: (info, problem). Callers poll until `info.closed`."""
+    try:
+        return inspect_wav(path), None
+    except FileNotFoundError:
+        return None, "no recording file"
+    except NotAWav as exc:
+        return None, str(exc)

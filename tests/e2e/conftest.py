@@ -1,0 +1,66 @@
+"""Fixtures for end-to-end tests: the real stack started by `make test` (Asterisk 22 in its
+root, PostgreSQL, the ARI app, the FastAGI fallback). A test never skips because the stack is
+missing: it fails, so a broken setup cannot pass as green."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from callguard.config import Settings, load_settings
+from callguard.db.session import make_sync_engine
+
+# Call-path state wiped before each e2e test; the provisioned site stays.
+CALL_STATE_TABLES = ("inbound_calls", "recordings", "nuisance_entries", "nuisance_counters",
+                     "forwardings")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_sync_engine(settings)
+    yield eng
+    eng.dispose()
+
+
+def ari_get(settings: Settings, path: str) -> object:
+    import base64
+
+    auth = base64.b64encode(f"{settings.ari_user}:{settings.ari_password}".encode()).decode()
+    req = urllib.request.Request(f"{settings.ari_url}/ari/{path}",  # noqa: S310 - loopback
+                                 headers={"Authorization": f"Basic {auth}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+        return json.load(resp)
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings, engine: Engine) -> Settings:
+    """The stack must be up and the ARI app connected (`make test` starts it)."""
+    info = ari_get(settings, "asterisk/info")
+    assert isinstance(info, dict) and info["system"]["version"].startswith("22."), info
+    apps = ari_get(settings, "applications")
+    assert any(a["name"] == settings.ari_app for a in apps), "ARI app not connected"  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM endpoints")).scalar() == 6
+    return settings
+
+
+@pytest.fixture
+def clean(engine: Engine, stack: Settings) -> Engine:
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+    return engine
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,417 @@
+"""Drive real SIP calls with sipp (Debian `sip-tester`) on loopback addresses only.
+
+`uac()` builds a caller scenario (INVITE with optional extra headers, then steps after the
+answer: audio, DTMF, pauses, hang-up or wait for the far end's BYE); `Phone` is a sipp UAS that
+rings/answers/refuses on one of the site's customer addresses. Every run keeps sipp's message
+log, parsed into `SipMessage`s so tests assert on what was really on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tests.e2e.rtp_pcap import tone_pcap
+
+ASTERISK = "127.0.0.1:5060"
+CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
+CARRIER_OUT = "127.0.0.3"  # where Asterisk sends outbound calls
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+FAIL_CODES = (400, 401, 403, 404, 408, 480, 484, 486, 487, 488, 500, 503, 603)
+
+
+def free_port(ip: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    at: datetime
+    sent: bool
+    first_line: str
+    text: str
+
+    @property
+    def status(self) -> int | None:
+        m = re.match(r"SIP/2.0 (\d{3})", self.first_line)
+        return int(m.group(1)) if m else None
+
+    @property
+    def method(self) -> str | None:
+        m = re.match(r"([A-Z]+) sip:", self.first_line)
+        return m.group(1) if m else None
+
+    def header(self, name: str) -> str | None:
+        m = re.search(rf"^{re.escape(name)}:\s*(.*)$", self.text, re.I | re.M)
+        return m.group(1).strip() if m else None
+
+
+def parse_message_log(path: Path) -> list[SipMessage]:
+    if not path.exists():
+        return []
+    out: list[SipMessage] = []
+    blocks = re.split(r"^-{10,} (\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+)\s*$", path.read_text(
+        errors="replace"), flags=re.M)
+    for stamp, body in zip(blocks[1::2], blocks[2::2], strict=False):
+        head, _, rest = body.strip().partition("\n")
+        sent = "message sent" in head
+        msg = rest.strip()
+        first = msg.splitlines()[0].strip() if msg else ""
+        out.append(SipMessage(datetime.fromisoformat(stamp.replace("  ", " ")), sent, first, msg))
+    return out
+
+
+@dataclass
+class CallResult:
+    returncode: int
+    messages: list[SipMessage]
+    log_dir: Path
+
+    def received(self) -> list[SipMessage]:
+        return [m for m in self.messages if not m.sent]
+
+    def final_status(self) -> int | None:
+        """The final response to our INVITE (first non-1xx)."""
+        for m in self.received():
+            if m.status is not None and m.status >= 200 and "INVITE" in (m.header("CSeq") or ""):
+                return m.status
+        return None
+
+    def statuses(self) -> list[int]:
+        return [m.status for m in self.received() if m.status is not None]
+
+    def first(self, *, status: int | None = None, method: str | None = None,
+              sent: bool | None = None) -> SipMessage | None:
+        for m in self.messages:
+            if status is not None and m.status != status:
+                continue
+            if method is not None and m.method != method:
+                continue
+            if sent is not None and m.sent != sent:
+                continue
+            return m
+        return None
+
+    def bye_from_far_end(self) -> bool:
+        return any(m.method == "BYE" and not m.sent for m in self.messages)
+
+    def seconds_between(self, a: SipMessage, b: SipMessage) -> float:
+        return (b.at - a.at).total_seconds()
+
+
+@dataclass
+class Step:
+    kind: str  # pause | dtmf | audio
+    value: str | int
+
+
+def pause(ms: int) -> Step:
+    return Step("pause", ms)
+
+
+def dtmf(digits: str) -> Step:
+    return Step("dtmf", digits)
+
+
+def audio(seconds: float) -> Step:
+    return Step("audio", seconds)
+
+
+@dataclass
+class UacSpec:
+    to: str  # Request-URI user (called number / dialed digits)
+    from_user: str = "0399990000"
+    from_host: str | None = None
+    extra_headers: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    hangup: bool = True  # True: we send BYE after the steps; False: wait for the far end's BYE
+    wait_bye_s: int = 30
+    sdp: bool = True
+
+
+def _steps_xml(steps: list[Step], work: Path) -> str:
+    parts: list[str] = []
+    for step in steps:
+        if step.kind == "pause":
+            parts.append(f'<pause milliseconds="{int(step.value)}"/>')
+        elif step.kind == "dtmf":
+            for digit in str(step.value):
+                name = {"*": "star", "#": "pound"}.get(digit, digit)
+                parts.append(f'<nop><action><exec play_pcap_audio="{DTMF_PCAP.format(name)}"/>'
+                             f'</action></nop>')
+                parts.append('<pause milliseconds="400"/>')
+        elif step.kind == "audio":
+            seconds = float(step.value)
+            pcap = tone_pcap(work.parent / f"tone_{seconds:g}s.pcap", seconds)
+            parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+            parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
+    return "\n  ".join(parts)
+
+
+SDP = """v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 0 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv"""
+
+
+def uac_xml(spec: UacSpec, work: Path) -> str:
+    from_host = spec.from_host or "[local_ip]"
+    headers = "\n".join(spec.extra_headers)
+    body = SDP if spec.sdp else ""
+    ctype = "Content-Type: application/sdp\n" if spec.sdp else ""
+    fails = "\n  ".join(
+        f'<recv response="{c}" optional="true" next="failed"/>' for c in FAIL_CODES
+    )
+    ending = (
+        """<send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" crlf="true"/>"""
+        if spec.hangup
+        else f"""<recv request="BYE" timeout="{spec.wait_bye_s * 1000}"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>"""
+    )
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard uac">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{spec.from_user}@{from_host}>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{spec.from_user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+{headers}
+{ctype}Content-Length: [len]
+
+{body}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  {fails}
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  {_steps_xml(spec.steps, work)}
+  {ending}
+  <nop next="done"/>
+  <label id="failed"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <label id="done"/>
+</scenario>
+"""
+
+
+def _sipp(xml: str, work: Path, local_ip: str, port: int, extra: list[str]) -> list[str]:
+    scen = work / "scenario.xml"
+    scen.write_text(xml)
+    sipp = shutil.which("sipp")
+    assert sipp, "sipp is not installed (Debian package sip-tester; `make deps`)"
+    return [sipp, "-sf", str(scen), "-i", local_ip, "-p", str(port), "-nostdin",
+            "-trace_msg", "-message_file", str(work / "messages.log"),
+            "-trace_err", "-error_file", str(work / "errors.log"),
+            "-mi", local_ip, "-mp", str(free_port(local_ip) & ~1), *extra]
+
+
+def uac(spec: UacSpec, work: Path, local_ip: str = CARRIER_IN, timeout_s: int = 60,
+        target: str = ASTERISK) -> CallResult:
+    """Place one call and wait for it to finish."""
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = _sipp(uac_xml(spec, work), work, local_ip, free_port(local_ip),
+                ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{timeout_s}s",
+                 "-timeout_error", "-recv_timeout", f"{timeout_s * 1000}", target])
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
+                          timeout=timeout_s + 15, check=False)
+    (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
+    return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)
+
+
+UAS_ANSWER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard phone">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  {before_answer}
+</scenario>
+"""
+
+_ANSWER = """<pause milliseconds="{delay}"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+""" + SDP + """
+]]></send>
+  <recv request="ACK" optional="true" crlf="true"/>
+  {audio}
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>"""
+
+_REFUSE = """<send><![CDATA[
+SIP/2.0 {code} {reason}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>"""
+
+_NO_ANSWER = """<recv request="CANCEL"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: [cseq] INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>"""
+
+
+class Phone:
+    """A sipp UAS on a customer address (or the carrier's 127.0.0.3), port 5060.
+
+    mode: answer (after `answer_ms`, sends `audio_s` of tone), busy (486), noanswer (rings until
+    CANCEL). Use as a context manager; `.result()` after the exit gives what it saw.
+    """
+
+    def __init__(self, ip: str, work: Path, mode: str = "answer", answer_ms: int = 0,
+                 audio_s: float = 0.0, calls: int = 1, timeout_s: int = 60) -> None:
+        self.ip, self.work, self.calls, self.timeout_s = ip, work, calls, timeout_s
+        if mode == "answer":
+            audio_xml = _steps_xml([audio(audio_s)], work / "x") if audio_s else ""
+            tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
+        elif mode == "busy":
+            tail = _REFUSE.format(code=486, reason="Busy Here")
+        elif mode == "noanswer":
+            tail = _NO_ANSWER
+        else:
+            raise ValueError(mode)
+        self.xml = UAS_ANSWER.replace("{before_answer}", tail)
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Phone:
+        self.work.mkdir(parents=True, exist_ok=True)
+        cmd = _sipp(self.xml, self.work, self.ip, 5060,
+                    ["-m", str(self.calls), "-timeout", f"{self.timeout_s}s"])
+        self.proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.3)  # bound to its port before any INVITE can arrive
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def wait(self, timeout_s: float = 30) -> None:
+        if self.proc is not None:
+            self.proc.wait(timeout_s)
+
+    def result(self) -> CallResult:
+        rc = self.proc.returncode if self.proc is not None and self.proc.returncode is not None \
+            else -1
+        return CallResult(rc, parse_message_log(self.work / "messages.log"), self.work)
+
+    def rang(self) -> bool:
+        return any(m.method == "INVITE" and not m.sent for m in self.result().messages)

@@ -1,0 +1,57 @@
+"""WAV inspection and crash repair (REC-FILE-1/2)."""
+
+from __future__ import annotations
+
+import struct
+import wave
+from pathlib import Path
+
+from callguard.recording_files import finished_row_values, inspect_wav, probe, repair_header
+
+
+def _wav(path: Path, seconds: float) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x01\x00" * int(8000 * seconds))
+    return path
+
+
+def test_closed_file_reports_duration_and_hash(tmp_path: Path) -> None:
+    info = inspect_wav(_wav(tmp_path / "a.wav", 2.5))
+    assert info.closed
+    assert abs(info.duration_s - 2.5) < 0.001
+    assert len(info.sha256) == 64
+    assert finished_row_values(info, None)["status"] == "complete"
+
+
+def test_crashed_file_is_detected_and_repaired(tmp_path: Path) -> None:
+    path = _wav(tmp_path / "b.wav", 1.0)
+    with path.open("r+b") as f:  # what MixMonitor leaves when Asterisk dies: sizes still 0
+        f.seek(4)
+        f.write(struct.pack("<I", 0))
+        f.seek(40)
+        f.write(struct.pack("<I", 0))
+    info = inspect_wav(path)
+    assert not info.closed
+    assert finished_row_values(info, None)["status"] == "failed"
+    assert repair_header(path)
+    repaired = inspect_wav(path)
+    assert repaired.closed and abs(repaired.duration_s - 1.0) < 0.001
+    assert not repair_header(path)  # idempotent
+
+
+def test_missing_and_garbage_files(tmp_path: Path) -> None:
+    assert probe(tmp_path / "none.wav") == (None, "no recording file")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not a wav at all" * 10)
+    info, problem = probe(junk)
+    assert info is None and problem
+    assert finished_row_values(None, problem)["status"] == "failed"
+
+
+def test_unanswered_call_is_complete_without_audio(tmp_path: Path) -> None:
+    info = inspect_wav(_wav(tmp_path / "c.wav", 0))
+    values = finished_row_values(info, None)
+    assert values["status"] == "complete" and values["reason"]

@@ -1,0 +1,191 @@
+"""Routing decisions over a hand-built reference site (REC-*, NCR-REJ-*, SEC-1), no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from callguard.dialplan import target_for
+from callguard.domain.routing import (
+    Capacity,
+    Connect,
+    InboundFacts,
+    NuisanceMenu,
+    OutboundFacts,
+    Refuse,
+    Reject,
+    decide_inbound,
+    decide_outbound,
+    recording_path,
+)
+from callguard.domain.site import (
+    ContractInfo,
+    EndpointInfo,
+    ForwardingInfo,
+    NumberInfo,
+    SiteSnapshot,
+)
+
+NOW = datetime(2026, 11, 22, 3, 4, 5, 678000, tzinfo=UTC)
+ROOM = Capacity(0, 10)
+FULL = Capacity(2, 2)
+ON = date(2026, 1, 1)
+
+SITE = SiteSnapshot(
+    contracts={
+        "F1": ContractInfo(1, "F1", "fixed", recording_from=ON, nuisance_unit="per-number"),
+        "F2": ContractInfo(2, "F2", "fixed", nuisance_unit="per-contract", contract_list_id=3),
+        "M1": ContractInfo(3, "M1", "mobile", recording_from=ON),
+    },
+    endpoints={
+        "f1-a": EndpointInfo("f1-a", "F1", "2001", 2, own_number="0312345678"),
+        "f1-b": EndpointInfo("f1-b", "F1", "2002", own_number="0312345679"),
+        "f2-a": EndpointInfo("f2-a", "F2", "2001", own_number="0612345678"),
+        "m1-a": EndpointInfo("m1-a", "M1", "2001", own_number="09011110001",
+                             office_number="0311110001"),
+        "m1-b": EndpointInfo("m1-b", "M1", "2002", own_number="09011110002",
+                             office_number="05011110002"),
+    },
+    numbers={
+        "0312345678": NumberInfo(1, "0312345678", "F1", "f1-a", "representative", 1, True),
+        "0312345679": NumberInfo(2, "0312345679", "F1", "f1-b", "dial-in", 2),
+        "0612345678": NumberInfo(3, "0612345678", "F2", "f2-a", "base", 3, True),
+        "09011110001": NumberInfo(5, "09011110001", "M1", "m1-a", "native"),
+        "0311110001": NumberInfo(6, "0311110001", "M1", "m1-a", "office"),
+        "05011110002": NumberInfo(8, "05011110002", "M1", "m1-b", "office"),
+    },
+    forwardings={"0312345679": ForwardingInfo("no-answer", "0311119999", 5)},
+    priority_lines=frozenset({"0312340119"}),
+)
+
+
+def inbound(called: str, caller: str | None = "0399990000", rp: bool = False) -> InboundFacts:
+    return InboundFacts(called, caller, caller or "anonymous", rp, "1700000000.42", NOW)
+
+
+def outbound(endpoint: str, dialed: str, roaming: bool = False) -> OutboundFacts:
+    return OutboundFacts(endpoint, dialed, roaming, False, "1700000000.43", NOW)
+
+
+def test_recording_path_has_no_caller_text() -> None:  # REC-FILE-1
+    assert recording_path(NOW, "F1", "in", "1700000000.42") == (
+        "2026/11/22/F1/20261122T030405678Z_in_1700000000.42.wav")
+    assert "invalid" in recording_path(NOW, "F1", "in", "../../etc/passwd")
+
+
+def test_inbound_to_recording_number_is_recorded() -> None:  # REC-IN-1
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None and d.dial == "PJSIP/f1-a"
+    assert d.record.direction == "in" and d.record.remote == "0399990000"
+
+
+def test_inbound_to_native_mobile_number_is_not_recorded() -> None:  # REC-IN-1
+    d = decide_inbound(SITE, inbound("09011110001"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is None
+
+
+def test_withheld_caller_recorded_as_anonymous() -> None:  # REC-IN-2
+    facts = InboundFacts("0311110001", "0399990000", "anonymous", False, "1.1", NOW)
+    d = decide_inbound(SITE, facts, blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.record and d.record.remote == "anonymous"
+
+
+def test_blocked_caller_rejected_before_everything() -> None:  # NCR-REJ-1/2
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=FULL)
+    assert d == Reject(1)
+
+
+def test_no_answer_forwarding_is_recorded_and_forwarded() -> None:  # REC-IN-2
+    d = decide_inbound(SITE, inbound("0312345679"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.forward_dial == "PJSIP/0311119999@carrier"
+    assert d.timeout_s == 5 and d.record is not None
+
+
+def test_capacity_priority_and_policy() -> None:  # REC-CAP-1
+    d = decide_inbound(SITE, inbound("0312345678", "0312340119"), blocked=False, capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None
+    d = decide_inbound(SITE, inbound("0312345678", rp=True), blocked=False, capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=FULL)
+    assert isinstance(d, Refuse) and d.prompt == "congestion"
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=False,
+                       capacity=Capacity(2, 2, "unrecorded"))
+    assert isinstance(d, Connect) and d.record is None
+
+
+def test_unknown_number_is_404() -> None:
+    d = decide_inbound(SITE, inbound("0399999999"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Refuse) and d.cause == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "dialed", "dial", "cid", "recorded"),
+    [
+        ("f1-a", "0077270612345678", "PJSIP/0612345678@carrier", "0312345678", True),
+        ("m1-a", "00772609012345678", "PJSIP/09012345678@carrier", "0311110001", True),
+        ("m1-a", "09012345678", "PJSIP/09012345678@carrier", "09011110001", False),
+        ("f1-a", "110", "PJSIP/110@carrier", "0312345678", False),
+        ("f1-a", "2002", "PJSIP/f1-b", None, False),
+        ("m1-a", "0077260120123456", "PJSIP/0120123456@carrier", "0311110001", True),
+    ],
+)
+def test_outbound_connects(endpoint: str, dialed: str, dial: str, cid: str | None,
+                           recorded: bool) -> None:  # REC-OUT-1/3/4
+    d = decide_outbound(SITE, outbound(endpoint, dialed), capacity=ROOM)
+    assert isinstance(d, Connect), d
+    assert (d.dial, d.caller_id, d.record is not None) == (dial, cid, recorded)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "dialed", "prompt"),
+    [
+        ("f1-a", "007727110", "rec_refused_destination"),
+        ("f1-a", "007727104", "rec_refused_destination"),
+        ("f1-a", "0077270033123456", "rec_refused_destination"),
+        ("f1-a", "007727#8000", "rec_refused_destination"),
+        ("f1-a", "00772712345678", "rec_refused_destination"),
+        ("f1-a", "0077272002", "rec_refused_destination"),
+        ("f1-a", "0077260612345678", "rec_wrong_prefix"),
+        ("m1-a", "0077270612345678", "rec_wrong_prefix"),
+        ("f2-a", "0077270312345678", "rec_not_subscribed"),
+        ("m1-b", "0077260120123456", "rec_refused_destination"),
+        ("m1-b", "0077260570123456", "rec_refused_destination"),
+        ("m1-b", "00772608001234567", "rec_refused_destination"),
+    ],
+)
+def test_outbound_refusals(endpoint: str, dialed: str, prompt: str) -> None:  # REC-OUT-2
+    d = decide_outbound(SITE, outbound(endpoint, dialed), capacity=ROOM)
+    assert isinstance(d, Refuse) and d.prompt == prompt, d
+    assert target_for(d, "/rec").context == "cg-refuse"
+
+
+def test_roaming_prefixed_call_not_recorded() -> None:  # REC-OUT-4
+    d = decide_outbound(SITE, outbound("m1-a", "0077260312345678", roaming=True), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is None and d.caller_id == "0311110001"
+
+
+def test_144_menu_only_for_subscribed_numbers() -> None:  # NCR-*
+    assert decide_outbound(SITE, outbound("f1-a", "144"), capacity=ROOM) == NuisanceMenu(
+        "0312345678", 1)
+    d = decide_outbound(SITE, outbound("m1-a", "144"), capacity=ROOM)
+    assert isinstance(d, Refuse) and d.prompt == "not_subscribed"
+
+
+@pytest.mark.parametrize("dialed", ["03-1234", "abc", "", "0" * 40, "+81312345678"])
+def test_garbage_dialed_strings_refused(dialed: str) -> None:  # REL-4
+    d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+    assert isinstance(d, Refuse)
+
+
+def test_unknown_endpoint_refused() -> None:  # SEC-1
+    assert isinstance(decide_outbound(SITE, outbound("ghost", "0312345678"), capacity=ROOM),
+                      Refuse)
+
+
+def test_dialplan_target_for_recorded_connect() -> None:
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM)
+    t = target_for(d, "/var/spool/asterisk/callguard")
+    assert t.context == "cg-connect"
+    assert t.variables["CG_REC_FILE"].startswith("/var/spool/asterisk/callguard/2026/11/22/F1/")
+    assert t.variables["CG_DIAL"] == "PJSIP/f1-a"
