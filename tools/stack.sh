@@ -96,6 +96,10 @@ ast_install() {
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
+    if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
+        # Asterisk resolves its own host name at the first call; the root has no resolver.
+        printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"
+    fi
     if compgen -G "sounds/ja/*.wav" >/dev/null; then
         cp -u sounds/ja/*.wav "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard/"
     fi
