@@ -26,6 +26,7 @@ from ari_app.logs import channel_var, setup_logging
 from callguard import dialplan
 from callguard.callflow import (
     Bookkeeping,
+    capacity_for,
     ended_statements,
     inbound_bookkeeping,
     outbound_bookkeeping,
@@ -106,8 +107,8 @@ class Fallback:
 
     def capacity(self, needed: bool) -> Capacity:
         active = self.scalar(queries.active_recordings(), 0) if needed else 0
-        return Capacity(int(active or 0), self.settings.max_recordings,
-                        self.settings.at_capacity_policy)
+        return capacity_for(self.site(), int(active or 0), self.settings.max_recordings,
+                            self.settings.at_capacity_policy)
 
     # ---- the three scripts -----------------------------------------------------------------
     def inbound(self, agi: QuietAGI) -> None:

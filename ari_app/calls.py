@@ -16,7 +16,12 @@ from ari_app.menu144 import run_menu
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import dialplan
-from callguard.callflow import Bookkeeping, inbound_bookkeeping, outbound_bookkeeping
+from callguard.callflow import (
+    Bookkeeping,
+    capacity_for,
+    inbound_bookkeeping,
+    outbound_bookkeeping,
+)
 from callguard.config import Settings
 from callguard.domain import privacy
 from callguard.domain.routing import (
@@ -55,12 +60,15 @@ def _flag(args: list[str], index: int) -> bool:
     return len(args) > index and args[index] == "1"
 
 
-async def _capacity(env: CallEnv) -> Capacity:
-    try:
-        active = await env.store.active_recordings()
-    except StoreUnavailable:
-        active = 0  # fail open: recording is still attempted (REL-2)
-    return Capacity(active, env.settings.max_recordings, env.settings.at_capacity_policy)
+async def _capacity(env: CallEnv, needed: bool) -> Capacity:
+    active = 0
+    if needed:
+        try:
+            active = await env.store.active_recordings()
+        except StoreUnavailable:
+            pass  # fail open: recording is still attempted (REL-2)
+    return capacity_for(env.site.current, active, env.settings.max_recordings,
+                        env.settings.at_capacity_policy)
 
 
 async def carry_out(env: CallEnv, channel_id: str, decision: Decision) -> None:
@@ -109,11 +117,8 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
         except StoreUnavailable as exc:
             log.warning("blocklist lookup failed, not screening: %s", exc)
     contract = site.contracts.get(number.contract) if number else None
-    capacity = (
-        await _capacity(env)
-        if contract is not None and contract.recording_active(now.date())
-        else Capacity(0, env.settings.max_recordings)
-    )
+    capacity = await _capacity(
+        env, contract is not None and contract.recording_active(now.date()))
     decision = decide_inbound(
         site, facts, blocked=blocked, capacity=capacity,
         ring_timeout_s=env.settings.ring_timeout_s,
@@ -153,11 +158,8 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
     )
     endpoint = site.endpoints.get(facts.endpoint)
     contract = site.contracts.get(endpoint.contract) if endpoint else None
-    capacity = (
-        await _capacity(env)
-        if contract is not None and contract.recording_active(now.date())
-        else Capacity(0, env.settings.max_recordings)
-    )
+    capacity = await _capacity(
+        env, contract is not None and contract.recording_active(now.date()))
     decision = decide_outbound(site, facts, capacity=capacity)
     log.info("outbound decision", extra={
         "endpoint": facts.endpoint, "decision": type(decision).__name__,

@@ -9,8 +9,8 @@ from typing import Any
 
 from callguard.db import queries
 from callguard.domain import nuisance
-from callguard.domain.routing import Connect, Decision, Reject
-from callguard.domain.site import ContractInfo, NumberInfo
+from callguard.domain.routing import Capacity, Connect, Decision, Reject
+from callguard.domain.site import ContractInfo, NumberInfo, SiteSnapshot
 
 # Why a call is followed to its end: "rec" finalises a recording, "in" closes the inbound call
 # row used by the 144 last-caller rule.
@@ -65,3 +65,13 @@ def ended_statements(channel_id: str, follow: str, now: datetime) -> list[Any]:
     if follow == FOLLOW_RECORDING:
         statements.append(queries.recording_ended(channel_id, now))
     return statements
+
+
+def capacity_for(site: SiteSnapshot, active: int, default_max: int,
+                 default_policy: str) -> Capacity:
+    """REC-CAP-1 limits: the site_settings rows win over the process defaults."""
+    return Capacity(
+        active,
+        site.setting_int("max_recordings", default_max),
+        site.settings.get("at_capacity_policy", default_policy),
+    )

@@ -291,3 +291,13 @@ class ApiToken(Base):
     )
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = _now()
+
+
+class SiteSetting(Base):
+    """Operator-tunable knobs read by both shells with the site snapshot, so a change takes
+    effect within seconds without a restart (e.g. `max_recordings`, REC-CAP-1)."""
+
+    __tablename__ = "site_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

@@ -19,6 +19,7 @@ from callguard.db.models import (
     Number,
     PriorityLine,
     RecordingSubscription,
+    SiteSetting,
 )
 from callguard.domain.site import (
     ContractInfo,
@@ -37,6 +38,7 @@ _QUERIES: dict[str, Select[Any]] = {
     "lists": select(NuisanceList).where(NuisanceList.active.is_(True)),
     "forwardings": select(Forwarding),
     "priority": select(PriorityLine.number),
+    "settings": select(SiteSetting.key, SiteSetting.value),
 }
 
 
@@ -111,6 +113,7 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
             for (f,) in rows["forwardings"]
         },
         priority_lines=frozenset(r.number for r in rows["priority"]),
+        settings={r.key: r.value for r in rows["settings"]},
     )
 
 

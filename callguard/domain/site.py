@@ -64,6 +64,13 @@ class SiteSnapshot:
     numbers: dict[str, NumberInfo] = field(default_factory=dict)
     forwardings: dict[str, ForwardingInfo] = field(default_factory=dict)
     priority_lines: frozenset[str] = frozenset()
+    settings: dict[str, str] = field(default_factory=dict)  # site_settings rows
+
+    def setting_int(self, key: str, default: int) -> int:
+        try:
+            return int(self.settings[key])
+        except (KeyError, ValueError):
+            return default
 
     def extensions_of(self, contract: str) -> dict[str, str]:
         """Extension → endpoint name, within one contract."""

@@ -4,6 +4,7 @@ missing: it fails, so a broken setup cannot pass as green."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +19,18 @@ from callguard.db.session import make_sync_engine
 # Call-path state wiped before each e2e test; the provisioned site stays.
 CALL_STATE_TABLES = ("inbound_calls", "recordings", "nuisance_entries", "nuisance_counters",
                      "forwardings")
+
+
+E2E_LOCK = Path("/tmp/callguard-e2e.lock")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_e2e_run_at_a_time() -> Iterator[None]:
+    """The stack is shared (SIP addresses, database): e2e sessions, benchmarks and service
+    restarts take this lock (`flock /tmp/callguard-e2e.lock ...` from a shell)."""
+    with E2E_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
