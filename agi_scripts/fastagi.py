@@ -25,14 +25,16 @@ from sqlalchemy.orm import Session
 from ari_app.logs import channel_var, setup_logging
 from callguard import dialplan
 from callguard.callflow import (
+    FOLLOW_RECORDING,
     Bookkeeping,
     capacity_for,
-    ended_statements,
+    ended_ops,
     inbound_bookkeeping,
     outbound_bookkeeping,
 )
 from callguard.config import Settings, load_settings
 from callguard.db import queries
+from callguard.db.queries import write_statement
 from callguard.db.session import make_sync_engine
 from callguard.db.site_repo import load_snapshot
 from callguard.domain import privacy
@@ -47,6 +49,7 @@ from callguard.domain.routing import (
     decide_outbound,
 )
 from callguard.domain.site import SiteSnapshot
+from callguard.journal import Journal, Op
 from callguard.recording_files import FILE_CLOSE_WAIT_S, finished_row_values, probe
 
 log = logging.getLogger("callguard.fastagi")
@@ -75,6 +78,8 @@ class Fallback:
         self._site = SiteSnapshot()
         self._site_at = 0.0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self.journal = Journal(settings.journal_dir / "fastagi.jsonl")
 
     def site(self) -> SiteSnapshot:
         with self._lock:
@@ -95,15 +100,23 @@ class Fallback:
             log.warning("database unavailable: %s", exc)
             return default
 
-    def write(self, statements: list[Any]) -> None:
-        if not statements:
+    def write(self, ops: list[Op]) -> None:
+        """Apply call-path writes, or journal them when the database is away (REL-2)."""
+        if not ops:
             return
-        try:
-            with self.engine.begin() as conn:
-                for stmt in statements:
-                    conn.execute(stmt)
-        except SQLAlchemyError as exc:
-            log.warning("bookkeeping failed: %s", exc)
+        with self._write_lock:
+            try:
+                with self.engine.begin() as conn:
+                    self.journal.replay_sync(lambda pending: self._apply(conn, pending))
+                    self._apply(conn, ops)
+            except SQLAlchemyError as exc:
+                log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
+                self.journal.append(ops)
+
+    @staticmethod
+    def _apply(conn: Any, ops: list[Op]) -> None:
+        for op in ops:
+            conn.execute(write_statement(op.name, op.args))
 
     def capacity(self, needed: bool) -> Capacity:
         active = self.scalar(queries.active_recordings(), 0) if needed else 0
@@ -164,31 +177,26 @@ class Fallback:
     def ended(self, agi: QuietAGI) -> None:
         channel_id = agi.env.get("agi_uniqueid", "")
         follow = agi.get_variable("CG_FOLLOW")
-        self.write(ended_statements(channel_id, follow, datetime.now(UTC)))
-        if follow == "rec":
+        self.write(ended_ops(channel_id, follow, datetime.now(UTC)))
+        if follow == FOLLOW_RECORDING:
+            root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
+            rel_path = agi.get_variable("CG_REC_FILE").removeprefix(root)
             # The file is closed after the channel is gone: finish it off this call's thread.
-            threading.Thread(target=self.finish_recording, args=(channel_id,),
+            threading.Thread(target=self.finish_recording, args=(channel_id, rel_path),
                              daemon=True).start()
 
-    def finish_recording(self, channel_id: str) -> None:
-        try:
-            with Session(self.engine) as session:
-                row = session.scalar(queries.recording_by_channel(channel_id))
-        except SQLAlchemyError as exc:
-            log.warning("cannot finish recording now (reconcile will): %s", exc)
-            return
-        if row is None:
-            return
-        path = self.settings.recordings_dir / row.path
+    def finish_recording(self, channel_id: str, rel_path: str) -> None:
+        path = self.settings.recordings_dir / rel_path
         deadline = time.monotonic() + FILE_CLOSE_WAIT_S
         info, problem = probe(path)
         while (info is None or not info.closed) and time.monotonic() < deadline:
             time.sleep(0.1)
             info, problem = probe(path)
-        self.write([queries.recording_finished(channel_id, finished_row_values(info, problem))])
+        values = finished_row_values(info, problem)
+        self.write([Op("recording_finished", {"channel_id": channel_id, "values": values})])
 
     def carry_out(self, agi: QuietAGI, decision: Decision, book: Bookkeeping, kind: str) -> None:
-        self.write(book.statements)
+        self.write(book.ops)
         target = dialplan.target_for(decision, self.settings.recordings_asterisk_dir)
         for name, value in target.variables.items():
             agi.set_variable(name, value)

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ari_app.calls import CallEnv, handle_inbound, handle_outbound
+from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
 from ari_app.client import AriClient, AriError
 from ari_app.logs import channel_var
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard.callflow import ended_statements
+from callguard.callflow import FOLLOW_RECORDING, ended_ops
 from callguard.config import Settings
-from callguard.db import queries
 from callguard.db.session import make_async_engine
+from callguard.journal import Journal, Op
 from callguard.recording_files import FILE_CLOSE_WAIT_S, finished_row_values, probe
 
 log = logging.getLogger("callguard.app")
@@ -52,26 +52,42 @@ class CallguardApp:
 
     async def run(self) -> None:
         engine = make_async_engine(self.settings)
-        store = Store(engine)
+        store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
         site = SiteCache(store)
         try:
             await site.load()
         except StoreUnavailable as exc:
             log.error("database unavailable at start, routing with an empty site: %s", exc)
-        async with AriClient(self.settings.ari_url, self.settings.ari_user,
-                             self.settings.ari_password, self.settings.ari_app) as ari:
-            self.env = CallEnv(self.settings, ari, store, site, {}, self.queues)
-            refresher = asyncio.create_task(site.run(self.stop))
+        try:
+            async with AriClient(self.settings.ari_url, self.settings.ari_user,
+                                 self.settings.ari_password, self.settings.ari_app) as ari:
+                self.env = CallEnv(self.settings, ari, store, site, {}, self.queues)
+                refresher = asyncio.create_task(self.background(site))
+                try:
+                    async for event in ari.events(self.stop):
+                        self.dispatch(event)
+                finally:
+                    refresher.cancel()
+                    for task in list(self.tasks):
+                        task.cancel()
+                    await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
+        finally:
+            await engine.dispose()
+            log.info("stopped")
+
+    async def background(self, site: SiteCache) -> None:
+        """Every 2 s: refresh the site snapshot, replay journaled writes (REL-2)."""
+        while not self.stop.is_set():
             try:
-                async for event in ari.events(self.stop):
-                    self.dispatch(event)
-            finally:
-                refresher.cancel()
-                for task in list(self.tasks):
-                    task.cancel()
-                await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
-        await engine.dispose()
-        log.info("stopped")
+                await site.load()
+                if self.env.store.journal_backlog:
+                    await self.env.store.replay_journal()
+            except StoreUnavailable as exc:
+                log.warning("database unavailable (site kept, writes journaled): %s", exc)
+            try:
+                await asyncio.wait_for(self.stop.wait(), site.refresh_s)
+            except TimeoutError:
+                pass
 
     def dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -94,13 +110,14 @@ class CallguardApp:
             self.spawn(self.take_over())
             return
         if kind == "ChannelDestroyed":
-            why = self.env.tracked.pop(channel_id, None)
-            if why:
-                self.spawn(self.call_ended(channel_id, why), channel_id)
+            followed = self.env.tracked.pop(channel_id, None)
+            if followed:
+                self.spawn(self.call_ended(channel_id, followed), channel_id)
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
-            if self.env.tracked.get(channel_id) == "rec":
-                self.spawn(self.env.store.execute(
-                    queries.recording_answered(channel_id, datetime.now(UTC))), channel_id)
+            followed = self.env.tracked.get(channel_id)
+            if followed and followed.why == FOLLOW_RECORDING:
+                self.spawn(self.env.store.write([Op("recording_answered", {
+                    "channel_id": channel_id, "answered_at": datetime.now(UTC)})]), channel_id)
         target = channel_id
         if kind and kind.startswith("Playback"):
             uri = str(event.get("playback", {}).get("target_uri", ""))
@@ -120,23 +137,21 @@ class CallguardApp:
         except AriError as exc:
             log.warning("take-over failed: %s", exc)
 
-    async def call_ended(self, channel_id: str, why: str) -> None:
-        await self.env.store.execute(*ended_statements(channel_id, why, datetime.now(UTC)))
-        if why == "rec":
-            await self.finish_recording(channel_id)
+    async def call_ended(self, channel_id: str, followed: Followed) -> None:
+        await self.env.store.write(ended_ops(channel_id, followed.why, datetime.now(UTC)))
+        if followed.why == FOLLOW_RECORDING:
+            await self.finish_recording(channel_id, followed.rel_path)
 
-    async def finish_recording(self, channel_id: str) -> None:
-        async with self.env.store.sessions() as session:
-            row = (await session.execute(queries.recording_by_channel(channel_id))).scalar()
-        if row is None:
-            return
-        path = Path(self.settings.recordings_dir) / row.path
+    async def finish_recording(self, channel_id: str, rel_path: str) -> None:
+        """Wait for MixMonitor to close the file, then complete or fail the row (REC-FILE-2)."""
+        path = Path(self.settings.recordings_dir) / rel_path
         deadline = asyncio.get_running_loop().time() + FILE_CLOSE_WAIT_S
         info, problem = await asyncio.to_thread(probe, path)
         while (info is None or not info.closed) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
             info, problem = await asyncio.to_thread(probe, path)
         values = finished_row_values(info, problem)
-        await self.env.store.execute(queries.recording_finished(channel_id, values))
+        await self.env.store.write([Op("recording_finished",
+                                       {"channel_id": channel_id, "values": values})])
         log.info("recording finished", extra={"status": values["status"],
                                               "duration_s": values.get("duration_s")})

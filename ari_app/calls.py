@@ -38,6 +38,12 @@ from callguard.domain.routing import (
 log = logging.getLogger("callguard.calls")
 
 
+@dataclass(frozen=True)
+class Followed:
+    why: str  # callflow.FOLLOW_RECORDING | FOLLOW_INBOUND
+    rel_path: str = ""  # the recording file, for finishing it without a database read
+
+
 @dataclass
 class CallEnv:
     """What a handler needs; passed in, so handlers are testable with fakes."""
@@ -46,7 +52,7 @@ class CallEnv:
     ari: AriClient
     store: Store
     site: SiteCache
-    tracked: dict[str, str]  # channel id → why we follow it to its end ("in", "rec", ...)
+    tracked: dict[str, Followed]  # channels followed to their end (call-end bookkeeping)
     queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
 
 
@@ -79,9 +85,9 @@ async def carry_out(env: CallEnv, channel_id: str, decision: Decision) -> None:
     await env.ari.continue_in_dialplan(channel_id, target.context)
 
 
-async def _follow(env: CallEnv, channel_id: str, why: str) -> None:
+async def _follow(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
     """Get ChannelDestroyed for a channel after it leaves Stasis (call end bookkeeping)."""
-    env.tracked[channel_id] = why
+    env.tracked[channel_id] = Followed(book.follow, book.rel_path)
     await env.ari.subscribe_channel(channel_id)
 
 
@@ -136,11 +142,9 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
 
 async def _apply(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
     """Write the call's rows and subscribe to its end, concurrently (both off the media path)."""
-    jobs: list[Any] = []
-    if book.statements:
-        jobs.append(_best_effort("call bookkeeping", env.store.execute(*book.statements)))
+    jobs: list[Any] = [env.store.write(book.ops)]
     if book.follow:
-        jobs.append(_best_effort("subscribe", _follow(env, channel_id, book.follow)))
+        jobs.append(_best_effort("subscribe", _follow(env, channel_id, book)))
     await asyncio.gather(*jobs)
 
 

@@ -1,11 +1,11 @@
-"""The site snapshot, refreshed in the background; the last good copy survives DB outages."""
+"""The site snapshot, refreshed in the background (CallguardApp.background); the last good
+copy survives database outages (REL-2)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from ari_app.store import Store, StoreUnavailable
+from ari_app.store import Store
 from callguard.domain.site import SiteSnapshot
 
 log = logging.getLogger("callguard.site")
@@ -19,14 +19,3 @@ class SiteCache:
 
     async def load(self) -> None:
         self.current = await self.store.snapshot()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.load()
-            except StoreUnavailable as exc:
-                log.warning("site refresh failed, keeping last snapshot: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), self.refresh_s)
-            except TimeoutError:
-                pass

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callguard.db import queries
+from callguard.db.queries import write_statement
 from callguard.db.site_repo import load_snapshot_async
-from callguard.domain.routing import RecordPlan
 from callguard.domain.site import SiteSnapshot
+from callguard.journal import Journal, Op
 
 log = logging.getLogger("callguard.store")
 T = TypeVar("T")
@@ -28,9 +28,11 @@ class StoreUnavailable(Exception):
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, journal: Journal) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.journal = journal
+        self.journal_backlog = journal.pending() > 0
 
     async def _run(
         self, work: Callable[[AsyncSession], Awaitable[T]], timeout: float = CALL_PATH_TIMEOUT_S
@@ -63,10 +65,41 @@ class Store:
                 await s.execute(stmt)
         await self._run(work)
 
-    async def record_rejection(self, list_id: int, month: str) -> None:
-        await self.execute(queries.count_rejection(list_id, month))
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Apply call-path writes, or journal them when the database is away (REL-2).
 
-    async def recording_started(
-        self, plan: RecordPlan, contract_id: int, channel_id: str, started_at: datetime
-    ) -> None:
-        await self.execute(queries.recording_started(plan, contract_id, channel_id, started_at))
+        While anything is journaled, new writes queue behind it so replay keeps their order.
+        """
+        if not ops:
+            return
+        if self.journal_backlog:
+            self.journal.append(ops)
+            return
+        try:
+            await self.execute(*(write_statement(op.name, op.args) for op in ops))
+        except StoreUnavailable as exc:
+            log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
+            self.journal.append(ops)
+            self.journal_backlog = True
+
+    async def replay_journal(self) -> int:
+        """Apply journaled writes in order; returns how many were applied."""
+        ops = await asyncio.to_thread(self.journal.take)
+        if not ops:
+            self.journal_backlog = False
+            return 0
+        # One transaction per op: a row that cannot be applied (e.g. a duplicate after a
+        # crash) must not hold back the others.
+        applied = 0
+        for op in ops:
+            try:
+                await self.execute(write_statement(op.name, op.args))
+            except StoreUnavailable:
+                break
+            applied += 1
+        await asyncio.to_thread(self.journal.done, applied)
+        if applied == len(ops):
+            self.journal_backlog = await asyncio.to_thread(self.journal.pending) > 0
+        if applied:
+            log.info("replayed %d journaled write(s)", applied)
+        return applied

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from callguard.db import queries
 from callguard.domain import nuisance
-from callguard.domain.routing import Capacity, Connect, Decision, Reject
+from callguard.domain.routing import Capacity, Connect, Decision, RecordPlan, Reject
 from callguard.domain.site import ContractInfo, NumberInfo, SiteSnapshot
+from callguard.journal import Op
 
 # Why a call is followed to its end: "rec" finalises a recording, "in" closes the inbound call
 # row used by the 144 last-caller rule.
@@ -20,33 +19,43 @@ FOLLOW_INBOUND = "in"
 
 @dataclass(frozen=True)
 class Bookkeeping:
-    statements: list[Any] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
     follow: str = ""
+    rel_path: str = ""  # the recording file, kept so the call can be finished without a read
 
 
 def inbound_bookkeeping(
     decision: Decision, number: NumberInfo | None, contract: ContractInfo | None,
     caller_key: str | None, channel_id: str, now: datetime,
 ) -> Bookkeeping:
-    statements: list[Any] = []
+    ops: list[Op] = []
     if number is not None and number.list_id is not None:
         # NCR-REG-2: every call that reached the line is a last-caller candidate; rejected
         # ones are logged as such so they never count.
-        statements.append(queries.inbound_call_started(
-            channel_id, number.list_id, number.id, caller_key, isinstance(decision, Reject), now,
-        ))
+        ops.append(Op("inbound_call_started", {
+            "channel_id": channel_id, "list_id": number.list_id, "number_id": number.id,
+            "caller_key": caller_key, "rejected": isinstance(decision, Reject),
+            "started_at": now,
+        }))
     if isinstance(decision, Reject):
-        statements.append(queries.count_rejection(decision.list_id, nuisance.month_of(now)))
-    follow = ""
+        ops.append(Op("count_rejection",
+                      {"list_id": decision.list_id, "month": nuisance.month_of(now)}))
     if isinstance(decision, Connect):
         if decision.record is not None and contract is not None:
-            statements.append(
-                queries.recording_started(decision.record, contract.id, channel_id, now)
-            )
-            follow = FOLLOW_RECORDING
-        elif number is not None and number.list_id is not None:
-            follow = FOLLOW_INBOUND
-    return Bookkeeping(statements, follow)
+            ops.append(_recording_started(decision.record, contract.id, channel_id, now))
+            return Bookkeeping(ops, FOLLOW_RECORDING, decision.record.rel_path)
+        if number is not None and number.list_id is not None:
+            return Bookkeeping(ops, FOLLOW_INBOUND)
+    return Bookkeeping(ops)
+
+
+def _recording_started(plan: RecordPlan, contract_id: int, channel_id: str,
+                       now: datetime) -> Op:
+    return Op("recording_started", {
+        "contract_id": contract_id, "number": plan.number, "direction": plan.direction,
+        "remote": plan.remote, "channel_id": channel_id, "path": plan.rel_path,
+        "started_at": now,
+    })
 
 
 def outbound_bookkeeping(
@@ -54,17 +63,17 @@ def outbound_bookkeeping(
 ) -> Bookkeeping:
     if isinstance(decision, Connect) and decision.record is not None and contract is not None:
         return Bookkeeping(
-            [queries.recording_started(decision.record, contract.id, channel_id, now)],
-            FOLLOW_RECORDING,
+            [_recording_started(decision.record, contract.id, channel_id, now)],
+            FOLLOW_RECORDING, decision.record.rel_path,
         )
     return Bookkeeping()
 
 
-def ended_statements(channel_id: str, follow: str, now: datetime) -> list[Any]:
-    statements: list[Any] = [queries.inbound_call_ended(channel_id, now)]
+def ended_ops(channel_id: str, follow: str, now: datetime) -> list[Op]:
+    ops = [Op("inbound_call_ended", {"channel_id": channel_id, "ended_at": now})]
     if follow == FOLLOW_RECORDING:
-        statements.append(queries.recording_ended(channel_id, now))
-    return statements
+        ops.append(Op("recording_ended", {"channel_id": channel_id, "ended_at": now}))
+    return ops
 
 
 def capacity_for(site: SiteSnapshot, active: int, default_max: int,

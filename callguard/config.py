@@ -52,6 +52,11 @@ class Settings:
     ring_timeout_s: int
 
     @property
+    def journal_dir(self) -> Path:
+        """Where call bookkeeping waits while the database is away (REL-2)."""
+        return self.log_dir.parent / "journal"
+
+    @property
     def async_database_url(self) -> str:
         return to_driver_url(self.database_url, "asyncpg")
 

@@ -126,7 +126,8 @@ ast_stop() {
 svc_start() {  # name, command...
     local name=$1; shift
     alive "$RUN/$name.pid" && return 0
-    nohup "$@" >>"$LOG/$name.log" 2>&1 &
+    # Close inherited descriptors (e.g. a caller's `flock` lock) so the service holds none.
+    nohup "$@" >>"$LOG/$name.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
     echo $! > "$RUN/$name.pid"
 }
 svc_stop() {

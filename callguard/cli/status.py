@@ -46,7 +46,7 @@ def _status(args: argparse.Namespace) -> int:
             db_ok = session.execute(text("SELECT 1")).scalar() == 1
     except Exception:
         db_ok = False
-    report = {
+    report: dict[str, Any] = {
         "asterisk": {
             "version": (info or {}).get("system", {}).get("version"),
             "sip": "udp 127.0.0.1:5060",
@@ -71,7 +71,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"Asterisk   {a['version'] or 'NOT ANSWERING'}  SIP {a['sip']}  ARI {s.ari_url}")
         print(f"Database   {s.database_url}  {'up' if db_ok else 'DOWN'}")
         print(f"ARI app    pid {report['ari_app']['pid'] or '-'}  log {s.log_dir / 'ari.log'}")
-        print(f"FastAGI    pid {report['fastagi']['pid'] or '-'}  {s.fastagi_host}:{s.fastagi_port}")
+        fastagi = report["fastagi"]
+        print(f"FastAGI    pid {fastagi['pid'] or '-'}  {fastagi['listen']}")
         print(f"HTTP API   http://{s.api_host}:{s.api_port}  (token in .run/secrets/api.token)")
         print(f"Recordings {s.recordings_dir}")
         print(f"Logs       {a['log']}  {s.log_dir}/")

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Insert, Select, Update, exists, func, select, update
+from sqlalchemy import Executable, Insert, Select, Update, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from callguard.db.models import InboundCall, NuisanceCounter, NuisanceEntry, Recording
-from callguard.domain.routing import RecordPlan
 
 
-def is_blocked(list_id: int, caller_key: str) -> Select[tuple[bool]]:
+def is_blocked(list_id: int, caller_key: str) -> Select[bool]:
     """One indexed lookup on (list_id, caller_key) (PERF-3)."""
     return select(
         exists().where(NuisanceEntry.list_id == list_id, NuisanceEntry.caller_key == caller_key)
@@ -47,20 +48,20 @@ def inbound_call_ended(channel_id: str, ended_at: datetime) -> Update:
 
 
 def recording_started(
-    plan: RecordPlan, contract_id: int, channel_id: str, started_at: datetime
+    contract_id: int, number: str, direction: str, remote: str, channel_id: str, path: str,
+    started_at: datetime,
 ) -> Insert:
     return pg_insert(Recording).values(
-        contract_id=contract_id, number=plan.number, direction=plan.direction,
-        remote=plan.remote[:40], channel_id=channel_id, path=plan.rel_path,
-        started_at=started_at, status="recording",
+        contract_id=contract_id, number=number, direction=direction, remote=remote[:40],
+        channel_id=channel_id, path=path, started_at=started_at, status="recording",
     ).on_conflict_do_nothing(index_elements=[Recording.channel_id])
 
 
-def active_recordings() -> Select[tuple[int]]:
+def active_recordings() -> Select[int]:
     return select(func.count()).select_from(Recording).where(Recording.status == "recording")
 
 
-def recording_by_channel(channel_id: str) -> Select[tuple[Recording]]:
+def recording_by_channel(channel_id: str) -> Select[Recording]:
     return select(Recording).where(Recording.channel_id == channel_id)
 
 
@@ -84,3 +85,20 @@ def recording_answered(channel_id: str, answered_at: datetime) -> Update:
         .where(Recording.channel_id == channel_id, Recording.answered_at.is_(None))
         .values(answered_at=answered_at)
     )
+
+
+# The writes of the call path by name, so they can be journaled as data while the database is
+# away and replayed later (REL-2): callguard.journal.Op(name, args) → statement.
+WRITES: dict[str, Callable[..., Executable]] = {
+    "count_rejection": count_rejection,
+    "inbound_call_started": inbound_call_started,
+    "inbound_call_ended": inbound_call_ended,
+    "recording_started": recording_started,
+    "recording_ended": recording_ended,
+    "recording_answered": recording_answered,
+    "recording_finished": recording_finished,
+}
+
+
+def write_statement(name: str, args: dict[str, Any]) -> Executable:
+    return WRITES[name](**args)

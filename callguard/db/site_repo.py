@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from callguard.domain.site import (
     SiteSnapshot,
 )
 
-_QUERIES: dict[str, Select[Any]] = {
+_QUERIES: dict[str, Any] = {
     "contracts": select(Contract.id, Contract.code, Contract.kind),
     "recording": select(RecordingSubscription),
     "nuisance": select(NuisanceSubscription),

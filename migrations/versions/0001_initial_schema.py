@@ -1,7 +1,7 @@
 """initial schema: contracts, numbers, services, lists, calls, recordings
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 11:38:36.674633
 """
 
