@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 
 log = logging.getLogger("callguard.ari")
+SLOW_REQUEST_S = 0.5
 
 
 class AriError(Exception):
@@ -53,6 +55,7 @@ class AriClient:
         body: Any = None,
     ) -> Any:
         url = f"{self.base_url}/ari/{path.lstrip('/')}"
+        started = time.monotonic()
         try:
             async with self.session.request(method, url, params=params, json=body) as resp:
                 text = await resp.text()
@@ -65,6 +68,10 @@ class AriClient:
                 return json.loads(text) if text else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AriError(0, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_REQUEST_S:
+                log.warning("slow ARI request %s %s: %.2fs", method, path.split("?")[0], elapsed)
 
     # Thin wrappers for the primitives callguard uses (one place each).
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:

@@ -142,12 +142,14 @@ svc_stop() {
 apps_start() {
     svc_start fastagi "$VENV/bin/callguard-fastagi"
     svc_start ari "$VENV/bin/callguard-ari"
-    # Ready when the app has registered with Asterisk (its websocket is up).
+    # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
+    # process died, so it proves nothing).
     for _ in $(seq 1 200); do
-        ast -rx 'ari show apps' 2>/dev/null | grep -qw callguard && return 0; sleep 0.05
+        ast_app_connected && return 0; sleep 0.05
     done
     say "ARI app did not connect; see $LOG/ari.log"; tail -20 "$LOG/ari.log"; exit 1
 }
+ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
 apps_stop() { svc_stop ari; svc_stop fastagi; }
 
 status() {
@@ -172,6 +174,7 @@ case "${1:-}" in
     app-stop) svc_stop "${2:?name}" ;;
     app-start) case "${2:?name}" in ari) svc_start ari "$VENV/bin/callguard-ari" ;; fastagi) svc_start fastagi "$VENV/bin/callguard-fastagi" ;; esac ;;
     ast) shift; ast "$@" ;;
+    app-connected) ast_app_connected ;;
     status) status ;;
     *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
 esac

@@ -77,3 +77,23 @@ def clean(engine: Engine, stack: Settings) -> Engine:
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     return tmp_path
+
+
+FIGURES: list[tuple[str, dict[str, object]]] = []
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Numbers a test measured; printed together at the end of the run."""
+    data: dict[str, object] = {}
+    FIGURES.append((request.node.name, data))
+    return data
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    shown = [(name, data) for name, data in FIGURES if data]
+    if shown:
+        terminalreporter.section("figures measured by the e2e tests")
+        for name, data in shown:
+            terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in
+                                                                 data.items()))

@@ -419,3 +419,66 @@ class Phone:
 
     def rang(self) -> bool:
         return any(m.method == "INVITE" and not m.sent for m in self.result().messages)
+
+
+@dataclass
+class LoadResult:
+    """Outcome of a sipp load run, counted per Call-ID from the message log."""
+
+    returncode: int
+    attempted: int
+    answered: int
+    failed_codes: dict[int, int]
+    unanswered: int  # no final response at all
+    log_dir: Path
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failed_codes.values()) + self.unanswered
+
+
+def count_calls(messages: list[SipMessage]) -> tuple[int, int, dict[int, int], int]:
+    """(attempted, answered, failures by code, without final response) per Call-ID."""
+    finals: dict[str, int] = {}
+    invites: set[str] = set()
+    for m in messages:
+        call_id = m.header("Call-ID") or ""
+        if m.sent and m.method == "INVITE":
+            invites.add(call_id)
+        elif not m.sent and m.status is not None and m.status >= 200 \
+                and "INVITE" in (m.header("CSeq") or ""):
+            finals.setdefault(call_id, m.status)
+    codes: dict[int, int] = {}
+    for call_id in invites:
+        code = finals.get(call_id)
+        if code is not None and code != 200:
+            codes[code] = codes.get(code, 0) + 1
+    answered = sum(1 for c in invites if finals.get(c) == 200)
+    return len(invites), answered, codes, sum(1 for c in invites if c not in finals)
+
+
+class Load:
+    """A background sipp UAC placing `count` calls at `rate` calls/s (bounded in count and
+    time); `.result()` after `.wait()` counts them."""
+
+    def __init__(self, spec: UacSpec, work: Path, rate: float, count: int,
+                 local_ip: str = CARRIER_IN, limit: int = 200, timeout_s: int = 120) -> None:
+        work.mkdir(parents=True, exist_ok=True)
+        self.work = work
+        self.cmd = _sipp(uac_xml(spec, work), work, local_ip, free_port(local_ip),
+                         ["-s", spec.to, "-r", str(rate), "-m", str(count), "-l", str(limit),
+                          "-timeout", f"{timeout_s}s", "-recv_timeout", "30000", ASTERISK])
+        self.timeout_s = timeout_s
+        self.proc = subprocess.Popen(self.cmd, cwd=work, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def wait(self) -> LoadResult:
+        try:
+            self.proc.wait(self.timeout_s + 15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        attempted, answered, codes, unanswered = count_calls(
+            parse_message_log(self.work / "messages.log"))
+        return LoadResult(self.proc.returncode, attempted, answered, codes, unanswered,
+                          self.work)
