@@ -28,7 +28,9 @@ deps: .build/deps.stamp ## install the Debian packages the stack needs
 venv: $(VENV)/.installed ## create the virtualenv with callguard and its dev tools
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@mkdir -p .build
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' >.build/pip.log 2>&1 || \
+	  { tail -30 .build/pip.log; exit 1; }
 	@touch $@
 
 root: deps ## build the project-local Asterisk 22 root (skipped on a host with Asterisk)

@@ -1,0 +1,61 @@
+"""Asterisk restarted mid-call (issue 5): the app reconnects by itself (RUN-4), and the
+recording cut off by the restart ends `complete` or `failed` after
+`callguard recordings reconcile`, never stuck at `recording` (REC-FILE-2)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.sipp import Phone, UacSpec, audio, uac
+
+STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
+CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
+
+
+def connected() -> bool:
+    return subprocess.run([STACK, "app-connected"], check=False).returncode == 0
+
+
+def test_restart_mid_call_reconcile_leaves_no_recording_rows(
+        clean: Engine, settings: Settings, work: Path, figures: dict[str, object]) -> None:
+    results: dict[str, object] = {}
+
+    def call() -> None:
+        results["call"] = uac(UacSpec(to="0312345679", steps=[audio(20)]), work / "carrier",
+                              timeout_s=40)
+
+    with Phone("127.0.1.2", work / "f1b", audio_s=20, timeout_s=40):
+        caller = threading.Thread(target=call)
+        caller.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the recording is under way
+            with clean.connect() as conn:
+                if conn.execute(text("SELECT count(*) FROM recordings WHERE answered_at IS NOT"
+                                     " NULL")).scalar():
+                    break
+            time.sleep(0.2)
+        time.sleep(2)
+        subprocess.run([STACK, "asterisk-stop"], check=True)
+        subprocess.run([STACK, "asterisk-start"], check=True)
+        caller.join(60)
+    reconnect_deadline = time.monotonic() + 15
+    while not connected() and time.monotonic() < reconnect_deadline:
+        time.sleep(0.2)
+    assert connected(), "the ARI app did not reconnect after the Asterisk restart"
+    with clean.connect() as conn:
+        before = conn.execute(text("SELECT status FROM recordings")).scalars().all()
+    done = subprocess.run([CLI, "recordings", "reconcile"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    with clean.connect() as conn:
+        after = dict(conn.execute(text(
+            "SELECT status, count(*) FROM recordings GROUP BY status")).all())
+    figures.update(rows_before=before, rows_after=after)
+    assert before, "no recording row was created"
+    assert "recording" not in after and sum(after.values()) == len(before)
