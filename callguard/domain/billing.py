@@ -1,0 +1,237 @@
+"""Monthly bill of one contract (BILL-*): pure, integer JPY, no clock.
+
+Rules decided here where SPEC §5 and the sources are silent:
+
+- A service is billed for a calendar month when it is active on at least one day of it: from the
+  month of `*_activated_on` through the month before the first day it is no longer active
+  (`*_cancelled_on`, exclusive, the same convention as `ContractInfo.recording_active`). Monthly
+  fees are charged for the full month, never prorated.
+- The recording initial fee is charged once, in the month of `recording_activated_on`.
+- The nuisance-rejection fee uses the unit and number count passed in (the state of the month being
+  billed); a month with a unit change is billed once at that unit, plus one construction fee per
+  change dated in the month (NCR-UNIT-1, BILL).
+- Line items with quantity 0 are left out.
+- Tax: floor(subtotal × tax_rate_percent / 100), computed once on the subtotal (integer yen,
+  rounded down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+
+class ContractKind(StrEnum):
+    MOBILE = "mobile"
+    FIXED = "fixed"
+
+
+class NuisanceUnit(StrEnum):
+    """NCR subscription unit (SPEC §4)."""
+
+    PER_NUMBER = "per-number"
+    PER_CONTRACT = "per-contract"
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """JPY excluding tax (source 000: "表記の金額は…すべて税抜")."""
+
+    recording_initial: int = 3000  # per contract, activation month
+    recording_mobile_contract: int = 500
+    recording_mobile_per_handset: int = 500  # per mobile phone number
+    recording_fixed_contract: int = 900
+    recording_fixed_per_channel: int = 900
+    nuisance_per_unit: int = 220  # per number or per contract, by unit (source 004)
+    # Construction fee for a unit change: the source only says one is due ("工事費が必要"),
+    # never how much, so it is configurable; 2,000 is a placeholder default.
+    nuisance_unit_change_fee: int = 2000
+    tax_rate_percent: int = 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BillableContract:
+    """What billing needs to know about one contract in the month billed."""
+
+    code: str
+    kind: ContractKind
+    recording_activated_on: date | None = None  # None: no recording add-on
+    handsets: int = 0  # mobile: mobile phone numbers of the contract
+    channels: int = 0  # fixed: channels summed over the contract's lines
+    nuisance_unit: NuisanceUnit | None = None  # None: no nuisance-rejection subscription
+    nuisance_numbers: int = 0  # per-number unit: subscribed numbers
+    nuisance_unit_changes: tuple[date, ...] = ()  # each one costs a construction fee
+    recording_cancelled_on: date | None = None  # first day no longer active
+    nuisance_activated_on: date | None = None  # required when nuisance_unit is set
+    nuisance_cancelled_on: date | None = None  # first day no longer active
+
+    def __post_init__(self) -> None:
+        # Bad provisioning must fail loudly rather than produce a plausible wrong bill.
+        if not self.code:
+            raise ValueError("contract code is empty")
+        # Accept the DB's plain strings ("fixed", "per-number"); reject anything else.
+        object.__setattr__(self, "kind", ContractKind(self.kind))
+        if self.nuisance_unit is not None:
+            object.__setattr__(self, "nuisance_unit", NuisanceUnit(self.nuisance_unit))
+        object.__setattr__(self, "nuisance_unit_changes", tuple(self.nuisance_unit_changes))
+        for name in ("handsets", "channels", "nuisance_numbers"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.kind is ContractKind.FIXED and self.handsets:
+            raise ValueError("a fixed contract has channels, not handsets")
+        if self.kind is ContractKind.MOBILE and self.channels:
+            raise ValueError("a mobile contract has handsets, not channels")
+        _check_period("recording", self.recording_activated_on, self.recording_cancelled_on)
+        if self.nuisance_unit is None:
+            if self.nuisance_activated_on is not None or self.nuisance_numbers:
+                raise ValueError("nuisance dates or numbers given without a nuisance unit")
+        else:
+            if self.nuisance_activated_on is None:
+                raise ValueError("a nuisance subscription needs nuisance_activated_on")
+            if self.nuisance_unit is NuisanceUnit.PER_NUMBER and self.nuisance_numbers < 1:
+                raise ValueError("a per-number nuisance subscription needs subscribed numbers")
+            if self.nuisance_unit is NuisanceUnit.PER_CONTRACT and self.nuisance_numbers:
+                raise ValueError("nuisance_numbers is only for the per-number unit")
+        _check_period("nuisance", self.nuisance_activated_on, self.nuisance_cancelled_on)
+
+
+def _check_period(name: str, start: date | None, end: date | None) -> None:
+    if start is None and end is not None:
+        raise ValueError(f"{name} cancelled but never activated")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"{name} cancelled on or before its activation")
+
+
+@dataclass(frozen=True)
+class LineItem:
+    code: str
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "description": self.description,
+            "quantity": self.quantity,
+            "unit_price": self.unit_price,
+            "amount": self.amount,
+        }
+
+
+@dataclass(frozen=True)
+class Bill:
+    contract: str
+    month: str  # YYYY-MM
+    items: tuple[LineItem, ...]
+    subtotal: int  # JPY excluding tax
+    tax: int
+    total: int  # JPY including tax
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contract": self.contract,
+            "month": self.month,
+            "currency": "JPY",
+            "items": [item.to_json() for item in self.items],
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+        }
+
+
+# Stable line-item codes for reports and the API.
+ITEM_RECORDING_INITIAL = "recording-initial"
+ITEM_RECORDING_MOBILE_CONTRACT = "recording-mobile-contract"
+ITEM_RECORDING_MOBILE_HANDSET = "recording-mobile-handset"
+ITEM_RECORDING_FIXED_CONTRACT = "recording-fixed-contract"
+ITEM_RECORDING_FIXED_CHANNEL = "recording-fixed-channel"
+ITEM_NUISANCE_PER_NUMBER = "nuisance-per-number"
+ITEM_NUISANCE_PER_CONTRACT = "nuisance-per-contract"
+ITEM_NUISANCE_UNIT_CHANGE = "nuisance-unit-change"
+
+
+def _month_index(year: int, month: int) -> int:
+    return year * 12 + (month - 1)
+
+
+def _active_in(index: int, start: date | None, end: date | None) -> bool:
+    """Active on at least one day of the month `index` (end is exclusive)."""
+    if start is None or _month_index(start.year, start.month) > index:
+        return False
+    if end is None:
+        return True
+    # end exclusive: the last active day is end - 1 day, whose month is end's month unless
+    # end is the 1st.
+    last_active = _month_index(end.year, end.month) - (1 if end.day == 1 else 0)
+    return index <= last_active
+
+
+def _item(code: str, description: str, quantity: int, unit_price: int) -> LineItem:
+    return LineItem(code, description, quantity, unit_price, quantity * unit_price)
+
+
+def monthly_bill(
+    contract: BillableContract, year: int, month: int, prices: PriceTable = PriceTable()
+) -> Bill:
+    """The bill of `contract` for calendar month `year`-`month` (BILL)."""
+    if type(year) is not int or not 1 <= year <= 9999:
+        raise ValueError(f"year out of range: {year!r}")
+    if type(month) is not int or not 1 <= month <= 12:
+        raise ValueError(f"month out of range: {month!r}")
+    index = _month_index(year, month)
+    items: list[LineItem] = []
+
+    rec_on = contract.recording_activated_on
+    if rec_on is not None and _month_index(rec_on.year, rec_on.month) == index:
+        items.append(_item(ITEM_RECORDING_INITIAL, "Call recording: initial fee",
+                           1, prices.recording_initial))
+    if _active_in(index, rec_on, contract.recording_cancelled_on):
+        # Source 000 note 1: recording is per contract, plus per handset number / per channel.
+        if contract.kind is ContractKind.MOBILE:
+            items.append(_item(ITEM_RECORDING_MOBILE_CONTRACT,
+                               "Call recording (mobile): monthly, per contract",
+                               1, prices.recording_mobile_contract))
+            items.append(_item(ITEM_RECORDING_MOBILE_HANDSET,
+                               "Call recording (mobile): monthly, per mobile number",
+                               contract.handsets, prices.recording_mobile_per_handset))
+        else:
+            items.append(_item(ITEM_RECORDING_FIXED_CONTRACT,
+                               "Call recording (fixed): monthly, per contract",
+                               1, prices.recording_fixed_contract))
+            items.append(_item(ITEM_RECORDING_FIXED_CHANNEL,
+                               "Call recording (fixed): monthly, per channel",
+                               contract.channels, prices.recording_fixed_per_channel))
+
+    if contract.nuisance_unit is not None and _active_in(
+        index, contract.nuisance_activated_on, contract.nuisance_cancelled_on
+    ):
+        if contract.nuisance_unit is NuisanceUnit.PER_NUMBER:
+            items.append(_item(ITEM_NUISANCE_PER_NUMBER,
+                               "Nuisance-call rejection: monthly, per number",
+                               contract.nuisance_numbers, prices.nuisance_per_unit))
+        else:
+            items.append(_item(ITEM_NUISANCE_PER_CONTRACT,
+                               "Nuisance-call rejection: monthly, per contract",
+                               1, prices.nuisance_per_unit))
+
+    changes = sum(1 for d in contract.nuisance_unit_changes
+                  if _month_index(d.year, d.month) == index)
+    items.append(_item(ITEM_NUISANCE_UNIT_CHANGE,
+                       "Nuisance-call rejection: construction fee for a unit change",
+                       changes, prices.nuisance_unit_change_fee))
+
+    kept = tuple(item for item in items if item.quantity > 0)
+    subtotal = sum(item.amount for item in kept)
+    tax = subtotal * prices.tax_rate_percent // 100  # integer yen, rounded down
+    return Bill(contract.code, f"{year:04d}-{month:02d}", kept, subtotal, tax, subtotal + tax)

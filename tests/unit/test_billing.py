@@ -1,0 +1,329 @@
+"""Monthly bills (BILL-*, SPEC §5) for hand-built contracts and the reference site (SPEC §8)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callguard.domain.billing import (
+    ITEM_NUISANCE_PER_CONTRACT,
+    ITEM_NUISANCE_PER_NUMBER,
+    ITEM_NUISANCE_UNIT_CHANGE,
+    ITEM_RECORDING_FIXED_CHANNEL,
+    ITEM_RECORDING_FIXED_CONTRACT,
+    ITEM_RECORDING_INITIAL,
+    ITEM_RECORDING_MOBILE_CONTRACT,
+    ITEM_RECORDING_MOBILE_HANDSET,
+    Bill,
+    BillableContract,
+    ContractKind,
+    LineItem,
+    NuisanceUnit,
+    PriceTable,
+    monthly_bill,
+)
+
+ON = date(2026, 4, 15)  # the reference site is provisioned mid-month: no proration either way
+
+# SPEC §8: everything active from the day of provisioning.
+F1 = BillableContract(  # f1-a 2 ch + f1-b 1 ch; recording; NCR per number on 2 numbers
+    code="F1",
+    kind=ContractKind.FIXED,
+    recording_activated_on=ON,
+    channels=3,
+    nuisance_unit=NuisanceUnit.PER_NUMBER,
+    nuisance_numbers=2,
+    nuisance_activated_on=ON,
+)
+F2 = BillableContract(  # no recording; NCR per contract
+    code="F2",
+    kind=ContractKind.FIXED,
+    channels=2,
+    nuisance_unit=NuisanceUnit.PER_CONTRACT,
+    nuisance_activated_on=ON,
+)
+M1 = BillableContract(  # 2 handsets; recording; no NCR
+    code="M1", kind=ContractKind.MOBILE, recording_activated_on=ON, handsets=2
+)
+
+
+def amounts(bill: Bill) -> dict[str, int]:
+    return {item.code: item.amount for item in bill.items}
+
+
+# --- the reference site (SPEC §8) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("contract", "subtotal", "total"),
+    [(F1, 4040, 4444), (F2, 220, 242), (M1, 1500, 1650)],
+)
+@pytest.mark.parametrize(("year", "month"), [(2026, 5), (2026, 12), (2027, 1)])
+def test_reference_site_after_activation(
+    contract: BillableContract, subtotal: int, total: int, year: int, month: int
+) -> None:
+    """BILL: F1 4,040 / F2 220 / M1 1,500 excluding tax, 10 % on top."""
+    bill = monthly_bill(contract, year, month)
+    assert (bill.subtotal, bill.tax, bill.total) == (subtotal, total - subtotal, total)
+
+
+def test_reference_f1_activation_month() -> None:
+    """BILL: initial 3,000 + 900 + 3 × 900 + 2 × 220 = 7,040 in the activation month."""
+    bill = monthly_bill(F1, 2026, 4)
+    assert bill.month == "2026-04"
+    assert amounts(bill) == {
+        ITEM_RECORDING_INITIAL: 3000,
+        ITEM_RECORDING_FIXED_CONTRACT: 900,
+        ITEM_RECORDING_FIXED_CHANNEL: 2700,
+        ITEM_NUISANCE_PER_NUMBER: 440,
+    }
+    assert (bill.subtotal, bill.tax, bill.total) == (7040, 704, 7744)
+
+
+def test_reference_m1_and_f2_activation_month() -> None:
+    assert monthly_bill(M1, 2026, 4).subtotal == 4500  # 3,000 + 1,500
+    assert monthly_bill(F2, 2026, 4).subtotal == 220  # no recording: no initial fee
+
+
+@pytest.mark.parametrize("contract", [F1, F2, M1])
+@pytest.mark.parametrize(("year", "month"), [(2026, 3), (2025, 4), (2020, 1)])
+def test_before_activation_is_empty(contract: BillableContract, year: int, month: int) -> None:
+    """Nothing is billed before a service is activated."""
+    bill = monthly_bill(contract, year, month)
+    assert bill.items == ()
+    assert (bill.subtotal, bill.tax, bill.total) == (0, 0, 0)
+
+
+# --- each line item ---------------------------------------------------------------------------
+
+
+def test_recording_initial_fee_only_in_activation_month() -> None:
+    """BILL: 3,000 per contract, once."""
+    first = monthly_bill(M1, 2026, 4)
+    assert first.items[0] == LineItem(
+        ITEM_RECORDING_INITIAL, "Call recording: initial fee", 1, 3000, 3000
+    )
+    assert ITEM_RECORDING_INITIAL not in amounts(monthly_bill(M1, 2026, 5))
+    assert ITEM_RECORDING_INITIAL not in amounts(monthly_bill(M1, 2027, 4))
+
+
+def test_recording_mobile_items() -> None:
+    """BILL: mobile 500 per contract + 500 per mobile number."""
+    items = {item.code: item for item in monthly_bill(M1, 2026, 6).items}
+    assert items[ITEM_RECORDING_MOBILE_CONTRACT].quantity == 1
+    assert items[ITEM_RECORDING_MOBILE_CONTRACT].unit_price == 500
+    assert items[ITEM_RECORDING_MOBILE_CONTRACT].amount == 500
+    assert items[ITEM_RECORDING_MOBILE_HANDSET].quantity == 2
+    assert items[ITEM_RECORDING_MOBILE_HANDSET].unit_price == 500
+    assert items[ITEM_RECORDING_MOBILE_HANDSET].amount == 1000
+    assert set(items) == {ITEM_RECORDING_MOBILE_CONTRACT, ITEM_RECORDING_MOBILE_HANDSET}
+
+
+def test_recording_fixed_items() -> None:
+    """BILL: fixed 900 per contract + 900 per channel (channels summed over lines)."""
+    items = {item.code: item for item in monthly_bill(F1, 2026, 6).items}
+    assert (items[ITEM_RECORDING_FIXED_CONTRACT].quantity,
+            items[ITEM_RECORDING_FIXED_CONTRACT].amount) == (1, 900)
+    assert (items[ITEM_RECORDING_FIXED_CHANNEL].quantity,
+            items[ITEM_RECORDING_FIXED_CHANNEL].unit_price,
+            items[ITEM_RECORDING_FIXED_CHANNEL].amount) == (3, 900, 2700)
+
+
+def test_nuisance_per_number() -> None:
+    """BILL: 220 per subscribed number."""
+    item = {i.code: i for i in monthly_bill(F1, 2026, 6).items}[ITEM_NUISANCE_PER_NUMBER]
+    assert (item.quantity, item.unit_price, item.amount) == (2, 220, 440)
+    five = replace(F1, nuisance_numbers=5)
+    assert amounts(monthly_bill(five, 2026, 6))[ITEM_NUISANCE_PER_NUMBER] == 1100
+
+
+def test_nuisance_per_contract_ignores_number_count() -> None:
+    """BILL: 220 per contract whatever the number of numbers."""
+    bill = monthly_bill(F2, 2026, 6)
+    assert bill.items == (
+        LineItem(ITEM_NUISANCE_PER_CONTRACT, "Nuisance-call rejection: monthly, per contract",
+                 1, 220, 220),
+    )
+
+
+def test_unit_change_month_has_construction_fee() -> None:
+    """BILL / NCR-UNIT-1: a unit change costs the configurable construction fee, that month."""
+    changed = replace(F2, nuisance_unit_changes=(date(2026, 7, 10),))
+    july = monthly_bill(changed, 2026, 7)
+    assert amounts(july) == {ITEM_NUISANCE_PER_CONTRACT: 220, ITEM_NUISANCE_UNIT_CHANGE: 2000}
+    assert (july.subtotal, july.tax, july.total) == (2220, 222, 2442)
+    assert ITEM_NUISANCE_UNIT_CHANGE not in amounts(monthly_bill(changed, 2026, 6))
+    assert ITEM_NUISANCE_UNIT_CHANGE not in amounts(monthly_bill(changed, 2026, 8))
+
+
+def test_two_unit_changes_in_one_month_cost_two_fees() -> None:
+    changed = replace(F2, nuisance_unit_changes=(date(2026, 7, 1), date(2026, 7, 31),
+                                                 date(2027, 7, 1)))
+    item = {i.code: i for i in monthly_bill(changed, 2026, 7).items}[ITEM_NUISANCE_UNIT_CHANGE]
+    assert (item.quantity, item.unit_price, item.amount) == (2, 2000, 4000)
+
+
+def test_construction_fee_is_configurable() -> None:
+    changed = replace(F2, nuisance_unit_changes=(date(2026, 7, 10),))
+    prices = PriceTable(nuisance_unit_change_fee=5500)
+    assert amounts(monthly_bill(changed, 2026, 7, prices))[ITEM_NUISANCE_UNIT_CHANGE] == 5500
+
+
+def test_price_table_defaults() -> None:
+    """BILL: the figures of SPEC §5 / source 000."""
+    p = PriceTable()
+    assert (p.recording_initial, p.recording_mobile_contract, p.recording_mobile_per_handset,
+            p.recording_fixed_contract, p.recording_fixed_per_channel, p.nuisance_per_unit,
+            p.tax_rate_percent) == (3000, 500, 500, 900, 900, 220, 10)
+
+
+def test_custom_prices_apply_everywhere() -> None:
+    prices = PriceTable(recording_fixed_contract=1000, recording_fixed_per_channel=100,
+                        nuisance_per_unit=300, tax_rate_percent=8)
+    bill = monthly_bill(F1, 2026, 6, prices)
+    assert bill.subtotal == 1000 + 300 + 600
+    assert bill.tax == 1900 * 8 // 100
+
+
+# --- periods ----------------------------------------------------------------------------------
+
+
+def test_no_proration_in_activation_month() -> None:
+    """Activated on the last day of the month: the full monthly fee is still charged."""
+    late = replace(M1, recording_activated_on=date(2026, 4, 30))
+    assert monthly_bill(late, 2026, 4).subtotal == 3000 + 1500
+
+
+def test_cancellation_bills_through_last_active_month() -> None:
+    """cancelled_on is the first inactive day: that month is billed only if a day was active."""
+    mid = replace(M1, recording_cancelled_on=date(2026, 9, 15))
+    assert monthly_bill(mid, 2026, 9).subtotal == 1500  # full month, no proration
+    assert monthly_bill(mid, 2026, 10).items == ()
+    first = replace(M1, recording_cancelled_on=date(2026, 9, 1))
+    assert monthly_bill(first, 2026, 8).subtotal == 1500
+    assert monthly_bill(first, 2026, 9).items == ()
+
+
+def test_nuisance_periods_are_independent_of_recording() -> None:
+    later = replace(F1, nuisance_activated_on=date(2026, 6, 1),
+                    nuisance_cancelled_on=date(2026, 8, 1))
+    assert ITEM_NUISANCE_PER_NUMBER not in amounts(monthly_bill(later, 2026, 5))
+    assert ITEM_NUISANCE_PER_NUMBER in amounts(monthly_bill(later, 2026, 6))
+    assert ITEM_NUISANCE_PER_NUMBER in amounts(monthly_bill(later, 2026, 7))
+    assert ITEM_NUISANCE_PER_NUMBER not in amounts(monthly_bill(later, 2026, 8))
+    assert monthly_bill(later, 2026, 8).subtotal == 3600  # recording goes on
+
+
+def test_zero_quantity_lines_are_left_out() -> None:
+    no_handsets = replace(M1, handsets=0)
+    assert amounts(monthly_bill(no_handsets, 2026, 6)) == {ITEM_RECORDING_MOBILE_CONTRACT: 500}
+
+
+# --- tax and JSON -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("subtotal", "tax"), [(220, 22), (1, 0), (9, 0), (19, 1), (4040, 404)])
+def test_tax_rounds_down(subtotal: int, tax: int) -> None:
+    """Tax = floor(subtotal × 10 / 100), integer yen."""
+    prices = PriceTable(nuisance_per_unit=subtotal)
+    bill = monthly_bill(F2, 2026, 6, prices)
+    assert (bill.subtotal, bill.tax, bill.total) == (subtotal, tax, subtotal + tax)
+
+
+def test_to_json() -> None:
+    assert monthly_bill(F2, 2026, 6).to_json() == {
+        "contract": "F2",
+        "month": "2026-06",
+        "currency": "JPY",
+        "items": [{
+            "code": ITEM_NUISANCE_PER_CONTRACT,
+            "description": "Nuisance-call rejection: monthly, per contract",
+            "quantity": 1,
+            "unit_price": 220,
+            "amount": 220,
+        }],
+        "subtotal": 220,
+        "tax": 22,
+        "total": 242,
+    }
+
+
+def test_month_is_zero_padded() -> None:
+    assert monthly_bill(F1, 2026, 11).month == "2026-11"
+    assert monthly_bill(F1, 2027, 1).month == "2027-01"
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("year", "month"), [(2026, 0), (2026, 13), (0, 1), (10000, 1)])
+def test_bad_month_is_refused(year: int, month: int) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        monthly_bill(F1, year, month)
+
+
+def test_plain_strings_are_coerced() -> None:
+    """The DB stores kind and unit as text; they become the enums (or fail)."""
+    c = BillableContract(code="X", kind="fixed", nuisance_unit="per-contract",  # type: ignore[arg-type]
+                         nuisance_activated_on=ON)
+    assert c.kind is ContractKind.FIXED
+    assert c.nuisance_unit is NuisanceUnit.PER_CONTRACT
+    with pytest.raises(ValueError):
+        BillableContract(code="X", kind="landline")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"code": ""},
+        {"channels": -1},
+        {"handsets": 1},  # a fixed contract
+        {"nuisance_numbers": 0},  # per number with no number
+        {"nuisance_activated_on": None},
+        {"recording_cancelled_on": ON},  # cancelled on activation day
+        {"recording_activated_on": None, "recording_cancelled_on": ON},
+        {"nuisance_unit": None},  # numbers and a start date without a unit
+    ],
+)
+def test_inconsistent_contract_is_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        replace(F1, **changes)
+
+
+def test_mobile_with_channels_is_refused() -> None:
+    with pytest.raises(ValueError):
+        replace(M1, channels=1)
+
+
+def test_per_contract_with_numbers_is_refused() -> None:
+    with pytest.raises(ValueError):
+        replace(F2, nuisance_numbers=2)
+
+
+def test_negative_price_is_refused() -> None:
+    with pytest.raises(ValueError):
+        PriceTable(nuisance_per_unit=-1)
+
+
+@given(
+    year=st.integers(2020, 2035),
+    month=st.integers(1, 12),
+    handsets=st.integers(0, 500),
+    changes=st.lists(st.dates(date(2020, 1, 1), date(2035, 12, 31)), max_size=4),
+)
+def test_bill_arithmetic_holds(
+    year: int, month: int, handsets: int, changes: list[date]
+) -> None:
+    """Every bill adds up: amount = qty × price, subtotal = Σ, total = subtotal + floor tax."""
+    contract = replace(M1, handsets=handsets, nuisance_unit=NuisanceUnit.PER_CONTRACT,
+                       nuisance_activated_on=ON, nuisance_unit_changes=tuple(changes))
+    bill = monthly_bill(contract, year, month)
+    assert all(i.amount == i.quantity * i.unit_price and i.quantity > 0 for i in bill.items)
+    assert bill.subtotal == sum(i.amount for i in bill.items)
+    assert bill.tax == bill.subtotal // 10
+    assert bill.total == bill.subtotal + bill.tax
