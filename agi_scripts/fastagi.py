@@ -144,7 +144,7 @@ class Fallback:
         decision = decide_inbound(
             site, facts, blocked=blocked,
             capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
-            ring_timeout_s=self.settings.ring_timeout_s,
+            ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
         )
         book = inbound_bookkeeping(decision, number, contract, key, channel_id, now)
         self.carry_out(agi, decision, book, "inbound")

@@ -127,7 +127,7 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
         env, contract is not None and contract.recording_active(now.date()))
     decision = decide_inbound(
         site, facts, blocked=blocked, capacity=capacity,
-        ring_timeout_s=env.settings.ring_timeout_s,
+        ring_timeout_s=site.setting_int("ring_timeout_s", env.settings.ring_timeout_s),
     )
     log.info("inbound decision", extra={
         "called": called, "caller": privacy.mask(identity), "decision": type(decision).__name__,

@@ -4,9 +4,12 @@ caller ID, extension calls inside a contract, unknown sources refused (SEC-1).""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, text
 
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacSpec, audio, uac
 
@@ -63,3 +66,29 @@ def test_unknown_source_address_is_refused(clean: Engine, work: Path) -> None:
                    timeout_s=10)
     assert call.final_status() in (401, 403, 404), call.statuses()
     assert not carrier.rang()
+
+
+@pytest.fixture
+def short_ring(clean: Engine) -> Iterator[None]:
+    """Ring for 3 s instead of the default 30 (site_settings, read within ~2 s)."""
+    with clean.begin() as conn:
+        conn.execute(text("INSERT INTO site_settings (key, value) VALUES ('ring_timeout_s', '3')"
+                          " ON CONFLICT (key) DO UPDATE SET value = '3'"))
+    time.sleep(2.5)
+    yield
+    with clean.begin() as conn:
+        conn.execute(text("DELETE FROM site_settings WHERE key = 'ring_timeout_s'"))
+    time.sleep(2.5)
+
+
+def test_inbound_no_answer_gives_480(short_ring: None, work: Path) -> None:
+    with Phone("127.0.1.3", work / "phone", mode="noanswer") as phone:
+        call = uac(UacSpec(to="0612345678"), work / "carrier")
+    assert call.final_status() == 480
+    assert phone.rang()
+
+
+def test_inbound_unreachable_phone_gives_480(short_ring: None, work: Path) -> None:
+    # Nothing listens at f2-b (127.0.1.4): the INVITE goes unanswered.
+    call = uac(UacSpec(to="0612345679"), work / "carrier")
+    assert call.final_status() == 480
