@@ -171,7 +171,8 @@ a=sendrecv"""
 
 def uac_xml(spec: UacSpec, work: Path) -> str:
     from_host = spec.from_host or "[local_ip]"
-    headers = "\n".join(spec.extra_headers)
+    # No blank line may appear among the headers: it would end them (and drop the SDP).
+    headers = "".join(f"{h}\n" for h in spec.extra_headers)
     body = SDP if spec.sdp else ""
     ctype = "Content-Type: application/sdp\n" if spec.sdp else ""
     fails = "\n  ".join(
@@ -214,8 +215,7 @@ Call-ID: [call_id]
 CSeq: 1 INVITE
 Contact: <sip:{spec.from_user}@[local_ip]:[local_port]>
 Max-Forwards: 70
-{headers}
-{ctype}Content-Length: [len]
+{headers}{ctype}Content-Length: [len]
 
 {body}
 ]]></send>
