@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
 from ari_app.client import AriClient, AriError
 from ari_app.logs import channel_var
@@ -16,6 +18,7 @@ from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard.callflow import FOLLOW_RECORDING, ended_ops
 from callguard.config import Settings
+from callguard.db import queries
 from callguard.db.session import make_async_engine
 from callguard.journal import Journal, Op
 from callguard.recording_files import FILE_CLOSE_WAIT_S, finished_row_values, probe
@@ -108,6 +111,7 @@ class CallguardApp:
             return
         if kind == "_Connected":
             self.spawn(self.take_over())
+            self.spawn(self.resume_followed())
             return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
@@ -136,6 +140,34 @@ class CallguardApp:
                     await self.env.ari.continue_in_dialplan(channel_id)
         except AriError as exc:
             log.warning("take-over failed: %s", exc)
+
+    async def resume_followed(self) -> None:
+        """After a (re)start: calls we were following are followed again if still up, or
+        finished now if they ended while we were away (REC-FILE-2, REL-1)."""
+        try:
+            async with self.env.store.sessions() as session:
+                pending = (await session.execute(queries.unfinished_calls())).all()
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
+            log.warning("cannot resume followed calls now: %s", exc)
+            return
+        for channel_id, why, rel_path in pending:
+            if channel_id in self.env.tracked:
+                continue
+            followed = Followed(why, rel_path)
+            try:
+                await self.env.ari.request("GET", f"channels/{channel_id}")
+            except AriError as exc:
+                if exc.status != 404:
+                    continue
+                self.spawn(self.call_ended(channel_id, followed), channel_id)
+                continue
+            self.env.tracked[channel_id] = followed
+            try:
+                await self.env.ari.subscribe_channel(channel_id)
+            except AriError:
+                self.env.tracked.pop(channel_id, None)
+        if pending:
+            log.info("resumed %d followed call(s)", len(pending))
 
     async def call_ended(self, channel_id: str, followed: Followed) -> None:
         await self.env.store.write(ended_ops(channel_id, followed.why, datetime.now(UTC)))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, Insert, Select, Update, exists, func, select, update
+from sqlalchemy import Executable, Insert, Select, Update, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from callguard.db.models import InboundCall, NuisanceCounter, NuisanceEntry, Recording
@@ -102,3 +102,15 @@ WRITES: dict[str, Callable[..., Executable]] = {
 
 def write_statement(name: str, args: dict[str, Any]) -> Executable:
     return WRITES[name](**args)
+
+
+def unfinished_calls() -> Select[str, str, str]:
+    """Calls a shell was following when it stopped: (channel id, follow kind, recording path).
+
+    Recordings still `recording`, and inbound calls of a nuisance scope never closed."""
+    recs = select(Recording.channel_id, literal("rec"), Recording.path).where(
+        Recording.status == "recording")
+    calls = select(InboundCall.channel_id, literal("in"), literal("")).where(
+        InboundCall.ended_at.is_(None), InboundCall.rejected.is_(False),
+        InboundCall.channel_id.not_in(select(Recording.channel_id)))
+    return recs.union_all(calls)  # type: ignore[return-value]

@@ -82,7 +82,9 @@ def test_app_killed_under_load_no_call_dropped(clean: Engine, settings: Settings
     assert counted == [(list_id, 1)]
     total = plain_result.attempted + rec_result.attempted
     failed = plain_result.failed + rec_result.failed
-    time.sleep(3)  # recordings of the last calls are finished a moment after they end
+    # Recordings are finished a moment after their calls end; those the killed app was
+    # following are finished by the restarted app (resume_followed).
+    wait_for(lambda: not rows(clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 15)
     statuses = dict(rows(clean, "SELECT status, count(*) FROM recordings GROUP BY status"))
     figures.update(attempted=total, failed=failed, outage_s=round(outage_s, 1),
                    blocked_rejected=1, recordings=statuses)
