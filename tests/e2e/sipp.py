@@ -374,6 +374,7 @@ class Phone:
     def __init__(self, ip: str, work: Path, mode: str = "answer", answer_ms: int = 0,
                  audio_s: float = 0.0, calls: int = 1, timeout_s: int = 60) -> None:
         self.ip, self.work, self.calls, self.timeout_s = ip, work, calls, timeout_s
+        work.mkdir(parents=True, exist_ok=True)
         if mode == "answer":
             audio_xml = _steps_xml([audio(audio_s)], work / "x") if audio_s else ""
             tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
