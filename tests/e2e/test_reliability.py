@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -43,6 +45,19 @@ def wait_for(predicate: object, timeout_s: float) -> bool:
     return False
 
 
+@contextmanager
+def mixed_load(work: Path) -> Iterator[tuple[Phone, Load, Load]]:
+    """10 calls/s for 30 s: half to f2-b (unrecorded, NCR per contract), half to f1-b
+    (recorded); both phones answer at once and every call carries 1 s of audio."""
+    with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90) as f2b, \
+            Phone("127.0.1.2", work / "f1b", audio_s=0, calls=200, timeout_s=90):
+        plain = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "plain", 5, 150,
+                     timeout_s=80)
+        recorded = Load(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
+                        work / "rec", 5, 150, timeout_s=80)
+        yield f2b, plain, recorded
+
+
 def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(sql))]
@@ -55,12 +70,7 @@ def test_app_killed_under_load_no_call_dropped(clean: Engine, settings: Settings
     app reconnects by itself when restarted (RUN-4)."""
     list_id = block(clean, settings, BLOCKED_CALLER)
     pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
-    with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90) as f2b, \
-            Phone("127.0.1.2", work / "f1b", audio_s=0, calls=200, timeout_s=90):
-        plain = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "plain", 5, 150,
-                     timeout_s=80)
-        recorded = Load(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
-                        work / "rec", 5, 150, timeout_s=80)
+    with mixed_load(work) as (f2b, plain, recorded):
         time.sleep(5)
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: not app_connected(settings), 5)
@@ -97,12 +107,7 @@ def test_database_stopped_under_load_calls_connect_rows_recovered(
         clean: Engine, settings: Settings, work: Path, figures: dict[str, object]) -> None:
     """REL-2: stop PostgreSQL for 20 s at 10 calls/s: no call fails, recordings still happen,
     their rows are journaled and written when the database is back, with no restart."""
-    with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90), \
-            Phone("127.0.1.2", work / "f1b", audio_s=0, calls=200, timeout_s=90):
-        plain = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "plain", 5, 150,
-                     timeout_s=80)
-        recorded = Load(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
-                        work / "rec", 5, 150, timeout_s=80)
+    with mixed_load(work) as (_, plain, recorded):
         time.sleep(5)
         subprocess.run([STACK, "pg-stop"], check=True)
         try:
