@@ -1,0 +1,183 @@
+"""Nuisance lists in PostgreSQL (NCR-*, REL-3). One implementation, written against a sync
+Session: the CLI uses it directly, the ARI app through `AsyncSession.run_sync`.
+
+Every change to a list first locks the list's row (SELECT … FOR UPDATE), so concurrent 144
+sessions on one list are serialised and the 30-entry bound and FIFO order always hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from callguard.db.models import (
+    ENTRY_SEQ,
+    Contract,
+    InboundCall,
+    NuisanceCounter,
+    NuisanceEntry,
+    NuisanceList,
+    NuisanceSubscription,
+    NuisanceUnitChange,
+    Number,
+)
+from callguard.db.provision import ensure_nuisance_lists
+from callguard.domain import nuisance
+from callguard.domain.nuisance import Outcome, RegistrationPlan
+
+RECENT_CALLS = 50
+
+
+class ListGone(Exception):
+    """The list was deactivated (unit changed) or never existed."""
+
+
+def _lock(session: Session, list_id: int) -> NuisanceList:
+    lst = session.scalar(
+        select(NuisanceList).where(NuisanceList.id == list_id, NuisanceList.active.is_(True))
+        .with_for_update()
+    )
+    if lst is None:
+        raise ListGone(f"list {list_id} is not active")
+    return lst
+
+
+def _entries(session: Session, list_id: int) -> list[NuisanceEntry]:
+    return list(session.scalars(
+        select(NuisanceEntry).where(NuisanceEntry.list_id == list_id)
+        .order_by(NuisanceEntry.seq)))
+
+
+def register(session: Session, list_id: int, caller_key: str,
+             evict_confirmed: bool) -> RegistrationPlan:
+    """NCR-REG-1/5/6: add the caller as the newest entry, applying the pure plan."""
+    lst = _lock(session, list_id)
+    rows = _entries(session, list_id)
+    plan = nuisance.plan_registration([r.caller_key for r in rows], caller_key, lst.capacity,
+                                      evict_confirmed)
+    if plan.outcome is Outcome.NEEDS_EVICTION_CONFIRM:
+        return plan
+    if plan.removed:
+        session.execute(delete(NuisanceEntry).where(
+            NuisanceEntry.list_id == list_id, NuisanceEntry.caller_key.in_(plan.removed)))
+    if plan.outcome is Outcome.MOVED_TO_NEWEST:
+        session.execute(update(NuisanceEntry).where(
+            NuisanceEntry.list_id == list_id, NuisanceEntry.caller_key == caller_key,
+        ).values(seq=ENTRY_SEQ.next_value(), added_at=func.now()))
+    else:
+        session.add(NuisanceEntry(list_id=list_id, caller_key=caller_key))
+    session.flush()
+    return plan
+
+
+def delete_newest(session: Session, list_id: int) -> bool:
+    """NCR-DEL-1: False when the list was empty (NCR-DEL-3)."""
+    _lock(session, list_id)
+    rows = _entries(session, list_id)
+    if not rows:
+        return False
+    session.delete(rows[-1])
+    session.flush()
+    return True
+
+
+def delete_all(session: Session, list_id: int) -> int:
+    """NCR-DEL-2: how many were removed (0: the list was empty)."""
+    _lock(session, list_id)
+    result = session.execute(delete(NuisanceEntry).where(NuisanceEntry.list_id == list_id))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def recent_calls(session: Session, list_id: int) -> list[nuisance.InboundCall]:
+    rows = session.execute(
+        select(InboundCall.caller_key, InboundCall.started_at, InboundCall.ended_at,
+               InboundCall.rejected)
+        .where(InboundCall.list_id == list_id)
+        .order_by(InboundCall.started_at.desc()).limit(RECENT_CALLS)
+    ).all()
+    return [nuisance.InboundCall(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def counts(session: Session, list_id: int, now: datetime) -> tuple[int, int | None]:
+    """NCR-CNT-1: (this month, last month or None when the list did not exist then)."""
+    this = nuisance.month_of(now)
+    last = nuisance.previous_month(this)
+    values = dict(session.execute(
+        select(NuisanceCounter.month, NuisanceCounter.count).where(
+            NuisanceCounter.list_id == list_id, NuisanceCounter.month.in_((this, last)))
+    ).all())
+    created = session.scalar(select(NuisanceList.created_at).where(NuisanceList.id == list_id))
+    existed_last_month = created is not None and created < nuisance.month_start(this)
+    return int(values.get(this, 0)), (int(values.get(last, 0)) if existed_last_month else None)
+
+
+def entry_count(session: Session, list_id: int) -> int:
+    return int(session.scalar(select(func.count()).select_from(NuisanceEntry).where(
+        NuisanceEntry.list_id == list_id)) or 0)
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    """What may be shown about a list: never its numbers (NCR-PRIV-1)."""
+
+    list: int
+    unit: str
+    entries: int
+    capacity: int
+    this_month: int
+    last_month: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"list": self.list, "unit": self.unit, "entries": self.entries,
+                "capacity": self.capacity, "this_month": self.this_month,
+                "last_month": self.last_month}
+
+
+def list_for_number(session: Session, number: str) -> NuisanceList | None:
+    """The active list screening calls to `number` (its own, or its contract's)."""
+    num = session.scalar(select(Number).where(Number.number == number))
+    if num is None:
+        return None
+    active = select(NuisanceList).where(NuisanceList.contract_id == num.contract_id,
+                                        NuisanceList.active.is_(True))
+    own = session.scalar(active.where(NuisanceList.number_id == num.id))
+    if own is not None:
+        return own
+    return session.scalar(active.where(NuisanceList.number_id.is_(None),
+                                       NuisanceList.unit == "per-contract"))
+
+
+def summary(session: Session, lst: NuisanceList, now: datetime) -> ListSummary:
+    this, last = counts(session, lst.id, now)
+    return ListSummary(lst.id, lst.unit, entry_count(session, lst.id), lst.capacity, this, last)
+
+
+def set_unit(session: Session, contract_code: str, unit: str, today: date) -> None:
+    """NCR-UNIT-1: a new unit starts empty lists and counters; the old ones are not carried
+    over (kept inactive). The change is recorded for the construction fee (BILL-*)."""
+    if unit not in ("per-number", "per-contract"):
+        raise ValueError("unit must be per-number or per-contract")
+    contract = session.scalar(select(Contract).where(Contract.code == contract_code))
+    if contract is None:
+        raise LookupError(f"no contract {contract_code!r}")
+    sub = session.get(NuisanceSubscription, contract.id, with_for_update=True)
+    if sub is None:
+        raise LookupError(f"contract {contract_code} has no nuisance-call rejection")
+    if sub.unit == unit:
+        return
+    session.add(NuisanceUnitChange(contract_id=contract.id, changed_on=today,
+                                   old_unit=sub.unit, new_unit=unit))
+    session.execute(update(NuisanceList).where(
+        NuisanceList.contract_id == contract.id, NuisanceList.active.is_(True),
+    ).values(active=False))
+    sub.unit = unit
+    if unit == "per-number":
+        # Every non-native number of the contract is subscribed under the per-number unit.
+        session.execute(update(Number).where(
+            Number.contract_id == contract.id, Number.role != "native",
+        ).values(nuisance_subscribed=True))
+    session.flush()
+    ensure_nuisance_lists(session, contract)
