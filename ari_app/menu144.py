@@ -70,7 +70,7 @@ class Menu:
                     await self.env.ari.stop_playback(playback_id)
                 except AriError:
                     pass  # it had just finished
-                log.info("digit", extra={"barge_in": True})
+                log.info("digit", extra={"digit": digit, "barge_in": True})
                 return digit
             if kind == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
                 return None
@@ -85,7 +85,9 @@ class Menu:
             if event is None:
                 return None
             if event.get("type") == "ChannelDtmfReceived":
-                return str(event.get("digit", ""))
+                digit = str(event.get("digit", ""))
+                log.info("digit", extra={"digit": digit, "barge_in": False})
+                return digit
 
     async def ask(self, prompts: list[str], timeout: float) -> str | None:
         return await self.play(prompts, barge_in=True) or await self.digit(timeout)

@@ -8,6 +8,7 @@ log, parsed into `SipMessage`s so tests assert on what was really on the wire.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import socket
@@ -22,7 +23,6 @@ from tests.e2e.rtp_pcap import tone_pcap
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
 CARRIER_OUT = "127.0.0.3"  # where Asterisk sends outbound calls
-DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
 FAIL_CODES = (400, 401, 403, 404, 408, 480, 484, 486, 487, 488, 500, 503, 603)
 
 
@@ -137,17 +137,36 @@ class UacSpec:
     sdp: bool = True
 
 
+_INFO_CSEQ = itertools.count(10)
+
+
 def _steps_xml(steps: list[Step], work: Path) -> str:
     parts: list[str] = []
     for step in steps:
         if step.kind == "pause":
             parts.append(f'<pause milliseconds="{int(step.value)}"/>')
         elif step.kind == "dtmf":
+            # SIP INFO (application/dtmf-relay): sipp's RFC 4733 pcaps all carry the same RTP
+            # timestamps, so a second digit in one call looks like a repeat of the first.
             for digit in str(step.value):
-                name = {"*": "star", "#": "pound"}.get(digit, digit)
-                parts.append(f'<nop><action><exec play_pcap_audio="{DTMF_PCAP.format(name)}"/>'
-                             f'</action></nop>')
-                parts.append('<pause milliseconds="400"/>')
+                cseq = next(_INFO_CSEQ)
+                parts.append(f"""<send><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: {cseq} INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={digit}
+Duration=160
+]]></send>
+  <recv response="200" optional="false"/>""")
+                parts.append('<pause milliseconds="300"/>')
         elif step.kind == "audio":
             seconds = float(step.value)
             pcap = tone_pcap(work.parent / f"tone_{seconds:g}s.pcap", seconds)
@@ -185,7 +204,7 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [last_From:]
 [last_To:]
 [last_Call-ID:]
-CSeq: 2 BYE
+CSeq: 9999 BYE
 Max-Forwards: 70
 Content-Length: 0
 

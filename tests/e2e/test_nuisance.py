@@ -1,0 +1,354 @@
+"""Nuisance-call rejection over real SIP (SPEC §4, seed 004): the 144 menu from the desk phone,
+what a listed caller hears, and what the list and counters hold afterwards. Which guidance was
+played is read from the app's structured log (one `prompt` line per prompt it plays)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from callguard.config import PROJECT_ROOT, Settings
+from callguard.db import nuisance_repo
+from callguard.domain.nuisance import month_of, previous_month
+from callguard.domain.privacy import caller_key
+from tests.e2e.sipp import CallResult, Phone, UacSpec, dtmf, pause, uac
+
+STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
+CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
+F1A, F1B, F2A, M1A = "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.5"
+REJECT_S = 3.6  # sounds/ja/reject.wav
+
+
+class AppLog:
+    """The prompts the ARI app played since this object was made."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.log_dir / "ari.log"
+        self.offset = self.path.stat().st_size
+
+    def prompts(self) -> list[str]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        out = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("logger") == "callguard.menu" and rec.get("msg") == "prompt":
+                out.append(rec["prompt"])
+        return out
+
+
+def list_id(engine: Engine, number: str) -> int:
+    with Session(engine) as s:
+        lst = nuisance_repo.list_for_number(s, number)
+        assert lst is not None
+        return lst.id
+
+
+def keys(engine: Engine, lid: int) -> list[str]:
+    with engine.connect() as c:
+        return list(c.execute(text("SELECT caller_key FROM nuisance_entries WHERE list_id = :l"
+                                   " ORDER BY seq"), {"l": lid}).scalars())
+
+
+def fill(engine: Engine, lid: int, ks: list[str]) -> None:
+    with engine.begin() as c:
+        for k in ks:
+            c.execute(text("INSERT INTO nuisance_entries (list_id, caller_key) VALUES (:l, :k)"),
+                      {"l": lid, "k": k})
+
+
+def nuisance_call(work: Path, to: str, phone_ip: str, caller: str = "0399997777",
+                  headers: list[str] | None = None, from_host: str | None = None) -> None:
+    """A call that reaches the line and ends (the phone refuses it: unanswered, NCR-REG-2)."""
+    with Phone(phone_ip, work / "phone", mode="busy"):
+        r = uac(UacSpec(to=to, from_user=caller, extra_headers=headers or [],
+                        from_host=from_host), work / "call")
+    assert r.final_status() == 486
+
+
+def dial_144(work: Path, from_ip: str, *steps: object) -> CallResult:
+    return uac(UacSpec(to="144", steps=[pause(1200), *steps], hangup=False, wait_bye_s=60),
+               work, local_ip=from_ip, timeout_s=90)
+
+
+def rejected(work: Path, to: str, phone_ip: str, caller: str = "0399997777",
+             headers: list[str] | None = None, from_host: str | None = None) -> float:
+    """Call again; assert the caller is answered, hears the message, Asterisk hangs up, and
+    the phone never rings. Returns 200 → BYE seconds."""
+    with Phone(phone_ip, work / "phone") as phone:
+        r = uac(UacSpec(to=to, from_user=caller, hangup=False, extra_headers=headers or [],
+                        from_host=from_host), work / "call")
+    ok, bye = r.first(status=200), r.first(method="BYE", sent=False)
+    assert ok is not None and bye is not None, r.statuses()
+    assert not phone.rang()
+    return r.seconds_between(ok, bye)
+
+
+WITHHELD = ["P-Asserted-Identity: <sip:0399995555@127.0.0.2>", "Privacy: id"]
+
+
+def test_register_after_unanswered_call_then_rejected_twice(
+        clean: Engine, settings: Settings, work: Path, figures: dict[str, object]) -> None:
+    """NCR-REG-1/2, NCR-REJ-1/2, NCR-CNT-1: the full story on f1-b (one channel)."""
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings)
+    menu = dial_144(work / "b", F1B, dtmf("2"))
+    assert menu.final_status() == 200 and menu.bye_from_far_end()
+    assert log.prompts() == ["menu", "registered"]
+    lid = list_id(clean, "0312345679")
+    assert keys(clean, lid) == [caller_key(settings.hmac_key, "0399997777")]
+    started = time.monotonic()
+    seconds = rejected(work / "c", "0312345679", F1B)
+    figures.update(rejection_200_to_bye_s=round(seconds, 2),
+                   rejection_invite_to_bye_s=round(time.monotonic() - started, 2))
+    assert 2 * REJECT_S - 0.5 < seconds < 2 * REJECT_S + 2.0  # the message, twice
+    shown = json.loads(subprocess.run([CLI, "nuisance", "show", "--number", "0312345679",
+                                       "--json"], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert shown == {"list": lid, "unit": "per-number", "entries": 1, "capacity": 30,
+                     "this_month": 1, "last_month": None}
+
+
+def test_register_after_answered_call(clean: Engine, settings: Settings, work: Path) -> None:
+    """NCR-REG-2: an answered call counts the same as an unanswered one."""
+    with Phone(F1B, work / "phone"):
+        r = uac(UacSpec(to="0312345679", from_user="0399998888", steps=[pause(500)]),
+                work / "call")
+    assert r.final_status() == 200
+    log = AppLog(settings)
+    assert dial_144(work / "menu", F1B, dtmf("2")).bye_from_far_end()
+    assert log.prompts() == ["menu", "registered"]
+    assert keys(clean, list_id(clean, "0312345679")) == [
+        caller_key(settings.hmac_key, "0399998888")]
+
+
+def test_delete_newest_repeatable_then_empty(clean: Engine, settings: Settings,
+                                             work: Path) -> None:
+    """NCR-DEL-1 (repeatable) and NCR-DEL-3 (empty list guidance)."""
+    lid = list_id(clean, "0312345679")
+    fill(clean, lid, ["k1", "k2"])
+    log = AppLog(settings)
+    for i in range(3):
+        dial_144(work / f"m{i}", F1B, dtmf("3"))
+    assert log.prompts() == ["menu", "deleted_newest", "menu", "deleted_newest",
+                             "menu", "list_empty"]
+    assert keys(clean, lid) == []
+
+
+def test_delete_all(clean: Engine, settings: Settings, work: Path) -> None:
+    """NCR-DEL-2, NCR-DEL-3."""
+    lid = list_id(clean, "0312345679")
+    fill(clean, lid, ["k1", "k2", "k3"])
+    log = AppLog(settings)
+    dial_144(work / "a", F1B, dtmf("9"))
+    dial_144(work / "b", F1B, dtmf("9"))
+    assert log.prompts() == ["menu", "deleted_all", "menu", "list_empty"]
+    assert keys(clean, lid) == []
+
+
+@pytest.fixture
+def list_from_last_month(clean: Engine) -> Iterator[int]:
+    lid = list_id(clean, "0312345679")
+    with clean.begin() as c:
+        old = c.execute(text("SELECT created_at FROM nuisance_lists WHERE id = :l"),
+                        {"l": lid}).scalar_one()
+        c.execute(text("UPDATE nuisance_lists SET created_at = now() - interval '40 days'"
+                       " WHERE id = :l"), {"l": lid})
+    yield lid
+    with clean.begin() as c:
+        c.execute(text("UPDATE nuisance_lists SET created_at = :t WHERE id = :l"),
+                  {"t": old, "l": lid})
+
+
+def test_counts_this_and_last_month(list_from_last_month: int, clean: Engine,
+                                    settings: Settings, work: Path) -> None:
+    """NCR-CNT-1: 「今月…7回です。」「前月…100回以上です。」 (≥100 read as 100回以上)."""
+    now = datetime.now(UTC)
+    with clean.begin() as c:
+        for month, count in ((month_of(now), 7), (previous_month(month_of(now)), 120)):
+            c.execute(text("INSERT INTO nuisance_counters (list_id, month, count) "
+                           "VALUES (:l, :m, :c)"), {"l": list_from_last_month, "m": month,
+                                                    "c": count})
+    log = AppLog(settings)
+    dial_144(work, F1B, dtmf("4"))
+    assert log.prompts() == ["menu", "count_this_month", "times_7", "count_last_month",
+                             "times_100_plus"]
+
+
+def test_counts_of_a_new_list_only_this_month(clean: Engine, settings: Settings,
+                                              work: Path) -> None:
+    """NCR-CNT-1: no 前月 guidance when the list did not exist last month."""
+    log = AppLog(settings)
+    dial_144(work, F1B, dtmf("4"))
+    assert log.prompts() == ["menu", "count_this_month", "times_0"]
+
+
+def test_31st_registration_with_0_drops_the_oldest(clean: Engine, settings: Settings,
+                                                    work: Path) -> None:
+    """NCR-REG-5: full list: 「…よろしければ“0”…」, 0 → oldest out, new one newest."""
+    lid = list_id(clean, "0312345679")
+    old = [f"old{i:02d}" for i in range(30)]
+    fill(clean, lid, old)
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings)
+    dial_144(work / "b", F1B, dtmf("2"), pause(1000), dtmf("0"))
+    assert log.prompts() == ["menu", "list_full", "registered"]
+    assert keys(clean, lid) == [*old[1:], caller_key(settings.hmac_key, "0399997777")]
+
+
+def test_31st_registration_with_another_key_changes_nothing(
+        clean: Engine, settings: Settings, work: Path) -> None:
+    """NCR-REG-5: anything but 0 → nothing changes."""
+    lid = list_id(clean, "0312345679")
+    old = [f"old{i:02d}" for i in range(30)]
+    fill(clean, lid, old)
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings)
+    dial_144(work / "b", F1B, dtmf("2"), pause(1000), dtmf("5"))
+    assert log.prompts() == ["menu", "list_full", "register_cancelled"]
+    assert keys(clean, lid) == old
+
+
+def test_multi_channel_window_of_60_seconds(clean: Engine, settings: Settings,
+                                            work: Path) -> None:
+    """NCR-REG-3: f1-a has 2 channels: registration only within 60 s of the call's end.
+    (The call's end is moved 61 s into the past rather than waiting a minute.)"""
+    nuisance_call(work / "a", "0312345678", F1A)
+    with clean.begin() as c:
+        c.execute(text("UPDATE inbound_calls SET ended_at = ended_at - interval '61 seconds',"
+                       " started_at = started_at - interval '61 seconds'"))
+    log = AppLog(settings)
+    dial_144(work / "b", F1A, dtmf("2"))
+    assert log.prompts() == ["menu", "cannot_identify"]
+    assert keys(clean, list_id(clean, "0312345678")) == []
+
+
+def test_call_from_another_caller_in_progress_blocks_registration(
+        clean: Engine, settings: Settings, work: Path) -> None:
+    """NCR-REG-3: while an inbound call from a different caller is still in progress in the
+    scope, nobody can be registered. (The in-progress call is a row whose call has not ended.)"""
+    nuisance_call(work / "a", "0312345678", F1A)
+    lid = list_id(clean, "0312345678")
+    with clean.begin() as c:
+        c.execute(text(
+            "INSERT INTO inbound_calls (channel_id, list_id, number_id, caller_key, rejected,"
+            " started_at) SELECT 'other-call', :l, id, :k, false, now() FROM numbers"
+            " WHERE number = '0312345678'"), {"l": lid, "k": caller_key(settings.hmac_key,
+                                                                          "0399990002")})
+    log = AppLog(settings)
+    dial_144(work / "b", F1A, dtmf("2"))
+    assert log.prompts() == ["menu", "cannot_identify"]
+    with clean.begin() as c:
+        c.execute(text("UPDATE inbound_calls SET ended_at = now() WHERE channel_id = "
+                       "'other-call'"))
+
+
+def test_withheld_caller_registered_and_rejected(clean: Engine, settings: Settings,
+                                                 work: Path) -> None:
+    """NCR-REG-4: 非通知 callers are registered by their network identity (PAI)."""
+    nuisance_call(work / "a", "0312345679", F1B, caller="anonymous", headers=WITHHELD,
+                  from_host="anonymous.invalid")
+    log = AppLog(settings)
+    dial_144(work / "b", F1B, dtmf("2"))
+    assert log.prompts() == ["menu", "registered"]
+    assert keys(clean, list_id(clean, "0312345679")) == [
+        caller_key(settings.hmac_key, "0399995555")]
+    seconds = rejected(work / "c", "0312345679", F1B, caller="anonymous", headers=WITHHELD,
+                       from_host="anonymous.invalid")
+    assert seconds > 2 * REJECT_S - 0.5
+
+
+def test_unavailable_caller_cannot_be_registered(clean: Engine, settings: Settings,
+                                                 work: Path) -> None:
+    """NCR-REG-3: a caller without a number (anonymous From, no PAI) →
+    「相手の電話番号が確認できないので、登録できません。」"""
+    nuisance_call(work / "a", "0312345679", F1B, caller="anonymous",
+                  from_host="anonymous.invalid")
+    log = AppLog(settings)
+    dial_144(work / "b", F1B, dtmf("2"))
+    assert log.prompts() == ["menu", "cannot_identify"]
+
+
+def test_per_contract_list_shared_across_numbers(clean: Engine, settings: Settings,
+                                                 work: Path) -> None:
+    """F2 (per contract): registered from f2-a, effective on calls to f2-b."""
+    nuisance_call(work / "a", "0612345678", F2A)
+    log = AppLog(settings)
+    dial_144(work / "b", F2A, dtmf("2"))
+    assert log.prompts() == ["menu", "registered"]
+    assert rejected(work / "c", "0612345679", "127.0.1.4") > 2 * REJECT_S - 0.5
+
+
+def test_not_subscribed_phone(clean: Engine, work: Path) -> None:
+    """m1-a's number has no nuisance rejection: 144 hears the not-subscribed guidance as
+    early media and is released, never answered."""
+    r = uac(UacSpec(to="144", hangup=False), work, local_ip=M1A)
+    assert 183 in r.statuses() and 200 not in r.statuses()
+    assert (r.final_status() or 0) >= 400
+
+
+def test_invalid_input_repeats_the_menu_three_times(clean: Engine, settings: Settings,
+                                                    work: Path) -> None:
+    """Invalid input plays the menu again, three menus in all, then the call is released."""
+    log = AppLog(settings)
+    r = dial_144(work, F1B, dtmf("7"), pause(800), dtmf("8"), pause(800), dtmf("1"))
+    assert r.bye_from_far_end()
+    assert log.prompts() == ["menu", "menu", "menu"]
+
+
+def test_database_down_144_says_registration_failed(clean: Engine, settings: Settings,
+                                                    work: Path) -> None:
+    """NCR-REG-7 / REL-2: any failure → 「迷惑電話リストの登録に失敗しました。」"""
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings)
+    subprocess.run([STACK, "pg-stop"], check=True)
+    try:
+        dial_144(work / "b", F1B, dtmf("2"))
+    finally:
+        subprocess.run([STACK, "pg-start"], check=True)
+    assert log.prompts() == ["menu", "register_failed"]
+
+
+def test_concurrent_registrations_keep_bound_and_order(clean: Engine,
+                                                       settings: Settings) -> None:
+    """REL-3: 20 simultaneous registrations on a list of 29 leave exactly 30, newest last."""
+    lid = list_id(clean, "0312345679")
+    old = [f"old{i:02d}" for i in range(29)]
+    fill(clean, lid, old)
+    new = [f"new{i:02d}" for i in range(20)]
+    barrier = threading.Barrier(len(new))
+    errors: list[BaseException] = []
+
+    def one(key: str) -> None:
+        try:
+            barrier.wait()
+            with Session(clean) as s, s.begin():
+                nuisance_repo.register(s, lid, key, evict_confirmed=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in new]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    final = keys(clean, lid)
+    assert len(final) == 30
+    assert final[:10] == old[19:]  # the 19 oldest went, in order
+    assert sorted(final[10:]) == new  # every new caller is in, all newer than the old ones
+
+
