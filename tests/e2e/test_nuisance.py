@@ -352,3 +352,33 @@ def test_concurrent_registrations_keep_bound_and_order(clean: Engine,
     assert sorted(final[10:]) == new  # every new caller is in, all newer than the old ones
 
 
+
+
+def test_unit_change_starts_empty_lists(clean: Engine, settings: Settings) -> None:
+    """NCR-UNIT-1: changing the unit starts empty lists and counters; nothing carried over."""
+    before = list_id(clean, "0612345678")
+    fill(clean, before, ["k1"])
+    with clean.begin() as c:
+        c.execute(text("INSERT INTO nuisance_counters (list_id, month, count) VALUES (:l, :m, 5)"),
+                  {"l": before, "m": month_of(datetime.now(UTC))})
+    try:
+        subprocess.run([CLI, "nuisance", "set-unit", "--contract", "F2", "per-number"],
+                       check=True, capture_output=True)
+        a, b = list_id(clean, "0612345678"), list_id(clean, "0612345679")
+        assert len({before, a, b}) == 3  # one new list per number
+        for number in ("0612345678", "0612345679"):
+            shown = json.loads(subprocess.run(
+                [CLI, "nuisance", "show", "--number", number, "--json"], capture_output=True,
+                text=True, check=True).stdout)
+            assert (shown["unit"], shown["entries"], shown["this_month"]) == ("per-number", 0, 0)
+    finally:
+        subprocess.run([CLI, "nuisance", "set-unit", "--contract", "F2", "per-contract"],
+                       check=True, capture_output=True)
+    after = list_id(clean, "0612345678")
+    assert after not in (before, a, b) and keys(clean, after) == []
+    with clean.begin() as c:
+        # Both changes were recorded for billing; the test's own rows are removed again so
+        # the reference site's bill stays as provisioned.
+        changes = c.execute(text("DELETE FROM nuisance_unit_changes WHERE changed_on ="
+                                 " current_date RETURNING old_unit, new_unit")).all()
+    assert ("per-contract", "per-number") in changes and ("per-number", "per-contract") in changes
