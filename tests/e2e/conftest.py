@@ -71,6 +71,9 @@ def stack(settings: Settings, engine: Engine) -> Settings:
 def clean(engine: Engine, stack: Settings) -> Engine:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+    # Recording files of earlier tests go with their rows.
+    for wav in stack.recordings_dir.rglob("*.wav"):
+        wav.unlink()
     return engine
 
 
