@@ -333,7 +333,7 @@ Content-Length: [len]
 
 """ + SDP + """
 ]]></send>
-  <recv request="ACK" optional="true" crlf="true"/>
+  <recv request="ACK" crlf="true"/>
   {audio}
   <recv request="BYE"/>
   <send><![CDATA[
