@@ -37,6 +37,7 @@ from callguard.db import queries
 from callguard.db.queries import write_statement
 from callguard.db.session import make_sync_engine
 from callguard.db.site_repo import load_snapshot
+from callguard.dialplan import audio_format_present
 from callguard.domain import privacy
 from callguard.domain.routing import (
     Capacity,
@@ -141,8 +142,10 @@ class Fallback:
             and self.scalar(queries.is_blocked(number.list_id, key), False)
         )
         contract = site.contracts.get(number.contract) if number else None
+        has_audio = not blocked or audio_format_present(
+            agi.get_variable("CHANNEL(audionativeformat)"))
         decision = decide_inbound(
-            site, facts, blocked=blocked,
+            site, facts, blocked=blocked, has_audio=has_audio,
             capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
             ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
         )

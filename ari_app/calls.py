@@ -23,6 +23,7 @@ from callguard.callflow import (
     outbound_bookkeeping,
 )
 from callguard.config import Settings
+from callguard.dialplan import audio_format_present
 from callguard.domain import privacy
 from callguard.domain.routing import (
     Capacity,
@@ -77,12 +78,34 @@ async def _capacity(env: CallEnv, needed: bool) -> Capacity:
                         env.settings.at_capacity_policy)
 
 
-async def carry_out(env: CallEnv, channel_id: str, decision: Decision) -> None:
+async def _has_audio(env: CallEnv, channel_id: str) -> bool:
+    try:
+        fmt = await env.ari.get_variable(channel_id, "CHANNEL(audionativeformat)")
+    except AriError:
+        return True  # when in doubt, the caller hears the message
+    return audio_format_present(fmt)
+
+
+async def carry_out(env: CallEnv, channel_id: str, decision: Decision,
+                    book: Bookkeeping | None = None) -> None:
+    """Write the call's rows, set the CG_* variables and send the channel on into its
+    cg-* context, with as few requests on the call's path as possible (PERF-1)."""
     target = dialplan.target_for(decision, env.settings.recordings_asterisk_dir)
-    await asyncio.gather(
-        *(env.ari.set_variable(channel_id, k, v) for k, v in target.variables.items())
-    )
-    await env.ari.continue_in_dialplan(channel_id, target.context)
+    # The channel is fresh from StasisStart: an unset variable already expands to "", so
+    # only non-empty values need a request.
+    jobs: list[Any] = [env.ari.set_variable(channel_id, k, v)
+                       for k, v in target.variables.items() if v]
+    ops = book.ops if book is not None else []
+    if book is not None and book.follow:
+        # The call's end (ChannelDestroyed) updates these rows: they and the subscription
+        # must be in place before the channel moves on.
+        jobs += [env.store.write(ops), _best_effort("subscribe", _follow(env, channel_id, book))]
+        ops = []
+    await asyncio.gather(*jobs)
+    # Rows nothing later depends on (e.g. a rejection and its count) need not hold the
+    # caller: they are written while the dialplan already plays (journaled if need be).
+    await asyncio.gather(env.ari.continue_in_dialplan(channel_id, target.context),
+                         env.store.write(ops))
 
 
 async def _follow(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
@@ -116,17 +139,23 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     )
     number = site.numbers.get(called)
     caller_key = privacy.caller_key(env.settings.hmac_key, identity) if identity else None
-    blocked = False
-    if number is not None and number.list_id is not None and caller_key is not None:
-        try:
-            blocked = await env.store.is_blocked(number.list_id, caller_key)
-        except StoreUnavailable as exc:
-            log.warning("blocklist lookup failed, not screening: %s", exc)
     contract = site.contracts.get(number.contract) if number else None
-    capacity = await _capacity(
-        env, contract is not None and contract.recording_active(now.date()))
+    list_id = number.list_id if number is not None and caller_key is not None else None
+    records = contract is not None and contract.recording_active(now.date())
+    blocked, active = False, 0
+    if list_id is not None or records:
+        # The blocklist probe and the capacity count in one round trip (PERF-1).
+        try:
+            blocked, active = await env.store.screening_facts(list_id, caller_key, records)
+        except StoreUnavailable as exc:
+            # Fail open: not screened, recording still attempted (REL-2).
+            log.warning("blocklist/capacity lookup failed, not screening: %s", exc)
+    capacity = capacity_for(site, active, env.settings.max_recordings,
+                            env.settings.at_capacity_policy)
+    # Only a listed caller needs to know whether the offer carries audio (NCR-REJ-2).
+    has_audio = not blocked or await _has_audio(env, channel_id)
     decision = decide_inbound(
-        site, facts, blocked=blocked, capacity=capacity,
+        site, facts, blocked=blocked, capacity=capacity, has_audio=has_audio,
         ring_timeout_s=site.setting_int("ring_timeout_s", env.settings.ring_timeout_s),
     )
     log.info("inbound decision", extra={
@@ -136,16 +165,7 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     })
 
     book = inbound_bookkeeping(decision, number, contract, caller_key, channel_id, now)
-    await _apply(env, channel_id, book)
-    await carry_out(env, channel_id, decision)
-
-
-async def _apply(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
-    """Write the call's rows and subscribe to its end, concurrently (both off the media path)."""
-    jobs: list[Any] = [env.store.write(book.ops)]
-    if book.follow:
-        jobs.append(_best_effort("subscribe", _follow(env, channel_id, book)))
-    await asyncio.gather(*jobs)
+    await carry_out(env, channel_id, decision, book)
 
 
 async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
@@ -173,5 +193,5 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
     if isinstance(decision, NuisanceMenu):
         await run_menu(env, channel_id, decision)
         return
-    await _apply(env, channel_id, outbound_bookkeeping(decision, contract, channel_id, now))
-    await carry_out(env, channel_id, decision)
+    await carry_out(env, channel_id, decision,
+                    outbound_bookkeeping(decision, contract, channel_id, now))

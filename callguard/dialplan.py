@@ -43,3 +43,9 @@ def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
     if isinstance(decision, NuisanceMenu):
         raise ValueError("the 144 menu is interactive: it is run by the shell, not the dialplan")
     raise TypeError(f"unknown decision {decision!r}")
+
+
+def audio_format_present(native_format: str) -> bool:
+    """CHANNEL(audionativeformat) of a call without an audio stream is empty or (nothing)."""
+    value = native_format.strip()
+    return bool(value) and value != "(nothing)"

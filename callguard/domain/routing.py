@@ -149,14 +149,17 @@ def decide_inbound(
     blocked: bool,
     capacity: Capacity,
     ring_timeout_s: int = 30,
+    has_audio: bool = True,
 ) -> Decision:
-    """An inbound call from the carrier. `blocked`: the caller is on the number's list."""
+    """An inbound call from the carrier. `blocked`: the caller is on the number's list;
+    `has_audio`: the offer has an audio stream (a data call has none)."""
     number = site.numbers.get(facts.called)
     if number is None:
         return Refuse(CAUSE_UNALLOCATED, note="called number not provisioned")
-    # NCR-REJ-2: rejection comes before forwarding, recording and ringing.
+    # NCR-REJ-2: rejection comes before forwarding, recording and ringing; a call without
+    # an audio stream is declined without guidance (and still counted).
     if blocked and number.list_id is not None:
-        return Reject(number.list_id)
+        return Reject(number.list_id, audio=has_audio)
 
     contract = site.contracts[number.contract]
     record: RecordPlan | None = None

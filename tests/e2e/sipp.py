@@ -135,6 +135,7 @@ class UacSpec:
     hangup: bool = True  # True: we send BYE after the steps; False: wait for the far end's BYE
     wait_bye_s: int = 30
     sdp: bool = True
+    sdp_body: str | None = None  # replaces the audio offer (e.g. a data/video-only call)
 
 
 _INFO_CSEQ = itertools.count(10)
@@ -192,7 +193,7 @@ def uac_xml(spec: UacSpec, work: Path) -> str:
     from_host = spec.from_host or "[local_ip]"
     # No blank line may appear among the headers: it would end them (and drop the SDP).
     headers = "".join(f"{h}\n" for h in spec.extra_headers)
-    body = SDP if spec.sdp else ""
+    body = (spec.sdp_body or SDP) if spec.sdp else ""
     ctype = "Content-Type: application/sdp\n" if spec.sdp else ""
     fails = "\n  ".join(
         f'<recv response="{c}" optional="true" next="failed"/>' for c in FAIL_CODES

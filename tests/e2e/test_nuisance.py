@@ -382,3 +382,28 @@ def test_unit_change_starts_empty_lists(clean: Engine, settings: Settings) -> No
         changes = c.execute(text("DELETE FROM nuisance_unit_changes WHERE changed_on ="
                                  " current_date RETURNING old_unit, new_unit")).all()
     assert ("per-contract", "per-number") in changes and ("per-number", "per-contract") in changes
+
+
+VIDEO_ONLY = """v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=video [media_port] RTP/AVP 99
+a=rtpmap:99 H264/90000"""
+
+
+def test_listed_caller_without_audio_declined_and_counted(clean: Engine, settings: Settings,
+                                                          work: Path) -> None:
+    """NCR-REJ-2: a call with no audio stream (data) from a listed caller is declined
+    without guidance (603), never rings the phone, and is still counted."""
+    lid = list_id(clean, "0312345679")
+    fill(clean, lid, [caller_key(settings.hmac_key, "0399997777")])
+    with Phone(F1B, work / "phone") as phone:
+        r = uac(UacSpec(to="0312345679", from_user="0399997777", sdp_body=VIDEO_ONLY),
+                work / "call")
+    assert r.final_status() == 603 and 183 not in r.statuses()
+    assert not phone.rang()
+    with clean.connect() as c:
+        assert c.execute(text("SELECT count FROM nuisance_counters WHERE list_id = :l"),
+                         {"l": lid}).scalar() == 1

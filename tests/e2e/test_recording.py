@@ -218,20 +218,21 @@ def test_capacity_congestion_and_disaster_priority(capacity_two: None, clean: En
 
     def hold(i: int) -> None:
         holders.append(uac(UacSpec(to="0312345678", from_user=f"039999000{i}",
-                                   steps=[audio(10)]), work / f"hold{i}"))
+                                   steps=[audio(20)]), work / f"hold{i}", timeout_s=40))
 
-    with Phone(F1A, work / "phone", audio_s=12, calls=10):
+    with Phone(F1A, work / "phone", audio_s=22, calls=10):
         threads = [threading.Thread(target=hold, args=(i,)) for i in range(2)]
         for t in threads:
             t.start()
         time.sleep(3)
-        ordinary = uac(UacSpec(to="0312345678", from_user="0399990009"), work / "ordinary")
+        # Quick calls first: the ordinary one hears the congestion guidance for seconds.
         priority = uac(UacSpec(to="0312345678", from_user="0312340119", steps=[audio(1)]),
                        work / "priority")
         rp = uac(UacSpec(to="0312345678", from_user="0399990010", steps=[audio(1)],
                          extra_headers=["Resource-Priority: ets.0"]), work / "rp")
+        ordinary = uac(UacSpec(to="0312345678", from_user="0399990009"), work / "ordinary")
         for t in threads:
-            t.join(30)
+            t.join(40)
     assert ordinary.final_status() == 503
     assert priority.final_status() == 200 and rp.final_status() == 200
     rows = recordings(clean)
