@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,8 @@ CALL_STATE_TABLES = ("inbound_calls", "recordings", "nuisance_entries", "nuisanc
                      "forwardings")
 
 
-E2E_LOCK = Path("/tmp/callguard-e2e.lock")
+# A second stack (another clone in its own network namespace) passes its own lock path.
+E2E_LOCK = Path(os.environ.get("CALLGUARD_E2E_LOCK", "/tmp/callguard-e2e.lock"))
 
 
 @pytest.fixture(scope="session", autouse=True)
