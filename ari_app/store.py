@@ -54,6 +54,20 @@ class Store:
             return bool((await s.execute(queries.is_blocked(list_id, caller_key))).scalar())
         return await self._run(work)
 
+    async def screening_facts(self, list_id: int | None, caller_key: str | None,
+                              count_active: bool) -> tuple[bool, int]:
+        """The blocklist probe and the active-recordings count of an inbound call, in one
+        transaction (either part may be skipped)."""
+        async def work(s: AsyncSession) -> tuple[bool, int]:
+            blocked = False
+            if list_id is not None and caller_key is not None:
+                blocked = bool((await s.execute(queries.is_blocked(list_id, caller_key))).scalar())
+            active = 0
+            if count_active:
+                active = int((await s.execute(queries.active_recordings())).scalar() or 0)
+            return blocked, active
+        return await self._run(work)
+
     async def active_recordings(self) -> int:
         async def work(s: AsyncSession) -> int:
             return int((await s.execute(queries.active_recordings())).scalar() or 0)
