@@ -78,6 +78,9 @@ _ALLOWED_WITH_PREFIX = frozenset({
 # Source note 2: lines using a 050 number cannot reach 0120/0800/0570.
 _REFUSED_FROM_050 = frozenset({NumberClass.FREEPHONE, NumberClass.NAVI_DIAL})
 
+# 0AB0 service codes outside area 01 and not owned by a class below (情報料代理徴収).
+_SERVICE_0AB0 = frozenset({"0990"})
+
 # Prefixes owned by exactly one class, with that class's only valid length (NUM-1).
 # Longest prefixes first: 0800 (freephone) must win over 080 (mobile).
 _FIXED_LENGTH_PREFIXES: tuple[tuple[str, int, NumberClass], ...] = (
@@ -145,10 +148,24 @@ def _classify_national(dialed: str) -> NumberClass:
             return cls if n == length else NumberClass.INVALID
     if n < 10 or n > 11:
         return NumberClass.INVALID
-    # "上記以外の0A0番号、0AB0番号": third or fourth digit 0 is never geographic.
-    if dialed[2] == "0" or dialed[3] == "0":
+    # "上記以外の0A0番号、0AB0番号" (refused with the prefix).
+    if _non_geographic(dialed):
         return NumberClass.OTHER_NON_GEOGRAPHIC
     return NumberClass.GEOGRAPHIC if n == 10 else NumberClass.INVALID
+
+
+def _non_geographic(dialed: str) -> bool:
+    """0A0 (020, 060, ...) or an 0AB0 service code (0170, 0180, 0990, ...).
+
+    A fourth digit 0 alone does not make a number non-geographic: 04-70xx (Kashiwa),
+    04-20xx (Tokorozawa), 0470 (Tateyama), 0270 (Isesaki) are 0ABJ. It does where no area code
+    or local number can have that shape: 01x0 (no area code of area 01 ends in 0) and 0X10
+    (a local number never starts with 1, and no area code is 0X10)."""
+    if dialed[2] == "0":
+        return True
+    if dialed[3] != "0":
+        return False
+    return dialed[1] == "1" or dialed[2] == "1" or dialed[:4] in _SERVICE_0AB0
 
 
 def allowed_with_prefix(cls: NumberClass, *, line_is_050: bool) -> bool:
