@@ -27,6 +27,7 @@ from callguard import dialplan
 from callguard.callflow import (
     FOLLOW_RECORDING,
     Bookkeeping,
+    answered_at,
     capacity_for,
     ended_ops,
     inbound_bookkeeping,
@@ -51,7 +52,7 @@ from callguard.domain.routing import (
 )
 from callguard.domain.site import SiteSnapshot
 from callguard.journal import Journal, Op
-from callguard.recording_files import FILE_CLOSE_WAIT_S, finished_row_values, probe
+from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
 
 log = logging.getLogger("callguard.fastagi")
 SITE_TTL_S = 2.0
@@ -70,6 +71,14 @@ class QuietAGI(AGI):  # type: ignore[misc]
 
     def finish(self) -> None:
         self.stderr.close()
+
+
+def header_present(agi: QuietAGI, header: str) -> bool:
+    """The same flag the dialplan passes to Stasis(). GET VARIABLE would hand EXISTS() the
+    literal text `${PJSIP_HEADER(...)}` (always non-empty: every call looked roaming and
+    disaster-priority); GET FULL VARIABLE expands it (REC-OUT-4, REC-CAP-1)."""
+    value = agi.get_full_variable(f"${{EXISTS(${{PJSIP_HEADER(read,{header})}})}}")
+    return str(value) == "1"
 
 
 class Fallback:
@@ -132,7 +141,7 @@ class Fallback:
         called = agi.env.get("agi_extension", "")
         withheld = agi.get_variable("CALLERID(pres)").startswith("prohib")
         identity = privacy.caller_identity(agi.env.get("agi_callerid", ""), None, withheld)
-        rp = agi.get_variable("EXISTS(${PJSIP_HEADER(read,Resource-Priority)})") == "1"
+        rp = header_present(agi, "Resource-Priority")
         facts = InboundFacts(called, identity, "anonymous" if withheld or not identity
                              else identity, rp, channel_id, now)
         number = site.numbers.get(called)
@@ -161,8 +170,8 @@ class Fallback:
         dialed = dialed[2:] if dialed.startswith("s-") else dialed
         facts = OutboundFacts(
             endpoint, dialed,
-            agi.get_variable("EXISTS(${PJSIP_HEADER(read,P-Visited-Network-ID)})") == "1",
-            agi.get_variable("EXISTS(${PJSIP_HEADER(read,Resource-Priority)})") == "1",
+            header_present(agi, "P-Visited-Network-ID"),
+            header_present(agi, "Resource-Priority"),
             channel_id, now,
         )
         ep = site.endpoints.get(endpoint)
@@ -180,7 +189,15 @@ class Fallback:
     def ended(self, agi: QuietAGI) -> None:
         channel_id = agi.env.get("agi_uniqueid", "")
         follow = agi.get_variable("CG_FOLLOW")
-        self.write(ended_ops(channel_id, follow, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        ops = ended_ops(channel_id, follow, now)
+        if follow == FOLLOW_RECORDING:
+            # No ChannelStateChange here: Dial's ANSWEREDTIME_MS gives the answer time.
+            answered = answered_at(now, agi.get_variable("ANSWEREDTIME_MS"))
+            if answered is not None:
+                ops.insert(0, Op("recording_answered",
+                                 {"channel_id": channel_id, "answered_at": answered}))
+        self.write(ops)
         if follow == FOLLOW_RECORDING:
             root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
             rel_path = agi.get_variable("CG_REC_FILE").removeprefix(root)
@@ -191,11 +208,10 @@ class Fallback:
     def finish_recording(self, channel_id: str, rel_path: str) -> None:
         path = self.settings.recordings_dir / rel_path
         deadline = time.monotonic() + FILE_CLOSE_WAIT_S
-        info, problem = probe(path)
-        while (info is None or not info.closed) and time.monotonic() < deadline:
+        while not header_closed(path) and time.monotonic() < deadline:
             time.sleep(0.1)
-            info, problem = probe(path)
-        values = finished_row_values(info, problem)
+        # Still open after the wait: the writer is gone (crash); the header is repaired.
+        values = settled_row_values(path)
         self.write([Op("recording_finished", {"channel_id": channel_id, "values": values})])
 
     def carry_out(self, agi: QuietAGI, decision: Decision, book: Bookkeeping, kind: str) -> None:

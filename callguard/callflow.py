@@ -4,7 +4,7 @@ must be followed to its end. Shared by the ARI app and the FastAGI fallback (REL
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from callguard.domain import nuisance
 from callguard.domain.routing import Capacity, Connect, Decision, RecordPlan, Reject
@@ -29,9 +29,12 @@ def inbound_bookkeeping(
     caller_key: str | None, channel_id: str, now: datetime,
 ) -> Bookkeeping:
     ops: list[Op] = []
-    if number is not None and number.list_id is not None:
+    if number is not None and number.list_id is not None and isinstance(
+            decision, Connect | Reject):
         # NCR-REG-2: every call that reached the line is a last-caller candidate; rejected
-        # ones are logged as such so they never count.
+        # ones are logged as such so they never count. A refused call (e.g. congestion at
+        # the recording capacity) never reached it, and nothing would close its row: left
+        # "in progress" it would block the scope's registrations (NCR-REG-3).
         ops.append(Op("inbound_call_started", {
             "channel_id": channel_id, "list_id": number.list_id, "number_id": number.id,
             "caller_key": caller_key, "rejected": isinstance(decision, Reject),
@@ -84,3 +87,13 @@ def capacity_for(site: SiteSnapshot, active: int, default_max: int,
         site.setting_int("max_recordings", default_max),
         site.settings.get("at_capacity_policy", default_policy),
     )
+
+
+def answered_at(ended_at: datetime, answered_ms: str) -> datetime | None:
+    """When a call was answered, from Dial's ANSWEREDTIME_MS read at its end (the FastAGI
+    path has no ChannelStateChange); None when it never was (REC-FILE-1 `answered_at`)."""
+    try:
+        ms = int(answered_ms)
+    except ValueError:
+        return None
+    return ended_at - timedelta(milliseconds=ms) if ms > 0 else None

@@ -96,10 +96,44 @@ def finished_row_values(info: WavInfo | None, problem: str | None) -> dict[str, 
 
 
 def probe(path: Path) -> tuple[WavInfo | None, str | None]:
-    """One look at a recording: (info, problem). Callers poll until `info.closed`."""
+    """One full look at a recording (hashes it): (info, problem)."""
     try:
         return inspect_wav(path), None
     except FileNotFoundError:
         return None, "no recording file"
     except NotAWav as exc:
         return None, str(exc)
+    except OSError as exc:
+        # e.g. the shell runs as another user than Asterisk and may not read the file.
+        return None, f"cannot read recording file: {exc.strerror or exc}"
+
+
+def header_closed(path: Path) -> bool:
+    """Cheap poll (44 bytes and a stat, no hash): has the writer closed the file?"""
+    try:
+        with path.open("rb") as f:
+            riff_size, _rate, _ch, _bits, data_size = _read_header(f.read(HEADER_BYTES))
+        size = path.stat().st_size
+    except (OSError, NotAWav):
+        return False
+    return riff_size == size - 8 and data_size == size - HEADER_BYTES
+
+
+RECOVERED = "recovered: Asterisk did not close the file (header repaired)"
+
+
+def settled_row_values(path: Path) -> dict[str, object]:
+    """The row update once nothing writes the file any more (the call ended and the shell
+    waited FILE_CLOSE_WAIT_S, or the reconciler found the channel gone): a file left
+    unclosed by a crash gets its header repaired and is kept, never silently lost
+    (REC-FILE-2)."""
+    info, problem = probe(path)
+    if info is not None and not info.closed:
+        try:
+            repair_header(path)
+        except (OSError, NotAWav) as exc:
+            return finished_row_values(info, f"header repair failed: {exc}")
+        info, problem = probe(path)
+        if info is not None and info.closed and info.data_bytes:
+            return {**finished_row_values(info, None), "reason": RECOVERED}
+    return finished_row_values(info, problem)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
+import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callguard.asterisk_cli import AsteriskCliError, run_cli
 from callguard.config import Settings
 from callguard.db.models import Contract, Recording, RecordingSubscription
-from callguard.recording_files import finished_row_values, probe, repair_header
+from callguard.journal import Journal
+from callguard.recording_files import RECOVERED, settled_row_values
 
 log = logging.getLogger("callguard.recordings")
+
+# A file written to this recently may still be being closed by MixMonitor (which happens
+# milliseconds after its channel is gone): reconcile leaves it for the next run.
+RECENT_WRITE_S = 2.0
+# REC-FILE-1 layout, parsed back when a file has no row (adoption).
+_REL_PATH = re.compile(
+    r"(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/(?P<contract>[A-Za-z0-9_-]+)/"
+    r"(?P<stamp>\d{8}T\d{6})(?P<ms>\d{3})Z_(?P<dir>in|out)_(?P<uid>[A-Za-z0-9.\-]{1,64})\.wav")
+ADOPTED = "adopted by reconcile: the file had no metadata row (number and remote unknown)"
+MAX_LISTED = 50  # paths named in a report; the counts are always complete
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ def search(session: Session, q: Search) -> list[tuple[Recording, str]]:
 
 
 def to_json(row: Recording, contract: str, recordings_dir: Path) -> dict[str, Any]:
+    """One row for people and programs; `path` is the file as this host sees it."""
     return {
         "id": row.id, "contract": contract, "number": row.number, "direction": row.direction,
         "remote": row.remote, "started_at": row.started_at, "answered_at": row.answered_at,
@@ -64,20 +79,45 @@ def to_json(row: Recording, contract: str, recordings_dir: Path) -> dict[str, An
     }
 
 
-def _channel_exists(settings: Settings, channel_id: str) -> bool | None:
-    """True/False from ARI; None when Asterisk cannot be asked (then nothing is touched)."""
-    auth = base64.b64encode(f"{settings.ari_user}:{settings.ari_password}".encode()).decode()
-    req = urllib.request.Request(  # noqa: S310 - loopback URL from settings
-        f"{settings.ari_url}/ari/channels/{channel_id}",
-        headers={"Authorization": f"Basic {auth}"})
-    try:
-        with urllib.request.urlopen(req, timeout=3) as resp:  # noqa: S310
-            json.load(resp)
-            return True
-    except urllib.error.HTTPError as exc:
-        return False if exc.code == 404 else None
-    except OSError:
-        return None
+class ChannelProbe:
+    """Does a channel (by unique id) still exist in Asterisk? ARI first; when ARI cannot be
+    asked, the Asterisk CLI (`core show channels concise`, unique id in the last field).
+    None: neither answered, so nothing may be decided about that call."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cli_ids: set[str] | None = None
+        self._cli_failed = False
+
+    def exists(self, channel_id: str) -> bool | None:
+        found = self._ari(channel_id)
+        return found if found is not None else self._cli(channel_id)
+
+    def _ari(self, channel_id: str) -> bool | None:
+        s = self.settings
+        auth = base64.b64encode(f"{s.ari_user}:{s.ari_password}".encode()).decode()
+        req = urllib.request.Request(  # noqa: S310 - loopback URL from settings
+            f"{s.ari_url}/ari/channels/{channel_id}",
+            headers={"Authorization": f"Basic {auth}"})
+        try:
+            with urllib.request.urlopen(req, timeout=3) as resp:  # noqa: S310
+                json.load(resp)
+                return True
+        except urllib.error.HTTPError as exc:
+            return False if exc.code == 404 else None
+        except (OSError, ValueError):
+            return None
+
+    def _cli(self, channel_id: str) -> bool | None:
+        if self._cli_ids is None and not self._cli_failed:
+            try:
+                out = run_cli(self.settings, "core show channels concise")
+                self._cli_ids = {line.rsplit("!", 1)[-1].strip()
+                                 for line in out.splitlines() if "!" in line}
+            except AsteriskCliError as exc:
+                log.warning("cannot list Asterisk channels: %s", exc)
+                self._cli_failed = True
+        return None if self._cli_ids is None else channel_id in self._cli_ids
 
 
 @dataclass
@@ -89,18 +129,53 @@ class ReconcileReport:
     repaired_headers: int = 0
     orphan_files: int = 0
     asterisk_unreachable: bool = False
+    busy: int = 0  # written to within RECENT_WRITE_S: left for the next run
+    adopted: int = 0
+    orphans: list[str] = field(default_factory=list)  # files without a row, not adopted
 
 
-def reconcile(session: Session, settings: Settings) -> ReconcileReport:
-    """REC-FILE-2: rows left at `recording` whose call is gone end `complete` (header
-    repaired when Asterisk died before closing the file) or `failed` with a reason."""
+def _recently_written(path: Path, now: float) -> bool:
+    try:
+        return now - path.stat().st_mtime < RECENT_WRITE_S
+    except OSError:
+        return False
+
+
+def _ended_at(path: Path) -> datetime:
+    """When the call was cut off: the file's last write (or now, without a file)."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return datetime.now(UTC)
+
+
+def _journaled_channels(settings: Settings) -> set[str]:
+    """Channels with bookkeeping still waiting in a shell's journal (REL-2): their rows are
+    on the way, so their files are not orphans."""
+    ids: set[str] = set()
+    if settings.journal_dir.is_dir():
+        for path in settings.journal_dir.glob("*.jsonl"):
+            try:
+                ops = Journal(path).take()
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read journal %s: %s", path, exc)
+                continue
+            ids.update(str(op.args.get("channel_id", "")) for op in ops)
+    return ids
+
+
+def reconcile(session: Session, settings: Settings, adopt: bool = True) -> ReconcileReport:
+    """REC-FILE-2: rows left at `recording` whose call is gone end `complete` (the WAV header
+    repaired when Asterisk died before closing the file) or `failed` with a reason; files
+    without a row are adopted (a row is created from what the path says) or reported."""
     report = ReconcileReport()
-    now = datetime.now(UTC)
+    channels = ChannelProbe(settings)
+    now = time.time()
     rows = session.scalars(select(Recording).where(Recording.status == "recording")
                            .with_for_update(skip_locked=True)).all()
     for row in rows:
         report.checked += 1
-        exists = _channel_exists(settings, row.channel_id)
+        exists = channels.exists(row.channel_id)
         if exists is None:
             report.asterisk_unreachable = True
             continue
@@ -108,29 +183,57 @@ def reconcile(session: Session, settings: Settings) -> ReconcileReport:
             report.still_live += 1
             continue
         path = settings.recordings_dir / row.path
-        info, problem = probe(path)
-        if info is not None and not info.closed:
-            repair_header(path)
-            report.repaired_headers += 1
-            info, problem = probe(path)
-            problem = "recovered after the call was cut off (header repaired)"
-        values = finished_row_values(info, problem)
-        if values["status"] == "complete" and info is not None and info.closed and problem:
-            values["reason"] = problem
+        if _recently_written(path, now):
+            report.busy += 1
+            continue
+        values = settled_row_values(path)
         for key, value in values.items():
             setattr(row, key, value)
         if row.ended_at is None:
-            row.ended_at = now
+            row.ended_at = _ended_at(path)
+        report.repaired_headers += values.get("reason") == RECOVERED
         report.completed += values["status"] == "complete"
         report.failed += values["status"] == "failed"
-        log.info("reconciled recording %s: %s", row.id, values["status"])
-    known = set(session.scalars(select(Recording.path)))
-    if settings.recordings_dir.exists():
-        report.orphan_files = sum(
-            1 for f in settings.recordings_dir.rglob("*.wav")
-            if str(f.relative_to(settings.recordings_dir)) not in known)
+        log.info("reconciled recording %s: %s (%s)", row.id, values["status"],
+                 values.get("reason") or "closed normally")
+    _orphans(session, settings, report, adopt, now)
     session.flush()
     return report
+
+
+def _orphans(session: Session, settings: Settings, report: ReconcileReport, adopt: bool,
+             now: float) -> None:
+    root = settings.recordings_dir
+    if not root.exists():
+        return
+    known = set(session.scalars(select(Recording.path)))
+    files = [f for f in root.rglob("*.wav")
+             if str(f.relative_to(root)) not in known and not _recently_written(f, now)]
+    report.orphan_files = len(files)
+    if not files:
+        return
+    journaled = _journaled_channels(settings)
+    contract_ids = {code: cid for code, cid in session.execute(select(Contract.code,
+                                                                      Contract.id))}
+    for f in sorted(files):
+        rel = str(f.relative_to(root))
+        m = _REL_PATH.fullmatch(rel)
+        contract_id = contract_ids.get(m["contract"]) if m else None
+        if not adopt or m is None or contract_id is None or m["uid"] in journaled \
+                or session.scalar(select(Recording.id).where(Recording.channel_id == m["uid"])):
+            if len(report.orphans) < MAX_LISTED:
+                report.orphans.append(rel)
+            continue
+        started = datetime.strptime(m["stamp"], "%Y%m%dT%H%M%S").replace(
+            tzinfo=UTC) + timedelta(milliseconds=int(m["ms"]))
+        values = settled_row_values(f)
+        reason = ADOPTED if values.get("reason") is None else f"{ADOPTED}; {values['reason']}"
+        session.add(Recording(
+            contract_id=contract_id, number="", direction=m["dir"], remote="",
+            channel_id=m["uid"], path=rel, started_at=started, ended_at=_ended_at(f),
+            **{**values, "reason": reason}))
+        report.adopted += 1
+        log.info("adopted recording file %s (%s)", rel, values["status"])
 
 
 @dataclass
@@ -138,30 +241,54 @@ class PurgeReport:
     rows: int = 0
     files: int = 0
     bytes: int = 0
+    errors: int = 0  # files that could not be deleted: their rows are kept for the next run
+
+
+def _remove_empty_dirs(start: Path, root: Path) -> None:
+    """Drop the day/contract directories a purge emptied (never the root)."""
+    d = start
+    while d != root and root in d.parents:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        d = d.parent
 
 
 def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeReport:
-    """REC-FILE-3: delete recordings older than their contract's retention (rows and files)."""
+    """REC-FILE-3: delete recordings older than their contract's retention (file, then row);
+    every deletion is logged (logger `callguard.recordings`)."""
     report = PurgeReport()
     now = datetime.now(UTC)
-    subs = session.execute(select(RecordingSubscription.contract_id,
-                                  RecordingSubscription.retention_days)).all()
-    for contract_id, days in subs:
+    root = settings.recordings_dir
+    subs = session.execute(select(RecordingSubscription.contract_id, Contract.code,
+                                  RecordingSubscription.retention_days)
+                           .join(Contract, Contract.id == RecordingSubscription.contract_id)
+                           ).all()
+    for contract_id, code, days in subs:
         old = session.scalars(select(Recording).where(
             Recording.contract_id == contract_id,
             Recording.started_at < now - timedelta(days=days),
-            Recording.status != "recording")).all()
+            Recording.status != "recording").order_by(Recording.started_at)).all()
         for row in old:
-            path = settings.recordings_dir / row.path
-            report.rows += 1
-            if path.exists():
-                report.files += 1
-                report.bytes += path.stat().st_size
-                if not dry_run:
-                    path.unlink()
+            path = root / row.path
+            existed = path.exists()
+            size = path.stat().st_size if existed else 0
             if not dry_run:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    report.errors += 1
+                    log.error("purge: cannot delete %s (recording %s kept): %s", path, row.id,
+                              exc)
+                    continue
+                _remove_empty_dirs(path.parent, root)
                 session.delete(row)
-            log.info("purge%s recording %s (%s)", " (dry run)" if dry_run else "", row.id,
-                     row.started_at.date())
+            report.rows += 1
+            report.files += existed
+            report.bytes += size
+            log.info("purge%s: contract %s recording %s of %s (%d bytes, retention %d days)",
+                     " (dry run)" if dry_run else "", code, row.id,
+                     row.started_at.isoformat(timespec="seconds"), size, days)
     session.flush()
     return report

@@ -28,6 +28,10 @@ def _set(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"[0-9]{1,20}", target) or not allowed_with_prefix(
             classify(target), line_is_050=False):
         raise CliError(f"cannot forward to {target!r}: not a reachable outside number", code=2)
+    if target == args.number:
+        raise CliError("a number cannot be forwarded to itself (the call would loop)", code=2)
+    if args.after is not None and args.mode != "no-answer":
+        raise CliError("--after applies to --mode no-answer only", code=2)
     if args.after is not None and not 1 <= args.after <= 120:
         raise CliError("--after must be 1..120 seconds", code=2)
     with db_session() as session:

@@ -8,12 +8,14 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from callguard import recordings
 from callguard.cli import CliError
 from callguard.cli._common import db_session, print_json
-from callguard.config import load_settings
+from callguard.config import Settings, load_settings
+from callguard.db import queries
 from callguard.db.models import SiteSetting
 
 
@@ -33,7 +35,8 @@ def _list(args: argparse.Namespace) -> int:
         rows = [recordings.to_json(r, c, settings.recordings_dir)
                 for r, c in recordings.search(session, q)]
     if args.json:
-        print_json(rows)
+        print_json([{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
+                    for r in rows])
     else:
         for r in rows:
             print(f"{r['id']:>6} {r['contract']:<6} {r['direction']:<3} {r['number']:<12} "
@@ -42,26 +45,56 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_to(settings: Settings, verbose: bool) -> None:
+    """Housekeeping is logged for the record (REC-FILE-3): always to
+    <log dir>/recordings.log, and to stderr with --verbose."""
+    logger = logging.getLogger("callguard.recordings")
+    logger.setLevel(logging.INFO)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(settings.log_dir / "recordings.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    if verbose:
+        logger.addHandler(logging.StreamHandler())
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     settings = load_settings()
+    _log_to(settings, args.verbose)
     with db_session(settings) as session:
-        report = recordings.reconcile(session, settings)
-    print_json(dataclasses.asdict(report)) if args.json else print(
-        "reconcile: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(report).items()))
+        report = recordings.reconcile(session, settings, adopt=not args.no_adopt)
+    data = dataclasses.asdict(report)
+    if args.json:
+        print_json(data)
+    else:
+        print("reconcile: " + ", ".join(f"{k}={v}" for k, v in data.items() if k != "orphans"))
+        for rel in report.orphans:
+            print(f"  no row: {settings.recordings_dir / rel}")
+    # 1: some calls could not be checked (Asterisk not reachable); run again later.
     return 1 if report.asterisk_unreachable else 0
 
 
 def _purge(args: argparse.Namespace) -> int:
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _log_to(settings, args.verbose)
     with db_session(settings) as session:
         report = recordings.purge(session, settings, dry_run=args.dry_run)
-    print(f"purge{' (dry run)' if args.dry_run else ''}: {report.rows} rows, "
-          f"{report.files} files, {report.bytes} bytes")
-    return 0
+    summary = dataclasses.asdict(report) | {"dry_run": args.dry_run}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"purge{' (dry run)' if args.dry_run else ''}: {report.rows} rows, "
+              f"{report.files} files, {report.bytes} bytes, {report.errors} errors")
+    return 1 if report.errors else 0
+
+
+CAPACITY_KEYS = ("max_recordings", "at_capacity_policy")
 
 
 def _capacity(args: argparse.Namespace) -> int:
+    """REC-CAP-1 knobs as site_settings rows: both shells pick them up with the site
+    snapshot (every 2 s); without a row, the process defaults apply."""
+    settings = load_settings()
     values: dict[str, str] = {}
     if args.max is not None:
         if args.max < 0:
@@ -69,13 +102,24 @@ def _capacity(args: argparse.Namespace) -> int:
         values["max_recordings"] = str(args.max)
     if args.policy:
         values["at_capacity_policy"] = args.policy
-    with db_session() as session:
+    if args.reset and values:
+        raise CliError("--reset cannot be combined with --max/--policy", code=2)
+    with db_session(settings) as session:
+        if args.reset:
+            session.execute(delete(SiteSetting).where(SiteSetting.key.in_(CAPACITY_KEYS)))
         for key, value in values.items():
             session.execute(pg_insert(SiteSetting).values(key=key, value=value)
                             .on_conflict_do_update(index_elements=[SiteSetting.key],
                                                    set_={"value": value}))
-        current = {s.key: s.value for s in session.query(SiteSetting)}
-    print_json({k: current.get(k) for k in ("max_recordings", "at_capacity_policy")})
+        current = {s.key: s.value for s in session.scalars(
+            select(SiteSetting).where(SiteSetting.key.in_(CAPACITY_KEYS)))}
+        active = session.scalar(queries.active_recordings()) or 0
+    print_json({
+        "max_recordings": int(current.get("max_recordings", settings.max_recordings)),
+        "at_capacity_policy": current.get("at_capacity_policy", settings.at_capacity_policy),
+        "source": {k: "site_settings" if k in current else "default" for k in CAPACITY_KEYS},
+        "active_recordings": active,
+    })
     return 0
 
 
@@ -95,11 +139,19 @@ def register(sub: Any) -> None:
     ls.set_defaults(handler=_list)
     rc = rsub.add_parser("reconcile", help="finish rows and files left by a crash")
     rc.add_argument("--json", action="store_true")
+    rc.add_argument("--no-adopt", action="store_true",
+                    help="only report files without a row (default: create their rows)")
+    rc.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
     rc.set_defaults(handler=_reconcile)
     pg = rsub.add_parser("purge", help="delete recordings past their contract's retention")
     pg.add_argument("--dry-run", action="store_true")
+    pg.add_argument("--json", action="store_true")
+    pg.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
     pg.set_defaults(handler=_purge)
     cap = rsub.add_parser("capacity", help="show/set the concurrent-recording maximum")
-    cap.add_argument("--max", type=int)
-    cap.add_argument("--policy", choices=("congestion", "unrecorded"))
+    cap.add_argument("--max", type=int, help="concurrent recordings allowed")
+    cap.add_argument("--policy", choices=("congestion", "unrecorded"),
+                     help="what ordinary calls get at the maximum (priority calls always "
+                          "connect unrecorded)")
+    cap.add_argument("--reset", action="store_true", help="back to the process defaults")
     cap.set_defaults(handler=_capacity)

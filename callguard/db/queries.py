@@ -76,7 +76,13 @@ def recording_ended(channel_id: str, ended_at: datetime) -> Update:
 
 
 def recording_finished(channel_id: str, values: dict[str, object]) -> Update:
-    return update(Recording).where(Recording.channel_id == channel_id).values(**values)
+    """First finisher wins: a row `callguard recordings reconcile` already closed (or a
+    shell finished) is not overwritten by a later, less informed finish (REC-FILE-2)."""
+    return (
+        update(Recording)
+        .where(Recording.channel_id == channel_id, Recording.status == "recording")
+        .values(**values)
+    )
 
 
 def recording_answered(channel_id: str, answered_at: datetime) -> Update:

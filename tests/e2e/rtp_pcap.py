@@ -46,3 +46,32 @@ def tone_pcap(path: Path, seconds: float, freq: float = 440.0, amplitude: int = 
         out += struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)) + frame
     path.write_bytes(bytes(out))
     return path
+
+
+_DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
+
+
+def dtmf_pcap(path: Path, digit: str, timestamp: int, seq: int, ssrc: int = 0x1234) -> Path:
+    """One RFC 4733 telephone-event (payload type 101) as a phone sends it: 160 ms of updates
+    every 20 ms, then the end packet three times.
+
+    Each digit of a call needs its own, increasing RTP timestamp: Asterisk treats an event
+    whose timestamp is not after the last one's as a repeat and drops it. sipp's own
+    dtmf_2833_*.pcap files each carry a fixed timestamp (digit 0 lower than digit 2, a repeated
+    digit the same), so a second digit in one call can vanish."""
+    event = _DTMF_EVENTS[digit]
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    packets: list[tuple[bool, bool, int]] = [(n == 0, False, n * 160) for n in range(8)]
+    packets += [(False, True, 8 * 160)] * 3
+    for n, (marker, end, duration) in enumerate(packets):
+        payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+        rtp = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 101, (seq + n) & 0xFFFF,
+                          timestamp & 0xFFFFFFFF, ssrc) + payload
+        udp = struct.pack("!HHHH", 4000, 6000, 8 + len(rtp), 0) + rtp
+        ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17,
+                                0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip_header + udp
+        t = min(n, 8) * 0.02
+        out += struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)) + frame
+    path.write_bytes(bytes(out))
+    return path

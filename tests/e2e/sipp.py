@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tests.e2e.rtp_pcap import tone_pcap
+from tests.e2e.rtp_pcap import dtmf_pcap, tone_pcap
 
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
@@ -109,7 +109,7 @@ class CallResult:
 
 @dataclass
 class Step:
-    kind: str  # pause | dtmf | audio
+    kind: str  # pause | dtmf | dtmf_rtp | audio | tone
     value: str | int
 
 
@@ -123,6 +123,17 @@ def dtmf(digits: str) -> Step:
 
 def audio(seconds: float) -> Step:
     return Step("audio", seconds)
+
+
+def tone(seconds: float, hz: float) -> Step:
+    """Like `audio()`, at another frequency: tells the two parties apart in a recording."""
+    return Step("tone", f"{seconds:g}@{hz:g}")
+
+
+def dtmf_rtp(digits: str) -> Step:
+    """Digits as RFC 4733 telephone-events in the RTP stream (payload type 101), the way a
+    desk phone sends them; `dtmf()` sends SIP INFO."""
+    return Step("dtmf_rtp", digits)
 
 
 @dataclass
@@ -143,6 +154,7 @@ _INFO_CSEQ = itertools.count(10)
 
 def _steps_xml(steps: list[Step], work: Path) -> str:
     parts: list[str] = []
+    events = 0  # RFC 4733 digits so far in this scenario
     for step in steps:
         if step.kind == "pause":
             parts.append(f'<pause milliseconds="{int(step.value)}"/>')
@@ -168,9 +180,24 @@ Duration=160
 ]]></send>
   <recv response="200" optional="false"/>""")
                 parts.append('<pause milliseconds="300"/>')
+        elif step.kind == "dtmf_rtp":
+            for digit in str(step.value):
+                # A fresh, increasing timestamp per digit of the call (see dtmf_pcap).
+                events += 1
+                name = {"*": "star", "#": "pound"}.get(digit, digit)
+                pcap = dtmf_pcap(work / f"dtmf_{events}_{name}.pcap", digit,
+                                 timestamp=events * 16000, seq=events * 100, ssrc=0x4733)
+                parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+                parts.append('<pause milliseconds="400"/>')
         elif step.kind == "audio":
             seconds = float(step.value)
             pcap = tone_pcap(work.parent / f"tone_{seconds:g}s.pcap", seconds)
+            parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+            parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
+        elif step.kind == "tone":
+            secs_text, _, hz_text = str(step.value).partition("@")
+            seconds, hz = float(secs_text), float(hz_text)
+            pcap = tone_pcap(work.parent / f"tone_{seconds:g}s_{hz:g}hz.pcap", seconds, hz)
             parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
             parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
     return "\n  ".join(parts)
@@ -392,11 +419,14 @@ class Phone:
     """
 
     def __init__(self, ip: str, work: Path, mode: str = "answer", answer_ms: int = 0,
-                 audio_s: float = 0.0, calls: int = 1, timeout_s: int = 60) -> None:
+                 audio_s: float = 0.0, calls: int = 1, timeout_s: int = 60,
+                 audio_hz: float | None = None) -> None:
         self.ip, self.work, self.calls, self.timeout_s = ip, work, calls, timeout_s
         work.mkdir(parents=True, exist_ok=True)
         if mode == "answer":
-            audio_xml = _steps_xml([audio(audio_s)], work / "x") if audio_s else ""
+            # audio_hz: the phone's tone at another frequency than the caller's 440 Hz.
+            step = tone(audio_s, audio_hz) if audio_hz else audio(audio_s)
+            audio_xml = _steps_xml([step], work / "x") if audio_s else ""
             tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
         elif mode == "busy":
             tail = _REFUSE.format(code=486, reason="Busy Here")

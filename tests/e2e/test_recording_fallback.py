@@ -1,0 +1,101 @@
+"""Recording through the FastAGI fallback (REL-1 with REC-*): with the ARI app stopped, an
+eligible call is still recorded and its row finished by the `cg-agi-ended` hangup handler,
+answer time included (REC-FILE-1/2); the capacity knobs are read by this shell too (REC-CAP-1)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.rec_helpers import (
+    CLI,
+    F1A,
+    F1B,
+    capacity_restored,
+    check_file,
+    inbound,
+    outbound,
+    recordings,
+    talk_time,
+    wav_files,
+)
+from tests.e2e.sipp import Phone, UacSpec, audio, uac
+
+STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
+
+
+def app_connected() -> bool:
+    return subprocess.run([STACK, "app-connected"], check=False).returncode == 0
+
+
+def wait_for(predicate: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def ari_app_stopped(clean: Engine) -> Iterator[None]:
+    """The ARI app down (a clean stop), started again afterwards whatever happens."""
+    subprocess.run([STACK, "app-stop", "ari"], check=True)
+    try:
+        assert wait_for(lambda: not app_connected(), 5)
+        yield
+    finally:
+        subprocess.run([STACK, "app-start", "ari"], check=True)
+        assert wait_for(app_connected, 15), "the ARI app did not reconnect"
+
+
+def fallback_used(settings: Settings, since: float) -> bool:
+    """The FastAGI server logged a decision after `since` (the call did not go via ARI)."""
+    log = settings.log_dir / "fastagi.log"
+    return log.exists() and log.stat().st_mtime >= since and "(fallback)" in log.read_text(
+        errors="replace")[-20000:]
+
+
+def test_fallback_records_inbound_and_outbound(ari_app_stopped: None, clean: Engine,
+                                               settings: Settings, work: Path) -> None:
+    """REL-1 + REC-IN-1 / REC-OUT-1: both calls recorded through the fallback, the rows
+    `complete` with size, hash, answer and end time (ANSWEREDTIME_MS)."""
+    started = time.time()
+    inbound_call = inbound(work / "in", "0312345679", F1B)
+    out_call, _ = outbound(work / "out", F1A, "0077270612345678")
+    assert inbound_call.final_status() == 200 and out_call.final_status() == 200
+    assert fallback_used(settings, started)
+    rows = recordings(clean)
+    assert [(r["direction"], r["number"]) for r in rows] == [("in", "0312345679"),
+                                                             ("out", "0312345678")]
+    check_file(settings, rows[0], talk_time(inbound_call))
+    check_file(settings, rows[1], talk_time(out_call))
+
+
+@pytest.fixture
+def no_recording_capacity(clean: Engine) -> Iterator[None]:
+    with capacity_restored(clean):
+        subprocess.run([CLI, "recordings", "capacity", "--max", "0", "--policy",
+                        "congestion"], check=True, capture_output=True)
+        time.sleep(2.5)  # the fallback's site snapshot lives 2 s
+        yield
+
+
+def test_fallback_reads_capacity_settings(ari_app_stopped: None, no_recording_capacity: None,
+                                          clean: Engine, settings: Settings,
+                                          work: Path) -> None:
+    """REC-CAP-1 in the fallback: at the maximum (0 here) an ordinary call gets congestion,
+    the disaster-priority line connects unrecorded."""
+    with Phone(F1B, work / "phone", audio_s=2, calls=2):
+        ordinary = uac(UacSpec(to="0312345679", from_user="0399990009"), work / "ordinary")
+        priority = uac(UacSpec(to="0312345679", from_user="0312340119", steps=[audio(1)]),
+                       work / "priority")
+    assert ordinary.final_status() == 503 and 183 in ordinary.statuses()
+    assert priority.final_status() == 200
+    assert recordings(clean) == [] and wav_files(settings) == []
