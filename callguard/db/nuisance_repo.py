@@ -1,5 +1,6 @@
-"""Nuisance lists in PostgreSQL (NCR-*, REL-3). One implementation, written against a sync
-Session: the CLI uses it directly, the ARI app through `AsyncSession.run_sync`.
+"""Nuisance lists in PostgreSQL (NCR-*, REL-3). Two flavours, one set of statements: the
+functions below take a sync Session (the CLI, an HTTP API); `AsyncLists` runs the very same
+functions for the ARI app, one AsyncSession transaction each through `run_sync`.
 
 Every change to a list first locks the list's row (SELECT … FOR UPDATE), so concurrent 144
 sessions on one list are serialised and the 30-entry bound and FIFO order always hold.
@@ -7,10 +8,15 @@ sessions on one list are serialised and the 30-entry bound and FIFO order always
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from callguard.db.models import (
@@ -29,10 +35,16 @@ from callguard.domain import nuisance
 from callguard.domain.nuisance import Outcome, RegistrationPlan
 
 RECENT_CALLS = 50
+T = TypeVar("T")
 
 
 class ListGone(Exception):
     """The list was deactivated (unit changed) or never existed."""
+
+
+class StorageFailed(Exception):
+    """The database did not do it (down, slow, an error); the transaction was rolled back,
+    so the list is unchanged (NCR-REG-7)."""
 
 
 def _lock(session: Session, list_id: int) -> NuisanceList:
@@ -114,6 +126,14 @@ def counts(session: Session, list_id: int, now: datetime) -> tuple[int, int | No
     return int(values.get(this, 0)), (int(values.get(last, 0)) if existed_last_month else None)
 
 
+def monthly_counts(session: Session, list_id: int) -> list[tuple[str, int]]:
+    """Every month's rejection count of a list, oldest first (NCR-CNT-1; counts only)."""
+    rows = session.execute(
+        select(NuisanceCounter.month, NuisanceCounter.count)
+        .where(NuisanceCounter.list_id == list_id).order_by(NuisanceCounter.month)).all()
+    return [(str(m), int(c)) for m, c in rows]
+
+
 def entry_count(session: Session, list_id: int) -> int:
     return int(session.scalar(select(func.count()).select_from(NuisanceEntry).where(
         NuisanceEntry.list_id == list_id)) or 0)
@@ -181,3 +201,41 @@ def set_unit(session: Session, contract_code: str, unit: str, today: date) -> No
         ).values(nuisance_subscribed=True))
     session.flush()
     ensure_nuisance_lists(session, contract)
+
+
+class AsyncLists:
+    """The ARI app's flavour: each method is one transaction of an AsyncSession running the
+    sync function of the same name (same statements, same row lock: REL-3). Whatever fails
+    inside — database down or slow, a broken row — rolls the transaction back and surfaces as
+    StorageFailed (ListGone stays itself), so the 144 caller hears the failure guidance and
+    nothing is half-written (NCR-REG-7)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], timeout_s: float = 3.0) -> None:
+        self.sessions = sessions
+        self.timeout_s = timeout_s
+
+    async def _tx(self, work: Callable[[Session], T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s), self.sessions.begin() as session:
+                return await session.run_sync(work)
+        except ListGone:
+            raise
+        except Exception as exc:  # any storage failure, see the class docstring
+            raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
+        return await self._tx(partial(recent_calls, list_id=list_id))
+
+    async def register(self, list_id: int, caller_key: str,
+                       evict_confirmed: bool) -> RegistrationPlan:
+        return await self._tx(partial(register, list_id=list_id, caller_key=caller_key,
+                                      evict_confirmed=evict_confirmed))
+
+    async def delete_newest(self, list_id: int) -> bool:
+        return await self._tx(partial(delete_newest, list_id=list_id))
+
+    async def delete_all(self, list_id: int) -> int:
+        return await self._tx(partial(delete_all, list_id=list_id))
+
+    async def counts(self, list_id: int, now: datetime) -> tuple[int, int | None]:
+        return await self._tx(partial(counts, list_id=list_id, now=now))

@@ -1,0 +1,323 @@
+"""The 144 menu's media sequencing (ari_app.menu144.Menu) against a fake ARI and a fake list
+store: barge-in, digit timeouts, three tries, the eviction question, failures, hang-ups.
+The rules themselves are tested in test_nuisance*.py; the real thing in tests/e2e."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ari_app.client import AriError
+from ari_app.menu144 import CallerGone, Menu, MenuTimings, run_menu
+from callguard.db import nuisance_repo
+from callguard.domain import nuisance
+from callguard.domain.nuisance import InboundCall, Outcome, RegistrationPlan
+from callguard.domain.routing import NuisanceMenu
+
+PROMPT_S = 0.05  # every fake prompt lasts this long
+FAST = MenuTimings(digit_wait_s=0.3, eviction_wait_s=0.3, prompt_max_s=2.0)
+KEY = "k-last-caller"
+
+
+class FakeAri:
+    """Plays prompts by time; the caller presses digits per prompt play:
+    `presses[name][k] = (seconds after that play started, digit)` for the k-th play."""
+
+    def __init__(self, presses: dict[str, list[tuple[float, str]]] | None = None,
+                 finish: bool = True, state: str = "done") -> None:
+        self.presses = presses or {}
+        self.finish, self.state = finish, state
+        self.queue: asyncio.Queue[dict[str, Any]] | None = None
+        self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}  # run_menu's env.queues
+        self.played: list[list[str]] = []
+        self.stopped: list[str] = []
+        self.answered = False
+        self.hung_up = False
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.plays_of: dict[str, int] = {}
+
+    def put(self, event: dict[str, Any]) -> None:
+        queue = self.queue if self.queue is not None else self.queues.get("ch-1")
+        assert queue is not None
+        queue.put_nowait(event)
+
+    async def answer(self, channel_id: str) -> None:
+        self.answered = True
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        self.hung_up = True
+
+    async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
+        names = [m.removeprefix("sound:callguard/") for m in media]
+        assert all(m.startswith("sound:callguard/") for m in media)
+        self.played.append(names)
+        if self.finish:
+            self.tasks[playback_id] = asyncio.create_task(
+                self._finish(playback_id, PROMPT_S * len(names)))
+        k = self.plays_of.get(names[0], 0)
+        self.plays_of[names[0]] = k + 1
+        script = self.presses.get(names[0], [])
+        if k < len(script):
+            delay, digit = script[k]
+            asyncio.get_running_loop().call_later(delay, self.put, {
+                "type": "ChannelDtmfReceived", "digit": digit})
+
+    async def _finish(self, playback_id: str, after: float) -> None:
+        await asyncio.sleep(after)
+        self.put({"type": "PlaybackFinished",
+                  "playback": {"id": playback_id, "state": self.state}})
+
+    async def stop_playback(self, playback_id: str) -> None:
+        self.stopped.append(playback_id)
+        task = self.tasks.pop(playback_id, None)
+        if task is not None:
+            task.cancel()
+        self.put({"type": "PlaybackFinished", "playback": {"id": playback_id, "state": "done"}})
+
+
+class FakeLists:
+    """The list store with the pure rules, in memory; `fail` makes every call fail."""
+
+    def __init__(self, entries: Sequence[str] = (), calls: Sequence[InboundCall] = (),
+                 capacity: int = 30, fail: bool = False) -> None:
+        self.entries = list(entries)
+        self.calls = list(calls)
+        self.capacity = capacity
+        self.fail = fail
+        self.counters: tuple[int, int | None] = (0, None)
+
+    def _check(self) -> None:
+        if self.fail:
+            raise nuisance_repo.StorageFailed("OSError: database down")
+
+    async def recent_calls(self, list_id: int) -> list[InboundCall]:
+        self._check()
+        return list(self.calls)
+
+    async def register(self, list_id: int, caller_key: str,
+                       evict_confirmed: bool) -> RegistrationPlan:
+        self._check()
+        plan = nuisance.plan_registration(self.entries, caller_key, self.capacity,
+                                          evict_confirmed)
+        if plan.outcome is not Outcome.NEEDS_EVICTION_CONFIRM:
+            self.entries = list(plan.entries)
+        return plan
+
+    async def delete_newest(self, list_id: int) -> bool:
+        self._check()
+        rest, removed = nuisance.remove_newest(self.entries)
+        self.entries = list(rest)
+        return removed is not None
+
+    async def delete_all(self, list_id: int) -> int:
+        self._check()
+        rest, count = nuisance.remove_all(self.entries)
+        self.entries = list(rest)
+        return count
+
+    async def counts(self, list_id: int, now: datetime) -> tuple[int, int | None]:
+        self._check()
+        return self.counters
+
+
+def ended_call(key: str | None = KEY, seconds_ago: float = 5) -> InboundCall:
+    now = datetime.now(UTC)
+    return InboundCall(key, now - timedelta(seconds=seconds_ago + 10),
+                       now - timedelta(seconds=seconds_ago), False)
+
+
+async def run(ari: FakeAri, lists: FakeLists, multi: bool = False) -> list[str]:
+    """Run a whole menu session; the flat list of prompts played."""
+    menu = Menu(ari, lists, "ch-1", NuisanceMenu("0312345679", 7), multi, FAST)
+    ari.queue = menu.events
+    await asyncio.wait_for(menu.run(), 10)
+    return [name for names in ari.played for name in names]
+
+
+async def test_2_during_the_guidance_skips_it_and_registers() -> None:  # NCR-REG-1, skip
+    ari, lists = FakeAri({"menu": [(0.01, "2")]}), FakeLists(calls=[ended_call()])
+    ari_prompts = await run(ari, lists)
+    assert ari.answered
+    assert ari_prompts == ["menu", "registered"]
+    assert len(ari.stopped) == 1  # the menu guidance was cut short
+    assert lists.entries == [KEY]
+
+
+async def test_digit_after_the_guidance_is_taken() -> None:
+    ari = FakeAri({"menu": [(PROMPT_S + 0.1, "4")]})
+    lists = FakeLists()
+    lists.counters = (7, 120)
+    assert await run(ari, lists) == ["menu", "count_this_month", "times_7",
+                                     "count_last_month", "times_100_plus"]
+    assert ari.stopped == []
+
+
+async def test_digits_during_the_result_prompt_are_ignored() -> None:
+    ari = FakeAri({"menu": [(0.01, "3")], "deleted_newest": [(0.01, "9")]})
+    lists = FakeLists(entries=["a", "b"])
+    assert await run(ari, lists) == ["menu", "deleted_newest"]
+    assert lists.entries == ["a"] and len(ari.stopped) == 1
+
+
+async def test_no_input_three_menus_then_release() -> None:
+    ari = FakeAri()
+    assert await run(ari, FakeLists()) == ["menu", "menu", "menu"]
+
+
+async def test_invalid_input_repeats_the_menu_then_a_valid_choice_counts() -> None:
+    ari = FakeAri({"menu": [(0.01, "7"), (0.01, "#"), (0.01, "9")]})
+    lists = FakeLists(entries=["a", "b", "c"])
+    assert await run(ari, lists) == ["menu", "menu", "menu", "deleted_all"]
+    assert lists.entries == []
+
+
+async def test_three_invalid_inputs_release_without_result() -> None:
+    ari = FakeAri({"menu": [(0.01, "1"), (0.01, "5"), (0.01, "8")]})
+    lists = FakeLists(entries=["a"])
+    assert await run(ari, lists) == ["menu", "menu", "menu"]
+    assert lists.entries == ["a"]
+
+
+@pytest.mark.parametrize(("entries", "result"), [(["a"], "deleted_newest"), ([], "list_empty")])
+async def test_delete_newest(entries: list[str], result: str) -> None:  # NCR-DEL-1/3
+    lists = FakeLists(entries=entries)
+    assert await run(FakeAri({"menu": [(0.01, "3")]}), lists) == ["menu", result]
+    assert lists.entries == []
+
+
+async def test_delete_all_of_an_empty_list() -> None:  # NCR-DEL-3
+    assert await run(FakeAri({"menu": [(0.01, "9")]}), FakeLists()) == ["menu", "list_empty"]
+
+
+FULL = [f"old{i:02d}" for i in range(30)]
+
+
+async def test_full_list_0_drops_the_oldest() -> None:  # NCR-REG-5
+    ari = FakeAri({"menu": [(0.01, "2")], "list_full": [(0.01, "0")]})
+    lists = FakeLists(entries=FULL, calls=[ended_call()])
+    assert await run(ari, lists) == ["menu", "list_full", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
+
+
+@pytest.mark.parametrize("answer", ["5", "*", None])
+async def test_full_list_anything_but_0_changes_nothing(answer: str | None) -> None:
+    presses = {"menu": [(0.01, "2")]}
+    if answer is not None:
+        presses["list_full"] = [(0.01, answer)]
+    lists = FakeLists(entries=FULL, calls=[ended_call()])
+    assert await run(FakeAri(presses), lists) == ["menu", "list_full", "register_cancelled"]
+    assert lists.entries == FULL
+
+
+async def test_already_listed_caller_becomes_newest_without_question() -> None:  # NCR-REG-6
+    lists = FakeLists(entries=[KEY, *FULL[1:]], calls=[ended_call()])
+    assert await run(FakeAri({"menu": [(0.01, "2")]}), lists) == ["menu", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
+
+
+@pytest.mark.parametrize(("calls", "multi"), [
+    ([], False),  # nobody called
+    ([ended_call(key=None)], False),  # unavailable caller (NCR-REG-3)
+    ([ended_call(seconds_ago=61)], True),  # 60 s window of a multi-channel scope
+    ([ended_call(), InboundCall("other", datetime.now(UTC), None, False)], True),
+])
+async def test_cannot_identify(calls: list[InboundCall], multi: bool) -> None:  # NCR-REG-3
+    lists = FakeLists(calls=calls)
+    prompts = await run(FakeAri({"menu": [(0.01, "2")]}), lists, multi)
+    assert prompts == ["menu", "cannot_identify"]
+    assert lists.entries == []
+
+
+async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi only)
+    lists = FakeLists(calls=[ended_call(seconds_ago=600)])
+    assert await run(FakeAri({"menu": [(0.01, "2")]}), lists, False) == ["menu", "registered"]
+
+
+@pytest.mark.parametrize("digit", ["2", "3", "9", "4"])
+async def test_storage_failure_says_registration_failed(digit: str) -> None:  # NCR-REG-7
+    lists = FakeLists(entries=["a"], calls=[ended_call()], fail=True)
+    assert await run(FakeAri({"menu": [(0.01, digit)]}), lists) == ["menu", "register_failed"]
+    assert lists.entries == ["a"]
+
+
+async def test_caller_hangs_up_during_the_menu() -> None:
+    ari = FakeAri(finish=False)
+    menu = Menu(ari, FakeLists(), "ch-1", NuisanceMenu("0312345679", 7), False, FAST)
+    ari.queue = menu.events
+    task = asyncio.create_task(menu.run())
+    await asyncio.sleep(0.05)
+    ari.put({"type": "ChannelHangupRequest"})
+    with pytest.raises(CallerGone):
+        await asyncio.wait_for(task, 2)
+
+
+async def test_a_playback_that_never_ends_does_not_hold_the_line() -> None:  # REL-4
+    ari = FakeAri(finish=False)
+    menu = Menu(ari, FakeLists(), "ch-1", NuisanceMenu("0312345679", 7), False,
+                MenuTimings(digit_wait_s=0.05, eviction_wait_s=0.05, prompt_max_s=0.1))
+    ari.queue = menu.events
+    await asyncio.wait_for(menu.run(), 3)
+    assert ari.played == [["menu"], ["menu"], ["menu"]]
+
+
+async def test_failed_playback_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    ari = FakeAri({"menu": [(PROMPT_S + 0.05, "3")]}, state="failed")
+    with caplog.at_level(logging.INFO, logger="callguard.menu"):
+        assert await run(ari, FakeLists(entries=["a"])) == ["menu", "deleted_newest"]
+    assert any(r.msg == "prompt failed to play" for r in caplog.records)
+
+
+async def test_one_log_line_per_prompt(caplog: pytest.LogCaptureFixture) -> None:
+    """The e2e tests read these lines to know what the caller heard."""
+    lists = FakeLists()
+    lists.counters = (3, None)
+    with caplog.at_level(logging.INFO, logger="callguard.menu"):
+        await run(FakeAri({"menu": [(0.01, "4")]}), lists)
+    prompts = [getattr(r, "prompt", None) for r in caplog.records if r.msg == "prompt"]
+    assert prompts == ["menu", "count_this_month", "times_3"]
+
+
+class GoneAri(FakeAri):
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    async def answer(self, channel_id: str) -> None:
+        raise AriError(self.status, "Channel not found")
+
+
+def fake_env(ari: FakeAri) -> Any:
+    site = SimpleNamespace(current=SimpleNamespace(numbers={}))
+    # No session factory: every storage call fails, which the menu must survive (NCR-REG-7).
+    return SimpleNamespace(ari=ari, site=site, store=SimpleNamespace(sessions=None),
+                           queues=ari.queues)
+
+
+async def test_run_menu_caller_already_gone_is_not_an_error() -> None:
+    env = fake_env(GoneAri(404))
+    await run_menu(env, "ch-1", NuisanceMenu("0312345679", 7))
+    assert env.queues == {}  # the channel's queue is removed again
+
+
+async def test_run_menu_other_ari_failures_reach_the_app_handler() -> None:
+    """The app's handler then continues the channel into the fallback (REL-1)."""
+    env = fake_env(GoneAri(500))
+    with pytest.raises(AriError):
+        await run_menu(env, "ch-1", NuisanceMenu("0312345679", 7))
+    assert env.queues == {}
+
+
+async def test_run_menu_hangs_up_after_the_result() -> None:
+    ari = FakeAri({"menu": [(0.01, "9")]})
+    env = fake_env(ari)
+    # The storage call fails (no session factory): the caller still hears the failure
+    # guidance and is released.
+    await asyncio.wait_for(run_menu(env, "ch-1", NuisanceMenu("0312345679", 7)), 5)
+    assert ari.played == [["menu"], ["register_failed"]] and ari.hung_up
+    assert env.queues == {}
