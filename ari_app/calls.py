@@ -92,9 +92,9 @@ async def carry_out(env: CallEnv, channel_id: str, decision: Decision,
     cg-* context, with as few requests on the call's path as possible (PERF-1)."""
     target = dialplan.target_for(decision, env.settings.recordings_asterisk_dir)
     # The channel is fresh from StasisStart: an unset variable already expands to "", so
-    # only non-empty values need a request.
-    jobs: list[Any] = [env.ari.set_variable(channel_id, k, v)
-                       for k, v in target.variables.items() if v]
+    # only non-empty values are set, all in one request where possible.
+    values = {k: v for k, v in target.variables.items() if v}
+    jobs: list[Any] = [env.ari.set_variables(channel_id, values)] if values else []
     ops = book.ops if book is not None else []
     if book is not None and book.follow:
         # The call's end (ChannelDestroyed) updates these rows: they and the subscription
@@ -153,7 +153,9 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     capacity = capacity_for(site, active, env.settings.max_recordings,
                             env.settings.at_capacity_policy)
     # Only a listed caller needs to know whether the offer carries audio (NCR-REJ-2).
-    has_audio = not blocked or await _has_audio(env, channel_id)
+    # The dialplan passes the audio format as the 4th Stasis argument (no round trip).
+    has_audio = not blocked or (audio_format_present(args[3]) if len(args) > 3
+                                else await _has_audio(env, channel_id))
     decision = decide_inbound(
         site, facts, blocked=blocked, capacity=capacity, has_audio=has_audio,
         ring_timeout_s=site.setting_int("ring_timeout_s", env.settings.ring_timeout_s),

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import Insert, Select, Update, literal, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,12 +28,45 @@ class StoreUnavailable(Exception):
     pass
 
 
+def screening_statement(list_id: int | None, caller_key: str | None,
+                        count_active: bool) -> Select[tuple[bool, int]]:
+    """The blocklist probe and the active-recordings count of an inbound call in one
+    statement (one round trip instead of two; PERF-1). Either part may be left out."""
+    blocked = queries.is_blocked(list_id, caller_key).scalar_subquery() \
+        if list_id is not None and caller_key is not None else literal(False)
+    active = queries.active_recordings().scalar_subquery() if count_active else literal(0)
+    return select(blocked, active)
+
+
+def combined(statements: Sequence[Any]) -> Select[tuple[int]] | None:
+    """Writes to distinct tables as one statement (data-modifying CTEs): atomic like a
+    transaction, one round trip instead of BEGIN + n + COMMIT. None when they touch the same
+    table (one statement could not see the other's rows) or are not plain DML."""
+    tables = [s.table for s in statements if isinstance(s, (Insert, Update))]
+    if len(tables) != len(statements) or len(set(tables)) != len(tables):
+        return None
+    return select(literal_column("1")).add_cte(
+        *(stmt.cte(f"w{i}") for i, stmt in enumerate(statements)))
+
+
 class Store:
     def __init__(self, engine: AsyncEngine, journal: Journal) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Call-path statements are Core constructs: run on a Core connection they skip the
+        # ORM session's per-statement work, and a single statement is atomic by itself, so
+        # it runs in autocommit (no BEGIN/COMMIT round trips). PERF-1.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.journal = journal
         self.journal_backlog = journal.pending() > 0
+
+    @staticmethod
+    async def _guard(work: Awaitable[T], timeout: float = CALL_PATH_TIMEOUT_S) -> T:
+        try:
+            async with asyncio.timeout(timeout):
+                return await work
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _run(
         self, work: Callable[[AsyncSession], Awaitable[T]], timeout: float = CALL_PATH_TIMEOUT_S
@@ -41,43 +75,45 @@ class Store:
             async with self.sessions.begin() as session:
                 return await work(session)
 
-        try:
-            return await asyncio.wait_for(tx(), timeout)
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return await self._guard(tx(), timeout)
+
+    async def _row(self, stmt: Any) -> Any:
+        async def one() -> Any:
+            async with self._single.connect() as conn:
+                return (await conn.execute(stmt)).first()
+        return await self._guard(one())
 
     async def snapshot(self) -> SiteSnapshot:
         return await self._run(load_snapshot_async, timeout=5.0)
 
     async def is_blocked(self, list_id: int, caller_key: str) -> bool:
-        async def work(s: AsyncSession) -> bool:
-            return bool((await s.execute(queries.is_blocked(list_id, caller_key))).scalar())
-        return await self._run(work)
+        row = await self._row(queries.is_blocked(list_id, caller_key))
+        return bool(row[0]) if row is not None else False
 
     async def screening_facts(self, list_id: int | None, caller_key: str | None,
                               count_active: bool) -> tuple[bool, int]:
-        """The blocklist probe and the active-recordings count of an inbound call, in one
-        transaction (either part may be skipped)."""
-        async def work(s: AsyncSession) -> tuple[bool, int]:
-            blocked = False
-            if list_id is not None and caller_key is not None:
-                blocked = bool((await s.execute(queries.is_blocked(list_id, caller_key))).scalar())
-            active = 0
-            if count_active:
-                active = int((await s.execute(queries.active_recordings())).scalar() or 0)
-            return blocked, active
-        return await self._run(work)
+        """(caller is on the list, recordings in progress) for an inbound call."""
+        row = await self._row(screening_statement(list_id, caller_key, count_active))
+        return (bool(row[0]), int(row[1] or 0)) if row is not None else (False, 0)
 
     async def active_recordings(self) -> int:
-        async def work(s: AsyncSession) -> int:
-            return int((await s.execute(queries.active_recordings())).scalar() or 0)
-        return await self._run(work)
+        row = await self._row(queries.active_recordings())
+        return int(row[0] or 0) if row is not None else 0
 
     async def execute(self, *statements: Any) -> None:
-        async def work(s: AsyncSession) -> None:
-            for stmt in statements:
-                await s.execute(stmt)
-        await self._run(work)
+        """All or none of the statements, in one round trip where possible (PERF-1)."""
+        single = statements[0] if len(statements) == 1 else combined(statements)
+
+        async def one(stmt: Any) -> None:
+            async with self._single.connect() as conn:
+                await conn.execute(stmt)
+
+        async def tx() -> None:
+            async with self.engine.begin() as conn:
+                for stmt in statements:
+                    await conn.execute(stmt)
+
+        await self._guard(one(single) if single is not None else tx())
 
     async def write(self, ops: Sequence[Op]) -> None:
         """Apply call-path writes, or journal them when the database is away (REL-2).

@@ -1,0 +1,129 @@
+"""Child processes the bench starts (sipp, dumpcap), stopped by their own PID only, and the CPU
+time of the processes it measures (from /proc/<pid>/stat, all threads included)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from callguard.config import PROJECT_ROOT
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ASTERISK_PIDFILE = PROJECT_ROOT / ".build" / "asterisk-root" / "run" / "asterisk" / "asterisk.pid"
+APP_PIDFILE = PROJECT_ROOT / ".run" / "ari.pid"
+PG_PIDFILE = PROJECT_ROOT / ".run" / "pg" / "data" / "postmaster.pid"
+
+
+class Child:
+    """A process we started; `stop()` ends exactly it (SIGTERM, then SIGKILL after a grace)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+        self.cmd = cmd
+        out = log.open("w") if log is not None else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        finally:
+            if log is not None and not isinstance(out, int):
+                out.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit status, or None if it was still running after `timeout_s`."""
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace_s: float = 5.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            if self.wait(grace_s) is None:
+                self.proc.kill()
+                self.proc.wait(grace_s)
+        return int(self.proc.returncode)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (0.0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # comm (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_pids() -> list[int]:
+    """The postmaster and its children (backends, checkpointer, walwriter, ...)."""
+    master = read_pid(PG_PIDFILE)
+    if master is None:
+        return []
+    kids = [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _ppid(int(p.name)) == master]
+    return [master, *kids]
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat minus idle/iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float
+    asterisk: float
+    app: float
+    postgres: dict[int, float]
+    machine: float
+
+    def minus(self, earlier: CpuSample) -> dict[str, float]:
+        """CPU seconds used between two samples; a backend born in between counts from 0.
+        `machine_s` is everything (sipp, the kernel's loopback work, other users) too."""
+        pg = sum(v - earlier.postgres.get(pid, 0.0) for pid, v in self.postgres.items())
+        return {"wall_s": self.at - earlier.at, "asterisk_s": self.asterisk - earlier.asterisk,
+                "app_s": self.app - earlier.app, "postgres_s": pg,
+                "machine_s": self.machine - earlier.machine}
+
+
+class CpuMeter:
+    """Samples Asterisk, the ARI app and PostgreSQL; PIDs are re-read (the app may restart)."""
+
+    def pids(self) -> tuple[int | None, int | None]:
+        return read_pid(ASTERISK_PIDFILE), read_pid(APP_PIDFILE)
+
+    def sample(self) -> CpuSample:
+        ast, app = self.pids()
+        return CpuSample(
+            time.time(),
+            cpu_seconds(ast) if ast else 0.0,
+            cpu_seconds(app) if app else 0.0,
+            {pid: cpu_seconds(pid) for pid in postgres_pids()},
+            machine_busy_seconds(),
+        )

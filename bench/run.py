@@ -1,0 +1,231 @@
+"""`make bench` (`python -m bench.run`): PERF-1..3 on the running stack, in one bounded run.
+
+Holds /tmp/callguard-e2e.lock throughout, saves what it changes first and puts it back at the
+end (also after an interrupt, or on the next run after a crash). Prints the tables and, as the
+last line, `bench: setup_p50_ratio=… setup_p99_ratio=… cps_ratio=… max_recordings=…
+lookup_p99_ms_1e6=…`; the full result goes to bench/results/bench-<utc>.json (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.lookup import SCALES, Lookup
+from bench.recording import Recording, RecordingConfig
+from bench.report import fmt, table
+from bench.screening import RATES, Screening, ScreeningConfig
+from bench.state import RESULTS, BenchState, ensure_bench_config, pending_restore, stack_lock
+from callguard.config import load_settings
+from callguard.db.session import make_sync_engine
+
+BUDGET_S = 19 * 60  # the whole run, lock wait excluded (issue 7: within 20 minutes)
+MAX_RECORDINGS_FOR_RUN = 100_000  # site_settings row raised so capacity never refuses a call
+
+CORES = os.cpu_count() or 1
+TARGETS = {"setup_p50_ratio": 1.5, "setup_p99_ratio": 2.0, "cps_ratio": 0.9,
+           "max_recordings": 300, "lookup_p99_ratio": 1.2}
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # so every `finally` restores the stack
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--parts", default="screening,recording,lookup",
+                   help="comma-separated subset of screening,recording,lookup")
+    p.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES),
+                   help="screening call rates (calls/s)")
+    p.add_argument("--seconds-per-step", type=float, default=8.0)
+    p.add_argument("--min-calls", type=int, default=100)
+    p.add_argument("--hold-ms", type=int, default=500, help="carrier holds the call, then BYE")
+    p.add_argument("--callers", choices=("both", "listed", "unlisted"), default="both",
+                   help="screening callers: alternate (default), or only one kind")
+    p.add_argument("--levels", default="50,100,200,300,400,500",
+                   help="concurrent recorded calls to try, in order (stops at a failure)")
+    p.add_argument("--steady-s", type=float, default=10.0)
+    p.add_argument("--scales", default=",".join(str(s) for s in SCALES))
+    p.add_argument("--lookups", type=int, default=5000)
+    p.add_argument("--entries-per-list", type=int, default=3)
+    p.add_argument("--keep-logs", action="store_true", help="keep sipp logs and captures")
+    p.add_argument("--lock-wait-s", type=float, default=1800)
+    return p.parse_args(argv)
+
+
+def _screening_table(s: dict[str, Any]) -> str:
+    rows: list[list[Any]] = []
+    by_key = {(x["rate"], x["path"]): x for p in ("ari", "baseline") for x in s["steps"][p]}
+    for rate in sorted({k[0] for k in by_key}):
+        for path in ("baseline", "ari"):
+            x = by_key.get((rate, path))
+            if x is None:
+                continue
+            cpu = x["cpu_s_per_1000"]
+            rows.append([f"{rate:g}", path, x["planned"], x["failed"], x["cps"],
+                         x["rejected_200_ms"]["p50"], x["rejected_200_ms"]["p99"],
+                         x["rejected_rtp_ms"]["p50"], x["rejected_rtp_ms"]["p99"],
+                         x["connected_200_ms"]["p50"], x["connected_200_ms"]["p99"],
+                         cpu["asterisk"], cpu["app"], cpu["postgres"], cpu["machine"],
+                         round(x["cpu_pct"]["machine"] / CORES)])
+        c = next((c for c in s["compared"] if c["rate"] == rate), None)
+        if c is not None:
+            rows.append([f"{rate:g}", "ratio", "", "", c["cps_ratio"],
+                         c["rejected_200_ms_p50_ratio"], c["rejected_200_ms_p99_ratio"],
+                         c["rejected_rtp_ms_p50_ratio"], c["rejected_rtp_ms_p99_ratio"],
+                         c["connected_200_ms_p50_ratio"], c["connected_200_ms_p99_ratio"],
+                         "", "", "", "", ""])
+    return table(["cps", "path", "calls", "failed", "done/s", "rej200p50", "rej200p99",
+                  "rejRTPp50", "rejRTPp99", "con200p50", "con200p99", "astCPU", "appCPU",
+                  "pgCPU", "allCPU", "busy%"], rows)
+
+
+def _recording_table(r: dict[str, Any]) -> str:
+    rows = [[x["concurrent"], x["failed"], x["channels_at_plateau"], x["cpu_pct"].get("asterisk"),
+             x["cpu_pct"].get("app"), x["cpu_pct"].get("postgres"),
+             round(x["cpu_pct"].get("machine", 0) / CORES), x["write_bytes_s"],
+             x["write_bytes_s_per_call"], x["complete"], x["lost_audio"],
+             x["duration_s"]["min"], x["call_audio_s"]] for x in r["levels"]]
+    return table(["calls", "failed", "channels", "ast%", "app%", "pg%", "busy%", "write B/s",
+                  "B/s/call", "complete", "lost", "min dur s", "audio s"], rows)
+
+
+def _lookup_table(lk: dict[str, Any]) -> str:
+    rows = [[f"{x['lists']:,}", f"{x['entries']:,}", x["n"], x["p50"], x["p99"], x["max"],
+             x["execution_ms"], x["scan"], x["build_s"]] for x in lk["scales"]]
+    return table(["lists", "entries", "lookups", "p50 ms", "p99 ms", "max ms", "server",
+                  "plan (one probe)", "build s"], rows)
+
+
+def _targets(out: dict[str, Any]) -> list[str]:
+    lines = []
+    s, r, lk = out.get("screening"), out.get("recording"), out.get("lookup")
+    if s:
+        for key, bound, op in (("setup_p50_ratio", TARGETS["setup_p50_ratio"], "<="),
+                               ("setup_p99_ratio", TARGETS["setup_p99_ratio"], "<="),
+                               ("cps_ratio", TARGETS["cps_ratio"], ">=")):
+            v = s[key]
+            ok = v is not None and (v <= bound if op == "<=" else v >= bound)
+            lines.append(f"  {key} {fmt(v)} (target {op} {bound}): {'met' if ok else 'NOT met'}")
+        n = s["ari_failed_below_baseline_limit"]
+        lines.append(f"  ARI failed calls below the baseline's limit: {n} (target 0): "
+                     f"{'met' if n == 0 else 'NOT met'}")
+        lines.append(f"  ramp stopped: ari: {s['stopped']['ari']}; "
+                     f"baseline: {s['stopped']['baseline']}")
+    if r:
+        n = r["max_recordings"]
+        lines.append(f"  concurrent recordings without failure or lost audio: {n} (target >= "
+                     f"{TARGETS['max_recordings']}): "
+                     f"{'met' if n >= TARGETS['max_recordings'] else 'NOT met'} ({r['stopped']})")
+    if lk:
+        v = lk["p99_ratio_last_vs_first"]
+        ok = v is not None and v <= TARGETS["lookup_p99_ratio"]
+        lines.append(f"  lookup p99 at {lk['scales'][-1]['lists']:,} lists / at "
+                     f"{lk['scales'][0]['lists']:,}: {fmt(v)} (target <= 1.2): "
+                     f"{'met' if ok else 'NOT met'}")
+    return lines
+
+
+def _last_line(out: dict[str, Any]) -> str:
+    s = out.get("screening") or {}
+    r = out.get("recording") or {}
+    lk = out.get("lookup") or {}
+    p99 = lk["scales"][-1]["p99"] if lk.get("scales") else None
+    return (f"bench: setup_p50_ratio={fmt(s.get('setup_p50_ratio'))} "
+            f"setup_p99_ratio={fmt(s.get('setup_p99_ratio'))} "
+            f"cps_ratio={fmt(s.get('cps_ratio'))} "
+            f"max_recordings={fmt(r.get('max_recordings'))} lookup_p99_ms_1e6={fmt(p99)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    parts = set(args.parts.split(","))
+    signal.signal(signal.SIGTERM, _terminate)
+    settings = load_settings()
+    engine = make_sync_engine(settings)
+    work = Path(tempfile.mkdtemp(prefix="callguard-bench-"))
+    out: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "args": vars(args)}
+    try:
+        with stack_lock(args.lock_wait_s):
+            started = time.monotonic()
+            deadline = started + BUDGET_S
+            state = BenchState(settings, engine)
+            leftover = pending_restore()
+            if leftover is not None:
+                print("bench: putting back what an interrupted run changed", flush=True)
+                state.restore(leftover)
+            ensure_bench_config(settings)
+            saved = state.save()
+            try:
+                state.set_max_recordings(MAX_RECORDINGS_FOR_RUN)
+                state.fill_list(int(saved["f1a_list_id"]))
+                state.baseline_on()
+                time.sleep(2.5)  # both shells refresh the site snapshot every 2 s
+                if "screening" in parts:
+                    wk = work / "screening"
+                    wk.mkdir()
+                    cfg = ScreeningConfig(tuple(float(x) for x in args.rates.split(",")),
+                                          args.seconds_per_step, args.min_calls, args.hold_ms,
+                                          args.callers)
+                    # Leave room for the other parts: screening gets at most 9 minutes.
+                    out["screening"] = Screening(state, wk, cfg,
+                                                 min(deadline, started + 8 * 60)).run()
+                if "recording" in parts:
+                    wk = work / "recording"
+                    wk.mkdir()
+                    rcfg = RecordingConfig(tuple(int(x) for x in args.levels.split(",")),
+                                           args.steady_s)
+                    out["recording"] = Recording(state, wk, rcfg,
+                                                 min(deadline, started + 13 * 60)).run()
+                if "lookup" in parts:
+                    wk = work / "lookup"
+                    wk.mkdir()
+                    out["lookup"] = Lookup(state, wk, args.lookups, args.entries_per_list,
+                                           tuple(int(x) for x in args.scales.split(",")),
+                                           deadline - 60).run()
+            finally:
+                out["cleanup"] = state.restore(saved)
+            out["duration_s"] = round(time.monotonic() - started, 1)
+    finally:
+        engine.dispose()
+        if args.keep_logs:
+            print(f"bench: logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    result_file = RESULTS / f"bench-{stamp}.json"
+    result_file.write_text(json.dumps(out, indent=2, default=str))
+    if "screening" in out:
+        print("\nPERF-1 screened inbound calls to 0312345678 (half listed callers → rejected, "
+              "half → f1-a rung, recorded); latencies ms at the carrier, CPU s per 1,000 calls")
+        print(_screening_table(out["screening"]))
+    if "recording" in out:
+        print("\nPERF-2 concurrent recorded calls (f1-a 007727… → carrier, RTP both ways)")
+        print(_recording_table(out["recording"]))
+    if "lookup" in out:
+        print("\nPERF-3 blocklist lookup (queries.is_blocked via the app's Store), one at a time")
+        print(_lookup_table(out["lookup"]))
+        print("  EXPLAIN at the largest scale:")
+        for line in out["lookup"]["explain"]:
+            print(f"    {line}")
+    print("\nTargets:")
+    for line in _targets(out):
+        print(line)
+    print(f"results: {result_file}  (run took {out.get('duration_s')} s)")
+    print(_last_line(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""PERF-1: screened inbound calls through the ARI path and the pure-dialplan baseline.
+
+The carrier (sipp) calls 0312345678 at rising rates, callers alternating between the 30 numbers
+on f1-a's list and 30 others, with the same calls for both paths:
+  ARI path  from 127.0.0.2: Stasis → the app (blocklist lookup, rows, variables) → cg-reject or
+            cg-connect (MixMonitor + Dial f1-a), exactly as in production;
+  baseline  from 127.0.0.4: [bench-baseline] (astdb lookup → Answer + Playback twice, or
+            MixMonitor + Dial f1-a), no ARI, no app, no database.
+The phone f1-a (sipp on 127.0.1.1:5060) answers at once. Every call is held `hold_ms` after the
+200, the carrier sending audio meanwhile (as a caller does), then the carrier hangs up: a
+rejected call does not run the ~8 s message, so the load stays setup-bound. Measured per call
+at the carrier: INVITE → 200 (both halves) and, for listed callers, INVITE → first RTP packet
+of the rejection message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import sipp
+from bench.procs import CpuMeter
+from bench.report import percentile, ratio, summary_ms
+from bench.rtpcap import FirstPackets, RtpCapture
+from bench.state import LISTED, SCREENED_NUMBER, UNLISTED, BenchState, active_channels
+from tests.e2e.rtp_pcap import tone_pcap
+
+CARRIER_IP = {"ari": "127.0.0.2", "baseline": "127.0.0.4"}
+PHONE_IP = "127.0.1.1"  # f1-a
+CARRIER_SIP_PORT = 5062
+CARRIER_MEDIA_PORT = 30000
+PHONE_MEDIA_PORT = 30100
+RATES = (10, 25, 50, 100, 200, 300, 400)
+SECONDS_PER_STEP = 8.0
+MIN_CALLS = 100
+
+
+@dataclass
+class ScreeningConfig:
+    rates: tuple[float, ...] = RATES
+    seconds_per_step: float = SECONDS_PER_STEP
+    min_calls: int = MIN_CALLS
+    hold_ms: int = 500
+    callers: str = "both"  # both | listed | unlisted (to cost one kind of call alone)
+
+
+@dataclass
+class PathProgress:
+    stopped: str = ""  # why the ramp stopped for this path
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def calls_for(rate: float, cfg: ScreeningConfig) -> int:
+    n = max(cfg.min_calls, round(rate * cfg.seconds_per_step))
+    return n + n % 2  # even: exactly half listed
+
+
+def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: str,
+            rate: float, planned: int) -> dict[str, Any]:
+    listed = set(LISTED)
+    all_setup: list[float] = []
+    rejected: list[float] = []
+    connected: list[float] = []
+    first_rtp: list[float] = []
+    missing_rtp = 0
+    codes: dict[str, int] = {}
+    done_at: list[float] = []
+    for c in calls.values():
+        if not c.completed:
+            key = str(c.final_status) if c.final_status and c.final_status != 200 else (
+                "no final response" if c.final_status is None else "BYE not answered")
+            codes[key] = codes.get(key, 0) + 1
+        setup = c.setup_s
+        if setup is None:
+            continue
+        all_setup.append(setup)
+        if c.completed and c.final_at is not None:
+            done_at.append(c.final_at)
+        if c.caller in listed:
+            rejected.append(setup)
+            t = rtp.first_after(carrier_ip, c.media_port, c.invite_at, 10.0) \
+                if c.media_port else None
+            if t is None:
+                missing_rtp += 1
+            else:
+                first_rtp.append(t - c.invite_at)
+        else:
+            connected.append(setup)
+    invites = sorted(c.invite_at for c in calls.values())
+    completed = sum(1 for c in calls.values() if c.completed)
+    span = (max(done_at) - min(done_at)) if len(done_at) > 1 else 0.0
+    return {
+        "rate": rate,
+        "planned": planned,
+        "attempted": len(calls),
+        "completed": completed,
+        "failed": planned - completed,
+        "failures": codes,
+        "invite_rate": round((len(invites) - 1) / (invites[-1] - invites[0]), 1)
+        if len(invites) > 1 and invites[-1] > invites[0] else None,
+        # Throughput of completed calls, measured on their answer times.
+        "cps": round((len(done_at) - 1) / span, 1) if span > 0 else None,
+        "setup_ms": summary_ms(all_setup),
+        "rejected_200_ms": summary_ms(rejected),
+        "rejected_rtp_ms": {**summary_ms(first_rtp), "missing": missing_rtp},
+        "connected_200_ms": summary_ms(connected),
+    }
+
+
+class Screening:
+    def __init__(self, state: BenchState, work: Path, cfg: ScreeningConfig,
+                 deadline: float) -> None:
+        self.state = state
+        self.work = work
+        self.cfg = cfg
+        self.deadline = deadline
+        self.cpu = CpuMeter()
+        # The carrier's audio for the hold (see sipp.uac_xml: Answer() waits for media).
+        self.audio = tone_pcap(work / "hold.pcap", cfg.hold_ms / 1000)
+        mix = {"listed": LISTED, "unlisted": UNLISTED,
+               "both": [n for pair in zip(LISTED, UNLISTED, strict=True) for n in pair]}
+        self.callers = sipp.write_callers(work / "callers.csv", mix[cfg.callers])
+
+    def drain(self, since: datetime) -> None:
+        """Until every channel is gone and the app has closed its recording rows (bounded)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and active_channels(self.state.settings) > 0:
+            time.sleep(0.2)
+        self.state.wait_recordings_finished(since, timeout_s=15)
+
+    def step(self, path: str, rate: float) -> dict[str, Any]:
+        n = calls_for(rate, self.cfg)
+        work = self.work / f"{path}-{rate:g}cps"
+        since = datetime.now(UTC)
+        duration = n / rate
+        phone = sipp.start_uas(work, ip=PHONE_IP, media_port=PHONE_MEDIA_PORT, calls=n,
+                               timeout_s=int(duration + 90))
+        try:
+            time.sleep(0.3)  # bound to 127.0.1.1:5060 before the first INVITE
+            before = self.cpu.sample()
+            uac = sipp.start_uac(
+                work, xml=sipp.uac_xml(self.cfg.hold_ms, self.audio), ip=CARRIER_IP[path],
+                port=CARRIER_SIP_PORT, media_port=CARRIER_MEDIA_PORT, callers=self.callers,
+                service=SCREENED_NUMBER, rate=rate, calls=n, limit=5000,
+                timeout_s=int(duration + 40))
+            rc = uac.wait(duration + 55)
+            if rc is None:
+                uac.stop()
+            during = self.cpu.sample().minus(before)
+            self.drain(since)
+            used = self.cpu.sample().minus(before)
+        finally:
+            phone.stop()
+        return {"path": path, "sipp_rc": rc, "work": str(work),
+                **self._cpu(used, during, n), "_since": since}
+
+    @staticmethod
+    def _cpu(used: dict[str, float], during: dict[str, float], n: int) -> dict[str, Any]:
+        """CPU per 1,000 calls over the calls and their after-work (drain); load in % of one
+        core while the calls were placed."""
+        per = {k.removesuffix("_s"): round(v / n * 1000, 2) for k, v in used.items()
+               if k != "wall_s"}
+        return {"window_s": round(used["wall_s"], 1), "cpu_s_per_1000": per,
+                "cpu_pct": {k.removesuffix("_s"): round(v / during["wall_s"] * 100, 1)
+                            for k, v in during.items() if k != "wall_s"}}
+
+    def run(self) -> dict[str, Any]:
+        progress = {p: PathProgress() for p in CARRIER_IP}
+        done: list[tuple[dict[str, Any], dict[str, sipp.CallTiming]]] = []
+        capture = RtpCapture(self.work, list(CARRIER_IP.values()), CARRIER_MEDIA_PORT)
+        try:
+            for rate in self.cfg.rates:
+                for path, prog in progress.items():
+                    if prog.stopped:
+                        continue
+                    n = calls_for(rate, self.cfg)
+                    if time.monotonic() + n / rate + 30 > self.deadline:
+                        prog.stopped = f"time budget before {rate:g} calls/s"
+                        continue
+                    print(f"bench: screening {path:8} {rate:5g} calls/s ({n} calls)", flush=True)
+                    raw = {**self.step(path, rate), "rate": rate}
+                    calls = sipp.parse_calls(Path(raw["work"]) / "messages.log")
+                    done.append((raw, calls))
+                    # Ramp on only while this path keeps up (RTP is matched at the end).
+                    quick = analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n)
+                    if not _ok(quick):
+                        prog.stopped = (f"{quick['failed']} failed calls at {rate:g} calls/s"
+                                        if quick["failed"] else
+                                        f"{quick['cps']} completed calls/s at {rate:g} offered")
+                    time.sleep(1.0)
+        finally:
+            rtp = capture.stop()
+        for raw, calls in done:
+            path = raw["path"]
+            progress[path].steps.append({
+                **{k: v for k, v in raw.items() if not k.startswith("_")},
+                **analyse(calls, rtp, CARRIER_IP[path], raw["rate"],
+                          calls_for(raw["rate"], self.cfg))})
+        return summarise(progress, rtp.packets)
+
+
+def _ok(step: dict[str, Any]) -> bool:
+    return step["failed"] == 0 and step["cps"] is not None and step["cps"] >= 0.85 * step["rate"]
+
+
+def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, Any]:
+    ari, base = progress["ari"].steps, progress["baseline"].steps
+    by_rate = {s["rate"]: s for s in base}
+    compared: list[dict[str, Any]] = []
+    for a in ari:
+        b = by_rate.get(a["rate"])
+        if b is None:
+            continue
+        row: dict[str, Any] = {"rate": a["rate"], "baseline_ok": _ok(b), "ari_ok": _ok(a)}
+        for metric in ("setup_ms", "rejected_200_ms", "rejected_rtp_ms", "connected_200_ms"):
+            for q in ("p50", "p99"):
+                row[f"{metric}_{q}_ratio"] = ratio(a[metric][q], b[metric][q])
+        row["cps_ratio"] = ratio(a["cps"], b["cps"])
+        compared.append(row)
+    below_limit = [c for c in compared if c["baseline_ok"]]
+
+    def worst(q: str) -> float | None:
+        vals = [c[f"{m}_{q}_ratio"] for c in below_limit
+                for m in ("rejected_200_ms", "rejected_rtp_ms", "connected_200_ms")
+                if c[f"{m}_{q}_ratio"] is not None]
+        return max(vals) if vals else None
+
+    def capacity(steps: list[dict[str, Any]]) -> float | None:
+        good = [s["cps"] for s in steps if _ok(s)]
+        return max(good) if good else None
+
+    ari_cap, base_cap = capacity(ari), capacity(base)
+    ari_fail_below = sum(a["failed"] for a in ari
+                         if by_rate.get(a["rate"]) and _ok(by_rate[a["rate"]]))
+    return {
+        "steps": {"ari": ari, "baseline": base},
+        "stopped": {k: v.stopped or "top rate reached" for k, v in progress.items()},
+        "compared": compared,
+        # The worst ratio over the rejected-200, rejected-first-RTP and connected-200
+        # latencies, at every rate the baseline itself sustained without failure.
+        "setup_p50_ratio": worst("p50"),
+        "setup_p99_ratio": worst("p99"),
+        "capacity_cps": {"ari": ari_cap, "baseline": base_cap},
+        "cps_ratio": ratio(ari_cap, base_cap),
+        "ari_failed_below_baseline_limit": ari_fail_below,
+        "rtp_packets_captured": rtp_packets,
+        "median_p50_ratio": percentile(
+            [c["setup_ms_p50_ratio"] for c in below_limit if c["setup_ms_p50_ratio"]], 50),
+    }
