@@ -142,6 +142,7 @@ svc_stop() {
 apps_start() {
     svc_start fastagi "$VENV/bin/callguard-fastagi"
     svc_start ari "$VENV/bin/callguard-ari"
+    svc_start api "$VENV/bin/callguard-api"
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
     for _ in $(seq 1 200); do
@@ -150,14 +151,14 @@ apps_start() {
     say "ARI app did not connect; see $LOG/ari.log"; tail -20 "$LOG/ari.log"; exit 1
 }
 ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
-apps_stop() { svc_stop ari; svc_stop fastagi; }
+apps_stop() { svc_stop api; svc_stop ari; svc_stop fastagi; }
 
 status() {
     local pgp; pgp=$(pg_pid)
     printf '%-10s %-8s %s\n' part state pid
     if [ -n "$pgp" ] && kill -0 "$pgp" 2>/dev/null; then printf '%-10s %-8s %s\n' postgres up "$pgp"; else printf '%-10s %-8s\n' postgres down; fi
     if ast_running; then printf '%-10s %-8s %s  (%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)"; else printf '%-10s %-8s\n' asterisk down; fi
-    for s in ari fastagi; do
+    for s in ari fastagi api; do
         if alive "$RUN/$s.pid"; then printf '%-10s %-8s %s\n' "$s" up "$(cat "$RUN/$s.pid")"; else printf '%-10s %-8s\n' "$s" down; fi
     done
 }

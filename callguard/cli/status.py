@@ -61,7 +61,8 @@ def _status(args: argparse.Namespace) -> int:
             "listen": f"{s.fastagi_host}:{s.fastagi_port}",
             "log": str(s.log_dir / "fastagi.log"),
         },
-        "api": {"url": f"http://{s.api_host}:{s.api_port}", "token": ".run/secrets/api.token"},
+        "api": {"pid": _pid_alive("api"), "url": f"http://{s.api_host}:{s.api_port}",
+                "token": ".run/secrets/api.token", "log": str(s.log_dir / "api.log")},
         "recordings": str(s.recordings_dir),
     }
     if args.json:
@@ -73,7 +74,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"ARI app    pid {report['ari_app']['pid'] or '-'}  log {s.log_dir / 'ari.log'}")
         fastagi = report["fastagi"]
         print(f"FastAGI    pid {fastagi['pid'] or '-'}  {fastagi['listen']}")
-        print(f"HTTP API   http://{s.api_host}:{s.api_port}  (token in .run/secrets/api.token)")
+        print(f"HTTP API   pid {report['api']['pid'] or '-'}  http://{s.api_host}:{s.api_port}"
+              "  (token in .run/secrets/api.token; recordings page /ui)")
         print(f"Recordings {s.recordings_dir}")
         print(f"Logs       {a['log']}  {s.log_dir}/")
         print()

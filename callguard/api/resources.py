@@ -1,0 +1,494 @@
+"""The API's resources: the operator's data (ADM-2) and each contract's own view of it
+(REC-FILE-4, SEC-2). Handlers call the functions the CLI calls (`callguard.admin`,
+`callguard.billing_repo`, `callguard.recordings`, `callguard.db.nuisance_repo` through admin,
+`callguard.asterisk_check`), one transaction each."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callguard import admin, asterisk_check, billing_repo, recordings
+from callguard.api import schema as S
+from callguard.api.core import (
+    PAGING,
+    SETTINGS,
+    Access,
+    ApiError,
+    Ctx,
+    Param,
+    Route,
+    db,
+)
+from callguard.db.models import Contract, Recording
+
+API = "/api/v1"
+
+P_CODE = Param("code", "path", S.CODE)
+P_ENDPOINT = Param("name", "path", S.ENDPOINT_NAME)
+P_NUMBER = Param("number", "path", S.NUMBER)
+P_REC_ID = Param("id", "path", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
+P_TOKEN_ID = Param("id", "path", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1})
+Q_CONTRACT = Param("contract", "query", S.CODE, description="only this contract")
+
+
+def _paging(ctx: Ctx) -> tuple[int, int]:
+    return ctx.query["limit"], ctx.query["offset"]
+
+
+# ---- contracts ----------------------------------------------------------------------------
+async def list_contracts(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    if ctx.who.operator:
+        page = await db(ctx.app, lambda s: admin.list_contracts(s, limit, offset))
+        return page.to_json()
+
+    def own(s: Session) -> dict[str, Any]:
+        items = [admin.contract_json(s, admin.get_contract(s, str(ctx.who.contract)))]
+        return admin.make_page(items[offset:], limit, offset, lambda c: c).to_json()
+
+    return await db(ctx.app, own)
+
+
+async def get_contract(ctx: Ctx) -> Any:
+    code = ctx.own_contract(ctx.path["code"])
+    return await db(ctx.app, lambda s: admin.contract_json(s, admin.get_contract(s, str(code))))
+
+
+async def create_contract(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: admin.contract_json(s, admin.create_contract(
+        s, b["code"], b["kind"], b.get("name", ""), b.get("extension_digits", 4))))
+
+
+async def update_contract(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: admin.contract_json(s, admin.update_contract(
+        s, ctx.path["code"], b.get("name"), b.get("extension_digits"))))
+
+
+async def delete_contract(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: admin.delete_contract(s, ctx.path["code"]))
+
+
+# ---- endpoints ----------------------------------------------------------------------------
+async def list_endpoints(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.own_contract(ctx.query["contract"])
+    page = await db(ctx.app, lambda s: admin.list_endpoints(s, code, limit, offset))
+    return page.to_json()
+
+
+def _endpoint_scoped(ctx: Ctx, s: Session) -> Any:
+    ep = admin.get_endpoint(s, ctx.path["name"])
+    if not ctx.who.operator and ep.contract_id != ctx.who.contract_id:
+        raise admin.NotFound(f"no endpoint {ctx.path['name']!r}")
+    return ep
+
+
+async def get_endpoint(ctx: Ctx) -> Any:
+    return await db(ctx.app, lambda s: admin.endpoint_json(s, _endpoint_scoped(ctx, s)))
+
+
+async def create_endpoint(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: admin.endpoint_json(s, admin.create_endpoint(
+        s, b["name"], b["contract"], b["address"], b["extension"], b.get("channels", 1),
+        b.get("roaming", False))))
+
+
+async def update_endpoint(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: admin.endpoint_json(s, admin.update_endpoint(
+        s, ctx.path["name"], b.get("address"), b.get("extension"), b.get("channels"),
+        b.get("roaming"))))
+
+
+async def delete_endpoint(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: admin.delete_endpoint(s, ctx.path["name"]))
+
+
+# ---- numbers ------------------------------------------------------------------------------
+def _number_out(s: Session, num: Any) -> dict[str, Any]:
+    s.refresh(num)
+    return admin.number_json(num, num.contract.code, num.endpoint.name)
+
+
+async def list_numbers(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.own_contract(ctx.query["contract"])
+
+    def work(s: Session) -> dict[str, Any]:
+        if ctx.query["endpoint"] is not None and not ctx.who.operator:
+            _endpoint_scoped(dataclasses.replace(ctx, path={"name": ctx.query["endpoint"]}), s)
+        return admin.list_numbers(s, code, ctx.query["endpoint"], limit, offset).to_json()
+
+    return await db(ctx.app, work)
+
+
+async def get_number(ctx: Ctx) -> Any:
+    def work(s: Session) -> dict[str, Any]:
+        num = admin.get_number(s, ctx.path["number"])
+        if not ctx.who.operator and num.contract_id != ctx.who.contract_id:
+            raise admin.NotFound(f"no number {ctx.path['number']!r}")
+        return _number_out(s, num)
+
+    return await db(ctx.app, work)
+
+
+async def create_number(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: _number_out(s, admin.create_number(
+        s, b["number"], b["endpoint"], b["role"], b.get("nuisance"))))
+
+
+async def update_number(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: _number_out(s, admin.update_number(
+        s, ctx.path["number"], b.get("endpoint"), b.get("role"), b.get("nuisance"))))
+
+
+async def delete_number(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: admin.delete_number(s, ctx.path["number"]))
+
+
+# ---- subscriptions and nuisance lists -----------------------------------------------------
+async def list_subscriptions(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    page = await db(ctx.app, lambda s: admin.list_subscriptions(s, limit, offset))
+    return page.to_json()
+
+
+async def get_subscriptions(ctx: Ctx) -> Any:
+    code = str(ctx.own_contract(ctx.path["code"]))
+    return await db(ctx.app, lambda s: admin.subscriptions_json(s, admin.get_contract(s, code)))
+
+
+def _then_subscriptions(ctx: Ctx, change: Any) -> Any:
+    def work(s: Session) -> dict[str, Any]:
+        change(s)
+        return admin.subscriptions_json(s, admin.get_contract(s, ctx.path["code"]))
+
+    return db(ctx.app, work)
+
+
+async def set_recording(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await _then_subscriptions(ctx, lambda s: admin.set_recording(
+        s, ctx.path["code"], b.get("activated_on"), b.get("retention_days")))
+
+
+async def cancel_recording(ctx: Ctx) -> Any:
+    return await _then_subscriptions(ctx, lambda s: admin.cancel_recording(
+        s, ctx.path["code"], ctx.query["on"]))
+
+
+async def set_nuisance(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await _then_subscriptions(ctx, lambda s: admin.set_nuisance(
+        s, ctx.path["code"], b.get("unit"), b.get("list_size"), b.get("activated_on")))
+
+
+async def cancel_nuisance(ctx: Ctx) -> Any:
+    return await _then_subscriptions(ctx, lambda s: admin.cancel_nuisance(
+        s, ctx.path["code"], ctx.query["on"]))
+
+
+async def list_nuisance_lists(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.own_contract(ctx.query["contract"])
+    page = await db(ctx.app, lambda s: admin.list_nuisance_lists(s, code, datetime.now(UTC),
+                                                                  limit, offset))
+    return page.to_json()
+
+
+# ---- priority lines -----------------------------------------------------------------------
+async def list_priority(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    return (await db(ctx.app, lambda s: admin.list_priority(s, limit, offset))).to_json()
+
+
+async def add_priority(ctx: Ctx) -> Any:
+    b = ctx.body
+    line = await db(ctx.app, lambda s: admin.add_priority(s, b["number"],
+                                                          b.get("description", "")))
+    return {"number": line.number, "description": line.description}
+
+
+async def delete_priority(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: admin.delete_priority(s, ctx.path["number"]))
+
+
+# ---- tokens -------------------------------------------------------------------------------
+async def list_tokens(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.query["contract"]
+    return (await db(ctx.app, lambda s: admin.list_tokens(s, code, limit, offset))).to_json()
+
+
+async def create_token(ctx: Ctx) -> Any:
+    contract, label = ctx.body.get("contract"), ctx.body.get("label", "")
+
+    def work(s: Session) -> dict[str, Any]:
+        row, token = admin.create_token(s, contract, label)
+        return {**admin.token_json(row, contract), "token": token}
+
+    return await db(ctx.app, work)
+
+
+async def revoke_token(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: admin.revoke_token(s, ctx.path["id"]))
+
+
+# ---- recordings (REC-FILE-2/3/4) ----------------------------------------------------------
+def recording_json(row: Recording, code: str, recordings_dir: Path) -> dict[str, Any]:
+    data = recordings.to_json(row, code, recordings_dir)
+    del data["path"]  # the server's file system is nobody's business
+    out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+    out["audio_url"] = f"{API}/recordings/{row.id}/audio"
+    return out
+
+
+def get_recording_row(s: Session, rec_id: int, contract_id: int | None) -> tuple[Recording, str]:
+    """The row, if this principal may see it (a contract: only its own, REC-FILE-4)."""
+    found = s.execute(select_recording(rec_id)).first()
+    if found is None or (contract_id is not None and found[0].contract_id != contract_id):
+        raise admin.NotFound(f"no recording {rec_id}")
+    return found[0], found[1]
+
+
+def select_recording(rec_id: int) -> Any:
+    return (select(Recording, Contract.code).join(Contract, Contract.id == Recording.contract_id)
+            .where(Recording.id == rec_id))
+
+
+async def search_recordings(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    q = ctx.query
+    code = ctx.own_contract(q["contract"])
+    search = recordings.Search(code, q["number"], q["remote"], q["direction"], q["since"],
+                               q["until"], limit + 1, offset)
+    rec_dir = ctx.app[SETTINGS].recordings_dir
+    rows = await db(ctx.app, lambda s: recordings.search(s, search))
+    return admin.make_page(rows, limit, offset,
+                           lambda r: recording_json(r[0], r[1], rec_dir)).to_json()
+
+
+async def get_recording(ctx: Ctx) -> Any:
+    rec_dir = ctx.app[SETTINGS].recordings_dir
+    row, code = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
+                                                              ctx.who.contract_id))
+    return recording_json(row, code, rec_dir)
+
+
+def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.FileResponse:
+    """The WAV with HTTP range support (FileResponse answers Range / If-Range: 206/416)."""
+    if row.status == "recording":
+        raise ApiError(409, f"recording {row.id} is still in progress")
+    root = recordings_dir.resolve()
+    path = (root / row.path).resolve()
+    # Paths are ours (REC-FILE-1), but a row must never lead outside the recordings root.
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ApiError(404, f"the file of recording {row.id} is missing")
+    disposition = "attachment" if download else "inline"
+    return web.FileResponse(path, headers={
+        "Content-Type": "audio/wav",
+        "Content-Disposition": f'{disposition}; filename="recording-{row.id}.wav"',
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+async def recording_audio(ctx: Ctx) -> Any:
+    row, _ = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
+                                                           ctx.who.contract_id))
+    return audio_response(row, ctx.app[SETTINGS].recordings_dir, ctx.query["download"])
+
+
+async def purge_recordings(ctx: Ctx) -> Any:
+    dry_run = ctx.body.get("dry_run", False)
+    report = await db(ctx.app, lambda s: recordings.purge(s, ctx.app[SETTINGS], dry_run))
+    return {**dataclasses.asdict(report), "dry_run": dry_run}
+
+
+async def reconcile_recordings(ctx: Ctx) -> Any:
+    report = await db(ctx.app, lambda s: recordings.reconcile(s, ctx.app[SETTINGS]))
+    return dataclasses.asdict(report)
+
+
+# ---- billing (BILL-*) ---------------------------------------------------------------------
+async def billing_report(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.own_contract(ctx.query["contract"])
+
+    def work(s: Session) -> dict[str, Any]:
+        if code is not None:
+            admin.get_contract(s, code)
+        return billing_repo.report(s, ctx.query["month"], code, limit, offset).to_json()
+
+    return await db(ctx.app, work)
+
+
+async def get_prices(ctx: Ctx) -> Any:
+    return dataclasses.asdict(await db(ctx.app, billing_repo.prices))
+
+
+async def set_prices(ctx: Ctx) -> Any:
+    try:
+        table = await db(ctx.app, lambda s: billing_repo.set_prices(s, ctx.body))
+    except ValueError as exc:  # PriceTable refused a value: nothing was stored
+        raise ApiError(400, str(exc)) from exc
+    return dataclasses.asdict(table)
+
+
+# ---- configuration check (ADM-1) ----------------------------------------------------------
+async def check(ctx: Ctx) -> Any:
+    settings = ctx.app[SETTINGS]
+    try:
+        report = await db(ctx.app, lambda s: asterisk_check.run_check(s, settings))
+    except asterisk_check.AsteriskUnavailable as exc:
+        raise ApiError(503, f"cannot check: {exc}") from exc
+    return report.to_json()
+
+
+# ---- the table ----------------------------------------------------------------------------
+def routes() -> list[Route]:
+    op, any_, R = Access.OPERATOR, Access.ANY, Route
+    q_date = Param("on", "query", S.DATE, description="first day without it (default today)")
+    q_str = Param  # readability below
+    return [
+        R("GET", f"{API}/contracts", "listContracts", "List contracts", "contracts", any_,
+          list_contracts, PAGING, response=S.page_of(S.CONTRACT),
+          description="A contract token sees only its own contract."),
+        R("POST", f"{API}/contracts", "createContract", "Create a contract", "contracts", op,
+          create_contract, body=S.CONTRACT_CREATE, status=201, response=S.CONTRACT,
+          errors=(409,)),
+        R("GET", f"{API}/contracts/{{code}}", "getContract", "One contract", "contracts", any_,
+          get_contract, (P_CODE,), response=S.CONTRACT),
+        R("PATCH", f"{API}/contracts/{{code}}", "updateContract", "Change a contract",
+          "contracts", op, update_contract, (P_CODE,), body=S.CONTRACT_UPDATE,
+          response=S.CONTRACT, errors=(409,)),
+        R("DELETE", f"{API}/contracts/{{code}}", "deleteContract",
+          "Delete a contract without endpoints or recordings", "contracts", op,
+          delete_contract, (P_CODE,), status=204, errors=(409,)),
+        R("GET", f"{API}/contracts/{{code}}/subscriptions", "getSubscriptions",
+          "A contract's services", "subscriptions", any_, get_subscriptions, (P_CODE,),
+          response=S.SUBSCRIPTIONS),
+        R("PUT", f"{API}/contracts/{{code}}/subscriptions/recording", "setRecording",
+          "Subscribe to call recording, or change its retention", "subscriptions", op,
+          set_recording, (P_CODE,), body=S.RECORDING_SET, response=S.SUBSCRIPTIONS,
+          errors=(409,)),
+        R("DELETE", f"{API}/contracts/{{code}}/subscriptions/recording", "cancelRecording",
+          "Cancel call recording", "subscriptions", op, cancel_recording, (P_CODE, q_date),
+          response=S.SUBSCRIPTIONS, errors=(409,)),
+        R("PUT", f"{API}/contracts/{{code}}/subscriptions/nuisance", "setNuisance",
+          "Subscribe to nuisance-call rejection, or change its unit or list size",
+          "subscriptions", op, set_nuisance, (P_CODE,), body=S.NUISANCE_SET,
+          response=S.SUBSCRIPTIONS, errors=(409,),
+          description="A unit change starts new, empty lists and counters and is billed as "
+          "construction work (NCR-UNIT-1)."),
+        R("DELETE", f"{API}/contracts/{{code}}/subscriptions/nuisance", "cancelNuisance",
+          "Cancel nuisance-call rejection", "subscriptions", op, cancel_nuisance,
+          (P_CODE, q_date), response=S.SUBSCRIPTIONS, errors=(409,)),
+        R("GET", f"{API}/subscriptions", "listSubscriptions", "Every contract's services",
+          "subscriptions", op, list_subscriptions, PAGING,
+          response=S.page_of(S.SUBSCRIPTIONS)),
+        R("GET", f"{API}/nuisance-lists", "listNuisanceLists",
+          "Nuisance lists: sizes and monthly counters, never the numbers (NCR-PRIV-1)",
+          "subscriptions", any_, list_nuisance_lists, (Q_CONTRACT, *PAGING),
+          response=S.page_of(S.NUISANCE_LIST)),
+
+        R("GET", f"{API}/endpoints", "listEndpoints", "List endpoints", "endpoints", any_,
+          list_endpoints, (Q_CONTRACT, *PAGING), response=S.page_of(S.ENDPOINT)),
+        R("POST", f"{API}/endpoints", "createEndpoint", "Create an endpoint", "endpoints", op,
+          create_endpoint, body=S.ENDPOINT_CREATE, status=201, response=S.ENDPOINT,
+          errors=(404, 409)),
+        R("GET", f"{API}/endpoints/{{name}}", "getEndpoint", "One endpoint", "endpoints", any_,
+          get_endpoint, (P_ENDPOINT,), response=S.ENDPOINT),
+        R("PATCH", f"{API}/endpoints/{{name}}", "updateEndpoint",
+          "Change an endpoint (address, extension, channels, roaming)", "endpoints", op,
+          update_endpoint, (P_ENDPOINT,), body=S.ENDPOINT_UPDATE, response=S.ENDPOINT,
+          errors=(409,)),
+        R("DELETE", f"{API}/endpoints/{{name}}", "deleteEndpoint",
+          "Delete an endpoint that rings no number", "endpoints", op, delete_endpoint,
+          (P_ENDPOINT,), status=204, errors=(409,)),
+
+        R("GET", f"{API}/numbers", "listNumbers", "List numbers", "numbers", any_,
+          list_numbers, (Q_CONTRACT, q_str("endpoint", "query", S.ENDPOINT_NAME), *PAGING),
+          response=S.page_of(S.NUMBER_OUT), errors=(404,)),
+        R("POST", f"{API}/numbers", "createNumber", "Add a number to an endpoint's contract",
+          "numbers", op, create_number, body=S.NUMBER_CREATE, status=201,
+          response=S.NUMBER_OUT, errors=(404, 409)),
+        R("GET", f"{API}/numbers/{{number}}", "getNumber", "One number", "numbers", any_,
+          get_number, (P_NUMBER,), response=S.NUMBER_OUT),
+        R("PATCH", f"{API}/numbers/{{number}}", "updateNumber",
+          "Move a number, change its role or nuisance subscription", "numbers", op,
+          update_number, (P_NUMBER,), body=S.NUMBER_UPDATE, response=S.NUMBER_OUT,
+          errors=(409,)),
+        R("DELETE", f"{API}/numbers/{{number}}", "deleteNumber",
+          "Delete a number (its nuisance list goes with it)", "numbers", op, delete_number,
+          (P_NUMBER,), status=204, errors=(409,)),
+
+        R("GET", f"{API}/priority-lines", "listPriorityLines", "Disaster-priority lines",
+          "priority", op, list_priority, PAGING, response=S.page_of(S.PRIORITY)),
+        R("POST", f"{API}/priority-lines", "addPriorityLine", "Add a disaster-priority line",
+          "priority", op, add_priority, body=S.PRIORITY_CREATE, status=201,
+          response=S.PRIORITY, errors=(409,)),
+        R("DELETE", f"{API}/priority-lines/{{number}}", "deletePriorityLine",
+          "Remove a disaster-priority line", "priority", op, delete_priority, (P_NUMBER,),
+          status=204),
+
+        R("GET", f"{API}/recordings", "searchRecordings", "Search recordings, newest first",
+          "recordings", any_, search_recordings, (
+              Q_CONTRACT, q_str("number", "query", S.NUMBER, description="our number"),
+              q_str("remote", "query", {"type": "string", "maxLength": 40},
+                    description="the other party as presented"),
+              q_str("direction", "query", {"type": "string", "enum": ["in", "out"]}),
+              q_str("since", "query", S.DATE_TIME, description="started at or after"),
+              q_str("until", "query", S.DATE_TIME, description="started before"),
+              *PAGING),
+          response=S.page_of(S.RECORDING),
+          description="A contract token sees only its own recordings (REC-FILE-4)."),
+        R("GET", f"{API}/recordings/{{id}}", "getRecording", "One recording's metadata",
+          "recordings", any_, get_recording, (P_REC_ID,), response=S.RECORDING),
+        R("GET", f"{API}/recordings/{{id}}/audio", "getRecordingAudio",
+          "Download a recording (HTTP Range supported)", "recordings", any_, recording_audio,
+          (P_REC_ID, Param("download", "query", {"type": "boolean", "default": False},
+                       description="as an attachment")),
+          response=None, errors=(409, 416),
+          extra={"x-range": "Range: bytes=… answers 206 Partial Content"}),
+        R("POST", f"{API}/recordings/purge", "purgeRecordings",
+          "Delete recordings past their contract's retention (REC-FILE-3)", "recordings", op,
+          purge_recordings, body=S.PURGE, response=S.PURGE_REPORT),
+        R("POST", f"{API}/recordings/reconcile", "reconcileRecordings",
+          "Finish rows and files left by a crash (REC-FILE-2)", "recordings", op,
+          reconcile_recordings, response=S.RECONCILE_REPORT),
+
+        R("GET", f"{API}/bills", "billingReport", "Monthly bills in JPY (BILL-*)", "billing",
+          any_, billing_report, (
+              Param("month", "query", S.MONTH, required=True), Q_CONTRACT, *PAGING),
+          response=S.BILLING_REPORT,
+          description="A contract token gets only its own bill."),
+        R("GET", f"{API}/prices", "getPrices", "The price table (JPY, excluding tax)",
+          "billing", op, get_prices, response=S.PRICES),
+        R("PATCH", f"{API}/prices", "setPrices", "Change prices", "billing", op, set_prices,
+          body=S.PRICES_SET, response=S.PRICES),
+
+        R("GET", f"{API}/check", "checkAsterisk",
+          "Compare Asterisk's live endpoints with the database", "check", op, check,
+          response=S.CHECK_REPORT),
+
+        R("GET", f"{API}/tokens", "listTokens", "API tokens (never the tokens themselves)",
+          "tokens", op, list_tokens, (Q_CONTRACT, *PAGING), response=S.page_of(S.TOKEN)),
+        R("POST", f"{API}/tokens", "createToken", "A new token, shown once", "tokens", op,
+          create_token, body=S.TOKEN_CREATE, status=201, response=S.TOKEN_CREATED,
+          errors=(404,)),
+        R("DELETE", f"{API}/tokens/{{id}}", "revokeToken", "Revoke a token", "tokens", op,
+          revoke_token, (P_TOKEN_ID,), status=204),
+    ]

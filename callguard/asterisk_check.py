@@ -1,0 +1,212 @@
+"""`callguard check`: do Asterisk's live PJSIP endpoints and the database agree? (ADM-1)
+
+Asterisk is asked over ARI: `GET /ari/endpoints/PJSIP` for what is loaded, then each
+endpoint's, AOR's and identify's configuration through `/ari/asterisk/config/dynamic/res_pjsip/…`
+(readable for objects from pjsip.conf too). The comparison itself is a pure function.
+
+Customer equipment is what lands in the `from-customer` context; other endpoints (the carrier,
+the bench carrier) are infrastructure and not expected in the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callguard.config import Settings
+from callguard.db.models import Contract, Endpoint, Number
+
+CUSTOMER_CONTEXT = "from-customer"
+SIP_PORT = 5060  # SPEC §8: customer equipment is reached at its address, port 5060
+
+
+class AsteriskUnavailable(Exception):
+    """ARI did not answer (down, wrong credentials): nothing could be compared."""
+
+
+@dataclass(frozen=True)
+class AstEndpoint:
+    name: str
+    state: str
+    context: str
+    callerid: str  # the number inside <…>, or ""
+    contacts: tuple[str, ...]
+    matches: tuple[str, ...] | None  # identify addresses; None: no identify of that name
+
+
+@dataclass(frozen=True)
+class DbEndpoint:
+    name: str
+    contract: str
+    address: str
+    numbers: tuple[str, ...]  # its non-office numbers (what the phone display shows)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    endpoint: str
+    # missing-in-asterisk | missing-in-database | context | address | contact | callerid
+    problem: str
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "problem": self.problem, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    checked: int  # database endpoints compared
+    mismatches: list[Mismatch]
+    ignored: list[str]  # Asterisk endpoints that are not customer equipment
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked,
+                "mismatches": [m.to_json() for m in self.mismatches],
+                "ignored": self.ignored}
+
+
+def _host(uri_or_match: str) -> str:
+    """'127.0.1.1/255.255.255.255' or '127.0.1.1/32' → '127.0.1.1'."""
+    return uri_or_match.strip().split("/", 1)[0]
+
+
+def compare(db: Iterable[DbEndpoint], asterisk: dict[str, AstEndpoint]) -> CheckReport:
+    mismatches: list[Mismatch] = []
+    db_names: set[str] = set()
+    checked = 0
+    for ep in sorted(db, key=lambda e: e.name):
+        checked += 1
+        db_names.add(ep.name)
+        ast = asterisk.get(ep.name)
+        if ast is None:
+            mismatches.append(Mismatch(ep.name, "missing-in-asterisk",
+                                       f"contract {ep.contract}, {ep.address}: no PJSIP "
+                                       "endpoint of that name is loaded"))
+            continue
+        if ast.context != CUSTOMER_CONTEXT:
+            mismatches.append(Mismatch(ep.name, "context",
+                                       f"context is {ast.context!r}, not {CUSTOMER_CONTEXT!r}: "
+                                       "its calls would bypass callguard"))
+        if ast.matches is None:
+            mismatches.append(Mismatch(ep.name, "address",
+                                       f"no identify section {ep.name!r}; the database says "
+                                       f"{ep.address}"))
+        elif {_host(m) for m in ast.matches} != {ep.address}:
+            mismatches.append(Mismatch(ep.name, "address",
+                                       f"identified by {', '.join(ast.matches) or 'nothing'}; "
+                                       f"the database says {ep.address}"))
+        want = f"sip:{ep.address}:{SIP_PORT}"
+        if want not in ast.contacts:
+            mismatches.append(Mismatch(ep.name, "contact",
+                                       f"reached at {', '.join(ast.contacts) or 'nothing'}; "
+                                       f"the database says {want}"))
+        if ep.numbers and ast.callerid not in ep.numbers:
+            mismatches.append(Mismatch(ep.name, "callerid",
+                                       f"shows <{ast.callerid}>; its numbers are "
+                                       f"{', '.join(ep.numbers)}"))
+    ignored: list[str] = []
+    for name, ast in sorted(asterisk.items()):
+        if name in db_names:
+            continue
+        if ast.context == CUSTOMER_CONTEXT:
+            mismatches.append(Mismatch(name, "missing-in-database",
+                                       "customer endpoint loaded in Asterisk but not in the "
+                                       "database: its calls are refused"))
+        else:
+            ignored.append(name)
+    return CheckReport(checked, mismatches, ignored)
+
+
+def db_endpoints(session: Session) -> list[DbEndpoint]:
+    numbers: dict[int, list[str]] = {}
+    for endpoint_id, number in session.execute(
+            select(Number.endpoint_id, Number.number).where(Number.role != "office")
+            .order_by(Number.id)):
+        numbers.setdefault(endpoint_id, []).append(number)
+    rows = session.execute(select(Endpoint, Contract.code)
+                           .join(Contract, Contract.id == Endpoint.contract_id)).all()
+    return [DbEndpoint(e.name, code, e.address, tuple(numbers.get(e.id, ())))
+            for e, code in rows]
+
+
+class AriReader:
+    """Blocking ARI GETs (the CLI's and the API worker threads' way to ask)."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 5.0) -> None:
+        self.base = f"{settings.ari_url}/ari"
+        auth = f"{settings.ari_user}:{settings.ari_password}".encode()
+        self.headers = {"Authorization": "Basic " + base64.b64encode(auth).decode()}
+        self.timeout_s = timeout_s
+
+    def get(self, path: str) -> Any | None:
+        """The JSON body; None on 404; AsteriskUnavailable on anything else."""
+        req = urllib.request.Request(f"{self.base}/{path}",  # noqa: S310 - URL from settings
+                                     headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise AsteriskUnavailable(f"ARI {path}: HTTP {exc.code}") from exc
+        except (OSError, ValueError) as exc:
+            raise AsteriskUnavailable(f"ARI at {self.base} does not answer: {exc}") from exc
+
+    def config(self, kind: str, name: str) -> dict[str, str] | None:
+        body = self.get(f"asterisk/config/dynamic/res_pjsip/{kind}/"
+                        f"{urllib.parse.quote(name, safe='')}")
+        if body is None:
+            return None
+        return {t["attribute"]: t["value"] for t in body}
+
+
+_CALLERID = re.compile(r"<([^>]*)>")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def asterisk_endpoints(reader: AriReader,
+                       progress: Callable[[int, int], None] | None = None,
+                       ) -> dict[str, AstEndpoint]:
+    listed = reader.get("endpoints/PJSIP")
+    if listed is None:
+        raise AsteriskUnavailable("ARI knows no PJSIP technology (chan_pjsip not loaded?)")
+    out: dict[str, AstEndpoint] = {}
+    for i, item in enumerate(listed, 1):
+        name = str(item["resource"])
+        cfg = reader.config("endpoint", name) or {}
+        context = cfg.get("context", "")
+        contacts: list[str] = []
+        for aor in _split(cfg.get("aors", "")):
+            contacts.extend(_split((reader.config("aor", aor) or {}).get("contact", "")))
+        ident = reader.config("identify", name)
+        matches = None if ident is None else _split(ident.get("match", ""))
+        raw = cfg.get("callerid", "")
+        m = _CALLERID.search(raw)  # '"Name" <0312345678>' or plain '0312345678'
+        out[name] = AstEndpoint(name, str(item.get("state", "")), context,
+                                (m.group(1) if m else raw).strip(), tuple(contacts), matches)
+        if progress is not None:
+            progress(i, len(listed))
+    return out
+
+
+def run_check(session: Session, settings: Settings,
+              progress: Callable[[int, int], None] | None = None) -> CheckReport:
+    db = db_endpoints(session)
+    return compare(db, asterisk_endpoints(AriReader(settings), progress))

@@ -1,0 +1,175 @@
+"""The database as `BillableContract`s, and monthly reports (BILL-*, ADM-1/2).
+
+`domain.billing.monthly_bill` does the arithmetic; this module decides what the database says
+about a contract in the month billed:
+
+- Counts (handsets, channels, subscribed numbers) are the database's state now: it keeps no
+  history of them, and reading `created_at` instead would bill nothing for a contract whose
+  activation was entered late. Re-running a past month after changes gives today's counts.
+- The nuisance unit of a month is the unit in force at its end, read back through
+  `nuisance_unit_changes` (each change also bills its construction fee in its month).
+- Mobile handsets are the contract's `native` numbers; fixed channels are the sum of its
+  endpoints' channels; per-number subscriptions count the numbers flagged `nuisance_subscribed`.
+- Prices are `PriceTable`'s defaults unless `site_settings` holds `price.<field>` (e.g.
+  `price.nuisance_unit_change_fee`, the construction fee SPEC §5 leaves configurable).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from callguard.db.models import (
+    Contract,
+    Endpoint,
+    NuisanceSubscription,
+    NuisanceUnitChange,
+    Number,
+    RecordingSubscription,
+    SiteSetting,
+)
+from callguard.domain.billing import Bill, BillableContract, PriceTable, monthly_bill
+
+MONTH_RE = r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$"
+PRICE_PREFIX = "price."
+PRICE_FIELDS = tuple(f.name for f in fields(PriceTable))
+
+
+class BillingError(Exception):
+    """The database does not describe a billable contract (bad provisioning)."""
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    if re.fullmatch(MONTH_RE, text) is None:
+        raise ValueError(f"not a YYYY-MM month: {text!r}")
+    return int(text[:4]), int(text[5:7])
+
+
+def prices(session: Session) -> PriceTable:
+    overrides: dict[str, int] = {}
+    rows = session.execute(select(SiteSetting.key, SiteSetting.value)
+                           .where(SiteSetting.key.startswith(PRICE_PREFIX))).all()
+    for key, value in rows:
+        name = key[len(PRICE_PREFIX):]
+        if name not in PRICE_FIELDS:
+            continue  # a stray key must not stop billing
+        try:
+            overrides[name] = int(value)
+        except ValueError as exc:
+            raise BillingError(f"site setting {key}={value!r} is not an integer") from exc
+    try:
+        return PriceTable(**overrides)
+    except ValueError as exc:
+        raise BillingError(f"site setting prices: {exc}") from exc
+
+
+def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
+    """Validate the whole table first, then store only what changed."""
+    unknown = sorted(set(values) - set(PRICE_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown price {', '.join(unknown)}; known: {', '.join(PRICE_FIELDS)}")
+    table = PriceTable(**{**asdict(prices(session)), **values})  # raises on a bad value
+    for name, value in values.items():
+        key = PRICE_PREFIX + name
+        session.execute(pg_insert(SiteSetting).values(key=key, value=str(value))
+                        .on_conflict_do_update(index_elements=[SiteSetting.key],
+                                               set_={"value": str(value)}))
+    session.flush()
+    return table
+
+
+def _unit_in_month(current: str, changes: list[NuisanceUnitChange], year: int,
+                   month: int) -> str:
+    """The unit in force at the end of the month: the old unit of the first change made after
+    it, else the current one."""
+    later = [c for c in changes if (c.changed_on.year, c.changed_on.month) > (year, month)]
+    return min(later, key=lambda c: (c.changed_on, c.id)).old_unit if later else current
+
+
+def billable(session: Session, contract: Contract, year: int, month: int) -> BillableContract:
+    rec = session.get(RecordingSubscription, contract.id)
+    ncr = session.get(NuisanceSubscription, contract.id)
+    changes = list(session.scalars(select(NuisanceUnitChange).where(
+        NuisanceUnitChange.contract_id == contract.id)))
+    handsets = channels = subscribed = 0
+    if contract.kind == "mobile":
+        handsets = session.scalar(select(func.count()).where(
+            Number.contract_id == contract.id, Number.role == "native")) or 0
+    else:
+        channels = session.scalar(select(func.coalesce(func.sum(Endpoint.channels), 0)).where(
+            Endpoint.contract_id == contract.id)) or 0
+    unit = _unit_in_month(ncr.unit, changes, year, month) if ncr is not None else None
+    if unit == "per-number":
+        subscribed = session.scalar(select(func.count()).where(
+            Number.contract_id == contract.id, Number.nuisance_subscribed.is_(True))) or 0
+    try:
+        return BillableContract(
+            code=contract.code,
+            kind=contract.kind,  # type: ignore[arg-type]  # checked by BillableContract
+            recording_activated_on=rec.activated_on if rec else None,
+            recording_cancelled_on=rec.cancelled_on if rec else None,
+            handsets=int(handsets),
+            channels=int(channels),
+            nuisance_unit=unit,  # type: ignore[arg-type]  # checked by BillableContract
+            nuisance_numbers=int(subscribed),
+            nuisance_activated_on=ncr.activated_on if ncr else None,
+            nuisance_cancelled_on=ncr.cancelled_on if ncr else None,
+            nuisance_unit_changes=tuple(c.changed_on for c in changes),
+        )
+    except ValueError as exc:
+        raise BillingError(f"contract {contract.code}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Report:
+    month: str
+    bills: list[Bill]
+    errors: list[tuple[str, str]]  # (contract, why it could not be billed)
+    next_offset: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "currency": "JPY",
+            "bills": [b.to_json() for b in self.bills],
+            "errors": [{"contract": c, "message": m} for c, m in self.errors],
+            "subtotal": sum(b.subtotal for b in self.bills),
+            "tax": sum(b.tax for b in self.bills),
+            "total": sum(b.total for b in self.bills),
+            "next_offset": self.next_offset,
+        }
+
+
+def report(session: Session, month: str, contract: str | None = None,
+           limit: int | None = None, offset: int = 0,
+           progress: Callable[[int, int], None] | None = None) -> Report:
+    """Bills of every contract (or of one), in code order; one with no service active in the
+    month gets an empty bill. `progress(done, total)` is called as contracts are billed."""
+    year, mon = parse_month(month)
+    stmt = select(Contract).order_by(Contract.code)
+    if contract is not None:
+        stmt = stmt.where(Contract.code == contract)
+    stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit + 1)
+    contracts = list(session.scalars(stmt))
+    more = limit is not None and len(contracts) > limit
+    contracts = contracts[:limit] if limit is not None else contracts
+    table = prices(session)
+    bills: list[Bill] = []
+    errors: list[tuple[str, str]] = []
+    for i, c in enumerate(contracts, 1):
+        try:
+            bills.append(monthly_bill(billable(session, c, year, mon), year, mon, table))
+        except BillingError as exc:
+            errors.append((c.code, str(exc)))
+        if progress is not None:
+            progress(i, len(contracts))
+    return Report(f"{year:04d}-{mon:02d}", bills, errors,
+                  offset + len(contracts) if more else None)

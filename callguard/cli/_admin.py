@@ -1,0 +1,123 @@
+"""Helpers for the operator command groups (contracts, endpoints, numbers, subscriptions,
+priority lines, tokens, billing, check): one transaction per command, one-line errors,
+`--json` and pagination on every listing, progress on stderr for long work.
+
+Exit codes: 0 done; 1 the operation failed (database or Asterisk unreachable, mismatches
+found by `check`, contracts that could not be billed); 2 refused: bad input, unknown name,
+or a conflict with what exists (nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, TextIO, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from callguard.admin import AdminError, Page
+from callguard.cli import CliError
+from callguard.cli._common import db_session, print_json
+from callguard.config import Settings
+
+T = TypeVar("T")
+
+
+def run(work: Callable[[Session], T], settings: Settings | None = None) -> T:
+    """`work` in one transaction; a refusal rolls everything back and exits 2."""
+    try:
+        with db_session(settings) as session:
+            return work(session)
+    except AdminError as exc:
+        raise CliError(str(exc), code=2) from exc
+    except CliError as exc:
+        # libpq's messages span lines ("…failed\n\tIs the server running…"): keep the first.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "failed"
+        raise CliError(first, exc.code) from exc
+    except IntegrityError as exc:
+        # A concurrent writer got there first; the transaction was rolled back.
+        raise CliError(f"conflicts with existing data: {exc.orig}", code=2) from exc
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def add_listing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=_positive, help="at most this many (default: all)")
+    p.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def emit_page(args: argparse.Namespace, page: Page,
+              columns: Sequence[tuple[str, Callable[[dict[str, Any]], object]]]) -> int:
+    """A listing: the page as JSON (`--json`), else an aligned table."""
+    if args.json:
+        print_json(page.to_json())
+        return 0
+    table = [[head for head, _ in columns]]
+    table += [["-" if (v := get(item)) is None else str(v) for _, get in columns]
+              for item in page.items]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if page.next_offset is not None:
+        print(f"(more: --offset {page.next_offset})", file=sys.stderr)
+    return 0
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    print_json(data) if args.json else print(text)
+    return 0
+
+
+class Progress:
+    """`label: done/total` on stderr (stdout stays clean for --json) once work has run for a
+    second: rewritten in place on a terminal, else a line every two seconds and a last one.
+    Quick work prints nothing."""
+
+    def __init__(self, label: str, clock: Callable[[], float] = time.monotonic,
+                 stream: TextIO | None = None) -> None:
+        self.label = label
+        self.clock = clock
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = self.last = clock()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        final = done >= total
+        if not self.shown and now - self.started < 1.0:
+            return
+        if self.tty:
+            print(f"\r{self.label}: {done}/{total}", end="\n" if final else "",
+                  file=self.stream, flush=True)
+        elif final or not self.shown or now - self.last >= 2.0:
+            print(f"{self.label}: {done}/{total}", file=self.stream, flush=True)
+            self.last = now
+        self.shown = True

@@ -1,0 +1,139 @@
+"""`callguard subscriptions ...`: the two add-ons of a contract (REC-*, NCR-*, BILL-*).
+
+  subscriptions list                                     every contract's services
+  subscriptions recording set|cancel --contract C        call recording, its retention
+  subscriptions nuisance set|cancel --contract C         nuisance-call rejection: unit, list size
+  subscriptions nuisance lists [--contract C]            list sizes and counters, never the
+                                                         numbers (NCR-PRIV-1)
+
+A unit change starts new, empty lists and counters and is billed as construction work
+(NCR-UNIT-1). Dates are Japanese calendar days; a cancellation date is the first day without
+the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from callguard import admin
+from callguard.cli._admin import add_listing_args, emit, emit_page, iso_date, run
+
+
+def _state(sub: dict[str, Any] | None, extra: str) -> str:
+    if sub is None:
+        return "-"
+    until = f" until {sub['cancelled_on']}" if sub["cancelled_on"] else ""
+    return f"{'active' if sub['active'] else 'inactive'} from {sub['activated_on']}{until}, {extra}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    page = run(lambda s: admin.list_subscriptions(s, args.limit, args.offset))
+    return emit_page(args, page, [
+        ("CONTRACT", lambda r: r["contract"]),
+        ("RECORDING", lambda r: _state(r["recording"], f"kept {r['recording']['retention_days']}"
+                                       " days") if r["recording"] else "-"),
+        ("NUISANCE", lambda r: _state(r["nuisance"], f"{r['nuisance']['unit']}, list of "
+                                      f"{r['nuisance']['list_size']}") if r["nuisance"]
+         else "-")])
+
+
+def _recording_set(args: argparse.Namespace) -> int:
+    def work(s: Session) -> dict[str, Any]:
+        admin.set_recording(s, args.contract, args.activated_on, args.retention_days)
+        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+
+    data = run(work)
+    rec = data["recording"]
+    return emit(args, data, f"{args.contract}: call recording from {rec['activated_on']}, "
+                f"kept {rec['retention_days']} days")
+
+
+def _recording_cancel(args: argparse.Namespace) -> int:
+    def work(s: Session) -> dict[str, Any]:
+        admin.cancel_recording(s, args.contract, args.on)
+        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+
+    data = run(work)
+    return emit(args, data, f"{args.contract}: call recording ends; last day before "
+                f"{data['recording']['cancelled_on']}")
+
+
+def _nuisance_set(args: argparse.Namespace) -> int:
+    def work(s: Session) -> dict[str, Any]:
+        admin.set_nuisance(s, args.contract, args.unit, args.list_size, args.activated_on)
+        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+
+    data = run(work)
+    n = data["nuisance"]
+    return emit(args, data, f"{args.contract}: nuisance-call rejection {n['unit']}, lists of "
+                f"{n['list_size']}, from {n['activated_on']}")
+
+
+def _nuisance_cancel(args: argparse.Namespace) -> int:
+    def work(s: Session) -> dict[str, Any]:
+        admin.cancel_nuisance(s, args.contract, args.on)
+        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+
+    data = run(work)
+    return emit(args, data, f"{args.contract}: nuisance-call rejection cancelled from "
+                f"{data['nuisance']['cancelled_on']}")
+
+
+def _nuisance_lists(args: argparse.Namespace) -> int:
+    page = run(lambda s: admin.list_nuisance_lists(s, args.contract, datetime.now(UTC),
+                                                   args.limit, args.offset))
+    return emit_page(args, page, [
+        ("LIST", lambda r: r["list"]), ("CONTRACT", lambda r: r["contract"]),
+        ("NUMBER", lambda r: r["number"] or "(whole contract)"), ("UNIT", lambda r: r["unit"]),
+        ("ENTRIES", lambda r: f"{r['entries']}/{r['capacity']}"),
+        ("THIS MONTH", lambda r: r["this_month"]), ("LAST MONTH", lambda r: r["last_month"])])
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("subscriptions", help="call recording and nuisance-call rejection "
+                       "add-ons", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ssub = p.add_subparsers(dest="subscriptions_command", required=True, metavar="SERVICE")
+    ls = ssub.add_parser("list", help="every contract's services")
+    add_listing_args(ls)
+    ls.set_defaults(handler=_list)
+
+    rec = ssub.add_parser("recording", help="the call-recording add-on")
+    rsub = rec.add_subparsers(dest="recording_command", required=True, metavar="ACTION")
+    rs = rsub.add_parser("set", help="subscribe, or change the retention")
+    rs.add_argument("--contract", required=True)
+    rs.add_argument("--from", dest="activated_on", type=iso_date,
+                    help="activation day YYYY-MM-DD (default today; billed initial fee)")
+    rs.add_argument("--retention-days", type=int, help="keep recordings this long (default 90)")
+    rs.add_argument("--json", action="store_true", help="print the subscriptions as JSON")
+    rs.set_defaults(handler=_recording_set)
+    rc = rsub.add_parser("cancel", help="end the add-on")
+    rc.add_argument("--contract", required=True)
+    rc.add_argument("--on", type=iso_date, help="first day without it (default today)")
+    rc.add_argument("--json", action="store_true", help="print the subscriptions as JSON")
+    rc.set_defaults(handler=_recording_cancel)
+
+    ncr = ssub.add_parser("nuisance", help="the nuisance-call rejection add-on")
+    nsub = ncr.add_subparsers(dest="nuisance_command", required=True, metavar="ACTION")
+    ns = nsub.add_parser("set", help="subscribe, or change the unit or list size")
+    ns.add_argument("--contract", required=True)
+    ns.add_argument("--unit", choices=admin.UNITS, help="one list per number or per contract")
+    ns.add_argument("--list-size", type=int, choices=admin.LIST_SIZES,
+                    help="entries per list (default 30)")
+    ns.add_argument("--from", dest="activated_on", type=iso_date,
+                    help="activation day YYYY-MM-DD (default today)")
+    ns.add_argument("--json", action="store_true", help="print the subscriptions as JSON")
+    ns.set_defaults(handler=_nuisance_set)
+    nc = nsub.add_parser("cancel", help="end the add-on (its lists stop screening)")
+    nc.add_argument("--contract", required=True)
+    nc.add_argument("--on", type=iso_date, help="first day without it (default today)")
+    nc.add_argument("--json", action="store_true", help="print the subscriptions as JSON")
+    nc.set_defaults(handler=_nuisance_cancel)
+    nl = nsub.add_parser("lists", help="list sizes and monthly counters (never the numbers)")
+    nl.add_argument("--contract")
+    add_listing_args(nl)
+    nl.set_defaults(handler=_nuisance_lists)

@@ -1,0 +1,117 @@
+"""Fixtures for the HTTP API tests: a private schema per test module (tests/isolated_db.py),
+`callguard-api` running on it as its own process, and a small HTTP client. Each module holds
+the e2e lock while it runs (module scope: released before tests/e2e takes it for its
+session)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from callguard.config import Settings
+from tests.isolated_db import api_server, e2e_lock, engine_for, private_schema
+
+
+@pytest.fixture(scope="module")
+def stack_lock() -> Iterator[None]:
+    with e2e_lock():
+        yield
+
+
+@pytest.fixture(scope="module")
+def iso(stack_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with private_schema(tmp_path_factory.mktemp("recordings")) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def iso_engine(iso: Settings) -> Iterator[Engine]:
+    eng = engine_for(iso)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(iso_engine: Engine) -> Iterator[Session]:
+    """One transaction, committed at the end of the test's setup code that uses it."""
+    with Session(iso_engine, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def message(self) -> str:
+        data = self.json()
+        assert set(data) == {"status", "message"} and data["status"] == self.status, data
+        assert isinstance(data["message"], str) and data["message"]
+        return str(data["message"])
+
+
+class Client:
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base, self.token = base, token
+
+    def as_(self, token: str | None) -> Client:
+        return Client(self.base, token)
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                raw: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+        hdrs = dict(headers or {})
+        if self.token is not None:
+            hdrs.setdefault("Authorization", f"Bearer {self.token}")
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.base + path, data=data, method=method,  # noqa: S310
+                                     headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+                return Reply(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, dict(exc.headers), exc.read())
+
+    def get(self, path: str, **kw: Any) -> Reply:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("PATCH", path, body, **kw)
+
+    def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Reply:
+        return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture(scope="module")
+def api_base(iso: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = Path(tmp_path_factory.mktemp("api")) / "api.log"
+    with api_server(iso, log) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def op(api_base: str, iso: Settings) -> Client:
+    """The operator, with the private schema's throwaway operator token."""
+    return Client(api_base, iso.api_token)

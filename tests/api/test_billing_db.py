@@ -1,0 +1,249 @@
+"""Billing from the database (BILL-*, SPEC §5/§8): the DB → BillableContract mapping for every
+line item, the reference site's figures, the unit read back through the change history, the
+configurable construction fee, and the same report over the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from callguard import admin, billing_repo
+from callguard.config import Settings
+from callguard.db import nuisance_repo
+from callguard.db.models import (
+    Contract,
+    NuisanceSubscription,
+    NuisanceUnitChange,
+    Number,
+    RecordingSubscription,
+    SiteSetting,
+)
+from callguard.db.provision import provision_reference_site
+from callguard.domain.billing import (
+    ITEM_NUISANCE_PER_CONTRACT,
+    ITEM_NUISANCE_PER_NUMBER,
+    ITEM_NUISANCE_UNIT_CHANGE,
+    ITEM_RECORDING_FIXED_CHANNEL,
+    ITEM_RECORDING_FIXED_CONTRACT,
+    ITEM_RECORDING_INITIAL,
+    ITEM_RECORDING_MOBILE_CONTRACT,
+    ITEM_RECORDING_MOBILE_HANDSET,
+    Bill,
+    ContractKind,
+    NuisanceUnit,
+)
+from tests.api.conftest import Client
+from tests.isolated_db import cli
+
+PROVISIONED = date(2026, 4, 15)  # mid-month: the site's provisioning month
+
+
+@pytest.fixture(scope="module")
+def site(iso_engine: Engine) -> Engine:
+    """The reference site (SPEC §8) in this module's private schema, provisioned on
+    2026-04-15 with every service active from that day."""
+    with Session(iso_engine) as s, s.begin():
+        provision_reference_site(s, PROVISIONED)
+    return iso_engine
+
+
+@pytest.fixture
+def s(site: Engine) -> Iterator[Session]:
+    """A transaction rolled back after the test: the site stays as provisioned."""
+    with Session(site) as session:
+        session.begin()
+        yield session
+        session.rollback()
+
+
+def bill(s: Session, code: str, month: str) -> Bill:
+    rep = billing_repo.report(s, month, code)
+    assert rep.errors == [], rep.errors
+    [b] = rep.bills
+    return b
+
+
+def items(b: Bill) -> dict[str, tuple[int, int, int]]:
+    return {i.code: (i.quantity, i.unit_price, i.amount) for i in b.items}
+
+
+# ---- the mapping --------------------------------------------------------------------------
+def test_reference_site_maps_to_billable_contracts(s: Session) -> None:
+    """Handsets = native numbers of a mobile contract; channels = sum over its lines;
+    per-number counts the subscribed numbers; dates come from the subscriptions."""
+    by_code = {c.code: c for c in s.scalars(select(Contract))}
+    f1 = billing_repo.billable(s, by_code["F1"], 2026, 5)
+    assert (f1.kind, f1.channels, f1.handsets) == (ContractKind.FIXED, 3, 0)
+    assert (f1.recording_activated_on, f1.recording_cancelled_on) == (PROVISIONED, None)
+    assert (f1.nuisance_unit, f1.nuisance_numbers, f1.nuisance_activated_on) == (
+        NuisanceUnit.PER_NUMBER, 2, PROVISIONED)
+    f2 = billing_repo.billable(s, by_code["F2"], 2026, 5)
+    assert (f2.recording_activated_on, f2.nuisance_unit, f2.nuisance_numbers) == (
+        None, NuisanceUnit.PER_CONTRACT, 0)
+    m1 = billing_repo.billable(s, by_code["M1"], 2026, 5)
+    assert (m1.kind, m1.handsets, m1.channels, m1.nuisance_unit) == (
+        ContractKind.MOBILE, 2, 0, None)
+
+
+@pytest.mark.parametrize("month", ["2026-05", "2026-06", "2027-01", "2030-12"])
+def test_reference_site_after_its_provisioning_month(s: Session, month: str) -> None:
+    """SPEC §8 figures: F1 4,040 (900 + 3×900 + 2×220), F2 220, M1 1,500, excluding tax."""
+    f1, f2, m1 = (bill(s, c, month) for c in ("F1", "F2", "M1"))
+    assert items(f1) == {ITEM_RECORDING_FIXED_CONTRACT: (1, 900, 900),
+                         ITEM_RECORDING_FIXED_CHANNEL: (3, 900, 2700),
+                         ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
+    assert (f1.subtotal, f1.tax, f1.total) == (4040, 404, 4444)
+    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}
+    assert (f2.subtotal, f2.total) == (220, 242)
+    assert items(m1) == {ITEM_RECORDING_MOBILE_CONTRACT: (1, 500, 500),
+                         ITEM_RECORDING_MOBILE_HANDSET: (2, 500, 1000)}
+    assert (m1.subtotal, m1.total) == (1500, 1650)
+
+
+def test_reference_site_in_its_provisioning_month(s: Session) -> None:
+    """The recording initial fee (3,000 per contract) in the month of activation."""
+    assert items(bill(s, "F1", "2026-04"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    assert bill(s, "F1", "2026-04").subtotal == 7040
+    assert bill(s, "M1", "2026-04").subtotal == 4500
+    assert bill(s, "F2", "2026-04").subtotal == 220  # no recording: no initial fee
+
+
+def test_before_activation_nothing_is_billed(s: Session) -> None:
+    rep = billing_repo.report(s, "2026-03")
+    assert {b.contract: b.subtotal for b in rep.bills} == {"F1": 0, "F2": 0, "M1": 0}
+
+
+def test_channels_and_handsets_follow_the_database(s: Session) -> None:
+    admin.update_endpoint(s, "f1-a", channels=5)  # 5 + 1 channels
+    assert items(bill(s, "F1", "2026-05"))[ITEM_RECORDING_FIXED_CHANNEL] == (6, 900, 5400)
+    admin.create_endpoint(s, "m1-c", "M1", "10.9.9.9", "2003")
+    admin.create_number(s, "09011110003", "m1-c", "native")
+    admin.create_number(s, "0311110003", "m1-c", "office")  # office numbers are not handsets
+    assert items(bill(s, "M1", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (3, 500, 1500)
+
+
+def test_per_number_counts_only_subscribed_numbers(s: Session) -> None:
+    admin.create_number(s, "0312345670", "f1-a", "base")  # subscribed by default
+    admin.create_number(s, "0312345671", "f1-a", "base", nuisance=False)
+    assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 220, 660)
+
+
+def test_cancellations(s: Session) -> None:
+    """Billed through the month before the first day without the service."""
+    admin.cancel_recording(s, "M1", date(2026, 7, 1))
+    admin.cancel_nuisance(s, "F2", date(2026, 6, 10))
+    assert bill(s, "M1", "2026-06").subtotal == 1500
+    assert bill(s, "M1", "2026-07").subtotal == 0
+    assert bill(s, "F2", "2026-06").subtotal == 220  # active on some days of June
+    assert bill(s, "F2", "2026-07").subtotal == 0
+
+
+def test_unit_change_construction_fee_and_unit_history(s: Session) -> None:
+    """NCR-UNIT-1/BILL: a change bills the construction fee in its month; a month is billed
+    at the unit in force at its end, read back through the change history."""
+    nuisance_repo.set_unit(s, "F2", "per-number", date(2026, 6, 20))
+    june, may, july = (bill(s, "F2", m) for m in ("2026-06", "2026-05", "2026-07"))
+    assert items(june) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440),
+                           ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
+    assert items(may) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}  # before the change
+    assert items(july) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
+    nuisance_repo.set_unit(s, "F2", "per-contract", date(2026, 6, 25))  # and back
+    june = bill(s, "F2", "2026-06")
+    assert items(june)[ITEM_NUISANCE_UNIT_CHANGE] == (2, 2000, 4000)
+    assert ITEM_NUISANCE_PER_CONTRACT in items(june)
+
+
+def test_configurable_prices(s: Session) -> None:
+    """SPEC §5: the construction fee is configurable (site_settings price.*)."""
+    billing_repo.set_prices(s, {"nuisance_unit_change_fee": 5500})
+    nuisance_repo.set_unit(s, "F2", "per-number", date(2026, 6, 20))
+    assert items(bill(s, "F2", "2026-06"))[ITEM_NUISANCE_UNIT_CHANGE] == (1, 5500, 5500)
+    with pytest.raises(ValueError, match="unknown price"):
+        billing_repo.set_prices(s, {"vip_fee": 1})
+    with pytest.raises(ValueError):
+        billing_repo.set_prices(s, {"tax_rate_percent": -1})
+    s.add(SiteSetting(key="price.recording_initial", value="lots"))
+    with pytest.raises(billing_repo.BillingError, match="not an integer"):
+        billing_repo.prices(s)
+
+
+def test_unbillable_contract_is_reported_not_guessed(s: Session) -> None:
+    """A per-number subscription whose numbers were all unsubscribed behind the tools' back
+    cannot be billed; the report names it and bills the others."""
+    f1 = s.scalar(select(Contract).where(Contract.code == "F1"))
+    assert f1 is not None
+    for num in s.scalars(select(Number).where(Number.contract_id == f1.id)):
+        num.nuisance_subscribed = False
+    rep = billing_repo.report(s, "2026-05")
+    assert [c for c, _ in rep.errors] == ["F1"]
+    assert "per-number" in rep.errors[0][1]
+    assert sorted(b.contract for b in rep.bills) == ["F2", "M1"]
+
+
+def test_month_validation() -> None:
+    for bad in ("2026-13", "2026-00", "0000-01", "2026-1", "26-01", "2026-01-01", ""):
+        with pytest.raises(ValueError):
+            billing_repo.parse_month(bad)
+    assert billing_repo.parse_month("9999-12") == (9999, 12)
+
+
+def test_far_months_bill_without_error(s: Session) -> None:
+    assert bill(s, "F1", "9999-12").subtotal == 4040
+    assert bill(s, "F1", "0001-01").subtotal == 0
+
+
+# ---- over the API and the CLI -------------------------------------------------------------
+def test_billing_report_api(site: Engine, op: Client) -> None:
+    r = op.get("/api/v1/bills?month=2026-05")
+    assert r.status == 200
+    data = r.json()
+    subtotal = {b["contract"]: b["subtotal"] for b in data["bills"]}
+    assert subtotal == {"F1": 4040, "F2": 220, "M1": 1500}
+    assert (data["subtotal"], data["tax"], data["total"]) == (5760, 576, 6336)
+    one = op.get("/api/v1/bills?month=2026-04&contract=M1").json()
+    assert [b["subtotal"] for b in one["bills"]] == [4500]
+    page = op.get("/api/v1/bills?month=2026-05&limit=2").json()
+    assert [b["contract"] for b in page["bills"]] == ["F1", "F2"] and page["next_offset"] == 2
+    assert op.get("/api/v1/bills?month=2026-05&contract=NOPE").status == 404
+    assert op.get("/api/v1/bills").status == 400
+    assert op.get("/api/v1/bills?month=May").status == 400
+
+
+def test_billing_report_cli(site: Engine, iso: Settings) -> None:
+    run = cli(iso, "billing", "report", "--month", "2026-05", "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert {b["contract"]: b["total"] for b in data["bills"]} == {
+        "F1": 4444, "F2": 242, "M1": 1650}
+    text = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "F1")
+    assert text.returncode == 0
+    assert "4,040" in text.stdout and "4,444" in text.stdout
+    assert "Call recording (fixed): monthly, per channel" in text.stdout
+    bad = cli(iso, "billing", "report", "--month", "2026-13")
+    assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
+    unknown = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "NOPE")
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "callguard: no contract 'NOPE'"
+
+
+def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings) -> None:
+    with Session(site) as s, s.begin():
+        m1 = s.scalar(select(Contract.id).where(Contract.code == "M1"))
+        s.execute(delete(RecordingSubscription).where(RecordingSubscription.contract_id == m1))
+        s.add(NuisanceSubscription(contract_id=m1, unit="per-number",
+                                   activated_on=PROVISIONED))  # no subscribed numbers
+    try:
+        run = cli(iso, "billing", "report", "--month", "2026-05", "--json")
+        assert run.returncode == 1
+        data = json.loads(run.stdout)
+        assert [e["contract"] for e in data["errors"]] == ["M1"]
+        assert "cannot bill contract M1" in run.stderr
+    finally:
+        with Session(site) as s, s.begin():
+            s.execute(delete(NuisanceSubscription).where(NuisanceSubscription.contract_id == m1))
+            s.execute(delete(NuisanceUnitChange).where(NuisanceUnitChange.contract_id == m1))
+            s.add(RecordingSubscription(contract_id=m1, activated_on=PROVISIONED))
