@@ -160,7 +160,8 @@ def one_request(rng: random.Random, route: Route, tokens: dict[str, str],
         assert bad is not None
         required = [f"&{q.name}={known[q.name]}" for q in route.params
                     if q.where == "query" and q.required and q is not p and q.name in known]
-        path += f"?{p.name}={quote(bad.encode('utf-8', 'surrogatepass'), safe='')}" + "".join(required)
+        raw = quote(bad.encode("utf-8", "surrogatepass"), safe="")
+        path += f"?{p.name}={raw}" + "".join(required)
     if route.body is not None:
         body = wrong_body(rng, route.body) if what == "bad-body" else b'{"x": 1}'
         ctype = "application/json"

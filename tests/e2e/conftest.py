@@ -63,7 +63,8 @@ def stack(settings: Settings, engine: Engine) -> Settings:
     info = ari_get(settings, "asterisk/info")
     assert isinstance(info, dict) and info["system"]["version"].startswith("22."), info
     apps = ari_get(settings, "applications")
-    assert any(a["name"] == settings.ari_app for a in apps), "ARI app not connected"  # type: ignore[union-attr]
+    assert isinstance(apps, list)
+    assert any(a["name"] == settings.ari_app for a in apps), "ARI app not connected"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM endpoints")).scalar() == 6
     return settings

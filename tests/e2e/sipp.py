@@ -110,7 +110,7 @@ class CallResult:
 @dataclass
 class Step:
     kind: str  # pause | dtmf | dtmf_rtp | audio | tone
-    value: str | int
+    value: str | int | float
 
 
 def pause(ms: int) -> Step:

@@ -59,7 +59,7 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
                           check=False)
     assert done.returncode == 0, done.stderr
     with clean.connect() as conn:
-        after = dict(conn.execute(text(
+        after: dict[str, int] = dict(conn.execute(text(
             "SELECT status, count(*) FROM recordings GROUP BY status")).all())
     with clean.connect() as conn:
         reason = conn.execute(text("SELECT reason FROM recordings")).scalar()

@@ -7,6 +7,7 @@ half-written row."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -116,8 +117,8 @@ async def fuzz(cases: list[tuple[str, str, str, str, str | None, bool]]) -> list
     for src in {c[0] for c in cases}:
         port = random.randint(20000, 30000)
         _, proto = await loop.create_datagram_endpoint(
-            lambda src=src, port=port: Fuzzer(src, port), local_addr=(src, port))
-        fuzzers[src] = proto  # type: ignore[assignment]
+            functools.partial(Fuzzer, src, port), local_addr=(src, port))
+        fuzzers[src] = proto
     for src, user, disp, from_user, pai, privacy in cases:
         f = fuzzers[src]
         call_id, data = build_invite(src, f.port, user, disp, from_user, pai, privacy)

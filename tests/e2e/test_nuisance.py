@@ -20,7 +20,7 @@ from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import nuisance_repo
 from callguard.domain.nuisance import month_of, previous_month
 from callguard.domain.privacy import caller_key
-from tests.e2e.sipp import CallResult, Phone, UacSpec, dtmf, pause, uac
+from tests.e2e.sipp import CallResult, Phone, Step, UacSpec, dtmf, pause, uac
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
@@ -79,7 +79,7 @@ def nuisance_call(work: Path, to: str, phone_ip: str, caller: str = "0399997777"
     assert r.final_status() == 486
 
 
-def dial_144(work: Path, from_ip: str, *steps: object) -> CallResult:
+def dial_144(work: Path, from_ip: str, *steps: Step) -> CallResult:
     return uac(UacSpec(to="144", steps=[pause(1200), *steps], hangup=False, wait_bye_s=60),
                work, local_ip=from_ip, timeout_s=90)
 

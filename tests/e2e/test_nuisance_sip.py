@@ -57,7 +57,7 @@ X, Y = "0399990001", "0399990002"
 def prompt_s(name: str) -> float:
     """Length of a prompt as Asterisk plays it (sounds/ja/<name>.wav)."""
     with wave.open(str(SOUNDS / f"{name}.wav")) as w:
-        return w.getnframes() / w.getframerate()
+        return float(w.getnframes() / w.getframerate())
 
 
 def answered_to_bye(r: CallResult) -> float:

@@ -126,8 +126,7 @@ def test_recordings_page_plays_the_call(clean: Engine, stack: Settings, work: Pa
     assert 2.0 < duration < 6.0, duration
     # The browser's media requests were answered with ranges (206), by the contract's cookie.
     fetched = [entry for entry in api_log_lines(stack, log_start)
-               if entry.get("msg", "").startswith(  # type: ignore[union-attr]
-                   f"GET /ui/recordings/{rec_id}/audio")]
+               if str(entry.get("msg", "")).startswith(f"GET /ui/recordings/{rec_id}/audio")]
     assert fetched and any(str(e["msg"]).endswith("-> 206") for e in fetched), fetched
 
     # Another contract's token: the row is not listed and the file is "not found".

@@ -95,7 +95,8 @@ def test_app_killed_under_load_no_call_dropped(clean: Engine, settings: Settings
     # Recordings are finished a moment after their calls end; those the killed app was
     # following are finished by the restarted app (resume_followed).
     wait_for(lambda: not rows(clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 15)
-    statuses = dict(rows(clean, "SELECT status, count(*) FROM recordings GROUP BY status"))
+    statuses = {status: n for status, n in
+                rows(clean, "SELECT status, count(*) FROM recordings GROUP BY status")}
     figures.update(attempted=total, failed=failed, outage_s=round(outage_s, 1),
                    blocked_rejected=1, recordings=statuses)
     assert plain_result.attempted == 150 and rec_result.attempted == 150
@@ -119,7 +120,8 @@ def test_database_stopped_under_load_calls_connect_rows_recovered(
     assert wait_for(lambda: not journal.exists() or not journal.read_text().strip(), 20), \
         "journal not replayed"
     time.sleep(3)
-    statuses = dict(rows(clean, "SELECT status, count(*) FROM recordings GROUP BY status"))
+    statuses = {status: n for status, n in
+                rows(clean, "SELECT status, count(*) FROM recordings GROUP BY status")}
     failed = plain_result.failed + rec_result.failed
     figures.update(attempted=plain_result.attempted + rec_result.attempted, failed=failed,
                    recorded_calls=rec_result.answered, rows=statuses)

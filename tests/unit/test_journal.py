@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from callguard.db.queries import WRITES, write_statement
 from callguard.journal import Journal, Op, dumps, loads
@@ -52,7 +53,7 @@ def test_a_failed_replay_keeps_everything(tmp_path: Path) -> None:
 
 
 def test_every_journaled_write_builds_a_statement() -> None:
-    examples = {
+    examples: dict[str, dict[str, Any]] = {
         "count_rejection": {"list_id": 1, "month": "2026-11"},
         "inbound_call_started": {"channel_id": "a", "list_id": 1, "number_id": 1,
                                  "caller_key": None, "rejected": False, "started_at": T},
