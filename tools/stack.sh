@@ -75,6 +75,8 @@ EOT
         "SELECT 1 FROM pg_database WHERE datname='callguard'" | grep -q 1 ||
         runuser -u postgres -- psql -h "$PG_DIR" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE callguard OWNER callguard"
 }
+# One statement as the cluster's superuser (the bench's CHECKPOINT after a bulk build).
+pg_sql() { runuser -u postgres -- psql -h "$PG_DIR" -p "$PG_PORT" -U postgres -qc "$1"; }
 pg_stop() {
     [ -f "$PG_DIR/data/postmaster.pid" ] || return 0
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null || true
@@ -173,7 +175,11 @@ case "${1:-}" in
     apps-start) apps_start ;;
     apps-stop) apps_stop ;;
     app-stop) svc_stop "${2:?name}" ;;
-    app-start) case "${2:?name}" in ari) svc_start ari "$VENV/bin/callguard-ari" ;; fastagi) svc_start fastagi "$VENV/bin/callguard-fastagi" ;; esac ;;
+    app-start) case "${2:?name}" in
+                   ari|fastagi|api) svc_start "$2" "$VENV/bin/callguard-$2" ;;
+                   *) say "unknown service $2 (ari, fastagi, api)"; exit 2 ;;
+               esac ;;
+    pg-checkpoint) pg_sql CHECKPOINT ;;
     ast) shift; ast "$@" ;;
     app-connected) ast_app_connected ;;
     status) status ;;

@@ -1,7 +1,5 @@
-"""Fixtures for the HTTP API tests: a private schema per test module (tests/isolated_db.py),
-`callguard-api` running on it as its own process, and a small HTTP client. Each module holds
-the e2e lock while it runs (module scope: released before tests/e2e takes it for its
-session)."""
+"""Fixtures for the HTTP API tests: `callguard-api` running as its own process on the test
+module's private schema (`iso`, tests/conftest.py), and a small HTTP client."""
 
 from __future__ import annotations
 
@@ -18,26 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from callguard.config import Settings
-from tests.isolated_db import api_server, e2e_lock, engine_for, private_schema
-
-
-@pytest.fixture(scope="module")
-def stack_lock() -> Iterator[None]:
-    with e2e_lock():
-        yield
-
-
-@pytest.fixture(scope="module")
-def iso(stack_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    with private_schema(tmp_path_factory.mktemp("recordings")) as settings:
-        yield settings
-
-
-@pytest.fixture(scope="module")
-def iso_engine(iso: Settings) -> Iterator[Engine]:
-    eng = engine_for(iso)
-    yield eng
-    eng.dispose()
+from tests.isolated_db import api_server
 
 
 @pytest.fixture
@@ -86,7 +65,8 @@ class Client:
             with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
                 return Reply(resp.status, dict(resp.headers), resp.read())
         except urllib.error.HTTPError as exc:
-            return Reply(exc.code, dict(exc.headers), exc.read())
+            with exc:  # closes its socket (an unclosed one is a ResourceWarning later)
+                return Reply(exc.code, dict(exc.headers), exc.read())
 
     def get(self, path: str, **kw: Any) -> Reply:
         return self.request("GET", path, **kw)

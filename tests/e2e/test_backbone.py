@@ -4,13 +4,17 @@ caller ID, extension calls inside a contract, unknown sources refused (SEC-1).""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from callguard.config import PROJECT_ROOT, Settings
+from callguard.db import migrate
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacSpec, audio, uac
 
 
@@ -92,3 +96,38 @@ def test_inbound_unreachable_phone_gives_480(short_ring: None, work: Path) -> No
     # Nothing listens at f2-b (127.0.1.4): the INVITE goes unanswered.
     call = uac(UacSpec(to="0612345679"), work / "carrier")
     assert call.final_status() == 480
+
+
+def test_runtime_is_the_project_stack(stack: Settings, engine: Engine) -> None:
+    """RUN-1: Asterisk 22 runs from the project's own root (chroot, no system Asterisk);
+    RUN-2: PostgreSQL 15 is the project-local cluster (own data dir, unix socket only, no TCP)
+    with the schema at Alembic's head; RUN-3: the README's two commands are `make run` and
+    `make test`, `.ci/run` calls the latter, and the reference site is provisioned (§8)."""
+    root = (PROJECT_ROOT / ".build" / "asterisk-root").resolve()
+    pid = int((root / "run" / "asterisk" / "asterisk.pid").read_text().split()[0])
+    assert Path(f"/proc/{pid}/root").resolve() == root, "Asterisk does not run in the root"
+    version = subprocess.run(["chroot", str(root), "asterisk", "-rx", "core show version"],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("Asterisk 22."), version
+    with engine.connect() as conn:
+        show = {name: str(conn.execute(text(f"SHOW {name}")).scalar())
+                for name in ("server_version", "listen_addresses", "port")}
+        over_tcp = conn.execute(text("SELECT inet_server_addr()")).scalar()
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        contracts = conn.execute(text("SELECT code FROM contracts ORDER BY code")).scalars()
+        site_contracts = [c for c in contracts if c in ("F1", "F2", "M1")]
+    assert show["server_version"].startswith("15."), show
+    assert show["listen_addresses"] == "" and over_tcp is None, show  # unix socket only
+    # The server answering is the project's cluster: its postmaster.pid names our data dir's
+    # server, alive, on this port, with its socket in .run/pg.
+    pg_dir = PROJECT_ROOT / ".run" / "pg"
+    postmaster = (pg_dir / "data" / "postmaster.pid").read_text().splitlines()
+    assert Path(f"/proc/{postmaster[0]}").exists()
+    assert postmaster[3] == show["port"] and Path(postmaster[4]).resolve() == pg_dir.resolve()
+    assert (pg_dir / f".s.PGSQL.{show['port']}").is_socket()
+    head = ScriptDirectory.from_config(migrate.alembic_config(stack)).get_current_head()
+    assert revision == head
+    assert site_contracts == ["F1", "F2", "M1"]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (PROJECT_ROOT / ".ci" / "run").read_text()

@@ -98,7 +98,8 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:  # closes its socket (an unclosed one is a ResourceWarning later)
+            return exc.code, exc.read()
 
 
 def test_api_service_runs_on_loopback(stack: Settings) -> None:

@@ -140,12 +140,14 @@ def test_recordings_page_plays_the_call(clean: Engine, stack: Settings, work: Pa
         f"{base}/ui/recordings/{rec_id}/audio", headers={"Cookie": cookie})
     with pytest.raises(urllib.error.HTTPError) as hidden:
         urllib.request.urlopen(req, timeout=10)  # noqa: S310
+    hidden.value.close()
     assert hidden.value.code == 404
     req = urllib.request.Request(  # noqa: S310 - loopback
         f"{base}/api/v1/recordings/{rec_id}/audio",
         headers={"Authorization": f"Bearer {tokens['M1']}", "Range": "bytes=0-99"})
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(req, timeout=10)  # noqa: S310
+    denied.value.close()
     assert denied.value.code == 404
     # …while F1's token gets exactly the bytes asked for.
     req = urllib.request.Request(  # noqa: S310 - loopback

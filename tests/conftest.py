@@ -1,7 +1,7 @@
-"""Fixtures for the operator CLI tests: a private schema per test module
-(tests/isolated_db.py), reached by `callguard` subprocesses through CALLGUARD_DATABASE_URL.
-Each module holds the e2e lock while it runs (module scope: released before tests/e2e takes it
-for its session)."""
+"""Fixtures shared by the operator-tool tests (tests/api, tests/cli): a private schema per test
+module (tests/isolated_db.py), reached by `callguard` subprocesses and `callguard-api` through
+the database URL. Each module holds the e2e lock while it runs (module scope: released before
+tests/e2e takes it for its session). Unused by the tests that do not ask for them."""
 
 from __future__ import annotations
 
