@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
 from ari_app.client import AriClient, AriError
 from ari_app.logs import channel_var
+from ari_app.overload import event_age_s, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard.callflow import FOLLOW_RECORDING, ended_ops
@@ -39,6 +40,7 @@ class CallguardApp:
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.shed = 0  # calls handed to the fallback because their StasisStart came late
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -106,6 +108,14 @@ class CallguardApp:
         if kind == "StasisStart":
             args = [str(a) for a in event.get("args", [])]
             role = args[0] if args else ""
+            exten = str(channel.get("dialplan", {}).get("exten", ""))
+            age = event_age_s(event.get("timestamp"), datetime.now(UTC))
+            if should_shed(role, exten, age):
+                self.shed += 1
+                log.warning("behind by %.2f s: call handed to the FastAGI fallback", age,
+                            extra={"shed_total": self.shed})
+                self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
+                return
             if role == "inbound":
                 self.spawn(handle_inbound(self.env, channel, args), channel_id)
             elif role == "outbound":

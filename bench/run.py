@@ -72,7 +72,8 @@ def _screening_table(s: dict[str, Any]) -> str:
             if x is None:
                 continue
             cpu = x["cpu_s_per_1000"]
-            rows.append([f"{rate:g}", path, x["planned"], x["failed"], x["cps"],
+            rows.append([f"{rate:g}", path, x["planned"], x["failed"],
+                         x.get("shed", 0) if path == "ari" else "", x["cps"],
                          x["rejected_200_ms"]["p50"], x["rejected_200_ms"]["p99"],
                          x["rejected_rtp_ms"]["p50"], x["rejected_rtp_ms"]["p99"],
                          x["connected_200_ms"]["p50"], x["connected_200_ms"]["p99"],
@@ -80,12 +81,12 @@ def _screening_table(s: dict[str, Any]) -> str:
                          round(x["cpu_pct"]["machine"] / CORES)])
         c = next((c for c in s["compared"] if c["rate"] == rate), None)
         if c is not None:
-            rows.append([f"{rate:g}", "ratio", "", "", c["cps_ratio"],
+            rows.append([f"{rate:g}", "ratio", "", "", "", c["cps_ratio"],
                          c["rejected_200_ms_p50_ratio"], c["rejected_200_ms_p99_ratio"],
                          c["rejected_rtp_ms_p50_ratio"], c["rejected_rtp_ms_p99_ratio"],
                          c["connected_200_ms_p50_ratio"], c["connected_200_ms_p99_ratio"],
                          "", "", "", "", ""])
-    return table(["cps", "path", "calls", "failed", "done/s", "rej200p50", "rej200p99",
+    return table(["cps", "path", "calls", "failed", "shed", "done/s", "rej200p50", "rej200p99",
                   "rejRTPp50", "rejRTPp99", "con200p50", "con200p99", "astCPU", "appCPU",
                   "pgCPU", "allCPU", "busy%"], rows)
 

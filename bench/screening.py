@@ -110,6 +110,17 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
     }
 
 
+def shed_count(app_log: Path, start: int) -> int:
+    """Calls the app handed to the FastAGI fallback because it was behind (ari_app/overload.py),
+    from its log since byte `start`: those calls were decided by the fallback, not by ARI."""
+    try:
+        with app_log.open("rb") as f:
+            f.seek(start)
+            return f.read().count(b"handed to the FastAGI fallback")
+    except OSError:
+        return 0
+
+
 class Screening:
     def __init__(self, state: BenchState, work: Path, cfg: ScreeningConfig,
                  deadline: float) -> None:
@@ -136,6 +147,8 @@ class Screening:
         work = self.work / f"{path}-{rate:g}cps"
         since = datetime.now(UTC)
         duration = n / rate
+        app_log = self.state.settings.log_dir / "ari.log"
+        log_start = app_log.stat().st_size if app_log.exists() else 0
         phone = sipp.start_uas(work, ip=PHONE_IP, media_port=PHONE_MEDIA_PORT, calls=n,
                                timeout_s=int(duration + 90))
         try:
@@ -155,7 +168,8 @@ class Screening:
         finally:
             phone.stop()
         return {"path": path, "sipp_rc": rc, "work": str(work),
-                **self._cpu(used, during, n), "_since": since}
+                "shed": shed_count(app_log, log_start), **self._cpu(used, during, n),
+                "_since": since}
 
     @staticmethod
     def _cpu(used: dict[str, float], during: dict[str, float], n: int) -> dict[str, Any]:

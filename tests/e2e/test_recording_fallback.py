@@ -4,9 +4,12 @@ answer time included (REC-FILE-1/2); the capacity knobs are read by this shell t
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,36 @@ def test_fallback_reads_capacity_settings(ari_app_stopped: None, no_recording_ca
     assert ordinary.final_status() == 503 and 183 in ordinary.statuses()
     assert priority.final_status() == 200
     assert recordings(clean) == [] and wav_files(settings) == []
+
+
+def test_late_calls_are_shed_to_the_fallback(clean: Engine, settings: Settings,
+                                             work: Path) -> None:
+    """REL-1 / PERF-1 load shedding: while the ARI app is behind (paused here for 2 s with
+    SIGSTOP, as under overload), a call's StasisStart reaches it late; the app hands that call
+    to the FastAGI fallback instead of screening it late, and the call is still connected and
+    recorded. The next call, on time, is handled by the app again."""
+    pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
+    log = settings.log_dir / "ari.log"
+    log_start = log.stat().st_size
+    started = time.time()
+    with ThreadPoolExecutor(1) as pool:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            call = pool.submit(inbound, work / "late", "0312345679", F1B)
+            time.sleep(2.0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        late = call.result(timeout=60)
+    assert late.final_status() == 200
+    shed = [line for line in log.read_bytes()[log_start:].decode(errors="replace").splitlines()
+            if "handed to the FastAGI fallback" in line]
+    assert len(shed) == 1, shed
+    assert fallback_used(settings, started)
+    rows = recordings(clean)
+    assert [(r["direction"], r["number"], r["status"]) for r in rows] == [
+        ("in", "0312345679", "complete")]
+    check_file(settings, rows[0], talk_time(late))
+    # On time again: screened by the app, nothing more shed.
+    on_time = inbound(work / "on-time", "0312345679", F1B)
+    assert on_time.final_status() == 200
+    assert log.read_bytes()[log_start:].decode(errors="replace").count("handed to the FastAGI") == 1

@@ -1,0 +1,38 @@
+"""Load shedding rule of the ARI app (REL-1, PERF-1): pure, no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ari_app.overload import SHED_AFTER_S, event_age_s, should_shed
+
+NOW = datetime(2026, 11, 22, 8, 15, 1, 500_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("stamp", "age"), [
+    ("2026-11-22T08:15:01.000+0000", 0.5),
+    ("2026-11-22T17:15:00.500+0900", 1.0),  # another offset, same instant arithmetic
+    ("2026-11-22T08:15:02.000+0000", -0.5),  # a stamp ahead of us: not late
+])
+def test_age_from_asterisk_timestamps(stamp: str, age: float) -> None:
+    assert event_age_s(stamp, NOW) == pytest.approx(age)
+
+
+@pytest.mark.parametrize("stamp", [None, "", 12, "yesterday", "2026-11-22T08:15:01",
+                                   "2026-13-40T99:00:00+0000"])
+def test_unreadable_or_naive_stamps_never_shed(stamp: object) -> None:
+    assert event_age_s(stamp, NOW) is None
+    assert not should_shed("inbound", "0312345678", event_age_s(stamp, NOW))
+
+
+def test_only_late_new_calls_the_fallback_can_finish_are_shed() -> None:
+    late, fresh = SHED_AFTER_S + 0.01, SHED_AFTER_S
+    assert should_shed("inbound", "0312345678", late)
+    assert should_shed("outbound", "0077270612345678", late)
+    assert not should_shed("inbound", "0312345678", fresh)
+    assert not should_shed("outbound", "144", late)  # the menu needs the app
+    assert not should_shed("resumed", "0312345678", late)
+    assert not should_shed("", "0312345678", late)
+    assert not should_shed("inbound", "0312345678", -(timedelta(seconds=3).total_seconds()))
