@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -29,25 +30,31 @@ REJECT_S = 3.6  # sounds/ja/reject.wav
 
 
 class AppLog:
-    """The prompts the ARI app played since this object was made."""
+    """What the ARI app logged since this object was made."""
 
     def __init__(self, settings: Settings) -> None:
         self.path = settings.log_dir / "ari.log"
         self.offset = self.path.stat().st_size
 
-    def prompts(self) -> list[str]:
+    def text(self) -> str:
         with self.path.open("rb") as f:
             f.seek(self.offset)
-            lines = f.read().decode(errors="replace").splitlines()
+            return f.read().decode(errors="replace")
+
+    def menu(self, msg: str) -> list[dict[str, Any]]:
+        """The 144 menu's JSON log records with this message ("prompt", "digit")."""
         out = []
-        for line in lines:
+        for line in self.text().splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("logger") == "callguard.menu" and rec.get("msg") == "prompt":
-                out.append(rec["prompt"])
+            if rec.get("logger") == "callguard.menu" and rec.get("msg") == msg:
+                out.append(rec)
         return out
+
+    def prompts(self) -> list[str]:
+        return [rec["prompt"] for rec in self.menu("prompt")]
 
 
 def list_id(engine: Engine, number: str) -> int:

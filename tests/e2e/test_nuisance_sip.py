@@ -68,18 +68,7 @@ def answered_to_bye(r: CallResult) -> float:
 
 def menu_digits(log: AppLog) -> list[tuple[str, bool]]:
     """(digit, barge-in) of every digit the menu took since `log` was made."""
-    with log.path.open("rb") as f:
-        f.seek(log.offset)
-        lines = f.read().decode(errors="replace").splitlines()
-    out = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("logger") == "callguard.menu" and rec.get("msg") == "digit":
-            out.append((rec["digit"], rec["barge_in"]))
-    return out
+    return [(rec["digit"], rec["barge_in"]) for rec in log.menu("digit")]
 
 
 def log_text_since(log: AppLog) -> str:

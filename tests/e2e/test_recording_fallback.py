@@ -29,21 +29,10 @@ from tests.e2e.rec_helpers import (
     wav_files,
 )
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
+from tests.e2e.test_nuisance import AppLog
+from tests.e2e.test_reliability import app_connected, wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
-
-
-def app_connected() -> bool:
-    return subprocess.run([STACK, "app-connected"], check=False).returncode == 0
-
-
-def wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
@@ -111,8 +100,7 @@ def test_late_calls_are_shed_to_the_fallback(clean: Engine, settings: Settings,
     to the FastAGI fallback instead of screening it late, and the call is still connected and
     recorded. The next call, on time, is handled by the app again."""
     pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
-    log = settings.log_dir / "ari.log"
-    log_start = log.stat().st_size
+    log = AppLog(settings)
     started = time.time()
     with ThreadPoolExecutor(1) as pool:
         os.kill(pid, signal.SIGSTOP)
@@ -123,8 +111,7 @@ def test_late_calls_are_shed_to_the_fallback(clean: Engine, settings: Settings,
             os.kill(pid, signal.SIGCONT)
         late = call.result(timeout=60)
     assert late.final_status() == 200
-    shed = [line for line in log.read_bytes()[log_start:].decode(errors="replace").splitlines()
-            if "handed to the FastAGI fallback" in line]
+    shed = [line for line in log.text().splitlines() if "handed to the FastAGI fallback" in line]
     assert len(shed) == 1, shed
     assert fallback_used(settings, started)
     rows = recordings(clean)
@@ -134,4 +121,4 @@ def test_late_calls_are_shed_to_the_fallback(clean: Engine, settings: Settings,
     # On time again: screened by the app, nothing more shed.
     on_time = inbound(work / "on-time", "0312345679", F1B)
     assert on_time.final_status() == 200
-    assert log.read_bytes()[log_start:].decode(errors="replace").count("handed to the FastAGI") == 1
+    assert log.text().count("handed to the FastAGI") == 1
