@@ -112,8 +112,12 @@ class CallguardApp:
             age = event_age_s(event.get("timestamp"), datetime.now(UTC))
             if should_shed(role, exten, age):
                 self.shed += 1
-                log.warning("behind by %.2f s: call handed to the FastAGI fallback", age,
-                            extra={"shed_total": self.shed})
+                token = channel_var.set(channel_id)  # this line names the call it sheds
+                try:
+                    log.warning("behind by %.2f s: call handed to the FastAGI fallback", age,
+                                extra={"shed_total": self.shed})
+                finally:
+                    channel_var.reset(token)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
                 return
             if role == "inbound":

@@ -32,6 +32,27 @@ def free_port(ip: str) -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_port(ip: str) -> int:
+    """An even port P with P and P+2 free on `ip`: sipp binds its audio socket on P and its
+    video socket on P+2 and exits when either is taken (a socket Asterisk holds on 0.0.0.0
+    counts), and a phone that is not there turns a test's call into a 480."""
+    for _ in range(50):
+        port = free_port(ip) & ~1
+        if port + 2 > 65535:
+            continue
+        probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            probes[0].bind((ip, port))
+            probes[1].bind((ip, port + 2))
+            return port
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no free media port pair on {ip}")
+
+
 @dataclass(frozen=True)
 class SipMessage:
     at: datetime
@@ -105,6 +126,11 @@ class CallResult:
 
     def seconds_between(self, a: SipMessage, b: SipMessage) -> float:
         return (b.at - a.at).total_seconds()
+
+    def timeline(self) -> str:
+        """One line per message ("22:41:25.096 > INVITE sip:…"), for assertion messages."""
+        return "\n".join(f"{m.at:%H:%M:%S.%f} {'>' if m.sent else '<'} {m.first_line}"
+                         for m in self.messages)
 
 
 @dataclass
@@ -313,7 +339,7 @@ def _sipp(xml: str, work: Path, local_ip: str, port: int, extra: list[str]) -> l
     return [sipp, "-sf", str(scen), "-i", local_ip, "-p", str(port), "-nostdin",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
-            "-mi", local_ip, "-mp", str(free_port(local_ip) & ~1), *extra]
+            "-mi", local_ip, "-mp", str(free_media_port(local_ip)), *extra]
 
 
 def uac(spec: UacSpec, work: Path, local_ip: str = CARRIER_IN, timeout_s: int = 60,
@@ -441,9 +467,14 @@ class Phone:
         self.work.mkdir(parents=True, exist_ok=True)
         cmd = _sipp(self.xml, self.work, self.ip, 5060,
                     ["-m", str(self.calls), "-timeout", f"{self.timeout_s}s"])
-        self.proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, text=True)
+        with (self.work / "sipp.err").open("w") as err:
+            self.proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL,
+                                         stderr=err, text=True)
         time.sleep(0.3)  # bound to its port before any INVITE can arrive
+        if self.proc.poll() is not None:
+            # A phone that is not there would only show as a 480 or 408 far from the cause.
+            raise RuntimeError(f"phone sipp on {self.ip} exited at start: "
+                               f"{(self.work / 'sipp.err').read_text()[-2000:]}")
         return self
 
     def __exit__(self, *exc: object) -> None:

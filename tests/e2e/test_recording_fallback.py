@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import ari_get
 from tests.e2e.rec_helpers import (
     CLI,
     F1A,
@@ -93,26 +94,42 @@ def test_fallback_reads_capacity_settings(ari_app_stopped: None, no_recording_ca
     assert recordings(clean) == [] and wav_files(settings) == []
 
 
+def waiting_in_stasis(settings: Settings) -> bool:
+    """A channel sits in the callguard Stasis app (entered, not yet handled)."""
+    app = ari_get(settings, "applications/callguard")
+    return isinstance(app, dict) and bool(app.get("channel_ids"))
+
+
 def test_late_calls_are_shed_to_the_fallback(clean: Engine, settings: Settings,
                                              work: Path) -> None:
-    """REL-1 / PERF-1 load shedding: while the ARI app is behind (paused here for 2 s with
-    SIGSTOP, as under overload), a call's StasisStart reaches it late; the app hands that call
-    to the FastAGI fallback instead of screening it late, and the call is still connected and
+    """REL-1 / PERF-1 load shedding: while the ARI app is behind (paused here with SIGSTOP, as
+    under overload), a call's StasisStart reaches it late; the app hands that call to the
+    FastAGI fallback instead of screening it late, and the call is still connected and
     recorded. The next call, on time, is handled by the app again."""
     pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
     log = AppLog(settings)
+    agi_log = settings.log_dir / "fastagi.log"
+    agi_start = agi_log.stat().st_size
     started = time.time()
     with ThreadPoolExecutor(1) as pool:
         os.kill(pid, signal.SIGSTOP)
         try:
             call = pool.submit(inbound, work / "late", "0312345679", F1B)
-            time.sleep(2.0)
+            # Late for sure: released a second after the channel entered Stasis, however
+            # long the two sipp processes took to start on a busy machine.
+            in_stasis = wait_for(lambda: waiting_in_stasis(settings), 20)
+            time.sleep(1.0)
         finally:
             os.kill(pid, signal.SIGCONT)
         late = call.result(timeout=60)
-    assert late.final_status() == 200
+    with agi_log.open("rb") as f:
+        f.seek(agi_start)
+        agi_text = f.read().decode(errors="replace")
+    why = (f"in Stasis seen: {in_stasis}\ncarrier:\n{late.timeline()}\n"
+           f"ari.log:\n{log.text()}\nfastagi.log:\n{agi_text}")
+    assert late.final_status() == 200, why
     shed = [line for line in log.text().splitlines() if "handed to the FastAGI fallback" in line]
-    assert len(shed) == 1, shed
+    assert len(shed) == 1, why
     assert fallback_used(settings, started)
     rows = recordings(clean)
     assert [(r["direction"], r["number"], r["status"]) for r in rows] == [
