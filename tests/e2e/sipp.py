@@ -32,6 +32,16 @@ def free_port(ip: str) -> int:
         return int(s.getsockname()[1])
 
 
+def udp_bound(ip: str, port: int) -> bool:
+    """Some process holds ip:port (UDP), read from /proc/net/udp without touching the port."""
+    want = f"{socket.inet_aton(ip)[::-1].hex().upper()}:{port:04X}"
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return True  # cannot tell: behave as before (the caller's short pause)
+    return any(line.split()[1] == want for line in lines if len(line.split()) > 1)
+
+
 def free_media_port(ip: str) -> int:
     """An even port P with P and P+2 free on `ip`: sipp binds its audio socket on P and its
     video socket on P+2 and exits when either is taken (a socket Asterisk holds on 0.0.0.0
@@ -470,7 +480,12 @@ class Phone:
         with (self.work / "sipp.err").open("w") as err:
             self.proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL,
                                          stderr=err, text=True)
-        time.sleep(0.3)  # bound to its port before any INVITE can arrive
+        # Listening before any INVITE can arrive: on a busy machine sipp may take longer
+        # than any fixed pause, and an INVITE to a port nobody holds comes back a 480.
+        deadline = time.monotonic() + 10
+        while self.proc.poll() is None and not udp_bound(self.ip, 5060) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.proc.poll() is not None:
             # A phone that is not there would only show as a 480 or 408 far from the cause.
             raise RuntimeError(f"phone sipp on {self.ip} exited at start: "
