@@ -38,7 +38,7 @@ def udp_bound(ip: str, port: int) -> bool:
     try:
         lines = Path("/proc/net/udp").read_text().splitlines()[1:]
     except OSError:
-        return True  # cannot tell: behave as before (the caller's short pause)
+        return True  # cannot tell: do not hold the test up
     return any(line.split()[1] == want for line in lines if len(line.split()) > 1)
 
 
