@@ -10,6 +10,7 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -55,6 +56,40 @@ def ari_get(settings: Settings, path: str) -> object:
                                  headers={"Authorization": f"Basic {auth}"})
     with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
         return json.load(resp)
+
+
+class AppLog:
+    """What one of the service's processes logged (`ari.log` unless named: `fastagi.log`,
+    `api.log`) since this object was made."""
+
+    def __init__(self, settings: Settings, name: str = "ari.log") -> None:
+        self.path = settings.log_dir / name
+        self.offset = self.path.stat().st_size
+
+    def text(self) -> str:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON log records (a line that is not one, e.g. a traceback, is skipped)."""
+        out = []
+        for line in self.text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    def menu(self, msg: str) -> list[dict[str, Any]]:
+        """The 144 menu's records with this message ("prompt", "digit")."""
+        return [rec for rec in self.records()
+                if rec.get("logger") == "callguard.menu" and rec.get("msg") == msg]
+
+    def prompts(self) -> list[str]:
+        return [rec["prompt"] for rec in self.menu("prompt")]
 
 
 @pytest.fixture(scope="session")

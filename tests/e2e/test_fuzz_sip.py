@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacSpec, uac
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
@@ -154,7 +155,7 @@ def test_fuzzed_invites_all_answered_nothing_stuck(clean: Engine, settings: Sett
         src = "127.0.1.3" if i % 4 == 0 else "127.0.0.2"
         cases.append((src, user, disp, from_user, pai, privacy))
     before = pids()
-    log_size = (settings.log_dir / "ari.log").stat().st_size
+    app_log = AppLog(settings)
     # Phones that refuse at once (486), so routed calls end quickly; nobody ever answers.
     with Phone("127.0.1.3", work / "f2a", mode="busy", calls=TOTAL, timeout_s=120), \
             Phone("127.0.1.4", work / "f2b", mode="busy", calls=TOTAL, timeout_s=120), \
@@ -171,7 +172,7 @@ def test_fuzzed_invites_all_answered_nothing_stuck(clean: Engine, settings: Sett
     channels = subprocess.run([STACK, "ast", "-rx", "core show channels count"],
                               capture_output=True, text=True, check=True).stdout
     active = int(re.search(r"(\d+) active channel", channels).group(1))  # type: ignore[union-attr]
-    new_log = (settings.log_dir / "ari.log").read_bytes()[log_size:].decode(errors="replace")
+    new_log = app_log.text()
     with clean.connect() as conn:
         stuck = conn.execute(text("SELECT count(*) FROM recordings WHERE status = 'recording'"
                                   " AND started_at < now() - interval '5 seconds'")).scalar()

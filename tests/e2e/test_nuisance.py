@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -21,40 +20,13 @@ from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import nuisance_repo
 from callguard.domain.nuisance import month_of, previous_month
 from callguard.domain.privacy import caller_key
+from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import CallResult, Phone, Step, UacSpec, dtmf, pause, uac
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
 F1A, F1B, F2A, M1A = "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.5"
 REJECT_S = 3.6  # sounds/ja/reject.wav
-
-
-class AppLog:
-    """What the ARI app logged since this object was made."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.path = settings.log_dir / "ari.log"
-        self.offset = self.path.stat().st_size
-
-    def text(self) -> str:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return f.read().decode(errors="replace")
-
-    def menu(self, msg: str) -> list[dict[str, Any]]:
-        """The 144 menu's JSON log records with this message ("prompt", "digit")."""
-        out = []
-        for line in self.text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("logger") == "callguard.menu" and rec.get("msg") == msg:
-                out.append(rec)
-        return out
-
-    def prompts(self) -> list[str]:
-        return [rec["prompt"] for rec in self.menu("prompt")]
 
 
 def list_id(engine: Engine, number: str) -> int:

@@ -24,6 +24,7 @@ from callguard.db import nuisance_repo
 from callguard.db.session import async_sessions, make_async_engine
 from callguard.domain.nuisance import Outcome, month_of
 from callguard.domain.privacy import caller_key
+from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import (
     CARRIER_OUT,
     CallResult,
@@ -39,7 +40,6 @@ from tests.e2e.test_nuisance import (
     F1A,
     F1B,
     M1A,
-    AppLog,
     dial_144,
     fill,
     keys,
@@ -71,12 +71,6 @@ def menu_digits(log: AppLog) -> list[tuple[str, bool]]:
     return [(rec["digit"], rec["barge_in"]) for rec in log.menu("digit")]
 
 
-def log_text_since(log: AppLog) -> str:
-    with log.path.open("rb") as f:
-        f.seek(log.offset)
-        return f.read().decode(errors="replace")
-
-
 def cli_json(*args: str) -> Any:
     return json.loads(subprocess.run([CLI, "nuisance", *args, "--json"], capture_output=True,
                                      text=True, check=True).stdout)
@@ -103,7 +97,7 @@ def test_skip_during_guidance_with_rfc4733_digit(clean: Engine, settings: Settin
     assert keys(clean, lid) == [caller_key(settings.hmac_key, "0399997777")]
     shown = json.dumps([cli_json("show", "--number", "0312345679"),
                         cli_json("counters", "--number", "0312345679")])
-    assert "0399997777" not in log_text_since(whole) + shown
+    assert "0399997777" not in whole.text() + shown
 
 
 def test_digit_after_the_guidance_is_taken(clean: Engine, settings: Settings,

@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
@@ -91,16 +92,11 @@ def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:
     WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "contract"))
 
 
-def api_log_lines(settings: Settings, start: int) -> list[dict[str, object]]:
-    text_ = (settings.log_dir / "api.log").read_text(errors="replace")[start:]
-    return [json.loads(line) for line in text_.splitlines() if line.startswith("{")]
-
-
 def test_recordings_page_plays_the_call(clean: Engine, stack: Settings, work: Path,
                                         tokens: dict[str, str],
                                         browser: webdriver.Chrome) -> None:
     base = f"http://{stack.api_host}:{stack.api_port}"
-    log_start = (stack.log_dir / "api.log").stat().st_size
+    api_log = AppLog(stack, "api.log")
     # The carrier calls f1-b's dial-in number; the desk phone answers and talks 3 s.
     with Phone("127.0.1.2", work / "phone", audio_s=3):
         call = uac(UacSpec(to="0312345679", steps=[audio(3)]), work / "carrier")
@@ -125,7 +121,7 @@ def test_recordings_page_plays_the_call(clean: Engine, stack: Settings, work: Pa
     duration = browser.execute_script("return arguments[0].duration;", player)
     assert 2.0 < duration < 6.0, duration
     # The browser's media requests were answered with ranges (206), by the contract's cookie.
-    fetched = [entry for entry in api_log_lines(stack, log_start)
+    fetched = [entry for entry in api_log.records()
                if str(entry.get("msg", "")).startswith(f"GET /ui/recordings/{rec_id}/audio")]
     assert fetched and any(str(e["msg"]).endswith("-> 206") for e in fetched), fetched
 
