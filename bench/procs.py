@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,18 +15,35 @@ from callguard.config import PROJECT_ROOT
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ASTERISK_PIDFILE = PROJECT_ROOT / ".build" / "asterisk-root" / "run" / "asterisk" / "asterisk.pid"
 APP_PIDFILE = PROJECT_ROOT / ".run" / "ari.pid"
+FASTAGI_PIDFILE = PROJECT_ROOT / ".run" / "fastagi.pid"
+API_PIDFILE = PROJECT_ROOT / ".run" / "api.pid"
 PG_PIDFILE = PROJECT_ROOT / ".run" / "pg" / "data" / "postmaster.pid"
 
 
-class Child:
-    """A process we started; `stop()` ends exactly it (SIGTERM, then SIGKILL after a grace)."""
+# PERF-4: the CPUs the load generator (sipp, dumpcap) runs on, apart from the stack's; set by
+# bench.pinning for the whole run (None: no pinning, e.g. a one-core machine).
+LOAD_CPUS: set[int] | None = None
 
-    def __init__(self, cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+
+def _pinned_to(cpus: set[int]) -> Callable[[], None]:
+    def pin() -> None:  # runs in the child between fork and exec
+        os.sched_setaffinity(0, cpus)
+    return pin
+
+
+class Child:
+    """A process we started; `stop()` ends exactly it (SIGTERM, then SIGKILL after a grace).
+    `cpus` pins it (default: the load generator's CPUs, LOAD_CPUS)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, log: Path | None = None,
+                 cpus: set[int] | None = None) -> None:
         self.cmd = cmd
+        pin = cpus if cpus is not None else LOAD_CPUS
         out = log.open("w") if log is not None else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_pinned_to(pin) if pin else None)
         finally:
             if log is not None and not isinstance(out, int):
                 out.close()
@@ -102,6 +120,8 @@ class CpuSample:
     app: float
     postgres: dict[int, float]
     machine: float
+    fastagi: float = 0.0
+    floor: float = 0.0  # the bench's minimal Stasis app (bench/floor_app.py), when running
 
     def minus(self, earlier: CpuSample) -> dict[str, float]:
         """CPU seconds used between two samples; a backend born in between counts from 0.
@@ -109,11 +129,15 @@ class CpuSample:
         pg = sum(v - earlier.postgres.get(pid, 0.0) for pid, v in self.postgres.items())
         return {"wall_s": self.at - earlier.at, "asterisk_s": self.asterisk - earlier.asterisk,
                 "app_s": self.app - earlier.app, "postgres_s": pg,
+                "fastagi_s": self.fastagi - earlier.fastagi, "floor_s": self.floor - earlier.floor,
                 "machine_s": self.machine - earlier.machine}
 
 
 class CpuMeter:
-    """Samples Asterisk, the ARI app and PostgreSQL; PIDs are re-read (the app may restart)."""
+    """Samples Asterisk, the ARI app, the FastAGI fallback, PostgreSQL and the floor app;
+    PIDs are re-read (the app may restart)."""
+
+    floor_pid: int | None = None
 
     def pids(self) -> tuple[int | None, int | None]:
         return read_pid(ASTERISK_PIDFILE), read_pid(APP_PIDFILE)
@@ -126,4 +150,6 @@ class CpuMeter:
             cpu_seconds(app) if app else 0.0,
             {pid: cpu_seconds(pid) for pid in postgres_pids()},
             machine_busy_seconds(),
+            fastagi=cpu_seconds(f) if (f := read_pid(FASTAGI_PIDFILE)) else 0.0,
+            floor=cpu_seconds(self.floor_pid) if self.floor_pid else 0.0,
         )

@@ -5,7 +5,12 @@ on f1-a's list and 30 others, with the same calls for both paths:
   ARI path  from 127.0.0.2: Stasis → the app (blocklist lookup, rows, variables) → cg-reject or
             cg-connect (MixMonitor + Dial f1-a), exactly as in production;
   baseline  from 127.0.0.4: [bench-baseline] (astdb lookup → Answer + Playback twice, or
-            MixMonitor + Dial f1-a), no ARI, no app, no database.
+            MixMonitor + Dial f1-a), no ARI, no app, no database;
+  floor     from 127.0.0.5: Stasis → a minimal app (bench/floor_app.py) that only answers with
+            one `continue` into [bench-baseline]: the baseline plus one Stasis round trip, the
+            least any ARI design pays (PERF-4).
+The baseline and the floor keep no rows, no counters and no keyed hash: they are media-only
+lower bounds, not alternatives with the same features.
 The phone f1-a (sipp on 127.0.1.1:5060) answers at once. Every call is held `hold_ms` after the
 200, the carrier sending audio meanwhile (as a caller does), then the carrier hangs up: a
 rejected call does not run the ~8 s message, so the load stays setup-bound. Measured per call
@@ -28,14 +33,16 @@ from bench.rtpcap import FirstPackets, RtpCapture
 from bench.state import LISTED, SCREENED_NUMBER, UNLISTED, BenchState, active_channels
 from tests.e2e.rtp_pcap import tone_pcap
 
-CARRIER_IP = {"ari": "127.0.0.2", "baseline": "127.0.0.4"}
+CARRIER_IP = {"ari": "127.0.0.2", "floor": "127.0.0.5", "baseline": "127.0.0.4"}
 PHONE_IP = "127.0.1.1"  # f1-a
 CARRIER_SIP_PORT = 5062
 CARRIER_MEDIA_PORT = 30000
 PHONE_MEDIA_PORT = 30100
-RATES = (10, 25, 50, 75, 100, 125, 150, 200, 300, 400)
+RATES = (20, 50, 75, 100, 125, 150, 200, 300, 400)
 SECONDS_PER_STEP = 8.0
-MIN_CALLS = 100
+# PERF-4: p99 from at least 400 samples per figure; half the calls are listed callers, so a
+# step places 800 calls (longer steps at low rates).
+MIN_CALLS = 800
 
 
 @dataclass
@@ -110,15 +117,24 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
     }
 
 
-def shed_count(app_log: Path, start: int) -> int:
-    """Calls the app handed to the FastAGI fallback because it was behind (ari_app/overload.py),
-    from its log since byte `start`: those calls were decided by the fallback, not by ARI."""
+def log_count(log: Path, start: int, marker: bytes) -> int:
+    """Lines holding `marker` in a service log since byte `start`."""
     try:
-        with app_log.open("rb") as f:
+        with log.open("rb") as f:
             f.seek(start)
-            return f.read().count(b"handed to the FastAGI fallback")
+            return f.read().count(marker)
     except OSError:
         return 0
+
+
+# Calls the app handed on because it was behind (ari_app/overload.py), and every call the
+# FastAGI fallback decided (shed, hung app, app down): decided there, never by ARI (PERF-4).
+SHED_MARKER = b"handed to the FastAGI fallback"
+FALLBACK_MARKER = b"decision (fallback)"
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 class Screening:
@@ -148,7 +164,8 @@ class Screening:
         since = datetime.now(UTC)
         duration = n / rate
         app_log = self.state.settings.log_dir / "ari.log"
-        log_start = app_log.stat().st_size if app_log.exists() else 0
+        agi_log = self.state.settings.log_dir / "fastagi.log"
+        log_start, agi_start = _size(app_log), _size(agi_log)
         phone = sipp.start_uas(work, ip=PHONE_IP, media_port=PHONE_MEDIA_PORT, calls=n,
                                timeout_s=int(duration + 90))
         try:
@@ -168,8 +185,9 @@ class Screening:
         finally:
             phone.stop()
         return {"path": path, "sipp_rc": rc, "work": str(work),
-                "shed": shed_count(app_log, log_start), **self._cpu(used, during, n),
-                "_since": since}
+                "shed": log_count(app_log, log_start, SHED_MARKER),
+                "fallback": log_count(agi_log, agi_start, FALLBACK_MARKER),
+                **self._cpu(used, during, n), "_since": since}
 
     @staticmethod
     def _cpu(used: dict[str, float], during: dict[str, float], n: int) -> dict[str, Any]:
@@ -177,7 +195,11 @@ class Screening:
         core while the calls were placed."""
         per = {k.removesuffix("_s"): round(v / n * 1000, 2) for k, v in used.items()
                if k != "wall_s"}
+        # PERF-4: CPU ms per call while the calls ran, without the drain after them.
+        per_call = {k.removesuffix("_s"): round(v / n * 1000, 3) for k, v in during.items()
+                    if k != "wall_s"}
         return {"window_s": round(used["wall_s"], 1), "cpu_s_per_1000": per,
+                "cpu_ms_per_call": per_call,
                 "cpu_pct": {k.removesuffix("_s"): round(v / during["wall_s"] * 100, 1)
                             for k, v in during.items() if k != "wall_s"}}
 
@@ -199,68 +221,113 @@ class Screening:
                     calls = sipp.parse_calls(Path(raw["work"]) / "messages.log")
                     done.append((raw, calls))
                     # Ramp on only while this path keeps up (RTP is matched at the end).
-                    quick = analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n)
+                    quick = {**analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n),
+                             "fallback": raw["fallback"] if path == "ari" else 0}
                     if not _ok(quick):
-                        prog.stopped = (f"{quick['failed']} failed calls at {rate:g} calls/s"
-                                        if quick["failed"] else
-                                        f"{quick['cps']} completed calls/s at {rate:g} offered")
+                        prog.stopped = (
+                            f"{quick['failed']} failed calls at {rate:g} calls/s"
+                            if quick["failed"] else
+                            f"{quick['fallback']} calls decided by the fallback at {rate:g} "
+                            "calls/s" if quick["fallback"] else
+                            f"{quick['cps']} completed calls/s at {rate:g} offered")
                     time.sleep(1.0)
         finally:
             rtp = capture.stop()
         for raw, calls in done:
             path = raw["path"]
-            progress[path].steps.append({
-                **{k: v for k, v in raw.items() if not k.startswith("_")},
-                **analyse(calls, rtp, CARRIER_IP[path], raw["rate"],
-                          calls_for(raw["rate"], self.cfg))})
+            step = {**{k: v for k, v in raw.items() if not k.startswith("_")},
+                    **analyse(calls, rtp, CARRIER_IP[path], raw["rate"],
+                              calls_for(raw["rate"], self.cfg))}
+            if path != "ari":
+                step["fallback"] = 0  # only the ARI path hands calls to the fallback
+            # Calls the fallback decided are not the ARI path's successes (PERF-4).
+            step["completed_by_path"] = step["completed"] - step["fallback"]
+            progress[path].steps.append(step)
         return summarise(progress, rtp.packets)
 
 
 def _ok(step: dict[str, Any]) -> bool:
-    return step["failed"] == 0 and step["cps"] is not None and step["cps"] >= 0.85 * step["rate"]
+    """Sustained: no failed call, none decided by the fallback, and the rate kept up."""
+    return (step["failed"] == 0 and step.get("fallback", 0) == 0 and step["cps"] is not None
+            and step["cps"] >= 0.85 * step["rate"])
+
+
+METRICS = ("rejected_200_ms", "rejected_rtp_ms", "connected_200_ms")
+
+
+def compare(steps: list[dict[str, Any]], ref: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per rate both paths ran: each latency's p50/p99 ratio (path / reference) and cps."""
+    by_rate = {s["rate"]: s for s in ref}
+    rows: list[dict[str, Any]] = []
+    for a in steps:
+        b = by_rate.get(a["rate"])
+        if b is None:
+            continue
+        row: dict[str, Any] = {"rate": a["rate"], "ref_ok": _ok(b), "path_ok": _ok(a)}
+        for metric in ("setup_ms", *METRICS):
+            for q in ("p50", "p99"):
+                row[f"{metric}_{q}_ratio"] = ratio(a[metric][q], b[metric][q])
+        row["cps_ratio"] = ratio(a["cps"], b["cps"])
+        rows.append(row)
+    return rows
+
+
+def worst(rows: list[dict[str, Any]], q: str) -> float | None:
+    """The worst ratio over the rejected-200, rejected-first-RTP and connected-200 latencies,
+    at every rate the reference itself sustained."""
+    vals = [c[f"{m}_{q}_ratio"] for c in rows if c["ref_ok"] for m in METRICS
+            if c[f"{m}_{q}_ratio"] is not None]
+    return max(vals) if vals else None
+
+
+def capacity(steps: list[dict[str, Any]]) -> float | None:
+    good = [s["cps"] for s in steps if _ok(s)]
+    return max(good) if good else None
+
+
+def cpu_ms_per_call(steps: list[dict[str, Any]], part: str) -> float | None:
+    """CPU of one part per call over the sustained steps (calls weighted), drain excluded."""
+    good = [s for s in steps if _ok(s)]
+    calls = sum(s["planned"] for s in good)
+    if not calls:
+        return None
+    total: float = sum(s["cpu_ms_per_call"][part] * s["planned"] for s in good)
+    return float(round(total / calls, 3))
 
 
 def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, Any]:
     ari, base = progress["ari"].steps, progress["baseline"].steps
+    floor = progress["floor"].steps if "floor" in progress else []
+    compared = compare(ari, base)
+    vs_floor = compare(ari, floor)
+    floor_vs_base = compare(floor, base)
     by_rate = {s["rate"]: s for s in base}
-    compared: list[dict[str, Any]] = []
-    for a in ari:
-        b = by_rate.get(a["rate"])
-        if b is None:
-            continue
-        row: dict[str, Any] = {"rate": a["rate"], "baseline_ok": _ok(b), "ari_ok": _ok(a)}
-        for metric in ("setup_ms", "rejected_200_ms", "rejected_rtp_ms", "connected_200_ms"):
-            for q in ("p50", "p99"):
-                row[f"{metric}_{q}_ratio"] = ratio(a[metric][q], b[metric][q])
-        row["cps_ratio"] = ratio(a["cps"], b["cps"])
-        compared.append(row)
-    below_limit = [c for c in compared if c["baseline_ok"]]
-
-    def worst(q: str) -> float | None:
-        vals = [c[f"{m}_{q}_ratio"] for c in below_limit
-                for m in ("rejected_200_ms", "rejected_rtp_ms", "connected_200_ms")
-                if c[f"{m}_{q}_ratio"] is not None]
-        return max(vals) if vals else None
-
-    def capacity(steps: list[dict[str, Any]]) -> float | None:
-        good = [s["cps"] for s in steps if _ok(s)]
-        return max(good) if good else None
-
     ari_cap, base_cap = capacity(ari), capacity(base)
     ari_fail_below = sum(a["failed"] for a in ari
                          if by_rate.get(a["rate"]) and _ok(by_rate[a["rate"]]))
     return {
-        "steps": {"ari": ari, "baseline": base},
+        "steps": {"ari": ari, "floor": floor, "baseline": base},
         "stopped": {k: v.stopped or "top rate reached" for k, v in progress.items()},
         "compared": compared,
-        # The worst ratio over the rejected-200, rejected-first-RTP and connected-200
-        # latencies, at every rate the baseline itself sustained without failure.
-        "setup_p50_ratio": worst("p50"),
-        "setup_p99_ratio": worst("p99"),
-        "capacity_cps": {"ari": ari_cap, "baseline": base_cap},
+        "compared_floor": vs_floor,
+        "floor_vs_baseline": floor_vs_base,
+        "setup_p50_ratio": worst(compared, "p50"),
+        "setup_p99_ratio": worst(compared, "p99"),
+        "floor_p50_ratio": worst(vs_floor, "p50"),
+        "floor_p99_ratio": worst(vs_floor, "p99"),
+        "floor_vs_baseline_p50_ratio": worst(floor_vs_base, "p50"),
+        "floor_vs_baseline_p99_ratio": worst(floor_vs_base, "p99"),
+        "capacity_cps": {"ari": ari_cap, "floor": capacity(floor), "baseline": base_cap},
         "cps_ratio": ratio(ari_cap, base_cap),
+        "app_cpu_ms_per_call": cpu_ms_per_call(ari, "app"),
+        "floor_app_cpu_ms_per_call": cpu_ms_per_call(floor, "floor"),
+        "asterisk_cpu_ms_per_call": {p: cpu_ms_per_call(st, "asterisk")
+                                     for p, st in (("ari", ari), ("floor", floor),
+                                                   ("baseline", base))},
         "ari_failed_below_baseline_limit": ari_fail_below,
+        "fallback_calls": sum(a.get("fallback", 0) for a in ari),
         "rtp_packets_captured": rtp_packets,
         "median_p50_ratio": percentile(
-            [c["setup_ms_p50_ratio"] for c in below_limit if c["setup_ms_p50_ratio"]], 50),
+            [c["setup_ms_p50_ratio"] for c in compared if c["ref_ok"] and c["setup_ms_p50_ratio"]],
+            50),
     }

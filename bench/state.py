@@ -105,9 +105,12 @@ def ensure_bench_config(settings: Settings) -> None:
         try:
             ep = cli(settings, "pjsip show endpoint bench-carrier")
             ctx = cli(settings, "dialplan show bench-baseline")
+            floor = cli(settings, "pjsip show endpoint bench-floor-carrier") + cli(
+                settings, "dialplan show bench-floor")
         except Exception:
             return False
-        return "bench-baseline" in ep and "bench-baseline" in ctx and "Unable to find" not in ep
+        return ("bench-baseline" in ep and "bench-baseline" in ctx and "Unable to find" not in ep
+                and "Stasis(callguard-floor)" in floor and "Unable to find" not in floor)
     if not loaded():
         print("bench: loading asterisk_conf/ (bench endpoint or context missing)", flush=True)
         subprocess.run([str(STACK), "asterisk-start"], check=True)
