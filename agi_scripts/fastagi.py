@@ -112,21 +112,28 @@ class Fallback:
 
     def write(self, ops: list[Op]) -> None:
         """Apply call-path writes, or journal them when the database is away (REL-2)."""
-        if not ops:
-            return
         with self._write_lock:
             try:
-                with self.engine.begin() as conn:
-                    self.journal.replay_sync(lambda pending: self._apply(conn, pending))
-                    self._apply(conn, ops)
+                # Journaled writes first, then these, in one transaction; the journal lines
+                # leave the file only once that transaction has committed.
+                self.journal.replay_sync(lambda pending: self._commit([*pending, *ops]))
             except SQLAlchemyError as exc:
-                log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
-                self.journal.append(ops)
+                if ops:
+                    log.warning("database unavailable, journaling %d write(s): %s",
+                                len(ops), exc)
+                    self.journal.append(ops)
 
-    @staticmethod
-    def _apply(conn: Any, ops: list[Op]) -> None:
-        for op in ops:
-            conn.execute(write_statement(op.name, op.args))
+    def replay(self) -> None:
+        """Apply journaled writes once the database answers again (background, REL-2)."""
+        if self.journal.pending():
+            self.write([])
+
+    def _commit(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        with self.engine.begin() as conn:
+            for op in ops:
+                conn.execute(write_statement(op.name, op.args))
 
     def capacity(self, needed: bool) -> Capacity:
         active = self.scalar(queries.active_recordings(), 0) if needed else 0
