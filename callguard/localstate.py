@@ -161,6 +161,7 @@ class StateKeeper:
         self.path = directory / f"state-{name}.json"
         self.current = LocalState()
         self.connected = threading.Event()
+        self._tried = threading.Event()  # the first connection attempt has ended
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # adjust_recordings vs reloads
@@ -168,14 +169,15 @@ class StateKeeper:
 
     def start(self, wait_s: float = 3.0) -> LocalState:
         """Load from the disk snapshot at once, then from PostgreSQL in the keeper thread;
-        wait up to `wait_s` for the database copy (calls may come in meanwhile: they are
-        decided from the disk copy)."""
+        wait up to `wait_s` for the first attempt (a database that is down fails at once: the
+        process goes on with the disk copy; calls decided meanwhile use it too)."""
         disk = load_from_disk(self.directory)
         if disk is not None:
             self.current = disk
         self._thread = threading.Thread(target=self._run, name="state-keeper", daemon=True)
         self._thread.start()
-        if not self.connected.wait(wait_s):
+        self._tried.wait(wait_s)
+        if not self.connected.is_set():
             log.warning("database unavailable at start: deciding from the %s copy",
                         self.current.source,
                         extra={"numbers": len(self.current.site.numbers),
@@ -211,6 +213,7 @@ class StateKeeper:
             try:
                 self._listen()
             except (SQLAlchemyError, OSError) as exc:
+                self._tried.set()
                 if self.connected.is_set():
                     log.warning("state: database connection lost, deciding from memory: %s",
                                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -224,6 +227,7 @@ class StateKeeper:
             state = load_from_database(conn)
             self._set(state, save=True)
             self.connected.set()
+            self._tried.set()
             log.info("state loaded from the database", extra={
                 "numbers": len(state.site.numbers), "lists": len(state.lists),
                 "active_recordings": state.active_recordings})
