@@ -199,8 +199,10 @@ class StateKeeper:
                 state, active_recordings=max(0, state.active_recordings + delta))
 
     # ---- the keeper thread -------------------------------------------------------------------
-    def _set(self, state: LocalState, save: bool) -> None:
+    def _set(self, state: LocalState, save: bool, recount: bool = True) -> None:
         with self._lock:
+            if not recount:  # keep a local adjustment made while this batch was loading
+                state = replace(state, active_recordings=self.current.active_recordings)
             self.current = state
         if save:
             try:
@@ -242,4 +244,5 @@ class StateKeeper:
                 payloads |= {n.payload for n in driver.notifies(timeout=0.0)}
                 before = self.current
                 after = apply_notices(conn, before, payloads)
-                self._set(after, save=payloads != {"recordings"})
+                self._set(after, save=payloads != {"recordings"},
+                          recount="recordings" in payloads or "site" in payloads)
