@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socketserver
 import threading
@@ -84,8 +85,30 @@ class Fallback:
         self.lists = SyncLists(sync_sessions(engine))
         self._write_lock = threading.Lock()
         self.journal = Journal(settings.journal_dir / "fastagi.jsonl")
+        # Call-path writes go through one writer thread, in order: a call never waits on the
+        # database (a hung server included), as in the ARI app (REL-2, REL-5).
+        self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        self._writer.start()
 
     def write(self, ops: list[Op]) -> None:
+        if ops:
+            self._queue.put(ops)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (journaled if the database is away), then stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout_s)
+
+    def _write_loop(self) -> None:
+        while (ops := self._queue.get()) is not None:
+            try:
+                self.write_now(ops)
+            except Exception:
+                log.exception("call-path write failed; journaling it")
+                self.journal.append(ops)
+
+    def write_now(self, ops: list[Op]) -> None:
         """Apply call-path writes, or journal them when the database is away (REL-2)."""
         with self._write_lock:
             try:
@@ -101,7 +124,7 @@ class Fallback:
     def replay(self) -> None:
         """Apply journaled writes once the database answers again (background, REL-2)."""
         if self.journal.pending():
-            self.write([])
+            self.write_now([])
 
     def _commit(self, ops: list[Op]) -> None:
         if not ops:
@@ -255,6 +278,7 @@ def main() -> None:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        fallback.close()
         keeper.stop()
         engine.dispose()
 

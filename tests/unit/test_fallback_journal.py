@@ -57,7 +57,7 @@ def test_failing_write_after_a_replay_keeps_the_replayed_lines(tmp_path: Path) -
     engine = FakeEngine(fail_at=1)  # the replayed op applies, the new one fails: rollback
     fb = fallback(tmp_path, engine)
     fb.journal.append([ended("a")])
-    fb.write([ended("b")])
+    fb.write_now([ended("b")])
     assert engine.committed == []
     # Nothing lost, order kept: the replayed line is still first, the new one after it.
     assert [o.args["channel_id"] for o in fb.journal.take()] == ["a", "b"]
@@ -67,7 +67,7 @@ def test_lines_leave_after_commit(tmp_path: Path) -> None:
     engine = FakeEngine(fail_at=None)
     fb = fallback(tmp_path, engine)
     fb.journal.append([ended("a"), ended("b")])
-    fb.write([ended("c")])
+    fb.write_now([ended("c")])
     assert len(engine.committed) == 3 and fb.journal.pending() == 0
     fb.journal.append([ended("d")])
     fb.replay()
@@ -80,3 +80,30 @@ def test_journal_is_private(tmp_path: Path) -> None:
     j.done(0)
     assert stat.S_IMODE(j.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(j.path.parent.stat().st_mode) == 0o700
+
+
+def test_call_path_never_waits_on_a_hung_database(tmp_path: Path) -> None:
+    """REL-5: `write` queues; the writer thread applies the ops in order, later."""
+    import queue
+    import threading
+
+    release = threading.Event()
+
+    class HungEngine(FakeEngine):
+        @contextmanager
+        def begin(self) -> Iterator[Any]:
+            release.wait(5)
+            with super().begin() as conn:
+                yield conn
+
+    engine = HungEngine(fail_at=None)
+    fb = fallback(tmp_path, engine)
+    fb._queue = queue.SimpleQueue()
+    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
+    fb._writer.start()
+    fb.write([ended("a")])
+    fb.write([ended("b"), ended("c")])  # returns at once although the database hangs
+    assert engine.committed == []
+    release.set()
+    fb.close()
+    assert [s.compile().params["channel_id_1"] for s in engine.committed] == ["a", "b", "c"]
