@@ -185,3 +185,20 @@ def test_144_change_in_one_shell_rejects_in_the_other(clean: Engine, settings: S
     assert decisions(ari_log) == ["Reject"]
     assert keys(clean, lid) == [caller_key(settings.hmac_key, n) for n in (first, second)]
     assert this_month_count(clean, lid) == 2
+
+
+def test_144_in_the_fallback_database_down_says_failed(ari_stopped: None, clean: Engine,
+                                                       settings: Settings, work: Path) -> None:
+    """REL-2 / NCR-REG-7 in the fallback: PostgreSQL away → the menu still answers, and "2"
+    gets 「迷惑電話リストの登録に失敗しました。」 (nothing half-written)."""
+    lid = list_id(clean, "0312345679")
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings, "fastagi.log")
+    stack("pg-stop")
+    try:
+        r = dial_144(work / "b", F1B, dtmf("2"))
+    finally:
+        stack("pg-start")
+    assert r.final_status() == 200 and r.bye_from_far_end()
+    assert log.prompts() == ["menu", "register_failed"]
+    assert keys(clean, lid) == []
