@@ -1,15 +1,20 @@
 """`callguard-fastagi`: a threaded FastAGI server on 127.0.0.1 (pyst2 on each connection).
 
-The dialplan reaches it when Stasis() fails (the ARI app is down). It gathers the same facts,
-calls the same domain functions (callguard.domain.routing), writes the same rows
-(callguard.callflow) and hands the call to the same cg-* contexts via CG_NEXT. Calls it routes
-are followed to their end by a hangup handler that calls back here (`ended`).
-"""
+The dialplan reaches it when Stasis() fails (the ARI app is down). It only does I/O: its
+adapters turn the AGI channel into the call core's raw facts, callguard.callpath decides from
+the process's local state (StateKeeper: site and lists in memory, REL-5) exactly as for the
+ARI app, and the plan's rows are written (journaled while the database is away) and the call
+handed to the same cg-* contexts via CG_NEXT. 144 runs the ARI app's menu over AGI
+(agi_scripts/menu144_agi.py). Calls it routes are followed to their end by a hangup handler
+that calls back here (`ended`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import queue
 import signal
 import socketserver
 import threading
@@ -20,42 +25,30 @@ from typing import Any
 from asterisk.agi import AGI, AGIException
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
+from agi_scripts.menu144_agi import run_agi_menu
 from ari_app.logs import channel_var, setup_logging
-from callguard import dialplan
-from callguard.callflow import (
-    FOLLOW_RECORDING,
-    Bookkeeping,
-    answered_at,
-    capacity_for,
-    ended_ops,
-    inbound_bookkeeping,
-    outbound_bookkeeping,
+from callguard.callflow import FOLLOW_RECORDING
+from callguard.callpath import (
+    CallPlan,
+    Limits,
+    RawInbound,
+    RawOutbound,
+    multi_channel,
+    plan_ended,
+    plan_inbound,
+    plan_outbound,
 )
 from callguard.config import Settings, load_settings
-from callguard.db import queries
+from callguard.db.nuisance_repo import SyncLists
 from callguard.db.queries import write_statement
-from callguard.db.session import make_sync_engine
-from callguard.db.site_repo import load_snapshot
-from callguard.dialplan import audio_format_present
-from callguard.domain import privacy
-from callguard.domain.routing import (
-    Capacity,
-    Decision,
-    InboundFacts,
-    NuisanceMenu,
-    OutboundFacts,
-    Refuse,
-    decide_inbound,
-    decide_outbound,
-)
-from callguard.domain.site import SiteSnapshot
+from callguard.db.session import make_sync_engine, sync_sessions
+from callguard.domain.routing import NuisanceMenu
 from callguard.journal import Journal, Op
+from callguard.localstate import StateKeeper
 from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
 
 log = logging.getLogger("callguard.fastagi")
-SITE_TTL_S = 2.0
 
 
 class QuietAGI(AGI):  # type: ignore[misc]
@@ -82,123 +75,121 @@ def header_present(agi: QuietAGI, header: str) -> bool:
 
 
 class Fallback:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, keeper: StateKeeper) -> None:
         self.settings = settings
         self.engine = engine
-        self._site = SiteSnapshot()
-        self._site_at = 0.0
-        self._lock = threading.Lock()
+        self.keeper = keeper  # the site and the lists' keys in memory (REL-5)
+        self.limits = Limits(settings.hmac_key, settings.max_recordings,
+                             settings.at_capacity_policy, settings.ring_timeout_s,
+                             settings.recordings_asterisk_dir)
+        self.lists = SyncLists(sync_sessions(engine))
         self._write_lock = threading.Lock()
         self.journal = Journal(settings.journal_dir / "fastagi.jsonl")
-
-    def site(self) -> SiteSnapshot:
-        with self._lock:
-            if time.monotonic() - self._site_at > SITE_TTL_S:
-                try:
-                    with Session(self.engine) as session:
-                        self._site = load_snapshot(session)
-                    self._site_at = time.monotonic()
-                except SQLAlchemyError as exc:
-                    log.warning("site reload failed, using last snapshot: %s", exc)
-            return self._site
-
-    def scalar(self, stmt: Any, default: Any) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                return conn.execute(stmt).scalar()
-        except SQLAlchemyError as exc:
-            log.warning("database unavailable: %s", exc)
-            return default
+        # Call-path writes go through one writer thread, in order: a call never waits on the
+        # database (a hung server included), as in the ARI app (REL-2, REL-5).
+        self._queue: queue.SimpleQueue[list[Op] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        self._writer.start()
 
     def write(self, ops: list[Op]) -> None:
-        """Apply call-path writes, or journal them when the database is away (REL-2)."""
-        if not ops:
-            return
-        with self._write_lock:
+        if ops:
+            self._queue.put(ops)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (journaled if the database is away), then stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout_s)
+
+    def _write_loop(self) -> None:
+        while (ops := self._queue.get()) is not None:
             try:
-                with self.engine.begin() as conn:
-                    self.journal.replay_sync(lambda pending: self._apply(conn, pending))
-                    self._apply(conn, ops)
-            except SQLAlchemyError as exc:
-                log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
+                self.write_now(ops)
+            except Exception:
+                log.exception("call-path write failed; journaling it")
                 self.journal.append(ops)
 
-    @staticmethod
-    def _apply(conn: Any, ops: list[Op]) -> None:
-        for op in ops:
-            conn.execute(write_statement(op.name, op.args))
+    def write_now(self, ops: list[Op]) -> None:
+        """Apply call-path writes, or journal them when the database is away (REL-2)."""
+        with self._write_lock:
+            try:
+                # Journaled writes first, then these, in one transaction; the journal lines
+                # leave the file only once that transaction has committed.
+                self.journal.replay_sync(lambda pending: self._commit([*pending, *ops]))
+            except SQLAlchemyError as exc:
+                if ops:
+                    log.warning("database unavailable, journaling %d write(s): %s",
+                                len(ops), exc)
+                    self.journal.append(ops)
 
-    def capacity(self, needed: bool) -> Capacity:
-        active = self.scalar(queries.active_recordings(), 0) if needed else 0
-        return capacity_for(self.site(), int(active or 0), self.settings.max_recordings,
-                            self.settings.at_capacity_policy)
+    def replay(self) -> None:
+        """Apply journaled writes once the database answers again (background, REL-2)."""
+        if self.journal.pending():
+            self.write_now([])
+
+    def _commit(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        with self.engine.begin() as conn:
+            for op in ops:
+                conn.execute(write_statement(op.name, op.args))
+
+    # ---- the adapters: AGI's view of a channel → the call core's raw facts ----------------
+    @staticmethod
+    def inbound_facts(agi: QuietAGI, now: datetime) -> RawInbound:
+        return RawInbound(
+            called=agi.env.get("agi_extension", ""),
+            caller_number=agi.env.get("agi_callerid", ""),
+            withheld=agi.get_variable("CALLERID(pres)").startswith("prohib"),
+            resource_priority=header_present(agi, "Resource-Priority"),
+            audio_format=agi.get_variable("CHANNEL(audionativeformat)"),
+            channel_id=agi.env.get("agi_uniqueid", ""),
+            now=now,
+        )
+
+    @staticmethod
+    def outbound_facts(agi: QuietAGI, now: datetime) -> RawOutbound:
+        dialed = agi.env.get("agi_extension", "")
+        return RawOutbound(
+            endpoint=agi.get_variable("CHANNEL(endpoint)"),
+            dialed=dialed[2:] if dialed.startswith("s-") else dialed,
+            visited_network=header_present(agi, "P-Visited-Network-ID"),
+            resource_priority=header_present(agi, "Resource-Priority"),
+            channel_id=agi.env.get("agi_uniqueid", ""),
+            now=now,
+        )
 
     # ---- the three scripts -----------------------------------------------------------------
     def inbound(self, agi: QuietAGI) -> None:
-        now = datetime.now(UTC)
-        site = self.site()
-        channel_id = agi.env.get("agi_uniqueid", "")
-        called = agi.env.get("agi_extension", "")
-        withheld = agi.get_variable("CALLERID(pres)").startswith("prohib")
-        identity = privacy.caller_identity(agi.env.get("agi_callerid", ""), None, withheld)
-        rp = header_present(agi, "Resource-Priority")
-        facts = InboundFacts(called, identity, "anonymous" if withheld or not identity
-                             else identity, rp, channel_id, now)
-        number = site.numbers.get(called)
-        key = privacy.caller_key(self.settings.hmac_key, identity) if identity else None
-        blocked = bool(
-            number and number.list_id is not None and key
-            and self.scalar(queries.is_blocked(number.list_id, key), False)
-        )
-        contract = site.contracts.get(number.contract) if number else None
-        has_audio = not blocked or audio_format_present(
-            agi.get_variable("CHANNEL(audionativeformat)"))
-        decision = decide_inbound(
-            site, facts, blocked=blocked, has_audio=has_audio,
-            capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
-            ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
-        )
-        book = inbound_bookkeeping(decision, number, contract, key, channel_id, now)
-        self.carry_out(agi, decision, book, "inbound")
+        """Decided from memory (REL-5): no database read on the call's path."""
+        plan = plan_inbound(self.inbound_facts(agi, datetime.now(UTC)), self.keeper.current,
+                            self.limits)
+        self.carry_out(agi, plan, "inbound")
 
     def outbound(self, agi: QuietAGI) -> None:
-        now = datetime.now(UTC)
-        site = self.site()
-        channel_id = agi.env.get("agi_uniqueid", "")
-        endpoint = agi.get_variable("CHANNEL(endpoint)")
-        dialed = agi.env.get("agi_extension", "")
-        dialed = dialed[2:] if dialed.startswith("s-") else dialed
-        facts = OutboundFacts(
-            endpoint, dialed,
-            header_present(agi, "P-Visited-Network-ID"),
-            header_present(agi, "Resource-Priority"),
-            channel_id, now,
-        )
-        ep = site.endpoints.get(endpoint)
-        contract = site.contracts.get(ep.contract) if ep else None
-        decision: Decision = decide_outbound(
-            site, facts,
-            capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
-        )
-        if isinstance(decision, NuisanceMenu):
-            # The interactive menu needs the ARI app; say so rather than pretend (REL-1).
-            decision = Refuse(16, "register_failed", note="144 while the ARI app is down")
-        self.carry_out(agi, decision, outbound_bookkeeping(decision, contract, channel_id, now),
-                       "outbound")
+        plan = plan_outbound(self.outbound_facts(agi, datetime.now(UTC)), self.keeper.current,
+                             self.limits)
+        if isinstance(plan.decision, NuisanceMenu):
+            # The same 144 menu as the ARI app's, over AGI (REL-7).
+            log.info("outbound decision (fallback)", extra=plan.log)
+            try:
+                asyncio.run(run_agi_menu(agi, self.lists, plan.channel_id, plan.decision,
+                                         multi_channel(self.keeper.current, plan.decision)))
+            finally:
+                # Whatever happened in the menu, the call ends here (never to the carrier).
+                with contextlib.suppress(AGIException):
+                    agi.set_variable("CG_CAUSE", "16")
+                    agi.set_variable("CG_NEXT", "cg-release-cause")
+            return
+        self.carry_out(agi, plan, "outbound")
 
     def ended(self, agi: QuietAGI) -> None:
         channel_id = agi.env.get("agi_uniqueid", "")
         follow = agi.get_variable("CG_FOLLOW")
-        now = datetime.now(UTC)
-        ops = ended_ops(channel_id, follow, now)
+        # No ChannelStateChange here: Dial's ANSWEREDTIME_MS gives the answer time.
+        answered_ms = agi.get_variable("ANSWEREDTIME_MS") if follow == FOLLOW_RECORDING else None
+        self.write(plan_ended(channel_id, follow, datetime.now(UTC), answered_ms))
         if follow == FOLLOW_RECORDING:
-            # No ChannelStateChange here: Dial's ANSWEREDTIME_MS gives the answer time.
-            answered = answered_at(now, agi.get_variable("ANSWEREDTIME_MS"))
-            if answered is not None:
-                ops.insert(0, Op("recording_answered",
-                                 {"channel_id": channel_id, "answered_at": answered}))
-        self.write(ops)
-        if follow == FOLLOW_RECORDING:
+            self.keeper.adjust_recordings(-1)
             root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
             rel_path = agi.get_variable("CG_REC_FILE").removeprefix(root)
             # The file is closed after the channel is gone: finish it off this call's thread.
@@ -214,18 +205,18 @@ class Fallback:
         values = settled_row_values(path)
         self.write([Op("recording_finished", {"channel_id": channel_id, "values": values})])
 
-    def carry_out(self, agi: QuietAGI, decision: Decision, book: Bookkeeping, kind: str) -> None:
-        self.write(book.ops)
-        target = dialplan.target_for(decision, self.settings.recordings_asterisk_dir)
-        for name, value in target.variables.items():
+    def carry_out(self, agi: QuietAGI, plan: CallPlan, kind: str) -> None:
+        if plan.recordings_delta:
+            self.keeper.adjust_recordings(plan.recordings_delta)
+        self.write(plan.book.ops)
+        assert plan.target is not None
+        for name, value in plan.target.variables.items():
             agi.set_variable(name, value)
-        if book.follow:
-            agi.set_variable("CG_FOLLOW", book.follow)
+        if plan.book.follow:
+            agi.set_variable("CG_FOLLOW", plan.book.follow)
             agi.set_variable("CHANNEL(hangup_handler_push)", "cg-agi-ended,s,1")
-        agi.set_variable("CG_NEXT", target.context)
-        log.info("%s decision (fallback)", kind, extra={
-            "decision": type(decision).__name__, "note": getattr(decision, "note", ""),
-        })
+        agi.set_variable("CG_NEXT", plan.target.context)
+        log.info("%s decision (fallback)", kind, extra=plan.log)
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -262,14 +253,33 @@ def main() -> None:
     setup_logging()
     settings = load_settings()
     engine = make_sync_engine(settings)
-    Handler.fallback = Fallback(settings, engine)
+    keeper = StateKeeper(settings.sync_database_url, settings.journal_dir, "fastagi")
+    keeper.start()
+    Handler.fallback = fallback = Fallback(settings, engine, keeper)
     server = Server((settings.fastagi_host, settings.fastagi_port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    stop = threading.Event()
+
+    def shutdown(*_: object) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown).start()
+
+    def replayer() -> None:
+        """Every 2 s: journaled writes go to the database once it answers (REL-2)."""
+        while not stop.wait(2.0):
+            try:
+                fallback.replay()
+            except Exception:
+                log.exception("journal replay failed")
+
+    signal.signal(signal.SIGTERM, shutdown)
+    threading.Thread(target=replayer, name="replay", daemon=True).start()
     log.info("FastAGI fallback listening", extra={"port": settings.fastagi_port})
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        fallback.close()
+        keeper.stop()
         engine.dispose()
 
 

@@ -17,11 +17,13 @@ from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard.callflow import FOLLOW_RECORDING, ended_ops
+from callguard.callflow import FOLLOW_RECORDING
+from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
 from callguard.db.session import make_async_engine
 from callguard.journal import Journal, Op
+from callguard.localstate import StateKeeper
 from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
 
 log = logging.getLogger("callguard.app")
@@ -65,11 +67,9 @@ class CallguardApp:
     async def run(self) -> None:
         engine = make_async_engine(self.settings)
         store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
-        site = SiteCache(store)
-        try:
-            await site.load()
-        except StoreUnavailable as exc:
-            log.error("database unavailable at start, routing with an empty site: %s", exc)
+        keeper = StateKeeper(self.settings.sync_database_url, self.settings.journal_dir, "ari")
+        await asyncio.to_thread(keeper.start)
+        site = SiteCache(keeper)
         try:
             async with AriClient(self.settings.ari_url, self.settings.ari_user,
                                  self.settings.ari_password, self.settings.ari_app) as ari:
@@ -84,20 +84,21 @@ class CallguardApp:
                         task.cancel()
                     await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
         finally:
+            await asyncio.to_thread(keeper.stop)
             await engine.dispose()
             log.info("stopped")
 
     async def background(self, site: SiteCache) -> None:
-        """Every 2 s: refresh the site snapshot, replay journaled writes (REL-2)."""
+        """Every 2 s: replay journaled writes once the database answers (REL-2). The site and
+        the lists need no refresh here: the StateKeeper follows PostgreSQL's notifications."""
         while not self.stop.is_set():
             try:
-                await site.load()
                 if self.env.store.journal_backlog:
                     await self.env.store.replay_journal()
             except StoreUnavailable as exc:
-                log.warning("database unavailable (site kept, writes journaled): %s", exc)
+                log.warning("database unavailable (writes journaled): %s", exc)
             try:
-                await asyncio.wait_for(self.stop.wait(), site.refresh_s)
+                await asyncio.wait_for(self.stop.wait(), 2.0)
             except TimeoutError:
                 pass
 
@@ -198,8 +199,9 @@ class CallguardApp:
             log.info("resumed %d followed call(s)", len(pending))
 
     async def call_ended(self, channel_id: str, followed: Followed) -> None:
-        await self.env.store.write(ended_ops(channel_id, followed.why, datetime.now(UTC)))
+        await self.env.store.write(plan_ended(channel_id, followed.why, datetime.now(UTC)))
         if followed.why == FOLLOW_RECORDING:
+            self.env.site.keeper.adjust_recordings(-1)
             await self.finish_recording(channel_id, followed.rel_path)
 
     async def finish_recording(self, channel_id: str, rel_path: str) -> None:

@@ -1,21 +1,21 @@
-"""The site snapshot, refreshed in the background (CallguardApp.background); the last good
-copy survives database outages (REL-2)."""
+"""The ARI app's view of its local state (REL-5): the site snapshot and the nuisance lists'
+keys, held in memory by callguard.localstate.StateKeeper (loaded from PostgreSQL or the last
+good snapshot on disk, kept current by LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
-import logging
-
-from ari_app.store import Store
 from callguard.domain.site import SiteSnapshot
-
-log = logging.getLogger("callguard.site")
+from callguard.localstate import LocalState, StateKeeper
 
 
 class SiteCache:
-    def __init__(self, store: Store, refresh_s: float = 2.0) -> None:
-        self.store = store
-        self.refresh_s = refresh_s
-        self.current = SiteSnapshot()
+    def __init__(self, keeper: StateKeeper) -> None:
+        self.keeper = keeper
 
-    async def load(self) -> None:
-        self.current = await self.store.snapshot()
+    @property
+    def state(self) -> LocalState:
+        return self.keeper.current
+
+    @property
+    def current(self) -> SiteSnapshot:
+        return self.keeper.current.site

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Select, Update, literal, literal_column, select
+from sqlalchemy import Insert, Select, Update, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -26,16 +26,6 @@ CALL_PATH_TIMEOUT_S = 1.0
 
 class StoreUnavailable(Exception):
     pass
-
-
-def screening_statement(list_id: int | None, caller_key: str | None,
-                        count_active: bool) -> Select[tuple[bool, int]]:
-    """The blocklist probe and the active-recordings count of an inbound call in one
-    statement (one round trip instead of two; PERF-1). Either part may be left out."""
-    blocked = queries.is_blocked(list_id, caller_key).scalar_subquery() \
-        if list_id is not None and caller_key is not None else literal(False)
-    active = queries.active_recordings().scalar_subquery() if count_active else literal(0)
-    return select(blocked, active)
 
 
 def combined(statements: Sequence[Any]) -> Select[tuple[int]] | None:
@@ -89,16 +79,6 @@ class Store:
     async def is_blocked(self, list_id: int, caller_key: str) -> bool:
         row = await self._row(queries.is_blocked(list_id, caller_key))
         return bool(row[0]) if row is not None else False
-
-    async def screening_facts(self, list_id: int | None, caller_key: str | None,
-                              count_active: bool) -> tuple[bool, int]:
-        """(caller is on the list, recordings in progress) for an inbound call."""
-        row = await self._row(screening_statement(list_id, caller_key, count_active))
-        return (bool(row[0]), int(row[1] or 0)) if row is not None else (False, 0)
-
-    async def active_recordings(self) -> int:
-        row = await self._row(queries.active_recordings())
-        return int(row[0] or 0) if row is not None else 0
 
     async def execute(self, *statements: Any) -> None:
         """All or none of the statements, in one round trip where possible (PERF-1)."""

@@ -8,6 +8,7 @@ order, once the database answers again. Calls never wait for this.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,18 +53,26 @@ class Journal:
 
     Thread-safe (the FastAGI fallback is threaded); the file survives a process restart, so
     nothing journaled is lost when the app is restarted while the database is still down.
+    Every append is fsynced before it returns; the file is 0600 in a 0700 directory (it holds
+    caller keys and recording metadata).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
 
     def append(self, ops: Sequence[Op]) -> None:
         if not ops:
             return
-        with self._lock, self.path.open("a") as f:
-            f.write("".join(dumps(op) + "\n" for op in ops))
+        data = "".join(dumps(op) + "\n" for op in ops).encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def pending(self) -> int:
         with self._lock:
@@ -86,14 +95,38 @@ class Journal:
             if not self.path.exists():
                 return
             lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-            rest = lines[count:]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in rest))
-            tmp.replace(self.path)
+            write_private(self.path, "".join(line + "\n" for line in lines[count:]).encode())
 
-    def replay_sync(self, apply: Callable[[list[Op]], None]) -> int:
+    def replay_sync(self, commit: Callable[[list[Op]], None]) -> int:
+        """Hand the pending ops to `commit`, which must apply them AND commit its transaction
+        before it returns; only then do they leave the file. If `commit` raises, every line
+        stays (nothing is lost when a write after the replay fails and rolls it back)."""
         ops = self.take()
+        commit(ops)
         if ops:
-            apply(ops)
             self.done(len(ops))
         return len(ops)
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and parents) and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with `data`, mode 0600, fsynced (file and directory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

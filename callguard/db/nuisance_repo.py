@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from callguard.db.models import (
     ENTRY_SEQ,
@@ -239,3 +239,38 @@ class AsyncLists:
 
     async def counts(self, list_id: int, now: datetime) -> tuple[int, int | None]:
         return await self._tx(partial(counts, list_id=list_id, now=now))
+
+
+class SyncLists:
+    """The FastAGI fallback's flavour of the 144 menu's ListStore (REL-7: 144 works while the
+    ARI app is down): the same functions, one sync Session transaction each, called from the
+    handler thread's own event loop. Failures surface exactly as in AsyncLists."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def _tx(self, work: Callable[[Session], T]) -> T:
+        try:
+            with self.sessions.begin() as session:
+                return work(session)
+        except ListGone:
+            raise
+        except Exception as exc:  # any storage failure, see AsyncLists
+            raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
+        return self._tx(partial(recent_calls, list_id=list_id))
+
+    async def register(self, list_id: int, caller_key: str,
+                       evict_confirmed: bool) -> RegistrationPlan:
+        return self._tx(partial(register, list_id=list_id, caller_key=caller_key,
+                                evict_confirmed=evict_confirmed))
+
+    async def delete_newest(self, list_id: int) -> bool:
+        return self._tx(partial(delete_newest, list_id=list_id))
+
+    async def delete_all(self, list_id: int) -> int:
+        return self._tx(partial(delete_all, list_id=list_id))
+
+    async def counts(self, list_id: int, now: datetime) -> tuple[int, int | None]:
+        return self._tx(partial(counts, list_id=list_id, now=now))

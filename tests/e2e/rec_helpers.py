@@ -127,7 +127,8 @@ def inbound(work: Path, to: str, phone_ip: str, caller: str = "0399990001",
 
 
 def wait_site_refresh() -> None:
-    """Both shells reload the site snapshot (site_settings, forwardings) every 2 s."""
+    """Both shells follow site changes (site_settings, forwardings) by LISTEN/NOTIFY within
+    milliseconds (REL-5); the pause is ample margin on a loaded machine."""
     time.sleep(2.5)
 
 

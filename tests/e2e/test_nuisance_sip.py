@@ -282,7 +282,7 @@ def test_rejection_heard_twice_never_rings_forwards_or_records(
                        " 'unconditional', '0399990099', 20 FROM numbers WHERE number = "
                        "'0312345679'"))
     try:
-        time.sleep(2.5)  # the app's site snapshot is refreshed every 2 s
+        time.sleep(2.5)  # margin: the apps follow the site by LISTEN/NOTIFY (REL-5)
         with Phone(F1B, work / "desk") as desk, \
                 Phone(CARRIER_OUT, work / "outside", calls=1) as outside:
             r = uac(UacSpec(to="0312345679", from_user=X, hangup=False), work / "listed")

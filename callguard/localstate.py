@@ -1,0 +1,248 @@
+"""What every call-deciding process holds in memory (REL-5): the site snapshot, every active
+nuisance list's caller keys (keyed hashes only, NCR-PRIV-1) and the number of recordings in
+progress, so a call is decided without a database round trip.
+
+`LocalState` is an immutable value; `StateKeeper` keeps the current one:
+- at start, loaded from PostgreSQL, else from the last good snapshot on disk (0600, written on
+  every change), so a process started while the database is down still knows the site and
+  still rejects listed callers;
+- kept current by PostgreSQL LISTEN/NOTIFY (triggers of migration `local_state`), never by
+  polling; after the database comes back (a restart drops the listening connection) it
+  reconnects, LISTENs again and reloads everything.
+
+The keeper runs in its own thread with a sync connection, so neither the ARI app's event loop
+nor the FastAGI handler threads ever wait on it: readers just take `keeper.current`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from callguard.db.models import NuisanceEntry, NuisanceList, Recording
+from callguard.db.site_repo import load_snapshot
+from callguard.domain.site import (
+    ContractInfo,
+    EndpointInfo,
+    ForwardingInfo,
+    NumberInfo,
+    SiteSnapshot,
+)
+from callguard.journal import private_dir, write_private
+
+log = logging.getLogger("callguard.state")
+
+CHANNEL = "callguard_state"
+RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class LocalState:
+    site: SiteSnapshot = field(default_factory=SiteSnapshot)
+    lists: dict[int, frozenset[str]] = field(default_factory=dict)  # list id → caller keys
+    active_recordings: int = 0
+    source: str = "empty"  # "database" | "disk" | "empty"
+
+    def is_blocked(self, list_id: int | None, caller_key: str | None) -> bool:
+        """NCR-REJ-1 from memory: the caller's key is on the list."""
+        if list_id is None or caller_key is None:
+            return False
+        return caller_key in self.lists.get(list_id, frozenset())
+
+
+# ---- the snapshot on disk ---------------------------------------------------------------------
+def _dates(d: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {**d, **{n: date.fromisoformat(d[n]) if d.get(n) else None for n in names}}
+
+
+def encode(state: LocalState) -> bytes:
+    site = state.site
+    data = {
+        "version": 1,
+        "contracts": {k: {**asdict(v), "recording_from": str(v.recording_from or ""),
+                          "recording_until": str(v.recording_until or "")}
+                      for k, v in site.contracts.items()},
+        "endpoints": {k: asdict(v) for k, v in site.endpoints.items()},
+        "numbers": {k: asdict(v) for k, v in site.numbers.items()},
+        "forwardings": {k: asdict(v) for k, v in site.forwardings.items()},
+        "priority_lines": sorted(site.priority_lines),
+        "settings": site.settings,
+        "lists": {str(k): sorted(v) for k, v in state.lists.items()},
+        "active_recordings": state.active_recordings,
+    }
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(raw: bytes) -> LocalState:
+    data = json.loads(raw)
+    site = SiteSnapshot(
+        contracts={k: ContractInfo(**_dates(v, "recording_from", "recording_until"))
+                   for k, v in data["contracts"].items()},
+        endpoints={k: EndpointInfo(**v) for k, v in data["endpoints"].items()},
+        numbers={k: NumberInfo(**v) for k, v in data["numbers"].items()},
+        forwardings={k: ForwardingInfo(**v) for k, v in data["forwardings"].items()},
+        priority_lines=frozenset(data["priority_lines"]),
+        settings=dict(data["settings"]),
+    )
+    lists = {int(k): frozenset(v) for k, v in data["lists"].items()}
+    return LocalState(site, lists, int(data.get("active_recordings", 0)), "disk")
+
+
+def load_from_disk(directory: Path) -> LocalState | None:
+    """The newest readable snapshot any process of this host wrote (state-*.json)."""
+    try:
+        files = sorted(directory.glob("state-*.json"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+    except OSError:
+        return None
+    for path in files:
+        try:
+            return decode(path.read_bytes())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable state snapshot %s: %s", path.name, exc)
+    return None
+
+
+# ---- loading from PostgreSQL ------------------------------------------------------------------
+def load_lists(conn: Connection, list_id: int | None = None) -> dict[int, frozenset[str]]:
+    stmt = select(NuisanceEntry.list_id, NuisanceEntry.caller_key).join(
+        NuisanceList, NuisanceList.id == NuisanceEntry.list_id).where(
+        NuisanceList.active.is_(True))
+    if list_id is not None:
+        stmt = stmt.where(NuisanceEntry.list_id == list_id)
+    keys: dict[int, set[str]] = {}
+    for lid, key in conn.execute(stmt):
+        keys.setdefault(int(lid), set()).add(str(key))
+    return {k: frozenset(v) for k, v in keys.items()}
+
+
+def count_recordings(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(Recording).where(
+        Recording.status == "recording")).scalar() or 0)
+
+
+def load_from_database(conn: Connection) -> LocalState:
+    with Session(bind=conn) as session:
+        site = load_snapshot(session)
+    return LocalState(site, load_lists(conn), count_recordings(conn), "database")
+
+
+def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> LocalState:
+    """The new state after a batch of notifications (each reloads only what it names)."""
+    if "site" in payloads:
+        return load_from_database(conn)
+    lists = dict(state.lists)
+    for payload in payloads:
+        kind, _, arg = payload.partition(":")
+        if kind == "list" and arg.isdigit():
+            lists.pop(int(arg), None)
+            lists.update(load_lists(conn, int(arg)))
+    active = count_recordings(conn) if "recordings" in payloads else state.active_recordings
+    return replace(state, lists=lists, active_recordings=active, source="database")
+
+
+class StateKeeper:
+    """Holds the current LocalState of one process (see the module docstring)."""
+
+    def __init__(self, database_url: str, directory: Path, name: str) -> None:
+        self.engine = create_engine(database_url, poolclass=NullPool,
+                                    connect_args={"connect_timeout": 2})
+        self.directory = directory
+        self.path = directory / f"state-{name}.json"
+        self.current = LocalState()
+        self.connected = threading.Event()
+        self._tried = threading.Event()  # the first connection attempt has ended
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # adjust_recordings vs reloads
+        private_dir(directory)
+
+    def start(self, wait_s: float = 3.0) -> LocalState:
+        """Load from the disk snapshot at once, then from PostgreSQL in the keeper thread;
+        wait up to `wait_s` for the first attempt (a database that is down fails at once: the
+        process goes on with the disk copy; calls decided meanwhile use it too)."""
+        disk = load_from_disk(self.directory)
+        if disk is not None:
+            self.current = disk
+        self._thread = threading.Thread(target=self._run, name="state-keeper", daemon=True)
+        self._thread.start()
+        self._tried.wait(wait_s)
+        if not self.connected.is_set():
+            log.warning("database unavailable at start: deciding from the %s copy",
+                        self.current.source,
+                        extra={"numbers": len(self.current.site.numbers),
+                               "lists": len(self.current.lists)})
+        return self.current
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+        self.engine.dispose()
+
+    def adjust_recordings(self, delta: int) -> None:
+        """This process started (+1) or finished (-1) a recording: counted at once, before
+        the database's notification (or while the database is away) (REC-CAP-1)."""
+        with self._lock:
+            state = self.current
+            self.current = replace(
+                state, active_recordings=max(0, state.active_recordings + delta))
+
+    # ---- the keeper thread -------------------------------------------------------------------
+    def _set(self, state: LocalState, save: bool, recount: bool = True) -> None:
+        with self._lock:
+            if not recount:  # keep a local adjustment made while this batch was loading
+                state = replace(state, active_recordings=self.current.active_recordings)
+            self.current = state
+        if save:
+            try:
+                write_private(self.path, encode(state))
+            except OSError as exc:
+                log.warning("state snapshot not written: %s", exc)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except (SQLAlchemyError, OSError) as exc:
+                self._tried.set()
+                if self.connected.is_set():
+                    log.warning("state: database connection lost, deciding from memory: %s",
+                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self.connected.clear()
+            self._stop.wait(RETRY_S)
+
+    def _listen(self) -> None:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # LISTEN before loading: a change committed meanwhile is not missed.
+            conn.exec_driver_sql(f"LISTEN {CHANNEL}")
+            state = load_from_database(conn)
+            self._set(state, save=True)
+            self.connected.set()
+            self._tried.set()
+            log.info("state loaded from the database", extra={
+                "numbers": len(state.site.numbers), "lists": len(state.lists),
+                "active_recordings": state.active_recordings})
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            while not self._stop.is_set():
+                payloads = {n.payload for n in driver.notifies(timeout=1.0, stop_after=1)}
+                if not payloads:
+                    conn.exec_driver_sql("SELECT 1")  # notices a dead server within ~1 s
+                    continue
+                # Whatever else is already waiting joins this batch (one reload for many).
+                payloads |= {n.payload for n in driver.notifies(timeout=0.0)}
+                before = self.current
+                after = apply_notices(conn, before, payloads)
+                self._set(after, save=payloads != {"recordings"},
+                          recount="recordings" in payloads or "site" in payloads)

@@ -1,0 +1,220 @@
+"""One call core, two shells (REL-1, REL-5): the same call seen by the ARI app (StasisStart
+channel + the dialplan's Stasis() arguments) and by the FastAGI fallback (AGI environment +
+channel variables) gives the same raw facts, the same Decision, the same rows written and
+the same dialplan context and CG_* variables — the shells themselves are run with fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agi_scripts.fastagi as fastagi
+import ari_app.calls as calls
+from agi_scripts.fastagi import Fallback
+from ari_app.calls import CallEnv, handle_inbound, handle_outbound, inbound_facts, outbound_facts
+from ari_app.site_cache import SiteCache
+from callguard.callpath import Limits, plan_inbound, plan_outbound
+from callguard.config import Settings
+from callguard.domain.privacy import caller_key
+from callguard.journal import Op
+from callguard.localstate import LocalState, decode, encode
+from tests.unit.test_routing import NOW, SITE
+
+KEY = b"k" * 32
+LISTED = "0399990666"
+SETTINGS = Settings(
+    database_url="postgresql://x", ari_url="http://127.0.0.1:8088", ari_user="u",
+    ari_password="p", ari_app="callguard", hmac_key=KEY, api_token="t",
+    recordings_dir=Path("/rec"), recordings_asterisk_dir="/var/spool/asterisk/callguard",
+    asterisk_root="", log_dir=Path("/tmp/log"), fastagi_host="127.0.0.1", fastagi_port=4573,
+    api_host="127.0.0.1", api_port=8089, max_recordings=400, at_capacity_policy="congestion",
+    ring_timeout_s=30,
+)
+STATE = LocalState(SITE, {1: frozenset({caller_key(KEY, LISTED)}),
+                          3: frozenset({caller_key(KEY, LISTED)})}, 0, "database")
+LIMITS = Limits(KEY, 400, "congestion", 30, SETTINGS.recordings_asterisk_dir)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as the wire gives it (before either shell looks at it)."""
+
+    exten: str
+    caller: str = ""
+    withheld: bool = False
+    rp: bool = False
+    audio: str = "(ulaw)"
+    endpoint: str = ""
+    visited: bool = False
+
+    def stasis(self, role: str) -> tuple[dict[str, Any], list[str]]:
+        channel = {"id": "1700000000.42", "name": f"PJSIP/{self.endpoint}-0000002a",
+                   "caller": {"number": self.caller}, "dialplan": {"exten": self.exten}}
+        if role == "inbound":
+            pres = "prohib_passed_screen" if self.withheld else "allowed_not_screened"
+            return channel, ["inbound", "1" if self.rp else "0", pres, self.audio]
+        return channel, ["outbound", "1" if self.rp else "0", "1" if self.visited else "0"]
+
+    def agi(self, role: str) -> FakeAGI:
+        exten = self.exten if role == "inbound" else f"s-{self.exten}"
+        return FakeAGI(
+            env={"agi_uniqueid": "1700000000.42", "agi_extension": exten,
+                 "agi_callerid": self.caller or "unknown"},
+            variables={"CALLERID(pres)": "prohib_passed_screen" if self.withheld
+                       else "allowed_not_screened",
+                       "CHANNEL(audionativeformat)": self.audio,
+                       "CHANNEL(endpoint)": self.endpoint},
+            headers={"Resource-Priority": self.rp, "P-Visited-Network-ID": self.visited},
+        )
+
+
+@dataclass
+class FakeAGI:
+    env: dict[str, str]
+    variables: dict[str, str]
+    headers: dict[str, bool]
+    set: dict[str, str] = field(default_factory=dict)
+
+    def get_variable(self, name: str) -> str:
+        return self.variables.get(name, "")
+
+    def get_full_variable(self, expr: str) -> str:
+        header = expr.split("read,")[1].split(")")[0]
+        return "1" if self.headers.get(header) else "0"
+
+    def set_variable(self, name: str, value: str) -> None:
+        self.set[name] = value
+
+
+class FakeKeeper:
+    def __init__(self) -> None:
+        self.current = STATE
+        self.delta = 0
+
+    def adjust_recordings(self, delta: int) -> None:
+        self.delta += delta
+
+
+class FakeAri:
+    def __init__(self) -> None:
+        self.variables: dict[str, str] = {}
+        self.context = ""
+
+    async def set_variables(self, channel_id: str, values: dict[str, str]) -> None:
+        self.variables.update(values)
+
+    async def continue_in_dialplan(self, channel_id: str, context: str = "") -> None:
+        self.context = context
+
+    async def subscribe_channel(self, channel_id: str) -> None:
+        return None
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    async def write(self, ops: list[Op]) -> None:
+        self.ops.extend(ops)
+
+
+class FrozenClock(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> FrozenClock:
+        return cls.fromtimestamp(NOW.timestamp(), UTC)
+
+
+INBOUND = [
+    Call("0312345678", "0399990000"),  # recorded, nuisance scope (REC-IN-1)
+    Call("0312345678", LISTED),  # listed: rejected before everything (NCR-REJ-1)
+    Call("0312345678", LISTED, audio="(nothing)"),  # no audio: declined (NCR-REJ-2)
+    Call("0312345678", "", withheld=True),  # withheld: recorded as anonymous (REC-IN-2)
+    Call("0612345678", LISTED),  # per-contract list
+    Call("0312345679", "0399990000", rp=True),  # forwarding on no answer
+    Call("0399999999", "0399990000"),  # not ours: 404
+]
+OUTBOUND = [
+    Call("0077270612345678", endpoint="f1-a"),  # recorded with the prefix (REC-OUT-1)
+    Call("09012345678", endpoint="m1-a"),
+    Call("110", endpoint="f1-a"),
+    Call("0077260612345678", endpoint="f1-a"),  # wrong prefix: spoken refusal
+    Call("00772608001234567", endpoint="m1-b", visited=True),
+    Call("0312345678", endpoint="nobody"),  # unknown endpoint (SEC-1)
+]
+
+
+def run_ari(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
+    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    channel, args = call.stasis(role)
+    handler = handle_inbound if role == "inbound" else handle_outbound
+    asyncio.run(handler(env, channel, args))
+    return store.ops, ari.variables, ari.context, keeper.delta
+
+
+def run_agi(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
+    fb = Fallback.__new__(Fallback)
+    keeper, written = FakeKeeper(), list[Op]()
+    fb.settings, fb.keeper, fb.limits = SETTINGS, keeper, LIMITS  # type: ignore[assignment]
+    fb.write = written.extend  # type: ignore[method-assign,assignment]
+    agi = call.agi(role)
+    (fb.inbound if role == "inbound" else fb.outbound)(agi)  # type: ignore[arg-type]
+    context = agi.set.pop("CG_NEXT")
+    # The fallback also sets the empty CG_* values (its channel may carry old ones) and
+    # its own end-of-call hook; the ARI app follows the call by events instead.
+    agi.set.pop("CG_FOLLOW", None)
+    agi.set.pop("CHANNEL(hangup_handler_push)", None)
+    return written, {k: v for k, v in agi.set.items() if v}, context, keeper.delta
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "datetime", FrozenClock)
+    monkeypatch.setattr(fastagi, "datetime", FrozenClock)
+
+
+@pytest.mark.parametrize("call", INBOUND, ids=lambda c: f"{c.exten}-{c.caller or 'anon'}")
+def test_inbound_parity(call: Call) -> None:
+    channel, args = call.stasis("inbound")
+    raw_ari = inbound_facts(channel, args, NOW)
+    raw_agi = Fallback.inbound_facts(call.agi("inbound"), NOW)  # type: ignore[arg-type]
+    # The AGI environment says "unknown" for no caller number; both mean "no identity".
+    assert plan_inbound(raw_ari, STATE, LIMITS) == plan_inbound(raw_agi, STATE, LIMITS)
+    assert run_ari(call, "inbound") == run_agi(call, "inbound")
+
+
+@pytest.mark.parametrize("call", OUTBOUND, ids=lambda c: f"{c.endpoint}-{c.exten}")
+def test_outbound_parity(call: Call) -> None:
+    channel, args = call.stasis("outbound")
+    raw_ari = outbound_facts(channel, args, NOW)
+    raw_agi = Fallback.outbound_facts(call.agi("outbound"), NOW)  # type: ignore[arg-type]
+    assert raw_ari == raw_agi
+    assert plan_outbound(raw_ari, STATE, LIMITS) == plan_outbound(raw_agi, STATE, LIMITS)
+    assert run_ari(call, "outbound") == run_agi(call, "outbound")
+
+
+def test_listed_caller_rejected_from_memory_and_counted() -> None:
+    ops, _, context, delta = run_ari(Call("0312345678", LISTED), "inbound")
+    assert context == "cg-reject" and delta == 0
+    assert [op.name for op in ops] == ["inbound_call_started", "count_rejection"]
+
+
+def test_recorded_call_counts_towards_capacity() -> None:  # REC-CAP-1 local count
+    _, variables, context, delta = run_ari(Call("0312345678", "0399990000"), "inbound")
+    assert context == "cg-connect" and variables["CG_REC_FILE"] and delta == 1
+    full = LocalState(SITE, STATE.lists, 400, "database")
+    plan = plan_inbound(calls.inbound_facts(*Call("0312345678", "0399990000").stasis(
+        "inbound"), NOW), full, LIMITS)
+    assert plan.log["decision"] == "Refuse"  # congestion at the maximum (default policy)
+
+
+def test_state_snapshot_roundtrip() -> None:
+    back = decode(encode(STATE))
+    assert (back.site, back.lists, back.active_recordings) == (
+        STATE.site, STATE.lists, STATE.active_recordings)
+    assert back.source == "disk"

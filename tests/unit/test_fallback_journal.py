@@ -1,0 +1,109 @@
+"""The FastAGI fallback's journaled writes (REL-2, REL-5): journal lines leave the file only
+after the transaction that applied them has committed."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from agi_scripts.fastagi import Fallback
+from callguard.journal import Journal, Op
+
+T = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
+
+
+class FakeEngine:
+    """A transaction that fails on its n-th statement and rolls everything back."""
+
+    def __init__(self, fail_at: int | None) -> None:
+        self.fail_at = fail_at
+        self.committed: list[Any] = []
+
+    @contextmanager
+    def begin(self) -> Iterator[Any]:
+        pending: list[Any] = []
+        engine = self
+
+        class Conn:
+            def execute(self, stmt: Any) -> None:
+                if engine.fail_at is not None and len(pending) == engine.fail_at:
+                    raise OperationalError("stmt", {}, Exception("connection lost"))
+                pending.append(stmt)
+
+        yield Conn()
+        self.committed.extend(pending)  # reached only when the block did not raise
+
+
+def fallback(tmp_path: Path, engine: FakeEngine) -> Fallback:
+    fb = Fallback.__new__(Fallback)
+    fb.engine = engine  # type: ignore[assignment]
+    fb.journal = Journal(tmp_path / "journal" / "fastagi.jsonl")
+    import threading
+    fb._write_lock = threading.Lock()
+    return fb
+
+
+def ended(channel: str) -> Op:
+    return Op("inbound_call_ended", {"channel_id": channel, "ended_at": T})
+
+
+def test_failing_write_after_a_replay_keeps_the_replayed_lines(tmp_path: Path) -> None:
+    engine = FakeEngine(fail_at=1)  # the replayed op applies, the new one fails: rollback
+    fb = fallback(tmp_path, engine)
+    fb.journal.append([ended("a")])
+    fb.write_now([ended("b")])
+    assert engine.committed == []
+    # Nothing lost, order kept: the replayed line is still first, the new one after it.
+    assert [o.args["channel_id"] for o in fb.journal.take()] == ["a", "b"]
+
+
+def test_lines_leave_after_commit(tmp_path: Path) -> None:
+    engine = FakeEngine(fail_at=None)
+    fb = fallback(tmp_path, engine)
+    fb.journal.append([ended("a"), ended("b")])
+    fb.write_now([ended("c")])
+    assert len(engine.committed) == 3 and fb.journal.pending() == 0
+    fb.journal.append([ended("d")])
+    fb.replay()
+    assert len(engine.committed) == 4 and fb.journal.pending() == 0
+
+
+def test_journal_is_private(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal" / "x.jsonl")
+    j.append([ended("a")])
+    j.done(0)
+    assert stat.S_IMODE(j.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(j.path.parent.stat().st_mode) == 0o700
+
+
+def test_call_path_never_waits_on_a_hung_database(tmp_path: Path) -> None:
+    """REL-5: `write` queues; the writer thread applies the ops in order, later."""
+    import queue
+    import threading
+
+    release = threading.Event()
+
+    class HungEngine(FakeEngine):
+        @contextmanager
+        def begin(self) -> Iterator[Any]:
+            release.wait(5)
+            with super().begin() as conn:
+                yield conn
+
+    engine = HungEngine(fail_at=None)
+    fb = fallback(tmp_path, engine)
+    fb._queue = queue.SimpleQueue()
+    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
+    fb._writer.start()
+    fb.write([ended("a")])
+    fb.write([ended("b"), ended("c")])  # returns at once although the database hangs
+    assert engine.committed == []
+    release.set()
+    fb.close()
+    assert [s.compile().params["channel_id_1"] for s in engine.committed] == ["a", "b", "c"]
