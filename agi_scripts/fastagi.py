@@ -153,8 +153,10 @@ class Fallback:
         contract = site.contracts.get(number.contract) if number else None
         has_audio = not blocked or audio_format_present(
             agi.get_variable("CHANNEL(audionativeformat)"))
+        has_video = blocked and audio_format_present(
+            agi.get_variable("CHANNEL(videonativeformat)"))
         decision = decide_inbound(
-            site, facts, blocked=blocked, has_audio=has_audio,
+            site, facts, blocked=blocked, has_audio=has_audio, has_video=has_video,
             capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
             ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
         )

@@ -156,8 +156,11 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     # The dialplan passes the audio format as the 4th Stasis argument (no round trip).
     has_audio = not blocked or (audio_format_present(args[3]) if len(args) > 3
                                 else await _has_audio(env, channel_id))
+    # The 5th argument: the negotiated video format (a videophone call, source 004).
+    has_video = blocked and len(args) > 4 and audio_format_present(args[4])
     decision = decide_inbound(
         site, facts, blocked=blocked, capacity=capacity, has_audio=has_audio,
+        has_video=has_video,
         ring_timeout_s=site.setting_int("ring_timeout_s", env.settings.ring_timeout_s),
     )
     log.info("inbound decision", extra={

@@ -92,14 +92,15 @@ def test_reference_site_maps_to_billable_contracts(s: Session) -> None:
 
 @pytest.mark.parametrize("month", ["2026-05", "2026-06", "2027-01", "2030-12"])
 def test_reference_site_after_its_provisioning_month(s: Session, month: str) -> None:
-    """SPEC §8 figures: F1 4,040 (900 + 3×900 + 2×220), F2 220, M1 1,500, excluding tax."""
+    """SPEC §8 figures: F1 4,000 (900 + 3×900 + 2×200), F2 200, M1 1,500, excluding tax
+    (source 004's 220 is tax-included)."""
     f1, f2, m1 = (bill(s, c, month) for c in ("F1", "F2", "M1"))
     assert items(f1) == {ITEM_RECORDING_FIXED_CONTRACT: (1, 900, 900),
                          ITEM_RECORDING_FIXED_CHANNEL: (3, 900, 2700),
-                         ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
-    assert (f1.subtotal, f1.tax, f1.total) == (4040, 404, 4444)
-    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}
-    assert (f2.subtotal, f2.total) == (220, 242)
+                         ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert (f1.subtotal, f1.tax, f1.total) == (4000, 400, 4400)
+    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert (f2.subtotal, f2.total) == (200, 220)
     assert items(m1) == {ITEM_RECORDING_MOBILE_CONTRACT: (1, 500, 500),
                          ITEM_RECORDING_MOBILE_HANDSET: (2, 500, 1000)}
     assert (m1.subtotal, m1.total) == (1500, 1650)
@@ -108,9 +109,9 @@ def test_reference_site_after_its_provisioning_month(s: Session, month: str) -> 
 def test_reference_site_in_its_provisioning_month(s: Session) -> None:
     """The recording initial fee (3,000 per contract) in the month of activation."""
     assert items(bill(s, "F1", "2026-04"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
-    assert bill(s, "F1", "2026-04").subtotal == 7040
+    assert bill(s, "F1", "2026-04").subtotal == 7000
     assert bill(s, "M1", "2026-04").subtotal == 4500
-    assert bill(s, "F2", "2026-04").subtotal == 220  # no recording: no initial fee
+    assert bill(s, "F2", "2026-04").subtotal == 200  # no recording: no initial fee
 
 
 def test_before_activation_nothing_is_billed(s: Session) -> None:
@@ -130,7 +131,7 @@ def test_channels_and_handsets_follow_the_database(s: Session) -> None:
 def test_per_number_counts_only_subscribed_numbers(s: Session) -> None:
     admin.create_number(s, "0312345670", "f1-a", "base")  # subscribed by default
     admin.create_number(s, "0312345671", "f1-a", "base", nuisance=False)
-    assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 220, 660)
+    assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 200, 600)
 
 
 def test_cancellations(s: Session) -> None:
@@ -139,7 +140,7 @@ def test_cancellations(s: Session) -> None:
     admin.cancel_nuisance(s, "F2", date(2026, 6, 10))
     assert bill(s, "M1", "2026-06").subtotal == 1500
     assert bill(s, "M1", "2026-07").subtotal == 0
-    assert bill(s, "F2", "2026-06").subtotal == 220  # active on some days of June
+    assert bill(s, "F2", "2026-06").subtotal == 200  # active on some days of June
     assert bill(s, "F2", "2026-07").subtotal == 0
 
 
@@ -148,10 +149,10 @@ def test_unit_change_construction_fee_and_unit_history(s: Session) -> None:
     at the unit in force at its end, read back through the change history."""
     nuisance_repo.set_unit(s, "F2", "per-number", date(2026, 6, 20))
     june, may, july = (bill(s, "F2", m) for m in ("2026-06", "2026-05", "2026-07"))
-    assert items(june) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440),
+    assert items(june) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400),
                            ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
-    assert items(may) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}  # before the change
-    assert items(july) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
+    assert items(may) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}  # before the change
+    assert items(july) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
     nuisance_repo.set_unit(s, "F2", "per-contract", date(2026, 6, 25))  # and back
     june = bill(s, "F2", "2026-06")
     assert items(june)[ITEM_NUISANCE_UNIT_CHANGE] == (2, 2000, 4000)
@@ -193,7 +194,7 @@ def test_month_validation() -> None:
 
 
 def test_far_months_bill_without_error(s: Session) -> None:
-    assert bill(s, "F1", "9999-12").subtotal == 4040
+    assert bill(s, "F1", "9999-12").subtotal == 4000
     assert bill(s, "F1", "0001-01").subtotal == 0
 
 
@@ -203,7 +204,7 @@ def test_billing_report_api(site: Engine, op: Client) -> None:
     assert r.status == 200
     data = r.json()
     subtotal = {b["contract"]: b["subtotal"] for b in data["bills"]}
-    assert subtotal == {"F1": 4040, "F2": 220, "M1": 1500}
+    assert subtotal == {"F1": 4000, "F2": 200, "M1": 1500}
     assert (data["subtotal"], data["tax"], data["total"]) == (5760, 576, 6336)
     one = op.get("/api/v1/bills?month=2026-04&contract=M1").json()
     assert [b["subtotal"] for b in one["bills"]] == [4500]
@@ -219,7 +220,7 @@ def test_billing_report_cli(site: Engine, iso: Settings) -> None:
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert {b["contract"]: b["total"] for b in data["bills"]} == {
-        "F1": 4444, "F2": 242, "M1": 1650}
+        "F1": 4400, "F2": 220, "M1": 1650}
     text = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "F1")
     assert text.returncode == 0
     assert "4,040" in text.stdout and "4,444" in text.stdout
