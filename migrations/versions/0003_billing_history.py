@@ -4,7 +4,8 @@
   subscribed to nuisance rejection) with their validity periods, so a past month is billed
   from what was in force then (BILL). Kept by triggers on `endpoints` and `numbers`, so every
   writer (CLI, API, provisioning, plain SQL) leaves history behind; a change on the day a
-  period began replaces that period's value.
+  period began replaces that period's value. The day is today in Asia/Tokyo unless the
+  transaction sets `callguard.today` (time passed in).
 - `numbers.role` may be `freephone`: a 0120/0800 number terminating on a fixed line, whose
   calls are recorded (source 000: 「フリーコール」の着信先回線).
 
@@ -30,7 +31,10 @@ NEW_ROLES = "role IN ('representative','dial-in','base','freephone','native','of
 RECORD_COUNTS = """
 CREATE FUNCTION cg_record_counts(cid integer) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    today date := (now() AT TIME ZONE 'Asia/Tokyo')::date;
+    -- The day a change takes effect: today in Japan, unless the writer passes the date in
+    -- (SET LOCAL callguard.today = 'YYYY-MM-DD', e.g. a change entered after the fact).
+    today date := coalesce(nullif(current_setting('callguard.today', true), '')::date,
+                           (now() AT TIME ZONE 'Asia/Tokyo')::date);
     k text;
     v integer;
     cur billing_counts%ROWTYPE;

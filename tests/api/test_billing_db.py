@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session
 
 from callguard import admin, billing_repo
@@ -205,7 +205,7 @@ def test_billing_report_api(site: Engine, op: Client) -> None:
     data = r.json()
     subtotal = {b["contract"]: b["subtotal"] for b in data["bills"]}
     assert subtotal == {"F1": 4000, "F2": 200, "M1": 1500}
-    assert (data["subtotal"], data["tax"], data["total"]) == (5760, 576, 6336)
+    assert (data["subtotal"], data["tax"], data["total"]) == (5700, 570, 6270)
     one = op.get("/api/v1/bills?month=2026-04&contract=M1").json()
     assert [b["subtotal"] for b in one["bills"]] == [4500]
     page = op.get("/api/v1/bills?month=2026-05&limit=2").json()
@@ -223,7 +223,7 @@ def test_billing_report_cli(site: Engine, iso: Settings) -> None:
         "F1": 4400, "F2": 220, "M1": 1650}
     text = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "F1")
     assert text.returncode == 0
-    assert "4,040" in text.stdout and "4,444" in text.stdout
+    assert "4,000" in text.stdout and "4,400" in text.stdout
     assert "Call recording (fixed): monthly, per channel" in text.stdout
     bad = cli(iso, "billing", "report", "--month", "2026-13")
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
@@ -248,3 +248,61 @@ def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings
             s.execute(delete(NuisanceSubscription).where(NuisanceSubscription.contract_id == m1))
             s.execute(delete(NuisanceUnitChange).where(NuisanceUnitChange.contract_id == m1))
             s.add(RecordingSubscription(contract_id=m1, activated_on=PROVISIONED))
+
+
+# ---- history: a past month is billed from what was in force then (BILL, source 004) -------
+def _on(s: Session, day: str) -> None:
+    """The day the next changes take effect (the history triggers read callguard.today)."""
+    s.execute(text("SELECT set_config('callguard.today', :d, true)"), {"d": day})
+    s.flush()
+
+
+def test_channels_changed_mid_year_bill_each_month_from_its_own_count(s: Session) -> None:
+    """A fixed contract with 2 channels from March, 4 from 15 July, 3 from 2 October: March and
+    June bill 2, July bills 4 (in force on some of its days), September 4, November 3 —
+    re-running a past month after later changes gives the same bill."""
+    _on(s, "2026-03-10")
+    admin.create_contract(s, "H1", "fixed")
+    admin.create_endpoint(s, "h1-a", "H1", "10.8.0.1", "2001", channels=2)
+    admin.create_number(s, "0312300001", "h1-a", "representative")
+    admin.set_recording(s, "H1", date(2026, 3, 10))
+    s.flush()
+    before = bill(s, "H1", "2026-06")
+    _on(s, "2026-07-15")
+    admin.update_endpoint(s, "h1-a", channels=4)
+    s.flush()
+    _on(s, "2026-10-02")
+    admin.update_endpoint(s, "h1-a", channels=3)
+    s.flush()
+
+    def channels(month: str) -> int:
+        return items(bill(s, "H1", month))[ITEM_RECORDING_FIXED_CHANNEL][0]
+
+    assert [channels(m) for m in ("2026-03", "2026-06", "2026-07", "2026-09", "2026-10",
+                                  "2026-11")] == [2, 2, 4, 4, 4, 3]
+    assert bill(s, "H1", "2026-06") == before  # later changes leave a past month alone
+    assert bill(s, "H1", "2026-06").subtotal == 900 + 2 * 900
+    assert bill(s, "H1", "2026-09").subtotal == 900 + 4 * 900
+    periods = s.execute(text(
+        "SELECT value, valid_from, valid_until FROM billing_counts b JOIN contracts c"
+        " ON c.id = b.contract_id WHERE c.code = 'H1' AND what = 'channels'"
+        " ORDER BY valid_from")).all()
+    assert [tuple(p) for p in periods] == [
+        (2, date(2026, 3, 10), date(2026, 7, 15)), (4, date(2026, 7, 15), date(2026, 10, 2)),
+        (3, date(2026, 10, 2), None)]
+
+
+def test_handsets_and_subscribed_numbers_have_history_too(s: Session) -> None:
+    _on(s, "2026-02-01")
+    admin.create_contract(s, "H2", "mobile")
+    admin.create_endpoint(s, "h2-a", "H2", "10.8.0.2", "2001")
+    admin.create_number(s, "09012300001", "h2-a", "native")
+    admin.set_recording(s, "H2", date(2026, 2, 1))
+    s.flush()
+    _on(s, "2026-05-20")
+    admin.create_endpoint(s, "h2-b", "H2", "10.8.0.3", "2002")
+    admin.create_number(s, "09012300002", "h2-b", "native")
+    s.flush()
+    assert items(bill(s, "H2", "2026-04"))[ITEM_RECORDING_MOBILE_HANDSET] == (1, 500, 500)
+    assert items(bill(s, "H2", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
+    assert items(bill(s, "H2", "2026-09"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
