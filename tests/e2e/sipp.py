@@ -451,7 +451,8 @@ class Phone:
     """A sipp UAS on a customer address (or the carrier's 127.0.0.3), port 5060.
 
     mode: answer (after `answer_ms`, sends `audio_s` of tone), busy (486), unallocated (404),
-    noanswer (rings until CANCEL). Use as a context manager; `.result()` after the exit gives what it saw.
+    noanswer (rings until CANCEL). Use as a context manager; `.result()` after the exit gives
+    what it saw.
     """
 
     def __init__(self, ip: str, work: Path, mode: str = "answer", answer_ms: int = 0,

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, text
 
 from callguard.config import Settings
 from tests.e2e.rec_helpers import (
-    CALLER_HZ,
     CALLEE_HZ,
+    CALLER_HZ,
     CLI,
     F1A,
     F1B,
