@@ -6,6 +6,7 @@
   writer (CLI, API, provisioning, plain SQL) leaves history behind; a change on the day a
   period began replaces that period's value. The day is today in Asia/Tokyo unless the
   transaction sets `callguard.today` (time passed in).
+- Nuisance lists of the former 6-entry option become 30-entry lists (source 004).
 - `numbers.role` may be `freephone`: a 0120/0800 number terminating on a fixed line, whose
   calls are recorded (source 000: 「フリーコール」の着信先回線).
 
@@ -114,6 +115,10 @@ def upgrade() -> None:
     op.execute(RECORD_COUNTS)
     # Today's counts open the history of the contracts that exist already.
     op.execute("SELECT cg_record_counts(id) FROM contracts")
+    # Source 004: the business service has only the 30-entry plan; lists made with the former
+    # 6-entry option grow to 30 (nothing is lost; not undone by the downgrade).
+    op.execute("UPDATE nuisance_subscriptions SET capacity = 30 WHERE capacity <> 30")
+    op.execute("UPDATE nuisance_lists SET capacity = 30 WHERE capacity <> 30")
 
 
 def downgrade() -> None:
