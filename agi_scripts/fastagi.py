@@ -142,6 +142,7 @@ class Fallback:
             withheld=agi.get_variable("CALLERID(pres)").startswith("prohib"),
             resource_priority=header_present(agi, "Resource-Priority"),
             audio_format=agi.get_variable("CHANNEL(audionativeformat)"),
+            video_format=agi.get_variable("CHANNEL(videonativeformat)"),
             channel_id=agi.env.get("agi_uniqueid", ""),
             now=now,
         )

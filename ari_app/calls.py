@@ -105,6 +105,7 @@ def inbound_facts(channel: dict[str, Any], args: list[str], now: datetime) -> Ra
         withheld=len(args) > 2 and args[2].startswith("prohib"),
         resource_priority=_flag(args, 1),
         audio_format=args[3] if len(args) > 3 else None,
+        video_format=args[4] if len(args) > 4 else None,
         channel_id=str(channel["id"]),
         now=now,
     )

@@ -140,10 +140,14 @@ class Menu:
         operation, its result guidance. The caller's release is run_menu's."""
         await self.ari.answer(self.channel_id)
         state, action = nuisance.start_menu()
+        early: str | None = None  # a digit pressed during 「入力が正しくありません。」 (skip)
         while action is MenuAction.PLAY_MENU:
-            choice = await self.ask(nuisance.MENU, self.timings.digit_wait_s)
+            choice = early if early is not None else await self.ask(
+                nuisance.MENU, self.timings.digit_wait_s)
             state, action = nuisance.on_menu_input(state, choice)
             log.info("menu input", extra={"action": action.value, "tries": state.attempts})
+            before = nuisance.guidance_after_input(choice, action)
+            early = await self.play(before, barge_in=True) if before else None
         if action is MenuAction.HANGUP:
             return
         await self.play(await self.perform(action), barge_in=False)

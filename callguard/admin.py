@@ -44,11 +44,11 @@ ENDPOINT_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # a PJSIP section name
 NUMBER_RE = r"^0[0-9]{9,10}$"  # national format (SPEC §2)
 EXTENSION_RE = r"^[0-9]{2,6}$"
 KINDS = ("mobile", "fixed")
-FIXED_ROLES = ("representative", "dial-in", "base")
+FIXED_ROLES = ("representative", "dial-in", "base", "freephone")
 MOBILE_ROLES = ("native", "office")
 ROLES = FIXED_ROLES + MOBILE_ROLES
 UNITS = ("per-number", "per-contract")
-LIST_SIZES = (30, 6)  # SPEC §4: 30 entries, a 6-entry plan exists
+LIST_SIZES = (30,)  # source 004: the business service has no smaller (6-entry) plan
 MAX_CHANNELS = 100
 MAX_RETENTION_DAYS = 3650
 MAX_TEXT = 200
@@ -111,6 +111,10 @@ def _number_class_for(role: str) -> tuple[NumberClass, ...]:
     # Source 000: a mobile's own number is 080/090 (070 too); business numbers are 0ABJ or 050.
     if role == "native":
         return (NumberClass.MOBILE,)
+    if role == "freephone":
+        # Source 000: a fixed line may be the terminating line of a freephone number
+        # (「フリーコール」の着信先回線); its calls are recorded like the line's own.
+        return (NumberClass.FREEPHONE,)
     return (NumberClass.GEOGRAPHIC, NumberClass.IP_PHONE)
 
 

@@ -3,9 +3,11 @@
 `domain.billing.monthly_bill` does the arithmetic; this module decides what the database says
 about a contract in the month billed:
 
-- Counts (handsets, channels, subscribed numbers) are the database's state now: it keeps no
-  history of them, and reading `created_at` instead would bill nothing for a contract whose
-  activation was entered late. Re-running a past month after changes gives today's counts.
+- Counts (handsets, channels, subscribed numbers) are those in force in the month billed,
+  from `billing_counts` (validity periods the database's triggers keep on every change of
+  endpoints and numbers; `domain.billing.count_in_month` picks the month's value). A month
+  before the history began takes its first value (activation entered late); a contract with
+  no history at all is billed from today's rows.
 - The nuisance unit of a month is the unit in force at its end, read back through
   `nuisance_unit_changes` (each change also bills its construction fee in its month).
 - Mobile handsets are the contract's `native` numbers; fixed channels are the sum of its
@@ -26,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from callguard.db.models import (
+    BillingCount,
     Contract,
     Endpoint,
     NuisanceSubscription,
@@ -34,7 +37,14 @@ from callguard.db.models import (
     RecordingSubscription,
     SiteSetting,
 )
-from callguard.domain.billing import Bill, BillableContract, PriceTable, monthly_bill
+from callguard.domain.billing import (
+    Bill,
+    BillableContract,
+    CountPeriod,
+    PriceTable,
+    count_in_month,
+    monthly_bill,
+)
 
 MONTH_RE = r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$"
 PRICE_PREFIX = "price."
@@ -97,17 +107,27 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
     ncr = session.get(NuisanceSubscription, contract.id)
     changes = list(session.scalars(select(NuisanceUnitChange).where(
         NuisanceUnitChange.contract_id == contract.id)))
+    history: dict[str, list[CountPeriod]] = {}
+    for row in session.scalars(select(BillingCount).where(
+            BillingCount.contract_id == contract.id)):
+        history.setdefault(row.what, []).append(
+            CountPeriod(row.value, row.valid_from, row.valid_until))
+
+    def in_force(what: str, today: Any) -> int:
+        value = count_in_month(history.get(what, []), year, month)
+        return int((session.scalar(today) or 0) if value is None else value)
+
     handsets = channels = subscribed = 0
     if contract.kind == "mobile":
-        handsets = session.scalar(select(func.count()).where(
-            Number.contract_id == contract.id, Number.role == "native")) or 0
+        handsets = in_force("handsets", select(func.count()).where(
+            Number.contract_id == contract.id, Number.role == "native"))
     else:
-        channels = session.scalar(select(func.coalesce(func.sum(Endpoint.channels), 0)).where(
-            Endpoint.contract_id == contract.id)) or 0
+        channels = in_force("channels", select(func.coalesce(func.sum(Endpoint.channels), 0))
+                            .where(Endpoint.contract_id == contract.id))
     unit = _unit_in_month(ncr.unit, changes, year, month) if ncr is not None else None
     if unit == "per-number":
-        subscribed = session.scalar(select(func.count()).where(
-            Number.contract_id == contract.id, Number.nuisance_subscribed.is_(True))) or 0
+        subscribed = in_force("nuisance-numbers", select(func.count()).where(
+            Number.contract_id == contract.id, Number.nuisance_subscribed.is_(True)))
     try:
         return BillableContract(
             code=contract.code,

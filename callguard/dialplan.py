@@ -30,6 +30,8 @@ def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
                 "CG_CID_NUM": decision.caller_id or "",
                 "CG_REC_FILE": rec,
                 "CG_FWD_DIAL": decision.forward_dial or "",
+                "CG_PRIVACY": "1" if decision.withhold_id else "",
+                "CG_UNALLOC_PROMPT": decision.unallocated_prompt or "",
             },
         )
     if isinstance(decision, Refuse):

@@ -58,6 +58,8 @@ class RawInbound:
     audio_format: str | None  # CHANNEL(audionativeformat); None: not known (assume audio)
     channel_id: str
     now: datetime
+    # CHANNEL(videonativeformat): a videophone's offer (source 004); None: not known
+    video_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,11 @@ def plan_inbound(raw: RawInbound, state: LocalState, limits: Limits) -> CallPlan
     blocked = number is not None and state.is_blocked(number.list_id, key)
     # When in doubt (format unknown) the caller hears the message (NCR-REJ-2).
     has_audio = raw.audio_format is None or audio_format_present(raw.audio_format)
+    has_video = blocked and raw.video_format is not None and audio_format_present(
+        raw.video_format)
     decision = decide_inbound(
-        site, facts, blocked=blocked, has_audio=has_audio, capacity=_capacity(state, limits),
+        site, facts, blocked=blocked, has_audio=has_audio, has_video=has_video,
+        capacity=_capacity(state, limits),
         ring_timeout_s=site.setting_int("ring_timeout_s", limits.ring_timeout_s),
     )
     book = inbound_bookkeeping(decision, number, contract, key, raw.channel_id, raw.now)

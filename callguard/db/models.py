@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -77,14 +78,16 @@ class Endpoint(Base):
 class Number(Base):
     """A telephone number of a contract, rung on one endpoint.
 
-    role: representative | dial-in | base (fixed); native (a mobile's 080/090) | office (a
-    mobile's 0ABJ/050 number presented on prefixed calls).
+    role: representative | dial-in | base | freephone (a 0120/0800 number terminating on the
+    line, source 000) (fixed); native (a mobile's 080/090) | office (a mobile's 0ABJ/050
+    number presented on prefixed calls).
     """
 
     __tablename__ = "numbers"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('representative','dial-in','base','native','office')", name="role"
+            "role IN ('representative','dial-in','base','freephone','native','office')",
+            name="role",
         ),
     )
 
@@ -126,6 +129,30 @@ class NuisanceSubscription(Base):
     capacity: Mapped[int] = mapped_column(Integer, default=30)
     activated_on: Mapped[date] = mapped_column(Date)
     cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class BillingCount(Base):
+    """What a bill multiplies by, with its validity period (BILL: a past month is billed from
+    what was in force then). what: channels | handsets | nuisance-numbers; valid_until is
+    exclusive, NULL for the period in force. Written only by the database's triggers on
+    `endpoints` and `numbers` (migration billing_history)."""
+
+    __tablename__ = "billing_counts"
+    __table_args__ = (
+        CheckConstraint("what IN ('channels','handsets','nuisance-numbers')", name="what"),
+        CheckConstraint("value >= 0", name="value"),
+        CheckConstraint("valid_until IS NULL OR valid_until > valid_from", name="period"),
+        Index("ix_billing_counts_contract", "contract_id", "what", "valid_from"),
+        Index("uq_billing_counts_open", "contract_id", "what", unique=True,
+              postgresql_where=text("valid_until IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    what: Mapped[str] = mapped_column(String(24))
+    value: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class NuisanceUnitChange(Base):

@@ -77,7 +77,7 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
     for n in numbers:
         if n.role == "office":
             office[n.endpoint_id] = n.number
-        else:
+        elif n.role != "freephone":  # terminating only: never presented as caller ID
             own.setdefault(n.endpoint_id, n.number)
 
     number_infos: dict[str, NumberInfo] = {}

@@ -13,10 +13,15 @@ Rules decided here where SPEC §5 and the sources are silent:
 - Line items with quantity 0 are left out.
 - Tax: floor(subtotal × tax_rate_percent / 100), computed once on the subtotal (integer yen,
   rounded down).
+- Counts (channels, handsets, subscribed numbers) of a past month are those in force then
+  (`count_in_month`): the highest value in force on any day of the month, as a month is billed
+  in full for anything active on one of its days. A month before the first known period takes
+  that period's value (history started after the contract did, e.g. entered late).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
@@ -44,7 +49,9 @@ class PriceTable:
     recording_mobile_per_handset: int = 500  # per mobile phone number
     recording_fixed_contract: int = 900
     recording_fixed_per_channel: int = 900
-    nuisance_per_unit: int = 220  # per number or per contract, by unit (source 004)
+    # Per number or per contract, by unit. Source 004's 220 is tax-included (200 + 10 %; its
+    # 1,430 and 5,940 are 1,300 and 5,400 the same way); bills are excluding tax.
+    nuisance_per_unit: int = 200
     # Construction fee for a unit change: the source only says one is due ("工事費が必要"),
     # never how much, so it is configurable; 2,000 is a placeholder default.
     nuisance_unit_change_fee: int = 2000
@@ -175,6 +182,37 @@ def _active_in(index: int, start: date | None, end: date | None) -> bool:
     # end is the 1st.
     last_active = _month_index(end.year, end.month) - (1 if end.day == 1 else 0)
     return index <= last_active
+
+
+@dataclass(frozen=True)
+class CountPeriod:
+    """A count (channels, handsets, subscribed numbers) in force from `valid_from` until
+    `valid_until` (exclusive; None: still in force)."""
+
+    value: int
+    valid_from: date
+    valid_until: date | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.value) is not int or self.value < 0:
+            raise ValueError(f"count must be a non-negative int, got {self.value!r}")
+        _check_period("count", self.valid_from, self.valid_until)
+
+
+def count_in_month(periods: Sequence[CountPeriod], year: int, month: int) -> int | None:
+    """The count billed for a month: the highest value in force on any day of it; a month
+    before all periods takes the first one's value; None when there is no history at all
+    (the caller then uses today's count)."""
+    if not periods:
+        return None
+    index = _month_index(year, month)
+    inside = [p.value for p in periods if _active_in(index, p.valid_from, p.valid_until)]
+    if inside:
+        return max(inside)
+    first = min(periods, key=lambda p: p.valid_from)
+    if index < _month_index(first.valid_from.year, first.valid_from.month):
+        return first.value
+    return 0  # after a history that ended (the thing counted is gone)
 
 
 def _item(code: str, description: str, quantity: int, unit_price: int) -> LineItem:

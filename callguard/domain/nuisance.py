@@ -17,8 +17,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 TOKYO = ZoneInfo("Asia/Tokyo")  # NCR-CNT-1: counters are calendar months in Japan
-DEFAULT_CAPACITY = 30  # NCR-REG-5, source: 「最大30件まで登録可能」
-SMALL_CAPACITY = 6  # SPEC §4 "a 6-entry plan"; in the source only 加入電話 has it
+DEFAULT_CAPACITY = 30  # NCR-REG-5, source: 「最大30件まで登録可能」; the only plan (source 004)
 REGISTRATION_WINDOW = timedelta(seconds=60)  # NCR-REG-3, multi-channel scopes only
 MENU_TRIES = 3  # 144 menu: plays of the menu guidance in all before release
 TIMES_MAX_SPOKEN = 99  # NCR-CNT-1: 0–99 read as the number, above as 「100回以上」
@@ -285,6 +284,15 @@ def on_menu_input(state: MenuState, digit: str | None) -> tuple[MenuState, MenuA
     if state.attempts >= MENU_TRIES:
         return state, MenuAction.HANGUP
     return MenuState(state.attempts + 1), MenuAction.PLAY_MENU
+
+
+def guidance_after_input(digit: str | None, action: MenuAction) -> list[str]:
+    """What the caller hears right after a menu input, before the next step: a wrong key
+    (pressed, but not 2/3/9/4) gets 「入力が正しくありません。」 before the menu repeats or the
+    call is released; a timeout gets nothing extra (the menu simply repeats)."""
+    if digit is None or action not in (MenuAction.PLAY_MENU, MenuAction.HANGUP):
+        return []
+    return [INVALID_INPUT]
 
 
 def on_eviction_answer(digit: str | None) -> bool:

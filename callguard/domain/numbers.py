@@ -184,3 +184,19 @@ def split_recording_prefix(dialed: str) -> tuple[str | None, str]:
         if dialed.startswith(prefix):
             return prefix, dialed[len(prefix):]
     return None, dialed
+
+
+# Per-call caller-ID presentation (発信者番号通知): 184 withholds the number for this call,
+# 186 shows it, whatever the line's default.
+PRIVACY_WITHHOLD = "184"
+PRIVACY_SHOW = "186"
+_PRIVACY_CODES = (PRIVACY_WITHHOLD, PRIVACY_SHOW)
+
+
+def split_privacy_prefix(dialed: str) -> tuple[str | None, str]:
+    """(184 | 186, the number after it), or (None, dialed) when neither leads. 184 or 186
+    alone is not a prefix (nothing follows): it is dialed as it is."""
+    for code in _PRIVACY_CODES:
+        if dialed.startswith(code) and len(dialed) > len(code):
+            return code, dialed[len(code):]
+    return None, dialed

@@ -7,15 +7,17 @@ out the Decision through the same dialplan execution contexts (extensions_callgu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from callguard.domain.numbers import (
+    PRIVACY_WITHHOLD,
     RECORDING_PREFIX_FIXED,
     RECORDING_PREFIX_MOBILE,
     allowed_with_prefix,
     classify,
     is_emergency,
+    split_privacy_prefix,
     split_recording_prefix,
 )
 from callguard.domain.site import EndpointInfo, NumberInfo, SiteSnapshot
@@ -25,6 +27,11 @@ CAUSE_UNALLOCATED = 1  # 404
 CAUSE_NORMAL = 16
 CAUSE_CALL_REJECTED = 21  # 603
 CAUSE_CONGESTION = 34  # 503
+CAUSE_BEARER_NOT_AVAILABLE = 58  # 488 Not Acceptable Here: offer again with other media
+
+# Prompts a caller hears when something is wrong (sounds/manifest.tsv has the texts).
+PROMPT_UNALLOCATED = "number_unknown"  # 「おかけになった電話番号は、現在使われておりません。」
+PROMPT_PRIVACY_WITH_PREFIX = "rec_privacy_prefix"
 
 NCR_SERVICE_CODE = "144"
 _DIALABLE = re.compile(r"[0-9*#]{1,32}")
@@ -50,6 +57,10 @@ class Connect:
     record: RecordPlan | None = None
     forward_dial: str | None = None  # tried on no answer / unreachable
     note: str = ""
+    withhold_id: bool = False  # 184: Privacy: id towards the carrier for this call
+    # Spoken (early media) when the far end says the number is unallocated (404), before the
+    # release; None: released with the cause alone.
+    unallocated_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,10 +146,8 @@ def _apply_capacity(
     if connect.record is None or not capacity.full:
         return connect
     if priority or capacity.at_capacity_policy == "unrecorded":
-        return Connect(
-            connect.dial, connect.timeout_s, connect.caller_id, None, connect.forward_dial,
-            note="recording capacity reached: connected unrecorded",
-        )
+        return replace(connect, record=None,
+                       note="recording capacity reached: connected unrecorded")
     return Refuse(CAUSE_CONGESTION, "congestion", note="recording capacity reached")
 
 
@@ -150,15 +159,24 @@ def decide_inbound(
     capacity: Capacity,
     ring_timeout_s: int = 30,
     has_audio: bool = True,
+    has_video: bool = False,
 ) -> Decision:
     """An inbound call from the carrier. `blocked`: the caller is on the number's list;
-    `has_audio`: the offer has an audio stream (a data call has none)."""
+    `has_audio`: the offer has an audio stream (a data call has none); `has_video`: it has a
+    video stream too (a videophone call)."""
     number = site.numbers.get(facts.called)
     if number is None:
-        return Refuse(CAUSE_UNALLOCATED, note="called number not provisioned")
+        # Carriers' convention: 「おかけになった電話番号は現在使われておりません。」 then 404.
+        return Refuse(CAUSE_UNALLOCATED, PROMPT_UNALLOCATED, note="called number not provisioned")
     # NCR-REJ-2: rejection comes before forwarding, recording and ringing; a call without
     # an audio stream is declined without guidance (and still counted).
     if blocked and number.list_id is not None:
+        if has_audio and has_video:
+            # Source 004 (テレビ電話): the network asks the calling terminal to call again as
+            # a standard-quality voice call; only that retry hears the guidance (and pays).
+            # SIP: 488, the offer is not acceptable; nothing is answered, nothing counted.
+            return Refuse(CAUSE_BEARER_NOT_AVAILABLE,
+                          note="listed caller offered video: asked to call again audio-only")
         return Reject(number.list_id, audio=has_audio)
 
     contract = site.contracts[number.contract]
@@ -211,15 +229,25 @@ def decide_outbound(
     if dialed == NCR_SERVICE_CODE:
         return _nuisance_menu(site, endpoint)
 
+    # 184 / 186 before the number: this call's caller-ID presentation, prefix stripped.
+    privacy, dialed = split_privacy_prefix(dialed)
     prefix, rest = split_recording_prefix(dialed)
+    if prefix is not None and (privacy is not None or split_privacy_prefix(rest)[0]):
+        # Source 000: a prefixed call reaches only the listed destinations (all starting with
+        # 0) and says nothing of 184/186 with the prefix; refused with guidance, never guessed.
+        return Refuse(CAUSE_CALL_REJECTED, PROMPT_PRIVACY_WITH_PREFIX,
+                      note="184/186 with the recording prefix")
     if prefix is None:
         extensions = site.extensions_of(contract.code)
-        # REC-OUT-4: extension calls stay inside the contract, unrecorded.
         if dialed in extensions:
-            return Connect(endpoint_dial(extensions[dialed]), 60, None, note="extension")
+            return _extension_call(site, facts, endpoint, extensions[dialed], capacity)
         # REC-OUT-3: a normal, unrecorded call; emergency numbers always connect.
         note = "emergency" if is_emergency(dialed) else "normal call"
-        return Connect(carrier_dial(dialed), ring_timeout_s, normal_cid, note=note)
+        if privacy is not None:
+            note += f" ({privacy})"
+        return Connect(carrier_dial(dialed), ring_timeout_s, normal_cid, note=note,
+                       withhold_id=privacy == PRIVACY_WITHHOLD,
+                       unallocated_prompt=PROMPT_UNALLOCATED)
 
     # REC-OUT-2: the prefix must match the contract kind, and the add-on must be active.
     expected = RECORDING_PREFIX_MOBILE if contract.kind == "mobile" else RECORDING_PREFIX_FIXED
@@ -242,7 +270,30 @@ def decide_outbound(
     if facts.visited_network or endpoint.roaming:
         record = None  # REC-OUT-4: calls made while roaming abroad are not recorded.
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
-                      note=f"prefixed call to {cls.value}")
+                      note=f"prefixed call to {cls.value}",
+                      unallocated_prompt=PROMPT_UNALLOCATED)
+    return _apply_capacity(connect, capacity, facts.resource_priority)
+
+
+def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointInfo,
+                    callee_name: str, capacity: Capacity) -> Connect | Refuse:
+    """REC-OUT-4: an extension call inside the contract. The calling side is never recorded;
+    on a fixed contract with recording the *receiving* line is, as an inbound call (source
+    000: 「KDDI ビジネスコールダイレクト」による内線着信通話も録音対象); on a mobile contract
+    neither side is."""
+    contract = site.contracts[caller.contract]
+    callee = site.endpoints.get(callee_name)
+    record: RecordPlan | None = None
+    if (contract.kind == "fixed" and contract.recording_active(facts.now.date())
+            and callee is not None and callee.own_number):
+        record = RecordPlan(
+            contract=contract.code,
+            number=callee.own_number,
+            direction="in",
+            remote=caller.extension,  # presented inside the contract as its extension
+            rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
+        )
+    connect = Connect(endpoint_dial(callee_name), 60, None, record, note="extension")
     return _apply_capacity(connect, capacity, facts.resource_priority)
 
 

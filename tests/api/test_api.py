@@ -300,7 +300,7 @@ def test_unit_change_that_fails_writes_nothing(op: Client, iso_engine: Engine) -
                                 "extension": "2001"})
     op.post(f"{V1}/numbers", {"number": number("090"), "endpoint": ep, "role": "native"})
     assert op.put(f"{V1}/contracts/{code}/subscriptions/nuisance",
-                  {"unit": "per-contract", "list_size": 6}).status == 200
+                  {"unit": "per-contract", "list_size": 30}).status == 200
 
     def state() -> tuple[Any, ...]:
         with Session(iso_engine) as s:
@@ -339,13 +339,16 @@ def test_subscription_lifecycle(op: Client, iso_engine: Engine) -> None:
         "cancelled_on"] == "2026-07-01"
     assert op.delete(f"{sub}/recording").status == 409
     # nuisance: unit and list size
-    r = op.put(f"{sub}/nuisance", {"list_size": 6})
+    r = op.put(f"{sub}/nuisance", {"list_size": 30})
     assert r.status == 400 and "unit" in r.message
     r = op.put(f"{sub}/nuisance", {"unit": "per-contract", "list_size": 7})
     assert r.status == 400
+    # Source 004: the business service has no 6-entry plan (only 加入電話 has one).
     r = op.put(f"{sub}/nuisance", {"unit": "per-contract", "list_size": 6})
+    assert r.status == 400
+    r = op.put(f"{sub}/nuisance", {"unit": "per-contract", "list_size": 30})
     assert r.json()["nuisance"]["unit"] == "per-contract"
-    assert r.json()["nuisance"]["list_size"] == 6
+    assert r.json()["nuisance"]["list_size"] == 30
     r = op.put(f"{sub}/nuisance", {"unit": "per-number", "list_size": 30})
     assert r.status == 200 and r.json()["nuisance"]["unit"] == "per-number"
     lists = op.get(f"{V1}/nuisance-lists?contract={code}").json()["items"]
@@ -370,8 +373,9 @@ def test_list_resize_refused_when_entries_would_be_lost(op: Client, iso_engine: 
         for i in range(7):
             c.execute(text("INSERT INTO nuisance_entries (list_id, caller_key) VALUES (:l, :k)"),
                       {"l": list_id, "k": f"{i:064x}"})
+    # Source 004: no smaller plan exists for the business service, so no resize can lose any.
     r = op.put(f"{V1}/contracts/{site['code']}/subscriptions/nuisance", {"list_size": 6})
-    assert r.status == 409 and "7 entries" in r.message
+    assert r.status == 400 and "30" in r.message
     lists = op.get(f"{V1}/nuisance-lists?contract={site['code']}").json()["items"]
     assert [(lst["entries"], lst["capacity"]) for lst in lists] == [(7, 30)]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session
 
 from callguard import admin, billing_repo
@@ -92,14 +92,15 @@ def test_reference_site_maps_to_billable_contracts(s: Session) -> None:
 
 @pytest.mark.parametrize("month", ["2026-05", "2026-06", "2027-01", "2030-12"])
 def test_reference_site_after_its_provisioning_month(s: Session, month: str) -> None:
-    """SPEC §8 figures: F1 4,040 (900 + 3×900 + 2×220), F2 220, M1 1,500, excluding tax."""
+    """SPEC §8 figures: F1 4,000 (900 + 3×900 + 2×200), F2 200, M1 1,500, excluding tax
+    (source 004's 220 is tax-included)."""
     f1, f2, m1 = (bill(s, c, month) for c in ("F1", "F2", "M1"))
     assert items(f1) == {ITEM_RECORDING_FIXED_CONTRACT: (1, 900, 900),
                          ITEM_RECORDING_FIXED_CHANNEL: (3, 900, 2700),
-                         ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
-    assert (f1.subtotal, f1.tax, f1.total) == (4040, 404, 4444)
-    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}
-    assert (f2.subtotal, f2.total) == (220, 242)
+                         ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert (f1.subtotal, f1.tax, f1.total) == (4000, 400, 4400)
+    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert (f2.subtotal, f2.total) == (200, 220)
     assert items(m1) == {ITEM_RECORDING_MOBILE_CONTRACT: (1, 500, 500),
                          ITEM_RECORDING_MOBILE_HANDSET: (2, 500, 1000)}
     assert (m1.subtotal, m1.total) == (1500, 1650)
@@ -108,9 +109,9 @@ def test_reference_site_after_its_provisioning_month(s: Session, month: str) -> 
 def test_reference_site_in_its_provisioning_month(s: Session) -> None:
     """The recording initial fee (3,000 per contract) in the month of activation."""
     assert items(bill(s, "F1", "2026-04"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
-    assert bill(s, "F1", "2026-04").subtotal == 7040
+    assert bill(s, "F1", "2026-04").subtotal == 7000
     assert bill(s, "M1", "2026-04").subtotal == 4500
-    assert bill(s, "F2", "2026-04").subtotal == 220  # no recording: no initial fee
+    assert bill(s, "F2", "2026-04").subtotal == 200  # no recording: no initial fee
 
 
 def test_before_activation_nothing_is_billed(s: Session) -> None:
@@ -130,7 +131,7 @@ def test_channels_and_handsets_follow_the_database(s: Session) -> None:
 def test_per_number_counts_only_subscribed_numbers(s: Session) -> None:
     admin.create_number(s, "0312345670", "f1-a", "base")  # subscribed by default
     admin.create_number(s, "0312345671", "f1-a", "base", nuisance=False)
-    assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 220, 660)
+    assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 200, 600)
 
 
 def test_cancellations(s: Session) -> None:
@@ -139,7 +140,7 @@ def test_cancellations(s: Session) -> None:
     admin.cancel_nuisance(s, "F2", date(2026, 6, 10))
     assert bill(s, "M1", "2026-06").subtotal == 1500
     assert bill(s, "M1", "2026-07").subtotal == 0
-    assert bill(s, "F2", "2026-06").subtotal == 220  # active on some days of June
+    assert bill(s, "F2", "2026-06").subtotal == 200  # active on some days of June
     assert bill(s, "F2", "2026-07").subtotal == 0
 
 
@@ -148,10 +149,10 @@ def test_unit_change_construction_fee_and_unit_history(s: Session) -> None:
     at the unit in force at its end, read back through the change history."""
     nuisance_repo.set_unit(s, "F2", "per-number", date(2026, 6, 20))
     june, may, july = (bill(s, "F2", m) for m in ("2026-06", "2026-05", "2026-07"))
-    assert items(june) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440),
+    assert items(june) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400),
                            ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
-    assert items(may) == {ITEM_NUISANCE_PER_CONTRACT: (1, 220, 220)}  # before the change
-    assert items(july) == {ITEM_NUISANCE_PER_NUMBER: (2, 220, 440)}
+    assert items(may) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}  # before the change
+    assert items(july) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
     nuisance_repo.set_unit(s, "F2", "per-contract", date(2026, 6, 25))  # and back
     june = bill(s, "F2", "2026-06")
     assert items(june)[ITEM_NUISANCE_UNIT_CHANGE] == (2, 2000, 4000)
@@ -193,7 +194,7 @@ def test_month_validation() -> None:
 
 
 def test_far_months_bill_without_error(s: Session) -> None:
-    assert bill(s, "F1", "9999-12").subtotal == 4040
+    assert bill(s, "F1", "9999-12").subtotal == 4000
     assert bill(s, "F1", "0001-01").subtotal == 0
 
 
@@ -203,8 +204,8 @@ def test_billing_report_api(site: Engine, op: Client) -> None:
     assert r.status == 200
     data = r.json()
     subtotal = {b["contract"]: b["subtotal"] for b in data["bills"]}
-    assert subtotal == {"F1": 4040, "F2": 220, "M1": 1500}
-    assert (data["subtotal"], data["tax"], data["total"]) == (5760, 576, 6336)
+    assert subtotal == {"F1": 4000, "F2": 200, "M1": 1500}
+    assert (data["subtotal"], data["tax"], data["total"]) == (5700, 570, 6270)
     one = op.get("/api/v1/bills?month=2026-04&contract=M1").json()
     assert [b["subtotal"] for b in one["bills"]] == [4500]
     page = op.get("/api/v1/bills?month=2026-05&limit=2").json()
@@ -219,10 +220,10 @@ def test_billing_report_cli(site: Engine, iso: Settings) -> None:
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert {b["contract"]: b["total"] for b in data["bills"]} == {
-        "F1": 4444, "F2": 242, "M1": 1650}
+        "F1": 4400, "F2": 220, "M1": 1650}
     text = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "F1")
     assert text.returncode == 0
-    assert "4,040" in text.stdout and "4,444" in text.stdout
+    assert "4,000" in text.stdout and "4,400" in text.stdout
     assert "Call recording (fixed): monthly, per channel" in text.stdout
     bad = cli(iso, "billing", "report", "--month", "2026-13")
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
@@ -247,3 +248,61 @@ def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings
             s.execute(delete(NuisanceSubscription).where(NuisanceSubscription.contract_id == m1))
             s.execute(delete(NuisanceUnitChange).where(NuisanceUnitChange.contract_id == m1))
             s.add(RecordingSubscription(contract_id=m1, activated_on=PROVISIONED))
+
+
+# ---- history: a past month is billed from what was in force then (BILL, source 004) -------
+def _on(s: Session, day: str) -> None:
+    """The day the next changes take effect (the history triggers read callguard.today)."""
+    s.execute(text("SELECT set_config('callguard.today', :d, true)"), {"d": day})
+    s.flush()
+
+
+def test_channels_changed_mid_year_bill_each_month_from_its_own_count(s: Session) -> None:
+    """A fixed contract with 2 channels from March, 4 from 15 July, 3 from 2 October: March and
+    June bill 2, July bills 4 (in force on some of its days), September 4, November 3 —
+    re-running a past month after later changes gives the same bill."""
+    _on(s, "2026-03-10")
+    admin.create_contract(s, "H1", "fixed")
+    admin.create_endpoint(s, "h1-a", "H1", "10.8.0.1", "2001", channels=2)
+    admin.create_number(s, "0312300001", "h1-a", "representative")
+    admin.set_recording(s, "H1", date(2026, 3, 10))
+    s.flush()
+    before = bill(s, "H1", "2026-06")
+    _on(s, "2026-07-15")
+    admin.update_endpoint(s, "h1-a", channels=4)
+    s.flush()
+    _on(s, "2026-10-02")
+    admin.update_endpoint(s, "h1-a", channels=3)
+    s.flush()
+
+    def channels(month: str) -> int:
+        return items(bill(s, "H1", month))[ITEM_RECORDING_FIXED_CHANNEL][0]
+
+    assert [channels(m) for m in ("2026-03", "2026-06", "2026-07", "2026-09", "2026-10",
+                                  "2026-11")] == [2, 2, 4, 4, 4, 3]
+    assert bill(s, "H1", "2026-06") == before  # later changes leave a past month alone
+    assert bill(s, "H1", "2026-06").subtotal == 900 + 2 * 900
+    assert bill(s, "H1", "2026-09").subtotal == 900 + 4 * 900
+    periods = s.execute(text(
+        "SELECT value, valid_from, valid_until FROM billing_counts b JOIN contracts c"
+        " ON c.id = b.contract_id WHERE c.code = 'H1' AND what = 'channels'"
+        " ORDER BY valid_from")).all()
+    assert [tuple(p) for p in periods] == [
+        (2, date(2026, 3, 10), date(2026, 7, 15)), (4, date(2026, 7, 15), date(2026, 10, 2)),
+        (3, date(2026, 10, 2), None)]
+
+
+def test_handsets_and_subscribed_numbers_have_history_too(s: Session) -> None:
+    _on(s, "2026-02-01")
+    admin.create_contract(s, "H2", "mobile")
+    admin.create_endpoint(s, "h2-a", "H2", "10.8.0.2", "2001")
+    admin.create_number(s, "09012300001", "h2-a", "native")
+    admin.set_recording(s, "H2", date(2026, 2, 1))
+    s.flush()
+    _on(s, "2026-05-20")
+    admin.create_endpoint(s, "h2-b", "H2", "10.8.0.3", "2002")
+    admin.create_number(s, "09012300002", "h2-b", "native")
+    s.flush()
+    assert items(bill(s, "H2", "2026-04"))[ITEM_RECORDING_MOBILE_HANDSET] == (1, 500, 500)
+    assert items(bill(s, "H2", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
+    assert items(bill(s, "H2", "2026-09"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)

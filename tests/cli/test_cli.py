@@ -85,19 +85,19 @@ def test_provision_a_contract_from_nothing(iso: Settings, iso_engine: Engine) ->
     ok(iso, "subscriptions", "recording", "set", "--contract", "F9", "--from", "2026-04-01",
        "--retention-days", "30")
     out = ok(iso, "subscriptions", "nuisance", "set", "--contract", "F9", "--unit",
-             "per-number", "--list-size", "6", "--from", "2026-04-01").stdout
-    assert "per-number" in out and "lists of 6" in out
+             "per-number", "--list-size", "30", "--from", "2026-04-01").stdout
+    assert "per-number" in out and "lists of 30" in out
     ok(iso, "channels", "set", "f9-a", "3")
     lists = json.loads(ok(iso, "subscriptions", "nuisance", "lists", "--contract", "F9",
                           "--json").stdout)["items"]
-    assert [(x["number"], x["capacity"], x["entries"]) for x in lists] == [("0311119999", 6, 0)]
+    assert [(x["number"], x["capacity"], x["entries"]) for x in lists] == [("0311119999", 30, 0)]
     contract = json.loads(ok(iso, "contracts", "show", "F9", "--json").stdout)
     assert (contract["endpoints"], contract["channels"], contract["numbers"]) == (1, 3, 1)
     table = ok(iso, "contracts", "list").stdout
-    assert "F9" in table and "recording, nuisance per-number/6" in table
+    assert "F9" in table and "recording, nuisance per-number/30" in table
     bill = json.loads(ok(iso, "billing", "report", "--month", "2026-05", "--contract", "F9",
                          "--json").stdout)
-    assert bill["bills"][0]["subtotal"] == 900 + 3 * 900 + 220
+    assert bill["bills"][0]["subtotal"] == 900 + 3 * 900 + 200
     numbers = json.loads(ok(iso, "numbers", "list", "--contract", "F9", "--json").stdout)
     assert numbers["items"][0]["nuisance"] is True
     with Session(iso_engine) as s:

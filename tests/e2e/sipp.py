@@ -450,8 +450,9 @@ Content-Length: 0
 class Phone:
     """A sipp UAS on a customer address (or the carrier's 127.0.0.3), port 5060.
 
-    mode: answer (after `answer_ms`, sends `audio_s` of tone), busy (486), noanswer (rings until
-    CANCEL). Use as a context manager; `.result()` after the exit gives what it saw.
+    mode: answer (after `answer_ms`, sends `audio_s` of tone), busy (486), unallocated (404),
+    noanswer (rings until CANCEL). Use as a context manager; `.result()` after the exit gives
+    what it saw.
     """
 
     def __init__(self, ip: str, work: Path, mode: str = "answer", answer_ms: int = 0,
@@ -466,6 +467,8 @@ class Phone:
             tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
         elif mode == "busy":
             tail = _REFUSE.format(code=486, reason="Busy Here")
+        elif mode == "unallocated":  # the carrier: no such number
+            tail = _REFUSE.format(code=404, reason="Not Found")
         elif mode == "noanswer":
             tail = _NO_ANSWER
         else:

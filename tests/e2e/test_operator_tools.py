@@ -125,11 +125,11 @@ def test_api_service_runs_on_loopback(stack: Settings) -> None:
 
 def test_reference_site_bills(stack: Settings) -> None:
     """SPEC §8 / BILL-*: in any month after its provisioning month the reference site bills
-    F1 4,040, F2 220, M1 1,500 JPY excluding tax (read-only on the shared database)."""
+    F1 4,000, F2 200, M1 1,500 JPY excluding tax (read-only on the shared database)."""
     today = datetime.now(UTC).date()
     month = f"{today.year + (today.month == 12):04d}-{today.month % 12 + 1:02d}"
     run = subprocess.run([CLI, "billing", "report", "--month", month, "--json"],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     subtotal = {b["contract"]: b["subtotal"] for b in json.loads(run.stdout)["bills"]}
-    assert {c: subtotal[c] for c in ("F1", "F2", "M1")} == {"F1": 4040, "F2": 220, "M1": 1500}
+    assert {c: subtotal[c] for c in ("F1", "F2", "M1")} == {"F1": 4000, "F2": 200, "M1": 1500}

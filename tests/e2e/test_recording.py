@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from callguard.config import Settings
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
+    CALLER_HZ,
     CLI,
     F1A,
     F1B,
@@ -32,7 +33,7 @@ from tests.e2e.rec_helpers import (
     wait_site_refresh,
     wav_files,
 )
-from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, uac
+from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, tone, uac
 
 
 def carrier_invite(carrier: Phone) -> tuple[str, str]:
@@ -120,12 +121,27 @@ def test_emergency_without_prefix_always_connects(clean: Engine, settings: Setti
     assert recordings(clean) == [] and wav_files(settings) == []
 
 
-@pytest.mark.parametrize(("source", "dialed", "callee"), [
-    (F1A, "2002", F1B), (M1A, "2002", M1B),
-])
+def test_fixed_extension_call_records_the_receiving_line(clean: Engine, settings: Settings,
+                                                         work: Path) -> None:
+    """REC-OUT-4 (source 000: 「KDDI ビジネスコールダイレクト」による内線着信通話も録音対象):
+    f1-a dials extension 2002: f1-b's side is recorded as an inbound call (remote: the
+    calling extension); nothing is recorded as the calling side's outbound call."""
+    with Phone(F1B, work / "callee", audio_s=4, audio_hz=CALLEE_HZ) as phone:
+        call = uac(UacSpec(to="2002", steps=[tone(3, CALLER_HZ)]), work / "caller",
+                   local_ip=F1A)
+        phone.wait(5)
+    assert call.final_status() == 200 and phone.rang()
+    [row] = recordings(clean)
+    assert (row["contract"], row["direction"], row["number"], row["remote"]) == (
+        "F1", "in", "0312345679", "2001")
+    check_file(settings, row, talk_time(call))
+    assert len(wav_files(settings)) == 1
+
+
+@pytest.mark.parametrize(("source", "dialed", "callee"), [(M1A, "2002", M1B)])
 def test_extension_call_not_recorded(clean: Engine, settings: Settings, work: Path,
                                      source: str, dialed: str, callee: str) -> None:
-    """REC-OUT-4: extension calls inside the contract ring the other phone, unrecorded."""
+    """REC-OUT-4: on a mobile contract neither side of an extension call is recorded."""
     with Phone(callee, work / "callee", audio_s=2, audio_hz=CALLEE_HZ) as phone:
         call = uac(UacSpec(to=dialed, steps=[audio(1)]), work / "caller", local_ip=source)
         phone.wait(5)

@@ -61,33 +61,34 @@ def amounts(bill: Bill) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("contract", "subtotal", "total"),
-    [(F1, 4040, 4444), (F2, 220, 242), (M1, 1500, 1650)],
+    [(F1, 4000, 4400), (F2, 200, 220), (M1, 1500, 1650)],
 )
 @pytest.mark.parametrize(("year", "month"), [(2026, 5), (2026, 12), (2027, 1)])
 def test_reference_site_after_activation(
     contract: BillableContract, subtotal: int, total: int, year: int, month: int
 ) -> None:
-    """BILL: F1 4,040 / F2 220 / M1 1,500 excluding tax, 10 % on top."""
+    """BILL: F1 4,000 / F2 200 / M1 1,500 excluding tax, 10 % on top (source 004's 220 is
+    200 with tax)."""
     bill = monthly_bill(contract, year, month)
     assert (bill.subtotal, bill.tax, bill.total) == (subtotal, total - subtotal, total)
 
 
 def test_reference_f1_activation_month() -> None:
-    """BILL: initial 3,000 + 900 + 3 × 900 + 2 × 220 = 7,040 in the activation month."""
+    """BILL: initial 3,000 + 900 + 3 × 900 + 2 × 200 = 7,000 in the activation month."""
     bill = monthly_bill(F1, 2026, 4)
     assert bill.month == "2026-04"
     assert amounts(bill) == {
         ITEM_RECORDING_INITIAL: 3000,
         ITEM_RECORDING_FIXED_CONTRACT: 900,
         ITEM_RECORDING_FIXED_CHANNEL: 2700,
-        ITEM_NUISANCE_PER_NUMBER: 440,
+        ITEM_NUISANCE_PER_NUMBER: 400,
     }
-    assert (bill.subtotal, bill.tax, bill.total) == (7040, 704, 7744)
+    assert (bill.subtotal, bill.tax, bill.total) == (7000, 700, 7700)
 
 
 def test_reference_m1_and_f2_activation_month() -> None:
     assert monthly_bill(M1, 2026, 4).subtotal == 4500  # 3,000 + 1,500
-    assert monthly_bill(F2, 2026, 4).subtotal == 220  # no recording: no initial fee
+    assert monthly_bill(F2, 2026, 4).subtotal == 200  # no recording: no initial fee
 
 
 @pytest.mark.parametrize("contract", [F1, F2, M1])
@@ -135,19 +136,19 @@ def test_recording_fixed_items() -> None:
 
 
 def test_nuisance_per_number() -> None:
-    """BILL: 220 per subscribed number."""
+    """BILL: 200 per subscribed number."""
     item = {i.code: i for i in monthly_bill(F1, 2026, 6).items}[ITEM_NUISANCE_PER_NUMBER]
-    assert (item.quantity, item.unit_price, item.amount) == (2, 220, 440)
+    assert (item.quantity, item.unit_price, item.amount) == (2, 200, 400)
     five = replace(F1, nuisance_numbers=5)
-    assert amounts(monthly_bill(five, 2026, 6))[ITEM_NUISANCE_PER_NUMBER] == 1100
+    assert amounts(monthly_bill(five, 2026, 6))[ITEM_NUISANCE_PER_NUMBER] == 1000
 
 
 def test_nuisance_per_contract_ignores_number_count() -> None:
-    """BILL: 220 per contract whatever the number of numbers."""
+    """BILL: 200 per contract whatever the number of numbers."""
     bill = monthly_bill(F2, 2026, 6)
     assert bill.items == (
         LineItem(ITEM_NUISANCE_PER_CONTRACT, "Nuisance-call rejection: monthly, per contract",
-                 1, 220, 220),
+                 1, 200, 200),
     )
 
 
@@ -155,8 +156,8 @@ def test_unit_change_month_has_construction_fee() -> None:
     """BILL / NCR-UNIT-1: a unit change costs the configurable construction fee, that month."""
     changed = replace(F2, nuisance_unit_changes=(date(2026, 7, 10),))
     july = monthly_bill(changed, 2026, 7)
-    assert amounts(july) == {ITEM_NUISANCE_PER_CONTRACT: 220, ITEM_NUISANCE_UNIT_CHANGE: 2000}
-    assert (july.subtotal, july.tax, july.total) == (2220, 222, 2442)
+    assert amounts(july) == {ITEM_NUISANCE_PER_CONTRACT: 200, ITEM_NUISANCE_UNIT_CHANGE: 2000}
+    assert (july.subtotal, july.tax, july.total) == (2200, 220, 2420)
     assert ITEM_NUISANCE_UNIT_CHANGE not in amounts(monthly_bill(changed, 2026, 6))
     assert ITEM_NUISANCE_UNIT_CHANGE not in amounts(monthly_bill(changed, 2026, 8))
 
@@ -179,7 +180,7 @@ def test_price_table_defaults() -> None:
     p = PriceTable()
     assert (p.recording_initial, p.recording_mobile_contract, p.recording_mobile_per_handset,
             p.recording_fixed_contract, p.recording_fixed_per_channel, p.nuisance_per_unit,
-            p.tax_rate_percent) == (3000, 500, 500, 900, 900, 220, 10)
+            p.tax_rate_percent) == (3000, 500, 500, 900, 900, 200, 10)
 
 
 def test_custom_prices_apply_everywhere() -> None:
@@ -244,12 +245,12 @@ def test_to_json() -> None:
             "code": ITEM_NUISANCE_PER_CONTRACT,
             "description": "Nuisance-call rejection: monthly, per contract",
             "quantity": 1,
-            "unit_price": 220,
-            "amount": 220,
+            "unit_price": 200,
+            "amount": 200,
         }],
-        "subtotal": 220,
-        "tax": 22,
-        "total": 242,
+        "subtotal": 200,
+        "tax": 20,
+        "total": 220,
     }
 
 
@@ -327,3 +328,22 @@ def test_bill_arithmetic_holds(
     assert bill.subtotal == sum(i.amount for i in bill.items)
     assert bill.tax == bill.subtotal // 10
     assert bill.total == bill.subtotal + bill.tax
+
+
+# --- counts in force in the month billed (BILL: a past month from what was in force then) ---
+
+
+def test_count_in_month_follows_the_periods() -> None:
+    from callguard.domain.billing import CountPeriod, count_in_month
+    periods = [CountPeriod(2, date(2026, 1, 10), date(2026, 7, 15)),
+               CountPeriod(4, date(2026, 7, 15), None)]
+    assert count_in_month(periods, 2026, 3) == 2
+    assert count_in_month(periods, 2026, 7) == 4  # both in force in July: the month in full
+    assert count_in_month(periods, 2026, 9) == 4
+    assert count_in_month(periods, 2025, 12) == 2  # before the history: its first value
+    assert count_in_month([], 2026, 3) is None
+    assert count_in_month([CountPeriod(3, date(2026, 1, 1), date(2026, 2, 1))], 2026, 5) == 0
+    with pytest.raises(ValueError):
+        CountPeriod(-1, date(2026, 1, 1))
+    with pytest.raises(ValueError):
+        CountPeriod(1, date(2026, 2, 1), date(2026, 1, 1))

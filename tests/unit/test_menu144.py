@@ -173,14 +173,24 @@ async def test_no_input_three_menus_then_release() -> None:
 async def test_invalid_input_repeats_the_menu_then_a_valid_choice_counts() -> None:
     ari = FakeAri({"menu": [(0.01, "7"), (0.01, "#"), (0.01, "9")]})
     lists = FakeLists(entries=["a", "b", "c"])
-    assert await run(ari, lists) == ["menu", "menu", "menu", "deleted_all"]
+    # A wrong key is told so before the menu repeats; a digit during that skips it.
+    assert await run(ari, lists) == ["menu", "invalid_input", "menu", "invalid_input", "menu",
+                                     "deleted_all"]
     assert lists.entries == []
 
 
 async def test_three_invalid_inputs_release_without_result() -> None:
     ari = FakeAri({"menu": [(0.01, "1"), (0.01, "5"), (0.01, "8")]})
     lists = FakeLists(entries=["a"])
-    assert await run(ari, lists) == ["menu", "menu", "menu"]
+    assert await run(ari, lists) == ["menu", "invalid_input", "menu", "invalid_input", "menu",
+                                     "invalid_input"]
+    assert lists.entries == ["a"]
+
+
+async def test_digit_during_invalid_input_guidance_is_the_choice() -> None:
+    ari = FakeAri({"menu": [(0.01, "7")], "invalid_input": [(0.01, "3")]})
+    lists = FakeLists(entries=["a", "b"])
+    assert await run(ari, lists) == ["menu", "invalid_input", "deleted_newest"]
     assert lists.entries == ["a"]
 
 

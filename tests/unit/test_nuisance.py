@@ -25,7 +25,8 @@ MANIFEST = Path(__file__).resolve().parents[2] / "sounds" / "manifest.tsv"
 
 
 def test_constants() -> None:
-    assert n.DEFAULT_CAPACITY == 30 and n.SMALL_CAPACITY == 6  # NCR-REG-5
+    assert n.DEFAULT_CAPACITY == 30  # NCR-REG-5; no 6-entry plan (source 004)
+    assert not hasattr(n, "SMALL_CAPACITY")
     assert n.REGISTRATION_WINDOW.total_seconds() == 60  # NCR-REG-3
     assert (n.MENU, n.REGISTERED, n.CANNOT_IDENTIFY, n.LIST_FULL, n.REGISTER_FAILED) == (
         "menu", "registered", "cannot_identify", "list_full", "register_failed")
@@ -78,9 +79,9 @@ def test_confirmation_with_room_is_a_plain_add() -> None:  # REL-3: re-planned o
 
 def test_over_capacity_list_is_cut_to_capacity() -> None:  # NCR-REG-5 after a plan change
     thirty = [f"k{i:02d}" for i in range(30)]
-    plan = n.plan_registration(thirty, "new", n.SMALL_CAPACITY, True)
+    plan = n.plan_registration(thirty, "new", 6, True)
     assert plan.entries == (*thirty[25:], "new") and plan.removed == tuple(thirty[:25])
-    assert n.plan_registration(thirty, "new", n.SMALL_CAPACITY, False).outcome \
+    assert n.plan_registration(thirty, "new", 6, False).outcome \
         is Outcome.NEEDS_EVICTION_CONFIRM
 
 
@@ -122,7 +123,7 @@ ops = st.lists(st.one_of(
 ), max_size=120)
 
 
-@given(ops, st.sampled_from([1, 2, 3, n.SMALL_CAPACITY, 10, n.DEFAULT_CAPACITY]))
+@given(ops, st.sampled_from([1, 2, 3, 6, 10, n.DEFAULT_CAPACITY]))
 def test_list_invariants(sequence: list[tuple[str, int, bool]], capacity: int) -> None:
     entries: tuple[str, ...] = ()
     registered_at: dict[str, int] = {}  # key → step of its latest registration

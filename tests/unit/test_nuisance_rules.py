@@ -102,3 +102,15 @@ def test_menu_three_tries_then_release() -> None:
     assert n.on_menu_input(MenuState(1), "2")[1] is MenuAction.REGISTER
     assert n.on_eviction_answer("0") and not n.on_eviction_answer("1")
     assert not n.on_eviction_answer(None)
+
+
+def test_wrong_key_is_told_before_the_menu_repeats() -> None:
+    """A wrong key gets 「入力が正しくありません。」 (before the repeat, or the release after the
+    last try); a timeout only repeats the menu; a valid choice gets nothing extra."""
+    state = MenuState(1)
+    state, action = n.on_menu_input(state, "7")
+    assert n.guidance_after_input("7", action) == [n.INVALID_INPUT]
+    assert n.guidance_after_input(None, action) == []
+    assert n.guidance_after_input("2", MenuAction.REGISTER) == []
+    _, last = n.on_menu_input(MenuState(3), "#")
+    assert last is MenuAction.HANGUP and n.guidance_after_input("#", last) == [n.INVALID_INPUT]

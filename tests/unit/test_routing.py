@@ -117,6 +117,9 @@ def test_capacity_priority_and_policy() -> None:  # REC-CAP-1
 def test_unknown_number_is_404() -> None:
     d = decide_inbound(SITE, inbound("0399999999"), blocked=False, capacity=ROOM)
     assert isinstance(d, Refuse) and d.cause == 1
+    # Carriers' convention: the announcement first, as early media (cg-refuse), then 404.
+    assert d.prompt == "number_unknown"
+    assert target_for(d, "/rec").context == "cg-refuse"
 
 
 @pytest.mark.parametrize(
@@ -126,7 +129,8 @@ def test_unknown_number_is_404() -> None:
         ("m1-a", "00772609012345678", "PJSIP/09012345678@carrier", "0311110001", True),
         ("m1-a", "09012345678", "PJSIP/09012345678@carrier", "09011110001", False),
         ("f1-a", "110", "PJSIP/110@carrier", "0312345678", False),
-        ("f1-a", "2002", "PJSIP/f1-b", None, False),
+        ("f1-a", "2002", "PJSIP/f1-b", None, True),  # source 000: the receiving line
+        ("m1-a", "2002", "PJSIP/m1-b", None, False),
         ("m1-a", "0077260120123456", "PJSIP/0120123456@carrier", "0311110001", True),
     ],
 )
@@ -189,3 +193,76 @@ def test_dialplan_target_for_recorded_connect() -> None:
     assert t.context == "cg-connect"
     assert t.variables["CG_REC_FILE"].startswith("/var/spool/asterisk/callguard/2026/11/22/F1/")
     assert t.variables["CG_DIAL"] == "PJSIP/f1-a"
+
+
+# ---- issue 13: where main differed from the sources / what callers hear ---------------------
+def test_fixed_extension_call_records_the_receiving_line_only() -> None:  # REC-OUT-4
+    d = decide_outbound(SITE, outbound("f1-a", "2002"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None
+    assert (d.record.direction, d.record.number, d.record.remote) == ("in", "0312345679",
+                                                                      "2001")
+    assert d.caller_id is None
+    d = decide_outbound(SITE, outbound("f1-a", "2002"), capacity=FULL)
+    assert isinstance(d, Refuse) and d.prompt == "congestion"  # REC-CAP-1 applies too
+
+
+def test_freephone_number_on_a_fixed_line_is_recorded() -> None:  # REC-IN-1
+    numbers = dict(SITE.numbers)
+    numbers["0120123456"] = NumberInfo(9, "0120123456", "F1", "f1-b", "freephone")
+    site = SiteSnapshot(SITE.contracts, SITE.endpoints, numbers, SITE.forwardings)
+    d = decide_inbound(site, inbound("0120123456"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.dial == "PJSIP/f1-b"
+    assert d.record is not None and d.record.number == "0120123456"
+
+
+@pytest.mark.parametrize(("dialed", "dial", "withheld"), [
+    ("1840612345678", "PJSIP/0612345678@carrier", True),
+    ("1860612345678", "PJSIP/0612345678@carrier", False),
+    ("0612345678", "PJSIP/0612345678@carrier", False),
+    ("184", "PJSIP/184@carrier", False),  # nothing after it: dialed as it is
+])
+def test_184_186_on_unprefixed_calls(dialed: str, dial: str, withheld: bool) -> None:
+    d = decide_outbound(SITE, outbound("f2-a", dialed), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is None
+    assert (d.dial, d.withhold_id, d.caller_id) == (dial, withheld, "0612345678")
+    t = target_for(d, "/rec")
+    assert t.variables["CG_PRIVACY"] == ("1" if withheld else "")
+
+
+@pytest.mark.parametrize("dialed", ["1840077270612345678", "0077271840612345678",
+                                    "1860077270612345678", "0077271860612345678"])
+def test_184_186_with_recording_prefix_refused_with_guidance(dialed: str) -> None:
+    d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+    assert isinstance(d, Refuse) and d.prompt == "rec_privacy_prefix"
+    assert target_for(d, "/rec").context == "cg-refuse"
+
+
+def test_carrier_calls_announce_unallocated() -> None:
+    for dialed in ("0612345678", "0077270612345678"):
+        d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+        assert isinstance(d, Connect) and d.unallocated_prompt == "number_unknown"
+        assert target_for(d, "/rec").variables["CG_UNALLOC_PROMPT"] == "number_unknown"
+    d = decide_outbound(SITE, outbound("f1-a", "0077270612345678"), capacity=FULL)
+    assert isinstance(d, Refuse)
+    capped = decide_outbound(SITE, outbound("f1-a", "0077270612345678"),
+                             capacity=Capacity(2, 2, "unrecorded"))
+    assert isinstance(capped, Connect) and capped.unallocated_prompt == "number_unknown"
+
+
+def test_listed_caller_with_video_asked_to_call_again_audio_only() -> None:
+    """Source 004 テレビ電話: guidance only for the audio-only retry; the video offer gets 488
+    (cause 58), is neither answered nor counted."""
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM,
+                       has_video=True)
+    assert isinstance(d, Refuse) and d.cause == 58 and d.prompt is None
+    assert target_for(d, "/rec").context == "cg-release-cause"
+    assert isinstance(decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM),
+                      Reject)
+    # Video only (no audio): declined and counted as before (NCR-REJ-2).
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM,
+                       has_audio=False, has_video=True)
+    assert d == Reject(1, audio=False)
+    # Not listed: video does not matter.
+    d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM,
+                       has_video=True)
+    assert isinstance(d, Connect)

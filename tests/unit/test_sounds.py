@@ -45,6 +45,9 @@ SEED_TEXTS = {
     "congestion": "ただいま、大変混み合っております。しばらくたってから、おかけ直しください。",
     "number_unknown": "おかけになった電話番号は、現在使われておりません。",
     "invalid_input": "入力が正しくありません。",
+    # Not from a seed: 184/186 with the recording prefix (source 000 lists no such dialing).
+    "rec_privacy_prefix": "通話録音サービスのプレフィックスを付けた通話では、“184”、“186”は、"
+    "ご利用いただけません。プレフィックスを付けずに、おかけ直しください。",
 } | {f"times_{n}": f"{n}回です。" for n in range(100)}
 
 
