@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ari_app.logs import channel_var, setup_logging
-from callguard import dialplan
+from callguard import dialplan, metrics
 from callguard.callflow import (
     FOLLOW_RECORDING,
     Bookkeeping,
@@ -66,6 +66,7 @@ class QuietAGI(AGI):  # type: ignore[misc]
         self.stdin, self.stdout = rfile, wfile
         self.stderr = open(os.devnull, "w")  # noqa: SIM115 - closed in finish()
         self._got_sighup = False
+        self.started = time.monotonic()  # decision latency is measured from here
         self.env: dict[str, str] = {}
         self._get_agi_env()
 
@@ -117,9 +118,12 @@ class Fallback:
         with self._write_lock:
             try:
                 with self.engine.begin() as conn:
-                    self.journal.replay_sync(lambda pending: self._apply(conn, pending))
+                    replayed = self.journal.replay_sync(lambda pending: self._apply(conn, pending))
                     self._apply(conn, ops)
+                metrics.journal_replayed(replayed)
+                metrics.database(True)
             except SQLAlchemyError as exc:
+                metrics.database(False)
                 log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
                 self.journal.append(ops)
 
@@ -127,6 +131,18 @@ class Fallback:
     def _apply(conn: Any, ops: list[Op]) -> None:
         for op in ops:
             conn.execute(write_statement(op.name, op.args))
+
+    def probe(self) -> None:
+        """Gauges for Prometheus: database reachable, recordings live and their limit."""
+        try:
+            with self.engine.connect() as conn:
+                live = int(conn.execute(queries.active_recordings()).scalar() or 0)
+        except SQLAlchemyError:
+            metrics.database(False)
+            return
+        metrics.database(True)
+        metrics.recordings(live, capacity_for(self.site(), live, self.settings.max_recordings,
+                                              self.settings.at_capacity_policy).max_recordings)
 
     def capacity(self, needed: bool) -> Capacity:
         active = self.scalar(queries.active_recordings(), 0) if needed else 0
@@ -159,6 +175,8 @@ class Fallback:
             ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
         )
         book = inbound_bookkeeping(decision, number, contract, key, channel_id, now)
+        book.ops.append(metrics.outcome_op("in", decision, metrics.VIA_FALLBACK,
+                                           contract.id if contract else None, now))
         self.carry_out(agi, decision, book, "inbound")
 
     def outbound(self, agi: QuietAGI) -> None:
@@ -183,8 +201,10 @@ class Fallback:
         if isinstance(decision, NuisanceMenu):
             # The interactive menu needs the ARI app; say so rather than pretend (REL-1).
             decision = Refuse(16, "register_failed", note="144 while the ARI app is down")
-        self.carry_out(agi, decision, outbound_bookkeeping(decision, contract, channel_id, now),
-                       "outbound")
+        book = outbound_bookkeeping(decision, contract, channel_id, now)
+        book.ops.append(metrics.outcome_op("out", decision, metrics.VIA_FALLBACK,
+                                           contract.id if contract else None, now))
+        self.carry_out(agi, decision, book, "outbound")
 
     def ended(self, agi: QuietAGI) -> None:
         channel_id = agi.env.get("agi_uniqueid", "")
@@ -223,6 +243,9 @@ class Fallback:
             agi.set_variable("CG_FOLLOW", book.follow)
             agi.set_variable("CHANNEL(hangup_handler_push)", "cg-agi-ended,s,1")
         agi.set_variable("CG_NEXT", target.context)
+        direction = "in" if kind == "inbound" else "out"
+        metrics.decision_latency(metrics.VIA_FALLBACK, direction, time.monotonic() - agi.started)
+        metrics.call_decided(metrics.VIA_FALLBACK, direction, decision)
         log.info("%s decision (fallback)", kind, extra={
             "decision": type(decision).__name__, "note": getattr(decision, "note", ""),
         })
@@ -263,6 +286,10 @@ def main() -> None:
     settings = load_settings()
     engine = make_sync_engine(settings)
     Handler.fallback = Fallback(settings, engine)
+    metrics.init_process(metrics.VIA_FALLBACK)
+    metrics.watch_journal(Handler.fallback.journal.pending)
+    metrics.serve(settings.metrics_fastagi_port)
+    metrics.every(2.0, Handler.fallback.probe, "metrics-probe")
     server = Server((settings.fastagi_host, settings.fastagi_port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("FastAGI fallback listening", extra={"port": settings.fastagi_port})

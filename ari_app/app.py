@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard.callflow import FOLLOW_RECORDING, ended_ops
+from callguard import metrics
+from callguard.callflow import FOLLOW_RECORDING, capacity_for, ended_ops
 from callguard.config import Settings
 from callguard.db import queries
 from callguard.db.session import make_async_engine
@@ -66,6 +68,7 @@ class CallguardApp:
         engine = make_async_engine(self.settings)
         store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
         site = SiteCache(store)
+        metrics.watch_journal(store.journal.pending)
         try:
             await site.load()
         except StoreUnavailable as exc:
@@ -93,8 +96,14 @@ class CallguardApp:
             try:
                 await site.load()
                 if self.env.store.journal_backlog:
-                    await self.env.store.replay_journal()
+                    metrics.journal_replayed(await self.env.store.replay_journal())
+                live = await self.env.store.active_recordings()
+                metrics.recordings(live, capacity_for(
+                    site.current, live, self.settings.max_recordings,
+                    self.settings.at_capacity_policy).max_recordings)
+                metrics.database(True)
             except StoreUnavailable as exc:
+                metrics.database(False)
                 log.warning("database unavailable (site kept, writes journaled): %s", exc)
             try:
                 await asyncio.wait_for(self.stop.wait(), site.refresh_s)
@@ -112,6 +121,7 @@ class CallguardApp:
             age = event_age_s(event.get("timestamp"), datetime.now(UTC))
             if should_shed(role, exten, age):
                 self.shed += 1
+                metrics.call_shed("out" if role == "outbound" else "in")
                 token = channel_var.set(channel_id)  # this line names the call it sheds
                 try:
                     log.warning("behind by %.2f s: call handed to the FastAGI fallback", age,
@@ -120,6 +130,9 @@ class CallguardApp:
                     channel_var.reset(token)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
                 return
+            if role in ("inbound", "outbound"):
+                self.env.started[channel_id] = (time.monotonic() - max(age or 0.0, 0.0),
+                                                "in" if role == "inbound" else "out")
             if role == "inbound":
                 self.spawn(handle_inbound(self.env, channel, args), channel_id)
             elif role == "outbound":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from ari_app.client import AriClient, AriError
 from ari_app.menu144 import run_menu
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard import dialplan
+from callguard import dialplan, metrics
 from callguard.callflow import (
     Bookkeeping,
     capacity_for,
@@ -55,6 +56,8 @@ class CallEnv:
     site: SiteCache
     tracked: dict[str, Followed]  # channels followed to their end (call-end bookkeeping)
     queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
+    # StasisStart (monotonic clock) and direction of calls not yet decided (decision latency)
+    started: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -102,10 +105,17 @@ async def carry_out(env: CallEnv, channel_id: str, decision: Decision,
         jobs += [env.store.write(ops), _best_effort("subscribe", _follow(env, channel_id, book))]
         ops = []
     await asyncio.gather(*jobs)
+    _decision_sent(env, channel_id)
     # Rows nothing later depends on (e.g. a rejection and its count) need not hold the
     # caller: they are written while the dialplan already plays (journaled if need be).
     await asyncio.gather(env.ari.continue_in_dialplan(channel_id, target.context),
                          env.store.write(ops))
+
+
+def _decision_sent(env: CallEnv, channel_id: str) -> None:
+    started = env.started.pop(channel_id, None)
+    if started is not None:
+        metrics.decision_latency(metrics.VIA_ARI, started[1], time.monotonic() - started[0])
 
 
 async def _follow(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
@@ -167,6 +177,9 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     })
 
     book = inbound_bookkeeping(decision, number, contract, caller_key, channel_id, now)
+    metrics.call_decided(metrics.VIA_ARI, "in", decision)
+    book.ops.append(metrics.outcome_op("in", decision, metrics.VIA_ARI,
+                                       contract.id if contract else None, now))
     await carry_out(env, channel_id, decision, book)
 
 
@@ -192,8 +205,14 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
         "note": getattr(decision, "note", ""),
         "recorded": isinstance(decision, Connect) and decision.record is not None,
     })
+    metrics.call_decided(metrics.VIA_ARI, "out", decision)
+    outcome = metrics.outcome_op("out", decision, metrics.VIA_ARI,
+                                 contract.id if contract else None, now)
     if isinstance(decision, NuisanceMenu):
+        env.started.pop(channel_id, None)
+        await env.store.write([outcome])
         await run_menu(env, channel_id, decision)
         return
-    await carry_out(env, channel_id, decision,
-                    outbound_bookkeeping(decision, contract, channel_id, now))
+    book = outbound_bookkeeping(decision, contract, channel_id, now)
+    book.ops.append(outcome)
+    await carry_out(env, channel_id, decision, book)
