@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"callguard-api: configuration: {exc}", file=sys.stderr)
         sys.exit(2)
     log.info("listening on http://%s:%s", settings.api_host, settings.api_port)
-    metrics.serve(settings.metrics_api_port)
+    metrics.serve(settings.metrics_api_port, metrics.API_REGISTRY)
     web.run_app(make_app(settings), host=settings.api_host, port=settings.api_port,
                 print=None, access_log=logging.getLogger("callguard.api.access"),
                 access_log_class=AccessLog)
