@@ -36,7 +36,8 @@ def seed(engine: Engine, now: datetime) -> None:
     """History beside the real calls: a day's worth of varied outcomes over the last 23 hours
     and some fallback and rejection days (both contracts F1 and F2)."""
     with engine.begin() as c:
-        ids: dict[str, int] = dict(c.execute(text("SELECT code, id FROM contracts")).tuples())
+        found = c.execute(text("SELECT code, id FROM contracts"))
+        ids: dict[str, int] = {str(code): int(cid) for code, cid in found}
         rows = []
         for h in range(1, 23):
             at = now - timedelta(hours=h, minutes=7)
