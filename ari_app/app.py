@@ -148,6 +148,8 @@ class CallguardApp:
             self.spawn(self.take_over())
             self.spawn(self.resume_followed())
             return
+        if kind == "StasisEnd":
+            self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
             if followed:

@@ -180,7 +180,7 @@ status() {
     printf '%-10s %-8s %s\n' part state pid
     if [ -n "$pgp" ] && kill -0 "$pgp" 2>/dev/null; then printf '%-10s %-8s %s\n' postgres up "$pgp"; else printf '%-10s %-8s\n' postgres down; fi
     if ast_running; then printf '%-10s %-8s %s  (%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)"; else printf '%-10s %-8s\n' asterisk down; fi
-    for s in ari fastagi api; do
+    for s in ari fastagi api prometheus; do
         if alive "$RUN/$s.pid"; then printf '%-10s %-8s %s\n' "$s" up "$(cat "$RUN/$s.pid")"; else printf '%-10s %-8s\n' "$s" down; fi
     done
 }
