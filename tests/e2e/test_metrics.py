@@ -207,3 +207,35 @@ def test_killed_ari_app_fires_the_fallback_alert(ari_app_killed: None, clean: En
             ("connected", "fallback")]
     assert wait_for(lambda: firing(settings, "CallguardFallbackUsed"), 30), prom_alerts(settings)
     assert wait_for(lambda: firing(settings, "CallguardAriAppDown"), 30), prom_alerts(settings)
+
+
+def test_database_outage_alert_and_journal_drain(clean: Engine, settings: Settings,
+                                                 work: Path) -> None:
+    """REL-2 + issue 18: with PostgreSQL stopped the ARI app reports the database down and
+    Prometheus fires CallguardDatabaseUnreachable; a call decided meanwhile (failing open) is
+    journaled, so the journal depth shows on /metrics; once PostgreSQL is back the journal is
+    replayed (the replay counter moves by what was waiting), the depth returns to 0, and the
+    call's outcome row is in the table."""
+    port = settings.metrics_ari_port
+    before = scrape(port)
+    subprocess.run([STACK, "pg-stop"], check=True)
+    try:
+        assert wait_for(lambda: value(scrape(port), "callguard_database_up") == 0, 15)
+        call = inbound(work / "in", "0612345678", F2A, caller="0399990006", seconds=1)
+        assert call.final_status() == 200
+        depth = value(scrape(port), "callguard_journal_depth")
+        assert depth >= 1
+        assert wait_for(lambda: firing(settings, "CallguardDatabaseUnreachable"), 30), \
+            prom_alerts(settings)
+    finally:
+        subprocess.run([STACK, "pg-start"], check=True)
+    assert wait_for(lambda: value(scrape(port), "callguard_journal_depth") == 0, 30)
+    after = scrape(port)
+    replayed = (value(after, "callguard_journal_replayed_total")
+                - value(before, "callguard_journal_replayed_total"))
+    assert replayed >= depth
+    assert value(after, "callguard_database_up") == 1
+    assert eventually(partial(prom_query, settings, 'callguard_database_up{job="ari"}'), 1) == 1
+    with clean.connect() as c:
+        assert c.execute(text("SELECT outcome, via FROM call_outcomes")).all() == [
+            ("connected", "ari")]
