@@ -116,3 +116,13 @@ def test_prometheus_config_scrapes_every_part_on_loopback() -> None:
     assert targets == {"ari": "127.0.0.1:19461", "fastagi": "127.0.0.1:9462",
                        "api": "127.0.0.1:9463", "asterisk": "127.0.0.1:8088",
                        "prometheus": "127.0.0.1:9460"}
+
+
+def test_shed_call_counted_as_shed_by_the_app() -> None:
+    """REL-1 load shedding: the app counts the call it hands on; the fallback then counts its
+    own decision (via="fallback"), so a shed call is never a decision of the app."""
+    before = _sample("callguard_calls_total", decision="shed", direction="in",
+                     refuse_class="", via="ari")
+    metrics.call_shed("in")
+    assert _sample("callguard_calls_total", decision="shed", direction="in", refuse_class="",
+                   via="ari") == before + 1
