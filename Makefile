@@ -9,10 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ROOT := .build/asterisk-root
 STACK := tools/stack.sh
-DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver
+DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic
 CALLGUARD := $(VENV)/bin/callguard
 
-.PHONY: help deps venv root db asterisk apps run down status test test-unit test-e2e lint bench sounds clean
+.PHONY: help deps venv root db asterisk apps prometheus run down status test test-unit test-e2e lint bench sounds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,10 +50,14 @@ apps: asterisk ## provision the reference site, start the ARI app and the FastAG
 	@$(CALLGUARD) site sync-asterisk
 	@$(STACK) apps-start
 
-run: apps ## run the whole service (idempotent) and say what runs where
+prometheus: apps ## start Prometheus on loopback, scraping every part (alert rules shipped)
+	@$(STACK) prometheus-start
+
+run: prometheus ## run the whole service (idempotent) and say what runs where
 	@$(CALLGUARD) status
 
 down: ## stop everything `make run` started
+	@$(STACK) prometheus-stop
 	@$(STACK) apps-stop
 	@$(STACK) asterisk-stop
 	@$(STACK) pg-stop
@@ -61,7 +65,7 @@ down: ## stop everything `make run` started
 status: ## show each part's state and PID
 	@$(STACK) status
 
-test: apps ## run every test (unit, end-to-end over SIP, security, reliability)
+test: prometheus ## run every test (unit, end-to-end over SIP, security, reliability)
 	@$(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 test-unit: venv ## only the pure unit tests (no servers)

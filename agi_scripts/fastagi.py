@@ -28,7 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agi_scripts.menu144_agi import run_agi_menu
 from ari_app.logs import channel_var, setup_logging
-from callguard.callflow import FOLLOW_RECORDING
+from callguard import metrics
+from callguard.callflow import FOLLOW_RECORDING, capacity_for
 from callguard.callpath import (
     CallPlan,
     Limits,
@@ -59,6 +60,7 @@ class QuietAGI(AGI):  # type: ignore[misc]
         self.stdin, self.stdout = rfile, wfile
         self.stderr = open(os.devnull, "w")  # noqa: SIM115 - closed in finish()
         self._got_sighup = False
+        self.started = time.monotonic()  # decision latency is measured from here
         self.env: dict[str, str] = {}
         self._get_agi_env()
 
@@ -114,8 +116,11 @@ class Fallback:
             try:
                 # Journaled writes first, then these, in one transaction; the journal lines
                 # leave the file only once that transaction has committed.
-                self.journal.replay_sync(lambda pending: self._commit([*pending, *ops]))
+                metrics.journal_replayed(self.journal.replay_sync(
+                    lambda pending: self._commit([*pending, *ops])))
+                metrics.database(True)
             except SQLAlchemyError as exc:
+                metrics.database(False)
                 if ops:
                     log.warning("database unavailable, journaling %d write(s): %s",
                                 len(ops), exc)
@@ -125,6 +130,21 @@ class Fallback:
         """Apply journaled writes once the database answers again (background, REL-2)."""
         if self.journal.pending():
             self.write_now([])
+
+    def probe(self) -> None:
+        """Gauges for Prometheus: database reachable, recordings live and their limit."""
+        state = self.keeper.current
+        metrics.database(self.keeper.connected.is_set())
+        metrics.recordings(state.active_recordings, capacity_for(
+            state.site, state.active_recordings, self.settings.max_recordings,
+            self.settings.at_capacity_policy).max_recordings)
+
+    @staticmethod
+    def outcome(plan: CallPlan) -> Op:
+        """The call_outcomes row (overview page, issue 18) and the decision counter."""
+        metrics.call_decided(metrics.VIA_FALLBACK, plan.direction, plan.decision)
+        return metrics.outcome_op(plan.direction, plan.decision, metrics.VIA_FALLBACK,
+                                  plan.contract_id, datetime.now(UTC))
 
     def _commit(self, ops: list[Op]) -> None:
         if not ops:
@@ -172,6 +192,7 @@ class Fallback:
         if isinstance(plan.decision, NuisanceMenu):
             # The same 144 menu as the ARI app's, over AGI (REL-7).
             log.info("outbound decision (fallback)", extra=plan.log)
+            self.write([self.outcome(plan)])
             try:
                 asyncio.run(run_agi_menu(agi, self.lists, plan.channel_id, plan.decision,
                                          multi_channel(self.keeper.current, plan.decision)))
@@ -209,7 +230,7 @@ class Fallback:
     def carry_out(self, agi: QuietAGI, plan: CallPlan, kind: str) -> None:
         if plan.recordings_delta:
             self.keeper.adjust_recordings(plan.recordings_delta)
-        self.write(plan.book.ops)
+        self.write([*plan.book.ops, self.outcome(plan)])
         assert plan.target is not None
         for name, value in plan.target.variables.items():
             agi.set_variable(name, value)
@@ -217,6 +238,8 @@ class Fallback:
             agi.set_variable("CG_FOLLOW", plan.book.follow)
             agi.set_variable("CHANNEL(hangup_handler_push)", "cg-agi-ended,s,1")
         agi.set_variable("CG_NEXT", plan.target.context)
+        metrics.decision_latency(metrics.VIA_FALLBACK, plan.direction,
+                                 time.monotonic() - agi.started)
         log.info("%s decision (fallback)", kind, extra=plan.log)
 
 
@@ -257,6 +280,9 @@ def main() -> None:
     keeper = StateKeeper(settings.sync_database_url, settings.journal_dir, "fastagi")
     keeper.start()
     Handler.fallback = fallback = Fallback(settings, engine, keeper)
+    metrics.init_process(metrics.VIA_FALLBACK)
+    metrics.watch_journal(fallback.journal.pending)
+    metrics.serve(settings.metrics_fastagi_port)
     server = Server((settings.fastagi_host, settings.fastagi_port), Handler)
     stop = threading.Event()
 
@@ -269,6 +295,7 @@ def main() -> None:
         while not stop.wait(2.0):
             try:
                 fallback.replay()
+                fallback.probe()
             except Exception:
                 log.exception("journal replay failed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard.callflow import FOLLOW_RECORDING
+from callguard import metrics
+from callguard.callflow import FOLLOW_RECORDING, capacity_for
 from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
@@ -67,6 +69,7 @@ class CallguardApp:
     async def run(self) -> None:
         engine = make_async_engine(self.settings)
         store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
+        metrics.watch_journal(store.journal.pending)
         keeper = StateKeeper(self.settings.sync_database_url, self.settings.journal_dir, "ari")
         await asyncio.to_thread(keeper.start)
         site = SiteCache(keeper)
@@ -94,9 +97,14 @@ class CallguardApp:
         while not self.stop.is_set():
             try:
                 if self.env.store.journal_backlog:
-                    await self.env.store.replay_journal()
+                    metrics.journal_replayed(await self.env.store.replay_journal())
             except StoreUnavailable as exc:
                 log.warning("database unavailable (writes journaled): %s", exc)
+            state = site.state
+            metrics.database(site.keeper.connected.is_set())
+            metrics.recordings(state.active_recordings, capacity_for(
+                state.site, state.active_recordings, self.settings.max_recordings,
+                self.settings.at_capacity_policy).max_recordings)
             try:
                 await asyncio.wait_for(self.stop.wait(), 2.0)
             except TimeoutError:
@@ -113,6 +121,7 @@ class CallguardApp:
             age = event_age_s(event.get("timestamp"), datetime.now(UTC))
             if should_shed(role, exten, age):
                 self.shed += 1
+                metrics.call_shed("out" if role == "outbound" else "in")
                 token = channel_var.set(channel_id)  # this line names the call it sheds
                 try:
                     log.warning("behind by %.2f s: call handed to the FastAGI fallback", age,
@@ -121,6 +130,9 @@ class CallguardApp:
                     channel_var.reset(token)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
                 return
+            if role in ("inbound", "outbound"):
+                self.env.started[channel_id] = (time.monotonic() - max(age or 0.0, 0.0),
+                                                "in" if role == "inbound" else "out")
             if role == "inbound":
                 self.spawn(handle_inbound(self.env, channel, args), channel_id)
             elif role == "outbound":
@@ -136,6 +148,8 @@ class CallguardApp:
             self.spawn(self.take_over())
             self.spawn(self.resume_followed())
             return
+        if kind == "StasisEnd":
+            self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
             if followed:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from ari_app.client import AriClient, AriError
 from ari_app.menu144 import run_menu
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
+from callguard import metrics
 from callguard.callflow import Bookkeeping
 from callguard.callpath import (
     CallPlan,
@@ -46,6 +48,8 @@ class CallEnv:
     site: SiteCache
     tracked: dict[str, Followed]  # channels followed to their end (call-end bookkeeping)
     queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
+    # StasisStart (monotonic clock) and direction of calls not yet decided (decision latency)
+    started: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -70,17 +74,31 @@ async def carry_out(env: CallEnv, plan: CallPlan) -> None:
     # only non-empty values are set, all in one request where possible.
     values = {k: v for k, v in target.variables.items() if v}
     jobs: list[Any] = [env.ari.set_variables(channel_id, values)] if values else []
-    ops = book.ops
+    ops = [*book.ops, _outcome(plan)]
     if book.follow:
         # The call's end (ChannelDestroyed) updates these rows: they and the subscription
         # must be in place before the channel moves on.
         jobs += [env.store.write(ops), _best_effort("subscribe", _follow(env, channel_id, book))]
         ops = []
     await asyncio.gather(*jobs)
+    _decision_sent(env, channel_id)
     # Rows nothing later depends on (e.g. a rejection and its count) need not hold the
     # caller: they are written while the dialplan already plays (journaled if need be).
     await asyncio.gather(env.ari.continue_in_dialplan(channel_id, target.context),
                          env.store.write(ops))
+
+
+def _outcome(plan: CallPlan) -> Any:
+    """The call_outcomes row (overview page, issue 18) and the decision counter."""
+    metrics.call_decided(metrics.VIA_ARI, plan.direction, plan.decision)
+    return metrics.outcome_op(plan.direction, plan.decision, metrics.VIA_ARI, plan.contract_id,
+                              datetime.now(UTC))
+
+
+def _decision_sent(env: CallEnv, channel_id: str) -> None:
+    started = env.started.pop(channel_id, None)
+    if started is not None:
+        metrics.decision_latency(metrics.VIA_ARI, started[1], time.monotonic() - started[0])
 
 
 async def _follow(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
@@ -140,6 +158,8 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
                          limits_of(env.settings))
     log.info("outbound decision", extra=plan.log)
     if isinstance(plan.decision, NuisanceMenu):
-        await run_menu(env, str(channel["id"]), plan.decision)
+        env.started.pop(plan.channel_id, None)
+        await env.store.write([_outcome(plan)])
+        await run_menu(env, plan.channel_id, plan.decision)
         return
     await carry_out(env, plan)

@@ -8,13 +8,17 @@ import signal
 
 from ari_app.app import CallguardApp
 from ari_app.logs import setup_logging
+from callguard import metrics
 from callguard.config import load_settings
 
 log = logging.getLogger("callguard.main")
 
 
 async def _main() -> None:
-    app = CallguardApp(load_settings())
+    settings = load_settings()
+    metrics.init_process(metrics.VIA_ARI)
+    metrics.serve(settings.metrics_ari_port)
+    app = CallguardApp(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.stop.set)

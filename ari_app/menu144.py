@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ari_app.client import AriError
+from callguard import metrics
 from callguard.db import nuisance_repo
 from callguard.domain import nuisance
 from callguard.domain.nuisance import MenuAction, Outcome, RegistrationPlan
@@ -149,8 +150,11 @@ class Menu:
             before = nuisance.guidance_after_input(choice, action)
             early = await self.play(before, barge_in=True) if before else None
         if action is MenuAction.HANGUP:
+            metrics.menu144_done(action.value, [])
             return
-        await self.play(await self.perform(action), barge_in=False)
+        result = await self.perform(action)
+        metrics.menu144_done(action.value, result)
+        await self.play(result, barge_in=False)
 
     async def perform(self, action: MenuAction) -> list[str]:
         """The operation of a menu choice; its result guidance."""

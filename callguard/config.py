@@ -50,6 +50,11 @@ class Settings:
     max_recordings: int
     at_capacity_policy: str  # "congestion" | "unrecorded"
     ring_timeout_s: int
+    # /metrics of each process and the Prometheus server, on 127.0.0.1 (issue 18).
+    metrics_ari_port: int = 9461
+    metrics_fastagi_port: int = 9462
+    metrics_api_port: int = 9463
+    prometheus_port: int = 9460
 
     @property
     def journal_dir(self) -> Path:
@@ -124,4 +129,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
         max_recordings=get_int("MAX_RECORDINGS", 400),
         at_capacity_policy=policy,
         ring_timeout_s=get_int("RING_TIMEOUT", 30),
+        metrics_ari_port=get_int("METRICS_ARI_PORT", 9461),
+        metrics_fastagi_port=get_int("METRICS_FASTAGI_PORT", 9462),
+        metrics_api_port=get_int("METRICS_API_PORT", 9463),
+        prometheus_port=get_int("PROMETHEUS_PORT", 9460),
     )

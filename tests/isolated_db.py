@@ -116,7 +116,8 @@ def api_server(settings: Settings, log_path: Path) -> Iterator[str]:
     port = free_port()
     with log_path.open("w") as log:
         proc = subprocess.Popen([str(BIN / "callguard-api")],
-                                env=env_for(settings, CALLGUARD_API_PORT=str(port)),
+                                env=env_for(settings, CALLGUARD_API_PORT=str(port),
+                                        CALLGUARD_METRICS_API_PORT=str(free_port())),
                                 stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

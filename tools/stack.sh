@@ -155,12 +155,32 @@ apps_start() {
 ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
 apps_stop() { svc_stop api; svc_stop ari; svc_stop fastagi; }
 
+# ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
+PROM_DIR=$RUN/prometheus
+prom_start() {
+    command -v prometheus >/dev/null || { say "prometheus missing (make deps)"; exit 1; }
+    mkdir -p "$PROM_DIR/data"
+    "$VENV/bin/python" -m callguard.prometheus_conf "$TOP/tools/prometheus/rules.yml" \
+        > "$PROM_DIR/prometheus.yml.new"
+    mv "$PROM_DIR/prometheus.yml.new" "$PROM_DIR/prometheus.yml"
+    local port; port=$("$VENV/bin/python" -m callguard.prometheus_conf --port)
+    if alive "$RUN/prometheus.pid"; then kill -HUP "$(cat "$RUN/prometheus.pid")"; return 0; fi
+    svc_start prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
+        --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=15d \
+        --web.listen-address="127.0.0.1:$port"
+    for _ in $(seq 1 200); do
+        curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && return 0; sleep 0.05
+    done
+    say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
+}
+prom_stop() { svc_stop prometheus; }
+
 status() {
     local pgp; pgp=$(pg_pid)
     printf '%-10s %-8s %s\n' part state pid
     if [ -n "$pgp" ] && kill -0 "$pgp" 2>/dev/null; then printf '%-10s %-8s %s\n' postgres up "$pgp"; else printf '%-10s %-8s\n' postgres down; fi
     if ast_running; then printf '%-10s %-8s %s  (%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)"; else printf '%-10s %-8s\n' asterisk down; fi
-    for s in ari fastagi api; do
+    for s in ari fastagi api prometheus; do
         if alive "$RUN/$s.pid"; then printf '%-10s %-8s %s\n' "$s" up "$(cat "$RUN/$s.pid")"; else printf '%-10s %-8s\n' "$s" down; fi
     done
 }
@@ -179,6 +199,8 @@ case "${1:-}" in
                    ari|fastagi|api) svc_start "$2" "$VENV/bin/callguard-$2" ;;
                    *) say "unknown service $2 (ari, fastagi, api)"; exit 2 ;;
                esac ;;
+    prometheus-start) prom_start ;;
+    prometheus-stop) prom_stop ;;
     pg-checkpoint) pg_sql CHECKPOINT ;;
     ast) shift; ast "$@" ;;
     app-connected) ast_app_connected ;;

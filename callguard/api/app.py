@@ -18,8 +18,8 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from callguard import admin, billing_repo
-from callguard.api import resources, ui
+from callguard import admin, billing_repo, metrics
+from callguard.api import overview, resources, ui
 from callguard.api.core import (
     EXECUTOR,
     SESSIONS,
@@ -86,6 +86,26 @@ async def errors(request: web.Request,
         return _error(request, 500, "internal error (logged)")
 
 
+@web.middleware
+async def count_requests(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+    """callguard_api_requests_total by route template (never the path: it may hold an id or
+    a number) and status (issue 18)."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects (the UI's 303s) pass the error middleware
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics.api_request(request.method, route, status)
+
+
 class AccessLog(AbstractAccessLogger):
     """One JSON line per request once it is answered (a file's status, 200 or 206, is only
     known then), with who asked; never the query string (a filter may hold a number)."""
@@ -112,7 +132,7 @@ async def _openapi(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[count_requests, errors], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     table = resources.routes()
@@ -121,6 +141,7 @@ def make_app(settings: Settings) -> web.Application:
     app[OPENAPI] = openapi(table, "callguard", "1")
     app.router.add_get("/openapi.json", _openapi)
     ui.add_routes(app)
+    overview.add_routes(app)
     return app
 
 
@@ -144,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"callguard-api: configuration: {exc}", file=sys.stderr)
         sys.exit(2)
     log.info("listening on http://%s:%s", settings.api_host, settings.api_port)
+    metrics.serve(settings.metrics_api_port, metrics.API_REGISTRY)
     web.run_app(make_app(settings), host=settings.api_host, port=settings.api_port,
                 print=None, access_log=logging.getLogger("callguard.api.access"),
                 access_log_class=AccessLog)

@@ -80,6 +80,8 @@ class CallPlan:
     target: DialplanTarget | None  # None for the interactive 144 menu
     log: dict[str, Any]  # what the shells log about the decision (no caller numbers)
     recordings_delta: int = 0  # +1: a recording starts (REC-CAP-1 local count)
+    direction: str = ""  # "in" | "out" (metrics, the overview's call_outcomes row)
+    contract_id: int | None = None
 
 
 def _capacity(state: LocalState, limits: Limits) -> Any:
@@ -122,7 +124,7 @@ def plan_inbound(raw: RawInbound, state: LocalState, limits: Limits) -> CallPlan
         "called": raw.called, "caller": privacy.mask(identity),
         "decision": type(decision).__name__, "note": getattr(decision, "note", ""),
         "recorded": _recorded(decision),
-    }, 1 if book.follow == FOLLOW_RECORDING else 0)
+    }, 1 if book.follow == FOLLOW_RECORDING else 0, "in", contract.id if contract else None)
 
 
 def plan_outbound(raw: RawOutbound, state: LocalState, limits: Limits) -> CallPlan:
@@ -136,7 +138,7 @@ def plan_outbound(raw: RawOutbound, state: LocalState, limits: Limits) -> CallPl
     return CallPlan(raw.channel_id, decision, book, _target(decision, limits), {
         "endpoint": raw.endpoint, "decision": type(decision).__name__,
         "note": getattr(decision, "note", ""), "recorded": _recorded(decision),
-    }, 1 if book.follow == FOLLOW_RECORDING else 0)
+    }, 1 if book.follow == FOLLOW_RECORDING else 0, "out", contract.id if contract else None)
 
 
 def plan_ended(channel_id: str, follow: str, now: datetime,

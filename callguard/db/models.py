@@ -328,3 +328,24 @@ class SiteSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class CallOutcome(Base):
+    """One row per decided call, for the overview page (issue 18): when, whose, which way,
+    what was decided and by which shell. Never a number (the caller's or the customer's)."""
+
+    __tablename__ = "call_outcomes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    contract_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), nullable=True
+    )
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    outcome: Mapped[str] = mapped_column(String(16))  # callguard.metrics.OUTCOMES
+    refuse_class: Mapped[str] = mapped_column(String(32), default="")
+    via: Mapped[str] = mapped_column(String(8))  # ari | fallback
+
+
+Index("ix_call_outcomes_at", CallOutcome.at)
+Index("ix_call_outcomes_contract_at", CallOutcome.contract_id, CallOutcome.at)

@@ -10,7 +10,13 @@ from typing import Any
 from sqlalchemy import Executable, Insert, Select, Update, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from callguard.db.models import InboundCall, NuisanceCounter, NuisanceEntry, Recording
+from callguard.db.models import (
+    CallOutcome,
+    InboundCall,
+    NuisanceCounter,
+    NuisanceEntry,
+    Recording,
+)
 
 
 def is_blocked(list_id: int, caller_key: str) -> Select[bool]:
@@ -93,9 +99,18 @@ def recording_answered(channel_id: str, answered_at: datetime) -> Update:
     )
 
 
+def call_outcome(at: datetime, contract_id: int | None, direction: str, outcome: str,
+                 refuse_class: str, via: str) -> Insert:
+    """One decided call for the overview page (callguard.metrics.outcome_op)."""
+    return pg_insert(CallOutcome).values(at=at, contract_id=contract_id, direction=direction,
+                                         outcome=outcome, refuse_class=refuse_class[:32],
+                                         via=via)
+
+
 # The writes of the call path by name, so they can be journaled as data while the database is
 # away and replayed later (REL-2): callguard.journal.Op(name, args) → statement.
 WRITES: dict[str, Callable[..., Executable]] = {
+    "call_outcome": call_outcome,
     "count_rejection": count_rejection,
     "inbound_call_started": inbound_call_started,
     "inbound_call_ended": inbound_call_ended,

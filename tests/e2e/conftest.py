@@ -20,7 +20,7 @@ from callguard.db.session import make_sync_engine
 
 # Call-path state wiped before each e2e test; the provisioned site stays.
 CALL_STATE_TABLES = ("inbound_calls", "recordings", "nuisance_entries", "nuisance_counters",
-                     "forwardings")
+                     "forwardings", "call_outcomes")
 
 
 # A second stack (another clone in its own network namespace) passes its own lock path.

@@ -64,6 +64,8 @@ def test_every_journaled_write_builds_a_statement() -> None:
         "recording_ended": {"channel_id": "a", "ended_at": T},
         "recording_answered": {"channel_id": "a", "answered_at": T},
         "recording_finished": {"channel_id": "a", "values": {"status": "complete"}},
+        "call_outcome": {"at": T, "contract_id": None, "direction": "in", "outcome": "refused",
+                         "refuse_class": "cause_1", "via": "ari"},
     }
     assert set(examples) == set(WRITES)
     for name, args in examples.items():
