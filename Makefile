@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ROOT := .build/asterisk-root
 STACK := tools/stack.sh
-DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver
+DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver baresip-core
 CALLGUARD := $(VENV)/bin/callguard
 
 .PHONY: help deps venv root db asterisk apps run down status test test-unit test-e2e lint bench sounds clean
