@@ -82,16 +82,57 @@ def prompt_names() -> list[str]:
     return sorted(p.stem for p in PROMPTS_DIR.glob("*.wav"))
 
 
-def _ncc(x: Signal, t: Signal) -> Signal:
-    """Normalised cross-correlation of template t at every offset of x (len(x)-len(t)+1)."""
-    n, m = len(x), len(t)
-    size = 1 << (n + m - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(t, size)), size)[: n - m + 1]
-    csum = np.concatenate(([0.0], np.cumsum(x * x)))
-    window_energy = np.maximum(csum[m:] - csum[: n - m + 1], 0.0)
-    denom = np.sqrt(window_energy * float(np.dot(t, t)))
-    out: Signal = np.where(denom > 1e-12, corr / np.maximum(denom, 1e-12), 0.0)
+DECIMATE = 4  # the search runs at 2 kHz; each candidate is then scored at 8 kHz
+COARSE_MARGIN = 0.2  # a 2 kHz score this far below min_score is still looked at closely
+
+
+def _decimated(x: Signal) -> Signal:
+    n = len(x) // DECIMATE
+    out: Signal = x[: n * DECIMATE].reshape(n, DECIMATE).mean(axis=1)
     return out
+
+
+@cache
+def _prompt_spectrum(name: str, size: int) -> npt.NDArray[np.complex128]:
+    return np.conj(np.fft.rfft(_decimated(prompt(name)), size))
+
+
+def _ncc_at(x: Signal, t: Signal, k: int) -> float:
+    window = x[k: k + len(t)]
+    denom = float(np.sqrt(np.dot(window, window) * np.dot(t, t)))
+    return float(np.dot(window, t)) / denom if denom > 1e-12 else 0.0
+
+
+class _Spectrum:
+    """One FFT of what was heard (at 2 kHz), shared by the search for every prompt."""
+
+    def __init__(self, x: Signal, longest: int) -> None:
+        self.x = x
+        self.xd = _decimated(x)
+        self.size = 1 << (len(self.xd) + longest // DECIMATE).bit_length()
+        self.fx = np.fft.rfft(self.xd, self.size)
+        self.csum = np.concatenate(([0.0], np.cumsum(self.xd * self.xd)))
+
+    def candidates(self, name: str, min_score: float) -> dict[int, float]:
+        """Offsets (8 kHz samples) where the prompt may start → their exact score."""
+        t = prompt(name)
+        td = _decimated(t)
+        n, m = len(self.xd), len(td)
+        if m == 0 or n < m:
+            return {}
+        corr = np.fft.irfft(self.fx * _prompt_spectrum(name, self.size), self.size)[: n - m + 1]
+        window_energy = np.maximum(self.csum[m:] - self.csum[: n - m + 1], 0.0)
+        denom = np.sqrt(window_energy * float(np.dot(td, td)))
+        coarse = np.where(denom > 1e-12, corr / np.maximum(denom, 1e-12), 0.0)
+        out: dict[int, float] = {}
+        for kd in np.nonzero(coarse >= min_score - COARSE_MARGIN)[0].tolist():
+            for k in range(max(kd * DECIMATE - DECIMATE, 0),
+                           min(kd * DECIMATE + DECIMATE, len(self.x) - len(t)) + 1):
+                if k not in out:
+                    score = _ncc_at(self.x, t, k)
+                    if score >= min_score:
+                        out[k] = score
+        return out
 
 
 def _level_db(heard: Signal, ref: Signal) -> float:
@@ -120,17 +161,16 @@ def complete(window: Signal, t: Signal, min_score: float = 0.8,
     return True
 
 
-def find(x: Signal, name: str, *, min_score: float = 0.9,
-         max_level_db: float = 3.0) -> list[Match]:
+def find(x: Signal, name: str, *, min_score: float = 0.9, max_level_db: float = 3.0,
+         spectrum: _Spectrum | None = None) -> list[Match]:
     """Every complete play of prompt `name` in `x`."""
     t = prompt(name)
     if len(t) == 0 or len(x) < len(t):
         return []
-    ncc = _ncc(x, t)
+    ncc = (spectrum or _Spectrum(x, len(t))).candidates(name, min_score)
     found: list[Match] = []
-    candidates = np.nonzero(ncc >= min_score)[0]
     # Strongest first; a peak suppresses the offsets within one prompt length of it.
-    for k in sorted(candidates.tolist(), key=lambda i: -ncc[i]):
+    for k in sorted(ncc, key=lambda i: -ncc[i]):
         if any(abs(k - int(m.start * RATE)) < len(t) for m in found):
             continue
         window = x[k: k + len(t)]
@@ -146,9 +186,14 @@ def heard(x: Signal | Path, names: list[str] | None = None, *, min_score: float 
     """The prompts heard in `x` (a signal or a WAV file), in time order. `names`: the prompts
     to look for (default: every prompt in sounds/ja/)."""
     signal = load_wav(x) if isinstance(x, Path) else x
+    wanted = names if names is not None else prompt_names()
+    if len(signal) == 0 or not wanted:
+        return []
+    spectrum = _Spectrum(signal, max(len(prompt(n)) for n in wanted))
     candidates: list[Match] = []
-    for name in names if names is not None else prompt_names():
-        candidates += find(signal, name, min_score=min_score, max_level_db=max_level_db)
+    for name in wanted:
+        candidates += find(signal, name, min_score=min_score, max_level_db=max_level_db,
+                           spectrum=spectrum)
     kept: list[Match] = []
     for m in sorted(candidates, key=lambda m: -m.score):
         overlap = any(min(m.end, k.end) - max(m.start, k.start)
@@ -160,3 +205,20 @@ def heard(x: Signal | Path, names: list[str] | None = None, *, min_score: float 
 
 def sequence(matches: list[Match]) -> list[str]:
     return [m.prompt for m in matches]
+
+
+def expect(x: Signal | Path, expected: list[str], names: list[str] | None = None) -> list[Match]:
+    """The complete prompts heard must be exactly `expected`, in order; returns the matches
+    (AssertionError naming what was heard otherwise)."""
+    found = heard(x, names)
+    if sequence(found) != expected:
+        shown = "; ".join(str(m) for m in found) or "no complete prompt"
+        raise AssertionError(f"heard [{shown}], expected {expected}")
+    return found
+
+
+def without(x: Signal, match: Match) -> Signal:
+    """`x` with the stretch of one match cut out (to prove a check fails without it)."""
+    a, b = int(match.start * RATE), int(match.end * RATE)
+    out: Signal = np.concatenate((x[:a], x[b:]))
+    return out

@@ -30,13 +30,14 @@ ASTERISK = "127.0.0.1:5060"
 
 
 def tone_wav(path: Path, seconds: float = 120.0, hz: float = 440.0) -> Path:
-    """What the softphone's microphone says: a quiet sine (8 kHz mono), long enough for any
-    test call (aufile stops sending at the end of its file)."""
+    """What the softphone's microphone says: a sine (8 kHz mono, amplitude 8000 like the sipp
+    phones' tones), long enough for any test call (aufile stops at the end of its file)."""
     if not path.exists():
         import math
 
+        path.parent.mkdir(parents=True, exist_ok=True)
         n = int(seconds * 8000)
-        period = [int(3000 * math.sin(2 * math.pi * hz * i / 8000)) for i in range(8000)]
+        period = [int(8000 * math.sin(2 * math.pi * hz * i / 8000)) for i in range(8000)]
         frame = b"".join(v.to_bytes(2, "little", signed=True) for v in period)
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)
@@ -86,11 +87,11 @@ class Softphone:
     until `accept()`. Use as a context manager; the process is ended by its PID on exit."""
 
     def __init__(self, ip: str, user: str, work: Path, *, auto_answer: bool = True,
-                 source: Path | None = None) -> None:
+                 tone_hz: float = 440.0, source: Path | None = None) -> None:
         self.ip, self.user, self.work = ip, user, work
         self.auto_answer = auto_answer
         self.dumps = work / "heard"
-        self.source = source or tone_wav(work / "mic.wav")
+        self.source = source or tone_wav(work / f"mic_{tone_hz:g}hz.wav", hz=tone_hz)
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.events: list[dict[str, Any]] = []
