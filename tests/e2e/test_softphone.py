@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from callguard.config import Settings
 from callguard.db import nuisance_repo
 from callguard.domain.privacy import caller_key
+from tests.e2e.conftest import AppLog
 from tests.e2e.heard import RATE, expect, heard, load_wav, sequence, without
 from tests.e2e.rec_helpers import CALLEE_HZ, CALLER_HZ, check_file, recordings, tone_amplitude
 from tests.e2e.softphone import Softphone
@@ -72,13 +73,21 @@ def talk(caller: Softphone, callee: Softphone, number: str, seconds: float) -> f
     return float(closed["at"] - established["at"])
 
 
-def dial_144(phone: Softphone, *keys_at: tuple[float, str], timeout_s: float = 60) -> Path:
-    """The phone dials 144 and presses each key `at` seconds after the answer (or after the
-    previous key); the service releases the call. Returns what the phone heard."""
+def dial_144(phone: Softphone, log: AppLog, *keys: tuple[str, float, str],
+             timeout_s: float = 60) -> Path:
+    """The phone dials 144; for each (prompt, seconds, key) it waits until the app starts that
+    prompt, then presses the key `seconds` later (during the prompt: barge-in; after its end:
+    a digit in the wait). The service releases the call. Returns what the phone heard."""
+    seen = len(log.prompts())
     mark = phone.dial("144")
     phone.wait_event("CALL_ESTABLISHED", after=mark)
-    for at, key in keys_at:
-        time.sleep(at)
+    for prompt, seconds, key in keys:
+        deadline = time.monotonic() + 10
+        while prompt not in log.prompts()[seen:]:
+            assert time.monotonic() < deadline, (prompt, log.prompts()[seen:])
+            time.sleep(0.05)
+        seen += log.prompts()[seen:].index(prompt) + 1
+        time.sleep(seconds)
         phone.press(key, gap_s=0)
     phone.wait_event("CALL_CLOSED", after=mark, timeout_s=timeout_s)  # released by the service
     return phone.heard()
@@ -122,9 +131,10 @@ def test_menu_registration_rejection_heard_twice_and_count(
     event) → 「登録が完了しました」; the listed caller hears the message twice, each complete,
     and the desk phone never rings; 144 → 4 → 「今月、メッセージ応答した回数は」「1回です」."""
     lid = f1a_list(clean)
+    log = AppLog(settings)
     with desk_phone(work) as desk, carrier(work) as far:
         talk(far, desk, F1A_NUMBER, 1.0)
-        menu = dial_144(desk, (MENU_S + 1.0, "2"))
+        menu = dial_144(desk, log, ("menu", MENU_S + 0.8, "2"))
         expect(menu, ["menu", "registered"])
         assert keys(clean, lid) == [caller_key(settings.hmac_key, CALLER)]
 
@@ -135,8 +145,12 @@ def test_menu_registration_rejection_heard_twice_and_count(
         rejection = far.heard()
         assert not [e for e in desk.events[rung:] if e.get("direction") == "incoming"]
 
-        count = dial_144(desk, (1.5, "4"))
+        count = dial_144(desk, log, ("menu", 1.5, "4"))
     expect(count, ["count_this_month", "times_1"])
+    # The keys arrived as the phone sent them (RFC 4733 events; baresip has no SIP INFO):
+    # 2 after the whole menu, 4 during it (barge-in).
+    assert [(r["digit"], r["barge_in"]) for r in log.menu("digit")] == [("2", False),
+                                                                         ("4", True)]
 
     plays = expect(rejection, ["reject", "reject"])
     with capsys.disabled():
@@ -167,23 +181,29 @@ def test_full_list_2_then_0_deletions_as_heard(clean: Engine, settings: Settings
                                                work: Path) -> None:
     """NCR-REG-5, NCR-DEL-1..3 as heard, several RFC 4733 digits in one call: on a full list
     2 → the whole 「登録件数が30件を超えますので…」 → 0 → registered (the oldest dropped);
-    then 3 twice (two calls), 9, and 3 on the empty list."""
+    then 3 (twice in one call, one deletion), 3 again, 9, and 3 on the empty list."""
     lid = f1a_list(clean)
     old = fill(clean, lid, 30)
+    log = AppLog(settings)
     with desk_phone(work) as desk, carrier(work) as far:
         talk(far, desk, F1A_NUMBER, 1.0)
-        heard_full = dial_144(desk, (1.5, "2"), (LIST_FULL_S + 1.0, "0"))
+        heard_full = dial_144(desk, log, ("menu", 1.5, "2"),
+                              ("list_full", LIST_FULL_S + 0.8, "0"))
         expect(heard_full, ["list_full", "registered"])
         new = caller_key(settings.hmac_key, CALLER)
         assert keys(clean, lid) == [*old[1:], new]
 
-        expect(dial_144(desk, (1.5, "3")), ["deleted_newest"])
+        assert [r["digit"] for r in log.menu("digit")] == ["2", "0"]
+        # 3 pressed twice in one call: the second press falls in the result guidance, which
+        # takes no keys, so one entry goes and the guidance is heard whole; then another call.
+        twice = dial_144(desk, log, ("menu", 1.5, "3"), ("deleted_newest", 0.5, "3"))
+        expect(twice, ["deleted_newest"])
         assert keys(clean, lid) == old[1:]
-        expect(dial_144(desk, (1.5, "3")), ["deleted_newest"])
+        expect(dial_144(desk, log, ("menu", 1.5, "3")), ["deleted_newest"])
         assert keys(clean, lid) == old[1:-1]
-        expect(dial_144(desk, (1.5, "9")), ["deleted_all"])
+        expect(dial_144(desk, log, ("menu", 1.5, "9")), ["deleted_all"])
         assert keys(clean, lid) == []
-        expect(dial_144(desk, (1.5, "3")), ["list_empty"])
+        expect(dial_144(desk, log, ("menu", 1.5, "3")), ["list_empty"])
 
 
 def early_media(phone: Softphone, dialed: str) -> Path:
