@@ -95,6 +95,8 @@ class Softphone:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.events: list[dict[str, Any]] = []
+        self._dumps_before: set[Path] = set()  # heard-files of earlier calls
+        self._calls = 0
         self._responses: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
@@ -234,13 +236,13 @@ class Softphone:
     def dial(self, user: str, target: str = ASTERISK) -> int:
         """Call sip:<user>@<target> (Asterisk by default); returns the events mark."""
         mark = self.mark()
-        self._dumps_before = set(self.dumps.glob("*-dec.wav"))
+        self._dumps_before = set(self.dumps.glob("dump-*-dec.wav"))
         self.command("dial", f"sip:{user}@{target}")
         return mark
 
     def expect_call(self) -> None:
         """Get ready to take a call (remembers which heard-files exist already)."""
-        self._dumps_before = set(self.dumps.glob("*-dec.wav"))
+        self._dumps_before = set(self.dumps.glob("dump-*-dec.wav"))
 
     def accept(self) -> None:
         self.command("accept")
@@ -255,19 +257,21 @@ class Softphone:
         self.command("hangup")
 
     def heard(self, timeout_s: float = 5.0) -> Path:
-        """The WAV of what the phone heard on its last call (after CALL_CLOSED): sndfile writes
-        one per call and completes its header when the call's audio is torn down."""
+        """The WAV of what the phone heard on its last call (after CALL_CLOSED), renamed to
+        `call-NN-heard.wav`: sndfile writes `dump-<second>-dec.wav` per call (a later call in
+        the same second would reuse the name) and completes its header at the call's end."""
         deadline = time.monotonic() + timeout_s
         while True:
-            new = sorted(set(self.dumps.glob("*-dec.wav")) - getattr(self, "_dumps_before",
-                                                                    set()))
+            new = sorted(set(self.dumps.glob("dump-*-dec.wav")) - self._dumps_before)
             if new:
                 try:
                     with wave.open(str(new[-1]), "rb") as w:
-                        if w.getnframes() > 0:
-                            return new[-1]
+                        done = w.getnframes() > 0
                 except (EOFError, wave.Error):
-                    pass
+                    done = False
+                if done:
+                    self._calls += 1
+                    return new[-1].rename(self.dumps / f"call-{self._calls:02d}-heard.wav")
             if time.monotonic() > deadline:
                 raise SoftphoneError(f"{self.ip}: no heard audio in {self.dumps}: "
                                      f"{sorted(p.name for p in self.dumps.iterdir())}")
