@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ROOT := .build/asterisk-root
 STACK := tools/stack.sh
-DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic
+DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic baresip-core
 CALLGUARD := $(VENV)/bin/callguard
 
 .PHONY: help deps venv root db asterisk apps prometheus run down status test test-unit test-e2e lint bench sounds clean

@@ -135,8 +135,15 @@ def carrier_dial(number: str) -> str:
     return f"PJSIP/{number}@carrier"
 
 
-def endpoint_dial(endpoint: str) -> str:
-    return f"PJSIP/{endpoint}"
+def endpoint_dial(site: SiteSnapshot, name: str) -> str:
+    """Customer equipment is called as `sip:<its number>@<its address>`: the line's number
+    (a fixed line's number, a mobile's native number) as the Request-URI user, so a desk phone
+    or softphone that only takes calls to its own account accepts them (`PJSIP/<user>@<endpoint>`
+    puts the user into the endpoint's AOR contact)."""
+    endpoint = site.endpoints.get(name)
+    if endpoint is not None and endpoint.own_number:
+        return f"PJSIP/{endpoint.own_number}@{name}"
+    return f"PJSIP/{name}"
 
 
 def _apply_capacity(
@@ -199,7 +206,7 @@ def decide_inbound(
     else:
         forward = carrier_dial(fwd.target) if fwd is not None else None
         timeout = fwd.after_s if fwd is not None and fwd.mode == "no-answer" else ring_timeout_s
-        connect = Connect(endpoint_dial(number.endpoint), timeout, None, record, forward)
+        connect = Connect(endpoint_dial(site, number.endpoint), timeout, None, record, forward)
     priority = facts.resource_priority or (facts.caller or "") in site.priority_lines
     return _apply_capacity(connect, capacity, priority)
 
@@ -293,7 +300,7 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
             remote=caller.extension,  # presented inside the contract as its extension
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
         )
-    connect = Connect(endpoint_dial(callee_name), 60, None, record, note="extension")
+    connect = Connect(endpoint_dial(site, callee_name), 60, None, record, note="extension")
     return _apply_capacity(connect, capacity, facts.resource_priority)
 
 
