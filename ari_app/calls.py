@@ -13,6 +13,7 @@ from typing import Any
 
 from ari_app.client import AriClient, AriError
 from ari_app.menu144 import run_menu
+from ari_app.overload import CLAIM_AFTER_S, event_age_s
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import dialplan
@@ -87,9 +88,15 @@ async def _has_audio(env: CallEnv, channel_id: str) -> bool:
 
 
 async def carry_out(env: CallEnv, channel_id: str, decision: Decision,
-                    book: Bookkeeping | None = None) -> None:
+                    book: Bookkeeping | None = None, *, created: object = None) -> None:
     """Write the call's rows, set the CG_* variables and send the channel on into its
     cg-* context, with as few requests on the call's path as possible (PERF-1)."""
+    age = event_age_s(created, datetime.now(UTC))
+    if age is not None and age > CLAIM_AFTER_S:
+        # Late (a backlog, a pause): first take the call from the dialplan's 1 s Stasis()
+        # deadline. If the deadline won, this fails (409) before any row is written and the
+        # FastAGI fallback alone handles the call (REL-7). On time, the cg-* context clears it.
+        await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
     target = dialplan.target_for(decision, env.settings.recordings_asterisk_dir)
     # The channel is fresh from StasisStart: an unset variable already expands to "", so
     # only non-empty values are set, all in one request where possible.
@@ -167,7 +174,7 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     })
 
     book = inbound_bookkeeping(decision, number, contract, caller_key, channel_id, now)
-    await carry_out(env, channel_id, decision, book)
+    await carry_out(env, channel_id, decision, book, created=channel.get("creationtime"))
 
 
 async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
@@ -196,4 +203,5 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
         await run_menu(env, channel_id, decision)
         return
     await carry_out(env, channel_id, decision,
-                    outbound_bookkeeping(decision, contract, channel_id, now))
+                    outbound_bookkeeping(decision, contract, channel_id, now),
+                    created=channel.get("creationtime"))
