@@ -120,8 +120,8 @@ class CallguardApp:
                 self.stale += 1
                 token = channel_var.set(channel_id)
                 try:
-                    log.warning("behind by %.2f s: the dialplan's 1 s deadline already handed "
-                                "the call to the FastAGI fallback; left alone", age,
+                    log.warning("behind by %.2f s: call already handed to the FastAGI fallback "
+                                "by the dialplan's 1 s deadline; left alone", age,
                                 extra={"stale_total": self.stale})
                 finally:
                     channel_var.reset(token)

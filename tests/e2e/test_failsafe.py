@@ -134,16 +134,17 @@ def test_stopped_app_costs_a_call_at_most_a_second(
                    for m in f2b.result().messages if m.method == "INVITE")
     assert rows(clean, "SELECT list_id, count FROM nuisance_counters") == [(list_id, 1)]
     # One inbound_calls row per call (the unique channel_id would refuse a second handler's
-    # row), and every row whose channel is gone is ended: nothing the app slept through is
-    # left "in progress" to block 144 (NCR-REG-3). A call still up is one sipp abandoned when
-    # a connected-line re-INVITE crossed its BYE; the RTP timeout reaps it (REL-8).
+    # row), and every connected call's row whose channel is gone is ended: nothing the app
+    # slept through is left "in progress" to block 144 (NCR-REG-3; rejected rows never
+    # count). A call still up is one sipp abandoned when a connected-line re-INVITE crossed
+    # its BYE; the RTP timeout reaps it (REL-8).
     calls = rows(clean, "SELECT count(*), count(DISTINCT channel_id) FROM inbound_calls")[0]
     assert calls == (result.answered + 1, result.answered + 1), calls
 
     def dangling() -> set[str]:
         live = {str(c["id"]) for c in ari_channels(settings)}
-        open_rows = {str(r[0]) for r in rows(
-            clean, "SELECT channel_id FROM inbound_calls WHERE ended_at IS NULL")}
+        open_rows = {str(r[0]) for r in rows(clean, "SELECT channel_id FROM inbound_calls "
+                                              "WHERE ended_at IS NULL AND NOT rejected")}
         return open_rows - live
 
     assert wait_for(lambda: not dangling(), 15), dangling()
