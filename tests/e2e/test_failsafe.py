@@ -15,7 +15,21 @@ from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import AppLog, ari_get
-from tests.e2e.sipp import Load, Phone, SipMessage, UacSpec, audio, parse_message_log, uac
+from tests.e2e.sipp import (
+    ASTERISK,
+    CARRIER_IN,
+    CallResult,
+    Load,
+    Phone,
+    SipMessage,
+    UacSpec,
+    _sipp,
+    audio,
+    free_port,
+    parse_message_log,
+    uac,
+    uac_xml,
+)
 from tests.e2e.test_reliability import STACK, app_connected, block, rows, wait_for
 
 FAKE_FROM = "0120999999"  # what a customer's phone puts in From; must never reach the carrier
@@ -187,3 +201,91 @@ def test_dead_recorded_call_is_reaped(clean: Engine, settings: Settings, work: P
     figures.update(released_s=round(released_s, 1), row_complete_s=round(closed_s, 1),
                    recorded_s=duration)
     assert closed_s <= 120
+
+
+HOLD = """<send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: 2 INVITE
+Contact: <sip:hold@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 2 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 0 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendonly
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  """
+
+
+def test_a_call_on_hold_outlives_the_rtp_timeout(clean: Engine, settings: Settings,
+                                                work: Path, figures: dict[str, object]) -> None:
+    """REL-8 must not cut legitimate calls: the caller puts the call on hold (re-INVITE
+    a=sendonly) and, like a desk phone, sends no RTP for longer than rtp_timeout (90 s); the
+    callee keeps talking to the hold music. The call is still up when the caller ends it."""
+    hold_s = 100
+    spec = UacSpec(to="0612345679", steps=[audio(1)])
+    (work / "caller").mkdir(parents=True, exist_ok=True)
+    xml = uac_xml(spec, work / "caller")
+    bye = '<send retrans="500"><![CDATA[\nBYE'
+    assert xml.count(bye) == 1
+    xml = xml.replace(bye, HOLD.replace("{hold_ms}", str(hold_s * 1000)) + bye)
+    with Phone("127.0.1.4", work / "f2b", audio_s=hold_s + 10, timeout_s=hold_s + 60) as f2b:
+        cmd = _sipp(xml, work / "caller", CARRIER_IN, free_port(CARRIER_IN),
+                    ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{hold_s + 40}s",
+                     "-timeout_error", ASTERISK])
+        done = subprocess.run(cmd, cwd=work / "caller", capture_output=True, text=True,
+                              timeout=hold_s + 60, check=False)
+        f2b.wait(10)
+    call = CallResult(done.returncode, parse_message_log(work / "caller" / "messages.log"),
+                      work / "caller")
+    assert call.final_status() == 200, call.timeline()
+    assert not call.bye_from_far_end(), call.timeline()
+    bye_ok = [m for m in call.received() if m.status == 200
+              and "BYE" in (m.header("CSeq") or "")]
+    assert bye_ok, call.timeline()
+    figures.update(held_s=hold_s, cut=False)
+
+
+def test_long_144_menu_without_rtp_is_not_cut(clean: Engine, settings: Settings, work: Path,
+                                              figures: dict[str, object]) -> None:
+    """REL-7 and REL-8 must not cut the 144 menu: a phone that sends no RTP and presses
+    nothing hears the whole menu three times (~70 s, well past the 1 s Stasis() deadline and
+    within the 90 s RTP timeout), and the menu, not a timeout, releases the call."""
+    log = AppLog(settings)
+    call = uac(UacSpec(to="144", hangup=False, wait_bye_s=100), work / "menu",
+               local_ip="127.0.1.2", timeout_s=110)
+    ok, bye = call.first(status=200, sent=False), call.first(method="BYE", sent=False)
+    assert ok is not None and bye is not None, call.timeline()
+    assert log.prompts() == ["menu", "menu", "menu"], log.text()[-3000:]
+    held_s = call.seconds_between(ok, bye)
+    figures.update(menu_call_s=round(held_s, 1))
+    assert held_s < 90, held_s  # released by the menu, before the RTP timeout could
