@@ -59,26 +59,37 @@ def test_emergency_reaches_the_carrier_without_apps_or_database(
         stack: Settings, work: Path, figures: dict[str, object]) -> None:
     """REL-6, SEC-1: with the ARI app, the FastAGI fallback and PostgreSQL all stopped, 110
     from f1-a and 119 from m1-a reach the carrier, presenting the line's own number (fixed:
-    its number; mobile: the native 090), never the From header's."""
+    its number; mobile: the native 090), never the From header's. m1-a's astdb entry is
+    removed first: its number then comes from the endpoint's configured callerid."""
     setup: dict[str, float] = {}
-    with apps_and_database_down():
-        for endpoint_ip, dialed, own in (("127.0.1.1", "110", "0312345678"),
-                                         ("127.0.1.5", "119", "09011110001")):
-            with Phone("127.0.0.3", work / f"carrier-{dialed}", timeout_s=30) as carrier:
-                call = uac(UacSpec(to=dialed, from_user=FAKE_FROM, steps=[audio(0.5)]),
-                           work / f"call-{dialed}", local_ip=endpoint_ip, timeout_s=20)
-                carrier.wait(5)
-            assert call.final_status() == 200, call.timeline()
-            invite = carrier.result().first(method="INVITE", sent=False)
-            assert invite is not None, "the carrier never saw the emergency call"
-            assert invite.first_line.startswith(f"INVITE sip:{dialed}@"), invite.first_line
-            assert own in (invite.header("From") or ""), invite.text
-            assert FAKE_FROM not in invite.text, invite.text
-            ok = call.first(status=200, sent=False)
-            sent = call.first(method="INVITE", sent=True)
-            assert ok is not None and sent is not None
-            setup[dialed] = round(call.seconds_between(sent, ok), 3)
+    run_stack("ast", "-rx", "database del callguard_cid m1-a")
+    try:
+        with apps_and_database_down():
+            place_emergency_calls(work, setup)
+    finally:
+        subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "callguard"), "site",
+                        "sync-asterisk"], check=True)
     figures.update(setup_s=setup)
+
+
+def place_emergency_calls(work: Path, setup: dict[str, float]) -> None:
+    """110 from f1-a, 119 from m1-a: answered by the carrier with the line's own number."""
+    for endpoint_ip, dialed, own in (("127.0.1.1", "110", "0312345678"),
+                                     ("127.0.1.5", "119", "09011110001")):
+        with Phone("127.0.0.3", work / f"carrier-{dialed}", timeout_s=30) as carrier:
+            call = uac(UacSpec(to=dialed, from_user=FAKE_FROM, steps=[audio(0.5)]),
+                       work / f"call-{dialed}", local_ip=endpoint_ip, timeout_s=20)
+            carrier.wait(5)
+        assert call.final_status() == 200, call.timeline()
+        invite = carrier.result().first(method="INVITE", sent=False)
+        assert invite is not None, "the carrier never saw the emergency call"
+        assert invite.first_line.startswith(f"INVITE sip:{dialed}@"), invite.first_line
+        assert own in (invite.header("From") or ""), invite.text
+        assert FAKE_FROM not in invite.text, invite.text
+        ok = call.first(status=200, sent=False)
+        sent = call.first(method="INVITE", sent=True)
+        assert ok is not None and sent is not None
+        setup[dialed] = round(call.seconds_between(sent, ok), 3)
 
 
 def ari_channels(settings: Settings) -> list[dict[str, object]]:
