@@ -113,6 +113,21 @@ class RecordingSubscription(Base):
     retention_days: Mapped[int] = mapped_column(Integer, default=90)
 
 
+class RecordingOptions(Base):
+    """Per-contract recording options, all off by default (issue #14): stereo, the recording
+    announcement per direction, and an age (X25519) public key to encrypt recordings with."""
+
+    __tablename__ = "recording_options"
+
+    contract_id: Mapped[int] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), primary_key=True
+    )
+    stereo: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    announce_in: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    announce_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class NuisanceSubscription(Base):
     """The nuisance-call rejection add-on: unit per-number or per-contract (NCR-UNIT-1)."""
 
@@ -269,6 +284,8 @@ class Recording(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(10), default="recording")
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The file is an age ciphertext for the contract's public key; sha256 is over it (#14).
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 Index("ix_recordings_contract_started", Recording.contract_id, Recording.started_at.desc())

@@ -1,0 +1,69 @@
+"""`callguard recordings options CODE [...]`: per-contract recording options (issue #14)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from callguard import recording_options_admin as opts
+from callguard.cli._admin import emit, run
+
+
+def _on_off(text: str) -> bool:
+    if text in ("on", "yes", "true", "1"):
+        return True
+    if text in ("off", "no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
+
+
+def _summary(d: dict[str, Any]) -> str:
+    def word(v: bool) -> str:
+        return "on" if v else "off"
+
+    key = d["public_key"] or "none (recordings stored in clear)"
+    return (f"{d['contract']}: stereo {word(d['stereo'])}, announcement inbound "
+            f"{word(d['announce_in'])} / outbound {word(d['announce_out'])}, "
+            f"encryption key {key}")
+
+
+def _options(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    for flag in opts.FLAGS:
+        value = getattr(args, flag)
+        if value is not None:
+            changes[flag] = value
+    if args.public_key is not None:
+        changes["public_key"] = args.public_key
+    if args.no_public_key:
+        changes["public_key"] = None
+
+    def work(s: Session) -> dict[str, Any]:
+        if changes:
+            return opts.set_options(s, args.code, changes)
+        return opts.get_options(s, args.code)
+
+    data = run(work)
+    return emit(args, data, _summary(data))
+
+
+def register(rsub: Any) -> None:
+    p = rsub.add_parser(
+        "options", help="show/set a contract's recording options (all off by default)",
+        description="Stereo (caller and called party on separate channels), the recording "
+        "announcement per direction, and an age public key: recordings are then stored "
+        "encrypted to it, and this server cannot decrypt them.")
+    p.add_argument("code", help="contract code")
+    p.add_argument("--stereo", type=_on_off, metavar="on|off")
+    p.add_argument("--announce-in", type=_on_off, metavar="on|off",
+                   help="inbound callers hear the announcement before the phone rings")
+    p.add_argument("--announce-out", type=_on_off, metavar="on|off",
+                   help="the called party of an outbound call hears it on answer")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--public-key", metavar="AGE1...", help="age X25519 recipient")
+    key.add_argument("--no-public-key", action="store_true",
+                     help="new recordings are stored in clear again")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_options)

@@ -1,0 +1,39 @@
+"""recording options per contract: stereo, announcement per direction, age public key;
+recordings.encrypted (issue #14)
+
+Revision ID: recopts
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "recopts"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "recording_options",
+        sa.Column("contract_id", sa.Integer(), nullable=False),
+        sa.Column("stereo", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("announce_in", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("announce_out", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("public_key", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["contract_id"], ["contracts.id"], ondelete="CASCADE",
+                                name=op.f("fk_recording_options_contract_id_contracts")),
+        sa.PrimaryKeyConstraint("contract_id", name=op.f("pk_recording_options")),
+    )
+    op.add_column("recordings", sa.Column("encrypted", sa.Boolean(), nullable=False,
+                                          server_default=sa.false()))
+
+
+def downgrade() -> None:
+    op.drop_column("recordings", "encrypted")
+    op.drop_table("recording_options")
