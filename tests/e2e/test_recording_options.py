@@ -124,8 +124,8 @@ def test_announcement_to_inbound_caller(f1_options: Engine, settings: Settings,
     ringing = call.first(status=180) or call.first(status=200)
     assert ringing is not None
     assert call.seconds_between(progress, ringing) >= ANNOUNCEMENT_S - 0.3, call.timeline()
-    assert "recording announcement played to the caller" in log.text()
-    assert "SUCCESS" in log.text().split("recording announcement played to the caller")[1]
+    played = log.text().split("recording announcement played to the caller")
+    assert len(played) == 2 and played[1].split("\n")[0].endswith("SUCCESS"), log.text()
     [row] = recordings(f1_options)
     assert row["status"] == "complete"
 
@@ -145,7 +145,8 @@ def test_announcement_to_outbound_called_party(f1_options: Engine, settings: Set
     assert carrier_ok is not None and caller_ok is not None
     waited = (caller_ok.at - carrier_ok.at).total_seconds()
     assert waited >= ANNOUNCEMENT_S - 0.3, (waited, call.timeline())
-    assert "recording announcement played to the called party" in log.text()
+    played = log.text().split("recording announcement played to the called party")
+    assert len(played) == 2 and played[1].split("\n")[0].endswith("SUCCESS"), log.text()
     # Per direction: an inbound call of the same contract gets no announcement.
     log2 = AsteriskLog(settings)
     inbound(work / "in", "0312345678", F1A, seconds=1)
