@@ -65,10 +65,11 @@ def set_options(session: Session, code: str, changes: dict[str, Any]) -> dict[st
 
 def _parsed_recipient(key: str) -> str:
     """The key once the age library accepts it (checksum included)."""
+    import pyrage
     from pyrage import x25519
 
     try:
         x25519.Recipient.from_str(key)
-    except Exception as exc:  # pyrage raises its own error types for a bad bech32 string
+    except (pyrage.RecipientError, ValueError) as exc:
         raise InvalidOption(f"not a valid age X25519 public key: {exc}") from exc
     return key

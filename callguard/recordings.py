@@ -75,6 +75,10 @@ def to_json(row: Recording, contract: str, recordings_dir: Path) -> dict[str, An
         "remote": row.remote, "started_at": row.started_at, "answered_at": row.answered_at,
         "ended_at": row.ended_at, "duration_s": row.duration_s, "bytes": row.bytes,
         "sha256": row.sha256, "status": row.status, "reason": row.reason,
+        # Issue #14: an encrypted file is age ciphertext for the contract's public key; the
+        # sha256 and bytes are the ciphertext's.
+        "encrypted": bool(row.encrypted),
+        "sha256_of": "age ciphertext" if row.encrypted else "wav",
         "path": str(recordings_dir / row.path),
     }
 

@@ -246,8 +246,18 @@ RECORDING = obj({
     "sha256": s(["string", "null"]),
     "status": s("string", enum=["recording", "complete", "failed"]),
     "reason": s(["string", "null"]), "audio_url": s("string"),
+    "encrypted": s("boolean"), "sha256_of": s("string", enum=["wav", "age ciphertext"]),
 }, ["id", "contract", "number", "direction", "remote", "started_at", "status", "audio_url"],
     strict=False)
+# Issue #14: per-contract recording options.
+RECORDING_OPTIONS = obj({
+    "contract": s("string"), "stereo": s("boolean"), "announce_in": s("boolean"),
+    "announce_out": s("boolean"), "public_key": s(["string", "null"]), "encrypted": s("boolean"),
+}, ["contract", "stereo", "announce_in", "announce_out", "public_key", "encrypted"])
+RECORDING_OPTIONS_SET = obj({
+    "stereo": s("boolean"), "announce_in": s("boolean"), "announce_out": s("boolean"),
+    "public_key": s(["string", "null"], maxLength=200),
+})
 PURGE = obj({"dry_run": s("boolean")})
 PURGE_REPORT = obj({"rows": s("integer"), "files": s("integer"), "bytes": s("integer"),
                     "dry_run": s("boolean")}, ["rows", "files", "bytes", "dry_run"],

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import array
 import hashlib
+import io
+import json
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyrage
 import pytest
-from sqlalchemy import Engine
+from pyrage import x25519
+from sqlalchemy import Engine, text
 
 from callguard.config import Settings
+from tests.e2e.conftest import AppLog
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -28,6 +37,7 @@ from tests.e2e.rec_helpers import (
     tone_amplitude,
     wait_site_refresh,
 )
+from tests.e2e.test_recording_housekeeping import add_row, write_wav
 
 ANNOUNCEMENT_S = 2.35  # sounds/ja/rec_notice.wav (「この通話は録音されています。」)
 
@@ -151,3 +161,114 @@ def test_announcement_to_outbound_called_party(f1_options: Engine, settings: Set
     log2 = AsteriskLog(settings)
     inbound(work / "in", "0312345678", F1A, seconds=1)
     assert "recording announcement" not in log2.text()
+
+
+def api(settings: Settings, method: str, path: str, body: dict[str, object] | None = None,
+        ) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(
+        f"http://{settings.api_host}:{settings.api_port}/api/v1{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {settings.api_token}",
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+
+def wait_row(engine: Engine, what: str, ok: Callable[[dict[str, object]], bool],
+             wait_s: float = 20) -> dict[str, object]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        [row] = recordings(engine)
+        if ok(row):
+            return row
+        assert time.monotonic() < deadline, f"{what}: {row}"
+        time.sleep(0.2)
+
+
+def test_encrypted_recording_round_trip(f1_options: Engine, settings: Settings,
+                                        work: Path) -> None:
+    """Issue #14 encryption at rest: F1 registers an age public key through the API; its
+    recorded call ends up as an age file only (no plaintext left), the row says encrypted
+    with sha256/bytes of the ciphertext, the API serves the ciphertext as a download, and the
+    test's private key (which the server never had) decrypts it to the conversation."""
+    identity = x25519.Identity.generate()
+    status, body, _ = api(settings, "PUT", "/contracts/F1/recording-options",
+                          {"public_key": "age1notakey"})
+    assert status == 400, body
+    status, body, _ = api(settings, "PUT", "/contracts/F1/recording-options",
+                          {"public_key": str(identity.to_public())})
+    assert status == 200 and json.loads(body)["encrypted"] is True, body
+    call, _ = outbound(work, F1A, "0077270612345678", seconds=3)
+    assert call.final_status() == 200
+    row = wait_row(f1_options, "not encrypted", lambda r: bool(r["encrypted"]))
+    assert row["status"] == "complete" and str(row["path"]).endswith(".wav.age"), row
+    path = settings.recordings_dir / str(row["path"])
+    cipher = path.read_bytes()
+    assert cipher.startswith(b"age-encryption.org/v1\n")
+    assert row["sha256"] == hashlib.sha256(cipher).hexdigest() and row["bytes"] == len(cipher)
+    assert not path.with_suffix("").exists(), "the plaintext WAV is still on disk"
+    assert not list(path.parent.glob("*.wav")), "a plaintext WAV is still on disk"
+    plain = pyrage.decrypt(cipher, [identity])
+    with wave.open(io.BytesIO(plain)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (1, 8000)
+        samples = array.array("h", w.readframes(w.getnframes()))
+        assert abs(w.getnframes() / 8000 - talk_time(call)) < 1.0
+    mid = samples[len(samples) // 4: 3 * len(samples) // 4]
+    assert tone_amplitude(mid, 8000, CALLER_HZ) > 1000
+    assert tone_amplitude(mid, 8000, CALLEE_HZ) > 1000
+    status, listed, _ = api(settings, "GET", f"/recordings/{row['id']}")
+    meta = json.loads(listed)
+    assert (meta["encrypted"], meta["sha256_of"], meta["sha256"]) == (
+        True, "age ciphertext", row["sha256"])
+    status, served, headers = api(settings, "GET", f"/recordings/{row['id']}/audio")
+    assert status == 200 and served == cipher
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert "attachment" in headers["Content-Disposition"]
+    assert ".wav.age" in headers["Content-Disposition"]
+    path.unlink()  # `clean` removes *.wav only
+
+
+def test_purge_runs_by_itself(f1_options: Engine, settings: Settings) -> None:
+    """Issue #14 scheduled retention (REC-FILE-3): with no command run, the API process's
+    worker purges a recording past F1's retention (set to 1 day) once the purge interval
+    (site setting purge_interval_s, daily by default; 1 s here) has passed, and logs it;
+    `callguard recordings purge --dry-run` showed it due before."""
+    root = settings.recordings_dir
+    old = add_row(f1_options, "F1", "1700000000.901", datetime.now(UTC) - timedelta(days=3),
+                  status="complete")
+    write_wav(root / old, 1.0)
+    with f1_options.connect() as c:
+        retention = c.execute(text(
+            "SELECT retention_days FROM recording_subscriptions s JOIN contracts c"
+            " ON c.id = s.contract_id WHERE c.code = 'F1'")).scalar_one()
+    log = AppLog(settings, "api.log")
+    try:
+        with f1_options.begin() as c:
+            c.execute(text("UPDATE recording_subscriptions SET retention_days = 1 WHERE"
+                           " contract_id = (SELECT id FROM contracts WHERE code = 'F1')"))
+        dry = json.loads(subprocess.run([CLI, "recordings", "purge", "--dry-run", "--json"],
+                                        check=True, capture_output=True, text=True).stdout)
+        assert dry["rows"] == 1 and (root / old).exists()
+        with f1_options.begin() as c:
+            c.execute(text("INSERT INTO site_settings (key, value) VALUES"
+                           " ('purge_interval_s', '1') ON CONFLICT (key) DO UPDATE"
+                           " SET value = EXCLUDED.value"))
+        deadline = time.monotonic() + 20
+        # The file goes first, the row with the worker's commit just after.
+        while ((root / old).exists() or recordings(f1_options)) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (root / old).exists(), "the scheduled purge did not run"
+        assert recordings(f1_options) == []
+        assert "purge: contract F1 recording" in log.text()
+        assert "scheduled purge: 1 recording(s), 1 file(s)" in log.text()
+    finally:
+        with f1_options.begin() as c:
+            c.execute(text("DELETE FROM site_settings WHERE key = 'purge_interval_s'"))
+            c.execute(text("UPDATE recording_subscriptions SET retention_days = :d WHERE"
+                           " contract_id = (SELECT id FROM contracts WHERE code = 'F1')"),
+                      {"d": retention})
