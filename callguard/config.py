@@ -50,6 +50,10 @@ class Settings:
     max_recordings: int
     at_capacity_policy: str  # "congestion" | "unrecorded"
     ring_timeout_s: int
+    # AMI on loopback, used only for MixMonitorMute (issue #14 pause/resume); "" = unavailable.
+    ami_port: int = 5038
+    ami_user: str = "callguard"
+    ami_password: str = ""
 
     @property
     def journal_dir(self) -> Path:
@@ -124,4 +128,9 @@ def load_settings(env_file: Path | None = None) -> Settings:
         max_recordings=get_int("MAX_RECORDINGS", 400),
         at_capacity_policy=policy,
         ring_timeout_s=get_int("RING_TIMEOUT", 30),
+        ami_port=get_int("AMI_PORT", 5038),
+        ami_user=get("AMI_USER", "callguard"),
+        ami_password=(_secret(env, "CALLGUARD_AMI_PASSWORD")
+                      if "CALLGUARD_AMI_PASSWORD" in env or "CALLGUARD_AMI_PASSWORD_FILE" in env
+                      else ""),
     )

@@ -19,6 +19,7 @@ from callguard import (
     asterisk_check,
     billing_repo,
     recording_options_admin,
+    recording_pause,
     recordings,
 )
 from callguard.api import schema as S
@@ -296,6 +297,20 @@ async def search_recordings(ctx: Ctx) -> Any:
                            lambda r: recording_json(r[0], r[1], rec_dir)).to_json()
 
 
+async def _pause(ctx: Ctx, pause: bool) -> Any:
+    settings, rec_id, own = ctx.app[SETTINGS], ctx.path["id"], ctx.who.contract_id
+    return await db(ctx.app, lambda s: recording_pause.set_paused(
+        s, settings, rec_id, pause, datetime.now(UTC), own))
+
+
+async def pause_recording(ctx: Ctx) -> Any:
+    return await _pause(ctx, True)
+
+
+async def resume_recording(ctx: Ctx) -> Any:
+    return await _pause(ctx, False)
+
+
 async def get_recording(ctx: Ctx) -> Any:
     rec_dir = ctx.app[SETTINGS].recordings_dir
     row, code = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
@@ -488,6 +503,14 @@ def routes() -> list[Route]:
           description="A contract token sees only its own recordings (REC-FILE-4)."),
         R("GET", f"{API}/recordings/{{id}}", "getRecording", "One recording's metadata",
           "recordings", any_, get_recording, (P_REC_ID,), response=S.RECORDING),
+        R("POST", f"{API}/recordings/{{id}}/pause", "pauseRecording",
+          "Pause a recording in progress (the call goes on)", "recordings", any_,
+          pause_recording, (P_REC_ID,), response=S.PAUSE_STATE, errors=(409, 503),
+          description="MixMonitorMute: the file holds silence until resumed; the row keeps "
+          "the muted interval (issue #14)."),
+        R("POST", f"{API}/recordings/{{id}}/resume", "resumeRecording",
+          "Resume a paused recording", "recordings", any_, resume_recording, (P_REC_ID,),
+          response=S.PAUSE_STATE, errors=(409, 503)),
         R("GET", f"{API}/recordings/{{id}}/audio", "getRecordingAudio",
           "Download a recording (HTTP Range supported)", "recordings", any_, recording_audio,
           (P_REC_ID, Param("download", "query", {"type": "boolean", "default": False},

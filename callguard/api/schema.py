@@ -237,6 +237,9 @@ TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=admin.CONTRACT_COD
                                   description="null or absent: an operator token"),
                     "label": LABEL})
 
+# Issue #14: paused intervals of a recording.
+MUTED = s("array", items=obj({"from": s("string"), "until": s(["string", "null"])},
+                             ["from", "until"]))
 RECORDING = obj({
     "id": s("integer"), "contract": s("string"), "number": s("string"),
     "direction": s("string", enum=["in", "out"]), "remote": s("string"),
@@ -247,8 +250,11 @@ RECORDING = obj({
     "status": s("string", enum=["recording", "complete", "failed"]),
     "reason": s(["string", "null"]), "audio_url": s("string"),
     "encrypted": s("boolean"), "sha256_of": s("string", enum=["wav", "age ciphertext"]),
+    "muted": MUTED,
 }, ["id", "contract", "number", "direction", "remote", "started_at", "status", "audio_url"],
     strict=False)
+PAUSE_STATE = obj({"id": s("integer"), "paused": s("boolean"), "muted": MUTED},
+                  ["id", "paused", "muted"])
 # Issue #14: per-contract recording options.
 RECORDING_OPTIONS = obj({
     "contract": s("string"), "stereo": s("boolean"), "announce_in": s("boolean"),

@@ -1,14 +1,18 @@
-"""`callguard recordings options CODE [...]`: per-contract recording options (issue #14)."""
+"""`callguard recordings options CODE [...]` (per-contract recording options) and
+`callguard recordings pause|resume ID` (issue #14)."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from callguard import recording_options_admin as opts
+from callguard import recording_pause
 from callguard.cli._admin import emit, run
+from callguard.config import load_settings
 
 
 def _on_off(text: str) -> bool:
@@ -49,7 +53,23 @@ def _options(args: argparse.Namespace) -> int:
     return emit(args, data, _summary(data))
 
 
+def _pause(args: argparse.Namespace) -> int:
+    pause = args.recordings_command == "pause"
+
+    def work(s: Session) -> dict[str, Any]:
+        return recording_pause.set_paused(s, load_settings(), args.id, pause, datetime.now(UTC))
+
+    data = run(work)
+    return emit(args, data, f"recording {data['id']} {'paused' if data['paused'] else 'resumed'}")
+
+
 def register(rsub: Any) -> None:
+    for name, what in (("pause", "pause a recording in progress (the call goes on)"),
+                       ("resume", "resume a paused recording")):
+        ps = rsub.add_parser(name, help=what)
+        ps.add_argument("id", type=int, help="recording id")
+        ps.add_argument("--json", action="store_true", help="machine-readable output")
+        ps.set_defaults(handler=_pause)
     p = rsub.add_parser(
         "options", help="show/set a contract's recording options (all off by default)",
         description="Stereo (caller and called party on separate channels), the recording "

@@ -19,7 +19,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -286,6 +288,9 @@ class Recording(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The file is an age ciphertext for the contract's public key; sha256 is over it (#14).
     encrypted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Paused intervals (issue #14): [{"from": iso, "until": iso | None}], oldest first.
+    muted: Mapped[list[dict[str, str | None]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb"))
 
 
 Index("ix_recordings_contract_started", Recording.contract_id, Recording.started_at.desc())

@@ -1,5 +1,5 @@
 """recording options per contract: stereo, announcement per direction, age public key;
-recordings.encrypted (issue #14)
+recordings.encrypted and .muted (issue #14)
 
 Revision ID: recopts
 Revises: 0002
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "recopts"
 down_revision: str | None = "0002"
@@ -32,8 +33,12 @@ def upgrade() -> None:
     )
     op.add_column("recordings", sa.Column("encrypted", sa.Boolean(), nullable=False,
                                           server_default=sa.false()))
+    # Paused (muted) intervals of the recording: [{"from": iso, "until": iso | null}].
+    op.add_column("recordings", sa.Column("muted", postgresql.JSONB(), nullable=False,
+                                          server_default=sa.text("'[]'::jsonb")))
 
 
 def downgrade() -> None:
+    op.drop_column("recordings", "muted")
     op.drop_column("recordings", "encrypted")
     op.drop_table("recording_options")

@@ -9,7 +9,9 @@ import array
 import hashlib
 import io
 import json
+import math
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +39,7 @@ from tests.e2e.rec_helpers import (
     tone_amplitude,
     wait_site_refresh,
 )
+from tests.e2e.sipp import CallResult
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
 
 ANNOUNCEMENT_S = 2.35  # sounds/ja/rec_notice.wav (「この通話は録音されています。」)
@@ -272,3 +275,61 @@ def test_purge_runs_by_itself(f1_options: Engine, settings: Settings) -> None:
             c.execute(text("UPDATE recording_subscriptions SET retention_days = :d WHERE"
                            " contract_id = (SELECT id FROM contracts WHERE code = 'F1')"),
                       {"d": retention})
+
+
+def rms_between(samples: array.array[int], start_s: float, end_s: float) -> float:
+    part = samples[int(start_s * 8000): int(end_s * 8000)]
+    assert len(part) > 800, (start_s, end_s, len(samples))
+    return math.sqrt(sum(x * x for x in part) / len(part))
+
+
+def test_pause_and_resume_through_the_api(clean: Engine, settings: Settings,
+                                          work: Path) -> None:
+    """Issue #14 pause/resume: during a recorded call, the contract's own API token pauses
+    (MixMonitorMute) and resumes the recording; the call goes on; the row keeps the muted
+    interval; the file holds silence for it and both parties' audio before and after.
+    A second pause answers 409 while paused; after the call, 409 (not in progress)."""
+    done: list[CallResult] = []
+    caller = threading.Thread(target=lambda: done.append(
+        outbound(work, F1A, "0077270612345678", seconds=9)[0]))
+    caller.start()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            rows = recordings(clean, wait_s=0)
+            if rows and rows[0]["answered_at"] is not None:
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.1)
+        rec_id = rows[0]["id"]
+        time.sleep(2.0)  # audio before the pause
+        status, body, _ = api(settings, "POST", f"/recordings/{rec_id}/pause")
+        assert status == 200 and json.loads(body)["paused"] is True, body
+        status, body, _ = api(settings, "POST", f"/recordings/{rec_id}/pause")
+        assert status == 409, body
+        time.sleep(2.5)
+        status, body, _ = api(settings, "POST", f"/recordings/{rec_id}/resume")
+        assert status == 200 and json.loads(body)["paused"] is False, body
+    finally:
+        caller.join(60)
+    [call] = done
+    assert call.final_status() == 200 and call.first(method="BYE", sent=True) is not None
+    [row] = recordings(clean)
+    assert row["status"] == "complete", row
+    muted_rows = row["muted"]
+    assert isinstance(muted_rows, list) and len(muted_rows) == 1, muted_rows
+    interval: dict[str, str] = muted_rows[0]
+    answered = row["answered_at"]
+    assert isinstance(answered, datetime)
+    start = (datetime.fromisoformat(interval["from"]) - answered).total_seconds()
+    end = (datetime.fromisoformat(interval["until"]) - answered).total_seconds()
+    assert 1.5 < start < end and 2.0 < end - start < 4.0, (start, end)
+    with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
+        samples = array.array("h", w.readframes(w.getnframes()))
+    total = len(samples) / 8000
+    before = rms_between(samples, 0.3, start - 0.3)
+    muted = rms_between(samples, start + 0.3, end - 0.3)
+    after = rms_between(samples, end + 0.3, total - 0.3)
+    assert muted < 50 < 1000 < min(before, after), (before, muted, after)
+    status, _, _ = api(settings, "POST", f"/recordings/{rec_id}/resume")
+    assert status == 409
