@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from callguard.admin import Invalid, get_contract
 from callguard.db.models import RecordingOptions
-from callguard.domain.recording_options import InvalidOption, check_public_key
+from callguard.domain.recording_options import InvalidOption, check_codes, check_public_key
 
 FLAGS = ("stereo", "announce_in", "announce_out")
 
@@ -21,6 +21,8 @@ def options_json(code: str, row: RecordingOptions | None) -> dict[str, Any]:
         "announce_in": bool(row and row.announce_in),
         "announce_out": bool(row and row.announce_out),
         "public_key": row.public_key if row else None,
+        "pause_code": row.pause_code if row else None,
+        "resume_code": row.resume_code if row else None,
         "encrypted": bool(row and row.public_key),
     }
 
@@ -33,7 +35,7 @@ def get_options(session: Session, code: str) -> dict[str, Any]:
 def set_options(session: Session, code: str, changes: dict[str, Any]) -> dict[str, Any]:
     """changes: any of stereo/announce_in/announce_out (bool) and public_key (str, or None
     to stop encrypting new recordings). Unknown keys are refused."""
-    unknown = set(changes) - {*FLAGS, "public_key"}
+    unknown = set(changes) - {*FLAGS, "public_key", "pause_code", "resume_code"}
     if unknown:
         raise Invalid(f"unknown recording option(s): {', '.join(sorted(unknown))}")
     c = get_contract(session, code, lock=True)
@@ -59,6 +61,15 @@ def set_options(session: Session, code: str, changes: dict[str, Any]) -> dict[st
                 row.public_key = _parsed_recipient(check_public_key(key))
             except InvalidOption as exc:
                 raise Invalid(str(exc)) from exc
+    if "pause_code" in changes or "resume_code" in changes:
+        pause = changes.get("pause_code", row.pause_code) or None
+        resume = changes.get("resume_code", row.resume_code) or None
+        if not all(v is None or isinstance(v, str) for v in (pause, resume)):
+            raise Invalid("pause_code and resume_code must be strings or null")
+        try:
+            row.pause_code, row.resume_code = check_codes(pause, resume)
+        except InvalidOption as exc:
+            raise Invalid(str(exc)) from exc
     session.flush()
     return options_json(c.code, row)
 

@@ -21,6 +21,7 @@ from callguard import recordings
 from callguard.api.core import SESSIONS, SETTINGS
 from callguard.config import Settings
 from callguard.db.models import SiteSetting
+from callguard.recording_dtmf import DtmfPause
 from callguard.recording_seal import seal_pending
 
 log = logging.getLogger("callguard.recordings")
@@ -86,9 +87,13 @@ class Worker:
 
 
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup_ctx entry (after the database one): the worker for the app's life."""
-    task = asyncio.create_task(Worker(app[SETTINGS], app[SESSIONS]).run())
+    """aiohttp cleanup_ctx entry (after the database one): the worker, and the DTMF pause
+    listener when AMI is configured, for the app's life."""
+    tasks = [asyncio.create_task(Worker(app[SETTINGS], app[SESSIONS]).run())]
+    if app[SETTINGS].ami_password:
+        tasks.append(asyncio.create_task(DtmfPause(app[SETTINGS], app[SESSIONS]).run()))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

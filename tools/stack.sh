@@ -97,8 +97,8 @@ ast_install() {
     cp asterisk_conf/*.conf "$etc/"
     (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
         "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
-    # AMI user for MixMonitorMute only (recording pause/resume, issue #14), loopback.
-    (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = call\nwrite = call\n' \
+    # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
+    (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
         "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \

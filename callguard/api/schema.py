@@ -259,10 +259,14 @@ PAUSE_STATE = obj({"id": s("integer"), "paused": s("boolean"), "muted": MUTED},
 RECORDING_OPTIONS = obj({
     "contract": s("string"), "stereo": s("boolean"), "announce_in": s("boolean"),
     "announce_out": s("boolean"), "public_key": s(["string", "null"]), "encrypted": s("boolean"),
-}, ["contract", "stereo", "announce_in", "announce_out", "public_key", "encrypted"])
+    "pause_code": s(["string", "null"]), "resume_code": s(["string", "null"]),
+}, ["contract", "stereo", "announce_in", "announce_out", "public_key", "encrypted",
+    "pause_code", "resume_code"])
 RECORDING_OPTIONS_SET = obj({
     "stereo": s("boolean"), "announce_in": s("boolean"), "announce_out": s("boolean"),
     "public_key": s(["string", "null"], maxLength=200),
+    "pause_code": s(["string", "null"], maxLength=4),
+    "resume_code": s(["string", "null"], maxLength=4),
 })
 PURGE = obj({"dry_run": s("boolean")})
 PURGE_REPORT = obj({"rows": s("integer"), "files": s("integer"), "bytes": s("integer"),

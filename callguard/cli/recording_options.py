@@ -28,9 +28,10 @@ def _summary(d: dict[str, Any]) -> str:
         return "on" if v else "off"
 
     key = d["public_key"] or "none (recordings stored in clear)"
+    codes = (f"{d['pause_code']} / {d['resume_code']}" if d["pause_code"] else "off")
     return (f"{d['contract']}: stereo {word(d['stereo'])}, announcement inbound "
             f"{word(d['announce_in'])} / outbound {word(d['announce_out'])}, "
-            f"encryption key {key}")
+            f"encryption key {key}, DTMF pause/resume {codes}")
 
 
 def _options(args: argparse.Namespace) -> int:
@@ -43,6 +44,11 @@ def _options(args: argparse.Namespace) -> int:
         changes["public_key"] = args.public_key
     if args.no_public_key:
         changes["public_key"] = None
+    if args.pause_codes is not None:
+        pause, _, resume = args.pause_codes.partition(",")
+        changes["pause_code"], changes["resume_code"] = pause or None, resume or None
+    if args.no_pause_codes:
+        changes["pause_code"] = changes["resume_code"] = None
 
     def work(s: Session) -> dict[str, Any]:
         if changes:
@@ -85,5 +91,9 @@ def register(rsub: Any) -> None:
     key.add_argument("--public-key", metavar="AGE1...", help="age X25519 recipient")
     key.add_argument("--no-public-key", action="store_true",
                      help="new recordings are stored in clear again")
+    codes = p.add_mutually_exclusive_group()
+    codes.add_argument("--pause-codes", metavar="PAUSE,RESUME",
+                       help="DTMF codes from the customer's side, e.g. '*1,*2'")
+    codes.add_argument("--no-pause-codes", action="store_true", help="no DTMF pause/resume")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_options)

@@ -128,6 +128,8 @@ class RecordingOptions(Base):
     announce_in: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     announce_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pause_code: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    resume_code: Mapped[str | None] = mapped_column(String(4), nullable=True)
 
 
 class NuisanceSubscription(Base):

@@ -47,7 +47,8 @@ _QUERIES: dict[str, Any] = {
 
 def options_of(row: RecordingOptions) -> DomainRecordingOptions:
     return DomainRecordingOptions(stereo=row.stereo, announce_in=row.announce_in,
-                                  announce_out=row.announce_out, public_key=row.public_key)
+                                  announce_out=row.announce_out, public_key=row.public_key,
+                                  pause_code=row.pause_code, resume_code=row.resume_code)
 
 
 def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:

@@ -31,3 +31,18 @@ def closed_at_end(intervals: list[Interval], ended: datetime) -> list[Interval]:
     if not is_paused(intervals):
         return intervals
     return [*intervals[:-1], {**intervals[-1], "until": ended.isoformat()}]
+
+
+MAX_CODE = 4
+
+
+def dtmf_action(buffer: str, digit: str, pause_code: str,
+                resume_code: str) -> tuple[str, str | None]:
+    """Feed one digit pressed on the customer's side: (new buffer, "pause" | "resume" | None).
+    The buffer keeps the last MAX_CODE digits and empties after a match."""
+    buf = (buffer + digit)[-MAX_CODE:]
+    if buf.endswith(pause_code):
+        return "", "pause"
+    if buf.endswith(resume_code):
+        return "", "resume"
+    return buf, None

@@ -30,6 +30,8 @@ class RecordingOptions:
     announce_in: bool = False  # the caller of an inbound call hears the announcement
     announce_out: bool = False  # the called party of an outbound call hears it
     public_key: str | None = None  # age recipient; recordings are encrypted to it once closed
+    pause_code: str | None = None  # DTMF from the customer's side, e.g. "*1" (None: off)
+    resume_code: str | None = None
 
     def announce(self, direction: str) -> bool:
         return self.announce_in if direction == "in" else self.announce_out
@@ -41,6 +43,24 @@ def check_public_key(value: str) -> str:
     if not _AGE_RECIPIENT.fullmatch(key):
         raise InvalidOption("public key must be an age X25519 recipient (age1... , 62 chars)")
     return key
+
+
+_CODE = re.compile(r"[0-9*#]{1,4}")
+
+
+def check_codes(pause: str | None, resume: str | None) -> tuple[str | None, str | None]:
+    """Both codes or neither; 1-4 of 0-9 * #; different, neither a suffix of the other (the
+    matcher looks at the last digits pressed)."""
+    if (pause is None) != (resume is None):
+        raise InvalidOption("set both the pause and the resume code, or neither")
+    if pause is None or resume is None:
+        return None, None
+    for code in (pause, resume):
+        if not _CODE.fullmatch(code):
+            raise InvalidOption(f"DTMF code {code!r}: 1 to 4 of 0-9 * #")
+    if pause.endswith(resume) or resume.endswith(pause):
+        raise InvalidOption("the pause and resume codes must differ (neither ending the other)")
+    return pause, resume
 
 
 def raw_paths(wav_path: str) -> tuple[str, str]:

@@ -27,6 +27,9 @@ def upgrade() -> None:
         sa.Column("announce_in", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("announce_out", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("public_key", sa.Text(), nullable=True),
+        # DTMF codes from the customer's side that pause / resume the recording (NULL: off).
+        sa.Column("pause_code", sa.String(length=4), nullable=True),
+        sa.Column("resume_code", sa.String(length=4), nullable=True),
         sa.ForeignKeyConstraint(["contract_id"], ["contracts.id"], ondelete="CASCADE",
                                 name=op.f("fk_recording_options_contract_id_contracts")),
         sa.PrimaryKeyConstraint("contract_id", name=op.f("pk_recording_options")),

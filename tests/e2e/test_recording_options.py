@@ -39,7 +39,7 @@ from tests.e2e.rec_helpers import (
     tone_amplitude,
     wait_site_refresh,
 )
-from tests.e2e.sipp import CallResult
+from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, dtmf, tone, uac
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
 
 ANNOUNCEMENT_S = 2.35  # sounds/ja/rec_notice.wav (「この通話は録音されています。」)
@@ -57,7 +57,7 @@ def f1_options(clean: Engine) -> Iterator[Engine]:
         yield clean
     finally:
         options("--stereo", "off", "--announce-in", "off", "--announce-out", "off",
-                "--no-public-key")
+                "--no-public-key", "--no-pause-codes")
         wait_site_refresh()
 
 
@@ -333,3 +333,50 @@ def test_pause_and_resume_through_the_api(clean: Engine, settings: Settings,
     assert muted < 50 < 1000 < min(before, after), (before, muted, after)
     status, _, _ = api(settings, "POST", f"/recordings/{rec_id}/resume")
     assert status == 409
+
+
+def test_dtmf_codes_from_the_customer_pause_and_resume(f1_options: Engine,
+                                                       settings: Settings,
+                                                       work: Path) -> None:
+    """Issue #14 pause/resume by DTMF: F1 sets *1 / *2; f1-a (the customer) presses *1 during
+    its recorded call, talks on, presses *2: the row keeps one muted interval and the file
+    is silent for it with both parties' audio around it; the call went on throughout."""
+    options("--pause-codes", "*1,*2")
+    steps = [tone(3, CALLER_HZ), dtmf("*1"), tone(3, CALLER_HZ), dtmf("*2"),
+             tone(3, CALLER_HZ)]
+    with Phone(CARRIER_OUT, work / "carrier", audio_s=12, audio_hz=CALLEE_HZ) as far:
+        call = uac(UacSpec(to="0077270612345678", steps=steps), work / "phone",
+                   local_ip=F1A)
+        far.wait(5)
+    assert call.final_status() == 200 and call.first(method="BYE", sent=True) is not None
+    [row] = recordings(f1_options)
+    assert row["status"] == "complete", row
+    muted_rows = row["muted"]
+    assert isinstance(muted_rows, list) and len(muted_rows) == 1, muted_rows
+    interval: dict[str, str] = muted_rows[0]
+    answered = row["answered_at"]
+    assert isinstance(answered, datetime)
+    start = (datetime.fromisoformat(interval["from"]) - answered).total_seconds()
+    end = (datetime.fromisoformat(interval["until"]) - answered).total_seconds()
+    assert 2.0 < start < end and 2.0 < end - start < 4.5, (start, end)
+    with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
+        samples = array.array("h", w.readframes(w.getnframes()))
+    total = len(samples) / 8000
+    before = rms_between(samples, 0.3, start - 0.3)
+    muted = rms_between(samples, start + 0.3, end - 0.3)
+    after = rms_between(samples, end + 0.3, total - 0.3)
+    assert muted < 50 < 1000 < min(before, after), (before, muted, after)
+
+
+def test_dtmf_codes_from_the_carrier_side_do_nothing(f1_options: Engine,
+                                                      settings: Settings,
+                                                      work: Path) -> None:
+    """Only the customer's side may pause: an inbound caller pressing *1 changes nothing."""
+    options("--pause-codes", "*1,*2")
+    with Phone(F1A, work / "phone", audio_s=6, audio_hz=CALLEE_HZ):
+        call = uac(UacSpec(to="0312345678", from_user="0399990001",
+                           steps=[tone(1.5, CALLER_HZ), dtmf("*1"), tone(2, CALLER_HZ)]),
+                   work / "carrier")
+    assert call.final_status() == 200
+    [row] = recordings(f1_options)
+    assert row["status"] == "complete" and row["muted"] == [], row
