@@ -232,6 +232,21 @@ def test_encrypted_recording_round_trip(f1_options: Engine, settings: Settings,
     assert headers["Content-Type"] == "application/octet-stream"
     assert "attachment" in headers["Content-Disposition"]
     assert ".wav.age" in headers["Content-Disposition"]
+    # The contract's page offers the encrypted download and says why it cannot play it.
+    made = json.loads(subprocess.run(
+        [CLI, "tokens", "create", "--contract", "F1", "--label", "e2e recopts", "--json"],
+        capture_output=True, text=True, check=True).stdout)
+    try:
+        page = urllib.request.Request(
+            f"http://{settings.api_host}:{settings.api_port}/ui/recordings",
+            headers={"Cookie": f"cg_token={made['token']}", "Accept": "text/html"})
+        with urllib.request.urlopen(page, timeout=10) as resp:  # noqa: S310
+            doc = resp.read().decode()
+    finally:
+        subprocess.run([CLI, "tokens", "revoke", str(made["id"])], capture_output=True,
+                       check=False)
+    assert f'id="download-{row["id"]}"' in doc and "cannot decrypt or play it" in doc
+    assert f'id="audio-{row["id"]}"' not in doc
     path.unlink()  # `clean` removes *.wav only
 
 
