@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from callguard.domain.recording_options import ANNOUNCEMENT, mixmonitor_variables
 from callguard.domain.routing import Connect, Decision, NuisanceMenu, Refuse, Reject
 
 
@@ -21,17 +22,22 @@ class DialplanTarget:
 def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
     """recordings_root: the recordings directory as Asterisk sees it."""
     if isinstance(decision, Connect):
-        rec = f"{recordings_root.rstrip('/')}/{decision.record.rel_path}" if decision.record else ""
+        plan = decision.record
+        rec = f"{recordings_root.rstrip('/')}/{plan.rel_path}" if plan else ""
         return DialplanTarget(
             "cg-connect",
             {
                 "CG_DIAL": decision.dial,
                 "CG_TIMEOUT": str(decision.timeout_s),
                 "CG_CID_NUM": decision.caller_id or "",
-                "CG_REC_FILE": rec,
+                **mixmonitor_variables(rec, plan is not None and plan.stereo),
                 "CG_FWD_DIAL": decision.forward_dial or "",
                 "CG_PRIVACY": "1" if decision.withhold_id else "",
                 "CG_UNALLOC_PROMPT": decision.unallocated_prompt or "",
+                # Issue #14: inbound, the caller hears it before the phone rings (early media);
+                # outbound, the called party hears it on answer, before the bridge (Dial A()).
+                "CG_ANNOUNCE": ANNOUNCEMENT if plan is not None and plan.announce else "",
+                "CG_ANNOUNCE_DIR": plan.direction if plan is not None and plan.announce else "",
             },
         )
     if isinstance(decision, Refuse):

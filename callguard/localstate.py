@@ -31,6 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from callguard.db.models import NuisanceEntry, NuisanceList, Recording
 from callguard.db.site_repo import load_snapshot
+from callguard.domain.recording_options import RecordingOptions
 from callguard.domain.site import (
     ContractInfo,
     EndpointInfo,
@@ -83,11 +84,16 @@ def encode(state: LocalState) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _contract(d: dict[str, Any]) -> ContractInfo:
+    values = _dates(d, "recording_from", "recording_until")
+    values["rec_options"] = RecordingOptions(**(d.get("rec_options") or {}))
+    return ContractInfo(**values)
+
+
 def decode(raw: bytes) -> LocalState:
     data = json.loads(raw)
     site = SiteSnapshot(
-        contracts={k: ContractInfo(**_dates(v, "recording_from", "recording_until"))
-                   for k, v in data["contracts"].items()},
+        contracts={k: _contract(v) for k, v in data["contracts"].items()},
         endpoints={k: EndpointInfo(**v) for k, v in data["endpoints"].items()},
         numbers={k: NumberInfo(**v) for k, v in data["numbers"].items()},
         forwardings={k: ForwardingInfo(**v) for k, v in data["forwardings"].items()},

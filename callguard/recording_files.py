@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from callguard.recording_stereo import stereo_closed, wrap_stereo
+
 HEADER_BYTES = 44  # canonical PCM WAV header as MixMonitor writes it
 # How long a shell waits after the call for MixMonitor to close the file.
 FILE_CLOSE_WAIT_S = 10.0
@@ -110,6 +112,8 @@ def probe(path: Path) -> tuple[WavInfo | None, str | None]:
 
 def header_closed(path: Path) -> bool:
     """Cheap poll (44 bytes and a stat, no hash): has the writer closed the file?"""
+    if stereo_closed(path):
+        return True  # issue #14: a closed raw stereo file, wrapped by settled_row_values
     try:
         with path.open("rb") as f:
             riff_size, _rate, _ch, _bits, data_size = _read_header(f.read(HEADER_BYTES))
@@ -127,7 +131,13 @@ def settled_row_values(path: Path) -> dict[str, object]:
     waited FILE_CLOSE_WAIT_S, or the reconciler found the channel gone): a file left
     unclosed by a crash gets its header repaired and is kept, never silently lost
     (REC-FILE-2)."""
+    try:
+        stereo_problem = wrap_stereo(path)  # issue #14: raw stereo from MixMonitor's D option
+    except OSError as exc:
+        return finished_row_values(None, f"stereo file could not be wrapped: {exc}")
     info, problem = probe(path)
+    if stereo_problem is not None and info is not None:
+        return {**finished_row_values(info, None), "reason": stereo_problem}
     if info is not None and not info.closed:
         try:
             repair_header(path)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from callguard.asterisk_cli import AsteriskCliError, run_cli
 from callguard.config import Settings
 from callguard.db.models import Contract, Recording, RecordingSubscription
+from callguard.domain.pause import closed_at_end
 from callguard.journal import Journal
 from callguard.recording_files import RECOVERED, settled_row_values
 
@@ -75,6 +76,12 @@ def to_json(row: Recording, contract: str, recordings_dir: Path) -> dict[str, An
         "remote": row.remote, "started_at": row.started_at, "answered_at": row.answered_at,
         "ended_at": row.ended_at, "duration_s": row.duration_s, "bytes": row.bytes,
         "sha256": row.sha256, "status": row.status, "reason": row.reason,
+        # Issue #14: an encrypted file is age ciphertext for the contract's public key; the
+        # sha256 and bytes are the ciphertext's.
+        "encrypted": bool(row.encrypted),
+        "sha256_of": "age ciphertext" if row.encrypted else "wav",
+        "muted": closed_at_end(list(row.muted or []), row.ended_at) if row.ended_at
+        else list(row.muted or []),
         "path": str(recordings_dir / row.path),
     }
 

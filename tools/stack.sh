@@ -28,6 +28,7 @@ secrets() {
     mkdir -p "$RUN/secrets"; chmod 700 "$RUN/secrets"
     [ -s "$RUN/secrets/hmac.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/hmac.key")
     [ -s "$RUN/secrets/ari.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ari.password")
+    [ -s "$RUN/secrets/ami.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ami.password")
     [ -s "$RUN/secrets/api.token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/api.token")
     local db_url=${DATABASE_URL:-postgresql://callguard@/callguard?host=$PG_DIR&port=$PG_PORT}
     local rec_host=${CALLGUARD_RECORDINGS_DIR:-$ASTERISK_ROOT/var/spool/asterisk/callguard}
@@ -39,6 +40,7 @@ CALLGUARD_ARI_USER=callguard
 CALLGUARD_ARI_PASSWORD_FILE=$RUN/secrets/ari.password
 CALLGUARD_HMAC_KEY_FILE=$RUN/secrets/hmac.key
 CALLGUARD_API_TOKEN_FILE=$RUN/secrets/api.token
+CALLGUARD_AMI_PASSWORD_FILE=$RUN/secrets/ami.password
 CALLGUARD_RECORDINGS_DIR=$rec_host
 CALLGUARD_RECORDINGS_ASTERISK_DIR=/var/spool/asterisk/callguard
 CALLGUARD_ASTERISK_ROOT=$ASTERISK_ROOT
@@ -95,6 +97,9 @@ ast_install() {
     cp asterisk_conf/*.conf "$etc/"
     (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
         "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
+    # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
+    (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
+        "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"

@@ -22,6 +22,7 @@ from callguard import recordings
 from callguard.api import schema as S
 from callguard.api.core import SETTINGS, ApiError, Principal, db, principal_of
 from callguard.api.resources import audio_response, get_recording_row
+from callguard.api.ui_recopts import encrypted_cell, paused_note
 from callguard.db.models import Contract, Number
 from callguard.domain.nuisance import TOKYO
 
@@ -153,7 +154,7 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
     errors = "".join(f'<p class="error">{html.escape(p)}</p>' for p in problems)
     body_rows = []
     for rec, _code in rows:
-        audio = (f'<audio controls preload="none" id="audio-{rec.id}" '
+        audio = encrypted_cell(rec) or (f'<audio controls preload="none" id="audio-{rec.id}" '
                  f'src="/ui/recordings/{rec.id}/audio"></audio> '
                  f'<a href="/ui/recordings/{rec.id}/audio?download=1">download</a>'
                  if rec.status != "recording" else '<span class="muted">recording…</span>')
@@ -161,7 +162,8 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
             f'<tr id="rec-{rec.id}" data-status="{html.escape(rec.status)}">'
             f"<td>{_local(rec.started_at)}</td><td>{html.escape(rec.direction)}</td>"
             f"<td>{html.escape(rec.number)}</td><td>{html.escape(rec.remote)}</td>"
-            f"<td>{rec.duration_s or 0:.1f} s</td><td>{html.escape(rec.status)}</td>"
+            f"<td>{rec.duration_s or 0:.1f} s{paused_note(rec)}</td>"
+            f"<td>{html.escape(rec.status)}</td>"
             f"<td>{audio}</td></tr>")
     table = ("<table><thead><tr><th>Started (JST)</th><th>Dir</th><th>Our number</th>"
              "<th>Other party</th><th>Length</th><th>Status</th><th>Play / download</th>"

@@ -47,6 +47,8 @@ class RecordPlan:
     direction: str  # "in" | "out"
     remote: str  # the other party as presented ("anonymous" when withheld)
     rel_path: str  # under the recordings root; no caller-controlled text
+    stereo: bool = False  # caller and called party on separate channels (issue #14)
+    announce: bool = False  # the far end hears the recording announcement first (issue #14)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ def decide_inbound(
             direction="in",
             remote=facts.presented,
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
+            stereo=contract.rec_options.stereo,
+            announce=contract.rec_options.announce("in"),
         )
 
     fwd = site.forwardings.get(number.number)
@@ -273,6 +277,8 @@ def decide_outbound(
         direction="out",
         remote=rest,
         rel_path=recording_path(facts.now, contract.code, "out", facts.channel_id),
+        stereo=contract.rec_options.stereo,
+        announce=contract.rec_options.announce("out"),
     )
     if facts.visited_network or endpoint.roaming:
         record = None  # REC-OUT-4: calls made while roaming abroad are not recorded.
