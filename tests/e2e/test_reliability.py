@@ -73,6 +73,8 @@ def test_app_killed_under_load_no_call_dropped(clean: Engine, settings: Settings
     with mixed_load(work) as (f2b, plain, recorded):
         time.sleep(5)
         os.kill(pid, signal.SIGKILL)
+        # The supervisor would restart it within ~1 s (REL-9); hold it down for the outage.
+        subprocess.run([STACK, "app-stop", "ari"], check=True)
         assert wait_for(lambda: not app_connected(), 5)
         outage_started = time.monotonic()
         blocked = uac(UacSpec(to="0612345679", from_user=BLOCKED_CALLER, hangup=False),
