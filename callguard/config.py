@@ -50,6 +50,7 @@ class Settings:
     max_recordings: int
     at_capacity_policy: str  # "congestion" | "unrecorded"
     ring_timeout_s: int
+    agi_secret: str = ""  # the first path segment of every FastAGI request (SEC-4)
 
     @property
     def journal_dir(self) -> Path:
@@ -124,4 +125,5 @@ def load_settings(env_file: Path | None = None) -> Settings:
         max_recordings=get_int("MAX_RECORDINGS", 400),
         at_capacity_policy=policy,
         ring_timeout_s=get_int("RING_TIMEOUT", 30),
+        agi_secret=_secret(env, "CALLGUARD_AGI_SECRET"),
     )

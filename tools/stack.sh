@@ -28,6 +28,7 @@ secrets() {
     mkdir -p "$RUN/secrets"; chmod 700 "$RUN/secrets"
     [ -s "$RUN/secrets/hmac.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/hmac.key")
     [ -s "$RUN/secrets/ari.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ari.password")
+    [ -s "$RUN/secrets/agi.secret" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/agi.secret")
     [ -s "$RUN/secrets/api.token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/api.token")
     local db_url=${DATABASE_URL:-postgresql://callguard@/callguard?host=$PG_DIR&port=$PG_PORT}
     local rec_host=${CALLGUARD_RECORDINGS_DIR:-$ASTERISK_ROOT/var/spool/asterisk/callguard}
@@ -39,6 +40,7 @@ CALLGUARD_ARI_USER=callguard
 CALLGUARD_ARI_PASSWORD_FILE=$RUN/secrets/ari.password
 CALLGUARD_HMAC_KEY_FILE=$RUN/secrets/hmac.key
 CALLGUARD_API_TOKEN_FILE=$RUN/secrets/api.token
+CALLGUARD_AGI_SECRET_FILE=$RUN/secrets/agi.secret
 CALLGUARD_RECORDINGS_DIR=$rec_host
 CALLGUARD_RECORDINGS_ASTERISK_DIR=/var/spool/asterisk/callguard
 CALLGUARD_ASTERISK_ROOT=$ASTERISK_ROOT
@@ -95,6 +97,9 @@ ast_install() {
     cp asterisk_conf/*.conf "$etc/"
     (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
         "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
+    # The FastAGI URL with its secret (SEC-4), included into [globals] by extensions.conf.
+    (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
+        > "$etc/extensions_agi_secret.conf")
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
