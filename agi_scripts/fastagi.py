@@ -176,12 +176,8 @@ class Fallback:
         endpoint = agi.get_variable("CHANNEL(endpoint)")
         dialed = agi.env.get("agi_extension", "")
         dialed = dialed[2:] if dialed.startswith("s-") else dialed
-        facts = OutboundFacts(
-            endpoint, dialed,
-            header_present(agi, "P-Visited-Network-ID"),
-            header_present(agi, "Resource-Priority"),
-            channel_id, now,
-        )
+        # Carrier headers from customer equipment are never trusted (SEC-4).
+        facts = OutboundFacts(endpoint, dialed, False, False, channel_id, now)
         ep = site.endpoints.get(endpoint)
         contract = site.contracts.get(ep.contract) if ep else None
         decision: Decision = decide_outbound(

@@ -182,13 +182,18 @@ stdout_logfile_backups = 5
 EOT
         done
     } > "$SUP_CONF.new"
+    if cmp -s "$SUP_CONF.new" "$SUP_CONF"; then rm -f "$SUP_CONF.new"; return 1; fi
     mv "$SUP_CONF.new" "$SUP_CONF"
 }
 ctl() { "$VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
 sup_running() { alive "$SUP_PID" && ctl pid >/dev/null 2>&1; }
 sup_start() {
-    sup_conf
-    if sup_running; then ctl update >/dev/null; return 0; fi
+    local changed=0
+    sup_conf && changed=1
+    if alive "$SUP_PID"; then
+        if [ $changed = 1 ]; then ctl update >/dev/null; fi
+        return 0
+    fi
     # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
     "$VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
     for _ in $(seq 1 100); do sup_running && return 0; sleep 0.05; done
@@ -200,11 +205,11 @@ svc_pid() {  # the PID supervisord runs for a service, empty when it is not runn
 }
 svc_start() {  # name: start one supervised service (supervisord started first when needed)
     sup_start
-    ctl start "$1" >/dev/null 2>&1 || true
-    [ -n "$(svc_pid "$1")" ] || { say "$1 did not start; see $LOG/$1.log"; exit 1; }
+    local out; out=$(ctl start "$1" 2>&1 || true)
+    case $out in *started*) ;; *) say "$1 did not start ($out); see $LOG/$1.log"; exit 1 ;; esac
 }
 svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_start
-    if sup_running; then ctl stop "$1" >/dev/null 2>&1 || true; fi
+    if alive "$SUP_PID"; then ctl stop "$1" >/dev/null 2>&1 || true; fi
     rm -f "$RUN/$1.pid"
 }
 apps_start() {

@@ -243,7 +243,9 @@ def decide_outbound(
         record = None  # REC-OUT-4: calls made while roaming abroad are not recorded.
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
                       note=f"prefixed call to {cls.value}")
-    return _apply_capacity(connect, capacity, facts.resource_priority)
+    # A handset's priority is its line on the priority list (its headers are not trusted).
+    priority = facts.resource_priority or (office_cid or "") in site.priority_lines
+    return _apply_capacity(connect, capacity, priority)
 
 
 def _nuisance_menu(site: SiteSnapshot, endpoint: EndpointInfo) -> Decision:

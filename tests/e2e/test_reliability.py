@@ -81,7 +81,7 @@ def test_app_killed_under_load_no_call_dropped(clean: Engine, settings: Settings
                       work / "blocked", timeout_s=40)
         time.sleep(max(0.0, 15 - (time.monotonic() - outage_started)))
         subprocess.run([STACK, "app-start", "ari"], check=True)
-        assert wait_for(app_connected, 10), "app did not reconnect"
+        assert wait_for(app_connected, 30), "app did not reconnect"
         outage_s = time.monotonic() - outage_started
         plain_result, rec_result = plain.wait(), recorded.wait()
         f2b.wait(5)
