@@ -8,6 +8,7 @@ order, once the database answers again. Calls never wait for this.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,13 +58,15 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Journal lines hold caller numbers of recorded calls: owner-only (SEC-4).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
 
     def append(self, ops: Sequence[Op]) -> None:
         if not ops:
             return
-        with self._lock, self.path.open("a") as f:
-            f.write("".join(dumps(op) + "\n" for op in ops))
+        with self._lock:
+            _write_private(self.path, "".join(dumps(op) + "\n" for op in ops), append=True)
 
     def pending(self) -> int:
         with self._lock:
@@ -88,7 +91,7 @@ class Journal:
             lines = [line for line in self.path.read_text().splitlines() if line.strip()]
             rest = lines[count:]
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in rest))
+            _write_private(tmp, "".join(line + "\n" for line in rest), append=False)
             tmp.replace(self.path)
 
     def replay_sync(self, apply: Callable[[list[Op]], None]) -> int:
@@ -97,3 +100,15 @@ class Journal:
             apply(ops)
             self.done(len(ops))
         return len(ops)
+
+
+def _write_private(path: Path, data: str, *, append: bool) -> None:
+    """Write mode 0600 and fsync before returning: a journaled write survives a crash."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

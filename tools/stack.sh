@@ -95,12 +95,17 @@ ast_install() {
         find "$etc" -maxdepth 1 -name '*.conf' ! -name ari_users.conf -delete
     fi
     cp asterisk_conf/*.conf "$etc/"
-    (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
-        "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
+    # The ARI password stored crypted (SHA-512 crypt), never in clear in Asterisk's files (SEC-4).
+    local salt; salt=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = crypt\npassword = %s\n' \
+        "$(openssl passwd -6 -salt "$salt" -stdin < "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
     # The FastAGI URL with its secret (SEC-4), included into [globals] by extensions.conf.
     (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
         > "$etc/extensions_agi_secret.conf")
-    mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
+    # Recordings: nothing for others, also what an older version left 0644/0755 (SEC-4).
+    mkdir -p -m 0750 "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    chmod -R o= "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
@@ -117,7 +122,8 @@ ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-    ast -F
+    # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
+    (umask 027; ast -F)
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
