@@ -166,7 +166,8 @@ class Fallback:
             capacity=self.capacity(bool(contract and contract.recording_active(now.date()))),
             ring_timeout_s=site.setting_int("ring_timeout_s", self.settings.ring_timeout_s),
         )
-        book = inbound_bookkeeping(decision, number, contract, key, channel_id, now)
+        sealed = privacy.seal_key(self.settings.hmac_key, channel_id, key) if key else None
+        book = inbound_bookkeeping(decision, number, contract, sealed, channel_id, now)  # SEC-3
         self.carry_out(agi, decision, book, "inbound")
 
     def outbound(self, agi: QuietAGI) -> None:

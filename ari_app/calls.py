@@ -166,7 +166,9 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
         "recorded": isinstance(decision, Connect) and decision.record is not None,
     })
 
-    book = inbound_bookkeeping(decision, number, contract, caller_key, channel_id, now)
+    sealed = privacy.seal_key(env.settings.hmac_key, channel_id, caller_key) if caller_key \
+        else None  # the call log never holds the list key itself (SEC-3)
+    book = inbound_bookkeeping(decision, number, contract, sealed, channel_id, now)
     await carry_out(env, channel_id, decision, book)
 
 

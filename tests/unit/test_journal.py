@@ -77,7 +77,11 @@ def test_journal_is_private_and_synced(tmp_path: Path, monkeypatch: Any) -> None
 
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     os.umask(0o022)
     j = Journal(tmp_path / "jd" / "ari.jsonl")
     j.append([Op("inbound_call_ended", {"channel_id": "a", "ended_at": T})])
