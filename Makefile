@@ -72,6 +72,7 @@ lint: venv ## ruff and mypy
 	@$(VENV)/bin/mypy
 
 bench: apps ## benchmark the ARI path against a pure-dialplan baseline (PERF-*)
+	@$(STACK) bench-install
 	@$(PY) -m bench.run
 
 sounds: ## regenerate the Japanese prompts from sounds/manifest.tsv (Open JTalk)

@@ -116,6 +116,12 @@ ast_install() {
         cp -u sounds/ja/*.wav "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard/"
     fi
 }
+# The bench's endpoint and baseline dialplan (PERF-1), only for `make bench`: `make run`
+# (ast_install) removes them again, so production never has the bench carrier.
+bench_install() {
+    cp bench/asterisk_conf/*.conf "$(ast_etc)/"
+    ast -rx 'module reload res_pjsip.so' >/dev/null; ast -rx 'dialplan reload' >/dev/null
+}
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
 ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 2>&1; }
 ast_start() {
@@ -264,6 +270,7 @@ case "${1:-}" in
     pg-start) pg_start ;;
     pg-stop) pg_stop ;;
     asterisk-install) ast_install ;;
+    bench-install) bench_install ;;
     asterisk-start) ast_start ;;
     asterisk-stop) ast_stop ;;
     apps-start) apps_start ;;
