@@ -145,6 +145,9 @@ ast_stop() {
 # Supervised by supervisord (REL-9): a crashed service is started again at once, without a
 # person; supervisord rotates their logs. On a PBX host with systemd use tools/systemd/ instead.
 # Each service writes its PID to .run/NAME.pid (a shell that execs the service keeps its PID).
+# The services' own virtualenv (runtime dependencies only, `make svc-venv`), else .venv.
+SVC_VENV=${CALLGUARD_SVC_VENV:-$TOP/.build/svc-venv}
+[ -x "$SVC_VENV/bin/supervisord" ] || SVC_VENV=$VENV
 SUP_CONF=$RUN/supervisord.conf
 SUP_PID=$RUN/supervisord.pid
 SERVICES="fastagi ari api"
@@ -173,11 +176,25 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl = unix://$RUN/supervisor.sock
 EOT
+        # supervisord acts on a dead child only when its poll loop wakes (at most once a
+        # second when idle); a line every 0.1 s keeps restarts well inside REL-9's 2 s.
+        cat <<EOT
+
+[program:wakeup]
+command = /bin/sh -c 'while sleep 0.1; do echo; done'
+autostart = true
+autorestart = true
+startsecs = 0
+stopasgroup = true
+killasgroup = true
+stdout_logfile = NONE
+stdout_logfile_maxbytes = 0
+EOT
         for s in $SERVICES; do
             cat <<EOT
 
 [program:$s]
-command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $VENV/bin/callguard-$s'
+command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_VENV/bin/callguard-$s'
 directory = $TOP
 autostart = true
 autorestart = true
@@ -197,7 +214,7 @@ EOT
     if cmp -s "$SUP_CONF.new" "$SUP_CONF"; then rm -f "$SUP_CONF.new"; return 1; fi
     mv "$SUP_CONF.new" "$SUP_CONF"
 }
-ctl() { "$VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
+ctl() { "$SVC_VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
 sup_running() { alive "$SUP_PID" && ctl pid >/dev/null 2>&1; }
 sup_start() {
     local changed=0
@@ -207,7 +224,7 @@ sup_start() {
         return 0
     fi
     # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
-    "$VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    "$SVC_VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
     for _ in $(seq 1 100); do sup_running && return 0; sleep 0.05; done
     say "supervisord did not start; see $LOG/supervisord.log"; exit 1
 }
@@ -226,7 +243,7 @@ svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_
 }
 apps_start() {
     sup_start
-    ctl start $SERVICES >/dev/null 2>&1 || true
+    ctl start wakeup $SERVICES >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
     for _ in $(seq 1 200); do

@@ -118,3 +118,27 @@ def test_service_logs_rotate() -> None:
         assert re.search(r"stdout_logfile_maxbytes = [1-9]\d*MB", section), section
         assert re.search(r"stdout_logfile_backups = [1-9]", section), section
     assert re.search(r"\blogfile_maxbytes = [1-9]\d*MB", conf)
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s\\]+)", lock.read_text(), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_services_run_pinned_without_dev_tools(stack: Settings) -> None:
+    """SEC-4: the supervised services run from the service virtualenv, which holds exactly
+    the hash-pinned runtime lock (requirements/service.lock) and no dev tool (pytest,
+    selenium, schemathesis, mypy)."""
+    svc = PROJECT_ROOT / ".build" / "svc-venv"
+    for name in SERVICES:
+        pid = pid_file(name)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        assert any(part.startswith(str(svc / "bin")) for part in cmdline), (name, cmdline)
+    out = subprocess.run([str(svc / "bin" / "python"), "-m", "pip", "list", "--format",
+                          "freeze", "--exclude-editable", "--disable-pip-version-check"],
+                         capture_output=True, text=True, check=True).stdout
+    installed = {n.lower().replace("_", "-"): v for n, v in
+                 (line.split("==") for line in out.splitlines() if "==" in line)}
+    installed = {n: v for n, v in installed.items() if n not in ("pip", "setuptools")}
+    assert installed == locked_versions(PROJECT_ROOT / "requirements" / "service.lock")
+    assert not {"pytest", "selenium", "schemathesis", "mypy", "hypothesis"} & set(installed)
