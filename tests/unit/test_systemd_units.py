@@ -32,7 +32,7 @@ def test_units_install_and_restart_every_service(tmp_path: Path) -> None:
     for name in services:
         unit = _unit(tmp_path / f"{name}.service")
         svc = unit["Service"]
-        assert svc["ExecStart"] == f"/opt/cg/.venv/bin/{name}"
+        assert svc["ExecStart"] == f"/opt/cg/.build/svc-venv/bin/{name}"
         assert svc["Restart"] == "always"
         assert svc["RestartSec"].endswith("ms") and int(svc["RestartSec"][:-2]) <= 1000
         assert unit["Unit"]["StartLimitIntervalSec"] == "0"  # never gives up restarting
