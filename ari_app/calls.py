@@ -140,8 +140,11 @@ def outbound_facts(channel: dict[str, Any], args: list[str], now: datetime) -> R
     return RawOutbound(
         endpoint=endpoint_of(str(channel.get("name", ""))),
         dialed=str(channel.get("dialplan", {}).get("exten", "")),
-        visited_network=_flag(args, 2),
-        resource_priority=_flag(args, 1),
+        # Carrier headers from customer equipment are never trusted (SEC-4; the dialplan
+        # passes 0,0): a handset's priority is its line on the priority list, its roaming
+        # the endpoint's flag.
+        visited_network=False,
+        resource_priority=False,
         channel_id=str(channel["id"]),
         now=now,
     )

@@ -202,7 +202,8 @@ class Menu:
 async def run_menu(env: CallEnv, channel_id: str, decision: NuisanceMenu) -> None:
     """Run the 144 menu on a channel in Stasis; events come through env.queues."""
     info = env.site.current.numbers.get(decision.number)
-    menu = Menu(env.ari, nuisance_repo.AsyncLists(env.store.sessions), channel_id, decision,
+    lists = nuisance_repo.AsyncLists(env.store.sessions, secret=env.settings.hmac_key)
+    menu = Menu(env.ari, lists, channel_id, decision,
                 multi_channel=bool(info and info.multi_channel_scope))
     env.queues[channel_id] = menu.events
     try:

@@ -59,6 +59,7 @@ class Settings:
     ami_port: int = 5038
     ami_user: str = "callguard"
     ami_password: str = ""
+    agi_secret: str = ""  # the first path segment of every FastAGI request (SEC-4)
 
     @property
     def journal_dir(self) -> Path:
@@ -142,4 +143,5 @@ def load_settings(env_file: Path | None = None) -> Settings:
         ami_password=(_secret(env, "CALLGUARD_AMI_PASSWORD")
                       if "CALLGUARD_AMI_PASSWORD" in env or "CALLGUARD_AMI_PASSWORD_FILE" in env
                       else ""),
+        agi_secret=_secret(env, "CALLGUARD_AGI_SECRET"),
     )

@@ -147,3 +147,19 @@ def settled_row_values(path: Path) -> dict[str, object]:
         if info is not None and info.closed and info.data_bytes:
             return {**finished_row_values(info, None), "reason": RECOVERED}
     return finished_row_values(info, problem)
+
+
+class OutsideRecordings(ValueError):
+    """A recording path handed in from outside does not name a WAV file under the root."""
+
+
+def confined(root: Path, rel_path: str) -> Path:
+    """`root / rel_path` resolved, refused unless it is a `.wav` file inside `root` (SEC-4):
+    `..`, absolute paths, symlinks leading out and NUL bytes all raise OutsideRecordings."""
+    if not rel_path or "\0" in rel_path or rel_path.startswith("/"):
+        raise OutsideRecordings(f"not a relative recording path: {rel_path!r}")
+    base = root.resolve()
+    path = (base / rel_path).resolve()
+    if path == base or not path.is_relative_to(base) or path.suffix != ".wav":
+        raise OutsideRecordings(f"outside the recordings root: {rel_path!r}")
+    return path

@@ -15,12 +15,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from callguard.asterisk_cli import AsteriskCliError, run_cli
 from callguard.config import Settings
-from callguard.db.models import Contract, Recording, RecordingSubscription
+from callguard.db.models import (
+    Contract,
+    InboundCall,
+    Number,
+    Recording,
+    RecordingSubscription,
+)
 from callguard.domain.pause import closed_at_end
 from callguard.journal import Journal
 from callguard.recording_files import RECOVERED, settled_row_values
@@ -249,6 +255,7 @@ class PurgeReport:
     files: int = 0
     bytes: int = 0
     errors: int = 0  # files that could not be deleted: their rows are kept for the next run
+    calls: int = 0  # call-log rows (inbound_calls) past the same retention (SEC-3)
 
 
 def _remove_empty_dirs(start: Path, root: Path) -> None:
@@ -297,5 +304,15 @@ def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeR
             log.info("purge%s: contract %s recording %s of %s (%d bytes, retention %d days)",
                      " (dry run)" if dry_run else "", code, row.id,
                      row.started_at.isoformat(timespec="seconds"), size, days)
+        # The call log goes with the recordings: a call older than the retention leaves no
+        # trace at all (SEC-3).
+        stale = (select(InboundCall.id).join(Number, Number.id == InboundCall.number_id)
+                 .where(Number.contract_id == contract_id, InboundCall.ended_at.is_not(None),
+                        InboundCall.started_at < now - timedelta(days=days)))
+        if dry_run:
+            report.calls += len(session.scalars(stale).all())
+        else:
+            gone = session.execute(delete(InboundCall).where(InboundCall.id.in_(stale)))
+            report.calls += int(gone.rowcount or 0)  # type: ignore[attr-defined]
     session.flush()
     return report

@@ -341,6 +341,12 @@ class ApiToken(Base):
     )
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = _now()
+    # Stated, not inferred from a NULL contract (SEC-4); the check keeps the two consistent.
+    role: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (CheckConstraint(
+        "(role = 'operator' AND contract_id IS NULL)"
+        " OR (role = 'contract' AND contract_id IS NOT NULL)", name="role_matches_contract"),)
 
 
 class SiteSetting(Base):

@@ -285,7 +285,9 @@ def decide_outbound(
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
                       note=f"prefixed call to {cls.value}",
                       unallocated_prompt=PROMPT_UNALLOCATED)
-    return _apply_capacity(connect, capacity, facts.resource_priority)
+    # A handset's priority is its line on the priority list (its headers are not trusted).
+    priority = facts.resource_priority or (office_cid or "") in site.priority_lines
+    return _apply_capacity(connect, capacity, priority)
 
 
 def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointInfo,

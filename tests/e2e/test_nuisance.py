@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import nuisance_repo
 from callguard.domain.nuisance import month_of, previous_month
-from callguard.domain.privacy import caller_key
+from callguard.domain.privacy import caller_key, seal_key
 from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import CallResult, Phone, Step, UacSpec, dtmf, pause, uac
 
@@ -240,8 +240,8 @@ def test_call_from_another_caller_in_progress_blocks_registration(
         c.execute(text(
             "INSERT INTO inbound_calls (channel_id, list_id, number_id, caller_key, rejected,"
             " started_at) SELECT 'other-call', :l, id, :k, false, now() FROM numbers"
-            " WHERE number = '0312345678'"), {"l": lid, "k": caller_key(settings.hmac_key,
-                                                                          "0399990002")})
+            " WHERE number = '0312345678'"), {"l": lid, "k": seal_key(  # sealed as (SEC-3)
+                settings.hmac_key, "other-call", caller_key(settings.hmac_key, "0399990002"))})
     log = AppLog(settings)
     dial_144(work / "b", F1A, dtmf("2"))
     assert log.prompts() == ["menu", "cannot_identify"]

@@ -310,6 +310,7 @@ def fake_env(ari: FakeAri) -> Any:
     site = SimpleNamespace(current=SimpleNamespace(numbers={}))
     # No session factory: every storage call fails, which the menu must survive (NCR-REG-7).
     return SimpleNamespace(ari=ari, site=site, store=SimpleNamespace(sessions=None),
+                           settings=SimpleNamespace(hmac_key=bytes(32)),
                            queues=ari.queues)
 
 
