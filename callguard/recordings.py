@@ -10,12 +10,13 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from callguard.asterisk_cli import AsteriskCliError, run_cli
@@ -54,6 +55,8 @@ class Search:
     until: datetime | None = None
     limit: int = 100
     offset: int = 0
+    # Keyset paging (issue #15): only rows after this (started_at, id) in newest-first order.
+    before: tuple[datetime, int] | None = None
 
 
 def search(session: Session, q: Search) -> list[tuple[Recording, str]]:
@@ -71,6 +74,8 @@ def search(session: Session, q: Search) -> list[tuple[Recording, str]]:
         stmt = stmt.where(Recording.started_at >= q.since)
     if q.until:
         stmt = stmt.where(Recording.started_at < q.until)
+    if q.before is not None:
+        stmt = stmt.where(tuple_(Recording.started_at, Recording.id) < tuple_(*q.before))
     stmt = stmt.order_by(Recording.started_at.desc(), Recording.id.desc())
     return [(r, code) for r, code in session.execute(stmt.limit(q.limit).offset(q.offset))]
 
@@ -177,7 +182,8 @@ def _journaled_channels(settings: Settings) -> set[str]:
     return ids
 
 
-def reconcile(session: Session, settings: Settings, adopt: bool = True) -> ReconcileReport:
+def reconcile(session: Session, settings: Settings, adopt: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> ReconcileReport:
     """REC-FILE-2: rows left at `recording` whose call is gone end `complete` (the WAV header
     repaired when Asterisk died before closing the file) or `failed` with a reason; files
     without a row are adopted (a row is created from what the path says) or reported."""
@@ -188,6 +194,8 @@ def reconcile(session: Session, settings: Settings, adopt: bool = True) -> Recon
                            .with_for_update(skip_locked=True)).all()
     for row in rows:
         report.checked += 1
+        if progress is not None:
+            progress(report.checked, len(rows))
         exists = channels.exists(row.channel_id)
         if exists is None:
             report.asterisk_unreachable = True
@@ -269,17 +277,21 @@ def _remove_empty_dirs(start: Path, root: Path) -> None:
         d = d.parent
 
 
-def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeReport:
+def purge(session: Session, settings: Settings, dry_run: bool = False,
+          progress: Callable[[int, int], None] | None = None,
+          now: datetime | None = None) -> PurgeReport:
     """REC-FILE-3: delete recordings older than their contract's retention (file, then row);
     every deletion is logged (logger `callguard.recordings`)."""
     report = PurgeReport()
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     root = settings.recordings_dir
     subs = session.execute(select(RecordingSubscription.contract_id, Contract.code,
                                   RecordingSubscription.retention_days)
                            .join(Contract, Contract.id == RecordingSubscription.contract_id)
                            ).all()
-    for contract_id, code, days in subs:
+    for done, (contract_id, code, days) in enumerate(subs, 1):
+        if progress is not None:
+            progress(done, len(subs))
         old = session.scalars(select(Recording).where(
             Recording.contract_id == contract_id,
             Recording.started_at < now - timedelta(days=days),

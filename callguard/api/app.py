@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from callguard import admin, billing_repo, metrics, recording_worker
+from callguard import metrics, recording_worker
 from callguard.api import overview, resources, ui
 from callguard.api.core import (
     EXECUTOR,
@@ -30,7 +30,9 @@ from callguard.api.core import (
     wrap,
 )
 from callguard.config import ConfigError, Settings, load_settings
+from callguard.db import billing_repo
 from callguard.db.session import make_sync_engine, sync_sessions
+from callguard.services import base
 
 log = logging.getLogger("callguard.api")
 
@@ -60,7 +62,7 @@ async def errors(request: web.Request,
         return await handler(request)
     except ApiError as exc:
         return _error(request, exc.status, str(exc))
-    except admin.AdminError as exc:
+    except base.AdminError as exc:
         return _error(request, exc.status, str(exc))
     except IntegrityError as exc:
         # A concurrent writer won; the transaction was rolled back.

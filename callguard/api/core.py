@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
-from callguard import admin
 from callguard.api.schema import ERROR, Schema, SchemaError, from_query, validate
 from callguard.config import Settings
+from callguard.services import tokens
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ async def principal_of(app: web.Application, token: str | None) -> Principal | N
         return None
     if hmac.compare_digest(token.encode(), app[SETTINGS].api_token.encode()):
         return Principal(None, None, None, "operator")
-    found = await db(app, lambda s: admin.resolve_token(s, token))
+    found = await db(app, lambda s: tokens.resolve_token(s, token))
     return None if found is None else Principal(found[1], found[2], found[0], found[3])
 
 

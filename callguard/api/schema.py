@@ -12,8 +12,18 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from callguard import admin, billing_repo
+from callguard.db import billing_repo
 from callguard.domain.nuisance import TOKYO
+from callguard.services import (
+    base,
+    capacity,
+    contracts,
+    endpoints,
+    forwarding,
+    numbers,
+    subscriptions,
+    tokens,
+)
 
 Schema = dict[str, Any]
 
@@ -134,11 +144,11 @@ def obj(props: dict[str, Schema], required: list[str] | None = None, *, strict: 
     return out
 
 
-TEXT = s("string", maxLength=admin.MAX_TEXT, pattern=r"^[^\x00-\x1f]*$")
-LABEL = s("string", maxLength=admin.MAX_LABEL, pattern=r"^[^\x00-\x1f]*$")
-CODE = s("string", pattern=admin.CONTRACT_CODE_RE, description="contract code, e.g. F1")
-ENDPOINT_NAME = s("string", pattern=admin.ENDPOINT_NAME_RE)
-NUMBER = s("string", pattern=admin.NUMBER_RE, description="national format, e.g. 0312345678")
+TEXT = s("string", maxLength=base.MAX_TEXT, pattern=r"^[^\x00-\x1f]*$")
+LABEL = s("string", maxLength=tokens.MAX_LABEL, pattern=r"^[^\x00-\x1f]*$")
+CODE = s("string", pattern=base.CONTRACT_CODE_RE, description="contract code, e.g. F1")
+ENDPOINT_NAME = s("string", pattern=base.ENDPOINT_NAME_RE)
+NUMBER = s("string", pattern=base.NUMBER_RE, description="national format, e.g. 0312345678")
 DATE = s("string", format="date", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DATE_TIME = s("string", format="date-time")
 MONTH = s("string", pattern=billing_repo.MONTH_RE, description="YYYY-MM (Asia/Tokyo)")
@@ -151,7 +161,8 @@ ERROR = obj({"status": s("integer"), "message": s("string")}, ["status", "messag
 
 def page_of(item: Schema) -> Schema:
     return obj({"items": s("array", items=item), "limit": s(["integer", "null"]),
-                "offset": s("integer"), "next_offset": s(["integer", "null"])},
+                "offset": s("integer"), "next_offset": s(["integer", "null"]),
+                "next_cursor": s("string", description="keyset paging: pass as cursor")},
                ["items", "limit", "offset", "next_offset"], strict=False)
 
 
@@ -160,19 +171,19 @@ RECORDING_SUB = s(["object", "null"], properties={
     "active": s("boolean")}, required=["activated_on", "cancelled_on", "retention_days",
                                         "active"])
 NUISANCE_SUB = s(["object", "null"], properties={
-    "unit": s("string", enum=list(admin.UNITS)), "list_size": s("integer"),
+    "unit": s("string", enum=list(subscriptions.UNITS)), "list_size": s("integer"),
     "activated_on": DATE, "cancelled_on": NULLABLE_DATE, "active": s("boolean")},
     required=["unit", "list_size", "activated_on", "cancelled_on", "active"])
 
 CONTRACT = obj({
-    "code": s("string"), "kind": s("string", enum=list(admin.KINDS)), "name": s("string"),
+    "code": s("string"), "kind": s("string", enum=list(contracts.KINDS)), "name": s("string"),
     "extension_digits": s("integer"), "created_at": TIMESTAMP, "endpoints": s("integer"),
     "channels": s("integer"), "numbers": s("integer"), "recording": RECORDING_SUB,
     "nuisance": NUISANCE_SUB,
 }, ["code", "kind", "name", "extension_digits", "endpoints", "channels", "numbers",
     "recording", "nuisance"], strict=False)
 CONTRACT_CREATE = obj({
-    "code": CODE, "kind": s("string", enum=list(admin.KINDS)), "name": TEXT,
+    "code": CODE, "kind": s("string", enum=list(contracts.KINDS)), "name": TEXT,
     "extension_digits": s("integer", minimum=2, maximum=6),
 }, ["code", "kind"])
 CONTRACT_UPDATE = obj({"name": TEXT, "extension_digits": s("integer", minimum=2, maximum=6)},
@@ -186,8 +197,8 @@ ENDPOINT = obj({
     strict=False)
 _ADDRESS = s("string", maxLength=45, anyOf=[{"format": "ipv4"}, {"format": "ipv6"}],
              description="IPv4 or IPv6 source address (checked by the server)")
-_EXTENSION = s("string", pattern=admin.EXTENSION_RE)
-_CHANNELS = s("integer", minimum=1, maximum=admin.MAX_CHANNELS)
+_EXTENSION = s("string", pattern=base.EXTENSION_RE)
+_CHANNELS = s("integer", minimum=1, maximum=endpoints.MAX_CHANNELS)
 ENDPOINT_CREATE = obj({
     "name": ENDPOINT_NAME, "contract": CODE, "address": _ADDRESS, "extension": _EXTENSION,
     "channels": _CHANNELS, "roaming": s("boolean"),
@@ -197,13 +208,13 @@ ENDPOINT_UPDATE = obj({"address": _ADDRESS, "extension": _EXTENSION, "channels":
 
 NUMBER_OUT = obj({
     "number": s("string"), "contract": s("string"), "endpoint": s("string"),
-    "role": s("string", enum=list(admin.ROLES)), "nuisance": s("boolean"),
+    "role": s("string", enum=list(numbers.ROLES)), "nuisance": s("boolean"),
     "created_at": TIMESTAMP,
 }, ["number", "contract", "endpoint", "role", "nuisance"], strict=False)
 NUMBER_CREATE = obj({"number": NUMBER, "endpoint": ENDPOINT_NAME,
-                     "role": s("string", enum=list(admin.ROLES)),
+                     "role": s("string", enum=list(numbers.ROLES)),
                      "nuisance": s("boolean")}, ["number", "endpoint", "role"])
-NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(admin.ROLES)),
+NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(numbers.ROLES)),
                      "nuisance": s("boolean")}, minProperties=1)
 
 SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
@@ -211,9 +222,9 @@ SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
                     strict=False)
 RECORDING_SET = obj({"activated_on": DATE,
                      "retention_days": s("integer", minimum=1,
-                                         maximum=admin.MAX_RETENTION_DAYS)})
-NUISANCE_SET = obj({"unit": s("string", enum=list(admin.UNITS)),
-                    "list_size": s("integer", enum=list(admin.LIST_SIZES)),
+                                         maximum=subscriptions.MAX_RETENTION_DAYS)})
+NUISANCE_SET = obj({"unit": s("string", enum=list(subscriptions.UNITS)),
+                    "list_size": s("integer", enum=list(subscriptions.LIST_SIZES)),
                     "activated_on": DATE})
 
 NUISANCE_LIST = obj({
@@ -233,7 +244,7 @@ TOKEN = obj({"id": s("integer"), "contract": s(["string", "null"]), "label": s("
              "created_at": TIMESTAMP}, ["id", "contract", "label"], strict=False)
 TOKEN_CREATED = obj({**TOKEN["properties"], "token": s("string")},
                     ["id", "contract", "label", "token"], strict=False)
-TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=admin.CONTRACT_CODE_RE,
+TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=base.CONTRACT_CODE_RE,
                                   description="null or absent: an operator token"),
                     "label": LABEL})
 
@@ -268,6 +279,29 @@ RECORDING_OPTIONS_SET = obj({
     "pause_code": s(["string", "null"], maxLength=4),
     "resume_code": s(["string", "null"], maxLength=4),
 })
+# Forwarding (REC-IN-2) and the recording capacity (REC-CAP-1), issue #15.
+FORWARDING = obj({"number": s("string"), "mode": s("string", enum=list(forwarding.MODES)),
+                  "to": s("string"), "after_s": s("integer")},
+                 ["number", "mode", "to", "after_s"], strict=False)
+FORWARDING_SET = obj({
+    "mode": s("string", enum=list(forwarding.MODES)),
+    "to": s("string", pattern=forwarding.TARGET_RE, description="an outside number"),
+    "after_s": s("integer", minimum=forwarding.MIN_AFTER_S, maximum=forwarding.MAX_AFTER_S,
+                 description="no-answer only: seconds of ringing first (default 20)"),
+}, ["mode", "to"])
+_POLICY = s("string", enum=list(capacity.POLICIES),
+            description="what ordinary calls get at the maximum")
+CAPACITY = obj({"max_recordings": s("integer"), "at_capacity_policy": _POLICY,
+                "source": obj({k: s("string", enum=["site_settings", "default"])
+                               for k in capacity.KEYS}, strict=False),
+                "active_recordings": s("integer")},
+               ["max_recordings", "at_capacity_policy", "source", "active_recordings"],
+               strict=False)
+CAPACITY_SET = obj({"max_recordings": s("integer", minimum=0,
+                                          maximum=capacity.MAX_RECORDINGS),
+                    "at_capacity_policy": _POLICY,
+                    "reset": s("boolean", description="back to the process defaults")},
+                   minProperties=1)
 PURGE = obj({"dry_run": s("boolean")})
 PURGE_REPORT = obj({"rows": s("integer"), "files": s("integer"), "bytes": s("integer"),
                     "dry_run": s("boolean")}, ["rows", "files", "bytes", "dry_run"],

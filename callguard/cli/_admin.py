@@ -13,16 +13,16 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callguard.admin import AdminError, Page
 from callguard.cli import CliError
 from callguard.cli._common import db_session, print_json
 from callguard.config import Settings
+from callguard.services.base import AdminError, Page, tokyo_date
 
 T = TypeVar("T")
 
@@ -43,6 +43,11 @@ def run(work: Callable[[Session], T], settings: Settings | None = None) -> T:
         raise CliError(f"conflicts with existing data: {exc.orig}", code=2) from exc
 
 
+def today() -> date:
+    """The CLI's clock: Tokyo's calendar day now (service dates, BILL-*)."""
+    return tokyo_date(datetime.now(UTC))
+
+
 def iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -52,18 +57,18 @@ def iso_date(text: str) -> date:
 
 def add_listing_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit", type=_positive, help="at most this many (default: all)")
-    p.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
+    p.add_argument("--limit", type=positive, help="at most this many (default: all)")
+    p.add_argument("--offset", type=non_negative, default=0, help="skip this many first")
 
 
-def _positive(text: str) -> int:
-    value = _non_negative(text)
+def positive(text: str) -> int:
+    value = non_negative(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
 
 
-def _non_negative(text: str) -> int:
+def non_negative(text: str) -> int:
     try:
         value = int(text)
     except ValueError as exc:
