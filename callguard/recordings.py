@@ -289,9 +289,9 @@ def purge(session: Session, settings: Settings, dry_run: bool = False,
                                   RecordingSubscription.retention_days)
                            .join(Contract, Contract.id == RecordingSubscription.contract_id)
                            ).all()
-    for done, (contract_id, code, days) in enumerate(subs, 1):
+    for done, (contract_id, code, days) in enumerate(subs):
         if progress is not None:
-            progress(done, len(subs))
+            progress(done, len(subs))  # contracts finished so far
         old = session.scalars(select(Recording).where(
             Recording.contract_id == contract_id,
             Recording.started_at < now - timedelta(days=days),
@@ -326,5 +326,7 @@ def purge(session: Session, settings: Settings, dry_run: bool = False,
         else:
             gone = session.execute(delete(InboundCall).where(InboundCall.id.in_(stale)))
             report.calls += int(gone.rowcount or 0)  # type: ignore[attr-defined]
+    if progress is not None:
+        progress(len(subs), len(subs))
     session.flush()
     return report

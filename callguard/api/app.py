@@ -22,11 +22,13 @@ from callguard import metrics, recording_worker
 from callguard.api import overview, resources, ui
 from callguard.api.core import (
     EXECUTOR,
+    PROBLEM_JSON,
     SESSIONS,
     SETTINGS,
     ApiError,
     aiohttp_path,
     openapi,
+    problem,
     wrap,
 )
 from callguard.config import ConfigError, Settings, load_settings
@@ -46,7 +48,8 @@ def _error(request: web.Request, status: int, message: str,
     if request.path.startswith("/ui") and "text/html" in request.headers.get("Accept", ""):
         resp = ui.error_page(status, message)
     else:
-        resp = web.json_response({"status": status, "message": message}, status=status)
+        resp = web.json_response(problem(status, message, request.path), status=status,
+                                 content_type=PROBLEM_JSON)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="callguard"'
     for key, value in (headers or {}).items():
@@ -61,7 +64,7 @@ async def errors(request: web.Request,
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(request, exc.status, str(exc))
+        return _error(request, exc.status, str(exc), exc.headers)
     except base.AdminError as exc:
         return _error(request, exc.status, str(exc))
     except IntegrityError as exc:

@@ -377,8 +377,27 @@ async def get_recording(ctx: Ctx) -> Any:
     return recording_json(row, code, rec_dir)
 
 
-def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.FileResponse:
-    """The WAV with HTTP range support (FileResponse answers Range / If-Range: 206/416)."""
+def _check_range(request: web.Request | None, size: int) -> None:
+    """An unsatisfiable Range is answered here, as a problem+json 416 with
+    `Content-Range: bytes */size` (FileResponse would send an empty body)."""
+    if request is None or "Range" not in request.headers or "If-Range" in request.headers:
+        return
+    try:
+        rng = request.http_range
+    except ValueError:
+        rng = None
+    start = None if rng is None else rng.start
+    if rng is None or (start is not None and start >= size) or (
+            start is not None and start < 0 and size == 0) or (
+            rng.stop is not None and start is not None and 0 <= rng.stop <= start):
+        raise ApiError(416, f"range {request.headers['Range'][:40]!r} is not satisfiable: "
+                       f"the file has {size} bytes", {"Content-Range": f"bytes */{size}"})
+
+
+def audio_response(row: Recording, recordings_dir: Path, download: bool,
+                   request: web.Request | None = None) -> web.FileResponse:
+    """The WAV with HTTP range support (FileResponse answers Range / If-Range with 206; an
+    unsatisfiable range is a JSON 416)."""
     if row.status == "recording":
         raise ApiError(409, f"recording {row.id} is still in progress")
     root = recordings_dir.resolve()
@@ -386,6 +405,7 @@ def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.
     # Paths are ours (REC-FILE-1), but a row must never lead outside the recordings root.
     if not path.is_relative_to(root) or not path.is_file():
         raise ApiError(404, f"the file of recording {row.id} is missing")
+    _check_range(request, path.stat().st_size)
     disposition = "attachment" if download else "inline"
     # Issue #14: an encrypted recording is served as the age file it is, never as audio.
     kind, name = (("application/octet-stream", f"recording-{row.id}.wav.age")
@@ -403,7 +423,8 @@ def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.
 async def recording_audio(ctx: Ctx) -> Any:
     row, _ = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
                                                            ctx.who.contract_id))
-    return audio_response(row, ctx.app[SETTINGS].recordings_dir, ctx.query["download"])
+    return audio_response(row, ctx.app[SETTINGS].recordings_dir, ctx.query["download"],
+                          ctx.request)
 
 
 async def purge_recordings(ctx: Ctx) -> Any:
@@ -572,6 +593,11 @@ def routes() -> list[Route]:
                        description="as an attachment")),
           response=None, errors=(409, 416),
           extra={"x-range": "Range: bytes=… answers 206 Partial Content"}),
+        R("HEAD", f"{API}/recordings/{{id}}/audio", "headRecordingAudio",
+          "A recording's size and type without its body", "recordings", any_, recording_audio,
+          (P_REC_ID, Param("download", "query", {"type": "boolean", "default": False},
+                       description="as an attachment")),
+          response=None, errors=(409,)),
         R("POST", f"{API}/recordings/purge", "purgeRecordings",
           "Delete recordings past their contract's retention (REC-FILE-3)", "recordings", op,
           purge_recordings, body=S.PURGE, response=S.PURGE_REPORT),

@@ -245,7 +245,7 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, f"no recording {raw[:40]!r}")
     row, _ = await db(request.app, lambda s: get_recording_row(s, int(raw), who.contract_id))
     return audio_response(row, request.app[SETTINGS].recordings_dir,
-                          request.query.get("download") == "1")
+                          request.query.get("download") == "1", request)
 
 
 async def home(request: web.Request) -> web.StreamResponse:

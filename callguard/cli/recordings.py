@@ -11,7 +11,7 @@ from typing import Any
 
 from callguard import recordings
 from callguard.cli import recording_options
-from callguard.cli._admin import Progress, non_negative, positive, run
+from callguard.cli._admin import non_negative, positive, progress_bar, run
 from callguard.cli._common import print_json
 from callguard.config import Settings, load_settings
 from callguard.db.models import Recording
@@ -68,8 +68,9 @@ def _log_to(settings: Settings, verbose: bool) -> None:
 def _reconcile(args: argparse.Namespace) -> int:
     settings = load_settings()
     _log_to(settings, args.verbose)
-    report = run(lambda s: rec_svc.reconcile(s, settings, adopt=not args.no_adopt,
-                                             progress=Progress("reconcile")), settings)
+    with progress_bar("reconcile") as progress:
+        report = run(lambda s: rec_svc.reconcile(s, settings, adopt=not args.no_adopt,
+                                                 progress=progress), settings)
     data = dataclasses.asdict(report)
     if args.json:
         print_json(data)
@@ -84,8 +85,9 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     settings = load_settings()
     _log_to(settings, args.verbose)
-    report = run(lambda s: rec_svc.purge(s, settings, datetime.now(UTC), dry_run=args.dry_run,
-                                         progress=Progress("purge")), settings)
+    with progress_bar("purge") as progress:
+        report = run(lambda s: rec_svc.purge(s, settings, datetime.now(UTC),
+                                             dry_run=args.dry_run, progress=progress), settings)
     summary = dataclasses.asdict(report) | {"dry_run": args.dry_run}
     if args.json:
         print_json(summary)

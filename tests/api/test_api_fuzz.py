@@ -225,8 +225,9 @@ def test_a_thousand_malformed_requests_are_refused_cleanly(
             problems.append(f"{label}: not JSON: {raw[:120]!r}")
             continue
         if not (isinstance(data, dict) and data.get("status") == status
-                and isinstance(data.get("message"), str) and data["message"]):
-            problems.append(f"{label}: not {{status, message}}: {data!r:.200}")
+                and isinstance(data.get("detail"), str) and data["detail"]
+                and isinstance(data.get("title"), str)):
+            problems.append(f"{label}: not an RFC 9457 problem: {data!r:.200}")
     print(f"\nAPI fuzz (REL-4): {REQUESTS} requests over {len(table)} routes; "
           f"statuses {dict(sorted(statuses.items()))}; kinds {dict(sorted(kinds.items()))}")
     assert not problems, "\n".join(problems[:30])
