@@ -136,13 +136,14 @@ def test_cursor_paging_over_10000_recordings(op: Client, iso_engine: Engine) -> 
                 c.execute(text(
                     "INSERT INTO recordings (contract_id, number, direction, remote,"
                     " channel_id, path, started_at, status) VALUES (:cid, :num, 'in', '',"
-                    " :ch, :ch || '.wav', :t, 'complete')"),
+                    " :ch, :path, :t, 'complete')"),
                     {"cid": cid, "num": site["number"], "ch": f"{code}-new",
-                     "t": t0 + timedelta(days=30)})
+                     "path": f"{code}/new.wav", "t": t0 + timedelta(days=30)})
         cursor = page.get("next_cursor")
         if cursor is None:
             break
-        assert page["next_offset"] is None  # keyset pages do not mix in offsets
+        # The first page offers both ways on; a cursor page no offset to mix in.
+        assert page["next_offset"] == (500 if pages == 1 else None)
     assert pages == 20
     assert seen == expected
     assert op.get(f"{V1}/recordings?contract={code}&cursor=bm9wZQ").status == 400
