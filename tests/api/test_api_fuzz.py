@@ -209,6 +209,7 @@ def test_a_thousand_malformed_requests_are_refused_cleanly(
             conn.endheaders(body or None)
             resp = conn.getresponse()
             status, raw = resp.status, resp.read()
+            kind = resp.getheader("Content-Type", "")
         except (OSError, http.client.HTTPException) as exc:
             problems.append(f"{method} {path[:80]} ({what}): connection failed: {exc}")
             continue
@@ -218,6 +219,10 @@ def test_a_thousand_malformed_requests_are_refused_cleanly(
         label = f"{method} {path[:80]} ({what}) -> {status}"
         if not 400 <= status < 500:
             problems.append(f"{label}: {raw[:200]!r}")
+            continue
+        if method == "HEAD":  # no body by definition: the headers say what it would be
+            if not (raw == b"" and kind.startswith("application/problem+json")):
+                problems.append(f"{label}: HEAD answered {kind!r} {raw[:60]!r}")
             continue
         try:
             data = json.loads(raw)
