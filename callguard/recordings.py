@@ -3,13 +3,9 @@ reconcile after a crash, purge by retention."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +15,8 @@ from typing import Any
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from callguard.asterisk_cli import AsteriskCliError, run_cli
+from callguard.asterisk.ari import AriReader, AsteriskUnavailable
+from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.config import Settings
 from callguard.db.models import (
     Contract,
@@ -112,18 +109,9 @@ class ChannelProbe:
         return found if found is not None else self._cli(channel_id)
 
     def _ari(self, channel_id: str) -> bool | None:
-        s = self.settings
-        auth = base64.b64encode(f"{s.ari_user}:{s.ari_password}".encode()).decode()
-        req = urllib.request.Request(  # noqa: S310 - loopback URL from settings
-            f"{s.ari_url}/ari/channels/{channel_id}",
-            headers={"Authorization": f"Basic {auth}"})
         try:
-            with urllib.request.urlopen(req, timeout=3) as resp:  # noqa: S310
-                json.load(resp)
-                return True
-        except urllib.error.HTTPError as exc:
-            return False if exc.code == 404 else None
-        except (OSError, ValueError):
+            return AriReader(self.settings, timeout_s=3).channel_exists(channel_id)
+        except AsteriskUnavailable:
             return None
 
     def _cli(self, channel_id: str) -> bool | None:

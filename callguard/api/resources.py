@@ -25,6 +25,7 @@ from callguard.api.core import (
     Route,
     db,
 )
+from callguard.asterisk.ari import AsteriskUnavailable
 from callguard.db.models import Recording
 from callguard.recordings import Search, to_json
 from callguard.services import (
@@ -461,7 +462,7 @@ async def check(ctx: Ctx) -> Any:
     settings = ctx.app[SETTINGS]
     try:
         report = await db(ctx.app, lambda s: asterisk_check.run_check(s, settings))
-    except asterisk_check.AsteriskUnavailable as exc:
+    except AsteriskUnavailable as exc:
         raise ApiError(503, f"cannot check: {exc}") from exc
     return report.to_json()
 
