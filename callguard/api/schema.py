@@ -179,6 +179,8 @@ LABEL = s("string", maxLength=tokens.MAX_LABEL, pattern=r"^[^\x00-\x1f]*$")
 CODE = s("string", pattern=base.CONTRACT_CODE_RE, description="contract code, e.g. F1")
 ENDPOINT_NAME = s("string", pattern=base.ENDPOINT_NAME_RE)
 NUMBER = s("string", pattern=base.NUMBER_RE, description="national format, e.g. 0312345678")
+REMOTE = s("string", maxLength=40, pattern=r"^[^\x00-\x1f]*$",
+           description="the other party as presented")
 DATE = s("string", format="date", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DATE_TIME = s("string", format="date-time")
 MONTH = s("string", pattern=billing_repo.MONTH_RE, description="YYYY-MM (Asia/Tokyo)")

@@ -6,7 +6,11 @@ added."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
@@ -149,3 +153,40 @@ def test_cursor_paging_over_10000_recordings(op: Client, iso_engine: Engine) -> 
     assert op.get(f"{V1}/recordings?contract={code}&cursor=bm9wZQ").status == 400
     assert op.get(f"{V1}/recordings?contract={code}&cursor=a&offset=5").status == 400
     assert op.get(f"{V1}/recordings?contract={code}&cursor=a%20b").status == 400
+
+
+def test_recordings_page_filters_by_the_other_party(op: Client, api_base: str,
+                                                    iso_engine: Engine) -> None:
+    """The page (REC-FILE-4): filter by the other party; players and links named after their
+    call; a failed recording gets no player."""
+    site = make_fixed(op)
+    with iso_engine.begin() as c:
+        cid = c.execute(text("SELECT id FROM contracts WHERE code = :c"),
+                        {"c": site["code"]}).scalar()
+        for i, (remote, status) in enumerate((("0399990011", "complete"),
+                                              ("0399990022", "failed"))):
+            c.execute(text(
+                "INSERT INTO recordings (contract_id, number, direction, remote, channel_id,"
+                " path, started_at, status) VALUES (:cid, :num, 'in', :remote, :ch, :path,"
+                " :t, :status)"),
+                {"cid": cid, "num": site["number"], "remote": remote, "status": status,
+                 "ch": f"{site['code']}-ui{i}", "path": f"{site['code']}/ui{i}.wav",
+                 "t": datetime(2026, 5, 1, 9, i, tzinfo=UTC)})
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{api_base}/ui/login", timeout=10) as resp:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode())
+    assert csrf is not None
+    form = urllib.parse.urlencode({"token": contract_token(op, site["code"]),
+                                   "csrf": csrf[1]}).encode()
+    with opener.open(f"{api_base}/ui/login", data=form, timeout=10) as resp:
+        assert resp.url.endswith("/ui/recordings")
+        page = resp.read().decode()
+    assert "0399990011" in page and "0399990022" in page
+    assert re.search(r'<audio [^>]*aria-label="play 2026-05-01 18:00:00 0399990011"', page)
+    assert 'aria-label="download 2026-05-01 18:00:00 0399990011"' in page
+    failed_row = re.search(r'<tr id="rec-\d+" data-status="failed">.*?</tr>', page)
+    assert failed_row and "<audio" not in failed_row[0] and "no audio" in failed_row[0]
+    with opener.open(f"{api_base}/ui/recordings?remote=0399990022", timeout=10) as resp:
+        only = resp.read().decode()
+    assert "0399990022" in only and "0399990011" not in only
