@@ -232,4 +232,4 @@ def test_forwarding_cli_refuses_bad_input(clean: Engine) -> None:
         "unconditional", expect=2)
     cli("forwarding", "set", "--number", "0312345678", "--to", "0399998877", "--mode",
         "unreachable", "--after", "5", expect=2)
-    assert cli("forwarding", "list", "--json") == []
+    assert cli("forwarding", "list", "--json")["items"] == []
