@@ -582,3 +582,176 @@ class Load:
             parse_message_log(self.work / "messages.log"))
         return LoadResult(self.proc.returncode, attempted, answered, codes, unanswered,
                           self.work)
+
+
+# ---- a desk phone that transfers the call it answered (issue #14 transfer-proof recording) ----
+
+_NOTIFY_LOOP = """<label id="notify"/>
+  <recv request="NOTIFY" crlf="true">
+    <action>
+      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
+            assign_to="frag,fragcode"/>
+      <todouble assign_to="fragnum" variable="fragcode"/>
+      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
+    </action>
+  </recv>
+  <send next="notify" test="provisional"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>"""
+
+
+def _bye(cseq: int, from_tag: str, to_tag: str, label: str) -> str:
+    """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg."""
+    return f"""<send retrans="500"><![CDATA[
+BYE sip:asterisk@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]:[local_port]>;tag={from_tag}
+To: <sip:asterisk@{ASTERISK}>;tag={to_tag}
+Call-ID: [call_id]
+CSeq: {cseq} BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" optional="true" next="{label}"/>
+  <recv response="481"/>
+  <label id="{label}"/>"""
+
+
+def transfer_phone_xml(work: Path, target: str, talk_s: float, hz: float,
+                       consult_s: float | None = None) -> str:
+    """A UAS that answers, talks `talk_s` at `hz`, then transfers the caller to `target`.
+
+    consult_s None: blind transfer (REFER with Refer-To: target). Otherwise attended: a consult
+    call to `target` from the same phone (a second dialog, the same Call-ID with its own tags,
+    so one sipp call sees both), `consult_s` on it, then REFER on the first dialog with
+    Refer-To: target?Replaces=<consult dialog>. Then the phone waits for the NOTIFY carrying the
+    final sipfrag (RFC 3515) and hangs up its leg(s), as a desk phone does."""
+    talk = _steps_xml([tone(talk_s, hz)], work / "x")
+    refer_to = f"<sip:{target}@{ASTERISK}>"
+    consult = ""
+    tail = _bye(103, "[pid]SIPpTag01[call_number]", "[$ftag]", "d1")
+    if consult_s is not None:
+        refer_to = (f"<sip:{target}@{ASTERISK}?Replaces=[call_id]"
+                    "%3Bto-tag%3D[$ctag]%3Bfrom-tag%3Dconsult[call_number]>")
+        consult = f"""<send retrans="500"><![CDATA[
+INVITE sip:{target}@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=consult[call_number]
+To: <sip:{target}@{ASTERISK}>
+Call-ID: [call_id]
+CSeq: 201 INVITE
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
+            assign_to="ct,ctag"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+ACK sip:{target}@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=consult[call_number]
+To: <sip:{target}@{ASTERISK}>;tag=[$ctag]
+Call-ID: [call_id]
+CSeq: 201 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{int(consult_s * 1000)}"/>"""
+        tail += "\n  " + _bye(202, "consult[call_number]", "[$ctag]", "d2")
+    refs = ",ct" if consult_s is not None else ""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard transferring phone">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="From:" check_it="true"
+            assign_to="ft,ftag"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  {talk}
+  {consult}
+  <send retrans="500"><![CDATA[
+REFER sip:asterisk@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: <sip:asterisk@{ASTERISK}>;tag=[$ftag]
+Call-ID: [call_id]
+CSeq: 102 REFER
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Refer-To: {refer_to}
+Referred-By: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+  {_NOTIFY_LOOP}
+  {tail}
+  <Reference variables="frag,ft{refs}"/>
+</scenario>
+"""
+
+
+class TransferPhone(Phone):
+    """A customer phone (sipp UAS on its address, port 5060) that answers one call, talks,
+    and transfers it: blind (`consult_s` None) or attended (a consult call first)."""
+
+    def __init__(self, ip: str, work: Path, target: str, talk_s: float, hz: float,
+                 consult_s: float | None = None, timeout_s: int = 60) -> None:
+        super().__init__(ip, work, timeout_s=timeout_s)
+        self.xml = transfer_phone_xml(work, target, talk_s, hz, consult_s)
+
+    def sent_refer(self) -> bool:
+        return any(m.method == "REFER" and m.sent for m in self.result().messages)
+
+    def final_sipfrag(self) -> str | None:
+        """The sipfrag status line of the last NOTIFY Asterisk sent about the transfer."""
+        frags = [re.search(r"SIP/2.0 \d{3}[^\r\n]*", m.text.split("\n\n", 1)[-1])
+                 for m in self.result().received() if m.method == "NOTIFY"]
+        found = [f.group(0).strip() for f in frags if f]
+        return found[-1] if found else None
