@@ -26,7 +26,19 @@ from tests.e2e.rec_helpers import (
     talk_time,
     tone_amplitude,
 )
-from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, TransferPhone, UacSpec, tone, uac
+from tests.e2e.sipp import (
+    CARRIER_OUT,
+    CallResult,
+    Phone,
+    ScenarioPhone,
+    TransferPhone,
+    UacSpec,
+    run_uac_xml,
+    tone,
+    transfer_uac_xml,
+    uac,
+    uas_hangs_up_xml,
+)
 
 TARGET_HZ = 1700.0
 CALLER_S = 12.0  # the carrier's caller talks this long, then hangs up
@@ -44,21 +56,23 @@ def carrier_call(work: Path) -> CallResult:
                        steps=[tone(CALLER_S, CALLER_HZ)]), work / "carrier")
 
 
-def check_one_recording(engine: Engine, settings: Settings, call: CallResult) -> dict[str, float]:
-    """One complete row and one file as long as the whole conversation; f1-a's tone before
-    the transfer, the target's after it (and f1-a's no longer)."""
+def check_one_recording(engine: Engine, settings: Settings, talk: float, direction: str = "in",
+                        stays_hz: float = CALLER_HZ, leaves_hz: float = CALLEE_HZ
+                        ) -> dict[str, float]:
+    """One complete row and one file as long as the whole conversation (`talk`, as the party
+    that stays saw it); the transferring phone's tone before the transfer, the target's after
+    it (and the transferring phone's no longer); the party that stays throughout."""
     rows = recordings(engine, wait_s=30)
     assert len(rows) == 1, rows
     [row] = rows
     assert row["status"] == "complete" and row["reason"] is None, row
-    assert row["direction"] == "in" and row["contract"] == "F1"
+    assert row["direction"] == direction and row["contract"] == "F1"
     files = sorted(settings.recordings_dir.rglob("*.wav"))
     assert [f.relative_to(settings.recordings_dir).as_posix() for f in files] == [row["path"]]
     data = files[0].read_bytes()
     assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["bytes"] == len(data)
     pcm = samples(files[0])
     seconds = len(pcm) / 8000
-    talk = talk_time(call)
     assert abs(seconds - talk) < 1.0, (seconds, talk)
     assert abs(float(row["duration_s"]) - seconds) < 0.01  # type: ignore[arg-type]
     answered, ended = row["answered_at"], row["ended_at"]
@@ -68,11 +82,11 @@ def check_one_recording(engine: Engine, settings: Settings, call: CallResult) ->
     after = pcm[int(seconds * 0.7 * 8000):int((seconds - 0.5) * 8000)]
     amp = {(part, hz): tone_amplitude(chunk, 8000, hz)
            for part, chunk in (("before", before), ("after", after))
-           for hz in (CALLER_HZ, CALLEE_HZ, TARGET_HZ)}
-    assert amp["before", CALLER_HZ] > TONE_MIN and amp["before", CALLEE_HZ] > TONE_MIN, amp
-    assert amp["after", CALLER_HZ] > TONE_MIN, amp
+           for hz in (stays_hz, leaves_hz, TARGET_HZ)}
+    assert amp["before", stays_hz] > TONE_MIN and amp["before", leaves_hz] > TONE_MIN, amp
+    assert amp["after", stays_hz] > TONE_MIN, amp
     assert amp["after", TARGET_HZ] > TONE_MIN, f"the transfer target is not in the file: {amp}"
-    assert amp["after", CALLEE_HZ] < TONE_MIN / 10, f"f1-a still heard after leaving: {amp}"
+    assert amp["after", leaves_hz] < TONE_MIN / 10, f"f1-a still heard after leaving: {amp}"
     return {"seconds": round(seconds, 2), "talk_s": round(talk, 2),
             **{f"{part}@{hz:g}": round(a) for (part, hz), a in amp.items()}}
 
@@ -92,7 +106,7 @@ def test_blind_transfer_keeps_recording(clean: Engine, settings: Settings, work:
     assert phone.final_sipfrag() == "SIP/2.0 200 OK", phone.result().timeline()
     assert target.rang() and target.result().first(method="ACK") is not None
     assert not call.bye_from_far_end(), "the caller was dropped at the transfer"
-    figures.update(blind=check_one_recording(clean, settings, call))
+    figures.update(blind=check_one_recording(clean, settings, talk_time(call)))
 
 
 def test_attended_transfer_keeps_recording(clean: Engine, settings: Settings, work: Path,
@@ -111,4 +125,28 @@ def test_attended_transfer_keeps_recording(clean: Engine, settings: Settings, wo
     assert phone.final_sipfrag() == "SIP/2.0 200 OK", phone.result().timeline()
     assert target.rang()
     assert not call.bye_from_far_end(), "the caller was dropped at the transfer"
-    figures.update(attended=check_one_recording(clean, settings, call))
+    figures.update(attended=check_one_recording(clean, settings, talk_time(call)))
+
+
+def test_outbound_blind_transfer_keeps_recording(clean: Engine, settings: Settings, work: Path,
+                                                 figures: dict[str, object]) -> None:
+    """Issue #14 transfer-proof, outbound: f1-a's prefixed (recorded) call to 0612345678; the
+    called party answers; after 3 s f1-a REFERs it to f1-b (0312345679) and leaves. The
+    recording ran on f1-a's leg: it goes on from the called party's leg into the same file, and
+    the row ends when the called party hangs up (12 s), not when f1-a left."""
+    far_xml = uas_hangs_up_xml(CALLER_S, CALLEE_HZ, work / "far")
+    with Phone(F1B, work / "f1b", audio_s=CALLER_S, audio_hz=TARGET_HZ) as target, \
+            ScenarioPhone(CARRIER_OUT, work / "far", far_xml) as far:
+        phone = run_uac_xml(transfer_uac_xml("0077270612345678", "0312345679", BEFORE_S,
+                                             CALLER_HZ, work / "f1a"), work / "f1a", F1A)
+        far.wait(20)
+        target.wait(10)
+    assert any(m.method == "REFER" and m.sent for m in phone.messages), phone.timeline()
+    assert any(m.status == 202 for m in phone.received()), phone.timeline()
+    seen = far.result()
+    ok = next(m for m in seen.messages if m.sent and m.status == 200)
+    bye = seen.first(method="BYE")
+    assert bye is not None and bye.sent, seen.timeline()
+    assert target.rang()
+    figures.update(outbound_blind=check_one_recording(
+        clean, settings, seen.seconds_between(ok, bye), "out", CALLEE_HZ, CALLER_HZ))
