@@ -608,6 +608,23 @@ Content-Length: 0
 ]]></send>"""
 
 
+# After its own BYE(s) the phone stays 3 s to answer Asterisk's BYE on a leg Asterisk ended at
+# the same time: unanswered, Asterisk would retransmit it into the next test's phone.
+_LINGER = """<label id="linger"/>
+  <recv request="BYE" timeout="3000" ontimeout="lingered"/>
+  <send next="linger"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="lingered"/>"""
+
+
 def _bye(cseq: int, from_tag: str, to_tag: str, label: str) -> str:
     """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg."""
     return f"""<send retrans="500"><![CDATA[
@@ -618,6 +635,20 @@ To: <sip:asterisk@{ASTERISK}>;tag={to_tag}
 Call-ID: [call_id]
 CSeq: {cseq} BYE
 Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv request="BYE" optional="true" next="{label}x"/>
+  <recv response="200" optional="true" next="{label}"/>
+  <recv response="481" next="{label}"/>
+  <label id="{label}x"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
 Content-Length: 0
 
 ]]></send>
@@ -732,6 +763,7 @@ Content-Length: 0
   <recv response="202"/>
   {_NOTIFY_LOOP}
   {tail}
+  {_LINGER}
   <Reference variables="frag,ft{refs}"/>
 </scenario>
 """
@@ -868,6 +900,7 @@ Content-Length: 0
 
 ]]></send>
   <label id="done"/>
+  {_LINGER}
   <Reference variables="tt,frag"/>
 </scenario>
 """
