@@ -73,7 +73,9 @@ def test_api_conforms_to_its_openapi_document(api_base: str, iso: Settings,
          "--header", f"Authorization: Bearer {iso.api_token}",
          "--exclude-operation-id", "checkAsterisk",
          "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-         "--max-examples", "40", "--workers", "2", "--seed", "20261122",
+         # One worker: with two threads, hypothesis' lambda descriptions hit CPython 3.11's
+         # "AST constructor recursion depth mismatch" (ast.parse is not thread-safe there).
+         "--max-examples", "40", "--workers", "1", "--seed", "20261122",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, check=False)
     out = run.stdout
