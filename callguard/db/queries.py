@@ -60,6 +60,9 @@ def recording_started(
     return pg_insert(Recording).values(
         contract_id=contract_id, number=number, direction=direction, remote=remote[:40],
         channel_id=channel_id, path=path, started_at=started_at, status="recording",
+        # Explicit: inside the call path's combined CTE statement the columns' Python-side
+        # defaults are not applied (NULL encrypted violated NOT NULL and lost the row).
+        encrypted=False, muted=[],
     ).on_conflict_do_nothing(index_elements=[Recording.channel_id])
 
 

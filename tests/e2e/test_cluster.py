@@ -1,0 +1,296 @@
+"""More than one node (issue 12, CLU-1..3) over real SIP: Kamailio on 127.0.0.1:5060 in front of
+two Asterisk nodes (127.0.0.11, 127.0.0.12), each with its own ARI app and FastAGI fallback, one
+PostgreSQL. Every call below goes through Kamailio: calls of every kind give the same results as
+one node, a 144 registration on one node rejects on the other, a forged X-Src-IP identifies
+nobody, a SIGKILLed node costs only its own calls, a drained node costs none.
+
+The module brings the cluster up itself (`tools/cluster.sh up 2`) and puts `make run`'s single
+node back afterwards (`tools/cluster.sh restore-single`); `make test` runs it in its own phase
+after the single-node tests (marker `cluster`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from callguard.config import PROJECT_ROOT, Settings, load_settings
+from callguard.domain.privacy import caller_key
+from tests.e2e.conftest import CALL_STATE_TABLES, AppLog
+from tests.e2e.rec_helpers import (
+    F1A,
+    F1B,
+    check_file,
+    inbound,
+    outbound,
+    recordings,
+    talk_time,
+)
+from tests.e2e.sipp import (
+    CARRIER_OUT,
+    CallResult,
+    Load,
+    LoadResult,
+    Phone,
+    SipMessage,
+    UacSpec,
+    audio,
+    dtmf,
+    parse_message_log,
+    uac,
+)
+from tests.e2e.test_nuisance import CLI, dial_144, keys, list_id, nuisance_call, rejected
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+
+CLUSTER_SH = str(PROJECT_ROOT / "tools" / "cluster.sh")
+RUN = PROJECT_ROOT / ".run"
+NODE_IP = {1: "127.0.0.11", 2: "127.0.0.12"}
+
+
+def node_settings(n: int) -> Settings:
+    return load_settings(RUN / "nodes" / f"n{n}" / "callguard.env")
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "cluster", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def dispatcher_flags() -> dict[int, str]:
+    out = subprocess.run([CLUSTER_SH, "kamcmd", "dispatcher.list"], capture_output=True,
+                         text=True, check=True).stdout
+    flags: dict[int, str] = {}
+    uri = ""
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("URI:"):
+            uri = line.split()[1]
+        elif line.startswith("FLAGS:"):
+            for n, ip in NODE_IP.items():
+                if uri == f"sip:{ip}:5060":
+                    flags[n] = line.split()[1]
+    return flags
+
+
+def wait_active(timeout_s: float = 30) -> None:
+    """Until Kamailio's probes see both nodes active again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(f.startswith("A") for f in dispatcher_flags().values()) and \
+                len(dispatcher_flags()) == 2:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"nodes not active: {dispatcher_flags()}")
+
+
+@pytest.fixture(scope="module")
+def cluster(engine: Engine) -> Iterator[None]:
+    up = subprocess.run([CLUSTER_SH, "up", "2"], capture_output=True, text=True, timeout=300,
+                        check=False)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        wait_active()
+        yield
+    finally:
+        down = subprocess.run([CLUSTER_SH, "restore-single"], capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture
+def cclean(engine: Engine, cluster: None, settings: Settings) -> Iterator[Engine]:
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+    for wav in settings.recordings_dir.rglob("*.wav"):
+        wav.unlink()
+    wait_active()
+    yield engine
+    for n in NODE_IP:  # a test that drained a node gives it back
+        cli("undrain", f"n{n}")
+
+
+def node_of(msg: SipMessage | None) -> int:
+    """The node that sent this message (its Contact address)."""
+    assert msg is not None
+    contact = msg.header("Contact") or ""
+    hits = [n for n, ip in NODE_IP.items() if f"@{ip}:" in contact or f"sip:{ip}:" in contact]
+    assert len(hits) == 1, contact
+    return hits[0]
+
+
+# ---- calls of every kind through Kamailio ---------------------------------------------------
+
+def test_inbound_screened_calls_reach_both_nodes(cclean: Engine, work: Path) -> None:
+    """CLU-1, SITE: carrier → 0312345679 (f1-b) through Kamailio, four times: every call
+    rings the phone and connects, and the calls are shared between the two nodes."""
+    seen = []
+    for i in range(4):
+        with Phone(F1B, work / f"phone{i}", audio_s=0) as phone:
+            call = uac(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
+                       work / f"carrier{i}")
+            phone.wait(10)
+        assert call.final_status() == 200, call.statuses()
+        invite = phone.result().first(method="INVITE", sent=False)
+        seen.append(node_of(invite))
+        # The phone sees the node, not the proxy's header.
+        assert invite is not None and invite.header("X-Src-IP") is None
+    assert sorted(set(seen)) == [1, 2], seen
+
+
+def test_forged_source_header_identifies_nobody(cclean: Engine, work: Path) -> None:
+    """CLU-1, SEC-1: an unknown address claiming to be the carrier with its own X-Src-IP is
+    still unknown (Kamailio replaces the header): refused, nothing reaches the phone."""
+    with Phone(F1B, work / "phone", timeout_s=8) as phone:
+        call = uac(UacSpec(to="0312345679", extra_headers=["X-Src-IP: 127.0.0.2"]),
+                   work / "intruder", local_ip="127.0.9.9", timeout_s=10)
+    assert call.final_status() in (401, 403, 404), call.statuses()
+    assert not phone.rang()
+
+
+def test_prefix_recorded_outbound_call(cclean: Engine, settings: Settings, work: Path) -> None:
+    """CLU-1, REC-OUT-1, REC-FILE-1: f1-a dials 0077-27 + 0612345678 through Kamailio: the
+    carrier (127.0.0.3, reached by the node directly) gets 0612345678 from 0312345678; one
+    complete recording in the shared store."""
+    call, carrier = outbound(work, F1A, "0077270612345678")
+    assert call.final_status() == 200, call.statuses()
+    invite = carrier.result().first(method="INVITE", sent=False)
+    assert invite is not None
+    assert invite.first_line.startswith("INVITE sip:0612345678@127.0.0.3")
+    assert "<sip:0312345678@" in (invite.header("From") or "")
+    assert node_of(invite) in (1, 2)
+    [row] = recordings(cclean)
+    assert (row["contract"], row["direction"], row["remote"]) == ("F1", "out", "0612345678")
+    check_file(settings, row, talk_time(call))
+
+
+def test_inbound_recorded_call(cclean: Engine, settings: Settings, work: Path) -> None:
+    """CLU-1/3: an inbound recorded call through Kamailio, file in the shared store."""
+    call = inbound(work, "0312345679", F1B)
+    assert call.final_status() == 200, call.statuses()
+    [row] = recordings(cclean)
+    assert row["direction"] == "in"
+    check_file(settings, row, talk_time(call))
+
+
+def test_extension_call(cclean: Engine, work: Path) -> None:
+    """CLU-1, REC-OUT-4: f1-a dials 2002 through Kamailio → f1-b rings and connects."""
+    with Phone(F1B, work / "callee", audio_s=0) as callee:
+        call = uac(UacSpec(to="2002", steps=[audio(1)]), work / "caller", local_ip=F1A)
+        callee.wait(10)
+    assert call.final_status() == 200, call.statuses()
+    assert callee.rang()
+
+
+# ---- cross-node state (CLU-3) ---------------------------------------------------------------
+
+def only_node(n: int) -> None:
+    """Calls go to node n only (the other drained; no call is up, so the drain is instant)."""
+    other = 3 - n
+    assert cli("undrain", f"n{n}").returncode == 0
+    done = cli("drain", f"n{other}", "--timeout", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_144_on_node_a_rejects_on_node_b(cclean: Engine, settings: Settings,
+                                         work: Path) -> None:
+    """CLU-3, NCR-REG-1, NCR-REJ-1: the caller of f1-b's last call is registered by 144 → 2 on
+    n1; that caller's next call, taken by n2, is rejected (the phone never rings)."""
+    only_node(1)
+    nuisance_call(work / "a", "0312345679", F1B)
+    log1 = AppLog(node_settings(1))
+    menu = dial_144(work / "b", F1B, dtmf("2"))
+    assert menu.final_status() == 200 and menu.bye_from_far_end(), menu.statuses()
+    assert node_of(menu.first(status=200)) == 1
+    assert log1.prompts() == ["menu", "registered"]
+    lid = list_id(cclean, "0312345679")
+    assert keys(cclean, lid) == [caller_key(settings.hmac_key, "0399997777")]
+    only_node(2)
+    rejected(work / "c", "0312345679", F1B)
+    answer = parse_message_log(work / "c" / "call" / "messages.log")
+    ok = CallResult(0, answer, work / "c").first(status=200)
+    assert node_of(ok) == 2
+
+
+# ---- a node lost, a node drained (CLU-2) ----------------------------------------------------
+
+def invites_by_call(log: Path) -> dict[str, tuple[datetime, int | None]]:
+    """Call-ID → (when the caller sent the INVITE, the INVITE's final status)."""
+    sent: dict[str, datetime] = {}
+    final: dict[str, int] = {}
+    for m in parse_message_log(log):
+        cid = m.header("Call-ID") or ""
+        if m.sent and m.method == "INVITE":
+            sent.setdefault(cid, m.at)
+        elif not m.sent and m.status is not None and m.status >= 200 \
+                and "INVITE" in (m.header("CSeq") or ""):
+            final.setdefault(cid, m.status)
+    return {cid: (at, final.get(cid)) for cid, at in sent.items()}
+
+
+def load_10_per_s(work: Path, count: int) -> tuple[Phone, Load]:
+    phone = Phone("127.0.1.4", work / "f2b", audio_s=0, calls=count, timeout_s=90)
+    load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, count,
+                timeout_s=80)
+    return phone, load
+
+
+def test_node_killed_under_load(cclean: Engine, work: Path, figures: dict[str, object]) -> None:
+    """CLU-2: n1's Asterisk SIGKILLed at 10 calls/s: only calls live on it are lost; every call
+    started 2 s or more after the kill succeeds (Kamailio retries an unanswered INVITE on n2
+    after 1 s and its probes mark n1 down)."""
+    pidfile = PROJECT_ROOT / ".build" / "asterisk-root" / "run" / "asterisk-n1" / "asterisk.pid"
+    try:
+        with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90):
+            load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, 200,
+                        timeout_s=80)
+            time.sleep(6)
+            killed_at = datetime.now()
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            result: LoadResult = load.wait()
+        calls = invites_by_call(work / "load" / "messages.log")
+        late = {c: v for c, v in calls.items() if v[0] >= killed_at + timedelta(seconds=2)}
+        late_failed = [v for v in late.values() if v[1] != 200]
+        lost = [v for v in calls.values() if v[1] != 200]
+        figures.update(calls=len(calls), lost=len(lost), started_2s_after_kill=len(late),
+                       answered=result.answered)
+        assert len(calls) >= 150, result
+        assert len(late) >= 80, (len(late), result)
+        assert late_failed == [], late_failed[:5]
+        assert len(lost) <= 40, result  # about the calls up on n1 and those in its last second
+        assert dispatcher_flags()[1].startswith("I"), dispatcher_flags()
+    finally:
+        # n1 back (the cluster is brought up again; the running parts are kept).
+        up = subprocess.run([CLUSTER_SH, "up", "2"], capture_output=True, text=True,
+                            timeout=300, check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        wait_active()
+
+
+def test_node_drained_under_load_loses_no_call(cclean: Engine, work: Path,
+                                               figures: dict[str, object]) -> None:
+    """CLU-2: `callguard cluster drain n2` at 10 calls/s: n2 gets no new call, its calls end,
+    the command says it is empty; not one call fails."""
+    with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=150, timeout_s=90):
+        load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, 150,
+                    timeout_s=80)
+        time.sleep(4)
+        started = time.monotonic()
+        drained = cli("drain", "n2", "--timeout", "60")
+        figures.update(drain_s=round(time.monotonic() - started, 2))
+        result = load.wait()
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    assert "n2: empty" in drained.stdout
+    assert dispatcher_flags()[2].startswith("D")
+    listing = cli("list")
+    assert "drained" in listing.stdout, listing.stdout
+    figures.update(calls=result.attempted, failed=result.failed)
+    assert result.attempted == 150, result
+    assert result.failed == 0, result
