@@ -34,7 +34,6 @@ from tests.e2e.rec_helpers import (
     talk_time,
 )
 from tests.e2e.sipp import (
-    CARRIER_OUT,
     CallResult,
     Load,
     LoadResult,
@@ -235,11 +234,20 @@ def invites_by_call(log: Path) -> dict[str, tuple[datetime, int | None]]:
     return {cid: (at, final.get(cid)) for cid, at in sent.items()}
 
 
-def load_10_per_s(work: Path, count: int) -> tuple[Phone, Load]:
-    phone = Phone("127.0.1.4", work / "f2b", audio_s=0, calls=count, timeout_s=90)
-    load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, count,
-                timeout_s=80)
-    return phone, load
+def kamailio_cpu_s() -> float:
+    """CPU seconds used so far by Kamailio (its main process and children)."""
+    main = int((RUN / "cluster" / "kamailio.pid").read_text().strip())
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == main or int(fields[1]) == main:  # fields[1]: the parent's PID
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
 
 
 def test_node_killed_under_load(cclean: Engine, work: Path, figures: dict[str, object]) -> None:
@@ -281,16 +289,19 @@ def test_node_drained_under_load_loses_no_call(cclean: Engine, work: Path,
     with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=150, timeout_s=90):
         load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, 150,
                     timeout_s=80)
+        cpu_before = kamailio_cpu_s()
         time.sleep(4)
         started = time.monotonic()
         drained = cli("drain", "n2", "--timeout", "60")
         figures.update(drain_s=round(time.monotonic() - started, 2))
         result = load.wait()
+        cpu = kamailio_cpu_s() - cpu_before
     assert drained.returncode == 0, drained.stdout + drained.stderr
     assert "n2: empty" in drained.stdout
     assert dispatcher_flags()[2].startswith("D")
     listing = cli("list")
     assert "drained" in listing.stdout, listing.stdout
-    figures.update(calls=result.attempted, failed=result.failed)
+    figures.update(calls=result.attempted, failed=result.failed,
+                   kamailio_cpu_ms_per_call=round(1000 * cpu / max(result.attempted, 1), 2))
     assert result.attempted == 150, result
     assert result.failed == 0, result
