@@ -10,10 +10,12 @@ after the single-node tests (marker `cluster`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +30,6 @@ from tests.e2e.rec_helpers import (
     F1A,
     F1B,
     check_file,
-    inbound,
     outbound,
     recordings,
     talk_time,
@@ -43,6 +44,7 @@ from tests.e2e.sipp import (
     audio,
     dtmf,
     parse_message_log,
+    tone,
     uac,
 )
 from tests.e2e.test_nuisance import CLI, dial_144, keys, list_id, nuisance_call, rejected
@@ -170,13 +172,40 @@ def test_prefix_recorded_outbound_call(cclean: Engine, settings: Settings, work:
     check_file(settings, row, talk_time(call))
 
 
-def test_inbound_recorded_call(cclean: Engine, settings: Settings, work: Path) -> None:
-    """CLU-1/3: an inbound recorded call through Kamailio, file in the shared store."""
-    call = inbound(work, "0312345679", F1B)
-    assert call.final_status() == 200, call.statuses()
-    [row] = recordings(cclean)
-    assert row["direction"] == "in"
-    check_file(settings, row, talk_time(call))
+def api_get(settings: Settings, path: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        f"http://{settings.api_host}:{settings.api_port}/api/v1{path}",
+        headers={"Authorization": f"Bearer {settings.api_token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return int(resp.status), bytes(resp.read())
+
+
+def test_recordings_of_either_node_played_by_every_node(cclean: Engine, settings: Settings,
+                                                        work: Path) -> None:
+    """CLU-1/3, REC-FILE-1: two inbound recorded calls through Kamailio (round robin: one per
+    node), both files complete in the shared store, and each node's API gives both
+    recordings' metadata and audio."""
+    nodes = []
+    for i in range(2):
+        with Phone(F1B, work / f"phone{i}", audio_s=4, audio_hz=1000.0) as phone:
+            call = uac(UacSpec(to="0312345679", from_user="0399990001",
+                               steps=[tone(3, 440.0)]), work / f"carrier{i}")
+            phone.wait(10)
+        assert call.final_status() == 200, call.statuses()
+        nodes.append(node_of(phone.result().first(method="INVITE", sent=False)))
+        rows = recordings(cclean)  # ordered by id: this call's is the last
+        assert len(rows) == i + 1
+        check_file(settings, rows[-1], talk_time(call))
+    assert sorted(nodes) == [1, 2], nodes
+    rows = recordings(cclean)
+    assert len(rows) == 2
+    for n in NODE_IP:
+        for row in rows:
+            status, body = api_get(node_settings(n), f"/recordings/{row['id']}")
+            assert status == 200 and json.loads(body)["id"] == row["id"]
+            status, audio_bytes = api_get(node_settings(n), f"/recordings/{row['id']}/audio")
+            assert status == 200
+            assert audio_bytes == (settings.recordings_dir / str(row["path"])).read_bytes()
 
 
 def test_extension_call(cclean: Engine, work: Path) -> None:
