@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +48,15 @@ from tests.e2e.sipp import (
     tone,
     uac,
 )
-from tests.e2e.test_nuisance import CLI, dial_144, keys, list_id, nuisance_call, rejected
+from tests.e2e.test_nuisance import (
+    CLI,
+    dial_144,
+    fill,
+    keys,
+    list_id,
+    nuisance_call,
+    rejected,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -245,6 +254,25 @@ def test_144_on_node_a_rejects_on_node_b(cclean: Engine, settings: Settings,
     answer = parse_message_log(work / "c" / "call" / "messages.log")
     ok = CallResult(0, answer, work / "c").first(status=200)
     assert node_of(ok) == 2
+
+
+def test_concurrent_144_on_both_nodes_keep_the_bound(cclean: Engine, settings: Settings,
+                                                      work: Path) -> None:
+    """CLU-3, REL-3: four 144 sessions (round robin: both nodes take some) press 2 at once on
+    a list of 29: all hear 「…登録が完了しました。」, the list holds exactly 30, the caller once,
+    as the newest."""
+    old = [f"old{i:02d}" for i in range(29)]
+    lid = list_id(cclean, "0312345679")
+    fill(cclean, lid, old)
+    nuisance_call(work / "a", "0312345679", F1B)
+    logs = [AppLog(node_settings(n)) for n in NODE_IP]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: dial_144(work / f"m{i}", F1B, dtmf("2")), range(4)))
+    assert all(r.bye_from_far_end() for r in results)
+    assert sorted({node_of(r.first(status=200)) for r in results}) == [1, 2]
+    prompts = [p for log in logs for p in log.prompts()]
+    assert sorted(prompts) == sorted(["menu"] * 4 + ["registered"] * 4)
+    assert keys(cclean, lid) == [*old, caller_key(settings.hmac_key, "0399997777")]
 
 
 # ---- a node lost, a node drained (CLU-2) ----------------------------------------------------
