@@ -44,6 +44,7 @@ from callguard.journal import private_dir, write_private
 log = logging.getLogger("callguard.state")
 
 CHANNEL = "callguard_state"
+RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload them all
 RETRY_S = 0.5
 
 
@@ -147,12 +148,17 @@ def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> Lo
     """The new state after a batch of notifications (each reloads only what it names)."""
     if "site" in payloads:
         return load_from_database(conn)
-    lists = dict(state.lists)
-    for payload in payloads:
-        kind, _, arg = payload.partition(":")
-        if kind == "list" and arg.isdigit():
-            lists.pop(int(arg), None)
-            lists.update(load_lists(conn, int(arg)))
+    changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
+               if kind == "list" and arg.isdigit()}
+    if len(changed) > RELOAD_ALL_LISTS_AT:
+        # A bulk change (an import, a unit change, a bench fill): one query for every list
+        # instead of one per list.
+        lists = load_lists(conn)
+    else:
+        lists = dict(state.lists)
+        for list_id in changed:
+            lists.pop(list_id, None)
+            lists.update(load_lists(conn, list_id))
     active = count_recordings(conn) if "recordings" in payloads else state.active_recordings
     return replace(state, lists=lists, active_recordings=active, source="database")
 
