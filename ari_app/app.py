@@ -19,7 +19,7 @@ from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import metrics
-from callguard.callflow import FOLLOW_RECORDING, capacity_for
+from callguard.callflow import FOLLOW_RECORDING, blind_transfer_handover, capacity_for
 from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
@@ -46,6 +46,9 @@ class CallguardApp:
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.shed = 0  # calls handed to the fallback because their StasisStart came late
         self.stale = 0  # StasisStarts that came after the dialplan's 1 s deadline (REL-7)
+        # Issue #14: a followed recording's channel that transferred its call away -> the
+        # channel that stays, which the recording (and the call's end) follows.
+        self.handover: dict[str, str] = {}
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -166,10 +169,21 @@ class CallguardApp:
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
+        if kind == "BridgeBlindTransfer":
+            pair = blind_transfer_handover(event)
+            if pair is not None:
+                followed = self.env.tracked.get(pair[0])
+                if followed and followed.why == FOLLOW_RECORDING \
+                        and pair[1] not in self.env.tracked:
+                    self.handover[pair[0]] = pair[1]
+            return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
-            if followed:
-                self.spawn(self.call_ended(channel_id, followed), channel_id)
+            stays = self.handover.pop(channel_id, None)
+            if followed and stays:
+                self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)
+            elif followed:
+                self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
             followed = self.env.tracked.get(channel_id)
             if followed and followed.why == FOLLOW_RECORDING:
@@ -227,6 +241,21 @@ class CallguardApp:
                 self.env.tracked.pop(channel_id, None)
         if pending:
             log.info("resumed %d followed call(s)", len(pending))
+
+    async def follow_transfer(self, left: str, stays: str, followed: Followed) -> None:
+        """Issue #14: the recording goes on on the channel that stays (cg-transfer appends to
+        the same file); its row ends when that channel ends, not when the transferring one left."""
+        moved = Followed(followed.why, followed.rel_path, followed.row or left)
+        self.env.tracked[stays] = moved
+        try:
+            await self.env.ari.subscribe_channel(stays)
+            await self.env.ari.request("GET", f"channels/{stays}")
+        except AriError:
+            # Already gone: the conversation is over.
+            if self.env.tracked.pop(stays, None) is not None:
+                await self.call_ended(moved.row, moved)
+            return
+        log.info("recording follows the transferred call", extra={"transferee": stays})
 
     async def call_ended(self, channel_id: str, followed: Followed) -> None:
         await self.env.store.write(plan_ended(channel_id, followed.why, datetime.now(UTC)))

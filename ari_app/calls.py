@@ -37,6 +37,7 @@ log = logging.getLogger("callguard.calls")
 class Followed:
     why: str  # callflow.FOLLOW_RECORDING | FOLLOW_INBOUND
     rel_path: str = ""  # the recording file, for finishing it without a database read
+    row: str = ""  # the channel its row is keyed by, when not this one (a transfer, issue #14)
 
 
 @dataclass
