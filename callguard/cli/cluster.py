@@ -11,7 +11,7 @@ import subprocess
 import time
 from typing import Any
 
-from callguard.asterisk_cli import AsteriskCliError, run_cli
+from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
 from callguard.cluster import (
     DISPATCHER_SET,
