@@ -123,7 +123,7 @@ def register(sub: Any) -> None:
                    help="give up waiting after this many seconds (default 3600)")
     d.set_defaults(handler=_drain)
     u = csub.add_parser("undrain", help="NODE takes new calls again")
-    u.add_argument("node")
+    u.add_argument("node", help="n1, n2, ... (or its address)")
     u.set_defaults(handler=_undrain)
 
 
