@@ -126,3 +126,18 @@ def test_shed_call_counted_as_shed_by_the_app() -> None:
     metrics.call_shed("in")
     assert _sample("callguard_calls_total", decision="shed", direction="in", refuse_class="",
                    via="ari") == before + 1
+
+
+def test_dead_call_causes() -> None:
+    """REL-8 / issue 18: Asterisk's RTP timeout (cause 44) is a reaped call whatever the
+    state; a SIP 408 (cause 18) only on an answered call (a session-timer refresh nobody
+    answered); a normal end or a busy callee never."""
+    assert metrics.reaped(44, answered=True) and metrics.reaped("44", answered=False)
+    assert metrics.reaped("18", answered=True)
+    assert not metrics.reaped(18, answered=False)
+    assert not metrics.reaped(16, answered=True) and not metrics.reaped("17", answered=True)
+    assert not metrics.reaped("", answered=True) and not metrics.reaped(None, answered=True)
+    before = _sample("callguard_dead_calls_reaped_total")
+    assert metrics.call_released(44, answered=True)
+    assert not metrics.call_released(16, answered=True)
+    assert _sample("callguard_dead_calls_reaped_total") == before + 1
