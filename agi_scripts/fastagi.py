@@ -248,8 +248,12 @@ class Fallback:
         channel_id = agi.env.get("agi_uniqueid", "")
         follow = agi.get_variable("CG_FOLLOW")
         # No ChannelStateChange here: Dial's ANSWEREDTIME_MS gives the answer time.
-        answered_ms = agi.get_variable("ANSWEREDTIME_MS") if follow == FOLLOW_RECORDING else None
-        self.write(plan_ended(channel_id, follow, datetime.now(UTC), answered_ms))
+        answered_ms = agi.get_variable("ANSWEREDTIME_MS")
+        if metrics.call_released(agi.get_variable("HANGUPCAUSE"),
+                                 answered_ms not in ("", "0")):
+            log.warning("dead call released by Asterisk (REL-8)")
+        self.write(plan_ended(channel_id, follow, datetime.now(UTC),
+                              answered_ms if follow == FOLLOW_RECORDING else None))
         if follow == FOLLOW_RECORDING:
             self.keeper.adjust_recordings(-1)
             root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"

@@ -189,6 +189,10 @@ class CallguardApp:
             return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
+            if followed and metrics.call_released(event.get("cause"),
+                                                  channel.get("state") == "Up"):
+                log.warning("dead call released by Asterisk (REL-8)",
+                            extra={"cause": event.get("cause")})
             stays = self.handover.pop(channel_id, None)
             if followed and stays:
                 self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)

@@ -16,9 +16,10 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ from tests.e2e.sipp import (
     tone,
     uac,
 )
+from tests.e2e.test_metrics import eventually, prom_query
 from tests.e2e.test_nuisance import (
     CLI,
     dial_144,
@@ -362,3 +364,45 @@ def test_node_drained_under_load_loses_no_call(cclean: Engine, work: Path,
                    kamailio_cpu_ms_per_call=round(1000 * cpu / max(result.attempted, 1), 2))
     assert result.attempted == 150, result
     assert result.failed == 0, result
+
+
+# ---- what the operator sees: Prometheus over every node and the dispatcher (issue 18) -------
+
+def test_prometheus_scrapes_every_node_and_the_dispatcher(cclean: Engine, settings: Settings,
+                                                          work: Path) -> None:
+    """Issue 18 in cluster mode: through Prometheus's HTTP API, each node's ARI app, fallback,
+    API and Asterisk (res_prometheus) are up, and so is Kamailio's xhttp_prom /metrics with
+    each node's dispatcher state; draining n2 shows it inactive there, undraining active again.
+    A call through Kamailio moves the calls counter of the node that took it, and only that."""
+    def query(q: str) -> Callable[[], float | None]:
+        return partial(prom_query, settings, q)
+
+    for n in NODE_IP:
+        for job in ("ari", "fastagi", "api", "asterisk"):
+            assert eventually(query(f'up{{job="{job}",node="n{n}"}}'), 1) == 1, (job, n)
+        active = (f'kamailio_dispatcher_destination_active{{node="n{n}",'
+                  f'uri="sip:{NODE_IP[n]}:5060"}}')
+        assert eventually(query(active), 1) == 1, n
+    assert prom_query(settings, 'up{job="kamailio"}') == 1
+    # Kamailio's own statistics come along: the replies to its OPTIONS probes, at least.
+    assert (prom_query(settings, 'kamailio_core_rcv_replies') or 0) > 0
+
+    drained = cli("drain", "n2", "--timeout", "30")
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    assert eventually(query('kamailio_dispatcher_destination_active{node="n2"}'), 0) == 0
+    assert prom_query(settings, 'kamailio_dispatcher_destination_active{node="n1"}') == 1
+    assert cli("undrain", "n2").returncode == 0
+    assert eventually(query('kamailio_dispatcher_destination_active{node="n2"}'), 1) == 1
+
+    def calls(n: int) -> float:
+        return prom_query(settings, f'sum(callguard_calls_total{{job="ari",node="n{n}"}})') or 0.0
+
+    before = {n: calls(n) for n in NODE_IP}
+    with Phone(F1B, work / "phone", audio_s=0) as phone:
+        call = uac(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
+                   work / "carrier")
+        phone.wait(10)
+    assert call.final_status() == 200, call.statuses()
+    took = node_of(phone.result().first(method="INVITE", sent=False))
+    assert eventually(partial(calls, took), before[took] + 1) == before[took] + 1
+    assert calls(3 - took) == before[3 - took]
