@@ -77,10 +77,12 @@ CSP = ("default-src 'none'; media-src 'self'; style-src 'self'; form-action 'sel
 # Text colours keep a contrast of 4.5:1 or more on white (WCAG AA, checked with axe-core).
 CSS = """body{font-family:sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;
-text-align:left;vertical-align:middle}form.filters{margin:1rem 0}form.filters label{margin-right:
-.8rem}.error{color:#a00}.muted{color:#595959}audio{height:2rem}nav a{margin-right:1rem}
-header{display:flex;justify-content:space-between;align-items:center;gap:1rem;flex-wrap:wrap}
-header form{display:inline}fieldset{border:1px solid #ddd}"""
+text-align:left;vertical-align:middle}form.filters{margin:1rem 0}
+.error{color:#a00}.muted{color:#595959}audio{height:2rem}nav a{margin-right:1rem}
+header{display:flex;align-items:center;gap:1rem;flex-wrap:wrap}
+header form{margin-left:auto}header nav.lang:first-child{margin-left:auto}
+form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center}
+form.filters label{margin:0}td audio{vertical-align:middle;margin-right:.5rem}"""
 
 
 def lang_of(request: web.Request) -> Lang:
@@ -125,12 +127,14 @@ def _page(title: str, body: str, status: int = 200, lang: Lang = i18n.DEFAULT,
 
 
 def site_nav(lang: Lang, here: str) -> str:
-    """The links between the recordings and the overview page."""
+    """The links between the recordings and the overview page, and signing out."""
     links = []
     for path, key in (("/ui/recordings", "nav_recordings"), ("/ui/overview", "nav_overview")):
         current = ' aria-current="page"' if path == here else ""
         links.append(f'<a href="{path}"{current}>{t(lang, key)}</a>')
-    return f'<nav aria-label="{t(lang, "site_nav")}">{"".join(links)}</nav>'
+    return (f'<nav aria-label="{t(lang, "site_nav")}">{"".join(links)}</nav>'
+            '<form method="post" action="/ui/logout">'
+            f'<button type="submit" id="signout">{t(lang, "sign_out")}</button></form>')
 
 
 def error_page(status: int, message: str, request: web.Request | None = None) -> web.Response:
@@ -354,8 +358,6 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
     pages = f'<nav aria-label="{t(lang, "pages")}">{"".join(nav)}</nav>' if nav else ""
     return _page(t(lang, "rec_title", code=code), f"""<h1>{t(lang, "rec_heading")}
 <span id="contract">{html.escape(code)}</span></h1>
-<form method="post" action="/ui/logout"><button type="submit" id="signout">
-{t(lang, "sign_out")}</button></form>
 {_filter_form(lang, raw, numbers)}{errors}{table}{pages}""", 400 if problems else 200,
                  lang, request, site_nav(lang, "/ui/recordings"))
 
