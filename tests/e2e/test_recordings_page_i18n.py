@@ -201,6 +201,14 @@ def test_recordings_page_japanese_first_accessible_filtered(
     box.clear()
     box.send_keys("非通知", Keys.ENTER)
     WebDriverWait(ja, 15).until(lambda d: listed(d) == {rows["anonymous"]})
+    # Messages too: a bad filter value, a recording that is not there.
+    ja.get(f"{url}/ui/recordings?since=yesterday")
+    shown = ja.find_element(By.TAG_NAME, "main").text
+    assert "「開始日時（以降）」の値が正しくありません。" in shown
+    ja.get(f"{url}/ui/recordings/{max(rows.values()) + 1000}/audio")
+    assert ja.find_element(By.TAG_NAME, "h1").text == "404 見つかりません"
+    assert ja.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ja"
+    assert_accessible(ja, figures, "not found ja")
     ja.get(f"{url}/ui/recordings?remote=0399990022")
     assert listed(ja) == {rows["failed"]}
     assert_accessible(ja, figures, "recordings filtered ja")
