@@ -93,7 +93,13 @@ def test_chart_draws_every_count_and_nothing_else() -> None:
     assert 'data-ymax="5"' in svg  # stacked: 3 + 2
     assert "<script" not in svg and "style=" not in svg  # strict CSP: nothing inline
     table = ov.data_table("t", chart, ov.OUTCOME_SERIES, "%H:00")
-    assert '<tfoot><tr><th>合計 / total</th><td data-series="connected">3</td>' in table
+    assert '<tfoot><tr><th scope="row">合計</th><td data-series="connected">3</td>' in table
+    # Issue #15: the page's language throughout (legend, bar titles, table), Japanese first.
+    assert ">接続</text>" in svg and "<title>12:00 接続: 3</title>" in svg
+    english = ov.bar_chart("c", chart, ov.OUTCOME_SERIES, 3, "%H:00", True, "t", "en")
+    assert ">connected</text>" in english and "<title>12:00 connected: 3</title>" in english
+    table = ov.data_table("t", chart, ov.OUTCOME_SERIES, "%H:00", "en", ("Time", "Total"))
+    assert '<th scope="col">Time</th><th scope="col">connected</th>' in table
 
 
 def test_nice_axis_top() -> None:
