@@ -29,6 +29,7 @@ from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.domain.privacy import caller_key
 from tests.e2e.conftest import CALL_STATE_TABLES, AppLog
 from tests.e2e.rec_helpers import (
+    CALLEE_HZ,
     F1A,
     F1B,
     capacity_restored,
@@ -375,7 +376,8 @@ def test_recording_capacity_counted_across_nodes(cclean: Engine, settings: Setti
         subprocess.run([CLI, "recordings", "capacity", "--max", "1", "--policy",
                         "congestion"], check=True, capture_output=True, timeout=60)
         wait_site_refresh()
-        with Phone(F1A, work / "phone", audio_s=20, calls=3, timeout_s=60), \
+        with Phone(F1A, work / "phone", audio_s=20, calls=3, timeout_s=60,
+                   audio_hz=CALLEE_HZ), \
                 ThreadPoolExecutor(1) as pool:
             only_node(1)
             holder = pool.submit(uac, UacSpec(to="0312345678", from_user="0399990041",
