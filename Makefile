@@ -107,9 +107,15 @@ lint: venv ## ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 
-bench: apps ## benchmark the ARI path against a pure-dialplan baseline (PERF-*)
+# `make bench NODES=2` (NODES given): PERF-1 through Kamailio instead (issue 12, bench/cluster.py);
+# BENCH_ARGS=--short for two small steps. Plain `make bench` is unchanged.
+bench: apps ## benchmark the ARI path against a pure-dialplan baseline (PERF-*); NODES=2: through Kamailio
+ifeq ($(origin NODES),file)
 	@$(STACK) bench-install
 	@$(PY) -m bench.run
+else
+	@$(PY) -m bench.cluster --nodes $(NODES) $(BENCH_ARGS)
+endif
 
 sounds: ## regenerate the Japanese prompts from sounds/manifest.tsv (Open JTalk)
 	@bash tools/make_sounds.sh

@@ -48,6 +48,10 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
         -e "s#^astlogdir => .*#astlogdir => /var/log/asterisk-n$n#" \
         -e "s#^astspooldir => .*#astspooldir => /var/spool/asterisk-n$n#" \
         -e "s#^astdbdir => .*#astdbdir => /var/lib/asterisk-n$n#" "$etc/asterisk.conf"
+    # ... its own system name: channel unique ids become n<n>-<epoch>.<seq>. Without it two
+    # nodes started in the same second hand out the same ids, and the call rows, recording
+    # rows and file names keyed by them collide across nodes (CLU-3; found by the tests).
+    sed -i -e "s/^\[options\]$/[options]\nsystemname = n$n/" "$etc/asterisk.conf"
     # ... its address, ports and RTP range ...
     sed -i -e "s/^bind = 127.0.0.1:5060/bind = $ip:5060/" "$etc/pjsip.conf"
     sed -i -e "s/^bindport = 8088/bindport = $((8100 + n))/" "$etc/http.conf"
