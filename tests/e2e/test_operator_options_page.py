@@ -29,7 +29,7 @@ CONTRACT = "F1"  # has a recording subscription: the retention field is shown
 
 
 def api(stack: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    req = urllib.request.Request(  # noqa: S310 - loopback
+    req = urllib.request.Request(
         f"http://{stack.api_host}:{stack.api_port}/api/v1{path}", method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {stack.api_token}",
