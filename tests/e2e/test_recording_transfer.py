@@ -35,7 +35,7 @@ from tests.e2e.sipp import (
     UacSpec,
     run_uac_xml,
     tone,
-    transfer_uac_xml,
+    transfer_xml,
     uac,
     uas_hangs_up_xml,
 )
@@ -137,8 +137,8 @@ def test_outbound_blind_transfer_keeps_recording(clean: Engine, settings: Settin
     far_xml = uas_hangs_up_xml(CALLER_S, CALLEE_HZ, work / "far")
     with Phone(F1B, work / "f1b", audio_s=CALLER_S, audio_hz=TARGET_HZ) as target, \
             ScenarioPhone(CARRIER_OUT, work / "far", far_xml) as far:
-        phone = run_uac_xml(transfer_uac_xml("0077270612345678", "0312345679", BEFORE_S,
-                                             CALLER_HZ, work / "f1a"), work / "f1a", F1A)
+        phone = run_uac_xml(transfer_xml(work / "f1a", "0312345679", BEFORE_S, CALLER_HZ,
+                                         dialed="0077270612345678"), work / "f1a", F1A)
         far.wait(20)
         target.wait(10)
     assert any(m.method == "REFER" and m.sent for m in phone.messages), phone.timeline()
