@@ -899,11 +899,17 @@ class ScenarioPhone(Phone):
         self.xml = xml
 
 
-def run_uac_xml(xml: str, work: Path, local_ip: str, timeout_s: int = 60) -> CallResult:
+# A Call-ID without "@" (sipp's default is number-pid@ip): an attended transfer's Refer-To
+# carries the consult dialog's Call-ID inside a URI (?Replaces=...), where "@" must not appear.
+PLAIN_CALL_ID = ["-cid_str", "%u-%p-callguard"]
+
+
+def run_uac_xml(xml: str, work: Path, local_ip: str, timeout_s: int = 60,
+                extra: list[str] | None = None) -> CallResult:
     """Run one UAC scenario from a customer address and wait for it."""
     work.mkdir(parents=True, exist_ok=True)
     cmd = _sipp(xml, work, local_ip, free_port(local_ip),
-                ["-m", "1", "-timeout", f"{timeout_s}s", ASTERISK])
+                ["-m", "1", "-timeout", f"{timeout_s}s", *(extra or []), ASTERISK])
     done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
                           timeout=timeout_s + 15, check=False)
     (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
