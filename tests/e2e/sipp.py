@@ -746,7 +746,8 @@ def transfer_xml(work: Path, target: str, talk_s: float, hz: float, *,
     target). Otherwise attended: a consult call to `target` from the same phone (a second
     dialog, see _CONSULT_LEG), `consult_s` on it, then REFER on the first dialog with
     Refer-To: target?Replaces=<consult dialog>. Then the phone waits for the NOTIFY carrying
-    the final sipfrag (RFC 3515), or Asterisk's BYE, and hangs up its leg(s), as a desk phone
+    the final sipfrag (RFC 3515), answering any BYE of Asterisk's meanwhile (it may end the
+    consult leg first), up to 10 s without a message, and hangs up its leg(s), as a desk phone
     does."""
     work.mkdir(parents=True, exist_ok=True)
     talk = _steps_xml([tone(talk_s, hz)], work / "x")
@@ -797,7 +798,7 @@ Content-Length: 0
 ]]></send>
   <recv response="202"/>
   <label id="notify"/>
-  <recv request="BYE" optional="true" next="byed"/>
+  <recv request="BYE" optional="true" next="byed" timeout="10000" ontimeout="hangup"/>
   <recv request="NOTIFY" crlf="true">
     <action>
       <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
@@ -809,7 +810,7 @@ Content-Length: 0
   {_OK.format(next=' next="notify" test="provisional"', contact=contact)}
   <nop next="hangup"/>
   <label id="byed"/>
-  {_OK.format(next="", contact="")}
+  {_OK.format(next=' next="notify"', contact="")}
   <label id="hangup"/>
   {hangup}
   {_LINGER}
