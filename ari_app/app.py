@@ -45,6 +45,7 @@ log = logging.getLogger("callguard.app")
 # ~52 events of a recorded call (every Set, Dial, DIALSTATUS, RTPAUDIOQOS*, each dialplan
 # step); dropping them at the source saves work on both sides (PERF-1). A handler that starts
 # using one of these must take it off this list.
+TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late transfer event
 XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
 IGNORED_EVENTS = ("ChannelVarset", "ChannelDialplan", "Dial", "ChannelConnectedLine",
                   "ChannelCallerId")
@@ -65,6 +66,9 @@ class CallguardApp:
         # channel -> the rest of the call, recorded by a snoop on the channel that stays
         # (ARI recording file), appended to the row's file when the call ends.
         self.segments: dict[str, Path] = {}
+        # Recorded channels just destroyed, for TRANSFER_GRACE_S: ARI may deliver a transfer
+        # event after the transferring leg's ChannelDestroyed (different Asterisk topics).
+        self.ending: dict[str, Followed] = {}
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -190,14 +194,14 @@ class CallguardApp:
         if kind == "BridgeBlindTransfer":
             pair = blind_transfer_handover(event)
             if pair is not None:
-                followed = self.env.tracked.get(pair[0])
+                followed = self.env.tracked.get(pair[0]) or self.ending.get(pair[0])
                 if followed and followed.why == FOLLOW_RECORDING \
                         and pair[1] not in self.env.tracked:
                     self.handover[pair[0]] = pair[1]
             return
         if kind == "BridgeAttendedTransfer":
             for leaves, kept in attended_transfer_handovers(event):
-                rec = self.env.tracked.get(leaves)
+                rec = self.env.tracked.get(leaves) or self.ending.get(leaves)
                 if rec and rec.why == FOLLOW_RECORDING \
                         and kept not in self.env.tracked and leaves not in self.handover:
                     self.handover[leaves] = kept
@@ -208,6 +212,11 @@ class CallguardApp:
             stays = self.handover.pop(channel_id, None)
             if followed and stays:
                 self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)
+            elif followed and followed.why == FOLLOW_RECORDING:
+                # The transfer event may come just after the transferring leg is gone.
+                self.ending[channel_id] = followed
+                self.spawn(self.end_after_grace(channel_id, followed, datetime.now(UTC)),
+                           channel_id)
             elif followed:
                 self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
@@ -283,6 +292,19 @@ class CallguardApp:
             return
         log.info("recording follows the transferred call", extra={"transferee": stays})
 
+    async def end_after_grace(self, channel_id: str, followed: Followed,
+                              at: datetime) -> None:
+        """A recorded channel is gone: its call ended (at `at`), unless a transfer event for
+        it arrives within TRANSFER_GRACE_S; then the recording follows the channel that
+        stays (issue #14)."""
+        await asyncio.sleep(TRANSFER_GRACE_S)
+        self.ending.pop(channel_id, None)
+        stays = self.handover.pop(channel_id, None)
+        if stays:
+            await self.follow_transfer(channel_id, stays, followed)
+        else:
+            await self.call_ended(followed.row or channel_id, followed, at)
+
     async def record_rest(self, left: str, stays: str, followed: Followed) -> None:
         """Issue #14, attended transfer: the recording ran on the leg that left (MixMonitor on
         the phone's own leg, an outbound call), and no dialplan runs on the channel that stays
@@ -305,8 +327,10 @@ class CallguardApp:
         log.info("recording the rest of the attended-transferred call",
                  extra={"transferee": stays})
 
-    async def call_ended(self, channel_id: str, followed: Followed) -> None:
-        await self.env.store.write(plan_ended(channel_id, followed.why, datetime.now(UTC)))
+    async def call_ended(self, channel_id: str, followed: Followed,
+                         at: datetime | None = None) -> None:
+        await self.env.store.write(plan_ended(channel_id, followed.why,
+                                              at or datetime.now(UTC)))
         if followed.why == FOLLOW_RECORDING:
             self.env.site.keeper.adjust_recordings(-1)
             await self.finish_recording(channel_id, followed.rel_path)
