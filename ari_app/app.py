@@ -24,6 +24,7 @@ from callguard.callflow import (
     attended_transfer_handovers,
     blind_transfer_handover,
     capacity_for,
+    leaves_on_transfer,
 )
 from callguard.callpath import plan_ended
 from callguard.config import Settings
@@ -219,6 +220,13 @@ class CallguardApp:
                            channel_id)
             elif followed:
                 self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
+        elif kind == "ChannelEnteredBridge":
+            followed = self.env.tracked.get(channel_id)
+            bridge_id = str((event.get("bridge") or {}).get("id", ""))
+            if followed and bridge_id and leaves_on_transfer(followed.rel_path):
+                # Issue #14: the transfer events reach the app through the bridge too; by
+                # the channel alone they are lost when it is destroyed before they are sent.
+                self.spawn(self.env.ari.subscribe(f"bridge:{bridge_id}"), "-")
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
             followed = self.env.tracked.get(channel_id)
             if followed and followed.why == FOLLOW_RECORDING:

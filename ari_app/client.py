@@ -137,8 +137,12 @@ class AriClient:
         return snoop_id
 
     async def subscribe_channel(self, channel_id: str) -> None:
+        await self.subscribe(f"channel:{channel_id}")
+
+    async def subscribe(self, source: str) -> None:
+        """Events of `source` ("channel:ID", "bridge:ID") to this app until it ends."""
         await self.request("POST", f"applications/{self.app}/subscription",
-                           {"eventSource": f"channel:{channel_id}"})
+                           {"eventSource": source})
 
     async def ignore_events(self, types: Sequence[str]) -> None:
         """Ask Asterisk not to send these event types to the app at all."""

@@ -135,3 +135,10 @@ def attended_transfer_handovers(event: Mapping[str, Any]) -> list[tuple[str, str
             out.append((left, kept))
     return out
 
+
+def leaves_on_transfer(rel_path: str) -> bool:
+    """Whether a recording runs on a leg that a transfer takes away: an outbound call's
+    (MixMonitor on the customer phone's own leg; REC-FILE-1 names it `<stamp>_out_<id>`).
+    Inbound, it runs on the carrier's leg, which stays (issue #14)."""
+    return "_out_" in rel_path.rsplit("/", 1)[-1]
+

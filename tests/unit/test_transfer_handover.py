@@ -1,7 +1,11 @@
 """Issue #14 transfer-proof recording: which channel a followed recording moves to, read from
 ARI's BridgeBlindTransfer and BridgeAttendedTransfer events (pure)."""
 
-from callguard.callflow import attended_transfer_handovers, blind_transfer_handover
+from callguard.callflow import (
+    attended_transfer_handovers,
+    blind_transfer_handover,
+    leaves_on_transfer,
+)
 
 
 def event(**kw: object) -> dict[str, object]:
@@ -42,3 +46,9 @@ def test_failed_attended_transfer_hands_nothing_over() -> None:
     assert attended_transfer_handovers(attended(type="BridgeBlindTransfer")) == []
     assert attended_transfer_handovers(attended(transferee={"id": "a.1"},
                                                 transfer_target={})) == []
+
+
+def test_only_outbound_recordings_leave_with_the_transferring_leg() -> None:
+    assert leaves_on_transfer("2026/12/02/F1/20261202T075342Z_out_1796198022.207.wav")
+    assert not leaves_on_transfer("2026/12/02/F1/20261202T075342Z_in_1796198022.207.wav")
+    assert not leaves_on_transfer("")
