@@ -192,6 +192,11 @@ class CallguardApp:
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
+        if kind in ("BridgeBlindTransfer", "BridgeAttendedTransfer"):
+            who = channel_id or str((event.get("transferer_first_leg") or {}).get("id", ""))
+            log.info("transfer event", extra={"transfer": kind, "result": event.get("result"),
+                                              "followed": who in self.env.tracked
+                                              or who in self.ending})
         if kind == "BridgeBlindTransfer":
             pair = blind_transfer_handover(event)
             if pair is not None:
