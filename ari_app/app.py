@@ -19,14 +19,26 @@ from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import metrics
-from callguard.callflow import FOLLOW_RECORDING, blind_transfer_handover, capacity_for
+from callguard.callflow import (
+    FOLLOW_RECORDING,
+    attended_transfer_handovers,
+    blind_transfer_handover,
+    capacity_for,
+    leaves_on_transfer,
+)
 from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
 from callguard.db.session import make_async_engine
 from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
-from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
+from callguard.recording_files import (
+    FILE_CLOSE_WAIT_S,
+    append_wav,
+    header_closed,
+    settled_row_values,
+)
+from callguard.recording_stereo import is_stereo_pending
 
 log = logging.getLogger("callguard.app")
 
@@ -34,6 +46,8 @@ log = logging.getLogger("callguard.app")
 # ~52 events of a recorded call (every Set, Dial, DIALSTATUS, RTPAUDIOQOS*, each dialplan
 # step); dropping them at the source saves work on both sides (PERF-1). A handler that starts
 # using one of these must take it off this list.
+TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late transfer event
+XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
 IGNORED_EVENTS = ("ChannelVarset", "ChannelDialplan", "Dial", "ChannelConnectedLine",
                   "ChannelCallerId")
 
@@ -49,6 +63,13 @@ class CallguardApp:
         # Issue #14: a followed recording's channel that transferred its call away -> the
         # channel that stays, which the recording (and the call's end) follows.
         self.handover: dict[str, str] = {}
+        # Issue #14, attended transfer of a call recorded on the leg that left: the row's
+        # channel -> the rest of the call, recorded by a snoop on the channel that stays
+        # (ARI recording file), appended to the row's file when the call ends.
+        self.segments: dict[str, Path] = {}
+        # Recorded channels just destroyed, for TRANSFER_GRACE_S: ARI may deliver a transfer
+        # event after the transferring leg's ChannelDestroyed (different Asterisk topics).
+        self.ending: dict[str, Followed] = {}
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -168,6 +189,8 @@ class CallguardApp:
                 self.spawn(handle_outbound(self.env, channel, args), channel_id)
             elif role == "resumed":
                 pass  # a channel coming back from a dialplan step; its handler waits for it
+            elif role == XFER_SNOOP:
+                pass  # issue #14: records a transferred call; ends with the snooped channel
             else:
                 log.warning("StasisStart with unknown args %r", args)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
@@ -179,13 +202,26 @@ class CallguardApp:
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
+        if kind in ("BridgeBlindTransfer", "BridgeAttendedTransfer"):
+            who = channel_id or str((event.get("transferer_first_leg") or {}).get("id", ""))
+            log.info("transfer event", extra={"transfer": kind, "result": event.get("result"),
+                                              "followed": who in self.env.tracked
+                                              or who in self.ending})
         if kind == "BridgeBlindTransfer":
             pair = blind_transfer_handover(event)
             if pair is not None:
-                followed = self.env.tracked.get(pair[0])
+                followed = self.env.tracked.get(pair[0]) or self.ending.get(pair[0])
                 if followed and followed.why == FOLLOW_RECORDING \
                         and pair[1] not in self.env.tracked:
                     self.handover[pair[0]] = pair[1]
+            return
+        if kind == "BridgeAttendedTransfer":
+            for leaves, kept in attended_transfer_handovers(event):
+                rec = self.env.tracked.get(leaves) or self.ending.get(leaves)
+                if rec and rec.why == FOLLOW_RECORDING \
+                        and kept not in self.env.tracked and leaves not in self.handover:
+                    self.handover[leaves] = kept
+                    self.spawn(self.record_rest(leaves, kept, rec), leaves)
             return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
@@ -196,8 +232,20 @@ class CallguardApp:
             stays = self.handover.pop(channel_id, None)
             if followed and stays:
                 self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)
+            elif followed and followed.why == FOLLOW_RECORDING:
+                # The transfer event may come just after the transferring leg is gone.
+                self.ending[channel_id] = followed
+                self.spawn(self.end_after_grace(channel_id, followed, datetime.now(UTC)),
+                           channel_id)
             elif followed:
                 self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
+        elif kind == "ChannelEnteredBridge":
+            followed = self.env.tracked.get(channel_id)
+            bridge_id = str((event.get("bridge") or {}).get("id", ""))
+            if followed and bridge_id and leaves_on_transfer(followed.rel_path):
+                # Issue #14: the transfer events reach the app through the bridge too; by
+                # the channel alone they are lost when it is destroyed before they are sent.
+                self.spawn(self.env.ari.subscribe(f"bridge:{bridge_id}"), "-")
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
             followed = self.env.tracked.get(channel_id)
             if followed and followed.why == FOLLOW_RECORDING:
@@ -271,11 +319,65 @@ class CallguardApp:
             return
         log.info("recording follows the transferred call", extra={"transferee": stays})
 
-    async def call_ended(self, channel_id: str, followed: Followed) -> None:
-        await self.env.store.write(plan_ended(channel_id, followed.why, datetime.now(UTC)))
+    async def end_after_grace(self, channel_id: str, followed: Followed,
+                              at: datetime) -> None:
+        """A recorded channel is gone: its call ended (at `at`), unless a transfer event for
+        it arrives within TRANSFER_GRACE_S; then the recording follows the channel that
+        stays (issue #14)."""
+        await asyncio.sleep(TRANSFER_GRACE_S)
+        self.ending.pop(channel_id, None)
+        stays = self.handover.pop(channel_id, None)
+        if stays:
+            await self.follow_transfer(channel_id, stays, followed)
+        else:
+            await self.call_ended(followed.row or channel_id, followed, at)
+
+    async def record_rest(self, left: str, stays: str, followed: Followed) -> None:
+        """Issue #14, attended transfer: the recording ran on the leg that left (MixMonitor on
+        the phone's own leg, an outbound call), and no dialplan runs on the channel that stays
+        (it is moved between bridges). Record the rest of the call there with a snoop; the
+        segment is appended to the row's file when the call ends (finish_recording)."""
+        row = followed.row or left
+        path = Path(self.settings.recordings_dir) / followed.rel_path
+        if await asyncio.to_thread(is_stereo_pending, path):
+            log.info("stereo recording ends with the transferring leg (mono segment only)")
+            return
+        name = f"callguard-transfer/{row}"
+        try:
+            await self.env.ari.record_snoop(stays, name, XFER_SNOOP)
+        except AriError as exc:
+            log.warning("the rest of the transferred call is not recorded: %s", exc,
+                        extra={"transferee": stays})
+            return
+        ari_dir = Path(self.settings.recordings_dir).parent / "recording"
+        self.segments[row] = ari_dir / f"{name}.wav"
+        log.info("recording the rest of the attended-transferred call",
+                 extra={"transferee": stays})
+
+    async def call_ended(self, channel_id: str, followed: Followed,
+                         at: datetime | None = None) -> None:
+        await self.env.store.write(plan_ended(channel_id, followed.why,
+                                              at or datetime.now(UTC)))
         if followed.why == FOLLOW_RECORDING:
             self.env.site.keeper.adjust_recordings(-1)
             await self.finish_recording(channel_id, followed.rel_path)
+
+    async def append_segment(self, path: Path, segment: Path) -> None:
+        """Issue #14: the rest of an attended-transferred call into the row's own file, once
+        the ARI recording is closed (its channel ended with the call)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILE_CLOSE_WAIT_S
+        while loop.time() < deadline:
+            if await asyncio.to_thread(header_closed, segment):
+                break
+            await asyncio.sleep(0.1)
+        problem = await asyncio.to_thread(append_wav, path, segment)
+        if problem is None:
+            await asyncio.to_thread(segment.unlink, missing_ok=True)
+            log.info("transferred call's rest appended to its recording")
+        else:
+            log.warning("transferred call's rest not appended (kept at %s): %s", segment,
+                        problem)
 
     async def finish_recording(self, channel_id: str, rel_path: str) -> None:
         """Wait for MixMonitor to close the file, then complete or fail the row (REC-FILE-2)."""
@@ -287,6 +389,9 @@ class CallguardApp:
             if await asyncio.to_thread(header_closed, path):
                 break
             await asyncio.sleep(0.1)
+        segment = self.segments.pop(channel_id, None)
+        if segment is not None:
+            await self.append_segment(path, segment)
         # Still open after the wait: the writer is gone (crash); the header is repaired.
         values = await asyncio.to_thread(settled_row_values, path)
         await self.env.store.write([Op("recording_finished",

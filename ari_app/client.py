@@ -129,9 +129,32 @@ class AriClient:
     async def stop_playback(self, playback_id: str) -> None:
         await self.request("DELETE", f"playbacks/{playback_id}")
 
+    async def record_snoop(self, channel_id: str, name: str, role: str) -> str:
+        """Issue #14: record what `channel_id` hears and says (a snoop channel in this app,
+        StasisStart args [role]) as ARI recording `name` (wav, under Asterisk's recording
+        directory) until that channel ends; the snoop channel's id."""
+        snoop = await self.request("POST", f"channels/{channel_id}/snoop",
+                                   {"spy": "both", "app": self.app, "appArgs": role})
+        snoop_id = str(snoop["id"])
+        for attempt in range(20):  # the snoop channel enters Stasis just after it exists
+            try:
+                await self.request("POST", f"channels/{snoop_id}/record", {
+                    "name": name, "format": "wav", "ifExists": "overwrite", "beep": "false",
+                    "terminateOn": "none", "maxDurationSeconds": "0"})
+                return snoop_id
+            except AriError as exc:
+                if exc.status != 409 or attempt == 19:
+                    raise
+                await asyncio.sleep(0.02)
+        return snoop_id
+
     async def subscribe_channel(self, channel_id: str) -> None:
+        await self.subscribe(f"channel:{channel_id}")
+
+    async def subscribe(self, source: str) -> None:
+        """Events of `source` ("channel:ID", "bridge:ID") to this app until it ends."""
         await self.request("POST", f"applications/{self.app}/subscription",
-                           {"eventSource": f"channel:{channel_id}"})
+                           {"eventSource": source})
 
     async def ignore_events(self, types: Sequence[str]) -> None:
         """Ask Asterisk not to send these event types to the app at all."""

@@ -123,6 +123,38 @@ def header_closed(path: Path) -> bool:
     return riff_size == size - 8 and data_size == size - HEADER_BYTES
 
 
+def append_wav(path: Path, segment: Path) -> str | None:
+    """Issue #14: append the audio of `segment` (a closed WAV of the same format, e.g. the
+    rest of a call recorded after an attended transfer) to the closed WAV at `path` and fix
+    its header. None when done; otherwise why not (both files left as they were)."""
+    try:
+        with path.open("rb") as f:
+            _riff, rate, channels, bits, _data = _read_header(f.read(HEADER_BYTES))
+        with segment.open("rb") as f:
+            _sriff, srate, schannels, sbits, sdata = _read_header(f.read(HEADER_BYTES))
+            if (srate, schannels, sbits) != (rate, channels, bits):
+                return (f"segment format {srate} Hz/{schannels} ch/{sbits} bit differs from "
+                        f"{rate} Hz/{channels} ch/{bits} bit")
+            audio = f.read(sdata)
+    except (OSError, NotAWav) as exc:
+        return f"cannot append segment: {exc}"
+    audio = audio[:len(audio) & ~1]
+    with path.open("r+b") as f:
+        f.seek(0, 2)
+        end = f.tell()
+        if (end - HEADER_BYTES) % 2:
+            end -= 1  # an odd trailing byte is not a sample
+            f.seek(end)
+        f.write(audio)
+        f.truncate()
+        total = end + len(audio)
+        f.seek(4)
+        f.write(struct.pack("<I", total - 8))
+        f.seek(40)
+        f.write(struct.pack("<I", total - HEADER_BYTES))
+    return None
+
+
 RECOVERED = "recovered: Asterisk did not close the file (header repaired)"
 
 

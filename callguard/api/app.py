@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from callguard import metrics, recording_worker
-from callguard.api import overview, resources, ui
+from callguard.api import overview, resources, ui, ui_operator
 from callguard.api.core import (
     EXECUTOR,
     PROBLEM_JSON,
@@ -148,6 +148,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", _openapi)
     ui.add_routes(app)
     overview.add_routes(app)
+    ui_operator.add_routes(app)
     return app
 
 
