@@ -21,10 +21,59 @@ ENV_FILE=$RUN/callguard.env
 ast() { if [ -n "$ASTERISK_ROOT" ]; then chroot "$ASTERISK_ROOT" asterisk "$@"; else asterisk "$@"; fi; }
 say() { printf '%s\n' "$*"; }
 
+# ---- least privilege (SEC-4): Asterisk and the services run as their own system users ---------
+# Host accounts made with `useradd --system`, so their uids are free on this host (the sid
+# root's own `asterisk` uid, 101, is the host's `postgres`). The root's `asterisk` account is
+# renumbered to the host's callguard-ast uid/gid; Asterisk starts as root in the chroot and
+# drops to it (-U/-G). The services (ARI app, FastAGI fallback, API) run as `callguard`, a
+# member of callguard-ast's group so they read the recordings Asterisk writes (0640).
+AST_USER=callguard-ast
+SVC_USER=callguard
+AST_RUN_USER=asterisk  # the account's name as Asterisk sees it (the root's or the system's)
+users() {
+    id -u "$AST_USER" >/dev/null 2>&1 && id -u "$SVC_USER" >/dev/null 2>&1 &&
+        id -nG "$SVC_USER" | grep -qw "$AST_USER" && return 0
+    # Several checkouts may start at once: one useradd at a time.
+    (
+        flock 8
+        getent group "$AST_USER" >/dev/null || groupadd --system "$AST_USER"
+        id -u "$AST_USER" >/dev/null 2>&1 || useradd --system --gid "$AST_USER" --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin --comment "callguard Asterisk" "$AST_USER"
+        getent group "$SVC_USER" >/dev/null || groupadd --system "$SVC_USER"
+        id -u "$SVC_USER" >/dev/null 2>&1 || useradd --system --gid "$SVC_USER" --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin --comment "callguard services" "$SVC_USER"
+        id -nG "$SVC_USER" | grep -qw "$AST_USER" || usermod -aG "$AST_USER" "$SVC_USER"
+    ) 8>/run/callguard-users.lock
+}
+# The root's `asterisk` account takes the host callguard-ast uid/gid; whatever the root's
+# package left owned by the old ids follows.
+root_users() {
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    local uid gid old_uid old_gid
+    uid=$(id -u "$AST_USER"); gid=$(getent group "$AST_USER" | cut -d: -f3)
+    old_uid=$(awk -F: '$1=="asterisk"{print $3}' "$ASTERISK_ROOT/etc/passwd")
+    old_gid=$(awk -F: '$1=="asterisk"{print $3}' "$ASTERISK_ROOT/etc/group")
+    [ -n "$old_uid" ] && [ -n "$old_gid" ] || { say "no asterisk account in $ASTERISK_ROOT"; exit 1; }
+    [ "$old_uid:$old_gid" = "$uid:$gid" ] && return 0
+    sed -i -E "s/^asterisk:([^:]*):$old_uid:[0-9]+:/asterisk:\1:$uid:$gid:/" "$ASTERISK_ROOT/etc/passwd"
+    sed -i -E "s/^asterisk:([^:]*):$old_gid:/asterisk:\1:$gid:/" "$ASTERISK_ROOT/etc/group"
+    find "$ASTERISK_ROOT" -xdev -uid "$old_uid" -exec chown -h "$uid" {} +
+    find "$ASTERISK_ROOT" -xdev -gid "$old_gid" -exec chgrp -h "$gid" {} +
+}
+# What Asterisk itself writes or reads, owned by it; the recordings spool shared with the
+# services: owned by them, group callguard-ast, setgid, nothing for others (SEC-4).
+ast_owns() {  # dirs...: owned (recursively) by Asterisk's account
+    chown -R "$AST_USER:$AST_USER" "$@"
+}
+svc_owns() {  # paths...: owned (recursively) by the services' account
+    chown -R "$SVC_USER:$SVC_USER" "$@"
+}
+
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # ---- secrets: generated once into ignored files, never committed (RUN-4, SEC-2) --------------
 secrets() {
+    users
     mkdir -p "$RUN/secrets"; chmod 700 "$RUN/secrets"
     [ -s "$RUN/secrets/hmac.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/hmac.key")
     [ -s "$RUN/secrets/ari.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ari.password")
@@ -49,6 +98,9 @@ CALLGUARD_ASTERISK_ROOT=$ASTERISK_ROOT
 CALLGUARD_LOG_DIR=$LOG
 EOT
 )
+    # The services read them as their own user; the journal is theirs alone (SEC-4, REL-2).
+    mkdir -p -m 0700 "$RUN/journal"; chmod 0700 "$RUN/journal"
+    svc_owns "$RUN/secrets" "$ENV_FILE" "$RUN/journal"
 }
 
 # ---- PostgreSQL: a project-local cluster on a unix socket only (RUN-2) -----------------------
@@ -69,6 +121,8 @@ fsync = on
 log_min_messages = warning
 EOT
     fi
+    # The socket directory: the server's, entered by the services' group only (SEC-4).
+    chown postgres:"$SVC_USER" "$PG_DIR"; chmod 0750 "$PG_DIR"
     if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w start >/dev/null
     fi
@@ -91,6 +145,7 @@ pg_pid() { [ -f "$PG_DIR/data/postmaster.pid" ] && head -1 "$PG_DIR/data/postmas
 ast_etc() { printf '%s/etc/asterisk' "$ASTERISK_ROOT"; }
 ast_install() {
     local etc; etc=$(ast_etc)
+    users; root_users
     mkdir -p "$etc"
     if [ -n "$ASTERISK_ROOT" ]; then
         # The project root holds only our configuration, nothing from the package samples.
@@ -105,14 +160,24 @@ ast_install() {
     (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
         > "$etc/extensions_agi_secret.conf")
     # Recordings: nothing for others, also what an older version left 0644/0755 (SEC-4).
-    mkdir -p -m 0750 "$ASTERISK_ROOT/var/spool/asterisk/callguard"
-    chmod -R o= "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    # The services own the tree (they make each call's directory, seal and repair files);
+    # Asterisk writes through the group (setgid: everything below is callguard-ast's).
+    local spool=$ASTERISK_ROOT/var/spool/asterisk/callguard
+    mkdir -p -m 0750 "$spool"
+    chmod -R o= "$spool"
+    chown -R "$SVC_USER:$AST_USER" "$spool"
+    find "$spool" -type d -exec chmod 2770 {} +
     # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
     (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
         "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
+    # Asterisk reads its configuration (secrets 0600 included) and writes its state as itself.
+    ast_owns "$etc" "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" \
+             "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/spool/asterisk/recording"
+    chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/spool/asterisk"
+    chmod -R o= "$etc"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
         # Asterisk resolves its own host name at the first call; the root has no resolver.
         printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"
@@ -134,7 +199,7 @@ ast_start() {
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
     # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
-    (umask 027; ast -F)
+    (umask 027; ast -U "$AST_RUN_USER" -G "$AST_RUN_USER" -F)
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
@@ -200,6 +265,8 @@ EOT
 
 [program:$s]
 command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_VENV/bin/callguard-$s'
+user = $SVC_USER
+umask = 027
 directory = $TOP
 autostart = true
 autorestart = true
@@ -221,8 +288,16 @@ EOT
 }
 ctl() { "$SVC_VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
 sup_running() { alive "$SUP_PID" && ctl pid >/dev/null 2>&1; }
+pidfiles() {  # each service writes its PID as its own user into a file made for it here
+    local s
+    for s in $SERVICES; do
+        [ -e "$RUN/$s.pid" ] || install -m 0644 /dev/null "$RUN/$s.pid"
+        chown "$SVC_USER:$SVC_USER" "$RUN/$s.pid"
+    done
+}
 sup_start() {
     local changed=0
+    pidfiles
     sup_conf && changed=1
     if alive "$SUP_PID"; then
         if [ $changed = 1 ]; then ctl update >/dev/null; fi
