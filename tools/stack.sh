@@ -178,6 +178,7 @@ ast_install() {
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/spool/asterisk/recording"
     chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/spool/asterisk"
     chmod -R o= "$etc"
+    chmod o= "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" "$ASTERISK_ROOT/run/asterisk"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
         # Asterisk resolves its own host name at the first call; the root has no resolver.
         printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"
