@@ -46,10 +46,12 @@ ifneq ($(realpath $(SVC_VENV)/bin/python3),$(realpath $(SVC_PY)))
 endif
 svc-venv: $(SVC_VENV)/.installed ## the services' virtualenv: runtime dependencies only
 $(SVC_VENV)/.installed: pyproject.toml requirements/service.lock
-	@[ "$$(readlink -f $(SVC_VENV)/bin/python3)" = "$$(readlink -f $$(command -v $(SVC_PY)))" ] || rm -rf $(SVC_VENV)
-	@test -x $(SVC_VENV)/bin/python || $(SVC_PY) -m venv $(SVC_VENV)
-	@{ $(SVC_VENV)/bin/python -m $(PIP) --require-hashes -r requirements/service.lock && \
-	   $(SVC_VENV)/bin/python -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
+	@mkdir -p .build && $(STACK) relocate  # a checkout out of others' reach: in the state dir
+	@V=$$(readlink -f $(SVC_VENV)); \
+	[ "$$(readlink -f $$V/bin/python3)" = "$$(readlink -f $$(command -v $(SVC_PY)))" ] || rm -rf $$V/*; \
+	test -x $$V/bin/python || $(SVC_PY) -m venv $$V; \
+	{ $$V/bin/python -m $(PIP) --require-hashes -r requirements/service.lock && \
+	  $$V/bin/python -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
 	  { tail -30 .build/pip-svc.log; exit 1; }
 	@touch $@
 
@@ -120,4 +122,4 @@ sounds: ## regenerate the Japanese prompts from sounds/manifest.tsv (Open JTalk)
 	@bash tools/make_sounds.sh
 
 clean: down ## remove the local state (database, logs, secrets); keeps the Asterisk root
-	rm -rf .run
+	rm -rf "$$(readlink -f .run)" .run

@@ -117,7 +117,7 @@ chmod = 0700
 [supervisord]
 logfile = $CL/supervisord.log
 pidfile = $CL_SUP_PID
-directory = $TOP
+directory = $RUN
 minfds = 4096
 nocleanup = true
 childlogdir = $CL
@@ -150,11 +150,11 @@ EOT
                 cat <<EOT
 
 [program:$s-n$n]
-command = /bin/sh -c 'exec $SVC_VENV/bin/callguard-$s'
+command = /bin/sh -c 'exec $SVC_BIN/callguard-$s'
 environment = CALLGUARD_ENV="$NODES_DIR/n$n/callguard.env"
 user = $SVC_USER
 umask = 027
-directory = $TOP
+directory = $RUN
 startsecs = 0
 startretries = 1000000
 stopsignal = TERM
@@ -200,7 +200,7 @@ cluster_up() {
     kam_conf
     cl_sup_conf
     if cl_sup_running; then cctl update >/dev/null; cctl restart kamailio >/dev/null
-    else "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
+    else code_sync; "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
     for _ in $(seq 1 100); do cl_sup_running && break; sleep 0.05; done
     cctl start all >/dev/null 2>&1 || true
     for n in $(nodes); do

@@ -3,15 +3,46 @@
 # Every process we start has a PID file under .run/; we stop only those PIDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOP=$PWD
-RUN=$TOP/.run
-LOG=$RUN/log
+TOP=$(pwd -P)
 VENV=$TOP/.venv
-mkdir -p "$RUN" "$LOG"
+
+# ---- where the services' state lives (issue 19, item 9) ----------------------------------------
+# PostgreSQL (as postgres), Asterisk and the services (their own users, SEC-4) must reach their
+# state. A checkout other users cannot enter (a clone under /root, 0700) keeps it in
+# /var/lib/callguard/<name>-<hash of the checkout's path>/ instead (one per checkout, so
+# checkouts never collide), with symlinks left where the tools and tests look: .run, the
+# Asterisk root (its spool holds the recordings) and the services' virtualenv; the services
+# run a copy of the code there (code_sync). A checkout everyone can enter keeps them in place.
+STATE_DIR=/var/lib/callguard/$(basename "$TOP")-$(printf '%s' "$TOP" | sha256sum | cut -c1-12)
+checkout_reachable() {  # every directory from / down to the checkout enterable by others
+    local d=$TOP
+    while [ "$d" != / ]; do
+        [ $(( 0$(stat -c %a "$d") & 1 )) = 1 ] || return 1
+        d=$(dirname "$d")
+    done
+}
+relocate() {  # path in the checkout, move|new: into the state dir, a symlink left behind
+    local p=$TOP/$1 dest; dest=$STATE_DIR/$(basename "$1")
+    [ -L "$p" ] && return 0
+    install -d -m 0755 /var/lib/callguard "$STATE_DIR"
+    if [ "$2" = move ] && [ -d "$p" ]; then rm -rf "$dest"; mv "$p" "$dest"
+    else rm -rf "$p"; mkdir -p "$dest"; fi  # new: a virtualenv cannot move, it is made again
+    mkdir -p "$(dirname "$p")"
+    ln -s "$dest" "$p"
+}
+if ! checkout_reachable; then
+    relocate .run move
+    [ ! -d "$TOP/.build/asterisk-root" ] || relocate .build/asterisk-root move
+    relocate .build/svc-venv new
+fi
+mkdir -p "$TOP/.run"
+RUN=$(readlink -f "$TOP/.run")
+LOG=$RUN/log
+mkdir -p "$LOG"
 
 # Asterisk: the system one when installed (PBX host), else the project-local sid root (RUN-1).
 if [ -z "${ASTERISK_ROOT+x}" ]; then
-    if [ -x /usr/sbin/asterisk ]; then ASTERISK_ROOT=""; else ASTERISK_ROOT=$TOP/.build/asterisk-root; fi
+    if [ -x /usr/sbin/asterisk ]; then ASTERISK_ROOT=""; else ASTERISK_ROOT=$(readlink -f "$TOP/.build/asterisk-root"); fi
 fi
 PG_PORT=${CALLGUARD_PG_PORT:-55432}
 PG_DIR=$RUN/pg
@@ -121,6 +152,8 @@ fsync = on
 log_min_messages = warning
 EOT
     fi
+    # The socket where the state is now (moved into the state dir: issue 19, item 9).
+    sed -i "s#^unix_socket_directories = .*#unix_socket_directories = '$PG_DIR'#" "$PG_DIR/data/postgresql.conf"
     # The socket directory: the server's, entered by the services' group only (SEC-4).
     chown postgres:"$SVC_USER" "$PG_DIR"; chmod 0750 "$PG_DIR"
     if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
@@ -217,8 +250,27 @@ ast_stop() {
 # person; supervisord rotates their logs. On a PBX host with systemd use tools/systemd/ instead.
 # Each service writes its PID to .run/NAME.pid (a shell that execs the service keeps its PID).
 # The services' own virtualenv (runtime dependencies only, `make svc-venv`), else .venv.
-SVC_VENV=${CALLGUARD_SVC_VENV:-$TOP/.build/svc-venv}
+SVC_VENV=${CALLGUARD_SVC_VENV:-$(readlink -f "$TOP/.build/svc-venv")}
 [ -x "$SVC_VENV/bin/supervisord" ] || SVC_VENV=$VENV
+# The services' commands: the virtualenv's, or in a state dir (checkout out of reach) launchers
+# of the code copied there.
+SVC_BIN=$SVC_VENV/bin
+CODE=""
+if [ -L "$TOP/.build/svc-venv" ]; then CODE=$STATE_DIR/code; SVC_BIN=$CODE/bin; fi
+code_sync() {
+    [ -n "$CODE" ] || return 0
+    local s
+    rm -rf "$CODE.new"; mkdir -p "$CODE.new/bin"
+    cp -r "$TOP/callguard" "$TOP/ari_app" "$TOP/agi_scripts" "$CODE.new/"
+    find "$CODE.new" -name __pycache__ -prune -exec rm -rf {} +
+    for s in ari:ari_app.main fastagi:agi_scripts.fastagi api:callguard.api.app; do
+        printf '#!%s/bin/python\nimport sys\nsys.path.insert(0, "%s")\nfrom %s import main\nsys.exit(main())\n' \
+            "$SVC_VENV" "$CODE" "${s#*:}" > "$CODE.new/bin/callguard-${s%%:*}"
+        chmod 0755 "$CODE.new/bin/callguard-${s%%:*}"
+    done
+    chmod -R a+rX,go-w "$CODE.new"
+    rm -rf "$CODE"; mv "$CODE.new" "$CODE"
+}
 SUP_CONF=$RUN/supervisord.conf
 SUP_PID=$RUN/supervisord.pid
 SERVICES="fastagi ari api"
@@ -236,7 +288,7 @@ logfile = $LOG/supervisord.log
 logfile_maxbytes = 10MB
 logfile_backups = 5
 pidfile = $SUP_PID
-directory = $TOP
+directory = $RUN
 minfds = 4096
 nocleanup = true
 childlogdir = $LOG
@@ -265,10 +317,11 @@ EOT
             cat <<EOT
 
 [program:$s]
-command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_VENV/bin/callguard-$s'
+command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_BIN/callguard-$s'
+environment = CALLGUARD_ENV="$ENV_FILE"
 user = $SVC_USER
 umask = 027
-directory = $TOP
+directory = $RUN
 autostart = true
 autorestart = true
 startsecs = 0
@@ -299,6 +352,7 @@ pidfiles() {  # each service writes its PID as its own user into a file made for
 sup_start() {
     local changed=0
     pidfiles
+    alive "$SUP_PID" || code_sync
     sup_conf && changed=1
     if alive "$SUP_PID"; then
         if [ $changed = 1 ]; then ctl update >/dev/null; fi
@@ -425,6 +479,9 @@ case "${1:-}" in
     ast) shift; ast "$@" ;;
     app-connected) ast_app_connected ;;
     status) status ;;
+    relocate) ;;  # only what every run does first: the state dir when the checkout is out of reach
+    state-dir) readlink -f "$TOP/.run" ;;
+    code-sync) code_sync ;;
     supervisorctl) shift; ctl "$@" ;;
     *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
 esac
