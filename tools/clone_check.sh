@@ -34,7 +34,7 @@ mkdir -p "$CL/.build"
 cp -p .build/deps.stamp "$CL/.build/"
 # The clone's state dir (tools/stack.sh creates it and moves .run and the venv link there).
 STATE=$(dirname "$("$CL/tools/stack.sh" state-dir)")
-# The Asterisk root: /usr shared read-only by hard links, everything else a copy.
+# The Asterisk root: /usr shared read-only by hard links, everything else a copy ...
 mkdir -p "$STATE/asterisk-root"
 for part in .build/asterisk-root/* .build/asterisk-root/.callguard-root-complete; do
     [ -e "$part" ] || continue
@@ -43,6 +43,10 @@ for part in .build/asterisk-root/* .build/asterisk-root/.callguard-root-complete
         *) cp -a "$part" "$STATE/asterisk-root/" ;;
     esac
 done
+# ... except what the clone's `make run` writes into /usr (the prompts, `cp -u`): a copy, or
+# it would rewrite this checkout's files in place under its running Asterisk.
+rm -rf "$STATE/asterisk-root/usr/share/asterisk/sounds/ja/callguard"
+cp -a .build/asterisk-root/usr/share/asterisk/sounds/ja/callguard "$STATE/asterisk-root/usr/share/asterisk/sounds/ja/"
 ln -s "$STATE/asterisk-root" "$CL/.build/asterisk-root"
 # The virtualenvs: hard links, the files naming this checkout rewritten (sed makes new files).
 SVC=$(readlink -f "$CL/.build/svc-venv")
