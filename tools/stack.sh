@@ -59,6 +59,7 @@ say() { printf '%s\n' "$*"; }
 # drops to it (-U/-G). The services (ARI app, FastAGI fallback, API) run as `callguard`, a
 # member of callguard-ast's group so they read the recordings Asterisk writes (0640).
 AST_USER=callguard-ast
+[ -n "$ASTERISK_ROOT" ] || AST_USER=asterisk  # a system Asterisk: its package's own account
 SVC_USER=callguard
 AST_RUN_USER=asterisk  # the account's name as Asterisk sees it (the root's or the system's)
 users() {
