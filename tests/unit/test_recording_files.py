@@ -6,7 +6,13 @@ import struct
 import wave
 from pathlib import Path
 
-from callguard.recording_files import finished_row_values, inspect_wav, probe, repair_header
+from callguard.recording_files import (
+    finished_row_values,
+    inspect_wav,
+    prepare_dir,
+    probe,
+    repair_header,
+)
 
 
 def _wav(path: Path, seconds: float) -> Path:
@@ -55,3 +61,18 @@ def test_unanswered_call_is_complete_without_audio(tmp_path: Path) -> None:
     info = inspect_wav(_wav(tmp_path / "c.wav", 0))
     values = finished_row_values(info, None)
     assert values["status"] == "complete" and values["reason"]
+
+
+def test_prepare_dir_makes_each_missing_level_group_writable(tmp_path: Path) -> None:
+    """SEC-4: the services make a call's directory (2770) so Asterisk, another account,
+    writes into it through the group; existing levels are left alone."""
+
+    root = tmp_path / "rec"
+    root.mkdir(mode=0o750)
+    prepare_dir(root, "2026/12/02/F1/x_in_1.wav")
+    d = root / "2026" / "12" / "02" / "F1"
+    assert d.is_dir() and not (d / "x_in_1.wav").exists()
+    for level in (d, d.parent, d.parent.parent, d.parent.parent.parent):
+        assert level.stat().st_mode & 0o7777 == 0o2770, level
+    assert root.stat().st_mode & 0o777 == 0o750
+    prepare_dir(root, "2026/12/02/F1/y_in_2.wav")  # already there: nothing to do
