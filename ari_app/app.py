@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
-from ari_app.client import AriClient, AriError
+from ari_app.client import AriClient, AriError, call_failure
 from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
@@ -58,12 +58,22 @@ class CallguardApp:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, AriError) and exc.status == 409:
+                kind = call_failure(exc)
+                if kind == "left-stasis":
                     # Too slow for the dialplan's 1 s deadline (REL-7): the channel has left
                     # Stasis for the FastAGI fallback, which decides the call.
                     log.warning("channel left Stasis before the app was done: %s", exc)
                     return
-                log.exception("call handler failed")
+                if kind == "gone" and channel_id != "-":
+                    # The caller hung up while the app was still at work: nothing to strand.
+                    log.info("channel gone before the app was done: %s", exc)
+                    return
+                if kind == "unreachable":
+                    # Asterisk's HTTP side did not answer in time (overload, restart): no bug
+                    # of ours to trace; the continue below covers a channel still in Stasis.
+                    log.warning("ARI request failed for this call: %s", exc)
+                else:
+                    log.exception("call handler failed")
                 # Never strand a caller: let the dialplan continue into the fallback.
                 if channel_id != "-":
                     try:
@@ -179,6 +189,10 @@ class CallguardApp:
             return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
+            if followed and metrics.call_released(event.get("cause"),
+                                                  channel.get("state") == "Up"):
+                log.warning("dead call released by Asterisk (REL-8)",
+                            extra={"cause": event.get("cause")})
             stays = self.handover.pop(channel_id, None)
             if followed and stays:
                 self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)

@@ -27,6 +27,18 @@ class AriError(Exception):
         self.status = status
 
 
+def call_failure(exc: BaseException) -> str:
+    """What an exception in a call's handler means for the call: `left-stasis` (409, or 400
+    "Failed to execute function" when the channel left Stasis between ARI's lookup and the
+    write: the dialplan's 1 s deadline won), `gone` (404: hung up), `unreachable` (no answer
+    from Asterisk's HTTP side), else `bug`."""
+    if not isinstance(exc, AriError):
+        return "bug"
+    if exc.status == 409 or (exc.status == 400 and "Failed to execute" in str(exc)):
+        return "left-stasis"
+    return {404: "gone", 0: "unreachable"}.get(exc.status, "bug")
+
+
 class AriClient:
     def __init__(self, base_url: str, user: str, password: str, app: str) -> None:
         self.base_url = base_url.rstrip("/")

@@ -15,6 +15,7 @@ CL_SUP_CONF=$CL/supervisord.conf
 CL_SUP_PID=$CL/supervisord.pid
 KAM_CFG=$CL/kamailio.cfg
 KAM_CTL=$CL/kamailio_ctl
+KAM_PROM_PORT=9464  # Kamailio's /metrics (xhttp_prom) for Prometheus (issue 18)
 mkdir -p "$CL" "$NODES_DIR"
 
 # Node n (1..): SIP 127.0.0.(10+n):5060; ARI/HTTP 127.0.0.1:(8100+n); AMI 5100+n; FastAGI
@@ -50,6 +51,10 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
         -e "s#^astlogdir => .*#astlogdir => /var/log/asterisk-n$n#" \
         -e "s#^astspooldir => .*#astspooldir => /var/spool/asterisk-n$n#" \
         -e "s#^astdbdir => .*#astdbdir => /var/lib/asterisk-n$n#" "$etc/asterisk.conf"
+    # ... its own system name: channel unique ids become n<n>-<epoch>.<seq>. Without it two
+    # nodes started in the same second hand out the same ids, and the call rows, recording
+    # rows and file names keyed by them collide across nodes (CLU-3; found by the tests).
+    sed -i -e "s/^\[options\]$/[options]\nsystemname = n$n/" "$etc/asterisk.conf"
     # ... its address, ports and RTP range ...
     sed -i -e "s/^bind = 127.0.0.1:5060/bind = $ip:5060/" "$etc/pjsip.conf"
     sed -i -e "s/^bindport = 8088/bindport = $((8100 + n))/" "$etc/http.conf"
@@ -167,6 +172,8 @@ stdout_logfile_maxbytes = 20MB
 EOT
             done
         done
+        # Prometheus scraping every node and Kamailio (issue 18); written by cluster_up.
+        printf '\n%s\n' "$(prom_program "$CL/prometheus.yml")"
     } > "$CL_SUP_CONF"
 }
 cctl() { "$SVC_VENV/bin/supervisorctl" -c "$CL_SUP_CONF" "$@"; }
@@ -177,7 +184,17 @@ kam_conf() {
     : > "$CL/dispatcher.list.new"
     for n in $(nodes); do printf '1 sip:%s:5060 0 0\n' "$(node_ip "$n")" >> "$CL/dispatcher.list.new"; done
     mv "$CL/dispatcher.list.new" "$CL/dispatcher.list"
+    # Each node's dispatcher state as a gauge, set at every scrape (xhttp_prom, issue 18).
+    {
+        echo 'route[DISPATCHER_METRICS] {'
+        for n in $(nodes); do
+            printf '    if (ds_is_active("1", "sip:%s:5060")) { $var(up) = "1"; } else { $var(up) = "0"; }\n' "$(node_ip "$n")"
+            printf '    prom_gauge_set("dispatcher_destination_active", "$var(up)", "1", "sip:%s:5060", "n%d");\n' "$(node_ip "$n")" "$n"
+        done
+        echo '}'
+    } > "$CL/dispatcher_metrics.cfg"
     sed -e "s#@DISPATCHER_LIST@#$CL/dispatcher.list#" -e "s#@CTL@#$KAM_CTL#" \
+        -e "s#@PROM_PORT@#$KAM_PROM_PORT#g" -e "s#@DS_METRICS@#$CL/dispatcher_metrics.cfg#" \
         -e "s#@MODPATH@#$(dirname "$(find /usr/lib -name dispatcher.so -path '*kamailio*' | head -1)")#" \
         tools/kamailio/kamailio.cfg > "$KAM_CFG"
     kamailio -c -f "$KAM_CFG" >"$CL/kamailio-check.log" 2>&1 || { tail -20 "$CL/kamailio-check.log"; exit 1; }
@@ -198,11 +215,18 @@ cluster_up() {
         CALLGUARD_ENV=$NODES_DIR/n$n/callguard.env "$VENV/bin/callguard" site sync-asterisk >/dev/null
     done
     kam_conf
+    local envs=()
+    for n in $(nodes); do envs+=("n$n=$NODES_DIR/n$n/callguard.env"); done
+    prom_write "$CL/prometheus.yml" "$TOP/tools/prometheus/rules.yml" \
+        --kamailio "127.0.0.1:$KAM_PROM_PORT" "${envs[@]}"
     cl_sup_conf
-    if cl_sup_running; then cctl update >/dev/null; cctl restart kamailio >/dev/null
+    if cl_sup_running; then
+        cctl update >/dev/null; cctl restart kamailio >/dev/null
+        cctl signal HUP prometheus >/dev/null 2>&1 || true  # the nodes may have changed
     else code_sync; "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
     for _ in $(seq 1 100); do cl_sup_running && break; sleep 0.05; done
     cctl start all >/dev/null 2>&1 || true
+    prom_ready
     for n in $(nodes); do
         local ok=0
         for _ in $(seq 1 300); do
@@ -242,6 +266,8 @@ cluster_status() {
             if [[ $p =~ ^[1-9][0-9]*$ ]]; then printf '%-16s %-8s %s  (supervised)\n' "n$n $s" up "$p"; else printf '%-16s %-8s\n' "n$n $s" down; fi
         done
     done
+    p=""; cl_sup_running && p=$(cctl pid prometheus 2>/dev/null || true)
+    if [[ $p =~ ^[1-9][0-9]*$ ]]; then printf '%-16s %-8s %s  (supervised, %s)\n' prometheus up "$p" "$(cat "$PROM_DIR/listen")"; else printf '%-16s %-8s\n' prometheus down; fi
     if cl_sup_running; then printf '%-16s %-8s %s\n' "supervisor" up "$(cat "$CL_SUP_PID")"; fi
 }
 
@@ -250,6 +276,7 @@ restore_single() {  # back to `make run`'s one node (after the cluster tests)
     ast_start
     "$VENV/bin/callguard" site sync-asterisk >/dev/null
     apps_start
+    prom_start
 }
 
 case "${1:-}" in

@@ -337,6 +337,12 @@ stdout_logfile_maxbytes = 20MB
 stdout_logfile_backups = 5
 EOT
         done
+        # Prometheus (issue 18), supervised like the services; started by prom_start, which
+        # writes its configuration first (autostart off: `make run` starts it after the apps).
+        cat <<EOT
+
+$(prom_program "$PROM_DIR/prometheus.yml")
+EOT
     } > "$SUP_CONF.new"
     if cmp -s "$SUP_CONF.new" "$SUP_CONF"; then rm -f "$SUP_CONF.new"; return 1; fi
     mv "$SUP_CONF.new" "$SUP_CONF"
@@ -405,15 +411,60 @@ apps_stop() {  # stop the services and supervisord itself
     done
 }
 
-# A helper process outside supervision (Prometheus): PID in .run/NAME.pid, stopped by that PID.
-bg_start() {  # name, command...
-    local name=$1; shift
-    alive "$RUN/$name.pid" && return 0
-    # Close inherited descriptors (e.g. a caller's `flock` lock) so the process holds none.
-    nohup "$@" >>"$LOG/$name.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-    echo $! > "$RUN/$name.pid"
+# ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
+# Supervised (REL-9): a [program:prometheus] in the single node's supervisord (tools/cluster.sh
+# has its own, scraping every node); its PID in .run/prometheus.pid, its port in PROM_DIR/listen.
+PROM_DIR=$RUN/prometheus
+prom_program() {  # config file: the supervisord program section
+    cat <<EOT
+[program:prometheus]
+command = /bin/sh -c 'echo \$\$ > $RUN/prometheus.pid && exec prometheus --config.file=$1 --storage.tsdb.path=$PROM_DIR/data --storage.tsdb.retention.time=15d --web.listen-address=\$(cat $PROM_DIR/listen)'
+directory = $PROM_DIR
+autostart = false
+autorestart = true
+startsecs = 0
+startretries = 1000000
+stopsignal = TERM
+stopwaitsecs = 10
+stopasgroup = true
+killasgroup = true
+redirect_stderr = true
+stdout_logfile = $LOG/prometheus.log
+stdout_logfile_maxbytes = 20MB
+stdout_logfile_backups = 5
+EOT
 }
-bg_stop() {
+prom_write() {  # out, rules file, more arguments of callguard.prometheus_conf: config and port
+    local out=$1; shift
+    command -v prometheus >/dev/null || { say "prometheus missing (make deps)"; exit 1; }
+    mkdir -p "$PROM_DIR/data"
+    "$VENV/bin/python" -m callguard.prometheus_conf "$@" > "$out.new"
+    mv "$out.new" "$out"
+    printf '127.0.0.1:%s\n' "$("$VENV/bin/python" -m callguard.prometheus_conf --port)" \
+        > "$PROM_DIR/listen"
+}
+prom_ready() {
+    for _ in $(seq 1 200); do
+        curl -sf "http://$(cat "$PROM_DIR/listen")/-/ready" >/dev/null 2>&1 && return 0; sleep 0.05
+    done
+    say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
+}
+prom_start() {
+    prom_write "$PROM_DIR/prometheus.yml" "$TOP/tools/prometheus/rules.yml"
+    sup_start
+    # One started by an older stack.sh outside supervision gives way to the supervised one.
+    if alive "$RUN/prometheus.pid" && [ "$(svc_pid prometheus)" != "$(cat "$RUN/prometheus.pid")" ]; then
+        bg_stop prometheus
+    fi
+    if [ -n "$(svc_pid prometheus)" ]; then ctl signal HUP prometheus >/dev/null; return 0; fi
+    svc_start prometheus
+    prom_ready
+}
+prom_stop() {
+    if alive "$SUP_PID"; then ctl stop prometheus >/dev/null 2>&1 || true; fi
+    bg_stop prometheus
+}
+bg_stop() {  # name: a process outside supervision, stopped by the PID in .run/NAME.pid
     local pf=$RUN/$1.pid
     if alive "$pf"; then
         kill "$(cat "$pf")"
@@ -422,26 +473,6 @@ bg_stop() {
     fi
     rm -f "$pf"
 }
-
-# ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
-PROM_DIR=$RUN/prometheus
-prom_start() {
-    command -v prometheus >/dev/null || { say "prometheus missing (make deps)"; exit 1; }
-    mkdir -p "$PROM_DIR/data"
-    "$VENV/bin/python" -m callguard.prometheus_conf "$TOP/tools/prometheus/rules.yml" \
-        > "$PROM_DIR/prometheus.yml.new"
-    mv "$PROM_DIR/prometheus.yml.new" "$PROM_DIR/prometheus.yml"
-    local port; port=$("$VENV/bin/python" -m callguard.prometheus_conf --port)
-    if alive "$RUN/prometheus.pid"; then kill -HUP "$(cat "$RUN/prometheus.pid")"; return 0; fi
-    bg_start prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
-        --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=15d \
-        --web.listen-address="127.0.0.1:$port"
-    for _ in $(seq 1 200); do
-        curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && return 0; sleep 0.05
-    done
-    say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
-}
-prom_stop() { bg_stop prometheus; }
 
 status() {
     local pgp; pgp=$(pg_pid)
@@ -453,7 +484,8 @@ status() {
         p=""; sup_running && p=$(svc_pid "$s")
         if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' "$s" up "$p"; else printf '%-10s %-8s\n' "$s" down; fi
     done
-    if alive "$RUN/prometheus.pid"; then printf '%-10s %-8s %s\n' prometheus up "$(cat "$RUN/prometheus.pid")"; else printf '%-10s %-8s\n' prometheus down; fi
+    p=""; sup_running && p=$(svc_pid prometheus)
+    if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' prometheus up "$p"; else printf '%-10s %-8s\n' prometheus down; fi
     if sup_running; then printf '%-10s %-8s %s\n' supervisor up "$(cat "$SUP_PID")"; else printf '%-10s %-8s\n' supervisor down; fi
 }
 

@@ -46,7 +46,7 @@ MAX_BODY = 64 * 1024
 def _error(request: web.Request, status: int, message: str,
            headers: dict[str, str] | None = None) -> web.Response:
     if request.path.startswith("/ui") and "text/html" in request.headers.get("Accept", ""):
-        resp = ui.error_page(status, message)
+        resp = ui.error_page(status, message, request)
     else:
         resp = web.json_response(problem(status, message, request.path), status=status,
                                  content_type=PROBLEM_JSON)

@@ -21,7 +21,7 @@ from callguard.cluster import (
     parse_dispatcher_list,
     parse_node,
 )
-from callguard.config import DEFAULT_ENV_FILE, load_settings
+from callguard.config import DEFAULT_ENV_FILE, Settings, load_settings
 
 RUN = DEFAULT_ENV_FILE.parent
 CLUSTER = RUN / "cluster"
@@ -32,6 +32,11 @@ def _nodes() -> list[int]:
         return [int(line) for line in (CLUSTER / "nodes").read_text().split()]
     except OSError:
         return []
+
+
+def node_settings() -> list[Settings]:
+    """Each running node's settings (its ARI, its Asterisk CLI); [] when no cluster runs."""
+    return [load_settings(RUN / "nodes" / f"n{n}" / "callguard.env") for n in _nodes()]
 
 
 def _kamcmd(*args: str) -> str:

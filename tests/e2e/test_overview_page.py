@@ -26,8 +26,9 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.nuisance import TOKYO
+from tests.e2e.browser import chromium
 from tests.e2e.rec_helpers import F1B, F2A, inbound, recordings
-from tests.e2e.test_recordings_page import CLI, browser  # noqa: F401 - a fixture
+from tests.e2e.test_recordings_page import CLI
 
 OUTCOMES = ("connected", "recorded", "rejected", "refused", "menu144")
 
@@ -112,6 +113,17 @@ def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:
 
 
 @pytest.fixture
+def browser(work: Path) -> Iterator[webdriver.Chrome]:
+    """A browser asking for Japanese, as the offices' do (the page is Japanese first; its
+    English and its accessibility: tests/e2e/test_recordings_page_i18n.py)."""
+    driver = chromium(work, "ja")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
 def f2_token(stack: Settings) -> Iterator[str]:
     run = subprocess.run([CLI, "tokens", "create", "--contract", "F2", "--label",
                           "e2e overview test", "--json"], capture_output=True, text=True,
@@ -154,7 +166,7 @@ def check(driver: webdriver.Chrome, engine: Engine, now: datetime,
 
 def test_overview_charts_match_the_database(calls_and_history: datetime, clean: Engine,
                                             stack: Settings, f2_token: str,
-                                            browser: webdriver.Chrome,  # noqa: F811
+                                            browser: webdriver.Chrome,
                                             work: Path) -> None:
     now = calls_and_history
     base = f"http://{stack.api_host}:{stack.api_port}"
@@ -186,7 +198,7 @@ def test_overview_charts_match_the_database(calls_and_history: datetime, clean: 
 
 
 def test_overview_needs_a_token(stack: Settings,
-                                browser: webdriver.Chrome) -> None:  # noqa: F811
+                                browser: webdriver.Chrome) -> None:
     base = f"http://{stack.api_host}:{stack.api_port}"
     browser.delete_all_cookies()
     browser.get(f"{base}/ui/overview")

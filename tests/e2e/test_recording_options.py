@@ -247,7 +247,8 @@ def test_encrypted_recording_round_trip(f1_options: Engine, settings: Settings,
                                    {"Cookie": f"cg_csrf={csrf}"})
         session = ui_cookies(jar)["cg_session"].value
         _, _, doc = ui_request(settings, "GET", "/ui/recordings",
-                               headers={"Cookie": f"cg_session={session}"})
+                               headers={"Cookie": f"cg_session={session}",
+                                        "Accept-Language": "en"})
     finally:
         subprocess.run([CLI, "tokens", "revoke", str(made["id"])], capture_output=True,
                        check=False)
