@@ -56,6 +56,7 @@ from callguard.recording_files import (
     OutsideRecordings,
     confined,
     header_closed,
+    prepare_dir,
     settled_row_values,
 )
 
@@ -281,6 +282,8 @@ class Fallback:
         if plan.recordings_delta:
             self.keeper.adjust_recordings(plan.recordings_delta)
         self.write([*plan.book.ops, self.outcome(plan)])
+        if plan.book.rel_path:  # the services own the recordings tree (SEC-4)
+            prepare_dir(self.settings.recordings_dir, plan.book.rel_path)
         assert plan.target is not None
         for name, value in plan.target.variables.items():
             agi.set_variable(name, value)

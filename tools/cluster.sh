@@ -37,6 +37,9 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     local etc=$base/nodes/n$n
     mkdir -p "$etc" "$ASTERISK_ROOT/run/asterisk-n$n" "$ASTERISK_ROOT/var/log/asterisk-n$n" \
              "$ASTERISK_ROOT/var/spool/asterisk-n$n" "$ASTERISK_ROOT/var/lib/asterisk-n$n"
+    # Asterisk (dropped to its own account, SEC-4) reads and writes these as itself.
+    ast_owns "$ASTERISK_ROOT/run/asterisk-n$n" "$ASTERISK_ROOT/var/log/asterisk-n$n" \
+             "$ASTERISK_ROOT/var/spool/asterisk-n$n" "$ASTERISK_ROOT/var/lib/asterisk-n$n"
     find "$etc" -maxdepth 1 -name '*.conf' -delete
     # Everything ast_install put in place (asterisk_conf/, generated users, the site) ...
     cp "$base"/*.conf "$etc/"
@@ -69,7 +72,7 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     sed -i -e 's/^match = \(.*\)$/match_header = X-Src-IP: \1/' "$etc/pjsip_site.conf"
     # The node's services: the shared settings with the node's own ports and directories.
     local nd=$NODES_DIR/n$n
-    mkdir -p "$nd/log"
+    mkdir -p "$nd/log" "$nd/journal"
     (umask 077; { grep -v -e '^CALLGUARD_ARI_URL=' -e '^CALLGUARD_LOG_DIR=' "$ENV_FILE"; cat <<EOT
 CALLGUARD_ARI_URL=http://127.0.0.1:$((8100 + n))
 CALLGUARD_LOG_DIR=$nd/log
@@ -83,13 +86,18 @@ CALLGUARD_METRICS_API_PORT=$((9490 + n))
 CALLGUARD_NODE=n$n
 EOT
     } > "$nd/callguard.env")
+    # Read by the node's services as their own user; their journal theirs alone (SEC-4).
+    chmod 0700 "$nd/journal"
+    chmod -R o= "$etc"
+    ast_owns "$etc"
+    svc_owns "$nd/callguard.env" "$nd/journal"
 }
 
 node_start() {  # n
     local n=$1
     if node_running "$n"; then nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk-n$n/messages.log"
-    (umask 027; nast "$n" -F)
+    (umask 027; nast "$n" -U "$AST_RUN_USER" -G "$AST_RUN_USER" -F)
     for _ in $(seq 1 200); do nast "$n" -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     nast "$n" -rx 'core waitfullybooted' >/dev/null
 }
@@ -114,7 +122,7 @@ chmod = 0700
 [supervisord]
 logfile = $CL/supervisord.log
 pidfile = $CL_SUP_PID
-directory = $TOP
+directory = $RUN
 minfds = 4096
 nocleanup = true
 childlogdir = $CL
@@ -147,9 +155,11 @@ EOT
                 cat <<EOT
 
 [program:$s-n$n]
-command = /bin/sh -c 'exec $SVC_VENV/bin/callguard-$s'
+command = /bin/sh -c 'exec $SVC_BIN/callguard-$s'
 environment = CALLGUARD_ENV="$NODES_DIR/n$n/callguard.env"
-directory = $TOP
+user = $SVC_USER
+umask = 027
+directory = $RUN
 startsecs = 0
 startretries = 1000000
 stopsignal = TERM
@@ -213,7 +223,7 @@ cluster_up() {
     if cl_sup_running; then
         cctl update >/dev/null; cctl restart kamailio >/dev/null
         cctl signal HUP prometheus >/dev/null 2>&1 || true  # the nodes may have changed
-    else "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
+    else code_sync; "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
     for _ in $(seq 1 100); do cl_sup_running && break; sleep 0.05; done
     cctl start all >/dev/null 2>&1 || true
     prom_ready

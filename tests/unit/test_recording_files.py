@@ -10,6 +10,7 @@ from callguard.recording_files import (
     append_wav,
     finished_row_values,
     inspect_wav,
+    prepare_dir,
     probe,
     repair_header,
 )
@@ -85,3 +86,18 @@ def test_append_wav_refuses_another_format_and_leaves_both(tmp_path: Path) -> No
     assert "differs" in (append_wav(main, stereo) or "")
     assert "cannot append" in (append_wav(main, tmp_path / "missing.wav") or "")
     assert main.read_bytes() == before
+
+
+def test_prepare_dir_makes_each_missing_level_group_writable(tmp_path: Path) -> None:
+    """SEC-4: the services make a call's directory (2770) so Asterisk, another account,
+    writes into it through the group; existing levels are left alone."""
+
+    root = tmp_path / "rec"
+    root.mkdir(mode=0o750)
+    prepare_dir(root, "2026/12/02/F1/x_in_1.wav")
+    d = root / "2026" / "12" / "02" / "F1"
+    assert d.is_dir() and not (d / "x_in_1.wav").exists()
+    for level in (d, d.parent, d.parent.parent, d.parent.parent.parent):
+        assert level.stat().st_mode & 0o7777 == 0o2770, level
+    assert root.stat().st_mode & 0o777 == 0o750
+    prepare_dir(root, "2026/12/02/F1/y_in_2.wav")  # already there: nothing to do
