@@ -373,7 +373,11 @@ class CallguardApp:
             await asyncio.sleep(0.1)
         problem = await asyncio.to_thread(append_wav, path, segment)
         if problem is None:
-            await asyncio.to_thread(segment.unlink, missing_ok=True)
+            # The segment is Asterisk's file in Asterisk's directory (SEC-4): Asterisk deletes it.
+            try:
+                await self.env.ari.delete_stored_recording(f"{segment.parent.name}/{segment.stem}")
+            except AriError as exc:
+                log.warning("transfer segment left at %s: %s", segment, exc)
             log.info("transferred call's rest appended to its recording")
         else:
             log.warning("transferred call's rest not appended (kept at %s): %s", segment,

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -147,6 +148,9 @@ class AriClient:
                     raise
                 await asyncio.sleep(0.02)
         return snoop_id
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self.request("DELETE", f"recordings/stored/{quote(name, safe='')}")
 
     async def subscribe_channel(self, channel_id: str) -> None:
         await self.subscribe(f"channel:{channel_id}")

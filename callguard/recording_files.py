@@ -173,19 +173,26 @@ def append_wav(path: Path, segment: Path) -> str | None:
     except (OSError, NotAWav) as exc:
         return f"cannot append segment: {exc}"
     audio = audio[:len(audio) & ~1]
-    with path.open("r+b") as f:
-        f.seek(0, 2)
-        end = f.tell()
+    # The file is Asterisk's (0640, SEC-4): the joined copy is written aside and renamed over
+    # it, as repair_header does.
+    tmp = path.with_name(path.name + ".append")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        shutil.copyfileobj(src, out)
+        end = out.tell()
         if (end - HEADER_BYTES) % 2:
             end -= 1  # an odd trailing byte is not a sample
-            f.seek(end)
-        f.write(audio)
-        f.truncate()
+            out.seek(end)
+            out.truncate()
+        out.write(audio)
         total = end + len(audio)
-        f.seek(4)
-        f.write(struct.pack("<I", total - 8))
-        f.seek(40)
-        f.write(struct.pack("<I", total - HEADER_BYTES))
+        out.seek(4)
+        out.write(struct.pack("<I", total - 8))
+        out.seek(40)
+        out.write(struct.pack("<I", total - HEADER_BYTES))
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
     return None
 
 
