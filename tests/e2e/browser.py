@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,16 @@ def chromium(work: Path, accept_language: str) -> webdriver.Chrome:
     driver = webdriver.Chrome(options=opts, service=service)
     driver.set_page_load_timeout(30)
     return driver
+
+
+@contextmanager
+def browser_for(work: Path, accept_language: str) -> Iterator[webdriver.Chrome]:
+    """`chromium`, quit afterwards whatever happens (the tests' browser fixtures)."""
+    driver = chromium(work, accept_language)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def _axe_source() -> str:

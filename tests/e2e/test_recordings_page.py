@@ -25,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
-from tests.e2e.browser import chromium
+from tests.e2e.browser import browser_for
 from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 
@@ -57,11 +57,8 @@ def tokens(stack: Settings) -> Iterator[dict[str, str]]:
 def browser(work: Path) -> Iterator[webdriver.Chrome]:
     """A browser asking for English: the messages this file reads are the English ones
     (the Japanese page, the default, is tests/e2e/test_recordings_page_i18n.py)."""
-    driver = chromium(work, "en-US,en;q=0.9")
-    try:
+    with browser_for(work, "en-US,en;q=0.9") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def complete_recording(engine: Engine, wait_s: float = 15) -> int:

@@ -12,10 +12,8 @@ Set CALLGUARD_SCREENSHOT_DIR=docs to keep the README's screenshot (docs/recordin
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +28,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
-from tests.e2e.browser import axe, chromium, serious
-from tests.e2e.rec_helpers import CLI, F1B, inbound, recordings
+from tests.e2e.browser import axe, browser_for, serious
+from tests.e2e.conftest import contract_token
+from tests.e2e.rec_helpers import F1B, inbound, recordings
 
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uff00-\uffef]")
 WORD = re.compile(r"[A-Za-z]{2,}")
@@ -40,32 +39,20 @@ REAL_CALLER = "0399990000"
 
 @pytest.fixture
 def ja(work: Path) -> Iterator[webdriver.Chrome]:
-    driver = chromium(work, "ja")
-    try:
+    with browser_for(work, "ja") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
 def en(work: Path) -> Iterator[webdriver.Chrome]:
-    driver = chromium(work, "en-US,en;q=0.9")
-    try:
+    with browser_for(work, "en-US,en;q=0.9") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
 def f1_token(stack: Settings) -> Iterator[str]:
-    made = json.loads(subprocess.run(
-        [CLI, "tokens", "create", "--contract", "F1", "--label", "e2e page i18n", "--json"],
-        capture_output=True, text=True, check=True).stdout)
-    try:
-        yield str(made["token"])
-    finally:
-        subprocess.run([CLI, "tokens", "revoke", str(made["id"])], capture_output=True,
-                       check=False)
+    with contract_token("F1", "e2e page i18n") as token:
+        yield token
 
 
 @pytest.fixture
