@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,3 +87,23 @@ def serious(violations: list[dict[str, Any]]) -> list[str]:
     return [f"{v['id']} ({v['impact']}): {v['help']} — "
             + "; ".join(str(n.get("target")) for n in v.get("nodes", [])[:3])
             for v in violations if v.get("impact") in FAILING]
+
+
+def gone(old: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    """A wait condition: the element belongs to a page that was replaced. Mid-navigation
+    Chromium may answer "does not belong to the document" instead of a stale reference;
+    both mean the old page is gone (selenium's staleness_of only knows the latter)."""
+    def replaced(_: webdriver.Chrome) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+    return replaced
+
+
+def submit(driver: webdriver.Chrome, button_id: str, timeout_s: float = 15) -> None:
+    """Click a form's button and wait for the page it answers with."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, button_id).click()
+    WebDriverWait(driver, timeout_s).until(gone(old))

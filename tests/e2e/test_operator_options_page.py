@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import Settings
+from tests.e2e.browser import submit
 from tests.e2e.test_recordings_page import browser, tokens  # noqa: F401 - fixtures
 from tests.e2e.test_ui_session import request as http_request
 
@@ -58,12 +57,6 @@ def restored(stack: Settings, engine: Engine) -> Iterator[int]:
                                          "public_key", "pause_code", "resume_code")})
         api(stack, "PUT", f"/contracts/{CONTRACT}/subscriptions/recording",
             {"retention_days": before_days})
-
-
-def submit(driver: webdriver.Chrome, button_id: str) -> None:
-    button = driver.find_element(By.ID, button_id)
-    button.click()
-    WebDriverWait(driver, 10).until(staleness_of(button))
 
 
 def test_operator_view_sets_options(stack: Settings, engine: Engine, restored: int,

@@ -91,7 +91,10 @@ def test_reconcile_finishes_rows_of_gone_calls_and_adopts_orphan_files(
     journal.write_text(json.dumps({"op": "recording_started",
                                    "args": {"channel_id": "1700000000.104"}}) + "\n")
     fresh = recording_path(now, "F1", "in", "1700000000.105")
-    write_wav(root / fresh, 0.5, age_s=0)  # MixMonitor may still be writing it
+    # MixMonitor may still be writing it: a live file's mtime moves every 20 ms. Stamped a
+    # little ahead, so it still counts as just written when the CLI (slow to start on a
+    # loaded machine) looks at it.
+    write_wav(root / fresh, 0.5, age_s=-30)
     try:
         report = cli("recordings", "reconcile", "--json")
     finally:

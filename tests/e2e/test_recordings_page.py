@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
-from tests.e2e.browser import browser_for
+from tests.e2e.browser import browser_for, gone
 from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 
@@ -153,5 +152,5 @@ def test_sign_in_refuses_unknown_and_operator_tokens(stack: Settings,
         form.send_keys(token)
         browser.find_element(By.ID, "signin").click()
         # The answer is a new page: wait until the old form is gone before reading it.
-        WebDriverWait(browser, 10).until(staleness_of(form))
+        WebDriverWait(browser, 10).until(gone(form))
         assert message in browser.find_element(By.ID, "error").text

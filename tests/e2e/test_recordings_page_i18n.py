@@ -23,12 +23,11 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
-from tests.e2e.browser import axe, browser_for, serious
+from tests.e2e.browser import axe, browser_for, serious, submit
 from tests.e2e.conftest import contract_token
 from tests.e2e.rec_helpers import F1B, inbound, recordings
 
@@ -84,12 +83,6 @@ def rows(clean: Engine, work: Path) -> dict[str, int]:
 
 def base(stack: Settings) -> str:
     return f"http://{stack.api_host}:{stack.api_port}"
-
-
-def submit(driver: webdriver.Chrome, button_id: str) -> None:
-    old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.ID, button_id).click()
-    WebDriverWait(driver, 15).until(staleness_of(old))
 
 
 def sign_in(driver: webdriver.Chrome, url: str, token: str, until_id: str) -> None:
