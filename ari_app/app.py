@@ -30,12 +30,12 @@ from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_
 
 log = logging.getLogger("callguard.app")
 
-# Events no handler reads. Asterisk sends them for every channel the app follows, ~45 of the
-# ~52 events of a recorded call (every Set, Dial, DIALSTATUS, RTPAUDIOQOS*, each dialplan
-# step); dropping them at the source saves work on both sides (PERF-1). A handler that starts
-# using one of these must take it off this list.
-IGNORED_EVENTS = ("ChannelVarset", "ChannelDialplan", "Dial", "ChannelConnectedLine",
-                  "ChannelCallerId")
+# The only events Asterisk sends the app (an allow-list, PERF-1): a call's arrival and
+# departure, and what the interactive 144 menu waits for. Everything else (~45 events of a
+# recorded call: Set, Dial, dialplan steps, RTCP...) never reaches the websocket. A handler
+# that starts using another event type must add it here.
+ALLOWED_EVENTS = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest",
+                  "ChannelDtmfReceived", "PlaybackStarted", "PlaybackFinished")
 
 
 class CallguardApp:
@@ -69,6 +69,7 @@ class CallguardApp:
     async def run(self) -> None:
         engine = make_async_engine(self.settings)
         store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
+        await store.start()
         metrics.watch_journal(store.journal.pending)
         keeper = StateKeeper(self.settings.sync_database_url, self.settings.journal_dir, "ari")
         await asyncio.to_thread(keeper.start)
@@ -76,7 +77,8 @@ class CallguardApp:
         try:
             async with AriClient(self.settings.ari_url, self.settings.ari_user,
                                  self.settings.ari_password, self.settings.ari_app) as ari:
-                self.env = CallEnv(self.settings, ari, store, site, {}, self.queues)
+                self.env = CallEnv(self.settings, ari, store, site, {}, self.queues,
+                                   rec_root_set=False)
                 refresher = asyncio.create_task(self.background(site))
                 try:
                     async for event in ari.events(self.stop):
@@ -87,6 +89,7 @@ class CallguardApp:
                         task.cancel()
                     await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
         finally:
+            await store.close()
             await asyncio.to_thread(keeper.stop)
             await engine.dispose()
             log.info("stopped")
@@ -137,6 +140,9 @@ class CallguardApp:
                 self.spawn(handle_inbound(self.env, channel, args), channel_id)
             elif role == "outbound":
                 self.spawn(handle_outbound(self.env, channel, args), channel_id)
+            elif role == "ended":
+                # [cg-ari-ended]: a followed call hung up; Stasis returns by itself.
+                self.spawn(self.hangup_reported(channel_id, args), channel_id)
             elif role == "resumed":
                 pass  # a channel coming back from a dialplan step; its handler waits for it
             else:
@@ -144,21 +150,14 @@ class CallguardApp:
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
             return
         if kind == "_Connected":
+            self.env.rec_root_set = False  # a restarted Asterisk has no globals
             self.spawn(self.filter_events())
+            self.spawn(self.set_globals())
             self.spawn(self.take_over())
             self.spawn(self.resume_followed())
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
-        if kind == "ChannelDestroyed":
-            followed = self.env.tracked.pop(channel_id, None)
-            if followed:
-                self.spawn(self.call_ended(channel_id, followed), channel_id)
-        elif kind == "ChannelStateChange" and channel.get("state") == "Up":
-            followed = self.env.tracked.get(channel_id)
-            if followed and followed.why == FOLLOW_RECORDING:
-                self.spawn(self.env.store.write([Op("recording_answered", {
-                    "channel_id": channel_id, "answered_at": datetime.now(UTC)})]), channel_id)
         target = channel_id
         if kind and kind.startswith("Playback"):
             uri = str(event.get("playback", {}).get("target_uri", ""))
@@ -169,9 +168,19 @@ class CallguardApp:
 
     async def filter_events(self) -> None:
         try:
-            await self.env.ari.ignore_events(IGNORED_EVENTS)
+            await self.env.ari.allow_events(ALLOWED_EVENTS)
         except AriError as exc:
             log.warning("event filter not set (all events still arrive): %s", exc)
+
+    async def set_globals(self) -> None:
+        """CG_REC_ROOT: where [cg-connect] puts a recording whose parts came in the continue
+        extension (callguard.dialplan.ari_extension)."""
+        try:
+            await self.env.ari.set_global(
+                "CG_REC_ROOT", self.settings.recordings_asterisk_dir.rstrip("/"))
+            self.env.rec_root_set = True
+        except AriError as exc:
+            log.warning("CG_REC_ROOT not set (recordings take two requests): %s", exc)
 
     async def take_over(self) -> None:
         """Channels left in our app by a previous connection: send them on to the next dialplan
@@ -185,38 +194,52 @@ class CallguardApp:
             log.warning("take-over failed: %s", exc)
 
     async def resume_followed(self) -> None:
-        """After a (re)start: calls we were following are followed again if still up, or
-        finished now if they ended while we were away (REC-FILE-2, REL-1)."""
+        """After a (re)start: calls that ended while we were away (and whose end the FastAGI
+        server did not record either) are finished now; calls still up report their end
+        through their hangup handler as usual (REC-FILE-2, REL-1)."""
         try:
             async with self.env.store.sessions() as session:
                 pending = (await session.execute(queries.unfinished_calls())).all()
         except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
             log.warning("cannot resume followed calls now: %s", exc)
             return
+        gone = 0
         for channel_id, why, rel_path in pending:
             if channel_id in self.env.tracked:
                 continue
-            followed = Followed(why, rel_path)
             try:
                 await self.env.ari.request("GET", f"channels/{channel_id}")
             except AriError as exc:
-                if exc.status != 404:
-                    continue
-                self.spawn(self.call_ended(channel_id, followed), channel_id)
-                continue
-            self.env.tracked[channel_id] = followed
-            try:
-                await self.env.ari.subscribe_channel(channel_id)
-            except AriError:
-                self.env.tracked.pop(channel_id, None)
-        if pending:
-            log.info("resumed %d followed call(s)", len(pending))
+                if exc.status == 404:
+                    gone += 1
+                    self.spawn(self.call_ended(channel_id, Followed(why, rel_path)),
+                               channel_id)
+        if gone:
+            log.info("finished %d call(s) that ended while the app was away", gone)
 
-    async def call_ended(self, channel_id: str, followed: Followed) -> None:
-        await self.env.store.write(plan_ended(channel_id, followed.why, datetime.now(UTC)))
-        if followed.why == FOLLOW_RECORDING:
-            self.env.site.keeper.adjust_recordings(-1)
-            await self.finish_recording(channel_id, followed.rel_path)
+    async def hangup_reported(self, channel_id: str, args: list[str]) -> None:
+        """StasisStart(ended, follow, ANSWEREDTIME_MS, recording file) from [cg-ari-ended]."""
+        follow = args[1] if len(args) > 1 else ""
+        answered_ms = args[2] if len(args) > 2 and args[2] else None
+        root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
+        rel_path = args[3].removeprefix(root) if len(args) > 3 else ""
+        if follow:
+            await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms)
+
+    async def call_ended(self, channel_id: str, followed: Followed,
+                         answered_ms: str | None = None) -> None:
+        if channel_id in self.env.tracked:
+            return  # already being finished
+        self.env.tracked[channel_id] = followed
+        try:
+            await self.env.store.write(plan_ended(
+                channel_id, followed.why, datetime.now(UTC),
+                answered_ms if followed.why == FOLLOW_RECORDING else None))
+            if followed.why == FOLLOW_RECORDING:
+                self.env.site.keeper.adjust_recordings(-1)
+                await self.finish_recording(channel_id, followed.rel_path)
+        finally:
+            self.env.tracked.pop(channel_id, None)
 
     async def finish_recording(self, channel_id: str, rel_path: str) -> None:
         """Wait for MixMonitor to close the file, then complete or fail the row (REC-FILE-2)."""
@@ -225,7 +248,7 @@ class CallguardApp:
         deadline = loop.time() + FILE_CLOSE_WAIT_S
         # Poll the header only (no hash) until MixMonitor has written the sizes.
         while loop.time() < deadline:
-            if await asyncio.to_thread(header_closed, path):
+            if header_closed(path):  # 44 bytes read: cheaper than a thread hop
                 break
             await asyncio.sleep(0.1)
         # Still open after the wait: the writer is gone (crash); the header is repaired.
