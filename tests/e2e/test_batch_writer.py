@@ -10,6 +10,7 @@ a PostgreSQL crash after the commit cannot lose it.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,12 +123,12 @@ def test_commit_mode_is_in_force_in_the_statements_transaction(
     raw = clean.raw_connection()
     try:
         cur = raw.cursor()
-        # psycopg: $n → %s placeholders (same statement text otherwise)
-        sql = batch.SQL
-        for n in range(35, 0, -1):
-            sql = sql.replace(f"${n}::", "%s::")
+        # psycopg: $n → %s placeholders, arguments in the order they occur in the text
+        args = batch.params(chosen)
+        order = [int(n) for n in re.findall(r"\$(\d+)::", batch.SQL)]
+        sql = re.sub(r"\$\d+::", "%s::", batch.SQL)
         cur.execute("BEGIN")
-        cur.execute(sql, batch.params(chosen))
+        cur.execute(sql, [args[n - 1] for n in order])
         cur.execute("SHOW synchronous_commit")
         row = cur.fetchone()
         assert row is not None
