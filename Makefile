@@ -9,10 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ROOT := .build/asterisk-root
 STACK := tools/stack.sh
-DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic
+DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic baresip-core
 CALLGUARD := $(VENV)/bin/callguard
 
-.PHONY: help deps venv root db asterisk apps prometheus run down status test test-unit test-e2e lint bench sounds clean
+.PHONY: help deps venv svc-venv lock root db asterisk apps prometheus run down status test test-unit test-e2e lint bench sounds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,13 +25,32 @@ deps: .build/deps.stamp ## install the Debian packages the stack needs
 	  apt-get -o DPkg::Lock::Timeout=900 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq $$missing >/dev/null; fi
 	@touch $@
 
-venv: $(VENV)/.installed ## create the virtualenv with callguard and its dev tools
-$(VENV)/.installed: pyproject.toml
+# Every Python dependency is pinned with hashes in requirements/*.lock (pip-compile from
+# pyproject.toml: `make lock`); make installs only from them.
+PIP := pip install -q --disable-pip-version-check
+venv: $(VENV)/.installed ## create the virtualenv with callguard and its dev tools (tests, lint)
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@mkdir -p .build
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' >.build/pip.log 2>&1 || \
-	  { tail -30 .build/pip.log; exit 1; }
+	@{ $(PY) -m $(PIP) --require-hashes -r requirements/dev.lock && \
+	   $(PY) -m $(PIP) --no-deps -e . ; } >.build/pip.log 2>&1 || { tail -30 .build/pip.log; exit 1; }
 	@touch $@
+
+# The services run from their own virtualenv without the dev tools (SEC-4).
+SVC_VENV := .build/svc-venv
+svc-venv: $(SVC_VENV)/.installed ## the services' virtualenv: runtime dependencies only
+$(SVC_VENV)/.installed: pyproject.toml requirements/service.lock
+	@test -x $(SVC_VENV)/bin/python || python3 -m venv $(SVC_VENV)
+	@{ $(SVC_VENV)/bin/python -m $(PIP) --require-hashes -r requirements/service.lock && \
+	   $(SVC_VENV)/bin/python -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
+	  { tail -30 .build/pip-svc.log; exit 1; }
+	@touch $@
+
+lock: venv ## re-pin every Python dependency (requirements/*.lock) from pyproject.toml
+	@$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe \
+	  -o requirements/service.lock pyproject.toml
+	@$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra dev \
+	  -o requirements/dev.lock pyproject.toml
 
 root: deps ## build the project-local Asterisk 22 root (skipped on a host with Asterisk)
 	@if [ -x /usr/sbin/asterisk ]; then echo "system Asterisk found: $$(asterisk -V)"; \
@@ -45,7 +64,7 @@ db: deps venv ## start the local PostgreSQL and apply migrations
 asterisk: root db ## install asterisk_conf/ and sounds, start Asterisk
 	@$(STACK) asterisk-start
 
-apps: asterisk ## provision the reference site, start the ARI app and the FastAGI fallback
+apps: asterisk svc-venv ## provision the reference site, start the ARI app and the FastAGI fallback
 	@$(CALLGUARD) site provision
 	@$(CALLGUARD) site sync-asterisk
 	@$(STACK) apps-start
@@ -76,6 +95,7 @@ lint: venv ## ruff and mypy
 	@$(VENV)/bin/mypy
 
 bench: apps ## benchmark the ARI path against a pure-dialplan baseline (PERF-*)
+	@$(STACK) bench-install
 	@$(PY) -m bench.run
 
 sounds: ## regenerate the Japanese prompts from sounds/manifest.tsv (Open JTalk)

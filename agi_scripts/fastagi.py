@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import os
 import queue
@@ -47,7 +49,13 @@ from callguard.db.session import make_sync_engine, sync_sessions
 from callguard.domain.routing import NuisanceMenu
 from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
-from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
+from callguard.recording_files import (
+    FILE_CLOSE_WAIT_S,
+    OutsideRecordings,
+    confined,
+    header_closed,
+    settled_row_values,
+)
 
 log = logging.getLogger("callguard.fastagi")
 
@@ -84,7 +92,7 @@ class Fallback:
         self.limits = Limits(settings.hmac_key, settings.max_recordings,
                              settings.at_capacity_policy, settings.ring_timeout_s,
                              settings.recordings_asterisk_dir)
-        self.lists = SyncLists(sync_sessions(engine))
+        self.lists = SyncLists(sync_sessions(engine), secret=settings.hmac_key)  # SEC-3
         self._write_lock = threading.Lock()
         self.journal = Journal(settings.journal_dir / "fastagi.jsonl")
         # Call-path writes go through one writer thread, in order: a call never waits on the
@@ -173,8 +181,10 @@ class Fallback:
         return RawOutbound(
             endpoint=agi.get_variable("CHANNEL(endpoint)"),
             dialed=dialed[2:] if dialed.startswith("s-") else dialed,
-            visited_network=header_present(agi, "P-Visited-Network-ID"),
-            resource_priority=header_present(agi, "Resource-Priority"),
+            # Carrier headers from customer equipment are never trusted (SEC-4): a handset's
+            # priority is its line on the priority list, its roaming the endpoint's flag.
+            visited_network=False,
+            resource_priority=False,
             channel_id=agi.env.get("agi_uniqueid", ""),
             now=now,
         )
@@ -213,13 +223,19 @@ class Fallback:
         if follow == FOLLOW_RECORDING:
             self.keeper.adjust_recordings(-1)
             root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
-            rel_path = agi.get_variable("CG_REC_FILE").removeprefix(root)
+            rec_file = agi.get_variable("CG_REC_FILE")
+            rel_path = rec_file.removeprefix(root)
+            try:  # every path handed in is confined to the recordings root (SEC-4)
+                confined(self.settings.recordings_dir, rel_path)
+            except OutsideRecordings as exc:
+                log.warning("recording path refused: %s", exc, extra={"path": rec_file[:200]})
+                return
             # The file is closed after the channel is gone: finish it off this call's thread.
             threading.Thread(target=self.finish_recording, args=(channel_id, rel_path),
                              daemon=True).start()
 
     def finish_recording(self, channel_id: str, rel_path: str) -> None:
-        path = self.settings.recordings_dir / rel_path
+        path = confined(self.settings.recordings_dir, rel_path)
         deadline = time.monotonic() + FILE_CLOSE_WAIT_S
         while not header_closed(path) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -251,7 +267,9 @@ class Handler(socketserver.StreamRequestHandler):
         wfile = self.connection.makefile("w", encoding="utf-8", newline="\n")
         agi = QuietAGI(rfile, wfile)
         channel_var.set(agi.env.get("agi_uniqueid", "-"))
-        script = agi.env.get("agi_network_script", "").strip("/")
+        secret, _, script = agi.env.get("agi_network_script", "").strip("/").partition("/")
+        if not self.from_asterisk(secret):
+            return  # closed without a single AGI command: nothing decided, nothing written
         try:
             action = {"inbound": self.fallback.inbound, "outbound": self.fallback.outbound,
                       "ended": self.fallback.ended}.get(script)
@@ -265,6 +283,20 @@ class Handler(socketserver.StreamRequestHandler):
             log.exception("fallback failed; the dialplan fails open")
         finally:
             agi.finish()
+
+
+    def from_asterisk(self, secret: str) -> bool:
+        """Only Asterisk may ask (SEC-4): a loopback peer naming the secret generated at the
+        first run (agi://127.0.0.1:4573/<secret>/<script>, .run/secrets/agi.secret)."""
+        expected = self.fallback.settings.agi_secret
+        peer = str(self.client_address[0])
+        if not ipaddress.ip_address(peer).is_loopback:
+            log.warning("FastAGI request refused: peer %s is not loopback", peer)
+            return False
+        if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+            log.warning("FastAGI request refused: wrong secret", extra={"peer": peer})
+            return False
+        return True
 
 
 class Server(socketserver.ThreadingTCPServer):

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
 from ari_app.client import AriClient, AriError
 from ari_app.logs import channel_var
-from ari_app.overload import event_age_s, should_shed
+from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import metrics
@@ -26,7 +26,13 @@ from callguard.db import queries
 from callguard.db.session import make_async_engine
 from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
-from callguard.recording_files import FILE_CLOSE_WAIT_S, header_closed, settled_row_values
+from callguard.recording_files import (
+    FILE_CLOSE_WAIT_S,
+    OutsideRecordings,
+    confined,
+    header_closed,
+    settled_row_values,
+)
 
 log = logging.getLogger("callguard.app")
 
@@ -45,6 +51,7 @@ class CallguardApp:
         self.tasks: set[asyncio.Task[None]] = set()
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.shed = 0  # calls handed to the fallback because their StasisStart came late
+        self.stale = 0  # StasisStarts that came after the dialplan's 1 s deadline (REL-7)
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -53,7 +60,12 @@ class CallguardApp:
                 await coro
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, AriError) and exc.status == 409:
+                    # Too slow for the dialplan's 1 s deadline (REL-7): the channel has left
+                    # Stasis for the FastAGI fallback, which decides the call.
+                    log.warning("channel left Stasis before the app was done: %s", exc)
+                    return
                 log.exception("call handler failed")
                 # Never strand a caller: let the dialplan continue into the fallback.
                 if channel_id != "-":
@@ -122,6 +134,16 @@ class CallguardApp:
             role = args[0] if args else ""
             exten = str(channel.get("dialplan", {}).get("exten", ""))
             age = event_age_s(event.get("timestamp"), datetime.now(UTC))
+            if handed_on(role, age):
+                self.stale += 1
+                token = channel_var.set(channel_id)
+                try:
+                    log.warning("behind by %.2f s: call already handed to the FastAGI fallback "
+                                "by the dialplan's 1 s deadline; left alone", age,
+                                extra={"stale_total": self.stale})
+                finally:
+                    channel_var.reset(token)
+                return
             if should_shed(role, exten, age):
                 self.shed += 1
                 metrics.call_shed("out" if role == "outbound" else "in")
@@ -223,6 +245,14 @@ class CallguardApp:
         answered_ms = args[2] if len(args) > 2 and args[2] else None
         root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
         rel_path = args[3].removeprefix(root) if len(args) > 3 else ""
+        if rel_path.endswith(".rec.raw"):  # stereo (issue #14): the row names the .wav
+            rel_path = rel_path.removesuffix(".rec.raw") + ".wav"
+        if rel_path:
+            try:  # every path handed in is confined to the recordings root (SEC-4)
+                confined(self.settings.recordings_dir, rel_path)
+            except OutsideRecordings as exc:
+                log.warning("recording path refused: %s", exc, extra={"path": rel_path[:200]})
+                return
         if follow:
             await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms)
 

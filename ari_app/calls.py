@@ -14,6 +14,7 @@ from typing import Any
 
 from ari_app.client import AriClient
 from ari_app.menu144 import run_menu
+from ari_app.overload import CLAIM_AFTER_S, event_age_s
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store
 from callguard import metrics
@@ -65,7 +66,7 @@ def _flag(args: list[str], index: int) -> bool:
     return len(args) > index and args[index] == "1"
 
 
-async def carry_out(env: CallEnv, plan: CallPlan) -> None:
+async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> None:
     """Queue the call's rows and send the channel on into its cg-* context with ONE request
     (PERF-1): the decision travels as the continue target (callguard.dialplan.ari_extension).
     The rows go through the batching writer, in order, while the dialplan already runs; a
@@ -73,6 +74,12 @@ async def carry_out(env: CallEnv, plan: CallPlan) -> None:
     target, book = plan.target, plan.book
     assert target is not None
     channel_id = plan.channel_id
+    age = event_age_s(created, datetime.now(UTC))
+    if age is not None and age > CLAIM_AFTER_S:
+        # Late (a backlog, a pause): first take the call from the dialplan's 1 s Stasis()
+        # deadline. If the deadline won, this fails (409) before any row is written and the
+        # FastAGI fallback alone handles the call (REL-7). On time, the cg-* context clears it.
+        await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
     if plan.recordings_delta:
         env.site.keeper.adjust_recordings(plan.recordings_delta)
     await env.store.write([*book.ops, _outcome(plan)])
@@ -122,8 +129,11 @@ def outbound_facts(channel: dict[str, Any], args: list[str], now: datetime) -> R
     return RawOutbound(
         endpoint=endpoint_of(str(channel.get("name", ""))),
         dialed=str(channel.get("dialplan", {}).get("exten", "")),
-        visited_network=_flag(args, 2),
-        resource_priority=_flag(args, 1),
+        # Carrier headers from customer equipment are never trusted (SEC-4; the dialplan
+        # passes 0,0): a handset's priority is its line on the priority list, its roaming
+        # the endpoint's flag.
+        visited_network=False,
+        resource_priority=False,
         channel_id=str(channel["id"]),
         now=now,
     )
@@ -139,7 +149,7 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     plan = plan_inbound(inbound_facts(channel, args, datetime.now(UTC)), env.site.state,
                         limits_of(env.settings))
     log.info("inbound decision", extra=plan.log)
-    await carry_out(env, plan)
+    await carry_out(env, plan, created=channel.get("creationtime"))
 
 
 async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
@@ -151,4 +161,4 @@ async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]
         await env.store.write([_outcome(plan)])
         await run_menu(env, plan.channel_id, plan.decision)
         return
-    await carry_out(env, plan)
+    await carry_out(env, plan, created=channel.get("creationtime"))

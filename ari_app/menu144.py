@@ -202,15 +202,21 @@ class Menu:
 async def run_menu(env: CallEnv, channel_id: str, decision: NuisanceMenu) -> None:
     """Run the 144 menu on a channel in Stasis; events come through env.queues."""
     info = env.site.current.numbers.get(decision.number)
-    menu = Menu(env.ari, nuisance_repo.AsyncLists(env.store.sessions), channel_id, decision,
+    lists = nuisance_repo.AsyncLists(env.store.sessions, secret=env.settings.hmac_key)
+    menu = Menu(env.ari, lists, channel_id, decision,
                 multi_channel=bool(info and info.multi_channel_scope))
     env.queues[channel_id] = menu.events
     try:
+        # The menu is a long session inside Stasis(): lift the dialplan's 1 s deadline (REL-7).
+        await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
         await menu.run()
     except CallerGone:
         log.info("caller hung up during the 144 menu")
         return
     except AriError as exc:
+        if exc.status == 409:  # the deadline passed first: the fallback has the call
+            log.warning("144 call left Stasis before the menu started (1 s deadline)")
+            return
         if exc.status != 404:
             raise  # the app's handler continues the channel into the fallback (REL-1)
         # Hung up while we were busy (e.g. storing): the next request found no channel.

@@ -14,6 +14,16 @@ from datetime import datetime
 
 SHED_AFTER_S = 0.5
 
+# REL-7: the dialplan enters Stasis() with `Set(TIMEOUT(absolute)=1)`; a call the app has not
+# taken by then leaves Stasis() for the FastAGI fallback on its own (a hung app cannot hold it).
+# A StasisStart this old describes a call the PBX has handed on or is about to: the app leaves
+# it alone (a continue now would race the timeout, and the fallback already decides the call).
+STASIS_DEADLINE_S = 1.0
+HANDED_ON_AFTER_S = 0.9
+# A handler still busy with a call this long after the channel was created claims it from the
+# deadline (one request, only on late calls) before it writes any row.
+CLAIM_AFTER_S = 0.3
+
 
 def event_age_s(timestamp: object, now: datetime) -> float | None:
     """Seconds since Asterisk stamped the event ("2026-11-22T17:15:00.123+0000"); None when
@@ -37,3 +47,9 @@ def should_shed(role: str, exten: str, age_s: float | None) -> bool:
     if role == "inbound":
         return True
     return role == "outbound" and exten != "144"
+
+
+def handed_on(role: str, age_s: float | None) -> bool:
+    """A new call whose StasisStart arrived after the dialplan's Stasis() deadline, e.g. when
+    the app wakes up from a stop: the fallback has it already, the app must not touch it."""
+    return role in ("inbound", "outbound") and age_s is not None and age_s > HANDED_ON_AFTER_S

@@ -99,8 +99,8 @@ def app_connected() -> bool:
 
 
 def ensure_bench_config(settings: Settings) -> None:
-    """The baseline's endpoint and context must be loaded; if not, install and reload the
-    project's asterisk_conf/ (what `make apps` does; we hold the lock)."""
+    """The baseline's endpoint and context must be loaded; if not, install bench/asterisk_conf/
+    and reload (what `make bench` does; we hold the lock). `make run` removes them again."""
     def loaded() -> bool:
         try:
             ep = cli(settings, "pjsip show endpoint bench-carrier")
@@ -112,8 +112,9 @@ def ensure_bench_config(settings: Settings) -> None:
         return ("bench-baseline" in ep and "bench-baseline" in ctx and "Unable to find" not in ep
                 and "Stasis(callguard-floor)" in floor and "Unable to find" not in floor)
     if not loaded():
-        print("bench: loading asterisk_conf/ (bench endpoint or context missing)", flush=True)
-        subprocess.run([str(STACK), "asterisk-start"], check=True)
+        print("bench: loading bench/asterisk_conf/ (bench endpoint or context missing)",
+              flush=True)
+        subprocess.run([str(STACK), "bench-install"], check=True)
         if not loaded():
             raise RuntimeError("bench-carrier endpoint / bench-baseline context not loaded")
     deadline = time.monotonic() + 20

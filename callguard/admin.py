@@ -651,7 +651,8 @@ def create_token(session: Session, contract: str | None, label: str = "") -> tup
     _text(label, "label", MAX_LABEL)
     contract_id = get_contract(session, contract).id if contract is not None else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(token_sha256=token_hash(token), contract_id=contract_id, label=label)
+    row = ApiToken(token_sha256=token_hash(token), contract_id=contract_id, label=label,
+                   role="operator" if contract_id is None else "contract")
     session.add(row)
     session.flush()
     return row, token
@@ -675,10 +676,11 @@ def revoke_token(session: Session, token_id: int) -> None:
     session.flush()
 
 
-def resolve_token(session: Session, token: str) -> tuple[int, int | None, str | None] | None:
-    """(token id, contract id, contract code) of a stored token; None when unknown."""
+def resolve_token(session: Session,
+                  token: str) -> tuple[int, int | None, str | None, str] | None:
+    """(token id, contract id, contract code, role) of a stored token; None when unknown."""
     row = session.execute(
-        select(ApiToken.id, ApiToken.contract_id, Contract.code)
+        select(ApiToken.id, ApiToken.contract_id, Contract.code, ApiToken.role)
         .outerjoin(Contract, Contract.id == ApiToken.contract_id)
         .where(ApiToken.token_sha256 == token_hash(token))).first()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else (row[0], row[1], row[2], row[3])

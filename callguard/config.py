@@ -55,6 +55,11 @@ class Settings:
     metrics_fastagi_port: int = 9462
     metrics_api_port: int = 9463
     prometheus_port: int = 9460
+    # AMI on loopback, used only for MixMonitorMute (issue #14 pause/resume); "" = unavailable.
+    ami_port: int = 5038
+    ami_user: str = "callguard"
+    ami_password: str = ""
+    agi_secret: str = ""  # the first path segment of every FastAGI request (SEC-4)
 
     @property
     def journal_dir(self) -> Path:
@@ -133,4 +138,10 @@ def load_settings(env_file: Path | None = None) -> Settings:
         metrics_fastagi_port=get_int("METRICS_FASTAGI_PORT", 9462),
         metrics_api_port=get_int("METRICS_API_PORT", 9463),
         prometheus_port=get_int("PROMETHEUS_PORT", 9460),
+        ami_port=get_int("AMI_PORT", 5038),
+        ami_user=get("AMI_USER", "callguard"),
+        ami_password=(_secret(env, "CALLGUARD_AMI_PASSWORD")
+                      if "CALLGUARD_AMI_PASSWORD" in env or "CALLGUARD_AMI_PASSWORD_FILE" in env
+                      else ""),
+        agi_secret=_secret(env, "CALLGUARD_AGI_SECRET"),
     )

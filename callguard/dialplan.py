@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from callguard.domain.recording_options import ANNOUNCEMENT, mixmonitor_variables
 from callguard.domain.routing import Connect, Decision, NuisanceMenu, Refuse, Reject
 
 
@@ -22,17 +23,22 @@ class DialplanTarget:
 def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
     """recordings_root: the recordings directory as Asterisk sees it."""
     if isinstance(decision, Connect):
-        rec = f"{recordings_root.rstrip('/')}/{decision.record.rel_path}" if decision.record else ""
+        plan = decision.record
+        rec = f"{recordings_root.rstrip('/')}/{plan.rel_path}" if plan else ""
         return DialplanTarget(
             "cg-connect",
             {
                 "CG_DIAL": decision.dial,
                 "CG_TIMEOUT": str(decision.timeout_s),
                 "CG_CID_NUM": decision.caller_id or "",
-                "CG_REC_FILE": rec,
+                **mixmonitor_variables(rec, plan is not None and plan.stereo),
                 "CG_FWD_DIAL": decision.forward_dial or "",
                 "CG_PRIVACY": "1" if decision.withhold_id else "",
                 "CG_UNALLOC_PROMPT": decision.unallocated_prompt or "",
+                # Issue #14: inbound, the caller hears it before the phone rings (early media);
+                # outbound, the called party hears it on answer, before the bridge (Dial A()).
+                "CG_ANNOUNCE": ANNOUNCEMENT if plan is not None and plan.announce else "",
+                "CG_ANNOUNCE_DIR": plan.direction if plan is not None and plan.announce else "",
             },
         )
     if isinstance(decision, Refuse):
@@ -66,8 +72,8 @@ def audio_format_present(native_format: str) -> bool:
 # one request, then `continue` to the context's `a` extension.
 ARI_FIELDS: dict[str, tuple[str, ...]] = {
     "cg-connect": ("CG_DIAL", "CG_TIMEOUT", "CG_CID_NUM", "CG_FWD_DIAL", "CG_PRIVACY",
-                   "CG_UNALLOC_PROMPT", "CG_FOLLOW", "CG_REC_CODE", "CG_REC_STAMP",
-                   "CG_REC_DIR"),
+                   "CG_UNALLOC_PROMPT", "CG_ANNOUNCE", "CG_ANNOUNCE_DIR", "CG_FOLLOW",
+                   "CG_REC_CODE", "CG_REC_STAMP", "CG_REC_DIR"),
     "cg-refuse": ("CG_PROMPT", "CG_CAUSE"),
     "cg-release-cause": ("CG_CAUSE",),
     "cg-reject": (),
@@ -96,6 +102,10 @@ def ari_extension(target: DialplanTarget, follow: str, channel_id: str,
     if not names:
         return "s"
     values = dict(target.variables)
+    # A mono recording ("b", the dialplan's default, no post-processing) travels as its
+    # parts; any other MixMonitor options (stereo, issue #14) go the two-request way.
+    if values.pop("CG_REC_OPTS", "") not in ("", "b") or values.pop("CG_REC_POST", ""):
+        return None
     if follow:
         values["CG_FOLLOW"] = follow
     rec = values.pop("CG_REC_FILE", "")
@@ -135,4 +145,5 @@ def read_ari_extension(context: str, extension: str, uniqueid: str, rec_root: st
             values[name] = f"PJSIP/{values[name][1:]}@carrier"
     if stamp:
         values["CG_REC_FILE"] = rec_file(rec_root, code, stamp, direction, uniqueid)
+        values["CG_REC_OPTS"] = "b"  # [cg-connect]'s MixMonitor default for an empty value
     return {k: v for k, v in values.items() if v}

@@ -31,6 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from callguard.db.models import NuisanceEntry, NuisanceList, Recording
 from callguard.db.site_repo import load_snapshot
+from callguard.domain.recording_options import RecordingOptions
 from callguard.domain.site import (
     ContractInfo,
     EndpointInfo,
@@ -43,6 +44,7 @@ from callguard.journal import private_dir, write_private
 log = logging.getLogger("callguard.state")
 
 CHANNEL = "callguard_state"
+RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload them all
 RETRY_S = 0.5
 
 
@@ -83,11 +85,16 @@ def encode(state: LocalState) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _contract(d: dict[str, Any]) -> ContractInfo:
+    values = _dates(d, "recording_from", "recording_until")
+    values["rec_options"] = RecordingOptions(**(d.get("rec_options") or {}))
+    return ContractInfo(**values)
+
+
 def decode(raw: bytes) -> LocalState:
     data = json.loads(raw)
     site = SiteSnapshot(
-        contracts={k: ContractInfo(**_dates(v, "recording_from", "recording_until"))
-                   for k, v in data["contracts"].items()},
+        contracts={k: _contract(v) for k, v in data["contracts"].items()},
         endpoints={k: EndpointInfo(**v) for k, v in data["endpoints"].items()},
         numbers={k: NumberInfo(**v) for k, v in data["numbers"].items()},
         forwardings={k: ForwardingInfo(**v) for k, v in data["forwardings"].items()},
@@ -141,12 +148,17 @@ def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> Lo
     """The new state after a batch of notifications (each reloads only what it names)."""
     if "site" in payloads:
         return load_from_database(conn)
-    lists = dict(state.lists)
-    for payload in payloads:
-        kind, _, arg = payload.partition(":")
-        if kind == "list" and arg.isdigit():
-            lists.pop(int(arg), None)
-            lists.update(load_lists(conn, int(arg)))
+    changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
+               if kind == "list" and arg.isdigit()}
+    if len(changed) > RELOAD_ALL_LISTS_AT:
+        # A bulk change (an import, a unit change, a bench fill): one query for every list
+        # instead of one per list.
+        lists = load_lists(conn)
+    else:
+        lists = dict(state.lists)
+        for list_id in changed:
+            lists.pop(list_id, None)
+            lists.update(load_lists(conn, list_id))
     active = count_recordings(conn) if "recordings" in payloads else state.active_recordings
     return replace(state, lists=lists, active_recordings=active, source="database")
 

@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from callguard.recording_stereo import stereo_closed, wrap_stereo
+
 HEADER_BYTES = 44  # canonical PCM WAV header as MixMonitor writes it
 # How long a shell waits after the call for MixMonitor to close the file.
 FILE_CLOSE_WAIT_S = 10.0
@@ -110,6 +112,8 @@ def probe(path: Path) -> tuple[WavInfo | None, str | None]:
 
 def header_closed(path: Path) -> bool:
     """Cheap poll (44 bytes and a stat, no hash): has the writer closed the file?"""
+    if stereo_closed(path):
+        return True  # issue #14: a closed raw stereo file, wrapped by settled_row_values
     try:
         with path.open("rb") as f:
             riff_size, _rate, _ch, _bits, data_size = _read_header(f.read(HEADER_BYTES))
@@ -127,7 +131,13 @@ def settled_row_values(path: Path) -> dict[str, object]:
     waited FILE_CLOSE_WAIT_S, or the reconciler found the channel gone): a file left
     unclosed by a crash gets its header repaired and is kept, never silently lost
     (REC-FILE-2)."""
+    try:
+        stereo_problem = wrap_stereo(path)  # issue #14: raw stereo from MixMonitor's D option
+    except OSError as exc:
+        return finished_row_values(None, f"stereo file could not be wrapped: {exc}")
     info, problem = probe(path)
+    if stereo_problem is not None and info is not None:
+        return {**finished_row_values(info, None), "reason": stereo_problem}
     if info is not None and not info.closed:
         try:
             repair_header(path)
@@ -137,3 +147,19 @@ def settled_row_values(path: Path) -> dict[str, object]:
         if info is not None and info.closed and info.data_bytes:
             return {**finished_row_values(info, None), "reason": RECOVERED}
     return finished_row_values(info, problem)
+
+
+class OutsideRecordings(ValueError):
+    """A recording path handed in from outside does not name a WAV file under the root."""
+
+
+def confined(root: Path, rel_path: str) -> Path:
+    """`root / rel_path` resolved, refused unless it is a `.wav` file inside `root` (SEC-4):
+    `..`, absolute paths, symlinks leading out and NUL bytes all raise OutsideRecordings."""
+    if not rel_path or "\0" in rel_path or rel_path.startswith("/"):
+        raise OutsideRecordings(f"not a relative recording path: {rel_path!r}")
+    base = root.resolve()
+    path = (base / rel_path).resolve()
+    if path == base or not path.is_relative_to(base) or path.suffix != ".wav":
+        raise OutsideRecordings(f"outside the recordings root: {rel_path!r}")
+    return path

@@ -15,12 +15,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from callguard.asterisk_cli import AsteriskCliError, run_cli
 from callguard.config import Settings
-from callguard.db.models import Contract, Recording, RecordingSubscription
+from callguard.db.models import (
+    Contract,
+    InboundCall,
+    Number,
+    Recording,
+    RecordingSubscription,
+)
+from callguard.domain.pause import closed_at_end
 from callguard.journal import Journal
 from callguard.recording_files import RECOVERED, settled_row_values
 
@@ -75,6 +82,12 @@ def to_json(row: Recording, contract: str, recordings_dir: Path) -> dict[str, An
         "remote": row.remote, "started_at": row.started_at, "answered_at": row.answered_at,
         "ended_at": row.ended_at, "duration_s": row.duration_s, "bytes": row.bytes,
         "sha256": row.sha256, "status": row.status, "reason": row.reason,
+        # Issue #14: an encrypted file is age ciphertext for the contract's public key; the
+        # sha256 and bytes are the ciphertext's.
+        "encrypted": bool(row.encrypted),
+        "sha256_of": "age ciphertext" if row.encrypted else "wav",
+        "muted": closed_at_end(list(row.muted or []), row.ended_at) if row.ended_at
+        else list(row.muted or []),
         "path": str(recordings_dir / row.path),
     }
 
@@ -242,6 +255,7 @@ class PurgeReport:
     files: int = 0
     bytes: int = 0
     errors: int = 0  # files that could not be deleted: their rows are kept for the next run
+    calls: int = 0  # call-log rows (inbound_calls) past the same retention (SEC-3)
 
 
 def _remove_empty_dirs(start: Path, root: Path) -> None:
@@ -290,5 +304,15 @@ def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeR
             log.info("purge%s: contract %s recording %s of %s (%d bytes, retention %d days)",
                      " (dry run)" if dry_run else "", code, row.id,
                      row.started_at.isoformat(timespec="seconds"), size, days)
+        # The call log goes with the recordings: a call older than the retention leaves no
+        # trace at all (SEC-3).
+        stale = (select(InboundCall.id).join(Number, Number.id == InboundCall.number_id)
+                 .where(Number.contract_id == contract_id, InboundCall.ended_at.is_not(None),
+                        InboundCall.started_at < now - timedelta(days=days)))
+        if dry_run:
+            report.calls += len(session.scalars(stale).all())
+        else:
+            gone = session.execute(delete(InboundCall).where(InboundCall.id.in_(stale)))
+            report.calls += int(gone.rowcount or 0)  # type: ignore[attr-defined]
     session.flush()
     return report

@@ -28,6 +28,8 @@ secrets() {
     mkdir -p "$RUN/secrets"; chmod 700 "$RUN/secrets"
     [ -s "$RUN/secrets/hmac.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/hmac.key")
     [ -s "$RUN/secrets/ari.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ari.password")
+    [ -s "$RUN/secrets/ami.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ami.password")
+    [ -s "$RUN/secrets/agi.secret" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/agi.secret")
     [ -s "$RUN/secrets/api.token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/api.token")
     local db_url=${DATABASE_URL:-postgresql://callguard@/callguard?host=$PG_DIR&port=$PG_PORT}
     local rec_host=${CALLGUARD_RECORDINGS_DIR:-$ASTERISK_ROOT/var/spool/asterisk/callguard}
@@ -39,6 +41,8 @@ CALLGUARD_ARI_USER=callguard
 CALLGUARD_ARI_PASSWORD_FILE=$RUN/secrets/ari.password
 CALLGUARD_HMAC_KEY_FILE=$RUN/secrets/hmac.key
 CALLGUARD_API_TOKEN_FILE=$RUN/secrets/api.token
+CALLGUARD_AMI_PASSWORD_FILE=$RUN/secrets/ami.password
+CALLGUARD_AGI_SECRET_FILE=$RUN/secrets/agi.secret
 CALLGUARD_RECORDINGS_DIR=$rec_host
 CALLGUARD_RECORDINGS_ASTERISK_DIR=/var/spool/asterisk/callguard
 CALLGUARD_ASTERISK_ROOT=$ASTERISK_ROOT
@@ -93,9 +97,20 @@ ast_install() {
         find "$etc" -maxdepth 1 -name '*.conf' ! -name ari_users.conf -delete
     fi
     cp asterisk_conf/*.conf "$etc/"
-    (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
-        "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
-    mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" "$ASTERISK_ROOT/var/spool/asterisk/callguard" \
+    # The ARI password stored crypted (SHA-512 crypt), never in clear in Asterisk's files (SEC-4).
+    local salt; salt=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = crypt\npassword = %s\n' \
+        "$(openssl passwd -6 -salt "$salt" -stdin < "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
+    # The FastAGI URL with its secret (SEC-4), included into [globals] by extensions.conf.
+    (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
+        > "$etc/extensions_agi_secret.conf")
+    # Recordings: nothing for others, also what an older version left 0644/0755 (SEC-4).
+    mkdir -p -m 0750 "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    chmod -R o= "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
+    (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
+        "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
+    mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
@@ -106,13 +121,20 @@ ast_install() {
         cp -u sounds/ja/*.wav "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard/"
     fi
 }
+# The bench's endpoint and baseline dialplan (PERF-1), only for `make bench`: `make run`
+# (ast_install) removes them again, so production never has the bench carrier.
+bench_install() {
+    cp bench/asterisk_conf/*.conf "$(ast_etc)/"
+    ast -rx 'module reload res_pjsip.so' >/dev/null; ast -rx 'dialplan reload' >/dev/null
+}
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
 ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 2>&1; }
 ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-    ast -F
+    # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
+    (umask 027; ast -F)
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
@@ -125,26 +147,108 @@ ast_stop() {
 }
 
 # ---- Python services: the ARI app (and API) and the FastAGI fallback ---------------------------
-svc_start() {  # name, command...
-    local name=$1; shift
-    alive "$RUN/$name.pid" && return 0
-    # Close inherited descriptors (e.g. a caller's `flock` lock) so the service holds none.
-    nohup "$@" >>"$LOG/$name.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-    echo $! > "$RUN/$name.pid"
+# Supervised by supervisord (REL-9): a crashed service is started again at once, without a
+# person; supervisord rotates their logs. On a PBX host with systemd use tools/systemd/ instead.
+# Each service writes its PID to .run/NAME.pid (a shell that execs the service keeps its PID).
+# The services' own virtualenv (runtime dependencies only, `make svc-venv`), else .venv.
+SVC_VENV=${CALLGUARD_SVC_VENV:-$TOP/.build/svc-venv}
+[ -x "$SVC_VENV/bin/supervisord" ] || SVC_VENV=$VENV
+SUP_CONF=$RUN/supervisord.conf
+SUP_PID=$RUN/supervisord.pid
+SERVICES="fastagi ari api"
+sup_conf() {
+    local s
+    {
+        cat <<EOT
+; Generated by tools/stack.sh (REL-9). Control socket: owner-only unix socket, no TCP.
+[unix_http_server]
+file = $RUN/supervisor.sock
+chmod = 0700
+
+[supervisord]
+logfile = $LOG/supervisord.log
+logfile_maxbytes = 10MB
+logfile_backups = 5
+pidfile = $SUP_PID
+directory = $TOP
+minfds = 4096
+nocleanup = true
+childlogdir = $LOG
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl = unix://$RUN/supervisor.sock
+EOT
+        # supervisord acts on a dead child only when its poll loop wakes (at most once a
+        # second when idle); a line every 0.1 s keeps restarts well inside REL-9's 2 s.
+        cat <<EOT
+
+[program:wakeup]
+command = /bin/sh -c 'while sleep 0.1; do echo; done'
+autostart = true
+autorestart = true
+startsecs = 0
+stopasgroup = true
+killasgroup = true
+stdout_logfile = NONE
+stdout_logfile_maxbytes = 0
+EOT
+        for s in $SERVICES; do
+            cat <<EOT
+
+[program:$s]
+command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_VENV/bin/callguard-$s'
+directory = $TOP
+autostart = true
+autorestart = true
+startsecs = 0
+startretries = 1000000
+stopsignal = TERM
+stopwaitsecs = 5
+stopasgroup = true
+killasgroup = true
+redirect_stderr = true
+stdout_logfile = $LOG/$s.log
+stdout_logfile_maxbytes = 20MB
+stdout_logfile_backups = 5
+EOT
+        done
+    } > "$SUP_CONF.new"
+    if cmp -s "$SUP_CONF.new" "$SUP_CONF"; then rm -f "$SUP_CONF.new"; return 1; fi
+    mv "$SUP_CONF.new" "$SUP_CONF"
 }
-svc_stop() {
-    local pf=$RUN/$1.pid
-    if alive "$pf"; then
-        kill "$(cat "$pf")"
-        for _ in $(seq 1 100); do alive "$pf" || break; sleep 0.05; done
-        alive "$pf" && kill -9 "$(cat "$pf")" 2>/dev/null || true
+ctl() { "$SVC_VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
+sup_running() { alive "$SUP_PID" && ctl pid >/dev/null 2>&1; }
+sup_start() {
+    local changed=0
+    sup_conf && changed=1
+    if alive "$SUP_PID"; then
+        if [ $changed = 1 ]; then ctl update >/dev/null; fi
+        return 0
     fi
-    rm -f "$pf"
+    # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
+    "$SVC_VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    for _ in $(seq 1 100); do sup_running && return 0; sleep 0.05; done
+    say "supervisord did not start; see $LOG/supervisord.log"; exit 1
+}
+svc_pid() {  # the PID supervisord runs for a service, empty when it is not running
+    local p; p=$(ctl pid "$1" 2>/dev/null || true)
+    [[ $p =~ ^[0-9]+$ ]] && [ "$p" != 0 ] && printf '%s' "$p" || true
+}
+svc_start() {  # name: start one supervised service (supervisord started first when needed)
+    sup_start
+    local out; out=$(ctl start "$1" 2>&1 || true)
+    case $out in *started*) ;; *) say "$1 did not start ($out); see $LOG/$1.log"; exit 1 ;; esac
+}
+svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_start
+    if alive "$SUP_PID"; then ctl stop "$1" >/dev/null 2>&1 || true; fi
+    rm -f "$RUN/$1.pid"
 }
 apps_start() {
-    svc_start fastagi "$VENV/bin/callguard-fastagi"
-    svc_start ari "$VENV/bin/callguard-ari"
-    svc_start api "$VENV/bin/callguard-api"
+    sup_start
+    ctl start wakeup $SERVICES >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
     for _ in $(seq 1 200); do
@@ -153,7 +257,40 @@ apps_start() {
     say "ARI app did not connect; see $LOG/ari.log"; tail -20 "$LOG/ari.log"; exit 1
 }
 ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
-apps_stop() { svc_stop api; svc_stop ari; svc_stop fastagi; }
+apps_stop() {  # stop the services and supervisord itself
+    local s
+    if sup_running; then
+        ctl shutdown >/dev/null 2>&1 || true
+        for _ in $(seq 1 200); do alive "$SUP_PID" || break; sleep 0.05; done
+    fi
+    # Services started by an older stack.sh without supervisord (nohup, PID files).
+    for s in $SERVICES; do
+        if alive "$RUN/$s.pid"; then
+            kill "$(cat "$RUN/$s.pid")" 2>/dev/null || true
+            for _ in $(seq 1 100); do alive "$RUN/$s.pid" || break; sleep 0.05; done
+            alive "$RUN/$s.pid" && kill -9 "$(cat "$RUN/$s.pid")" 2>/dev/null || true
+        fi
+        rm -f "$RUN/$s.pid"
+    done
+}
+
+# A helper process outside supervision (Prometheus): PID in .run/NAME.pid, stopped by that PID.
+bg_start() {  # name, command...
+    local name=$1; shift
+    alive "$RUN/$name.pid" && return 0
+    # Close inherited descriptors (e.g. a caller's `flock` lock) so the process holds none.
+    nohup "$@" >>"$LOG/$name.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    echo $! > "$RUN/$name.pid"
+}
+bg_stop() {
+    local pf=$RUN/$1.pid
+    if alive "$pf"; then
+        kill "$(cat "$pf")"
+        for _ in $(seq 1 100); do alive "$pf" || break; sleep 0.05; done
+        alive "$pf" && kill -9 "$(cat "$pf")" 2>/dev/null || true
+    fi
+    rm -f "$pf"
+}
 
 # ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
 PROM_DIR=$RUN/prometheus
@@ -165,7 +302,7 @@ prom_start() {
     mv "$PROM_DIR/prometheus.yml.new" "$PROM_DIR/prometheus.yml"
     local port; port=$("$VENV/bin/python" -m callguard.prometheus_conf --port)
     if alive "$RUN/prometheus.pid"; then kill -HUP "$(cat "$RUN/prometheus.pid")"; return 0; fi
-    svc_start prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
+    bg_start prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
         --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=15d \
         --web.listen-address="127.0.0.1:$port"
     for _ in $(seq 1 200); do
@@ -173,16 +310,20 @@ prom_start() {
     done
     say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
 }
-prom_stop() { svc_stop prometheus; }
+prom_stop() { bg_stop prometheus; }
 
 status() {
     local pgp; pgp=$(pg_pid)
     printf '%-10s %-8s %s\n' part state pid
     if [ -n "$pgp" ] && kill -0 "$pgp" 2>/dev/null; then printf '%-10s %-8s %s\n' postgres up "$pgp"; else printf '%-10s %-8s\n' postgres down; fi
     if ast_running; then printf '%-10s %-8s %s  (%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)"; else printf '%-10s %-8s\n' asterisk down; fi
-    for s in ari fastagi api prometheus; do
-        if alive "$RUN/$s.pid"; then printf '%-10s %-8s %s\n' "$s" up "$(cat "$RUN/$s.pid")"; else printf '%-10s %-8s\n' "$s" down; fi
+    local p
+    for s in ari fastagi api; do
+        p=""; sup_running && p=$(svc_pid "$s")
+        if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' "$s" up "$p"; else printf '%-10s %-8s\n' "$s" down; fi
     done
+    if alive "$RUN/prometheus.pid"; then printf '%-10s %-8s %s\n' prometheus up "$(cat "$RUN/prometheus.pid")"; else printf '%-10s %-8s\n' prometheus down; fi
+    if sup_running; then printf '%-10s %-8s %s\n' supervisor up "$(cat "$SUP_PID")"; else printf '%-10s %-8s\n' supervisor down; fi
 }
 
 case "${1:-}" in
@@ -190,13 +331,14 @@ case "${1:-}" in
     pg-start) pg_start ;;
     pg-stop) pg_stop ;;
     asterisk-install) ast_install ;;
+    bench-install) bench_install ;;
     asterisk-start) ast_start ;;
     asterisk-stop) ast_stop ;;
     apps-start) apps_start ;;
     apps-stop) apps_stop ;;
     app-stop) svc_stop "${2:?name}" ;;
     app-start) case "${2:?name}" in
-                   ari|fastagi|api) svc_start "$2" "$VENV/bin/callguard-$2" ;;
+                   ari|fastagi|api) svc_start "$2" ;;
                    *) say "unknown service $2 (ari, fastagi, api)"; exit 2 ;;
                esac ;;
     prometheus-start) prom_start ;;
@@ -205,5 +347,6 @@ case "${1:-}" in
     ast) shift; ast "$@" ;;
     app-connected) ast_app_connected ;;
     status) status ;;
+    supervisorctl) shift; ctl "$@" ;;
     *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
 esac

@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from callguard import admin, billing_repo, metrics
+from callguard import admin, billing_repo, metrics, recording_worker
 from callguard.api import overview, resources, ui
 from callguard.api.core import (
     EXECUTOR,
@@ -135,6 +135,7 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[count_requests, errors], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(recording_worker.worker_ctx)  # issue #14: encryption, purge
     table = resources.routes()
     for route in table:
         app.router.add_route(route.method, aiohttp_path(route), wrap(route))

@@ -58,10 +58,11 @@ class Principal:
     contract_id: int | None
     contract: str | None
     token_id: int | None  # None: the generated operator token of .run/secrets/api.token
+    role: str = "contract"  # api_tokens.role: "operator" | "contract" (SEC-4)
 
     @property
     def operator(self) -> bool:
-        return self.contract_id is None
+        return self.role == "operator" and self.contract_id is None
 
     def label(self) -> str:
         who = "operator" if self.operator else f"contract {self.contract}"
@@ -72,9 +73,9 @@ async def principal_of(app: web.Application, token: str | None) -> Principal | N
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     if hmac.compare_digest(token.encode(), app[SETTINGS].api_token.encode()):
-        return Principal(None, None, None)
+        return Principal(None, None, None, "operator")
     found = await db(app, lambda s: admin.resolve_token(s, token))
-    return None if found is None else Principal(found[1], found[2], found[0])
+    return None if found is None else Principal(found[1], found[2], found[0], found[3])
 
 
 def bearer(request: web.Request) -> str | None:

@@ -14,7 +14,14 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callguard import admin, asterisk_check, billing_repo, recordings
+from callguard import (
+    admin,
+    asterisk_check,
+    billing_repo,
+    recording_options_admin,
+    recording_pause,
+    recordings,
+)
 from callguard.api import schema as S
 from callguard.api.core import (
     PAGING,
@@ -184,6 +191,16 @@ async def set_recording(ctx: Ctx) -> Any:
         s, ctx.path["code"], b.get("activated_on"), b.get("retention_days")))
 
 
+async def get_recording_options(ctx: Ctx) -> Any:
+    code = str(ctx.own_contract(ctx.path["code"]))
+    return await db(ctx.app, lambda s: recording_options_admin.get_options(s, code))
+
+
+async def set_recording_options(ctx: Ctx) -> Any:
+    return await db(ctx.app, lambda s: recording_options_admin.set_options(
+        s, ctx.path["code"], dict(ctx.body)))
+
+
 async def cancel_recording(ctx: Ctx) -> Any:
     return await _then_subscriptions(ctx, lambda s: admin.cancel_recording(
         s, ctx.path["code"], ctx.query["on"]))
@@ -280,6 +297,20 @@ async def search_recordings(ctx: Ctx) -> Any:
                            lambda r: recording_json(r[0], r[1], rec_dir)).to_json()
 
 
+async def _pause(ctx: Ctx, pause: bool) -> Any:
+    settings, rec_id, own = ctx.app[SETTINGS], ctx.path["id"], ctx.who.contract_id
+    return await db(ctx.app, lambda s: recording_pause.set_paused(
+        s, settings, rec_id, pause, datetime.now(UTC), own))
+
+
+async def pause_recording(ctx: Ctx) -> Any:
+    return await _pause(ctx, True)
+
+
+async def resume_recording(ctx: Ctx) -> Any:
+    return await _pause(ctx, False)
+
+
 async def get_recording(ctx: Ctx) -> Any:
     rec_dir = ctx.app[SETTINGS].recordings_dir
     row, code = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
@@ -297,9 +328,14 @@ def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.
     if not path.is_relative_to(root) or not path.is_file():
         raise ApiError(404, f"the file of recording {row.id} is missing")
     disposition = "attachment" if download else "inline"
+    # Issue #14: an encrypted recording is served as the age file it is, never as audio.
+    kind, name = (("application/octet-stream", f"recording-{row.id}.wav.age")
+                  if row.encrypted else ("audio/wav", f"recording-{row.id}.wav"))
+    if row.encrypted:
+        disposition = "attachment"
     return web.FileResponse(path, headers={
-        "Content-Type": "audio/wav",
-        "Content-Disposition": f'{disposition}; filename="recording-{row.id}.wav"',
+        "Content-Type": kind,
+        "Content-Disposition": f'{disposition}; filename="{name}"',
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
     })
@@ -387,6 +423,16 @@ def routes() -> list[Route]:
         R("DELETE", f"{API}/contracts/{{code}}/subscriptions/recording", "cancelRecording",
           "Cancel call recording", "subscriptions", op, cancel_recording, (P_CODE, q_date),
           response=S.SUBSCRIPTIONS, errors=(409,)),
+        R("GET", f"{API}/contracts/{{code}}/recording-options", "getRecordingOptions",
+          "A contract's recording options", "subscriptions", any_, get_recording_options,
+          (P_CODE,), response=S.RECORDING_OPTIONS),
+        R("PUT", f"{API}/contracts/{{code}}/recording-options", "setRecordingOptions",
+          "Change recording options (stereo, announcement per direction, age public key)",
+          "subscriptions", op, set_recording_options, (P_CODE,), body=S.RECORDING_OPTIONS_SET,
+          response=S.RECORDING_OPTIONS,
+          description="All off by default. With a public key (age X25519 recipient), closed "
+          "recordings are stored encrypted to it; this server cannot decrypt them; null "
+          "stops encrypting new ones."),
         R("PUT", f"{API}/contracts/{{code}}/subscriptions/nuisance", "setNuisance",
           "Subscribe to nuisance-call rejection, or change its unit or list size",
           "subscriptions", op, set_nuisance, (P_CODE,), body=S.NUISANCE_SET,
@@ -457,6 +503,14 @@ def routes() -> list[Route]:
           description="A contract token sees only its own recordings (REC-FILE-4)."),
         R("GET", f"{API}/recordings/{{id}}", "getRecording", "One recording's metadata",
           "recordings", any_, get_recording, (P_REC_ID,), response=S.RECORDING),
+        R("POST", f"{API}/recordings/{{id}}/pause", "pauseRecording",
+          "Pause a recording in progress (the call goes on)", "recordings", any_,
+          pause_recording, (P_REC_ID,), response=S.PAUSE_STATE, errors=(409, 503),
+          description="MixMonitorMute: the file holds silence until resumed; the row keeps "
+          "the muted interval (issue #14)."),
+        R("POST", f"{API}/recordings/{{id}}/resume", "resumeRecording",
+          "Resume a paused recording", "recordings", any_, resume_recording, (P_REC_ID,),
+          response=S.PAUSE_STATE, errors=(409, 503)),
         R("GET", f"{API}/recordings/{{id}}/audio", "getRecordingAudio",
           "Download a recording (HTTP Range supported)", "recordings", any_, recording_audio,
           (P_REC_ID, Param("download", "query", {"type": "boolean", "default": False},

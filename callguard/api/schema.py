@@ -237,6 +237,9 @@ TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=admin.CONTRACT_COD
                                   description="null or absent: an operator token"),
                     "label": LABEL})
 
+# Issue #14: paused intervals of a recording.
+MUTED = s("array", items=obj({"from": s("string"), "until": s(["string", "null"])},
+                             ["from", "until"]))
 RECORDING = obj({
     "id": s("integer"), "contract": s("string"), "number": s("string"),
     "direction": s("string", enum=["in", "out"]), "remote": s("string"),
@@ -246,8 +249,25 @@ RECORDING = obj({
     "sha256": s(["string", "null"]),
     "status": s("string", enum=["recording", "complete", "failed"]),
     "reason": s(["string", "null"]), "audio_url": s("string"),
+    "encrypted": s("boolean"), "sha256_of": s("string", enum=["wav", "age ciphertext"]),
+    "muted": MUTED,
 }, ["id", "contract", "number", "direction", "remote", "started_at", "status", "audio_url"],
     strict=False)
+PAUSE_STATE = obj({"id": s("integer"), "paused": s("boolean"), "muted": MUTED},
+                  ["id", "paused", "muted"])
+# Issue #14: per-contract recording options.
+RECORDING_OPTIONS = obj({
+    "contract": s("string"), "stereo": s("boolean"), "announce_in": s("boolean"),
+    "announce_out": s("boolean"), "public_key": s(["string", "null"]), "encrypted": s("boolean"),
+    "pause_code": s(["string", "null"]), "resume_code": s(["string", "null"]),
+}, ["contract", "stereo", "announce_in", "announce_out", "public_key", "encrypted",
+    "pause_code", "resume_code"])
+RECORDING_OPTIONS_SET = obj({
+    "stereo": s("boolean"), "announce_in": s("boolean"), "announce_out": s("boolean"),
+    "public_key": s(["string", "null"], maxLength=200),
+    "pause_code": s(["string", "null"], maxLength=4),
+    "resume_code": s(["string", "null"], maxLength=4),
+})
 PURGE = obj({"dry_run": s("boolean")})
 PURGE_REPORT = obj({"rows": s("integer"), "files": s("integer"), "bytes": s("integer"),
                     "dry_run": s("boolean")}, ["rows", "files", "bytes", "dry_run"],

@@ -1,15 +1,22 @@
 """The recordings page of one contract (REC-FILE-4): list with filters (number, direction,
 time range), an `<audio>` player and downloads with HTTP range support.
 
-Signing in takes a contract token (`callguard tokens create --contract C`); it is kept in an
-HttpOnly, SameSite=Strict cookie scoped to /ui, so the `<audio>` element's own requests carry
-it. Every row and file is looked up with the token's contract: another contract's recording is
-"not found" (REC-FILE-4, SEC-2). No script runs on the page (CSP `default-src 'none'`).
+Signing in takes a contract token (`callguard tokens create --contract C`) and opens a page
+session of its own (SEC-4): a random id in an HttpOnly, SameSite=Strict cookie scoped to /ui
+that expires, never the token itself, so the cookie is worth nothing against /api/v1. The
+sign-in form carries a CSRF token (double submit: cookie and hidden field must match). The
+`<audio>` element's own requests carry the session cookie. Every row and file is looked up
+with the token's contract: another contract's recording is "not found" (REC-FILE-4, SEC-2).
+No script runs on the page (CSP `default-src 'none'`).
 """
 
 from __future__ import annotations
 
+import hmac
 import html
+import secrets
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -22,10 +29,46 @@ from callguard import recordings
 from callguard.api import schema as S
 from callguard.api.core import SETTINGS, ApiError, Principal, db, principal_of
 from callguard.api.resources import audio_response, get_recording_row
+from callguard.api.ui_recopts import encrypted_cell, paused_note
 from callguard.db.models import Contract, Number
 from callguard.domain.nuisance import TOKYO
 
-COOKIE = "cg_token"
+COOKIE = "cg_session"
+CSRF_COOKIE = "cg_csrf"
+SESSION_TTL_S = 8 * 3600  # a working day; then sign in again
+MAX_SESSIONS = 10_000
+
+
+@dataclass
+class PageSession:
+    token: str  # kept in this process only, re-checked on every request (revocation holds)
+    expires: float  # time.monotonic()
+
+
+# The page's sessions: random id -> session, in the API process's memory (a restart signs
+# everybody out, which is safe).
+_SESSIONS: dict[str, PageSession] = {}
+
+
+def _new_session(token: str) -> str:
+    now = time.monotonic()
+    for sid in [k for k, v in _SESSIONS.items() if v.expires <= now]:
+        del _SESSIONS[sid]
+    if len(_SESSIONS) >= MAX_SESSIONS:
+        _SESSIONS.pop(min(_SESSIONS, key=lambda k: _SESSIONS[k].expires))
+    sid = secrets.token_urlsafe(32)
+    _SESSIONS[sid] = PageSession(token, now + SESSION_TTL_S)
+    return sid
+
+
+def _session_token(sid: str | None) -> str | None:
+    found = _SESSIONS.get(sid or "")
+    if found is None:
+        return None
+    if found.expires <= time.monotonic():
+        _SESSIONS.pop(sid or "", None)
+        return None
+    return found.token
 PAGE_SIZE = 50
 CSP = ("default-src 'none'; media-src 'self'; style-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -52,16 +95,21 @@ def error_page(status: int, message: str) -> web.Response:
 
 def _login_form(message: str = "", status: int = 200) -> web.Response:
     err = f'<p class="error" id="error">{html.escape(message)}</p>' if message else ""
-    return _page("callguard recordings: sign in", f"""<h1>Recordings: sign in</h1>{err}
+    csrf = secrets.token_urlsafe(32)
+    resp = _page("callguard recordings: sign in", f"""<h1>Recordings: sign in</h1>{err}
 <form method="post" action="/ui/login"><label>Contract token
 <input type="password" name="token" id="token" autocomplete="off" required size="50"></label>
+<input type="hidden" name="csrf" value="{csrf}">
 <button type="submit" id="signin">Sign in</button></form>
 <p class="muted">Your operator gives you a contract token
 (<code>callguard tokens create --contract C</code>).</p>""", status)
+    resp.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="Strict", path="/ui/login",
+                    max_age=3600)
+    return resp
 
 
 async def _principal(request: web.Request) -> Principal | None:
-    found = await principal_of(request.app, request.cookies.get(COOKIE))
+    found = await principal_of(request.app, _session_token(request.cookies.get(COOKIE)))
     return found if found is not None and not found.operator else None
 
 
@@ -71,6 +119,9 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
+    sent, expected = str(form.get("csrf", "")), request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return _login_form("The sign-in form expired: please try again.", 403)
     token = str(form.get("token", "")).strip()
     found = await principal_of(request.app, token)
     if found is None:
@@ -78,11 +129,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     if found.operator:
         return _login_form("This page is per contract: sign in with a contract token.", 403)
     resp = web.HTTPSeeOther("/ui/recordings")
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/ui")
+    resp.set_cookie(COOKIE, _new_session(token), httponly=True, samesite="Strict", path="/ui",
+                    max_age=SESSION_TTL_S)
+    resp.del_cookie(CSRF_COOKIE, path="/ui/login")
     raise resp
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    _SESSIONS.pop(request.cookies.get(COOKIE, ""), None)
     resp = web.HTTPSeeOther("/ui/login")
     resp.del_cookie(COOKIE, path="/ui")
     raise resp
@@ -153,7 +207,7 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
     errors = "".join(f'<p class="error">{html.escape(p)}</p>' for p in problems)
     body_rows = []
     for rec, _code in rows:
-        audio = (f'<audio controls preload="none" id="audio-{rec.id}" '
+        audio = encrypted_cell(rec) or (f'<audio controls preload="none" id="audio-{rec.id}" '
                  f'src="/ui/recordings/{rec.id}/audio"></audio> '
                  f'<a href="/ui/recordings/{rec.id}/audio?download=1">download</a>'
                  if rec.status != "recording" else '<span class="muted">recording…</span>')
@@ -161,7 +215,8 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
             f'<tr id="rec-{rec.id}" data-status="{html.escape(rec.status)}">'
             f"<td>{_local(rec.started_at)}</td><td>{html.escape(rec.direction)}</td>"
             f"<td>{html.escape(rec.number)}</td><td>{html.escape(rec.remote)}</td>"
-            f"<td>{rec.duration_s or 0:.1f} s</td><td>{html.escape(rec.status)}</td>"
+            f"<td>{rec.duration_s or 0:.1f} s{paused_note(rec)}</td>"
+            f"<td>{html.escape(rec.status)}</td>"
             f"<td>{audio}</td></tr>")
     table = ("<table><thead><tr><th>Started (JST)</th><th>Dir</th><th>Our number</th>"
              "<th>Other party</th><th>Length</th><th>Status</th><th>Play / download</th>"

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from callguard import recordings
-from callguard.cli import CliError
+from callguard.cli import CliError, recording_options
 from callguard.cli._common import db_session, print_json
 from callguard.config import Settings, load_settings
 from callguard.db import queries
@@ -155,3 +155,4 @@ def register(sub: Any) -> None:
                           "connect unrecorded)")
     cap.add_argument("--reset", action="store_true", help="back to the process defaults")
     cap.set_defaults(handler=_capacity)
+    recording_options.register(rsub)  # issue #14

@@ -12,6 +12,7 @@ from callguard.cli._common import db_session
 from callguard.config import load_settings
 from callguard.db.provision import provision_reference_site
 from callguard.db.site_repo import load_snapshot
+from callguard.domain.routing import endpoint_dial
 
 
 def _provision(args: argparse.Namespace) -> int:
@@ -31,7 +32,10 @@ def _sync(args: argparse.Namespace) -> int:
         run_cli(settings, "database deltree callguard_route")
         run_cli(settings, "database deltree callguard_cid")
         for number, info in site.numbers.items():
-            run_cli(settings, f"database put callguard_route {number} {info.endpoint}")
+            # `<line number>@<endpoint>`: the dialplan dials PJSIP/${CG_EP}, so the phone is
+            # called by its number as the routed calls are (endpoint_dial).
+            target = endpoint_dial(site, info.endpoint).removeprefix("PJSIP/")
+            run_cli(settings, f"database put callguard_route {number} {target}")
         for name, ep in site.endpoints.items():
             if ep.own_number:
                 run_cli(settings, f"database put callguard_cid {name} {ep.own_number}")

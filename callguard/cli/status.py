@@ -7,12 +7,14 @@ import base64
 import json
 import os
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from callguard.cli._common import db_session, print_json
 from callguard.config import PROJECT_ROOT, load_settings
+from callguard.failopen import count_since_start
 
 
 def _pid_alive(name: str) -> int | None:
@@ -64,6 +66,9 @@ def _status(args: argparse.Namespace) -> int:
         "api": {"pid": _pid_alive("api"), "url": f"http://{s.api_host}:{s.api_port}",
                 "token": ".run/secrets/api.token", "log": str(s.log_dir / "api.log")},
         "recordings": str(s.recordings_dir),
+        # Calls that took a fallback or fail-open branch since Asterisk started (WARNINGs).
+        "fail_open": count_since_start(
+            Path(f"{s.asterisk_root}/var/log/asterisk/messages.log")),
     }
     if args.json:
         print_json(report)
@@ -78,6 +83,11 @@ def _status(args: argparse.Namespace) -> int:
               "  (token in .run/secrets/api.token; recordings page /ui)")
         print(f"Recordings {s.recordings_dir}")
         print(f"Logs       {a['log']}  {s.log_dir}/")
+        fo = report["fail_open"]
+        if fo is not None:
+            print(f"Fail-open  {fo['fallback']} call(s) to the FastAGI fallback, "
+                  f"{fo['failed_open']} failed open unscreened, since Asterisk started "
+                  "(WARNING lines in messages.log)")
         print()
         print("First call: the carrier (127.0.0.2) calls 0312345678, ringing f1-a at 127.0.1.1:")
         print("  sipp -sn uas -i 127.0.1.1 -p 5060 -m 1 &")

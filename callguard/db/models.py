@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -114,6 +115,23 @@ class RecordingSubscription(Base):
     activated_on: Mapped[date] = mapped_column(Date)
     cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     retention_days: Mapped[int] = mapped_column(Integer, default=90)
+
+
+class RecordingOptions(Base):
+    """Per-contract recording options, all off by default (issue #14): stereo, the recording
+    announcement per direction, and an age (X25519) public key to encrypt recordings with."""
+
+    __tablename__ = "recording_options"
+
+    contract_id: Mapped[int] = mapped_column(
+        ForeignKey("contracts.id", ondelete="CASCADE"), primary_key=True
+    )
+    stereo: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    announce_in: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    announce_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pause_code: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    resume_code: Mapped[str | None] = mapped_column(String(4), nullable=True)
 
 
 class NuisanceSubscription(Base):
@@ -296,6 +314,11 @@ class Recording(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(10), default="recording")
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The file is an age ciphertext for the contract's public key; sha256 is over it (#14).
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Paused intervals (issue #14): [{"from": iso, "until": iso | None}], oldest first.
+    muted: Mapped[list[dict[str, str | None]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb"))
 
 
 Index("ix_recordings_contract_started", Recording.contract_id, Recording.started_at.desc())
@@ -318,6 +341,12 @@ class ApiToken(Base):
     )
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = _now()
+    # Stated, not inferred from a NULL contract (SEC-4); the check keeps the two consistent.
+    role: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (CheckConstraint(
+        "(role = 'operator' AND contract_id IS NULL)"
+        " OR (role = 'contract' AND contract_id IS NOT NULL)", name="role_matches_contract"),)
 
 
 class SiteSetting(Base):

@@ -31,7 +31,7 @@ from callguard.db.models import (
     Number,
 )
 from callguard.db.provision import ensure_nuisance_lists
-from callguard.domain import nuisance
+from callguard.domain import nuisance, privacy
 from callguard.domain.nuisance import Outcome, RegistrationPlan
 
 RECENT_CALLS = 50
@@ -103,14 +103,25 @@ def delete_all(session: Session, list_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def recent_calls(session: Session, list_id: int) -> list[nuisance.InboundCall]:
+def recent_calls(session: Session, list_id: int,
+                 secret: bytes | None = None) -> list[nuisance.InboundCall]:
+    """The list's latest calls; with the secret, their caller keys unsealed (SEC-3: the call
+    log holds them sealed per call, see privacy.seal_key)."""
     rows = session.execute(
         select(InboundCall.caller_key, InboundCall.started_at, InboundCall.ended_at,
-               InboundCall.rejected)
+               InboundCall.rejected, InboundCall.channel_id)
         .where(InboundCall.list_id == list_id)
         .order_by(InboundCall.started_at.desc()).limit(RECENT_CALLS)
     ).all()
-    return [nuisance.InboundCall(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def key(sealed: str | None, channel_id: str) -> str | None:
+        if sealed is None or secret is None:
+            return sealed
+        try:
+            return privacy.unseal_key(secret, channel_id, sealed)
+        except ValueError:
+            return None  # not a sealed key: an unidentifiable caller
+    return [nuisance.InboundCall(key(r[0], r[4]), r[1], r[2], r[3]) for r in rows]
 
 
 def counts(session: Session, list_id: int, now: datetime) -> tuple[int, int | None]:
@@ -210,9 +221,11 @@ class AsyncLists:
     StorageFailed (ListGone stays itself), so the 144 caller hears the failure guidance and
     nothing is half-written (NCR-REG-7)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], timeout_s: float = 3.0) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], timeout_s: float = 3.0,
+                 secret: bytes | None = None) -> None:
         self.sessions = sessions
         self.timeout_s = timeout_s
+        self.secret = secret  # unseals the call log's caller keys (SEC-3)
 
     async def _tx(self, work: Callable[[Session], T]) -> T:
         try:
@@ -224,7 +237,7 @@ class AsyncLists:
             raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
-        return await self._tx(partial(recent_calls, list_id=list_id))
+        return await self._tx(partial(recent_calls, list_id=list_id, secret=self.secret))
 
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan:
@@ -246,8 +259,9 @@ class SyncLists:
     ARI app is down): the same functions, one sync Session transaction each, called from the
     handler thread's own event loop. Failures surface exactly as in AsyncLists."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], secret: bytes | None = None) -> None:
         self.sessions = sessions
+        self.secret = secret  # unseals the call log's caller keys (SEC-3)
 
     def _tx(self, work: Callable[[Session], T]) -> T:
         try:
@@ -259,7 +273,7 @@ class SyncLists:
             raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
-        return self._tx(partial(recent_calls, list_id=list_id))
+        return self._tx(partial(recent_calls, list_id=list_id, secret=self.secret))
 
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan:

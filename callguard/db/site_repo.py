@@ -18,9 +18,11 @@ from callguard.db.models import (
     NuisanceSubscription,
     Number,
     PriorityLine,
+    RecordingOptions,
     RecordingSubscription,
     SiteSetting,
 )
+from callguard.domain.recording_options import RecordingOptions as DomainRecordingOptions
 from callguard.domain.site import (
     ContractInfo,
     EndpointInfo,
@@ -39,13 +41,21 @@ _QUERIES: dict[str, Any] = {
     "forwardings": select(Forwarding),
     "priority": select(PriorityLine.number),
     "settings": select(SiteSetting.key, SiteSetting.value),
+    "recopts": select(RecordingOptions),
 }
+
+
+def options_of(row: RecordingOptions) -> DomainRecordingOptions:
+    return DomainRecordingOptions(stereo=row.stereo, announce_in=row.announce_in,
+                                  announce_out=row.announce_out, public_key=row.public_key,
+                                  pause_code=row.pause_code, resume_code=row.resume_code)
 
 
 def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
     code_of = {r.id: r.code for r in rows["contracts"]}
     rec = {r.contract_id: r for (r,) in rows["recording"]}
     ncr = {r.contract_id: r for (r,) in rows["nuisance"]}
+    opts = {r.contract_id: options_of(r) for (r,) in rows.get("recopts", ())}
     endpoints = [r for (r,) in rows["endpoints"]]
     numbers = [r for (r,) in rows["numbers"]]
     lists = [r for (r,) in rows["lists"]]
@@ -70,6 +80,7 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
             nuisance_unit=s.unit if s and s.cancelled_on is None else None,
             nuisance_capacity=s.capacity if s else 30,
             contract_list_id=contract_list.get(c.id),
+            rec_options=opts.get(c.id, DomainRecordingOptions()),
         )
 
     own: dict[int, str] = {}

@@ -96,3 +96,21 @@ def mask(number: str | None) -> str:
     if identity is None:
         return "<invalid>"
     return f"***({len(identity)} digits)"
+
+
+def seal_key(secret: bytes, channel_id: str, key: str) -> str:
+    """The caller key as the call log stores it (SEC-3): XOR-ed with a pad derived from the
+    secret (outside the database) and the call's channel id. Every call's value differs, so
+    no SQL over the database links a list entry (the plain key) to a call, a recording or
+    the caller's number, nor two calls of one caller to each other; only a process holding
+    the secret gets the key back (`unseal_key`, for 144 then 2)."""
+    raw = bytes.fromhex(key)
+    pad = hmac.new(secret, b"callguard/inbound-call/" + channel_id.encode(), hashlib.sha256)
+    if len(raw) != pad.digest_size:
+        raise ValueError("not a caller key")
+    return bytes(a ^ b for a, b in zip(raw, pad.digest(), strict=True)).hex()
+
+
+def unseal_key(secret: bytes, channel_id: str, sealed: str) -> str:
+    """The plain caller key of a call-log row (the pad's XOR undoes itself)."""
+    return seal_key(secret, channel_id, sealed)

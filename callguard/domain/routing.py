@@ -47,6 +47,8 @@ class RecordPlan:
     direction: str  # "in" | "out"
     remote: str  # the other party as presented ("anonymous" when withheld)
     rel_path: str  # under the recordings root; no caller-controlled text
+    stereo: bool = False  # caller and called party on separate channels (issue #14)
+    announce: bool = False  # the far end hears the recording announcement first (issue #14)
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,15 @@ def carrier_dial(number: str) -> str:
     return f"PJSIP/{number}@carrier"
 
 
-def endpoint_dial(endpoint: str) -> str:
-    return f"PJSIP/{endpoint}"
+def endpoint_dial(site: SiteSnapshot, name: str) -> str:
+    """Customer equipment is called as `sip:<its number>@<its address>`: the line's number
+    (a fixed line's number, a mobile's native number) as the Request-URI user, so a desk phone
+    or softphone that only takes calls to its own account accepts them (`PJSIP/<user>@<endpoint>`
+    puts the user into the endpoint's AOR contact)."""
+    endpoint = site.endpoints.get(name)
+    if endpoint is not None and endpoint.own_number:
+        return f"PJSIP/{endpoint.own_number}@{name}"
+    return f"PJSIP/{name}"
 
 
 def _apply_capacity(
@@ -189,6 +198,8 @@ def decide_inbound(
             direction="in",
             remote=facts.presented,
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
+            stereo=contract.rec_options.stereo,
+            announce=contract.rec_options.announce("in"),
         )
 
     fwd = site.forwardings.get(number.number)
@@ -199,7 +210,7 @@ def decide_inbound(
     else:
         forward = carrier_dial(fwd.target) if fwd is not None else None
         timeout = fwd.after_s if fwd is not None and fwd.mode == "no-answer" else ring_timeout_s
-        connect = Connect(endpoint_dial(number.endpoint), timeout, None, record, forward)
+        connect = Connect(endpoint_dial(site, number.endpoint), timeout, None, record, forward)
     priority = facts.resource_priority or (facts.caller or "") in site.priority_lines
     return _apply_capacity(connect, capacity, priority)
 
@@ -266,13 +277,17 @@ def decide_outbound(
         direction="out",
         remote=rest,
         rel_path=recording_path(facts.now, contract.code, "out", facts.channel_id),
+        stereo=contract.rec_options.stereo,
+        announce=contract.rec_options.announce("out"),
     )
     if facts.visited_network or endpoint.roaming:
         record = None  # REC-OUT-4: calls made while roaming abroad are not recorded.
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
                       note=f"prefixed call to {cls.value}",
                       unallocated_prompt=PROMPT_UNALLOCATED)
-    return _apply_capacity(connect, capacity, facts.resource_priority)
+    # A handset's priority is its line on the priority list (its headers are not trusted).
+    priority = facts.resource_priority or (office_cid or "") in site.priority_lines
+    return _apply_capacity(connect, capacity, priority)
 
 
 def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointInfo,
@@ -293,7 +308,7 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
             remote=caller.extension,  # presented inside the contract as its extension
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
         )
-    connect = Connect(endpoint_dial(callee_name), 60, None, record, note="extension")
+    connect = Connect(endpoint_dial(site, callee_name), 60, None, record, note="extension")
     return _apply_capacity(connect, capacity, facts.resource_priority)
 
 

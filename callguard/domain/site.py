@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from callguard.domain.recording_options import RecordingOptions
+
 
 @dataclass(frozen=True)
 class ContractInfo:
@@ -21,6 +23,7 @@ class ContractInfo:
     nuisance_unit: str | None = None  # "per-number" | "per-contract" | None
     nuisance_capacity: int = 30
     contract_list_id: int | None = None  # the shared list of a per-contract subscription
+    rec_options: RecordingOptions = field(default_factory=RecordingOptions)  # issue #14
 
     def recording_active(self, today: date) -> bool:
         if self.recording_from is None or today < self.recording_from:

@@ -6,7 +6,7 @@ number of recordings in progress in memory, and LISTENs on `callguard_state` to 
 list's entries changed), `recordings` (a recording started or finished).
 
 Revision ID: local_state
-Revises: 0002
+Revises: token_roles
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "local_state"
-down_revision: str | None = "0002"
+down_revision: str | None = "token_roles"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -78,5 +78,6 @@ def test_api_conforms_to_its_openapi_document(api_base: str, iso: Settings,
         capture_output=True, text=True, timeout=900, check=False)
     out = run.stdout
     assert run.returncode == 0, out[-20000:] + run.stderr[-2000:]
-    assert "Tested: 36" in out, out[-3000:]
+    # 36 + issue #14: recording options get/put, recording pause/resume
+    assert "Tested: 40" in out, out[-3000:]
     assert "Authentication failed" not in out, out[-5000:]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import nuisance_repo
 from callguard.domain.nuisance import month_of, previous_month
-from callguard.domain.privacy import caller_key
+from callguard.domain.privacy import caller_key, seal_key
 from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import CallResult, Phone, Step, UacSpec, dtmf, pause, uac
 
@@ -221,6 +221,14 @@ def test_multi_channel_window_of_60_seconds(clean: Engine, settings: Settings,
     """NCR-REG-3: f1-a has 2 channels: registration only within 60 s of the call's end.
     (The call's end is moved 61 s into the past rather than waiting a minute.)"""
     nuisance_call(work / "a", "0312345678", F1A)
+    # The app writes the call's end a moment after the caller saw the 486: move it only then
+    # (moving a NULL end changes nothing, and the end written afterwards is "just now").
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with clean.connect() as c:
+            if not c.execute(text("SELECT 1 FROM inbound_calls WHERE ended_at IS NULL")).first():
+                break
+        time.sleep(0.05)
     with clean.begin() as c:
         c.execute(text("UPDATE inbound_calls SET ended_at = ended_at - interval '61 seconds',"
                        " started_at = started_at - interval '61 seconds'"))
@@ -240,8 +248,8 @@ def test_call_from_another_caller_in_progress_blocks_registration(
         c.execute(text(
             "INSERT INTO inbound_calls (channel_id, list_id, number_id, caller_key, rejected,"
             " started_at) SELECT 'other-call', :l, id, :k, false, now() FROM numbers"
-            " WHERE number = '0312345678'"), {"l": lid, "k": caller_key(settings.hmac_key,
-                                                                          "0399990002")})
+            " WHERE number = '0312345678'"), {"l": lid, "k": seal_key(  # sealed as (SEC-3)
+                settings.hmac_key, "other-call", caller_key(settings.hmac_key, "0399990002"))})
     log = AppLog(settings)
     dial_144(work / "b", F1A, dtmf("2"))
     assert log.prompts() == ["menu", "cannot_identify"]

@@ -176,12 +176,26 @@ def test_refused_prefixed_calls(clean: Engine, settings: Settings, work: Path, s
     assert recordings(clean, wait_s=1) == [] and wav_files(settings) == [], why
 
 
-def test_roaming_mobile_call_not_recorded(clean: Engine, settings: Settings,
-                                          work: Path) -> None:
-    """REC-OUT-4: a prefixed call made while roaming abroad (P-Visited-Network-ID) still
-    goes out with the office number, unrecorded."""
-    call, carrier = outbound(work, M1A, "0077260612345678",
-                             extra=['P-Visited-Network-ID: "Visited network"'], seconds=1)
+@pytest.fixture
+def m1a_roaming(clean: Engine) -> Iterator[None]:
+    """m1-a marked abroad in the database (the handset's own P-Visited-Network-ID is not
+    trusted, SEC-4)."""
+    subprocess.run([CLI, "endpoints", "update", "m1-a", "--roaming"], check=True,
+                   capture_output=True)
+    try:
+        wait_site_refresh()
+        yield
+    finally:
+        subprocess.run([CLI, "endpoints", "update", "m1-a", "--no-roaming"], check=True,
+                       capture_output=True)
+        wait_site_refresh()
+
+
+def test_roaming_mobile_call_not_recorded(m1a_roaming: None, clean: Engine,
+                                          settings: Settings, work: Path) -> None:
+    """REC-OUT-4: a prefixed call made while roaming abroad (the endpoint's roaming flag)
+    still goes out with the office number, unrecorded."""
+    call, carrier = outbound(work, M1A, "0077260612345678", seconds=1)
     assert call.final_status() == 200
     assert carrier_invite(carrier) == ("0612345678", "0311110001")
     assert recordings(clean) == [] and wav_files(settings) == []

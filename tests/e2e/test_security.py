@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
-from callguard.domain.privacy import caller_key
+from callguard.domain.privacy import caller_key, unseal_key
 from tests.e2e.sipp import Phone, UacSpec, uac
 
 OUR_PROCESSES = ("asterisk", "callguard", "postgres")
@@ -64,8 +64,9 @@ def test_registered_number_never_in_clear(clean: Engine, settings: Settings,
     with clean.begin() as conn:
         list_id = conn.execute(text(
             "SELECT list_id FROM inbound_calls ORDER BY id DESC LIMIT 1")).scalar_one()
-        key = conn.execute(text("SELECT caller_key FROM inbound_calls ORDER BY id DESC LIMIT 1"
-                                )).scalar_one()
+        sealed, channel = conn.execute(text(
+            "SELECT caller_key, channel_id FROM inbound_calls ORDER BY id DESC LIMIT 1")).one()
+        key = unseal_key(settings.hmac_key, channel, sealed)  # the call log seals it (SEC-3)
         assert key == caller_key(settings.hmac_key, number)
         conn.execute(text("INSERT INTO nuisance_entries (list_id, caller_key) VALUES (:l, :k)"),
                      {"l": list_id, "k": key})

@@ -70,3 +70,26 @@ def test_every_journaled_write_builds_a_statement() -> None:
     assert set(examples) == set(WRITES)
     for name, args in examples.items():
         assert write_statement(name, loads(dumps(Op(name, args))).args) is not None
+
+
+def test_journal_is_private_and_synced(tmp_path: Path, monkeypatch: Any) -> None:
+    """SEC-4: the journal (caller numbers of recorded calls) is 0600 in a 0700 directory,
+    and every append and rewrite is fsynced before it returns."""
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    os.umask(0o022)
+    j = Journal(tmp_path / "jd" / "ari.jsonl")
+    j.append([Op("inbound_call_ended", {"channel_id": "a", "ended_at": T})])
+    assert len(synced) == 1
+    j.append([Op("inbound_call_ended", {"channel_id": "b", "ended_at": T})])
+    j.done(1)
+    assert len(synced) >= 3  # the rewrite syncs the new file (and its directory)
+    assert (tmp_path / "jd").stat().st_mode & 0o777 == 0o700
+    assert j.path.stat().st_mode & 0o777 == 0o600

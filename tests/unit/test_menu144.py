@@ -38,6 +38,7 @@ class FakeAri:
         self.played: list[list[str]] = []
         self.stopped: list[str] = []
         self.answered = False
+        self.variables: dict[str, str] = {}
         self.hung_up = False
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.plays_of: dict[str, int] = {}
@@ -49,6 +50,9 @@ class FakeAri:
 
     async def answer(self, channel_id: str) -> None:
         self.answered = True
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        self.variables[name] = value
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         self.hung_up = True
@@ -306,6 +310,7 @@ def fake_env(ari: FakeAri) -> Any:
     site = SimpleNamespace(current=SimpleNamespace(numbers={}))
     # No session factory: every storage call fails, which the menu must survive (NCR-REG-7).
     return SimpleNamespace(ari=ari, site=site, store=SimpleNamespace(sessions=None),
+                           settings=SimpleNamespace(hmac_key=bytes(32)),
                            queues=ari.queues)
 
 
@@ -331,3 +336,19 @@ async def test_run_menu_hangs_up_after_the_result() -> None:
     await asyncio.wait_for(run_menu(env, "ch-1", NuisanceMenu("0312345679", 7)), 5)
     assert ari.played == [["menu"], ["register_failed"]] and ari.hung_up
     assert env.queues == {}
+    # A long session in Stasis: the dialplan's 1 s Stasis() deadline is lifted (REL-7).
+    assert ari.variables == {"TIMEOUT(absolute)": "0"}
+
+
+async def test_run_menu_after_the_stasis_deadline_leaves_the_call_to_the_fallback() -> None:
+    """REL-7: the deadline passed before the menu could lift it (409: not in Stasis): the
+    FastAGI fallback has the call; nothing is played, nothing is raised, nobody hung up."""
+    ari = GoneAri(409)
+
+    async def not_in_stasis(channel_id: str, name: str, value: str) -> None:
+        raise AriError(409, "Channel not in Stasis application")
+
+    ari.set_variable = not_in_stasis  # type: ignore[method-assign]
+    env = fake_env(ari)
+    await run_menu(env, "ch-1", NuisanceMenu("0312345679", 7))
+    assert ari.played == [] and not ari.hung_up and env.queues == {}

@@ -36,3 +36,28 @@ def test_only_late_new_calls_the_fallback_can_finish_are_shed() -> None:
     assert not should_shed("resumed", "0312345678", late)
     assert not should_shed("", "0312345678", late)
     assert not should_shed("inbound", "0312345678", -(timedelta(seconds=3).total_seconds()))
+
+
+def test_a_start_after_the_stasis_deadline_is_left_to_the_fallback() -> None:
+    """REL-7: past the dialplan's 1 s TIMEOUT(absolute) the PBX has handed the call on."""
+    from ari_app.overload import HANDED_ON_AFTER_S, STASIS_DEADLINE_S, handed_on
+
+    assert HANDED_ON_AFTER_S < STASIS_DEADLINE_S
+    assert handed_on("inbound", 10.0)
+    assert handed_on("outbound", 1.2)  # 144 too: the fallback runs it
+    assert not handed_on("inbound", 0.7)  # still in Stasis: shed or screened
+    assert not handed_on("resumed", 10.0)
+    assert not handed_on("inbound", None)
+
+
+def test_the_deadline_matches_the_dialplan() -> None:
+    from ari_app.overload import STASIS_DEADLINE_S
+    from callguard.config import PROJECT_ROOT
+
+    conf = (PROJECT_ROOT / "asterisk_conf" / "extensions_callguard.conf").read_text()
+    # Every call's entry into Stasis has the deadline; [cg-ari-ended] (a hangup handler on a
+    # channel already gone) needs none.
+    stasis_lines = [line for line in conf.splitlines() if "Stasis(${CG_APP}" in line
+                    and "Stasis(${CG_APP},ended," not in line]
+    deadline = f"Set(TIMEOUT(absolute)={STASIS_DEADLINE_S:g})"
+    assert stasis_lines and conf.count(deadline) == len(stasis_lines)

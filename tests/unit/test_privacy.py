@@ -132,3 +132,16 @@ def test_mask_reveals_nothing(raw: str | None) -> None:  # NCR-PRIV-1, REL-4
 def test_mask_same_for_same_length(a: str, b: str) -> None:  # NCR-PRIV-1
     if len(a) == len(b):
         assert p.mask(a) == p.mask(b)
+
+
+def test_sealed_call_keys_differ_per_call_and_unseal() -> None:
+    """SEC-3: the call log's sealed key equals neither the list key nor another call's."""
+    from callguard.domain.privacy import caller_key, seal_key, unseal_key
+
+    secret = bytes(range(32))
+    key = caller_key(secret, "0399996666")
+    a, b = seal_key(secret, "1700000000.1", key), seal_key(secret, "1700000000.2", key)
+    assert len({key, a, b}) == 3 and len(a) == len(key)
+    assert unseal_key(secret, "1700000000.1", a) == key
+    assert unseal_key(secret, "1700000000.2", b) == key
+    assert unseal_key(bytes(32), "1700000000.1", a) != key  # another secret gets nothing

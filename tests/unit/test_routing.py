@@ -76,8 +76,21 @@ def test_recording_path_has_no_caller_text() -> None:  # REC-FILE-1
 
 def test_inbound_to_recording_number_is_recorded() -> None:  # REC-IN-1
     d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM)
-    assert isinstance(d, Connect) and d.record is not None and d.dial == "PJSIP/f1-a"
+    assert isinstance(d, Connect) and d.record is not None and d.dial == "PJSIP/0312345678@f1-a"
     assert d.record.direction == "in" and d.record.remote == "0399990000"
+
+
+def test_phone_is_called_by_its_line_number() -> None:  # issue 16
+    # The Request-URI user is the endpoint's own number (a mobile's native one), whichever of
+    # its numbers was called, so a desk phone that only takes calls to its account accepts it.
+    d = decide_inbound(SITE, inbound("0311110001"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.dial == "PJSIP/09011110001@m1-a"
+    d = decide_inbound(SITE, inbound("0312345679"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.dial == "PJSIP/0312345679@f1-b"
+    bare = SiteSnapshot(SITE.contracts, {"x": EndpointInfo("x", "F1", "2009")},
+                        {"0312340000": NumberInfo(9, "0312340000", "F1", "x", "dial-in")})
+    d = decide_inbound(bare, inbound("0312340000"), blocked=False, capacity=ROOM)
+    assert isinstance(d, Connect) and d.dial == "PJSIP/x"
 
 
 def test_inbound_to_native_mobile_number_is_not_recorded() -> None:  # REC-IN-1
@@ -129,8 +142,8 @@ def test_unknown_number_is_404() -> None:
         ("m1-a", "00772609012345678", "PJSIP/09012345678@carrier", "0311110001", True),
         ("m1-a", "09012345678", "PJSIP/09012345678@carrier", "09011110001", False),
         ("f1-a", "110", "PJSIP/110@carrier", "0312345678", False),
-        ("f1-a", "2002", "PJSIP/f1-b", None, True),  # source 000: the receiving line
-        ("m1-a", "2002", "PJSIP/m1-b", None, False),
+        ("f1-a", "2002", "PJSIP/0312345679@f1-b", None, True),  # source 000: the receiving line
+        ("m1-a", "2002", "PJSIP/09011110002@m1-b", None, False),
         ("m1-a", "0077260120123456", "PJSIP/0120123456@carrier", "0311110001", True),
     ],
 )
@@ -192,7 +205,7 @@ def test_dialplan_target_for_recorded_connect() -> None:
     t = target_for(d, "/var/spool/asterisk/callguard")
     assert t.context == "cg-connect"
     assert t.variables["CG_REC_FILE"].startswith("/var/spool/asterisk/callguard/2026/11/22/F1/")
-    assert t.variables["CG_DIAL"] == "PJSIP/f1-a"
+    assert t.variables["CG_DIAL"] == "PJSIP/0312345678@f1-a"
 
 
 # ---- issue 13: where main differed from the sources / what callers hear ---------------------
@@ -211,7 +224,7 @@ def test_freephone_number_on_a_fixed_line_is_recorded() -> None:  # REC-IN-1
     numbers["0120123456"] = NumberInfo(9, "0120123456", "F1", "f1-b", "freephone")
     site = SiteSnapshot(SITE.contracts, SITE.endpoints, numbers, SITE.forwardings)
     d = decide_inbound(site, inbound("0120123456"), blocked=False, capacity=ROOM)
-    assert isinstance(d, Connect) and d.dial == "PJSIP/f1-b"
+    assert isinstance(d, Connect) and d.dial == "PJSIP/0312345679@f1-b"
     assert d.record is not None and d.record.number == "0120123456"
 
 

@@ -38,6 +38,7 @@ SEED_TEXTS = {
     "count_last_month": "前月、メッセージ応答した回数は",
     "times_100_plus": "100回以上です。",
     "reject": "この電話はお受けできません。ご了承ください。",
+    "rec_notice": "この通話は録音されています。",  # issue #14 recording announcement
     "rec_refused_destination": "この番号には、通話録音サービスをご利用になって、"
     "おかけになれません。プレフィックスを付けずに、おかけ直しください。",
     "rec_not_subscribed": "通話録音サービスは、ご契約いただいておりません。",

@@ -1,0 +1,79 @@
+"""REL-1/SEC-4 audit: a call that takes the FastAGI fallback, or fails open because the
+fallback is down too, leaves a WARNING with its channel in messages.log, and `callguard
+status` counts those since Asterisk started."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.rec_helpers import F1B, inbound
+from tests.e2e.test_reliability import app_connected, wait_for
+
+STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
+CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
+
+
+def counts() -> dict[str, int]:
+    out = subprocess.run([CLI, "status", "--json"], capture_output=True, text=True).stdout
+    fail_open: dict[str, int] = json.loads(out)["fail_open"]
+    return fail_open
+
+
+class MessagesLog:
+    def __init__(self, settings: Settings) -> None:
+        self.path = Path(f"{settings.asterisk_root}/var/log/asterisk/messages.log")
+        self.offset = self.path.stat().st_size
+
+    def lines(self) -> list[str]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace").splitlines()
+
+
+@pytest.fixture
+def services_stopped(clean: Engine) -> Iterator[list[str]]:
+    stopped: list[str] = []
+    try:
+        yield stopped
+    finally:
+        for name in reversed(stopped):
+            subprocess.run([STACK, "app-start", name], check=True)
+        assert wait_for(app_connected, 30)
+
+
+def test_fallback_and_fail_open_are_logged_and_counted(services_stopped: list[str],
+                                                       settings: Settings,
+                                                       work: Path) -> None:
+    before = counts()
+    for name in ("ari",):
+        subprocess.run([STACK, "app-stop", name], check=True)
+        services_stopped.append(name)
+    assert wait_for(lambda: not app_connected(), 5)
+    log = MessagesLog(settings)
+    call = inbound(work / "fallback", "0312345679", F1B)
+    assert call.final_status() == 200
+    warned = [ln for ln in log.lines() if re.search(
+        r"WARNING\[.*callguard: ARI app unavailable .* for PJSIP/carrier-[0-9a-f]+", ln)]
+    assert len(warned) == 1, log.lines()
+    assert counts()["fallback"] == before["fallback"] + 1
+
+    subprocess.run([STACK, "app-stop", "fastagi"], check=True)
+    services_stopped.append("fastagi")
+    log = MessagesLog(settings)
+    call = inbound(work / "open", "0312345679", F1B)
+    assert call.final_status() == 200  # unscreened but never dropped
+    failed_open = [ln for ln in log.lines() if re.search(
+        r"WARNING\[.*callguard: fallback server unavailable .* PJSIP/carrier-[0-9a-f]+ - "
+        r"failing open", ln)]
+    assert len(failed_open) == 1, log.lines()
+    after = counts()
+    assert after == {"fallback": before["fallback"] + 2,
+                     "failed_open": before["failed_open"] + 1}

@@ -1,0 +1,311 @@
+"""Fail-safe call path over real SIP (REL-6, REL-7): emergency calls that need neither the apps
+nor the database, and a hung (stopped, not dead) ARI app that costs a call at most 1 s."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import AppLog, ari_get
+from tests.e2e.sipp import (
+    ASTERISK,
+    CARRIER_IN,
+    CallResult,
+    Load,
+    Phone,
+    SipMessage,
+    UacSpec,
+    _sipp,
+    audio,
+    free_port,
+    parse_message_log,
+    uac,
+    uac_xml,
+)
+from tests.e2e.test_reliability import STACK, app_connected, block, rows, wait_for
+
+FAKE_FROM = "0120999999"  # what a customer's phone puts in From; must never reach the carrier
+
+
+def run_stack(*args: str) -> None:
+    subprocess.run([STACK, *args], check=True)
+
+
+@contextmanager
+def apps_and_database_down() -> Iterator[None]:
+    """Both apps and PostgreSQL stopped; everything back afterwards, whatever happened."""
+    run_stack("app-stop", "ari")
+    run_stack("app-stop", "fastagi")
+    run_stack("pg-stop")
+    try:
+        yield
+    finally:
+        run_stack("pg-start")
+        run_stack("app-start", "fastagi")
+        run_stack("app-start", "ari")
+        # Generous: on a loaded 2-core machine a cold Python start can take tens of seconds.
+        assert wait_for(app_connected, 120), "ARI app did not reconnect"
+
+
+def test_emergency_reaches_the_carrier_without_apps_or_database(
+        stack: Settings, work: Path, figures: dict[str, object]) -> None:
+    """REL-6, SEC-1: with the ARI app, the FastAGI fallback and PostgreSQL all stopped, 110
+    from f1-a and 119 from m1-a reach the carrier, presenting the line's own number (fixed:
+    its number; mobile: the native 090), never the From header's. m1-a's astdb entry is
+    removed first: its number then comes from the endpoint's configured callerid."""
+    setup: dict[str, float] = {}
+    run_stack("ast", "-rx", "database del callguard_cid m1-a")
+    try:
+        with apps_and_database_down():
+            place_emergency_calls(work, setup)
+    finally:
+        subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "callguard"), "site",
+                        "sync-asterisk"], check=True)
+    figures.update(setup_s=setup)
+
+
+def place_emergency_calls(work: Path, setup: dict[str, float]) -> None:
+    """110 from f1-a, 119 from m1-a: answered by the carrier with the line's own number."""
+    for endpoint_ip, dialed, own in (("127.0.1.1", "110", "0312345678"),
+                                     ("127.0.1.5", "119", "09011110001")):
+        with Phone("127.0.0.3", work / f"carrier-{dialed}", timeout_s=30) as carrier:
+            call = uac(UacSpec(to=dialed, from_user=FAKE_FROM, steps=[audio(0.5)]),
+                       work / f"call-{dialed}", local_ip=endpoint_ip, timeout_s=20)
+            carrier.wait(5)
+        assert call.final_status() == 200, call.timeline()
+        invite = carrier.result().first(method="INVITE", sent=False)
+        assert invite is not None, "the carrier never saw the emergency call"
+        assert invite.first_line.startswith(f"INVITE sip:{dialed}@"), invite.first_line
+        assert own in (invite.header("From") or ""), invite.text
+        assert FAKE_FROM not in invite.text, invite.text
+        ok = call.first(status=200, sent=False)
+        sent = call.first(method="INVITE", sent=True)
+        assert ok is not None and sent is not None
+        setup[dialed] = round(call.seconds_between(sent, ok), 3)
+
+
+def ari_channels(settings: Settings) -> list[dict[str, object]]:
+    channels = ari_get(settings, "channels")
+    assert isinstance(channels, list)
+    return channels
+
+
+def connect_times(messages: list[SipMessage]) -> dict[str, float | None]:
+    """Per Call-ID: seconds from our INVITE to the 200 OK for it (None: never answered)."""
+    sent: dict[str, SipMessage] = {}
+    answered: dict[str, float | None] = {}
+    for m in messages:
+        call_id = m.header("Call-ID") or ""
+        if m.sent and m.method == "INVITE" and call_id not in sent:
+            sent[call_id] = m
+            answered[call_id] = None
+        elif not m.sent and m.status == 200 and "INVITE" in (m.header("CSeq") or "") \
+                and call_id in sent and answered.get(call_id) is None:
+            answered[call_id] = (m.at - sent[call_id].at).total_seconds()
+    return answered
+
+
+def test_stopped_app_costs_a_call_at_most_a_second(
+        clean: Engine, settings: Settings, work: Path, figures: dict[str, object]) -> None:
+    """REL-7: the ARI app SIGSTOPped for 10 s under 10 screened calls/s. Each call the app does
+    not take within 1 s continues in the FastAGI fallback: none fails, each is answered about
+    1 s after its INVITE (see the bound below), a listed caller is still rejected. After
+    SIGCONT the app leaves the calls it slept through alone (no errors, no second set of
+    rows) and takes new calls."""
+    list_id = block(clean, settings, "0399990666")
+    assert wait_for(app_connected, 120), "ARI app not connected"
+    pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
+    ari_log = AppLog(settings)
+    with Phone("127.0.1.4", work / "f2b", calls=300, timeout_s=90) as f2b:
+        load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, 250,
+                    timeout_s=80)
+        time.sleep(5)
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            blocked = uac(UacSpec(to="0612345679", from_user="0399990666", hangup=False),
+                          work / "blocked", timeout_s=40)
+            time.sleep(max(0.0, 10 - (time.monotonic() - stopped_at)))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        stopped_s = time.monotonic() - stopped_at
+        result = load.wait()
+        f2b.wait(5)
+    times = connect_times(parse_message_log(work / "load" / "messages.log"))
+    done = sorted(t for t in times.values() if t is not None)
+    # The bound REL-7 asks for: answered within 1.5 s of the INVITE (the 1 s deadline, then
+    # the fallback's own work). On this shared 2-core machine other work can add a second to
+    # a few fallback calls, so: at least 90 % within 1.5 s and none beyond 3 s. Without the
+    # deadline the calls of the stop would wait up to the whole 10 s.
+    within = sum(1 for t in done if t <= 1.5)
+    records = ari_log.records()
+    errors = [r for r in records if r.get("level") in ("error", "critical")]
+    left_alone = [r for r in records if "1 s deadline" in str(r.get("msg"))]
+    after_stop = [r for r in records if r.get("msg") == "inbound decision"
+                  and r.get("ts", "") > max((str(x.get("ts")) for x in left_alone),
+                                            default="")]
+    figures.update(attempted=result.attempted, failed=result.failed,
+                   stopped_s=round(stopped_s, 1), max_connect_s=round(done[-1], 3),
+                   p95_connect_s=round(done[int(len(done) * 0.95)], 3),
+                   over_1s=sum(1 for t in done if t > 1.0),
+                   over_1_5s=len(done) - within, left_alone=len(left_alone))
+    assert result.attempted == 250
+    assert result.failed == 0, result.failed_codes
+    assert len(done) == 250
+    assert within >= 0.9 * len(done), done[-10:]
+    assert done[-1] <= 3.0, done[-10:]
+    # The listed caller, during the stop: answered, message, released; the phone never rang.
+    assert blocked.final_status() == 200 and blocked.bye_from_far_end(), blocked.timeline()
+    assert not any("0399990666" in (m.header("From") or "")
+                   for m in f2b.result().messages if m.method == "INVITE")
+    assert rows(clean, "SELECT list_id, count FROM nuisance_counters") == [(list_id, 1)]
+    # One inbound_calls row per call (the unique channel_id would refuse a second handler's
+    # row), and every connected call's row whose channel is gone is ended: nothing the app
+    # slept through is left "in progress" to block 144 (NCR-REG-3; rejected rows never
+    # count). A call still up is one sipp abandoned when a connected-line re-INVITE crossed
+    # its BYE; the RTP timeout reaps it (REL-8).
+    calls = rows(clean, "SELECT count(*), count(DISTINCT channel_id) FROM inbound_calls")[0]
+    assert calls == (result.answered + 1, result.answered + 1), calls
+
+    def dangling() -> set[str]:
+        live = {str(c["id"]) for c in ari_channels(settings)}
+        open_rows = {str(r[0]) for r in rows(clean, "SELECT channel_id FROM inbound_calls "
+                                              "WHERE ended_at IS NULL AND NOT rejected")}
+        return open_rows - live
+
+    assert wait_for(lambda: not dangling(), 15), dangling()
+    assert not errors, errors[:3]
+    assert left_alone, "the app saw no StasisStart it slept through"
+    assert after_stop, "the app took no call after SIGCONT"
+
+
+def test_dead_recorded_call_is_reaped(clean: Engine, settings: Settings, work: Path,
+                                      figures: dict[str, object]) -> None:
+    """REL-8: both ends of a recorded, screened call vanish (SIGKILL: no BYE, no more RTP).
+    Asterisk's RTP timeout releases the call, its recording row is closed `complete` and its
+    inbound_calls row ended (so it cannot block 144 registrations) within 120 s."""
+    with Phone("127.0.1.2", work / "f1b", audio_s=300, timeout_s=400) as f1b:
+        caller = Load(UacSpec(to="0312345679", steps=[audio(300)]), work / "caller", 1, 1,
+                      timeout_s=400)
+        try:
+            assert wait_for(lambda: rows(
+                clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 10)
+            assert wait_for(lambda: len(ari_channels(settings)) == 2, 10), ari_channels(settings)
+            time.sleep(2)  # media flowing on both legs
+            channels = {str(c["id"]) for c in ari_channels(settings)}
+            assert f1b.proc is not None
+            os.kill(caller.proc.pid, signal.SIGKILL)
+            os.kill(f1b.proc.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            assert wait_for(lambda: not channels & {str(c["id"]) for c in
+                                                   ari_channels(settings)}, 125), \
+                ari_channels(settings)
+            released_s = time.monotonic() - killed_at
+            assert wait_for(lambda: rows(
+                clean, "SELECT status FROM recordings") == [("complete",)],
+                max(1.0, 120 - (time.monotonic() - killed_at)))
+            closed_s = time.monotonic() - killed_at
+        finally:
+            caller.proc.wait(5)
+    assert rows(clean, "SELECT count(*) FROM inbound_calls WHERE ended_at IS NULL") == [(0,)]
+    assert rows(clean, "SELECT count(*) FROM inbound_calls") == [(1,)]
+    duration = rows(clean, "SELECT duration_s FROM recordings")[0][0]
+    figures.update(released_s=round(released_s, 1), row_complete_s=round(closed_s, 1),
+                   recorded_s=duration)
+    assert closed_s <= 120
+
+
+HOLD = """<send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: 2 INVITE
+Contact: <sip:hold@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 2 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 0 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendonly
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+[routes]
+[last_Call-ID:]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{hold_ms}"/>
+  """
+
+
+def test_a_call_on_hold_outlives_the_rtp_timeout(clean: Engine, settings: Settings,
+                                                work: Path, figures: dict[str, object]) -> None:
+    """REL-8 must not cut legitimate calls: the caller puts the call on hold (re-INVITE
+    a=sendonly) and, like a desk phone, sends no RTP for longer than rtp_timeout (90 s); the
+    callee keeps talking to the hold music. The call is still up when the caller ends it."""
+    hold_s = 100
+    spec = UacSpec(to="0612345679", steps=[audio(1)])
+    (work / "caller").mkdir(parents=True, exist_ok=True)
+    xml = uac_xml(spec, work / "caller")
+    bye = '<send retrans="500"><![CDATA[\nBYE'
+    assert xml.count(bye) == 1
+    xml = xml.replace(bye, HOLD.replace("{hold_ms}", str(hold_s * 1000)) + bye)
+    with Phone("127.0.1.4", work / "f2b", audio_s=hold_s + 10, timeout_s=hold_s + 60) as f2b:
+        cmd = _sipp(xml, work / "caller", CARRIER_IN, free_port(CARRIER_IN),
+                    ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{hold_s + 40}s",
+                     "-timeout_error", ASTERISK])
+        done = subprocess.run(cmd, cwd=work / "caller", capture_output=True, text=True,
+                              timeout=hold_s + 60, check=False)
+        f2b.wait(10)
+    call = CallResult(done.returncode, parse_message_log(work / "caller" / "messages.log"),
+                      work / "caller")
+    assert call.final_status() == 200, call.timeline()
+    assert not call.bye_from_far_end(), call.timeline()
+    bye_ok = [m for m in call.received() if m.status == 200
+              and "BYE" in (m.header("CSeq") or "")]
+    assert bye_ok, call.timeline()
+    figures.update(held_s=hold_s, cut=False)
+
+
+def test_long_144_menu_without_rtp_is_not_cut(clean: Engine, settings: Settings, work: Path,
+                                              figures: dict[str, object]) -> None:
+    """REL-7 and REL-8 must not cut the 144 menu: a phone that sends no RTP and presses
+    nothing hears the whole menu three times (~70 s, well past the 1 s Stasis() deadline and
+    within the 90 s RTP timeout), and the menu, not a timeout, releases the call."""
+    log = AppLog(settings)
+    call = uac(UacSpec(to="144", hangup=False, wait_bye_s=100), work / "menu",
+               local_ip="127.0.1.2", timeout_s=110)
+    ok, bye = call.first(status=200, sent=False), call.first(method="BYE", sent=False)
+    assert ok is not None and bye is not None, call.timeline()
+    assert log.prompts() == ["menu", "menu", "menu"], log.text()[-3000:]
+    held_s = call.seconds_between(ok, bye)
+    figures.update(menu_call_s=round(held_s, 1))
+    assert held_s < 90, held_s  # released by the menu, before the RTP timeout could

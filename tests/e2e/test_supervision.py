@@ -1,0 +1,144 @@
+"""REL-9: the services are supervised (supervisord started by `make run`): a crashed ARI app,
+FastAGI fallback or API is started again without a person; a deliberate stop
+(`tools/stack.sh app-stop`) stays stopped; `make status` shows each part's PID; logs rotate."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import AppLog
+from tests.e2e.rec_helpers import F1B, inbound, recordings
+from tests.e2e.test_reliability import app_connected, wait_for
+
+STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
+SERVICES = ("ari", "fastagi", "api")
+
+
+def status_pids() -> dict[str, int]:
+    """The PIDs `make status` (tools/stack.sh status) shows for the supervised services."""
+    out = subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
+    pids = {}
+    for line in out.splitlines():
+        m = re.match(r"(ari|fastagi|api)\s+up\s+(\d+)", line)
+        if m:
+            pids[m.group(1)] = int(m.group(2))
+    return pids
+
+
+def pid_file(name: str) -> int | None:
+    """The PID the supervised shell wrote to .run/NAME.pid as it started (it then execs)."""
+    try:
+        return int((PROJECT_ROOT / ".run" / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_killed_services_are_restarted_within_2s(clean: Engine, settings: Settings,
+                                                 work: Path,
+                                                 figures: dict[str, object]) -> None:
+    """REL-9: SIGKILL the ARI app and the fallback together: both are running again with new
+    PIDs (shown by `make status`) within 2 s, nobody intervening; the ARI app reconnects to
+    Asterisk, the fallback listens again, and the next call is handled by the ARI app."""
+    before = status_pids()
+    assert set(before) == set(SERVICES), before
+    t0 = time.monotonic()
+    os.kill(before["ari"], signal.SIGKILL)
+    os.kill(before["fastagi"], signal.SIGKILL)
+
+    def both_new() -> bool:  # the supervised shell writes the PID file as it starts
+        return all(pid_file(n) not in (None, before[n]) and Path(f"/proc/{pid_file(n)}").exists()
+                   for n in ("ari", "fastagi"))
+
+    deadline = t0 + 2.0
+    while not both_new() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    restarted_s = time.monotonic() - t0
+    assert both_new(), f"not restarted within 2 s: before {before}, now {status_pids()}"
+    after = status_pids()  # `make status` shows the new processes
+    assert {n: after[n] for n in ("ari", "fastagi")} == {n: pid_file(n) for n in ("ari", "fastagi")}
+    assert after["api"] == before["api"]  # the others are left alone
+    # Reconnection takes the interpreter's start-up on top (imports, site load).
+    assert wait_for(app_connected, 30), "the restarted ARI app did not reconnect"
+    connected_s = time.monotonic() - t0
+    assert wait_for(lambda: listening(4573), 30), "the restarted fallback does not listen"
+    figures.update(restarted_s=round(restarted_s, 2), reconnected_s=round(connected_s, 2))
+
+    agi_log = AppLog(settings, "fastagi.log")
+    call = inbound(work / "after", "0312345679", F1B)
+    assert call.final_status() == 200
+    assert [r["direction"] for r in recordings(clean)] == ["in"]
+    assert "(fallback)" not in agi_log.text()  # the ARI app took the call
+
+
+def test_api_killed_is_restarted(stack: Settings) -> None:
+    """REL-9 for the HTTP API: killed, back with a new PID and answering."""
+    before = status_pids()["api"]
+    os.kill(before, signal.SIGKILL)
+    assert wait_for(lambda: pid_file("api") not in (None, before), 2.0)
+    assert status_pids()["api"] == pid_file("api")
+    assert wait_for(lambda: listening(stack.api_port), 30)
+
+
+def test_deliberate_stop_stays_stopped(stack: Settings) -> None:
+    """`tools/stack.sh app-stop ari` (used by the fallback tests) is a stop the supervisor
+    honours: the app stays down until `app-start ari`."""
+    subprocess.run([STACK, "app-stop", "ari"], check=True)
+    try:
+        assert wait_for(lambda: not app_connected(), 5)
+        time.sleep(3)  # longer than a crash restart takes
+        assert "ari" not in status_pids() and not app_connected()
+    finally:
+        subprocess.run([STACK, "app-start", "ari"], check=True)
+    assert wait_for(app_connected, 30)
+    assert "ari" in status_pids()
+
+
+def test_service_logs_rotate() -> None:
+    """REL-9 logs rotate: supervisord caps each service's log and its own, keeping backups."""
+    conf = (PROJECT_ROOT / ".run" / "supervisord.conf").read_text()
+    for name in SERVICES:
+        section = conf.split(f"[program:{name}]", 1)[1].split("\n[", 1)[0]
+        assert re.search(r"stdout_logfile_maxbytes = [1-9]\d*MB", section), section
+        assert re.search(r"stdout_logfile_backups = [1-9]", section), section
+    assert re.search(r"\blogfile_maxbytes = [1-9]\d*MB", conf)
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s\\]+)", lock.read_text(), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_services_run_pinned_without_dev_tools(stack: Settings) -> None:
+    """SEC-4: the supervised services run from the service virtualenv, which holds exactly
+    the hash-pinned runtime lock (requirements/service.lock) and no dev tool (pytest,
+    selenium, schemathesis, mypy)."""
+    svc = PROJECT_ROOT / ".build" / "svc-venv"
+    for name in SERVICES:
+        pid = pid_file(name)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        assert any(part.startswith(str(svc / "bin")) for part in cmdline), (name, cmdline)
+    out = subprocess.run([str(svc / "bin" / "python"), "-m", "pip", "list", "--format",
+                          "freeze", "--exclude-editable", "--disable-pip-version-check"],
+                         capture_output=True, text=True, check=True).stdout
+    installed = {n.lower().replace("_", "-"): v for n, v in
+                 (line.split("==") for line in out.splitlines() if "==" in line)}
+    installed = {n: v for n, v in installed.items() if n not in ("pip", "setuptools")}
+    assert installed == locked_versions(PROJECT_ROOT / "requirements" / "service.lock")
+    assert not {"pytest", "selenium", "schemathesis", "mypy", "hypothesis"} & set(installed)

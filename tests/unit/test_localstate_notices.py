@@ -1,0 +1,53 @@
+"""REL-5: how a batch of PostgreSQL notifications changes a process's local state, without a
+database (the loaders are replaced): one query per changed list, or one for all of them when a
+bulk change names many lists at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from callguard import localstate
+from callguard.localstate import LocalState
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    calls: list[int | None] = []
+
+    def load_lists(conn: Any, list_id: int | None = None) -> dict[int, frozenset[str]]:
+        calls.append(list_id)
+        if list_id is None:
+            return {1: frozenset({"new-1"}), 2: frozenset({"new-2"})}
+        return {list_id: frozenset({f"new-{list_id}"})} if list_id != 3 else {}
+
+    monkeypatch.setattr(localstate, "load_lists", load_lists)
+    return calls
+
+
+STATE = LocalState(lists={1: frozenset({"old-1"}), 3: frozenset({"old-3"})}, active_recordings=4)
+
+
+def test_one_list_changed_reloads_that_list(loads: list[int | None]) -> None:
+    after = localstate.apply_notices(None, STATE, {"list:1"})  # type: ignore[arg-type]
+    assert loads == [1]
+    assert after.lists == {1: frozenset({"new-1"}), 3: frozenset({"old-3"})}
+    assert after.active_recordings == 4 and after.source == "database"
+
+
+def test_emptied_list_disappears(loads: list[int | None]) -> None:
+    after = localstate.apply_notices(None, STATE, {"list:3"})  # type: ignore[arg-type]
+    assert 3 not in after.lists and after.lists[1] == frozenset({"old-1"})
+
+
+def test_bulk_change_reloads_every_list_in_one_query(loads: list[int | None]) -> None:
+    payloads = {f"list:{i}" for i in range(localstate.RELOAD_ALL_LISTS_AT + 1)}
+    after = localstate.apply_notices(None, STATE, payloads)  # type: ignore[arg-type]
+    assert loads == [None]
+    assert after.lists == {1: frozenset({"new-1"}), 2: frozenset({"new-2"})}
+
+
+def test_garbage_payloads_change_nothing(loads: list[int | None]) -> None:
+    after = localstate.apply_notices(None, STATE, {"list:x", "bogus", "list:"})  # type: ignore[arg-type]
+    assert loads == [] and after.lists == STATE.lists
