@@ -19,7 +19,7 @@ from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import metrics
-from callguard.callflow import FOLLOW_RECORDING, capacity_for
+from callguard.callflow import FOLLOW_RECORDING, blind_transfer_handover, capacity_for
 from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
@@ -41,7 +41,9 @@ log = logging.getLogger("callguard.app")
 # recorded call: Set, Dial, dialplan steps, RTCP...) never reaches the websocket. A handler
 # that starts using another event type must add it here.
 ALLOWED_EVENTS = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest",
-                  "ChannelDtmfReceived", "PlaybackStarted", "PlaybackFinished")
+                  "ChannelDtmfReceived", "PlaybackStarted", "PlaybackFinished",
+                  # outbound recorded calls, followed by subscription (issue #14 transfers)
+                  "ChannelStateChange", "BridgeBlindTransfer")
 
 
 class CallguardApp:
@@ -52,6 +54,10 @@ class CallguardApp:
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.shed = 0  # calls handed to the fallback because their StasisStart came late
         self.stale = 0  # StasisStarts that came after the dialplan's 1 s deadline (REL-7)
+        # Issue #14: a followed recording's channel that transferred its call away -> the
+        # channel that stays, which the recording (and the call's end) follows.
+        self.handover: dict[str, str] = {}
+        self.finishing: set[str] = set()  # calls whose end is being written
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -180,6 +186,28 @@ class CallguardApp:
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
+        # Outbound recorded calls are followed by subscription (the customer's phone may
+        # transfer the call away, issue #14); everything else ends through [cg-ari-ended].
+        if kind == "BridgeBlindTransfer":
+            pair = blind_transfer_handover(event)
+            if pair is not None:
+                followed = self.env.tracked.get(pair[0])
+                if followed and followed.why == FOLLOW_RECORDING \
+                        and pair[1] not in self.env.tracked:
+                    self.handover[pair[0]] = pair[1]
+            return
+        if kind == "ChannelDestroyed":
+            followed = self.env.tracked.pop(channel_id, None)
+            stays = self.handover.pop(channel_id, None)
+            if followed and stays:
+                self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)
+            elif followed:
+                self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
+        elif kind == "ChannelStateChange" and channel.get("state") == "Up":
+            followed = self.env.tracked.get(channel_id)
+            if followed and followed.why == FOLLOW_RECORDING:
+                self.spawn(self.env.store.write([Op("recording_answered", {
+                    "channel_id": channel_id, "answered_at": datetime.now(UTC)})]), channel_id)
         target = channel_id
         if kind and kind.startswith("Playback"):
             uri = str(event.get("playback", {}).get("target_uri", ""))
@@ -236,6 +264,13 @@ class CallguardApp:
                     gone += 1
                     self.spawn(self.call_ended(channel_id, Followed(why, rel_path)),
                                channel_id)
+                continue
+            if why == FOLLOW_RECORDING and "_out_" in rel_path:  # followed by subscription
+                self.env.tracked[channel_id] = Followed(why, rel_path)
+                try:
+                    await self.env.ari.subscribe_channel(channel_id)
+                except AriError:
+                    self.env.tracked.pop(channel_id, None)
         if gone:
             log.info("finished %d call(s) that ended while the app was away", gone)
 
@@ -256,11 +291,26 @@ class CallguardApp:
         if follow:
             await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms)
 
+    async def follow_transfer(self, left: str, stays: str, followed: Followed) -> None:
+        """Issue #14: the recording goes on on the channel that stays (cg-transfer appends to
+        the same file); its row ends when that channel ends, not when the transferring one left."""
+        moved = Followed(followed.why, followed.rel_path, followed.row or left)
+        self.env.tracked[stays] = moved
+        try:
+            await self.env.ari.subscribe_channel(stays)
+            await self.env.ari.request("GET", f"channels/{stays}")
+        except AriError:
+            # Already gone: the conversation is over.
+            if self.env.tracked.pop(stays, None) is not None:
+                await self.call_ended(moved.row, moved)
+            return
+        log.info("recording follows the transferred call", extra={"transferee": stays})
+
     async def call_ended(self, channel_id: str, followed: Followed,
                          answered_ms: str | None = None) -> None:
-        if channel_id in self.env.tracked:
+        if channel_id in self.finishing:
             return  # already being finished
-        self.env.tracked[channel_id] = followed
+        self.finishing.add(channel_id)
         try:
             await self.env.store.write(plan_ended(
                 channel_id, followed.why, datetime.now(UTC),
@@ -269,7 +319,7 @@ class CallguardApp:
                 self.env.site.keeper.adjust_recordings(-1)
                 await self.finish_recording(channel_id, followed.rel_path)
         finally:
-            self.env.tracked.pop(channel_id, None)
+            self.finishing.discard(channel_id)
 
     async def finish_recording(self, channel_id: str, rel_path: str) -> None:
         """Wait for MixMonitor to close the file, then complete or fail the row (REC-FILE-2)."""

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ari_app.client import AriClient
+from ari_app.client import AriClient, AriError
 from ari_app.menu144 import run_menu
 from ari_app.overload import CLAIM_AFTER_S, event_age_s
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store
 from callguard import metrics
+from callguard.callflow import FOLLOW_RECORDING
 from callguard.callpath import (
     CallPlan,
     Limits,
@@ -37,6 +38,7 @@ log = logging.getLogger("callguard.calls")
 class Followed:
     why: str  # callflow.FOLLOW_RECORDING | FOLLOW_INBOUND
     rel_path: str = ""  # the recording file, for finishing it without a database read
+    row: str = ""  # the channel its row is keyed by, when not this one (a transfer, issue #14)
 
 
 @dataclass
@@ -83,13 +85,25 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
     if plan.recordings_delta:
         env.site.keeper.adjust_recordings(plan.recordings_delta)
     await env.store.write([*book.ops, _outcome(plan)])
-    extension = ari_extension(target, book.follow, channel_id,
+    follow = book.follow
+    if follow == FOLLOW_RECORDING and plan.direction == "out":
+        # The customer's phone (this channel) may transfer the call away and leave while the
+        # recording goes on (issue #14): followed by subscription and its events instead of
+        # the hangup handler (one more request for these calls).
+        env.tracked[channel_id] = Followed(follow, book.rel_path)
+        follow = ""
+        try:
+            await env.ari.subscribe_channel(channel_id)
+        except AriError as exc:
+            env.tracked.pop(channel_id, None)
+            log.warning("subscribe failed: %s", exc)
+    extension = ari_extension(target, follow, channel_id,
                               env.settings.recordings_asterisk_dir) if env.rec_root_set else None
     if extension is None:
         # Does not fit an extension: the variables first (one request), then the continue.
         values = {k: v for k, v in target.variables.items() if v}
-        if book.follow:
-            values["CG_FOLLOW"] = book.follow
+        if follow:
+            values["CG_FOLLOW"] = follow
         if values:
             await env.ari.set_variables(channel_id, values)
         extension = "a" if target.context == "cg-connect" else "s"

@@ -3,8 +3,10 @@ must be followed to its end. Shared by the ARI app and the FastAGI fallback (REL
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from callguard.domain import nuisance
 from callguard.domain.routing import Capacity, Connect, Decision, RecordPlan, Reject
@@ -97,3 +99,17 @@ def answered_at(ended_at: datetime, answered_ms: str) -> datetime | None:
     except ValueError:
         return None
     return ended_at - timedelta(milliseconds=ms) if ms > 0 else None
+
+
+def blind_transfer_handover(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(the transferring channel, the channel that stays) of a successful blind transfer, from
+    ARI's BridgeBlindTransfer event; None otherwise (issue #14 transfer-proof recording).
+
+    When the customer's phone that leaves held the recording (an outbound call), the dialplan
+    (cg-transfer) goes on recording on the channel that stays, into the same file, and the
+    call's end is that channel's end."""
+    if event.get("type") != "BridgeBlindTransfer" or event.get("result") != "Success":
+        return None
+    left = str((event.get("channel") or {}).get("id", ""))
+    stays = str((event.get("transferee") or {}).get("id", ""))
+    return (left, stays) if left and stays and left != stays else None

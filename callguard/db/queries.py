@@ -60,6 +60,9 @@ def recording_started(
     return pg_insert(Recording).values(
         contract_id=contract_id, number=number, direction=direction, remote=remote[:40],
         channel_id=channel_id, path=path, started_at=started_at, status="recording",
+        # Explicit: inside a data-modifying CTE (ari_app/store.py `combined`) the columns'
+        # Python-side defaults are sent as NULL, which the NOT NULL columns refuse.
+        encrypted=False, muted=[],
     ).on_conflict_do_nothing(index_elements=[Recording.channel_id])
 
 

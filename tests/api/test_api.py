@@ -511,7 +511,7 @@ def test_token_errors(op: Client) -> None:
 # ---- prices -------------------------------------------------------------------------------
 def test_prices(op: Client) -> None:
     before = op.get(f"{V1}/prices").json()
-    assert before["nuisance_per_unit"] == 220
+    assert before["nuisance_per_unit"] == 200  # excluding tax (source 004: 220 includes it)
     assert op.patch(f"{V1}/prices", {"nuisance_per_unit": -1}).status == 400
     assert op.patch(f"{V1}/prices", {"tax_rate_percent": 101}).status == 400
     assert op.patch(f"{V1}/prices", {"nuisance_unit_change_fee": "1"}).status == 400

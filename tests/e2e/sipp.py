@@ -582,3 +582,389 @@ class Load:
             parse_message_log(self.work / "messages.log"))
         return LoadResult(self.proc.returncode, attempted, answered, codes, unanswered,
                           self.work)
+
+
+# ---- a desk phone that transfers the call it answered (issue #14 transfer-proof recording) ----
+
+_NOTIFY_LOOP = """<label id="notify"/>
+  <recv request="NOTIFY" crlf="true">
+    <action>
+      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
+            assign_to="frag,fragcode"/>
+      <todouble assign_to="fragnum" variable="fragcode"/>
+      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
+    </action>
+  </recv>
+  <send next="notify" test="provisional"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>"""
+
+
+# After its own BYE(s) the phone stays 3 s to answer Asterisk's BYE on a leg Asterisk ended at
+# the same time: unanswered, Asterisk would retransmit it into the next test's phone.
+_LINGER = """<label id="linger"/>
+  <recv request="BYE" timeout="3000" ontimeout="lingered"/>
+  <send next="linger"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="lingered"/>"""
+
+
+def _bye(cseq: int, from_tag: str, to_tag: str, label: str) -> str:
+    """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg."""
+    return f"""<send retrans="500"><![CDATA[
+BYE sip:asterisk@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]:[local_port]>;tag={from_tag}
+To: <sip:asterisk@{ASTERISK}>;tag={to_tag}
+Call-ID: [call_id]
+CSeq: {cseq} BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv request="BYE" optional="true" next="{label}x"/>
+  <recv response="200" optional="true" next="{label}"/>
+  <recv response="481" next="{label}"/>
+  <label id="{label}x"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv response="200" optional="true" next="{label}"/>
+  <recv response="481"/>
+  <label id="{label}"/>"""
+
+
+def transfer_phone_xml(work: Path, target: str, talk_s: float, hz: float,
+                       consult_s: float | None = None) -> str:
+    """A UAS that answers, talks `talk_s` at `hz`, then transfers the caller to `target`.
+
+    consult_s None: blind transfer (REFER with Refer-To: target). Otherwise attended: a consult
+    call to `target` from the same phone (a second dialog, the same Call-ID with its own tags,
+    so one sipp call sees both), `consult_s` on it, then REFER on the first dialog with
+    Refer-To: target?Replaces=<consult dialog>. Then the phone waits for the NOTIFY carrying the
+    final sipfrag (RFC 3515) and hangs up its leg(s), as a desk phone does."""
+    talk = _steps_xml([tone(talk_s, hz)], work / "x")
+    refer_to = f"<sip:{target}@{ASTERISK}>"
+    consult = ""
+    tail = _bye(103, "[pid]SIPpTag01[call_number]", "[$ftag]", "d1")
+    if consult_s is not None:
+        refer_to = (f"<sip:{target}@{ASTERISK}?Replaces=[call_id]"
+                    "%3Bto-tag%3D[$ctag]%3Bfrom-tag%3Dconsult[call_number]>")
+        consult = f"""<send retrans="500"><![CDATA[
+INVITE sip:{target}@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=consult[call_number]
+To: <sip:{target}@{ASTERISK}>
+Call-ID: [call_id]
+CSeq: 201 INVITE
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
+            assign_to="ct,ctag"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+ACK sip:{target}@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=consult[call_number]
+To: <sip:{target}@{ASTERISK}>;tag=[$ctag]
+Call-ID: [call_id]
+CSeq: 201 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{int(consult_s * 1000)}"/>"""
+        tail += "\n  " + _bye(202, "consult[call_number]", "[$ctag]", "d2")
+    refs = ",ct" if consult_s is not None else ""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard transferring phone">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="From:" check_it="true"
+            assign_to="ft,ftag"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  {talk}
+  {consult}
+  <send retrans="500"><![CDATA[
+REFER sip:asterisk@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To: <sip:asterisk@{ASTERISK}>;tag=[$ftag]
+Call-ID: [call_id]
+CSeq: 102 REFER
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Refer-To: {refer_to}
+Referred-By: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+  {_NOTIFY_LOOP}
+  {tail}
+  {_LINGER}
+  <Reference variables="frag,ft{refs}"/>
+</scenario>
+"""
+
+
+class TransferPhone(Phone):
+    """A customer phone (sipp UAS on its address, port 5060) that answers one call, talks,
+    and transfers it: blind (`consult_s` None) or attended (a consult call first)."""
+
+    def __init__(self, ip: str, work: Path, target: str, talk_s: float, hz: float,
+                 consult_s: float | None = None, timeout_s: int = 60) -> None:
+        super().__init__(ip, work, timeout_s=timeout_s)
+        self.xml = transfer_phone_xml(work, target, talk_s, hz, consult_s)
+
+    def __enter__(self) -> TransferPhone:
+        super().__enter__()
+        return self
+
+    def sent_refer(self) -> bool:
+        return any(m.method == "REFER" and m.sent for m in self.result().messages)
+
+    def final_sipfrag(self) -> str | None:
+        """The sipfrag status line of the last NOTIFY Asterisk sent about the transfer."""
+        frags = [re.search(r"SIP/2.0 \d{3}[^\r\n]*", m.text.split("\n\n", 1)[-1])
+                 for m in self.result().received() if m.method == "NOTIFY"]
+        found = [f.group(0).strip() for f in frags if f]
+        return found[-1] if found else None
+
+
+def transfer_uac_xml(dialed: str, target: str, talk_s: float, hz: float, work: Path) -> str:
+    """A customer phone that places a call (`dialed`), talks `talk_s` at `hz` once answered,
+    then blind-transfers the called party to `target` (REFER), waits for the final sipfrag
+    (or Asterisk's BYE) and hangs up its leg (issue #14, outbound)."""
+    talk = _steps_xml([tone(talk_s, hz)], work)
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard transferring caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:{dialed}@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{dialed}@{ASTERISK}>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true">
+    <action>
+      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
+            assign_to="tt,ttag"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  {talk}
+  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 REFER
+Contact: <sip:f1@[local_ip]:[local_port]>
+Max-Forwards: 70
+Refer-To: <sip:{target}@{ASTERISK}>
+Referred-By: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+  <label id="notify"/>
+  <recv request="BYE" optional="true" next="byed"/>
+  <recv request="NOTIFY" crlf="true">
+    <action>
+      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
+            assign_to="frag,fragcode"/>
+      <todouble assign_to="fragnum" variable="fragcode"/>
+      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
+    </action>
+  </recv>
+  <send next="notify" test="provisional"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:f1@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
+To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
+[routes]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" optional="true" next="done"/>
+  <recv response="481" next="done"/>
+  <label id="byed"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="done"/>
+  {_LINGER}
+  <Reference variables="tt,frag"/>
+</scenario>
+"""
+
+
+def uas_hangs_up_xml(talk_s: float, hz: float, work: Path) -> str:
+    """A called party that answers, talks `talk_s` at `hz` and hangs up (sends BYE)."""
+    talk = _steps_xml([tone(talk_s, hz)], work)
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard party that hangs up">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="^ *(.*)$" search_in="hdr" header="From:" check_it="true"
+            assign_to="fh,fromhdr"/>
+      <ereg regexp="^ *(.*)$" search_in="hdr" header="To:" check_it="true"
+            assign_to="th,tohdr"/>
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  {talk}
+  <send retrans="500"><![CDATA[
+BYE sip:asterisk@{ASTERISK} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$tohdr];tag=[pid]SIPpTag01[call_number]
+To: [$fromhdr]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <Reference variables="fh,th"/>
+</scenario>
+"""
+
+
+class ScenarioPhone(Phone):
+    """A sipp UAS on `ip`:5060 running a given scenario (see the *_xml builders above)."""
+
+    def __init__(self, ip: str, work: Path, xml: str, timeout_s: int = 60) -> None:
+        super().__init__(ip, work, timeout_s=timeout_s)
+        self.xml = xml
+
+
+def run_uac_xml(xml: str, work: Path, local_ip: str, timeout_s: int = 60) -> CallResult:
+    """Run one UAC scenario from a customer address and wait for it."""
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = _sipp(xml, work, local_ip, free_port(local_ip),
+                ["-m", "1", "-timeout", f"{timeout_s}s", ASTERISK])
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
+                          timeout=timeout_s + 15, check=False)
+    (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
+    return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)

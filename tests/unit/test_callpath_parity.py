@@ -116,6 +116,9 @@ class FakeAri:
         self.requests += 1
         self.variables.update(values)
 
+    async def subscribe_channel(self, channel_id: str) -> None:
+        self.requests += 1  # outbound recorded calls only (issue #14 transfers)
+
     async def continue_in_dialplan(self, channel_id: str, context: str = "",
                                    extension: str = "s") -> None:
         self.requests += 1
