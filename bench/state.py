@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, text
 
-from callguard.asterisk_cli import run_cli
+from callguard.asterisk.cli import run_cli
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.privacy import caller_key
 

@@ -10,12 +10,7 @@ the bench carrier) are infrastructure and not expected in the database.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callguard.asterisk.ari import AriReader as AriReader
+from callguard.asterisk.ari import AsteriskUnavailable as AsteriskUnavailable
 from callguard.config import Settings
 from callguard.db.models import Contract, Endpoint, Number
 
 CUSTOMER_CONTEXT = "from-customer"
 SIP_PORT = 5060  # SPEC §8: customer equipment is reached at its address, port 5060
-
-
-class AsteriskUnavailable(Exception):
-    """ARI did not answer (down, wrong credentials): nothing could be compared."""
 
 
 @dataclass(frozen=True)
@@ -141,37 +134,6 @@ def db_endpoints(session: Session) -> list[DbEndpoint]:
                            .join(Contract, Contract.id == Endpoint.contract_id)).all()
     return [DbEndpoint(e.name, code, e.address, tuple(numbers.get(e.id, ())))
             for e, code in rows]
-
-
-class AriReader:
-    """Blocking ARI GETs (the CLI's and the API worker threads' way to ask)."""
-
-    def __init__(self, settings: Settings, timeout_s: float = 5.0) -> None:
-        self.base = f"{settings.ari_url}/ari"
-        auth = f"{settings.ari_user}:{settings.ari_password}".encode()
-        self.headers = {"Authorization": "Basic " + base64.b64encode(auth).decode()}
-        self.timeout_s = timeout_s
-
-    def get(self, path: str) -> Any | None:
-        """The JSON body; None on 404; AsteriskUnavailable on anything else."""
-        req = urllib.request.Request(f"{self.base}/{path}",  # noqa: S310 - URL from settings
-                                     headers=self.headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise AsteriskUnavailable(f"ARI {path}: HTTP {exc.code}") from exc
-        except (OSError, ValueError) as exc:
-            raise AsteriskUnavailable(f"ARI at {self.base} does not answer: {exc}") from exc
-
-    def config(self, kind: str, name: str) -> dict[str, str] | None:
-        body = self.get(f"asterisk/config/dynamic/res_pjsip/{kind}/"
-                        f"{urllib.parse.quote(name, safe='')}")
-        if body is None:
-            return None
-        return {t["attribute"]: t["value"] for t in body}
 
 
 _CALLERID = re.compile(r"<([^>]*)>")

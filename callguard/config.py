@@ -60,6 +60,8 @@ class Settings:
     ami_user: str = "callguard"
     ami_password: str = ""
     agi_secret: str = ""  # the first path segment of every FastAGI request (SEC-4)
+    # A cluster node's asterisk.conf inside the root (`asterisk -C`, issue 12); "" = the default.
+    asterisk_conf: str = ""
 
     @property
     def journal_dir(self) -> Path:
@@ -144,4 +146,5 @@ def load_settings(env_file: Path | None = None) -> Settings:
                       if "CALLGUARD_AMI_PASSWORD" in env or "CALLGUARD_AMI_PASSWORD_FILE" in env
                       else ""),
         agi_secret=_secret(env, "CALLGUARD_AGI_SECRET"),
+        asterisk_conf=get("ASTERISK_CONF", ""),
     )

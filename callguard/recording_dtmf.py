@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callguard.admin import AdminError
 from callguard.config import Settings
 from callguard.db.models import Endpoint, Recording, RecordingOptions
 from callguard.domain.pause import dtmf_action
 from callguard.recording_pause import set_paused
+from callguard.services.base import AdminError
 
 log = logging.getLogger("callguard.recordings")
 RETRY_S = 2.0

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard.admin import Invalid, get_contract
 from callguard.db.models import RecordingOptions
 from callguard.domain.recording_options import InvalidOption, check_codes, check_public_key
+from callguard.services.base import Invalid, get_contract
 
 FLAGS = ("stereo", "announce_in", "announce_out")
 

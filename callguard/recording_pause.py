@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callguard.admin import AdminError, NotFound
 from callguard.ami import AmiError, mixmonitor_mute
 from callguard.config import Settings
 from callguard.db.models import Recording
 from callguard.domain.pause import PauseConflict, is_paused, toggled
+from callguard.services.base import AdminError, NotFound
 
 
 class PauseRefused(AdminError):

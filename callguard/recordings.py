@@ -3,22 +3,20 @@ reconcile after a crash, purge by retention."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from callguard.asterisk_cli import AsteriskCliError, run_cli
+from callguard.asterisk.ari import AriReader, AsteriskUnavailable
+from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.config import Settings
 from callguard.db.models import (
     Contract,
@@ -54,6 +52,8 @@ class Search:
     until: datetime | None = None
     limit: int = 100
     offset: int = 0
+    # Keyset paging (issue #15): only rows after this (started_at, id) in newest-first order.
+    before: tuple[datetime, int] | None = None
 
 
 def search(session: Session, q: Search) -> list[tuple[Recording, str]]:
@@ -71,6 +71,8 @@ def search(session: Session, q: Search) -> list[tuple[Recording, str]]:
         stmt = stmt.where(Recording.started_at >= q.since)
     if q.until:
         stmt = stmt.where(Recording.started_at < q.until)
+    if q.before is not None:
+        stmt = stmt.where(tuple_(Recording.started_at, Recording.id) < tuple_(*q.before))
     stmt = stmt.order_by(Recording.started_at.desc(), Recording.id.desc())
     return [(r, code) for r, code in session.execute(stmt.limit(q.limit).offset(q.offset))]
 
@@ -107,18 +109,9 @@ class ChannelProbe:
         return found if found is not None else self._cli(channel_id)
 
     def _ari(self, channel_id: str) -> bool | None:
-        s = self.settings
-        auth = base64.b64encode(f"{s.ari_user}:{s.ari_password}".encode()).decode()
-        req = urllib.request.Request(  # noqa: S310 - loopback URL from settings
-            f"{s.ari_url}/ari/channels/{channel_id}",
-            headers={"Authorization": f"Basic {auth}"})
         try:
-            with urllib.request.urlopen(req, timeout=3) as resp:  # noqa: S310
-                json.load(resp)
-                return True
-        except urllib.error.HTTPError as exc:
-            return False if exc.code == 404 else None
-        except (OSError, ValueError):
+            return AriReader(self.settings, timeout_s=3).channel_exists(channel_id)
+        except AsteriskUnavailable:
             return None
 
     def _cli(self, channel_id: str) -> bool | None:
@@ -177,7 +170,8 @@ def _journaled_channels(settings: Settings) -> set[str]:
     return ids
 
 
-def reconcile(session: Session, settings: Settings, adopt: bool = True) -> ReconcileReport:
+def reconcile(session: Session, settings: Settings, adopt: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> ReconcileReport:
     """REC-FILE-2: rows left at `recording` whose call is gone end `complete` (the WAV header
     repaired when Asterisk died before closing the file) or `failed` with a reason; files
     without a row are adopted (a row is created from what the path says) or reported."""
@@ -188,6 +182,8 @@ def reconcile(session: Session, settings: Settings, adopt: bool = True) -> Recon
                            .with_for_update(skip_locked=True)).all()
     for row in rows:
         report.checked += 1
+        if progress is not None:
+            progress(report.checked, len(rows))
         exists = channels.exists(row.channel_id)
         if exists is None:
             report.asterisk_unreachable = True
@@ -269,17 +265,21 @@ def _remove_empty_dirs(start: Path, root: Path) -> None:
         d = d.parent
 
 
-def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeReport:
+def purge(session: Session, settings: Settings, dry_run: bool = False,
+          progress: Callable[[int, int], None] | None = None,
+          now: datetime | None = None) -> PurgeReport:
     """REC-FILE-3: delete recordings older than their contract's retention (file, then row);
     every deletion is logged (logger `callguard.recordings`)."""
     report = PurgeReport()
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     root = settings.recordings_dir
     subs = session.execute(select(RecordingSubscription.contract_id, Contract.code,
                                   RecordingSubscription.retention_days)
                            .join(Contract, Contract.id == RecordingSubscription.contract_id)
                            ).all()
-    for contract_id, code, days in subs:
+    for done, (contract_id, code, days) in enumerate(subs):
+        if progress is not None:
+            progress(done, len(subs))  # contracts finished so far
         old = session.scalars(select(Recording).where(
             Recording.contract_id == contract_id,
             Recording.started_at < now - timedelta(days=days),
@@ -314,5 +314,7 @@ def purge(session: Session, settings: Settings, dry_run: bool = False) -> PurgeR
         else:
             gone = session.execute(delete(InboundCall).where(InboundCall.id.in_(stale)))
             report.calls += int(gone.rowcount or 0)  # type: ignore[attr-defined]
+    if progress is not None:
+        progress(len(subs), len(subs))
     session.flush()
     return report

@@ -326,6 +326,8 @@ status() {
     if sup_running; then printf '%-10s %-8s %s\n' supervisor up "$(cat "$SUP_PID")"; else printf '%-10s %-8s\n' supervisor down; fi
 }
 
+# tools/cluster.sh sources this file for its functions (issue 12); only a direct run dispatches.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 case "${1:-}" in
     secrets) secrets ;;
     pg-start) pg_start ;;

@@ -18,19 +18,23 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from callguard import admin, billing_repo, metrics, recording_worker
+from callguard import metrics, recording_worker
 from callguard.api import overview, resources, ui
 from callguard.api.core import (
     EXECUTOR,
+    PROBLEM_JSON,
     SESSIONS,
     SETTINGS,
     ApiError,
     aiohttp_path,
     openapi,
+    problem,
     wrap,
 )
 from callguard.config import ConfigError, Settings, load_settings
+from callguard.db import billing_repo
 from callguard.db.session import make_sync_engine, sync_sessions
+from callguard.services import base
 
 log = logging.getLogger("callguard.api")
 
@@ -44,7 +48,8 @@ def _error(request: web.Request, status: int, message: str,
     if request.path.startswith("/ui") and "text/html" in request.headers.get("Accept", ""):
         resp = ui.error_page(status, message)
     else:
-        resp = web.json_response({"status": status, "message": message}, status=status)
+        resp = web.json_response(problem(status, message, request.path), status=status,
+                                 content_type=PROBLEM_JSON)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="callguard"'
     for key, value in (headers or {}).items():
@@ -59,8 +64,8 @@ async def errors(request: web.Request,
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(request, exc.status, str(exc))
-    except admin.AdminError as exc:
+        return _error(request, exc.status, str(exc), exc.headers)
+    except base.AdminError as exc:
         return _error(request, exc.status, str(exc))
     except IntegrityError as exc:
         # A concurrent writer won; the transaction was rolled back.

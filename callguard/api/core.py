@@ -12,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
-from callguard import admin
 from callguard.api.schema import ERROR, Schema, SchemaError, from_query, validate
 from callguard.config import Settings
+from callguard.services import tokens
 
 T = TypeVar("T")
 
@@ -30,10 +31,25 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 MAX_TOKEN_LENGTH = 256
 
 
+PROBLEM_JSON = "application/problem+json"
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
+
+
+def problem(status: int, detail: str, instance: str) -> dict[str, Any]:
+    """An RFC 9457 problem details object (served as application/problem+json)."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "instance": instance}
 
 
 async def db(app: web.Application, work: Callable[[Session], T]) -> T:
@@ -74,7 +90,7 @@ async def principal_of(app: web.Application, token: str | None) -> Principal | N
         return None
     if hmac.compare_digest(token.encode(), app[SETTINGS].api_token.encode()):
         return Principal(None, None, None, "operator")
-    found = await db(app, lambda s: admin.resolve_token(s, token))
+    found = await db(app, lambda s: tokens.resolve_token(s, token))
     return None if found is None else Principal(found[1], found[2], found[0], found[3])
 
 
@@ -239,8 +255,8 @@ _REASONS = {
 }
 
 
-def _json(schema: Schema) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+def _json(schema: Schema, media: str = "application/json") -> dict[str, Any]:
+    return {media: {"schema": schema}}
 
 
 def openapi(routes: list[Route], title: str, version: str) -> dict[str, Any]:
@@ -259,6 +275,8 @@ def openapi(routes: list[Route], title: str, version: str) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         if r.status == 204:
             responses["204"] = {"description": "done"}
+        elif r.response is None and r.method == "HEAD":
+            responses[str(r.status)] = {"description": "the file's headers, no body"}
         elif r.response is None:
             responses[str(r.status)] = {"description": "the file",
                                         "content": {"audio/wav": {"schema": {
@@ -280,7 +298,8 @@ def openapi(routes: list[Route], title: str, version: str) -> dict[str, Any]:
         if any(p.where == "path" or p.name in ("contract", "endpoint") for p in r.params):
             codes.add(404)  # a path or filter naming nothing (or another contract's)
         for code in sorted(codes):
-            responses[str(code)] = {"description": _REASONS[code], "content": _json(ERROR)}
+            responses[str(code)] = {"description": _REASONS[code],
+                                    "content": _json(ERROR, PROBLEM_JSON)}
         op["responses"] = responses
         op.update(r.extra)
         paths.setdefault(r.path, {})[r.method.lower()] = op
@@ -291,7 +310,8 @@ def openapi(routes: list[Route], title: str, version: str) -> dict[str, Any]:
                  "`Authorization: Bearer <token>`: the operator token "
                  "(.run/secrets/api.token or `callguard tokens create --operator`) or a "
                  "contract token (`callguard tokens create --contract C`), which sees only "
-                 "its own contract. Every 4xx/5xx answer is JSON: {status, message}."},
+                 "its own contract. Every 4xx/5xx answer is an RFC 9457 problem "
+                 "(application/problem+json: type, title, status, detail, instance)."},
         "paths": paths,
         "components": {"securitySchemes": {"bearerAuth": {"type": "http",
                                                           "scheme": "bearer"}}},

@@ -1,27 +1,19 @@
 """The API's resources: the operator's data (ADM-2) and each contract's own view of it
-(REC-FILE-4, SEC-2). Handlers call the functions the CLI calls (`callguard.admin`,
-`callguard.billing_repo`, `callguard.recordings`, `callguard.db.nuisance_repo` through admin,
-`callguard.asterisk_check`), one transaction each."""
+(REC-FILE-4, SEC-2). Handlers are thin over the services the CLI calls
+(`callguard.services.*`, `callguard.asterisk_check`), one transaction each; the handler reads
+the clock and passes it in."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callguard import (
-    admin,
-    asterisk_check,
-    billing_repo,
-    recording_options_admin,
-    recording_pause,
-    recordings,
-)
+from callguard import asterisk_check, recording_options_admin, recording_pause
 from callguard.api import schema as S
 from callguard.api.core import (
     PAGING,
@@ -33,7 +25,23 @@ from callguard.api.core import (
     Route,
     db,
 )
-from callguard.db.models import Contract, Recording
+from callguard.asterisk.ari import AsteriskUnavailable
+from callguard.db.models import Recording
+from callguard.recordings import Search, to_json
+from callguard.services import (
+    base,
+    billing,
+    capacity,
+    contracts,
+    endpoints,
+    forwarding,
+    nuisance,
+    numbers,
+    priority,
+    recordings,
+    subscriptions,
+    tokens,
+)
 
 API = "/api/v1"
 
@@ -45,6 +53,11 @@ P_TOKEN_ID = Param("id", "path", {"type": "integer", "minimum": 0, "maximum": 2*
 Q_CONTRACT = Param("contract", "query", S.CODE, description="only this contract")
 
 
+def today() -> date:
+    """The API's clock: Tokyo's calendar day now (service dates, BILL-*)."""
+    return base.tokyo_date(datetime.now(UTC))
+
+
 def _paging(ctx: Ctx) -> tuple[int, int]:
     return ctx.query["limit"], ctx.query["offset"]
 
@@ -53,78 +66,79 @@ def _paging(ctx: Ctx) -> tuple[int, int]:
 async def list_contracts(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     if ctx.who.operator:
-        page = await db(ctx.app, lambda s: admin.list_contracts(s, limit, offset))
+        page = await db(ctx.app, lambda s: contracts.list_contracts(s, today(), limit, offset))
         return page.to_json()
 
     def own(s: Session) -> dict[str, Any]:
-        items = [admin.contract_json(s, admin.get_contract(s, str(ctx.who.contract)))]
-        return admin.make_page(items[offset:], limit, offset, lambda c: c).to_json()
+        items = [contracts.contract_json(s, base.get_contract(s, str(ctx.who.contract)), today())]
+        return base.make_page(items[offset:], limit, offset, lambda c: c).to_json()
 
     return await db(ctx.app, own)
 
 
 async def get_contract(ctx: Ctx) -> Any:
     code = ctx.own_contract(ctx.path["code"])
-    return await db(ctx.app, lambda s: admin.contract_json(s, admin.get_contract(s, str(code))))
+    return await db(ctx.app, lambda s: contracts.contract_json(
+        s, base.get_contract(s, str(code)), today()))
 
 
 async def create_contract(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: admin.contract_json(s, admin.create_contract(
-        s, b["code"], b["kind"], b.get("name", ""), b.get("extension_digits", 4))))
+    return await db(ctx.app, lambda s: contracts.contract_json(s, contracts.create_contract(
+        s, b["code"], b["kind"], b.get("name", ""), b.get("extension_digits", 4)), today()))
 
 
 async def update_contract(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: admin.contract_json(s, admin.update_contract(
-        s, ctx.path["code"], b.get("name"), b.get("extension_digits"))))
+    return await db(ctx.app, lambda s: contracts.contract_json(s, contracts.update_contract(
+        s, ctx.path["code"], b.get("name"), b.get("extension_digits")), today()))
 
 
 async def delete_contract(ctx: Ctx) -> Any:
-    await db(ctx.app, lambda s: admin.delete_contract(s, ctx.path["code"]))
+    await db(ctx.app, lambda s: contracts.delete_contract(s, ctx.path["code"]))
 
 
 # ---- endpoints ----------------------------------------------------------------------------
 async def list_endpoints(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     code = ctx.own_contract(ctx.query["contract"])
-    page = await db(ctx.app, lambda s: admin.list_endpoints(s, code, limit, offset))
+    page = await db(ctx.app, lambda s: endpoints.list_endpoints(s, code, limit, offset))
     return page.to_json()
 
 
 def _endpoint_scoped(ctx: Ctx, s: Session) -> Any:
-    ep = admin.get_endpoint(s, ctx.path["name"])
+    ep = base.get_endpoint(s, ctx.path["name"])
     if not ctx.who.operator and ep.contract_id != ctx.who.contract_id:
-        raise admin.NotFound(f"no endpoint {ctx.path['name']!r}")
+        raise base.NotFound(f"no endpoint {ctx.path['name']!r}")
     return ep
 
 
 async def get_endpoint(ctx: Ctx) -> Any:
-    return await db(ctx.app, lambda s: admin.endpoint_json(s, _endpoint_scoped(ctx, s)))
+    return await db(ctx.app, lambda s: endpoints.endpoint_json(s, _endpoint_scoped(ctx, s)))
 
 
 async def create_endpoint(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: admin.endpoint_json(s, admin.create_endpoint(
+    return await db(ctx.app, lambda s: endpoints.endpoint_json(s, endpoints.create_endpoint(
         s, b["name"], b["contract"], b["address"], b["extension"], b.get("channels", 1),
         b.get("roaming", False))))
 
 
 async def update_endpoint(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: admin.endpoint_json(s, admin.update_endpoint(
+    return await db(ctx.app, lambda s: endpoints.endpoint_json(s, endpoints.update_endpoint(
         s, ctx.path["name"], b.get("address"), b.get("extension"), b.get("channels"),
         b.get("roaming"))))
 
 
 async def delete_endpoint(ctx: Ctx) -> Any:
-    await db(ctx.app, lambda s: admin.delete_endpoint(s, ctx.path["name"]))
+    await db(ctx.app, lambda s: endpoints.delete_endpoint(s, ctx.path["name"]))
 
 
 # ---- numbers ------------------------------------------------------------------------------
 def _number_out(s: Session, num: Any) -> dict[str, Any]:
     s.refresh(num)
-    return admin.number_json(num, num.contract.code, num.endpoint.name)
+    return numbers.number_json(num, num.contract.code, num.endpoint.name)
 
 
 async def list_numbers(ctx: Ctx) -> Any:
@@ -134,16 +148,16 @@ async def list_numbers(ctx: Ctx) -> Any:
     def work(s: Session) -> dict[str, Any]:
         if ctx.query["endpoint"] is not None and not ctx.who.operator:
             _endpoint_scoped(dataclasses.replace(ctx, path={"name": ctx.query["endpoint"]}), s)
-        return admin.list_numbers(s, code, ctx.query["endpoint"], limit, offset).to_json()
+        return numbers.list_numbers(s, code, ctx.query["endpoint"], limit, offset).to_json()
 
     return await db(ctx.app, work)
 
 
 async def get_number(ctx: Ctx) -> Any:
     def work(s: Session) -> dict[str, Any]:
-        num = admin.get_number(s, ctx.path["number"])
+        num = base.get_number(s, ctx.path["number"])
         if not ctx.who.operator and num.contract_id != ctx.who.contract_id:
-            raise admin.NotFound(f"no number {ctx.path['number']!r}")
+            raise base.NotFound(f"no number {ctx.path['number']!r}")
         return _number_out(s, num)
 
     return await db(ctx.app, work)
@@ -151,44 +165,45 @@ async def get_number(ctx: Ctx) -> Any:
 
 async def create_number(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: _number_out(s, admin.create_number(
+    return await db(ctx.app, lambda s: _number_out(s, numbers.create_number(
         s, b["number"], b["endpoint"], b["role"], b.get("nuisance"))))
 
 
 async def update_number(ctx: Ctx) -> Any:
     b = ctx.body
-    return await db(ctx.app, lambda s: _number_out(s, admin.update_number(
+    return await db(ctx.app, lambda s: _number_out(s, numbers.update_number(
         s, ctx.path["number"], b.get("endpoint"), b.get("role"), b.get("nuisance"))))
 
 
 async def delete_number(ctx: Ctx) -> Any:
-    await db(ctx.app, lambda s: admin.delete_number(s, ctx.path["number"]))
+    await db(ctx.app, lambda s: numbers.delete_number(s, ctx.path["number"]))
 
 
 # ---- subscriptions and nuisance lists -----------------------------------------------------
 async def list_subscriptions(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
-    page = await db(ctx.app, lambda s: admin.list_subscriptions(s, limit, offset))
+    page = await db(ctx.app, lambda s: subscriptions.list_subscriptions(s, today(), limit, offset))
     return page.to_json()
 
 
 async def get_subscriptions(ctx: Ctx) -> Any:
     code = str(ctx.own_contract(ctx.path["code"]))
-    return await db(ctx.app, lambda s: admin.subscriptions_json(s, admin.get_contract(s, code)))
+    return await db(ctx.app, lambda s: subscriptions.subscriptions_json(
+        s, base.get_contract(s, code), today()))
 
 
 def _then_subscriptions(ctx: Ctx, change: Any) -> Any:
     def work(s: Session) -> dict[str, Any]:
         change(s)
-        return admin.subscriptions_json(s, admin.get_contract(s, ctx.path["code"]))
+        return subscriptions.subscriptions_json(s, base.get_contract(s, ctx.path["code"]), today())
 
     return db(ctx.app, work)
 
 
 async def set_recording(ctx: Ctx) -> Any:
     b = ctx.body
-    return await _then_subscriptions(ctx, lambda s: admin.set_recording(
-        s, ctx.path["code"], b.get("activated_on"), b.get("retention_days")))
+    return await _then_subscriptions(ctx, lambda s: subscriptions.set_recording(
+        s, ctx.path["code"], today(), b.get("activated_on"), b.get("retention_days")))
 
 
 async def get_recording_options(ctx: Ctx) -> Any:
@@ -202,25 +217,25 @@ async def set_recording_options(ctx: Ctx) -> Any:
 
 
 async def cancel_recording(ctx: Ctx) -> Any:
-    return await _then_subscriptions(ctx, lambda s: admin.cancel_recording(
-        s, ctx.path["code"], ctx.query["on"]))
+    return await _then_subscriptions(ctx, lambda s: subscriptions.cancel_recording(
+        s, ctx.path["code"], today(), ctx.query["on"]))
 
 
 async def set_nuisance(ctx: Ctx) -> Any:
     b = ctx.body
-    return await _then_subscriptions(ctx, lambda s: admin.set_nuisance(
-        s, ctx.path["code"], b.get("unit"), b.get("list_size"), b.get("activated_on")))
+    return await _then_subscriptions(ctx, lambda s: subscriptions.set_nuisance(
+        s, ctx.path["code"], today(), b.get("unit"), b.get("list_size"), b.get("activated_on")))
 
 
 async def cancel_nuisance(ctx: Ctx) -> Any:
-    return await _then_subscriptions(ctx, lambda s: admin.cancel_nuisance(
-        s, ctx.path["code"], ctx.query["on"]))
+    return await _then_subscriptions(ctx, lambda s: subscriptions.cancel_nuisance(
+        s, ctx.path["code"], today(), ctx.query["on"]))
 
 
 async def list_nuisance_lists(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     code = ctx.own_contract(ctx.query["contract"])
-    page = await db(ctx.app, lambda s: admin.list_nuisance_lists(s, code, datetime.now(UTC),
+    page = await db(ctx.app, lambda s: nuisance.list_nuisance_lists(s, code, datetime.now(UTC),
                                                                   limit, offset))
     return page.to_json()
 
@@ -228,44 +243,97 @@ async def list_nuisance_lists(ctx: Ctx) -> Any:
 # ---- priority lines -----------------------------------------------------------------------
 async def list_priority(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
-    return (await db(ctx.app, lambda s: admin.list_priority(s, limit, offset))).to_json()
+    return (await db(ctx.app, lambda s: priority.list_priority(s, limit, offset))).to_json()
 
 
 async def add_priority(ctx: Ctx) -> Any:
     b = ctx.body
-    line = await db(ctx.app, lambda s: admin.add_priority(s, b["number"],
+    line = await db(ctx.app, lambda s: priority.add_priority(s, b["number"],
                                                           b.get("description", "")))
     return {"number": line.number, "description": line.description}
 
 
 async def delete_priority(ctx: Ctx) -> Any:
-    await db(ctx.app, lambda s: admin.delete_priority(s, ctx.path["number"]))
+    await db(ctx.app, lambda s: priority.delete_priority(s, ctx.path["number"]))
 
 
 # ---- tokens -------------------------------------------------------------------------------
 async def list_tokens(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     code = ctx.query["contract"]
-    return (await db(ctx.app, lambda s: admin.list_tokens(s, code, limit, offset))).to_json()
+    return (await db(ctx.app, lambda s: tokens.list_tokens(s, code, limit, offset))).to_json()
 
 
 async def create_token(ctx: Ctx) -> Any:
     contract, label = ctx.body.get("contract"), ctx.body.get("label", "")
 
     def work(s: Session) -> dict[str, Any]:
-        row, token = admin.create_token(s, contract, label)
-        return {**admin.token_json(row, contract), "token": token}
+        row, token = tokens.create_token(s, contract, label)
+        return {**tokens.token_json(row, contract), "token": token}
 
     return await db(ctx.app, work)
 
 
 async def revoke_token(ctx: Ctx) -> Any:
-    await db(ctx.app, lambda s: admin.revoke_token(s, ctx.path["id"]))
+    await db(ctx.app, lambda s: tokens.revoke_token(s, ctx.path["id"]))
+
+
+# ---- forwarding (REC-IN-2) and recording capacity (REC-CAP-1) -------------------------------
+def _own_number(ctx: Ctx, s: Session, number: str) -> None:
+    """A contract token may read only its own numbers' forwarding."""
+    num = base.get_number(s, number)
+    if not ctx.who.operator and num.contract_id != ctx.who.contract_id:
+        raise base.NotFound(f"no number {number!r}")
+
+
+async def list_forwarding(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.own_contract(ctx.query["contract"])
+    page = await db(ctx.app, lambda s: forwarding.list_forwarding(s, code, limit, offset))
+    return page.to_json()
+
+
+async def get_forwarding(ctx: Ctx) -> Any:
+    number = ctx.path["number"]
+
+    def work(s: Session) -> dict[str, Any]:
+        _own_number(ctx, s, number)
+        return forwarding.forwarding_json(number, forwarding.get_forwarding(s, number))
+
+    return await db(ctx.app, work)
+
+
+async def set_forwarding(ctx: Ctx) -> Any:
+    b = ctx.body
+    return await db(ctx.app, lambda s: forwarding.set_forwarding(
+        s, ctx.path["number"], b["mode"], b["to"], b.get("after_s")))
+
+
+async def clear_forwarding(ctx: Ctx) -> Any:
+    await db(ctx.app, lambda s: forwarding.clear_forwarding(s, ctx.path["number"]))
+
+
+def _capacity_defaults(ctx: Ctx) -> tuple[int, str]:
+    settings = ctx.app[SETTINGS]
+    return settings.max_recordings, settings.at_capacity_policy
+
+
+async def get_capacity(ctx: Ctx) -> Any:
+    default_max, default_policy = _capacity_defaults(ctx)
+    return await db(ctx.app, lambda s: capacity.get_capacity(s, default_max, default_policy))
+
+
+async def set_capacity(ctx: Ctx) -> Any:
+    default_max, default_policy = _capacity_defaults(ctx)
+    b = ctx.body
+    return await db(ctx.app, lambda s: capacity.set_capacity(
+        s, default_max, default_policy, b.get("max_recordings"), b.get("at_capacity_policy"),
+        b.get("reset", False)))
 
 
 # ---- recordings (REC-FILE-2/3/4) ----------------------------------------------------------
 def recording_json(row: Recording, code: str, recordings_dir: Path) -> dict[str, Any]:
-    data = recordings.to_json(row, code, recordings_dir)
+    data = to_json(row, code, recordings_dir)
     del data["path"]  # the server's file system is nobody's business
     out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
     out["audio_url"] = f"{API}/recordings/{row.id}/audio"
@@ -274,27 +342,19 @@ def recording_json(row: Recording, code: str, recordings_dir: Path) -> dict[str,
 
 def get_recording_row(s: Session, rec_id: int, contract_id: int | None) -> tuple[Recording, str]:
     """The row, if this principal may see it (a contract: only its own, REC-FILE-4)."""
-    found = s.execute(select_recording(rec_id)).first()
-    if found is None or (contract_id is not None and found[0].contract_id != contract_id):
-        raise admin.NotFound(f"no recording {rec_id}")
-    return found[0], found[1]
-
-
-def select_recording(rec_id: int) -> Any:
-    return (select(Recording, Contract.code).join(Contract, Contract.id == Recording.contract_id)
-            .where(Recording.id == rec_id))
+    return recordings.get_row(s, rec_id, contract_id)
 
 
 async def search_recordings(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     q = ctx.query
     code = ctx.own_contract(q["contract"])
-    search = recordings.Search(code, q["number"], q["remote"], q["direction"], q["since"],
-                               q["until"], limit + 1, offset)
+    search = Search(code, q["number"], q["remote"], q["direction"], q["since"], q["until"],
+                    limit, offset)
     rec_dir = ctx.app[SETTINGS].recordings_dir
-    rows = await db(ctx.app, lambda s: recordings.search(s, search))
-    return admin.make_page(rows, limit, offset,
-                           lambda r: recording_json(r[0], r[1], rec_dir)).to_json()
+    page = await db(ctx.app, lambda s: recordings.search(
+        s, search, lambda r, c: recording_json(r, c, rec_dir), q["cursor"]))
+    return page.to_json()
 
 
 async def _pause(ctx: Ctx, pause: bool) -> Any:
@@ -318,8 +378,27 @@ async def get_recording(ctx: Ctx) -> Any:
     return recording_json(row, code, rec_dir)
 
 
-def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.FileResponse:
-    """The WAV with HTTP range support (FileResponse answers Range / If-Range: 206/416)."""
+def _check_range(request: web.Request | None, size: int) -> None:
+    """An unsatisfiable Range is answered here, as a problem+json 416 with
+    `Content-Range: bytes */size` (FileResponse would send an empty body)."""
+    if request is None or "Range" not in request.headers or "If-Range" in request.headers:
+        return
+    try:
+        rng = request.http_range
+    except ValueError:
+        rng = None
+    start = None if rng is None else rng.start
+    if rng is None or (start is not None and start >= size) or (
+            start is not None and start < 0 and size == 0) or (
+            rng.stop is not None and start is not None and 0 <= rng.stop <= start):
+        raise ApiError(416, f"range {request.headers['Range'][:40]!r} is not satisfiable: "
+                       f"the file has {size} bytes", {"Content-Range": f"bytes */{size}"})
+
+
+def audio_response(row: Recording, recordings_dir: Path, download: bool,
+                   request: web.Request | None = None) -> web.FileResponse:
+    """The WAV with HTTP range support (FileResponse answers Range / If-Range with 206; an
+    unsatisfiable range is a JSON 416)."""
     if row.status == "recording":
         raise ApiError(409, f"recording {row.id} is still in progress")
     root = recordings_dir.resolve()
@@ -327,6 +406,7 @@ def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.
     # Paths are ours (REC-FILE-1), but a row must never lead outside the recordings root.
     if not path.is_relative_to(root) or not path.is_file():
         raise ApiError(404, f"the file of recording {row.id} is missing")
+    _check_range(request, path.stat().st_size)
     disposition = "attachment" if download else "inline"
     # Issue #14: an encrypted recording is served as the age file it is, never as audio.
     kind, name = (("application/octet-stream", f"recording-{row.id}.wav.age")
@@ -344,12 +424,14 @@ def audio_response(row: Recording, recordings_dir: Path, download: bool) -> web.
 async def recording_audio(ctx: Ctx) -> Any:
     row, _ = await db(ctx.app, lambda s: get_recording_row(s, ctx.path["id"],
                                                            ctx.who.contract_id))
-    return audio_response(row, ctx.app[SETTINGS].recordings_dir, ctx.query["download"])
+    return audio_response(row, ctx.app[SETTINGS].recordings_dir, ctx.query["download"],
+                          ctx.request)
 
 
 async def purge_recordings(ctx: Ctx) -> Any:
     dry_run = ctx.body.get("dry_run", False)
-    report = await db(ctx.app, lambda s: recordings.purge(s, ctx.app[SETTINGS], dry_run))
+    report = await db(ctx.app, lambda s: recordings.purge(s, ctx.app[SETTINGS],
+                                                          datetime.now(UTC), dry_run))
     return {**dataclasses.asdict(report), "dry_run": dry_run}
 
 
@@ -362,25 +444,17 @@ async def reconcile_recordings(ctx: Ctx) -> Any:
 async def billing_report(ctx: Ctx) -> Any:
     limit, offset = _paging(ctx)
     code = ctx.own_contract(ctx.query["contract"])
-
-    def work(s: Session) -> dict[str, Any]:
-        if code is not None:
-            admin.get_contract(s, code)
-        return billing_repo.report(s, ctx.query["month"], code, limit, offset).to_json()
-
-    return await db(ctx.app, work)
+    report = await db(ctx.app, lambda s: billing.report(s, ctx.query["month"], code, limit,
+                                                        offset))
+    return report.to_json()
 
 
 async def get_prices(ctx: Ctx) -> Any:
-    return dataclasses.asdict(await db(ctx.app, billing_repo.prices))
+    return dataclasses.asdict(await db(ctx.app, billing.prices))
 
 
 async def set_prices(ctx: Ctx) -> Any:
-    try:
-        table = await db(ctx.app, lambda s: billing_repo.set_prices(s, ctx.body))
-    except ValueError as exc:  # PriceTable refused a value: nothing was stored
-        raise ApiError(400, str(exc)) from exc
-    return dataclasses.asdict(table)
+    return dataclasses.asdict(await db(ctx.app, lambda s: billing.set_prices(s, ctx.body)))
 
 
 # ---- configuration check (ADM-1) ----------------------------------------------------------
@@ -388,7 +462,7 @@ async def check(ctx: Ctx) -> Any:
     settings = ctx.app[SETTINGS]
     try:
         report = await db(ctx.app, lambda s: asterisk_check.run_check(s, settings))
-    except asterisk_check.AsteriskUnavailable as exc:
+    except AsteriskUnavailable as exc:
         raise ApiError(503, f"cannot check: {exc}") from exc
     return report.to_json()
 
@@ -498,6 +572,9 @@ def routes() -> list[Route]:
               q_str("direction", "query", {"type": "string", "enum": ["in", "out"]}),
               q_str("since", "query", S.DATE_TIME, description="started at or after"),
               q_str("until", "query", S.DATE_TIME, description="started before"),
+              q_str("cursor", "query", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"},
+                    description="next_cursor of the previous page (keyset paging: stable "
+                    "while rows are added; use instead of offset)"),
               *PAGING),
           response=S.page_of(S.RECORDING),
           description="A contract token sees only its own recordings (REC-FILE-4)."),
@@ -517,12 +594,38 @@ def routes() -> list[Route]:
                        description="as an attachment")),
           response=None, errors=(409, 416),
           extra={"x-range": "Range: bytes=… answers 206 Partial Content"}),
+        R("HEAD", f"{API}/recordings/{{id}}/audio", "headRecordingAudio",
+          "A recording's size and type without its body", "recordings", any_, recording_audio,
+          (P_REC_ID, Param("download", "query", {"type": "boolean", "default": False},
+                       description="as an attachment")),
+          response=None, errors=(409,)),
         R("POST", f"{API}/recordings/purge", "purgeRecordings",
           "Delete recordings past their contract's retention (REC-FILE-3)", "recordings", op,
           purge_recordings, body=S.PURGE, response=S.PURGE_REPORT),
         R("POST", f"{API}/recordings/reconcile", "reconcileRecordings",
           "Finish rows and files left by a crash (REC-FILE-2)", "recordings", op,
           reconcile_recordings, response=S.RECONCILE_REPORT),
+
+        R("GET", f"{API}/forwardings", "listForwardings", "Forwarded numbers (REC-IN-2)",
+          "forwarding", any_, list_forwarding, (Q_CONTRACT, *PAGING),
+          response=S.page_of(S.FORWARDING)),
+        R("GET", f"{API}/numbers/{{number}}/forwarding", "getForwarding",
+          "A number's forwarding", "forwarding", any_, get_forwarding, (P_NUMBER,),
+          response=S.FORWARDING),
+        R("PUT", f"{API}/numbers/{{number}}/forwarding", "setForwarding",
+          "Forward a number to an outside number (calls are recorded too)", "forwarding", op,
+          set_forwarding, (P_NUMBER,), body=S.FORWARDING_SET, response=S.FORWARDING),
+        R("DELETE", f"{API}/numbers/{{number}}/forwarding", "clearForwarding",
+          "Stop forwarding a number", "forwarding", op, clear_forwarding, (P_NUMBER,),
+          status=204),
+        R("GET", f"{API}/recording-capacity", "getRecordingCapacity",
+          "The concurrent-recording maximum and its policy (REC-CAP-1)", "recordings", op,
+          get_capacity, response=S.CAPACITY),
+        R("PUT", f"{API}/recording-capacity", "setRecordingCapacity",
+          "Change the concurrent-recording maximum or policy, or reset both", "recordings", op,
+          set_capacity, body=S.CAPACITY_SET, response=S.CAPACITY,
+          description="Both call shells pick the change up within a few seconds; priority "
+          "calls always connect (unrecorded) at the maximum."),
 
         R("GET", f"{API}/bills", "billingReport", "Monthly bills in JPY (BILL-*)", "billing",
           any_, billing_report, (

@@ -9,11 +9,25 @@ types as a list, format date / date-time). Query strings are converted to their 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from callguard import admin, billing_repo
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, by_relevance
+
+from callguard.db import billing_repo
 from callguard.domain.nuisance import TOKYO
+from callguard.services import (
+    base,
+    capacity,
+    contracts,
+    endpoints,
+    forwarding,
+    numbers,
+    subscriptions,
+    tokens,
+)
 
 Schema = dict[str, Any]
 
@@ -23,85 +37,111 @@ class SchemaError(ValueError):
 
 
 # ---- validation ---------------------------------------------------------------------------
-_TYPES: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str),
-    # JSON Schema: 4.0 is an integer too; a JSON true is not 1.
-    "integer": lambda v: type(v) is int or (type(v) is float and v.is_integer()),
-    "number": lambda v: type(v) in (int, float),
-    "boolean": lambda v: type(v) is bool,
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "null": lambda v: v is None,
-}
+# `jsonschema` checks requests against the very schemas the OpenAPI document publishes, with
+# format checking on (an endpoint address of "not-an-ip" is refused). A date-time may omit its
+# offset (a naive time is Japanese), so that one format is checked by the standard library.
+FORMATS = FormatChecker(formats=("date", "ipv4", "ipv6"))
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    if isinstance(value, str):
+        datetime.fromisoformat(value)
+    return True
+
+
+def _where(base: str, path: Iterable[object]) -> str:
+    out = base
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _message(err: ValidationError, where: str) -> str:
+    at = _where(where, err.absolute_path)
+    kind: Any = err.validator
+    arg: Any = err.validator_value
+    schema: dict[str, Any] = dict(err.schema) if isinstance(err.schema, dict) else {}
+    instance: Any = err.instance
+    if kind == "required":
+        missing = [k for k in arg if isinstance(instance, dict) and k not in instance]
+        return f"{at}: missing field(s) {', '.join(missing)}"
+    if kind == "additionalProperties":
+        props = schema.get("properties", {})
+        extra = sorted(k for k in instance if k not in props)
+        return f"{at}: unknown field(s) {', '.join(extra)}"
+    if kind == "type":
+        allowed = arg if isinstance(arg, list) else [arg]
+        return f"{at} must be {' or '.join(allowed)}"
+    if kind == "enum":
+        return f"{at} must be one of {', '.join(map(str, arg))}"
+    if kind in ("minimum", "exclusiveMinimum"):
+        return f"{at} must be at least {arg}"
+    if kind in ("maximum", "exclusiveMaximum"):
+        return f"{at} must be at most {arg}"
+    if kind == "minLength":
+        return f"{at} must not be empty" if arg == 1 else f"{at} is too short"
+    if kind == "maxLength":
+        return f"{at} must be at most {arg} characters"
+    if kind == "pattern":
+        return f"{at} has an invalid format: {str(instance)[:40]!r}"
+    if kind == "format":
+        what = {"date": "a YYYY-MM-DD date", "date-time": "an ISO 8601 date-time",
+                "ipv4": "an IPv4 address", "ipv6": "an IPv6 address"}.get(arg, arg)
+        return f"{at} must be {what}: {str(instance)[:40]!r}"
+    if kind == "minProperties":
+        return f"{at} must set at least one of {', '.join(schema.get('properties', {}))}"
+    if kind == "anyOf" and "description" in schema:
+        return f"{at} is invalid: {str(instance)[:40]!r}; expected {schema['description']}"
+    return f"{at} is invalid: {err.message[:120]}"
+
+
+def _check_text(value: Any, where: str) -> None:
+    """JSON may escape a lone surrogate; no database stores it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SchemaError(f"{where} is not valid Unicode text") from exc
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k, where)
+            _check_text(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, f"{where}[{i}]")
+
+
+def _convert(value: Any, schema: Schema) -> Any:
+    """A valid value as the handlers take it: dates parsed, 4.0 as the integer 4."""
+    types = schema.get("type")
+    if type(value) is float and value.is_integer() and types in ("integer", ["integer"]):
+        return int(value)
+    if isinstance(value, str):
+        fmt = schema.get("format")
+        if fmt == "date":
+            return date.fromisoformat(value)
+        if fmt == "date-time":
+            ts = datetime.fromisoformat(value)
+            return ts if ts.tzinfo else ts.replace(tzinfo=TOKYO)  # a naive time is Japanese
+        return value
+    if isinstance(value, dict):
+        props: dict[str, Schema] = schema.get("properties", {})
+        return {k: _convert(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [_convert(v, schema["items"]) for v in value]
+    return value
 
 
 def validate(value: Any, schema: Schema, where: str = "body") -> Any:
-    """`value` if it matches `schema`, with format date/date-time strings parsed."""
-    types = schema.get("type")
-    if types is not None:
-        allowed = types if isinstance(types, list) else [types]
-        if not any(_TYPES[t](value) for t in allowed):
-            raise SchemaError(f"{where} must be {' or '.join(allowed)}")
-    if value is None:
-        return None
-    if type(value) is float and value.is_integer() and types in ("integer", ["integer"]):
-        value = int(value)
-    if "enum" in schema and value not in schema["enum"]:
-        raise SchemaError(f"{where} must be one of {', '.join(map(str, schema['enum']))}")
-    if isinstance(value, str):
-        return _string(value, schema, where)
-    if type(value) in (int, float):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise SchemaError(f"{where} must be at least {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise SchemaError(f"{where} must be at most {schema['maximum']}")
-        return value
-    if isinstance(value, dict):
-        return _object(value, schema, where)
-    if isinstance(value, list) and "items" in schema:
-        return [validate(v, schema["items"], f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _string(value: str, schema: Schema, where: str) -> Any:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate; no database stores it
-        raise SchemaError(f"{where} is not valid Unicode text") from exc
-    if len(value) < schema.get("minLength", 0):
-        raise SchemaError(f"{where} must not be empty")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        raise SchemaError(f"{where} must be at most {schema['maxLength']} characters")
-    if "pattern" in schema and re.search(schema["pattern"], value) is None:
-        raise SchemaError(f"{where} has an invalid format: {value[:40]!r}")
-    fmt = schema.get("format")
-    if fmt == "date":
-        try:
-            return date.fromisoformat(value)
-        except ValueError as exc:
-            raise SchemaError(f"{where} must be a YYYY-MM-DD date: {value[:40]!r}") from exc
-    if fmt == "date-time":
-        try:
-            ts = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise SchemaError(f"{where} must be an ISO 8601 date-time: {value[:40]!r}") from exc
-        return ts if ts.tzinfo else ts.replace(tzinfo=TOKYO)  # a naive time is Japanese
-    return value
-
-
-def _object(value: dict[str, Any], schema: Schema, where: str) -> dict[str, Any]:
-    props: dict[str, Schema] = schema.get("properties", {})
-    if schema.get("additionalProperties") is False:
-        extra = sorted(set(value) - set(props))
-        if extra:
-            raise SchemaError(f"{where}: unknown field(s) {', '.join(extra)}")
-    missing = [k for k in schema.get("required", []) if k not in value]
-    if missing:
-        raise SchemaError(f"{where}: missing field(s) {', '.join(missing)}")
-    if len(value) < schema.get("minProperties", 0):
-        raise SchemaError(f"{where} must set at least one of {', '.join(props)}")
-    return {k: validate(v, props[k], f"{where}.{k}") if k in props else v
-            for k, v in value.items()}
+    """`value` if it matches `schema` (JSON Schema 2020-12, formats checked), converted for
+    the handlers; else SchemaError naming the field."""
+    _check_text(value, where)
+    validator = Draft202012Validator(schema, format_checker=FORMATS)
+    errors = list(validator.iter_errors(value))
+    if errors:
+        raise SchemaError(_message(max(errors, key=by_relevance()), where))
+    return _convert(value, schema)
 
 
 def from_query(raw: str, schema: Schema, name: str) -> Any:
@@ -134,24 +174,29 @@ def obj(props: dict[str, Schema], required: list[str] | None = None, *, strict: 
     return out
 
 
-TEXT = s("string", maxLength=admin.MAX_TEXT, pattern=r"^[^\x00-\x1f]*$")
-LABEL = s("string", maxLength=admin.MAX_LABEL, pattern=r"^[^\x00-\x1f]*$")
-CODE = s("string", pattern=admin.CONTRACT_CODE_RE, description="contract code, e.g. F1")
-ENDPOINT_NAME = s("string", pattern=admin.ENDPOINT_NAME_RE)
-NUMBER = s("string", pattern=admin.NUMBER_RE, description="national format, e.g. 0312345678")
+TEXT = s("string", maxLength=base.MAX_TEXT, pattern=r"^[^\x00-\x1f]*$")
+LABEL = s("string", maxLength=tokens.MAX_LABEL, pattern=r"^[^\x00-\x1f]*$")
+CODE = s("string", pattern=base.CONTRACT_CODE_RE, description="contract code, e.g. F1")
+ENDPOINT_NAME = s("string", pattern=base.ENDPOINT_NAME_RE)
+NUMBER = s("string", pattern=base.NUMBER_RE, description="national format, e.g. 0312345678")
+REMOTE = s("string", maxLength=40, pattern=r"^[^\x00-\x1f]*$",
+           description="the other party as presented")
 DATE = s("string", format="date", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DATE_TIME = s("string", format="date-time")
 MONTH = s("string", pattern=billing_repo.MONTH_RE, description="YYYY-MM (Asia/Tokyo)")
 NULLABLE_DATE = s(["string", "null"], format="date")
 TIMESTAMP = s("string", format="date-time")
 
-ERROR = obj({"status": s("integer"), "message": s("string")}, ["status", "message"],
-            strict=False)
+# RFC 9457 problem details.
+ERROR = obj({"type": s("string"), "title": s("string"), "status": s("integer"),
+             "detail": s("string"), "instance": s("string")},
+            ["type", "title", "status", "detail"], strict=False)
 
 
 def page_of(item: Schema) -> Schema:
     return obj({"items": s("array", items=item), "limit": s(["integer", "null"]),
-                "offset": s("integer"), "next_offset": s(["integer", "null"])},
+                "offset": s("integer"), "next_offset": s(["integer", "null"]),
+                "next_cursor": s("string", description="keyset paging: pass as cursor")},
                ["items", "limit", "offset", "next_offset"], strict=False)
 
 
@@ -160,19 +205,19 @@ RECORDING_SUB = s(["object", "null"], properties={
     "active": s("boolean")}, required=["activated_on", "cancelled_on", "retention_days",
                                         "active"])
 NUISANCE_SUB = s(["object", "null"], properties={
-    "unit": s("string", enum=list(admin.UNITS)), "list_size": s("integer"),
+    "unit": s("string", enum=list(subscriptions.UNITS)), "list_size": s("integer"),
     "activated_on": DATE, "cancelled_on": NULLABLE_DATE, "active": s("boolean")},
     required=["unit", "list_size", "activated_on", "cancelled_on", "active"])
 
 CONTRACT = obj({
-    "code": s("string"), "kind": s("string", enum=list(admin.KINDS)), "name": s("string"),
+    "code": s("string"), "kind": s("string", enum=list(contracts.KINDS)), "name": s("string"),
     "extension_digits": s("integer"), "created_at": TIMESTAMP, "endpoints": s("integer"),
     "channels": s("integer"), "numbers": s("integer"), "recording": RECORDING_SUB,
     "nuisance": NUISANCE_SUB,
 }, ["code", "kind", "name", "extension_digits", "endpoints", "channels", "numbers",
     "recording", "nuisance"], strict=False)
 CONTRACT_CREATE = obj({
-    "code": CODE, "kind": s("string", enum=list(admin.KINDS)), "name": TEXT,
+    "code": CODE, "kind": s("string", enum=list(contracts.KINDS)), "name": TEXT,
     "extension_digits": s("integer", minimum=2, maximum=6),
 }, ["code", "kind"])
 CONTRACT_UPDATE = obj({"name": TEXT, "extension_digits": s("integer", minimum=2, maximum=6)},
@@ -185,9 +230,9 @@ ENDPOINT = obj({
 }, ["name", "contract", "address", "extension", "channels", "roaming", "numbers"],
     strict=False)
 _ADDRESS = s("string", maxLength=45, anyOf=[{"format": "ipv4"}, {"format": "ipv6"}],
-             description="IPv4 or IPv6 source address (checked by the server)")
-_EXTENSION = s("string", pattern=admin.EXTENSION_RE)
-_CHANNELS = s("integer", minimum=1, maximum=admin.MAX_CHANNELS)
+             description="an IPv4 or IPv6 source address")
+_EXTENSION = s("string", pattern=base.EXTENSION_RE)
+_CHANNELS = s("integer", minimum=1, maximum=endpoints.MAX_CHANNELS)
 ENDPOINT_CREATE = obj({
     "name": ENDPOINT_NAME, "contract": CODE, "address": _ADDRESS, "extension": _EXTENSION,
     "channels": _CHANNELS, "roaming": s("boolean"),
@@ -197,13 +242,13 @@ ENDPOINT_UPDATE = obj({"address": _ADDRESS, "extension": _EXTENSION, "channels":
 
 NUMBER_OUT = obj({
     "number": s("string"), "contract": s("string"), "endpoint": s("string"),
-    "role": s("string", enum=list(admin.ROLES)), "nuisance": s("boolean"),
+    "role": s("string", enum=list(numbers.ROLES)), "nuisance": s("boolean"),
     "created_at": TIMESTAMP,
 }, ["number", "contract", "endpoint", "role", "nuisance"], strict=False)
 NUMBER_CREATE = obj({"number": NUMBER, "endpoint": ENDPOINT_NAME,
-                     "role": s("string", enum=list(admin.ROLES)),
+                     "role": s("string", enum=list(numbers.ROLES)),
                      "nuisance": s("boolean")}, ["number", "endpoint", "role"])
-NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(admin.ROLES)),
+NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(numbers.ROLES)),
                      "nuisance": s("boolean")}, minProperties=1)
 
 SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
@@ -211,9 +256,9 @@ SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
                     strict=False)
 RECORDING_SET = obj({"activated_on": DATE,
                      "retention_days": s("integer", minimum=1,
-                                         maximum=admin.MAX_RETENTION_DAYS)})
-NUISANCE_SET = obj({"unit": s("string", enum=list(admin.UNITS)),
-                    "list_size": s("integer", enum=list(admin.LIST_SIZES)),
+                                         maximum=subscriptions.MAX_RETENTION_DAYS)})
+NUISANCE_SET = obj({"unit": s("string", enum=list(subscriptions.UNITS)),
+                    "list_size": s("integer", enum=list(subscriptions.LIST_SIZES)),
                     "activated_on": DATE})
 
 NUISANCE_LIST = obj({
@@ -233,7 +278,7 @@ TOKEN = obj({"id": s("integer"), "contract": s(["string", "null"]), "label": s("
              "created_at": TIMESTAMP}, ["id", "contract", "label"], strict=False)
 TOKEN_CREATED = obj({**TOKEN["properties"], "token": s("string")},
                     ["id", "contract", "label", "token"], strict=False)
-TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=admin.CONTRACT_CODE_RE,
+TOKEN_CREATE = obj({"contract": s(["string", "null"], pattern=base.CONTRACT_CODE_RE,
                                   description="null or absent: an operator token"),
                     "label": LABEL})
 
@@ -268,6 +313,29 @@ RECORDING_OPTIONS_SET = obj({
     "pause_code": s(["string", "null"], maxLength=4),
     "resume_code": s(["string", "null"], maxLength=4),
 })
+# Forwarding (REC-IN-2) and the recording capacity (REC-CAP-1), issue #15.
+FORWARDING = obj({"number": s("string"), "mode": s("string", enum=list(forwarding.MODES)),
+                  "to": s("string"), "after_s": s("integer")},
+                 ["number", "mode", "to", "after_s"], strict=False)
+FORWARDING_SET = obj({
+    "mode": s("string", enum=list(forwarding.MODES)),
+    "to": s("string", pattern=forwarding.TARGET_RE, description="an outside number"),
+    "after_s": s("integer", minimum=forwarding.MIN_AFTER_S, maximum=forwarding.MAX_AFTER_S,
+                 description="no-answer only: seconds of ringing first (default 20)"),
+}, ["mode", "to"])
+_POLICY = s("string", enum=list(capacity.POLICIES),
+            description="what ordinary calls get at the maximum")
+CAPACITY = obj({"max_recordings": s("integer"), "at_capacity_policy": _POLICY,
+                "source": obj({k: s("string", enum=["site_settings", "default"])
+                               for k in capacity.KEYS}, strict=False),
+                "active_recordings": s("integer")},
+               ["max_recordings", "at_capacity_policy", "source", "active_recordings"],
+               strict=False)
+CAPACITY_SET = obj({"max_recordings": s("integer", minimum=0,
+                                          maximum=capacity.MAX_RECORDINGS),
+                    "at_capacity_policy": _POLICY,
+                    "reset": s("boolean", description="back to the process defaults")},
+                   minProperties=1)
 PURGE = obj({"dry_run": s("boolean")})
 PURGE_REPORT = obj({"rows": s("integer"), "files": s("integer"), "bytes": s("integer"),
                     "dry_run": s("boolean")}, ["rows", "files", "bytes", "dry_run"],

@@ -154,11 +154,12 @@ def _local(ts: datetime | None) -> str:
 def _filters(request: web.Request) -> tuple[dict[str, Any], list[str]]:
     """The filter form's values, validated by the API's own schemas; problems listed."""
     raw = {k: request.query.get(k, "").strip() for k in
-           ("number", "direction", "since", "until", "offset")}
-    out: dict[str, Any] = {"number": None, "direction": None, "since": None, "until": None,
-                           "offset": 0}
+           ("number", "remote", "direction", "since", "until", "offset")}
+    out: dict[str, Any] = {"number": None, "remote": None, "direction": None, "since": None,
+                           "until": None, "offset": 0}
     problems: list[str] = []
-    checks = {"number": S.NUMBER, "direction": {"type": "string", "enum": ["in", "out"]},
+    checks = {"number": S.NUMBER, "remote": S.REMOTE,
+              "direction": {"type": "string", "enum": ["in", "out"]},
               "since": S.DATE_TIME, "until": S.DATE_TIME,
               "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}}
     for key, schema in checks.items():
@@ -171,8 +172,8 @@ def _filters(request: web.Request) -> tuple[dict[str, Any], list[str]]:
 
 
 def _rows(s: Session, code: str, f: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    q = recordings.Search(code, f["number"], None, f["direction"], f["since"], f["until"],
-                          PAGE_SIZE + 1, f["offset"])
+    q = recordings.Search(code, f["number"], f["remote"], f["direction"], f["since"],
+                          f["until"], PAGE_SIZE + 1, f["offset"])
     numbers = s.scalars(select(Number.number).join(Contract, Contract.id == Number.contract_id)
                         .where(Contract.code == code).order_by(Number.number)).all()
     return recordings.search(s, q), list(numbers)
@@ -196,6 +197,8 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
     form = f"""<form class="filters" method="get" action="/ui/recordings" id="filters">
 <label>Number <select name="number" id="f-number"><option value="">all</option>{number_opts}
 </select></label>
+<label>Other party <input type="search" name="remote" id="f-remote" size="14"
+ value="{html.escape(raw["remote"])}"></label>
 <label>Direction <select name="direction" id="f-direction"><option value="">both</option>
 <option value="in"{sel("in", raw["direction"])}>in</option>
 <option value="out"{sel("out", raw["direction"])}>out</option></select></label>
@@ -207,10 +210,16 @@ async def recordings_page(request: web.Request) -> web.StreamResponse:
     errors = "".join(f'<p class="error">{html.escape(p)}</p>' for p in problems)
     body_rows = []
     for rec, _code in rows:
-        audio = encrypted_cell(rec) or (f'<audio controls preload="none" id="audio-{rec.id}" '
-                 f'src="/ui/recordings/{rec.id}/audio"></audio> '
-                 f'<a href="/ui/recordings/{rec.id}/audio?download=1">download</a>'
-                 if rec.status != "recording" else '<span class="muted">recording…</span>')
+        # Issue #15: each player and link names its call; a failed recording has no audio.
+        call = html.escape(f"{_local(rec.started_at)} {rec.remote or 'unknown caller'}",
+                           quote=True)
+        audio = encrypted_cell(rec) or (
+            '<span class="muted">recording…</span>' if rec.status == "recording" else
+            '<span class="muted">no audio (failed)</span>' if rec.status == "failed" else
+            f'<audio controls preload="none" id="audio-{rec.id}" aria-label="play {call}" '
+            f'src="/ui/recordings/{rec.id}/audio"></audio> '
+            f'<a href="/ui/recordings/{rec.id}/audio?download=1" '
+            f'aria-label="download {call}">download</a>')
         body_rows.append(
             f'<tr id="rec-{rec.id}" data-status="{html.escape(rec.status)}">'
             f"<td>{_local(rec.started_at)}</td><td>{html.escape(rec.direction)}</td>"
@@ -245,7 +254,7 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, f"no recording {raw[:40]!r}")
     row, _ = await db(request.app, lambda s: get_recording_row(s, int(raw), who.contract_id))
     return audio_response(row, request.app[SETTINGS].recordings_dir,
-                          request.query.get("download") == "1")
+                          request.query.get("download") == "1", request)
 
 
 async def home(request: web.Request) -> web.StreamResponse:

@@ -12,17 +12,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import date
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from typing import Any, TextIO, TypeVar
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callguard.admin import AdminError, Page
+from callguard import cli
 from callguard.cli import CliError
 from callguard.cli._common import db_session, print_json
 from callguard.config import Settings
+from callguard.services.base import AdminError, Page, tokyo_date
 
 T = TypeVar("T")
 
@@ -43,6 +48,11 @@ def run(work: Callable[[Session], T], settings: Settings | None = None) -> T:
         raise CliError(f"conflicts with existing data: {exc.orig}", code=2) from exc
 
 
+def today() -> date:
+    """The CLI's clock: Tokyo's calendar day now (service dates, BILL-*)."""
+    return tokyo_date(datetime.now(UTC))
+
+
 def iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -52,18 +62,18 @@ def iso_date(text: str) -> date:
 
 def add_listing_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit", type=_positive, help="at most this many (default: all)")
-    p.add_argument("--offset", type=_non_negative, default=0, help="skip this many first")
+    p.add_argument("--limit", type=positive, help="at most this many (default: all)")
+    p.add_argument("--offset", type=non_negative, default=0, help="skip this many first")
 
 
-def _positive(text: str) -> int:
-    value = _non_negative(text)
+def positive(text: str) -> int:
+    value = non_negative(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
 
 
-def _non_negative(text: str) -> int:
+def non_negative(text: str) -> int:
     try:
         value = int(text)
     except ValueError as exc:
@@ -95,6 +105,29 @@ def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
     return 0
 
 
+@contextmanager
+def progress_bar(label: str, stream: TextIO | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` for long work (purge, reconcile): a rich progress bar on a
+    terminal's stderr, else the plain `Progress` lines; nothing with --quiet. stdout stays
+    clean for --json."""
+    out = stream or sys.stderr
+    if cli.QUIET:
+        yield lambda done, total: None
+        return
+    if not out.isatty():
+        yield Progress(label, stream=out)
+        return
+    console = Console(file=out)
+    with RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
 class Progress:
     """`label: done/total` on stderr (stdout stays clean for --json) once work has run for a
     second: rewritten in place on a terminal, else a line every two seconds and a last one.
@@ -110,6 +143,8 @@ class Progress:
         self.shown = False
 
     def __call__(self, done: int, total: int) -> None:
+        if cli.QUIET:
+            return
         now = self.clock()
         final = done >= total
         if not self.shown and now - self.started < 1.0:

@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import billing_repo
-from callguard.admin import get_contract
 from callguard.cli import CliError
 from callguard.cli._admin import Progress, run
 from callguard.cli._common import print_json
+from callguard.db import billing_repo
+from callguard.db.billing_repo import Report
+from callguard.services import billing
 
 
 def _month(text: str) -> str:
@@ -32,14 +33,13 @@ def _yen(n: int) -> str:
 def _report(args: argparse.Namespace) -> int:
     progress = Progress(f"billing {args.month}")
 
-    def work(s: Session) -> billing_repo.Report:
-        if args.contract is not None:
-            get_contract(s, args.contract)  # unknown code: exit 2, not an empty report
-        return billing_repo.report(s, args.month, args.contract, progress=progress)
+    def work(s: Session) -> Report:
+        # An unknown code exits 2, not an empty report.
+        return billing.report(s, args.month, args.contract, progress=progress)
 
     try:
         rep = run(work)
-    except billing_repo.BillingError as exc:
+    except billing.BillingError as exc:
         raise CliError(str(exc)) from exc
     data = rep.to_json()
     if args.json:
@@ -73,18 +73,12 @@ def _parse_setting(text: str) -> tuple[str, int]:
 
 def _prices(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        if args.set:
-            try:
-                table = billing_repo.set_prices(s, dict(args.set))
-            except ValueError as exc:
-                raise CliError(str(exc), code=2) from exc
-        else:
-            table = billing_repo.prices(s)
+        table = billing.set_prices(s, dict(args.set)) if args.set else billing.prices(s)
         return dataclasses.asdict(table)
 
     try:
         data = run(work)
-    except billing_repo.BillingError as exc:
+    except billing.BillingError as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         print_json(data)

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import admin
-from callguard.cli._admin import add_listing_args, emit, emit_page, run
+from callguard.cli._admin import add_listing_args, emit, emit_page, run, today
+from callguard.services import base, contracts
 
 
 def _services(c: dict[str, Any]) -> str:
@@ -21,7 +21,7 @@ def _services(c: dict[str, Any]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_contracts(s, args.limit, args.offset))
+    page = run(lambda s: contracts.list_contracts(s, today(), args.limit, args.offset))
     return emit_page(args, page, [
         ("CODE", lambda c: c["code"]), ("KIND", lambda c: c["kind"]),
         ("ENDPOINTS", lambda c: c["endpoints"]), ("CHANNELS", lambda c: c["channels"]),
@@ -30,7 +30,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    data = run(lambda s: admin.contract_json(s, admin.get_contract(s, args.code)))
+    data = run(lambda s: contracts.contract_json(s, base.get_contract(s, args.code), today()))
     return emit(args, data, f"{data['code']} ({data['kind']}) {data['name']}\n"
                 f"  {data['endpoints']} endpoints, {data['channels']} channels, "
                 f"{data['numbers']} numbers; services: {_services(data)}")
@@ -38,8 +38,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _create(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        return admin.contract_json(s, admin.create_contract(
-            s, args.code, args.kind, args.name, args.extension_digits))
+        return contracts.contract_json(s, contracts.create_contract(
+            s, args.code, args.kind, args.name, args.extension_digits), today())
 
     data = run(work)
     return emit(args, data, f"contract {data['code']} ({data['kind']}) created")
@@ -47,15 +47,15 @@ def _create(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        return admin.contract_json(s, admin.update_contract(
-            s, args.code, args.name, args.extension_digits))
+        return contracts.contract_json(s, contracts.update_contract(
+            s, args.code, args.name, args.extension_digits), today())
 
     data = run(work)
     return emit(args, data, f"contract {data['code']} updated")
 
 
 def _delete(args: argparse.Namespace) -> int:
-    run(lambda s: admin.delete_contract(s, args.code))
+    run(lambda s: contracts.delete_contract(s, args.code))
     print(f"contract {args.code} deleted")
     return 0
 
@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
     cr = csub.add_parser("create", help="a new contract")
     cr.add_argument("code", help="e.g. F3 (letters, digits, - and _)")
-    cr.add_argument("--kind", required=True, choices=admin.KINDS)
+    cr.add_argument("--kind", required=True, choices=contracts.KINDS)
     cr.add_argument("--name", default="", help="customer name")
     cr.add_argument("--extension-digits", type=int, default=4,
                     help="length of the contract's extensions (default 4)")

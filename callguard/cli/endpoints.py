@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import admin
 from callguard.cli._admin import add_listing_args, emit, emit_page, run
+from callguard.services import endpoints
 
 _COLUMNS = [
     ("NAME", lambda e: e["name"]), ("CONTRACT", lambda e: e["contract"]),
@@ -24,13 +24,13 @@ _COLUMNS = [
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_endpoints(s, args.contract, args.limit, args.offset))
+    page = run(lambda s: endpoints.list_endpoints(s, args.contract, args.limit, args.offset))
     return emit_page(args, page, _COLUMNS)
 
 
 def _create(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        return admin.endpoint_json(s, admin.create_endpoint(
+        return endpoints.endpoint_json(s, endpoints.create_endpoint(
             s, args.name, args.contract, args.address, args.extension, args.channels,
             args.roaming))
 
@@ -42,7 +42,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        return admin.endpoint_json(s, admin.update_endpoint(
+        return endpoints.endpoint_json(s, endpoints.update_endpoint(
             s, args.name, args.address, args.extension, args.channels, args.roaming))
 
     data = run(work)
@@ -50,19 +50,19 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    run(lambda s: admin.delete_endpoint(s, args.name))
+    run(lambda s: endpoints.delete_endpoint(s, args.name))
     print(f"endpoint {args.name} deleted")
     return 0
 
 
 def _channels_list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_endpoints(s, args.contract, args.limit, args.offset))
+    page = run(lambda s: endpoints.list_endpoints(s, args.contract, args.limit, args.offset))
     return emit_page(args, page, [_COLUMNS[1], _COLUMNS[0], _COLUMNS[4]])
 
 
 def _channels_set(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        return admin.endpoint_json(s, admin.update_endpoint(s, args.endpoint,
+        return endpoints.endpoint_json(s, endpoints.update_endpoint(s, args.endpoint,
                                                             channels=args.channels))
 
     data = run(work)

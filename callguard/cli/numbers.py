@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import admin
 from callguard.cli._admin import add_listing_args, emit, emit_page, run
+from callguard.services import numbers
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_numbers(s, args.contract, args.endpoint, args.limit,
+    page = run(lambda s: numbers.list_numbers(s, args.contract, args.endpoint, args.limit,
                                             args.offset))
     return emit_page(args, page, [
         ("NUMBER", lambda n: n["number"]), ("CONTRACT", lambda n: n["contract"]),
@@ -22,12 +22,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _number_json(s: Session, num: Any) -> dict[str, Any]:
-    return admin.number_json(num, num.contract.code, num.endpoint.name)
+    return numbers.number_json(num, num.contract.code, num.endpoint.name)
 
 
 def _add(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        num = admin.create_number(s, args.number, args.endpoint, args.role, args.nuisance)
+        num = numbers.create_number(s, args.number, args.endpoint, args.role, args.nuisance)
         s.refresh(num)
         return _number_json(s, num)
 
@@ -39,7 +39,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        num = admin.update_number(s, args.number, args.endpoint, args.role, args.nuisance)
+        num = numbers.update_number(s, args.number, args.endpoint, args.role, args.nuisance)
         s.refresh(num)
         return _number_json(s, num)
 
@@ -48,7 +48,7 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    run(lambda s: admin.delete_number(s, args.number))
+    run(lambda s: numbers.delete_number(s, args.number))
     print(f"number {args.number} deleted")
     return 0
 
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     add = nsub.add_parser("add", help="add a number to the contract of an endpoint")
     add.add_argument("number", help="national format, e.g. 0312345678")
     add.add_argument("--endpoint", required=True, help="the endpoint it rings")
-    add.add_argument("--role", required=True, choices=admin.ROLES)
+    add.add_argument("--role", required=True, choices=numbers.ROLES)
     add.add_argument("--nuisance", action=argparse.BooleanOptionalAction, default=None,
                      help="subscribe it to nuisance-call rejection (default: yes for a "
                      "business number of a subscribed contract)")
@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
     up = nsub.add_parser("update", help="move a number, change its role or subscription")
     up.add_argument("number")
     up.add_argument("--endpoint")
-    up.add_argument("--role", choices=admin.ROLES)
+    up.add_argument("--role", choices=numbers.ROLES)
     up.add_argument("--nuisance", action=argparse.BooleanOptionalAction, default=None)
     up.add_argument("--json", action="store_true", help="print the number as JSON")
     up.set_defaults(handler=_update)

@@ -6,24 +6,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from callguard import admin
 from callguard.cli._admin import add_listing_args, emit, emit_page, run
+from callguard.services import priority
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_priority(s, args.limit, args.offset))
+    page = run(lambda s: priority.list_priority(s, args.limit, args.offset))
     return emit_page(args, page, [("NUMBER", lambda r: r["number"]),
                                   ("DESCRIPTION", lambda r: r["description"])])
 
 
 def _add(args: argparse.Namespace) -> int:
-    line = run(lambda s: admin.add_priority(s, args.number, args.description))
+    line = run(lambda s: priority.add_priority(s, args.number, args.description))
     return emit(args, {"number": line.number, "description": line.description},
                 f"{line.number} is a disaster-priority line")
 
 
 def _delete(args: argparse.Namespace) -> int:
-    run(lambda s: admin.delete_priority(s, args.number))
+    run(lambda s: priority.delete_priority(s, args.number))
     print(f"{args.number} is no longer a priority line")
     return 0
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from datetime import datetime
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
 from callguard import recordings
-from callguard.cli import CliError, recording_options
-from callguard.cli._common import db_session, print_json
+from callguard.cli import recording_options
+from callguard.cli._admin import non_negative, positive, progress_bar, run
+from callguard.cli._common import print_json
 from callguard.config import Settings, load_settings
-from callguard.db import queries
-from callguard.db.models import SiteSetting
+from callguard.db.models import Recording
+from callguard.services import capacity
+from callguard.services import recordings as rec_svc
 
 
 def _when(text: str) -> datetime:
@@ -28,20 +28,27 @@ def _when(text: str) -> datetime:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """A page like every other listing (`--json`: items, limit, offset, next_offset,
+    next_cursor); newest first, keyset paging with --cursor."""
     settings = load_settings()
     q = recordings.Search(args.contract, args.number, args.remote, args.direction, args.since,
                           args.until, args.limit, args.offset)
-    with db_session(settings) as session:
-        rows = [recordings.to_json(r, c, settings.recordings_dir)
-                for r, c in recordings.search(session, q)]
+    rec_dir = settings.recordings_dir
+
+    def render(row: Recording, code: str) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v
+                for k, v in recordings.to_json(row, code, rec_dir).items()}
+
+    page = run(lambda s: rec_svc.search(s, q, render, args.cursor), settings)
     if args.json:
-        print_json([{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
-                    for r in rows])
+        print_json(page.to_json())
     else:
-        for r in rows:
+        for r in page.items:
             print(f"{r['id']:>6} {r['contract']:<6} {r['direction']:<3} {r['number']:<12} "
-                  f"{r['remote']:<14} {r['started_at']:%Y-%m-%d %H:%M:%S} "
+                  f"{r['remote']:<14} {r['started_at'][:19].replace('T', ' ')} "
                   f"{r['duration_s'] or 0:>7.1f}s {r['status']:<9} {r['path']}")
+        if page.next_cursor is not None:
+            print(f"(more: --cursor {page.next_cursor})", file=sys.stderr)
     return 0
 
 
@@ -61,8 +68,9 @@ def _log_to(settings: Settings, verbose: bool) -> None:
 def _reconcile(args: argparse.Namespace) -> int:
     settings = load_settings()
     _log_to(settings, args.verbose)
-    with db_session(settings) as session:
-        report = recordings.reconcile(session, settings, adopt=not args.no_adopt)
+    with progress_bar("reconcile") as progress:
+        report = run(lambda s: rec_svc.reconcile(s, settings, adopt=not args.no_adopt,
+                                                 progress=progress), settings)
     data = dataclasses.asdict(report)
     if args.json:
         print_json(data)
@@ -77,8 +85,9 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     settings = load_settings()
     _log_to(settings, args.verbose)
-    with db_session(settings) as session:
-        report = recordings.purge(session, settings, dry_run=args.dry_run)
+    with progress_bar("purge") as progress:
+        report = run(lambda s: rec_svc.purge(s, settings, datetime.now(UTC),
+                                             dry_run=args.dry_run, progress=progress), settings)
     summary = dataclasses.asdict(report) | {"dry_run": args.dry_run}
     if args.json:
         print_json(summary)
@@ -88,38 +97,17 @@ def _purge(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-CAPACITY_KEYS = ("max_recordings", "at_capacity_policy")
-
-
 def _capacity(args: argparse.Namespace) -> int:
-    """REC-CAP-1 knobs as site_settings rows: both shells pick them up with the site
-    snapshot (every 2 s); without a row, the process defaults apply."""
+    """REC-CAP-1 knobs (`callguard.services.capacity`): both shells pick them up with the
+    site snapshot (every 2 s); without a row, the process defaults apply."""
     settings = load_settings()
-    values: dict[str, str] = {}
-    if args.max is not None:
-        if args.max < 0:
-            raise CliError("--max must be 0 or more", code=2)
-        values["max_recordings"] = str(args.max)
-    if args.policy:
-        values["at_capacity_policy"] = args.policy
-    if args.reset and values:
-        raise CliError("--reset cannot be combined with --max/--policy", code=2)
-    with db_session(settings) as session:
-        if args.reset:
-            session.execute(delete(SiteSetting).where(SiteSetting.key.in_(CAPACITY_KEYS)))
-        for key, value in values.items():
-            session.execute(pg_insert(SiteSetting).values(key=key, value=value)
-                            .on_conflict_do_update(index_elements=[SiteSetting.key],
-                                                   set_={"value": value}))
-        current = {s.key: s.value for s in session.scalars(
-            select(SiteSetting).where(SiteSetting.key.in_(CAPACITY_KEYS)))}
-        active = session.scalar(queries.active_recordings()) or 0
-    print_json({
-        "max_recordings": int(current.get("max_recordings", settings.max_recordings)),
-        "at_capacity_policy": current.get("at_capacity_policy", settings.at_capacity_policy),
-        "source": {k: "site_settings" if k in current else "default" for k in CAPACITY_KEYS},
-        "active_recordings": active,
-    })
+    defaults = settings.max_recordings, settings.at_capacity_policy
+    if args.max is None and args.policy is None and not args.reset:
+        data = run(lambda s: capacity.get_capacity(s, *defaults), settings)
+    else:
+        data = run(lambda s: capacity.set_capacity(s, *defaults, args.max, args.policy,
+                                                   args.reset), settings)
+    print_json(data)
     return 0
 
 
@@ -127,30 +115,31 @@ def register(sub: Any) -> None:
     p = sub.add_parser("recordings", help="search, reconcile and purge recordings")
     rsub = p.add_subparsers(dest="recordings_command", required=True)
     ls = rsub.add_parser("list", help="search recordings (newest first)")
-    ls.add_argument("--contract")
+    ls.add_argument("--contract", help="only this contract's recordings")
     ls.add_argument("--number", help="our number on the call")
     ls.add_argument("--remote", help="the other party as presented")
-    ls.add_argument("--direction", choices=("in", "out"))
-    ls.add_argument("--since", type=_when)
-    ls.add_argument("--until", type=_when)
-    ls.add_argument("--limit", type=int, default=100)
-    ls.add_argument("--offset", type=int, default=0)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--direction", choices=("in", "out"), help="incoming or outgoing calls")
+    ls.add_argument("--since", type=_when, help="started at or after (ISO date/time)")
+    ls.add_argument("--until", type=_when, help="started before (ISO date/time)")
+    ls.add_argument("--limit", type=positive, default=100, help="page size (default 100)")
+    ls.add_argument("--offset", type=non_negative, default=0, help="skip this many first")
+    ls.add_argument("--cursor", help="continue after the previous page (its next_cursor)")
+    ls.add_argument("--json", action="store_true", help="machine-readable output (a page)")
     ls.set_defaults(handler=_list)
     rc = rsub.add_parser("reconcile", help="finish rows and files left by a crash")
-    rc.add_argument("--json", action="store_true")
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
     rc.add_argument("--no-adopt", action="store_true",
                     help="only report files without a row (default: create their rows)")
     rc.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
     rc.set_defaults(handler=_reconcile)
     pg = rsub.add_parser("purge", help="delete recordings past their contract's retention")
-    pg.add_argument("--dry-run", action="store_true")
-    pg.add_argument("--json", action="store_true")
+    pg.add_argument("--dry-run", action="store_true", help="report only, delete nothing")
+    pg.add_argument("--json", action="store_true", help="machine-readable output")
     pg.add_argument("-v", "--verbose", action="store_true", help="log each action to stderr")
     pg.set_defaults(handler=_purge)
     cap = rsub.add_parser("capacity", help="show/set the concurrent-recording maximum")
     cap.add_argument("--max", type=int, help="concurrent recordings allowed")
-    cap.add_argument("--policy", choices=("congestion", "unrecorded"),
+    cap.add_argument("--policy", choices=capacity.POLICIES,
                      help="what ordinary calls get at the maximum (priority calls always "
                           "connect unrecorded)")
     cap.add_argument("--reset", action="store_true", help="back to the process defaults")

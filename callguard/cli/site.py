@@ -6,7 +6,7 @@ import argparse
 from datetime import date
 from typing import Any
 
-from callguard.asterisk_cli import AsteriskCliError, run_cli
+from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
 from callguard.cli._common import db_session
 from callguard.config import load_settings

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
+from callguard.asterisk.ari import AriReader, AsteriskUnavailable
 from callguard.cli._common import db_session, print_json
-from callguard.config import PROJECT_ROOT, load_settings
+from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.failopen import count_since_start
 
 
@@ -27,22 +25,16 @@ def _pid_alive(name: str) -> int | None:
     return pid
 
 
-def _ari_info(url: str, user: str, password: str) -> dict[str, Any] | None:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    req = urllib.request.Request(  # noqa: S310 - fixed loopback http URL from settings
-        f"{url}/ari/asterisk/info", headers={"Authorization": f"Basic {token}"}
-    )
+def _ari_info(settings: Settings) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310
-            data: dict[str, Any] = json.load(resp)
-            return data
-    except OSError:
+        return AriReader(settings, timeout_s=2).info()
+    except AsteriskUnavailable:
         return None
 
 
 def _status(args: argparse.Namespace) -> int:
     s = load_settings()
-    info = _ari_info(s.ari_url, s.ari_user, s.ari_password)
+    info = _ari_info(s)
     try:
         with db_session(s) as session:
             db_ok = session.execute(text("SELECT 1")).scalar() == 1

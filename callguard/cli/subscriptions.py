@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import admin
-from callguard.cli._admin import add_listing_args, emit, emit_page, iso_date, run
+from callguard.cli._admin import add_listing_args, emit, emit_page, iso_date, run, today
+from callguard.services import base, nuisance, subscriptions
 
 
 def _state(sub: dict[str, Any] | None, extra: str) -> str:
@@ -31,7 +31,7 @@ def _state(sub: dict[str, Any] | None, extra: str) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_subscriptions(s, args.limit, args.offset))
+    page = run(lambda s: subscriptions.list_subscriptions(s, today(), args.limit, args.offset))
     return emit_page(args, page, [
         ("CONTRACT", lambda r: r["contract"]),
         ("RECORDING", lambda r: _state(r["recording"], f"kept {r['recording']['retention_days']}"
@@ -43,8 +43,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _recording_set(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        admin.set_recording(s, args.contract, args.activated_on, args.retention_days)
-        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+        subscriptions.set_recording(s, args.contract, today(), args.activated_on,
+                                    args.retention_days)
+        return subscriptions.subscriptions_json(s, base.get_contract(s, args.contract), today())
 
     data = run(work)
     rec = data["recording"]
@@ -54,8 +55,8 @@ def _recording_set(args: argparse.Namespace) -> int:
 
 def _recording_cancel(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        admin.cancel_recording(s, args.contract, args.on)
-        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+        subscriptions.cancel_recording(s, args.contract, today(), args.on)
+        return subscriptions.subscriptions_json(s, base.get_contract(s, args.contract), today())
 
     data = run(work)
     return emit(args, data, f"{args.contract}: call recording ends; last day before "
@@ -64,8 +65,9 @@ def _recording_cancel(args: argparse.Namespace) -> int:
 
 def _nuisance_set(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        admin.set_nuisance(s, args.contract, args.unit, args.list_size, args.activated_on)
-        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+        subscriptions.set_nuisance(s, args.contract, today(), args.unit, args.list_size,
+                                   args.activated_on)
+        return subscriptions.subscriptions_json(s, base.get_contract(s, args.contract), today())
 
     data = run(work)
     n = data["nuisance"]
@@ -75,8 +77,8 @@ def _nuisance_set(args: argparse.Namespace) -> int:
 
 def _nuisance_cancel(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        admin.cancel_nuisance(s, args.contract, args.on)
-        return admin.subscriptions_json(s, admin.get_contract(s, args.contract))
+        subscriptions.cancel_nuisance(s, args.contract, today(), args.on)
+        return subscriptions.subscriptions_json(s, base.get_contract(s, args.contract), today())
 
     data = run(work)
     return emit(args, data, f"{args.contract}: nuisance-call rejection cancelled from "
@@ -84,7 +86,7 @@ def _nuisance_cancel(args: argparse.Namespace) -> int:
 
 
 def _nuisance_lists(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_nuisance_lists(s, args.contract, datetime.now(UTC),
+    page = run(lambda s: nuisance.list_nuisance_lists(s, args.contract, datetime.now(UTC),
                                                    args.limit, args.offset))
     return emit_page(args, page, [
         ("LIST", lambda r: r["list"]), ("CONTRACT", lambda r: r["contract"]),
@@ -121,8 +123,9 @@ def register(sub: Any) -> None:
     nsub = ncr.add_subparsers(dest="nuisance_command", required=True, metavar="ACTION")
     ns = nsub.add_parser("set", help="subscribe, or change the unit or list size")
     ns.add_argument("--contract", required=True)
-    ns.add_argument("--unit", choices=admin.UNITS, help="one list per number or per contract")
-    ns.add_argument("--list-size", type=int, choices=admin.LIST_SIZES,
+    ns.add_argument("--unit", choices=subscriptions.UNITS,
+                    help="one list per number or per contract")
+    ns.add_argument("--list-size", type=int, choices=subscriptions.LIST_SIZES,
                     help="entries per list (default 30)")
     ns.add_argument("--from", dest="activated_on", type=iso_date,
                     help="activation day YYYY-MM-DD (default today)")

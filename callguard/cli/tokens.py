@@ -11,14 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard import admin
 from callguard.cli._admin import add_listing_args, emit, emit_page, run
+from callguard.services import tokens
 
 
 def _create(args: argparse.Namespace) -> int:
     def work(s: Session) -> dict[str, Any]:
-        row, token = admin.create_token(s, args.contract, args.label)
-        return {**admin.token_json(row, args.contract), "token": token}
+        row, token = tokens.create_token(s, args.contract, args.label)
+        return {**tokens.token_json(row, args.contract), "token": token}
 
     data = run(work)
     if args.json:
@@ -28,14 +28,14 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = run(lambda s: admin.list_tokens(s, args.contract, args.limit, args.offset))
+    page = run(lambda s: tokens.list_tokens(s, args.contract, args.limit, args.offset))
     return emit_page(args, page, [
         ("ID", lambda t: t["id"]), ("CONTRACT", lambda t: t["contract"] or "(operator)"),
         ("LABEL", lambda t: t["label"]), ("CREATED", lambda t: t["created_at"])])
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    run(lambda s: admin.revoke_token(s, args.id))
+    run(lambda s: tokens.revoke_token(s, args.id))
     print(f"token {args.id} revoked")
     return 0
 

@@ -322,6 +322,7 @@ class Recording(Base):
 
 
 Index("ix_recordings_contract_started", Recording.contract_id, Recording.started_at.desc())
+Index("ix_recordings_started_id", Recording.started_at.desc(), Recording.id.desc())
 Index(
     "ix_recordings_in_progress",
     Recording.status,

@@ -37,10 +37,14 @@ class Reply:
 
     @property
     def message(self) -> str:
+        """The `detail` of an RFC 9457 problem (issue #15), checked to be one."""
+        assert self.headers.get("Content-Type", "").startswith("application/problem+json"), \
+            self.headers
         data = self.json()
-        assert set(data) == {"status", "message"} and data["status"] == self.status, data
-        assert isinstance(data["message"], str) and data["message"]
-        return str(data["message"])
+        assert {"type", "title", "status", "detail"} <= set(data), data
+        assert data["status"] == self.status, data
+        assert isinstance(data["detail"], str) and data["detail"]
+        return str(data["detail"])
 
 
 class Client:

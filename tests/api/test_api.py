@@ -462,6 +462,13 @@ def test_recordings_search_and_download(op: Client, iso: Settings, iso_engine: E
     assert tail.status == 206 and tail.body == body[-10:]
     bad = me.get(f"{V1}/recordings/{a_id}/audio", headers={"Range": f"bytes={len(body) + 5}-"})
     assert bad.status == 416
+    # Issue #15: a problem+json body naming the size, and Content-Range: bytes */size.
+    assert str(len(body)) in bad.message
+    assert bad.headers["Content-Range"] == f"bytes */{len(body)}"
+    head = me.request("HEAD", f"{V1}/recordings/{a_id}/audio")
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["Content-Length"] == str(len(body))
+    assert head.headers["Content-Type"] == "audio/wav"
     att = me.get(f"{V1}/recordings/{a_id}/audio?download=true")
     assert att.headers["Content-Disposition"].startswith("attachment")
     r = me.get(f"{V1}/recordings/{live_id}/audio")
@@ -536,7 +543,8 @@ def test_openapi_document(op: Client) -> None:
         assert "401" in codes, (path, method)
         for code in codes:
             if code.startswith("4"):
-                schema = o["responses"][code]["content"]["application/json"]["schema"]
-                assert schema["required"] == ["status", "message"], (path, code)
+                content = o["responses"][code]["content"]
+                schema = content["application/problem+json"]["schema"]  # RFC 9457
+                assert schema["required"] == ["type", "title", "status", "detail"], (path, code)
         if method in ("post", "put", "patch") and "requestBody" in o:
             assert {"400", "415"} <= codes, (path, method)

@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session
 
-from callguard import admin, billing_repo
 from callguard.config import Settings
-from callguard.db import nuisance_repo
+from callguard.db import billing_repo, nuisance_repo
 from callguard.db.models import (
     Contract,
     NuisanceSubscription,
@@ -37,10 +36,13 @@ from callguard.domain.billing import (
     ContractKind,
     NuisanceUnit,
 )
+from callguard.services import contracts, endpoints, numbers, subscriptions
 from tests.api.conftest import Client
 from tests.isolated_db import cli
 
 PROVISIONED = date(2026, 4, 15)  # mid-month: the site's provisioning month
+
+TODAY = date(2026, 12, 1)  # the services' clock (issue #15): a fixed Tokyo day
 
 
 @pytest.fixture(scope="module")
@@ -120,24 +122,24 @@ def test_before_activation_nothing_is_billed(s: Session) -> None:
 
 
 def test_channels_and_handsets_follow_the_database(s: Session) -> None:
-    admin.update_endpoint(s, "f1-a", channels=5)  # 5 + 1 channels
+    endpoints.update_endpoint(s, "f1-a", channels=5)  # 5 + 1 channels
     assert items(bill(s, "F1", "2026-05"))[ITEM_RECORDING_FIXED_CHANNEL] == (6, 900, 5400)
-    admin.create_endpoint(s, "m1-c", "M1", "10.9.9.9", "2003")
-    admin.create_number(s, "09011110003", "m1-c", "native")
-    admin.create_number(s, "0311110003", "m1-c", "office")  # office numbers are not handsets
+    endpoints.create_endpoint(s, "m1-c", "M1", "10.9.9.9", "2003")
+    numbers.create_number(s, "09011110003", "m1-c", "native")
+    numbers.create_number(s, "0311110003", "m1-c", "office")  # office numbers are not handsets
     assert items(bill(s, "M1", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (3, 500, 1500)
 
 
 def test_per_number_counts_only_subscribed_numbers(s: Session) -> None:
-    admin.create_number(s, "0312345670", "f1-a", "base")  # subscribed by default
-    admin.create_number(s, "0312345671", "f1-a", "base", nuisance=False)
+    numbers.create_number(s, "0312345670", "f1-a", "base")  # subscribed by default
+    numbers.create_number(s, "0312345671", "f1-a", "base", nuisance=False)
     assert items(bill(s, "F1", "2026-05"))[ITEM_NUISANCE_PER_NUMBER] == (3, 200, 600)
 
 
 def test_cancellations(s: Session) -> None:
     """Billed through the month before the first day without the service."""
-    admin.cancel_recording(s, "M1", date(2026, 7, 1))
-    admin.cancel_nuisance(s, "F2", date(2026, 6, 10))
+    subscriptions.cancel_recording(s, "M1", TODAY, date(2026, 7, 1))
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
     assert bill(s, "M1", "2026-06").subtotal == 1500
     assert bill(s, "M1", "2026-07").subtotal == 0
     assert bill(s, "F2", "2026-06").subtotal == 200  # active on some days of June
@@ -262,17 +264,17 @@ def test_channels_changed_mid_year_bill_each_month_from_its_own_count(s: Session
     June bill 2, July bills 4 (in force on some of its days), September 4, November 3 —
     re-running a past month after later changes gives the same bill."""
     _on(s, "2026-03-10")
-    admin.create_contract(s, "H1", "fixed")
-    admin.create_endpoint(s, "h1-a", "H1", "10.8.0.1", "2001", channels=2)
-    admin.create_number(s, "0312300001", "h1-a", "representative")
-    admin.set_recording(s, "H1", date(2026, 3, 10))
+    contracts.create_contract(s, "H1", "fixed")
+    endpoints.create_endpoint(s, "h1-a", "H1", "10.8.0.1", "2001", channels=2)
+    numbers.create_number(s, "0312300001", "h1-a", "representative")
+    subscriptions.set_recording(s, "H1", TODAY, date(2026, 3, 10))
     s.flush()
     before = bill(s, "H1", "2026-06")
     _on(s, "2026-07-15")
-    admin.update_endpoint(s, "h1-a", channels=4)
+    endpoints.update_endpoint(s, "h1-a", channels=4)
     s.flush()
     _on(s, "2026-10-02")
-    admin.update_endpoint(s, "h1-a", channels=3)
+    endpoints.update_endpoint(s, "h1-a", channels=3)
     s.flush()
 
     def channels(month: str) -> int:
@@ -294,14 +296,14 @@ def test_channels_changed_mid_year_bill_each_month_from_its_own_count(s: Session
 
 def test_handsets_and_subscribed_numbers_have_history_too(s: Session) -> None:
     _on(s, "2026-02-01")
-    admin.create_contract(s, "H2", "mobile")
-    admin.create_endpoint(s, "h2-a", "H2", "10.8.0.2", "2001")
-    admin.create_number(s, "09012300001", "h2-a", "native")
-    admin.set_recording(s, "H2", date(2026, 2, 1))
+    contracts.create_contract(s, "H2", "mobile")
+    endpoints.create_endpoint(s, "h2-a", "H2", "10.8.0.2", "2001")
+    numbers.create_number(s, "09012300001", "h2-a", "native")
+    subscriptions.set_recording(s, "H2", TODAY, date(2026, 2, 1))
     s.flush()
     _on(s, "2026-05-20")
-    admin.create_endpoint(s, "h2-b", "H2", "10.8.0.3", "2002")
-    admin.create_number(s, "09012300002", "h2-b", "native")
+    endpoints.create_endpoint(s, "h2-b", "H2", "10.8.0.3", "2002")
+    numbers.create_number(s, "09012300002", "h2-b", "native")
     s.flush()
     assert items(bill(s, "H2", "2026-04"))[ITEM_RECORDING_MOBILE_HANDSET] == (1, 500, 500)
     assert items(bill(s, "H2", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)

@@ -73,11 +73,14 @@ def test_api_conforms_to_its_openapi_document(api_base: str, iso: Settings,
          "--header", f"Authorization: Bearer {iso.api_token}",
          "--exclude-operation-id", "checkAsterisk",
          "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-         "--max-examples", "40", "--workers", "2", "--seed", "20261122",
+         # One worker: with two threads, hypothesis' lambda descriptions hit CPython 3.11's
+         # "AST constructor recursion depth mismatch" (ast.parse is not thread-safe there).
+         "--max-examples", "40", "--workers", "1", "--seed", "20261122",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, check=False)
     out = run.stdout
     assert run.returncode == 0, out[-20000:] + run.stderr[-2000:]
-    # 36 + issue #14: recording options get/put, recording pause/resume
-    assert "Tested: 40" in out, out[-3000:]
+    # 36 + issue #14: recording options get/put, recording pause/resume; + issue #15:
+    # forwarding list/get/put/delete, recording capacity get/put, HEAD on audio
+    assert "Tested: 47" in out, out[-3000:]
     assert "Authentication failed" not in out, out[-5000:]

@@ -263,10 +263,11 @@ def uac_xml(spec: UacSpec, work: Path) -> str:
     )
     ending = (
         """<send retrans="500"><![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [last_From:]
 [last_To:]
+[routes]
 [last_Call-ID:]
 CSeq: 9999 BYE
 Max-Forwards: 70

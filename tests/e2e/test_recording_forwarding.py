@@ -48,7 +48,7 @@ def set_forwarding(numbers: list[str], number: str, mode: str, *extra: str) -> N
     listed = json.loads(subprocess.run([CLI, "forwarding", "list", "--json"], check=True,
                                        capture_output=True, text=True).stdout)
     assert {"number": number, "mode": mode, "to": TARGET}.items() <= next(
-        f for f in listed if f["number"] == number).items()
+        f for f in listed["items"] if f["number"] == number).items()
     wait_site_refresh()
 
 

@@ -180,7 +180,10 @@ def test_list_filters_and_fields(clean: Engine, settings: Settings) -> None:
             remote="0612345678")
     add_row(clean, "M1", "1700000000.303", t0 + timedelta(hours=2), "in", "complete",
             number="0311110001")
-    every = cli("recordings", "list", "--json")
+    page = cli("recordings", "list", "--json")
+    # Issue #15: a page like every other listing.
+    assert {"items", "limit", "offset", "next_offset"} <= page.keys()
+    every = page["items"]
     assert [(r["contract"], r["direction"]) for r in every] == [
         ("M1", "in"), ("F1", "out"), ("F1", "in")]  # newest first
     for r in every:
@@ -188,15 +191,15 @@ def test_list_filters_and_fields(clean: Engine, settings: Settings) -> None:
                 "duration_s", "bytes", "sha256", "status", "path"} <= r.keys()
         assert Path(r["path"]).is_absolute()
         assert Path(r["path"]).is_relative_to(settings.recordings_dir)
-    f1 = cli("recordings", "list", "--json", "--contract", "F1")
+    f1 = cli("recordings", "list", "--json", "--contract", "F1")["items"]
     assert [r["direction"] for r in f1] == ["out", "in"]  # newest first
-    assert [r["remote"] for r in cli("recordings", "list", "--json", "--direction", "out")] \
-        == ["0612345678"]
+    outgoing = cli("recordings", "list", "--json", "--direction", "out")["items"]
+    assert [r["remote"] for r in outgoing] == ["0612345678"]
     assert [r["contract"] for r in cli("recordings", "list", "--json", "--number",
-                                       "0311110001")] == ["M1"]
+                                       "0311110001")["items"]] == ["M1"]
     window = cli("recordings", "list", "--json", "--since",
                  (t0 + timedelta(minutes=30)).isoformat(), "--until",
-                 (t0 + timedelta(minutes=90)).isoformat())
+                 (t0 + timedelta(minutes=90)).isoformat())["items"]
     assert [r["direction"] for r in window] == ["out"]
     cli("recordings", "list", "--since", "yesterday", expect=2)
 
@@ -229,4 +232,4 @@ def test_forwarding_cli_refuses_bad_input(clean: Engine) -> None:
         "unconditional", expect=2)
     cli("forwarding", "set", "--number", "0312345678", "--to", "0399998877", "--mode",
         "unreachable", "--after", "5", expect=2)
-    assert cli("forwarding", "list", "--json") == []
+    assert cli("forwarding", "list", "--json")["items"] == []

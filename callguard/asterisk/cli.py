@@ -13,9 +13,10 @@ class AsteriskCliError(RuntimeError):
 
 def run_cli(settings: Settings, command: str, timeout: float = 10.0) -> str:
     base = ["chroot", settings.asterisk_root] if settings.asterisk_root else []
+    node = ["-C", settings.asterisk_conf] if settings.asterisk_conf else []  # a cluster node
     try:
         done = subprocess.run(
-            [*base, "asterisk", "-rx", command],
+            [*base, "asterisk", *node, "-rx", command],
             capture_output=True, text=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
