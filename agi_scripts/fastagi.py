@@ -11,12 +11,14 @@ that calls back here (`ended`)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import ipaddress
 import logging
 import os
 import queue
+import re
 import signal
 import socketserver
 import threading
@@ -54,10 +56,31 @@ from callguard.recording_files import (
     OutsideRecordings,
     confined,
     header_closed,
+    prepare_dir,
     settled_row_values,
 )
 
 log = logging.getLogger("callguard.fastagi")
+
+
+class ResultLines:
+    """The AGI environment has no escaping: a CR/LF inside a dialed number or a caller ID
+    (`sip:007727%0D%0A@…` is valid SIP) ends it early with a blank line, and its remaining
+    `agi_*:` lines would be read as the answers to our first commands (REL-4). Until the
+    first real answer (`200 result=…`), lines that are not an answer are skipped."""
+
+    _ANSWER = re.compile(r"^(\d{3}[ -]|HANGUP)")
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self._synced = False
+
+    def readline(self) -> str:
+        line: str = self._rfile.readline()
+        while not self._synced and line and not self._ANSWER.match(line):
+            line = self._rfile.readline()
+        self._synced = True
+        return line
 
 
 class QuietAGI(AGI):  # type: ignore[misc]
@@ -71,9 +94,17 @@ class QuietAGI(AGI):  # type: ignore[misc]
         self.started = time.monotonic()  # decision latency is measured from here
         self.env: dict[str, str] = {}
         self._get_agi_env()
+        self.stdin = ResultLines(rfile)
 
     def finish(self) -> None:
         self.stderr.close()
+
+
+def exact(agi: QuietAGI, expression: str) -> str:
+    """A channel value byte for byte, whatever it holds (CR/LF, quotes): read base64-encoded,
+    so the fallback decides on the same string as the ARI app (never the AGI environment's)."""
+    encoded = agi.get_full_variable(f"${{BASE64_ENCODE({expression})}}")
+    return base64.b64decode(str(encoded or "")).decode("utf-8", errors="replace")
 
 
 def header_present(agi: QuietAGI, header: str) -> bool:
@@ -165,8 +196,8 @@ class Fallback:
     @staticmethod
     def inbound_facts(agi: QuietAGI, now: datetime) -> RawInbound:
         return RawInbound(
-            called=agi.env.get("agi_extension", ""),
-            caller_number=agi.env.get("agi_callerid", ""),
+            called=exact(agi, "${EXTEN}"),
+            caller_number=exact(agi, "${CALLERID(num)}"),
             withheld=agi.get_variable("CALLERID(pres)").startswith("prohib"),
             resource_priority=header_present(agi, "Resource-Priority"),
             audio_format=agi.get_variable("CHANNEL(audionativeformat)"),
@@ -177,7 +208,7 @@ class Fallback:
 
     @staticmethod
     def outbound_facts(agi: QuietAGI, now: datetime) -> RawOutbound:
-        dialed = agi.env.get("agi_extension", "")
+        dialed = exact(agi, "${EXTEN}")
         return RawOutbound(
             endpoint=agi.get_variable("CHANNEL(endpoint)"),
             dialed=dialed[2:] if dialed.startswith("s-") else dialed,
@@ -218,8 +249,12 @@ class Fallback:
         channel_id = agi.env.get("agi_uniqueid", "")
         follow = agi.get_variable("CG_FOLLOW")
         # No ChannelStateChange here: Dial's ANSWEREDTIME_MS gives the answer time.
-        answered_ms = agi.get_variable("ANSWEREDTIME_MS") if follow == FOLLOW_RECORDING else None
-        self.write(plan_ended(channel_id, follow, datetime.now(UTC), answered_ms))
+        answered_ms = agi.get_variable("ANSWEREDTIME_MS")
+        if metrics.call_released(agi.get_variable("HANGUPCAUSE"),
+                                 answered_ms not in ("", "0")):
+            log.warning("dead call released by Asterisk (REL-8)")
+        self.write(plan_ended(channel_id, follow, datetime.now(UTC),
+                              answered_ms if follow == FOLLOW_RECORDING else None))
         if follow == FOLLOW_RECORDING:
             self.keeper.adjust_recordings(-1)
             root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
@@ -247,6 +282,8 @@ class Fallback:
         if plan.recordings_delta:
             self.keeper.adjust_recordings(plan.recordings_delta)
         self.write([*plan.book.ops, self.outcome(plan)])
+        if plan.book.rel_path:  # the services own the recordings tree (SEC-4)
+            prepare_dir(self.settings.recordings_dir, plan.book.rel_path)
         assert plan.target is not None
         for name, value in plan.target.variables.items():
             agi.set_variable(name, value)

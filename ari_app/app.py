@@ -13,13 +13,19 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
-from ari_app.client import AriClient, AriError
+from ari_app.client import AriClient, AriError, call_failure
 from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
 from callguard import metrics
-from callguard.callflow import FOLLOW_RECORDING, blind_transfer_handover, capacity_for
+from callguard.callflow import (
+    FOLLOW_RECORDING,
+    attended_transfer_handovers,
+    blind_transfer_handover,
+    capacity_for,
+    leaves_on_transfer,
+)
 from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
@@ -29,10 +35,12 @@ from callguard.localstate import StateKeeper
 from callguard.recording_files import (
     FILE_CLOSE_WAIT_S,
     OutsideRecordings,
+    append_wav,
     confined,
     header_closed,
     settled_row_values,
 )
+from callguard.recording_stereo import is_stereo_pending
 
 log = logging.getLogger("callguard.app")
 
@@ -43,7 +51,10 @@ log = logging.getLogger("callguard.app")
 ALLOWED_EVENTS = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest",
                   "ChannelDtmfReceived", "PlaybackStarted", "PlaybackFinished",
                   # outbound recorded calls, followed by subscription (issue #14 transfers)
-                  "ChannelStateChange", "BridgeBlindTransfer")
+                  "ChannelStateChange", "ChannelEnteredBridge", "BridgeBlindTransfer",
+                  "BridgeAttendedTransfer")
+TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late transfer event
+XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
 
 
 class CallguardApp:
@@ -58,6 +69,13 @@ class CallguardApp:
         # channel that stays, which the recording (and the call's end) follows.
         self.handover: dict[str, str] = {}
         self.finishing: set[str] = set()  # calls whose end is being written
+        # Issue #14, attended transfer of a call recorded on the leg that left: the row's
+        # channel -> the rest of the call, recorded by a snoop on the channel that stays
+        # (ARI recording file), appended to the row's file when the call ends.
+        self.segments: dict[str, Path] = {}
+        # Recorded channels just destroyed, for TRANSFER_GRACE_S: ARI may deliver a transfer
+        # event after the transferring leg's ChannelDestroyed (different Asterisk topics).
+        self.ending: dict[str, Followed] = {}
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -67,12 +85,22 @@ class CallguardApp:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, AriError) and exc.status == 409:
+                kind = call_failure(exc)
+                if kind == "left-stasis":
                     # Too slow for the dialplan's 1 s deadline (REL-7): the channel has left
                     # Stasis for the FastAGI fallback, which decides the call.
                     log.warning("channel left Stasis before the app was done: %s", exc)
                     return
-                log.exception("call handler failed")
+                if kind == "gone" and channel_id != "-":
+                    # The caller hung up while the app was still at work: nothing to strand.
+                    log.info("channel gone before the app was done: %s", exc)
+                    return
+                if kind == "unreachable":
+                    # Asterisk's HTTP side did not answer in time (overload, restart): no bug
+                    # of ours to trace; the continue below covers a channel still in Stasis.
+                    log.warning("ARI request failed for this call: %s", exc)
+                else:
+                    log.exception("call handler failed")
                 # Never strand a caller: let the dialplan continue into the fallback.
                 if channel_id != "-":
                     try:
@@ -173,6 +201,8 @@ class CallguardApp:
                 self.spawn(self.hangup_reported(channel_id, args), channel_id)
             elif role == "resumed":
                 pass  # a channel coming back from a dialplan step; its handler waits for it
+            elif role == XFER_SNOOP:
+                pass  # issue #14: records a transferred call; ends with the snooped channel
             else:
                 log.warning("StasisStart with unknown args %r", args)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
@@ -188,21 +218,50 @@ class CallguardApp:
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
         # Outbound recorded calls are followed by subscription (the customer's phone may
         # transfer the call away, issue #14); everything else ends through [cg-ari-ended].
+        if kind in ("BridgeBlindTransfer", "BridgeAttendedTransfer"):
+            who = channel_id or str((event.get("transferer_first_leg") or {}).get("id", ""))
+            log.info("transfer event", extra={"transfer": kind, "result": event.get("result"),
+                                              "followed": who in self.env.tracked
+                                              or who in self.ending})
         if kind == "BridgeBlindTransfer":
             pair = blind_transfer_handover(event)
             if pair is not None:
-                followed = self.env.tracked.get(pair[0])
+                followed = self.env.tracked.get(pair[0]) or self.ending.get(pair[0])
                 if followed and followed.why == FOLLOW_RECORDING \
                         and pair[1] not in self.env.tracked:
                     self.handover[pair[0]] = pair[1]
             return
+        if kind == "BridgeAttendedTransfer":
+            for leaves, kept in attended_transfer_handovers(event):
+                rec = self.env.tracked.get(leaves) or self.ending.get(leaves)
+                if rec and rec.why == FOLLOW_RECORDING \
+                        and kept not in self.env.tracked and leaves not in self.handover:
+                    self.handover[leaves] = kept
+                    self.spawn(self.record_rest(leaves, kept, rec), leaves)
+            return
         if kind == "ChannelDestroyed":
             followed = self.env.tracked.pop(channel_id, None)
+            if followed and metrics.call_released(event.get("cause"),
+                                                  channel.get("state") == "Up"):
+                log.warning("dead call released by Asterisk (REL-8)",
+                            extra={"cause": event.get("cause")})
             stays = self.handover.pop(channel_id, None)
             if followed and stays:
                 self.spawn(self.follow_transfer(channel_id, stays, followed), channel_id)
+            elif followed and followed.why == FOLLOW_RECORDING:
+                # The transfer event may come just after the transferring leg is gone.
+                self.ending[channel_id] = followed
+                self.spawn(self.end_after_grace(channel_id, followed, datetime.now(UTC)),
+                           channel_id)
             elif followed:
                 self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
+        elif kind == "ChannelEnteredBridge":
+            followed = self.env.tracked.get(channel_id)
+            bridge_id = str((event.get("bridge") or {}).get("id", ""))
+            if followed and bridge_id and leaves_on_transfer(followed.rel_path):
+                # Issue #14: the transfer events reach the app through the bridge too; by
+                # the channel alone they are lost when it is destroyed before they are sent.
+                self.spawn(self.env.ari.subscribe(f"bridge:{bridge_id}"), "-")
         elif kind == "ChannelStateChange" and channel.get("state") == "Up":
             followed = self.env.tracked.get(channel_id)
             if followed and followed.why == FOLLOW_RECORDING:
@@ -265,7 +324,7 @@ class CallguardApp:
                     self.spawn(self.call_ended(channel_id, Followed(why, rel_path)),
                                channel_id)
                 continue
-            if why == FOLLOW_RECORDING and "_out_" in rel_path:  # followed by subscription
+            if why == FOLLOW_RECORDING and leaves_on_transfer(rel_path):  # by subscription
                 self.env.tracked[channel_id] = Followed(why, rel_path)
                 try:
                     await self.env.ari.subscribe_channel(channel_id)
@@ -275,9 +334,13 @@ class CallguardApp:
             log.info("finished %d call(s) that ended while the app was away", gone)
 
     async def hangup_reported(self, channel_id: str, args: list[str]) -> None:
-        """StasisStart(ended, follow, ANSWEREDTIME_MS, recording file) from [cg-ari-ended]."""
+        """StasisStart(ended, follow, ANSWEREDTIME_MS, recording file, HANGUPCAUSE) from
+        [cg-ari-ended]."""
         follow = args[1] if len(args) > 1 else ""
         answered_ms = args[2] if len(args) > 2 and args[2] else None
+        cause = args[4] if len(args) > 4 else ""
+        if follow and metrics.call_released(cause, answered_ms not in (None, "0")):
+            log.warning("dead call released by Asterisk (REL-8)", extra={"cause": cause})
         root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
         rel_path = args[3].removeprefix(root) if len(args) > 3 else ""
         if rel_path.endswith(".rec.raw"):  # stereo (issue #14): the row names the .wav
@@ -289,7 +352,7 @@ class CallguardApp:
                 log.warning("recording path refused: %s", exc, extra={"path": rel_path[:200]})
                 return
         if follow:
-            await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms)
+            await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms=answered_ms)
 
     async def follow_transfer(self, left: str, stays: str, followed: Followed) -> None:
         """Issue #14: the recording goes on on the channel that stays (cg-transfer appends to
@@ -306,20 +369,76 @@ class CallguardApp:
             return
         log.info("recording follows the transferred call", extra={"transferee": stays})
 
-    async def call_ended(self, channel_id: str, followed: Followed,
+    async def end_after_grace(self, channel_id: str, followed: Followed,
+                              at: datetime) -> None:
+        """A recorded channel is gone: its call ended (at `at`), unless a transfer event for
+        it arrives within TRANSFER_GRACE_S; then the recording follows the channel that
+        stays (issue #14)."""
+        await asyncio.sleep(TRANSFER_GRACE_S)
+        self.ending.pop(channel_id, None)
+        stays = self.handover.pop(channel_id, None)
+        if stays:
+            await self.follow_transfer(channel_id, stays, followed)
+        else:
+            await self.call_ended(followed.row or channel_id, followed, at)
+
+    async def record_rest(self, left: str, stays: str, followed: Followed) -> None:
+        """Issue #14, attended transfer: the recording ran on the leg that left (MixMonitor on
+        the phone's own leg, an outbound call), and no dialplan runs on the channel that stays
+        (it is moved between bridges). Record the rest of the call there with a snoop; the
+        segment is appended to the row's file when the call ends (finish_recording)."""
+        row = followed.row or left
+        path = Path(self.settings.recordings_dir) / followed.rel_path
+        if await asyncio.to_thread(is_stereo_pending, path):
+            log.info("stereo recording ends with the transferring leg (mono segment only)")
+            return
+        name = f"callguard-transfer/{row}"
+        try:
+            await self.env.ari.record_snoop(stays, name, XFER_SNOOP)
+        except AriError as exc:
+            log.warning("the rest of the transferred call is not recorded: %s", exc,
+                        extra={"transferee": stays})
+            return
+        ari_dir = Path(self.settings.recordings_dir).parent / "recording"
+        self.segments[row] = ari_dir / f"{name}.wav"
+        log.info("recording the rest of the attended-transferred call",
+                 extra={"transferee": stays})
+
+    async def call_ended(self, channel_id: str, followed: Followed, at: datetime | None = None,
                          answered_ms: str | None = None) -> None:
         if channel_id in self.finishing:
             return  # already being finished
         self.finishing.add(channel_id)
         try:
             await self.env.store.write(plan_ended(
-                channel_id, followed.why, datetime.now(UTC),
+                channel_id, followed.why, at or datetime.now(UTC),
                 answered_ms if followed.why == FOLLOW_RECORDING else None))
             if followed.why == FOLLOW_RECORDING:
                 self.env.site.keeper.adjust_recordings(-1)
                 await self.finish_recording(channel_id, followed.rel_path)
         finally:
             self.finishing.discard(channel_id)
+
+    async def append_segment(self, path: Path, segment: Path) -> None:
+        """Issue #14: the rest of an attended-transferred call into the row's own file, once
+        the ARI recording is closed (its channel ended with the call)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILE_CLOSE_WAIT_S
+        while loop.time() < deadline:
+            if await asyncio.to_thread(header_closed, segment):
+                break
+            await asyncio.sleep(0.1)
+        problem = await asyncio.to_thread(append_wav, path, segment)
+        if problem is None:
+            # The segment is Asterisk's file in Asterisk's directory (SEC-4): Asterisk deletes it.
+            try:
+                await self.env.ari.delete_stored_recording(f"{segment.parent.name}/{segment.stem}")
+            except AriError as exc:
+                log.warning("transfer segment left at %s: %s", segment, exc)
+            log.info("transferred call's rest appended to its recording")
+        else:
+            log.warning("transferred call's rest not appended (kept at %s): %s", segment,
+                        problem)
 
     async def finish_recording(self, channel_id: str, rel_path: str) -> None:
         """Wait for MixMonitor to close the file, then complete or fail the row (REC-FILE-2)."""
@@ -331,6 +450,9 @@ class CallguardApp:
             if header_closed(path):  # 44 bytes read: cheaper than a thread hop
                 break
             await asyncio.sleep(0.1)
+        segment = self.segments.pop(channel_id, None)
+        if segment is not None:
+            await self.append_segment(path, segment)
         # Still open after the wait: the writer is gone (crash); the header is repaired.
         values = await asyncio.to_thread(settled_row_values, path)
         await self.env.store.write([Op("recording_finished",

@@ -30,6 +30,7 @@ from callguard.callpath import (
 from callguard.config import Settings
 from callguard.dialplan import ari_extension
 from callguard.domain.routing import NuisanceMenu
+from callguard.recording_files import prepare_dir
 
 log = logging.getLogger("callguard.calls")
 
@@ -84,6 +85,8 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
     if plan.recordings_delta:
         env.site.keeper.adjust_recordings(plan.recordings_delta)
+    if book.rel_path:  # the services own the recordings tree, Asterisk writes into it (SEC-4)
+        prepare_dir(env.settings.recordings_dir, book.rel_path)
     await env.store.write([*book.ops, _outcome(plan)])
     follow = book.follow
     if follow == FOLLOW_RECORDING and plan.direction == "out":

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -26,6 +27,18 @@ class AriError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"ARI {status}: {message}")
         self.status = status
+
+
+def call_failure(exc: BaseException) -> str:
+    """What an exception in a call's handler means for the call: `left-stasis` (409, or 400
+    "Failed to execute function" when the channel left Stasis between ARI's lookup and the
+    write: the dialplan's 1 s deadline won), `gone` (404: hung up), `unreachable` (no answer
+    from Asterisk's HTTP side), else `bug`."""
+    if not isinstance(exc, AriError):
+        return "bug"
+    if exc.status == 409 or (exc.status == 400 and "Failed to execute" in str(exc)):
+        return "left-stasis"
+    return {404: "gone", 0: "unreachable"}.get(exc.status, "bug")
 
 
 class AriClient:
@@ -121,9 +134,35 @@ class AriClient:
     async def stop_playback(self, playback_id: str) -> None:
         await self.request("DELETE", f"playbacks/{playback_id}")
 
+    async def record_snoop(self, channel_id: str, name: str, role: str) -> str:
+        """Issue #14: record what `channel_id` hears and says (a snoop channel in this app,
+        StasisStart args [role]) as ARI recording `name` (wav, under Asterisk's recording
+        directory) until that channel ends; the snoop channel's id."""
+        snoop = await self.request("POST", f"channels/{channel_id}/snoop",
+                                   {"spy": "both", "app": self.app, "appArgs": role})
+        snoop_id = str(snoop["id"])
+        for attempt in range(20):  # the snoop channel enters Stasis just after it exists
+            try:
+                await self.request("POST", f"channels/{snoop_id}/record", {
+                    "name": name, "format": "wav", "ifExists": "overwrite", "beep": "false",
+                    "terminateOn": "none", "maxDurationSeconds": "0"})
+                return snoop_id
+            except AriError as exc:
+                if exc.status != 409 or attempt == 19:
+                    raise
+                await asyncio.sleep(0.02)
+        return snoop_id
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self.request("DELETE", f"recordings/stored/{quote(name, safe='')}")
+
     async def subscribe_channel(self, channel_id: str) -> None:
+        await self.subscribe(f"channel:{channel_id}")
+
+    async def subscribe(self, source: str) -> None:
+        """Events of `source` ("channel:ID", "bridge:ID") to this app until it ends."""
         await self.request("POST", f"applications/{self.app}/subscription",
-                           {"eventSource": f"channel:{channel_id}"})
+                           {"eventSource": source})
 
     async def allow_events(self, types: Sequence[str]) -> None:
         """Ask Asterisk to send the app these event types only (an allow-list: a type

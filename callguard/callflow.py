@@ -113,3 +113,32 @@ def blind_transfer_handover(event: Mapping[str, Any]) -> tuple[str, str] | None:
     left = str((event.get("channel") or {}).get("id", ""))
     stays = str((event.get("transferee") or {}).get("id", ""))
     return (left, stays) if left and stays and left != stays else None
+
+
+def attended_transfer_handovers(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(the transferring channel that leaves, the channel that stays with it) of a successful
+    attended transfer, from ARI's BridgeAttendedTransfer event: the first leg (the dialog the
+    REFER came on) leaves its transferee, the second (the consult call) its transfer target
+    (issue #14 transfer-proof recording).
+
+    A recording that ran on a leaving leg (an outbound call: MixMonitor on the phone's leg) goes
+    on from the channel that stays: the ARI app records it there and appends it to the same
+    file; the call's end is that channel's end."""
+    if event.get("type") != "BridgeAttendedTransfer" or event.get("result") != "Success":
+        return []
+    out: list[tuple[str, str]] = []
+    for leaves, stays in (("transferer_first_leg", "transferee"),
+                          ("transferer_second_leg", "transfer_target")):
+        left = str((event.get(leaves) or {}).get("id", ""))
+        kept = str((event.get(stays) or {}).get("id", ""))
+        if left and kept and left != kept:
+            out.append((left, kept))
+    return out
+
+
+def leaves_on_transfer(rel_path: str) -> bool:
+    """Whether a recording runs on a leg that a transfer takes away: an outbound call's
+    (MixMonitor on the customer phone's own leg; REC-FILE-1 names it `<stamp>_out_<id>`).
+    Inbound, it runs on the carrier's leg, which stays (issue #14)."""
+    return "_out_" in rel_path.rsplit("/", 1)[-1]
+

@@ -159,9 +159,36 @@ def recordings(live: int, limit: int) -> None:
     RECORDINGS_MAX.set(limit)
 
 
+# Q.850 causes with which Asterisk releases a call whose far end is gone (REL-8):
+# 44 "requested channel not available" is what res_pjsip_sdp_rtp sets when no RTP came for
+# rtp_timeout seconds (its log: "Disconnecting channel ... for lack of audio RTP activity");
+# 18 "no user responding" is a SIP 408 on an answered call: a session-timer refresh (or another
+# in-dialog request) nobody answered.
+CAUSE_RTP_TIMEOUT = 44
+CAUSE_NO_USER_RESPONSE = 18
+
+
+def reaped(cause: object, answered: bool) -> bool:
+    """Was a followed call released because its ends vanished (REL-8), judging by the
+    Q.850 cause its channel ended with (an int, or the text of ${HANGUPCAUSE})?"""
+    try:
+        code = int(str(cause))
+    except ValueError:
+        return False
+    return code == CAUSE_RTP_TIMEOUT or (answered and code == CAUSE_NO_USER_RESPONSE)
+
+
 def dead_call_reaped() -> None:
-    """For the reaper of REL-8 (issue 11): one call released because both ends vanished."""
+    """One call released because both ends vanished (REL-8)."""
     DEAD_CALLS_REAPED.inc()
+
+
+def call_released(cause: object, answered: bool) -> bool:
+    """The end of a call a shell follows: counted as reaped when its cause says so."""
+    if reaped(cause, answered):
+        dead_call_reaped()
+        return True
+    return False
 
 
 def api_request(method: str, route: str, status: int) -> None:

@@ -82,8 +82,9 @@ def _nice_max(value: int) -> int:
 
 
 def bar_chart(chart_id: str, chart: Chart, series: Sequence[Series], label_every: int,
-              label_format: str, stacked: bool, title: str) -> str:
-    """A bar chart as inline SVG: stacked (one bar of all series per bucket) or grouped."""
+              label_format: str, stacked: bool, title: str, lang: str = "ja") -> str:
+    """A bar chart as inline SVG: stacked (one bar of all series per bucket) or grouped;
+    the legend and each bar's title in `lang` ("ja" or "en")."""
     width, height = 760, 240
     left, right, top, bottom = 40, 10, 10, 36
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -127,34 +128,38 @@ def bar_chart(chart_id: str, chart: Chart, series: Sequence[Series], label_every
                 f'<rect class="bar" data-series="{key}" data-bucket="{bucket.isoformat()}" '
                 f'data-value="{value}" x="{x:.1f}" y="{y_top:.1f}" width="{bar_w:.1f}" '
                 f'height="{max(y_bottom - y_top, 0):.1f}" fill="{colour}">'
-                f"<title>{html.escape(stamp)} {html.escape(ja)} ({html.escape(en)}): "
+                f"<title>{html.escape(stamp)} {html.escape(ja if lang == 'ja' else en)}: "
                 f"{value}</title></rect>")
         if i % label_every == 0:
             parts.append(f'<text x="{x0 + slot * 0.4:.1f}" y="{height - bottom + 14}" '
                          f'text-anchor="middle" font-size="11" fill="#555">'
                          f"{html.escape(bucket.strftime(label_format))}</text>")
     legend_x = left
-    for key, ja, _en, colour in series:
+    for key, ja, en, colour in series:
+        name = ja if lang == "ja" else en
         parts.append(f'<rect x="{legend_x}" y="{height - 14}" width="10" height="10" '
                      f'fill="{colour}"/><text x="{legend_x + 14}" y="{height - 5}" '
-                     f'font-size="11" fill="#333" data-legend="{key}">{html.escape(ja)}</text>')
-        legend_x += 30 + 13 * len(ja)
+                     f'font-size="11" fill="#333" data-legend="{key}">{html.escape(name)}</text>')
+        legend_x += 30 + (13 if lang == "ja" else 7) * len(name)
     parts.append("</svg>")
     return "".join(parts)
 
 
 def data_table(table_id: str, chart: Chart, series: Sequence[Series],
-               label_format: str) -> str:
-    """The chart's numbers as a table (the same figures, readable without the picture)."""
-    head = "".join(f"<th>{html.escape(ja)}<br><span class=\"muted\">{html.escape(en)}</span>"
-                   "</th>" for _k, ja, en, _c in series)
+               label_format: str, lang: str = "ja",
+               corner: tuple[str, str] = ("時間", "合計")) -> str:
+    """The chart's numbers as a table (the same figures, readable without the picture);
+    `corner`: the words for the time column and the totals row."""
+    head = "".join(f'<th scope="col">{html.escape(ja if lang == "ja" else en)}</th>'
+                   for _k, ja, en, _c in series)
     rows = []
     for i, bucket in enumerate(chart.buckets):
         cells = "".join(f'<td data-series="{key}">{chart.values[key][i]}</td>'
                         for key, *_ in series)
-        rows.append(f'<tr data-bucket="{bucket.isoformat()}"><th>'
+        rows.append(f'<tr data-bucket="{bucket.isoformat()}"><th scope="row">'
                     f"{html.escape(bucket.strftime(label_format))}</th>{cells}</tr>")
     totals = "".join(f'<td data-series="{key}">{chart.total(key)}</td>' for key, *_ in series)
-    return (f'<table class="data" id="{table_id}"><thead><tr><th>時間 / time</th>{head}</tr>'
-            f'</thead><tbody>{"".join(rows)}</tbody><tfoot><tr><th>合計 / total</th>{totals}'
-            "</tr></tfoot></table>")
+    return (f'<table class="data" id="{table_id}"><thead><tr><th scope="col">'
+            f'{html.escape(corner[0])}</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f'<tfoot><tr><th scope="row">{html.escape(corner[1])}</th>{totals}</tr></tfoot>'
+            "</table>")

@@ -79,8 +79,11 @@ class DtmfPause:
         while True:
             try:
                 await self._listen()
-            except (OSError, asyncio.IncompleteReadError, ConnectionError) as exc:
-                log.warning("AMI DTMF listener: %s; retrying in %.0f s", exc, RETRY_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("AMI DTMF listener: %s: %s; retrying in %.0f s",
+                            type(exc).__name__, exc, RETRY_S)
             await asyncio.sleep(RETRY_S)
 
     async def _listen(self) -> None:

@@ -7,11 +7,16 @@ still says 0 (or less than is on disk) was not closed: Asterisk crashed or is st
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from callguard.recording_stereo import stereo_closed, wrap_stereo
+
+log = logging.getLogger("callguard.recordings")
 
 HEADER_BYTES = 44  # canonical PCM WAV header as MixMonitor writes it
 # How long a shell waits after the call for MixMonitor to close the file.
@@ -66,20 +71,49 @@ def inspect_wav(path: Path) -> WavInfo:
 
 
 def repair_header(path: Path) -> bool:
-    """Write the sizes of what is on disk into the header; True if it changed anything."""
+    """Write the sizes of what is on disk into the header; True if it changed anything.
+    The file is Asterisk's (0640, SEC-4): the repaired copy is written aside, same mode, and
+    renamed over it by the services, who own the recordings directories."""
     size = path.stat().st_size
-    with path.open("r+b") as f:
+    with path.open("rb") as f:
         head = f.read(HEADER_BYTES)
-        riff_size, _rate, _ch, _bits, data_size = _read_header(head)
-        # An odd trailing byte cannot be a 16-bit sample: leave it outside the data chunk.
-        audio = (size - HEADER_BYTES) & ~1
-        if riff_size == size - 8 and data_size == audio:
-            return False
-        f.seek(4)
-        f.write(struct.pack("<I", size - 8))
-        f.seek(40)
-        f.write(struct.pack("<I", audio))
+    riff_size, _rate, _ch, _bits, data_size = _read_header(head)
+    # An odd trailing byte cannot be a 16-bit sample: leave it outside the data chunk.
+    audio = (size - HEADER_BYTES) & ~1
+    if riff_size == size - 8 and data_size == audio:
+        return False
+    tmp = path.with_name(path.name + ".repair")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        shutil.copyfileobj(src, out)
+        out.seek(4)
+        out.write(struct.pack("<I", size - 8))
+        out.seek(40)
+        out.write(struct.pack("<I", audio))
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
     return True
+
+
+def prepare_dir(root: Path, rel_path: str) -> None:
+    """Make the directory of a recording about to start (SEC-4): the services own the tree,
+    Asterisk (another account) writes into it through the group, so each level is 2770.
+    Best effort: if this fails, MixMonitor still creates the directory itself."""
+    missing: list[Path] = []
+    d = (root / rel_path).parent
+    while d != root and d != d.parent and not d.exists():
+        missing.append(d)
+        d = d.parent
+    try:
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            os.chmod(d, 0o2770)  # noqa: S103 (group: Asterisk; others: nothing)
+    except OSError as exc:
+        log.warning("cannot prepare the recording directory %s: %s", d, exc)
 
 
 def finished_row_values(info: WavInfo | None, problem: str | None) -> dict[str, object]:
@@ -121,6 +155,45 @@ def header_closed(path: Path) -> bool:
     except (OSError, NotAWav):
         return False
     return riff_size == size - 8 and data_size == size - HEADER_BYTES
+
+
+def append_wav(path: Path, segment: Path) -> str | None:
+    """Issue #14: append the audio of `segment` (a closed WAV of the same format, e.g. the
+    rest of a call recorded after an attended transfer) to the closed WAV at `path` and fix
+    its header. None when done; otherwise why not (both files left as they were)."""
+    try:
+        with path.open("rb") as f:
+            _riff, rate, channels, bits, _data = _read_header(f.read(HEADER_BYTES))
+        with segment.open("rb") as f:
+            _sriff, srate, schannels, sbits, sdata = _read_header(f.read(HEADER_BYTES))
+            if (srate, schannels, sbits) != (rate, channels, bits):
+                return (f"segment format {srate} Hz/{schannels} ch/{sbits} bit differs from "
+                        f"{rate} Hz/{channels} ch/{bits} bit")
+            audio = f.read(sdata)
+    except (OSError, NotAWav) as exc:
+        return f"cannot append segment: {exc}"
+    audio = audio[:len(audio) & ~1]
+    # The file is Asterisk's (0640, SEC-4): the joined copy is written aside and renamed over
+    # it, as repair_header does.
+    tmp = path.with_name(path.name + ".append")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        shutil.copyfileobj(src, out)
+        end = out.tell()
+        if (end - HEADER_BYTES) % 2:
+            end -= 1  # an odd trailing byte is not a sample
+            out.seek(end)
+            out.truncate()
+        out.write(audio)
+        total = end + len(audio)
+        out.seek(4)
+        out.write(struct.pack("<I", total - 8))
+        out.seek(40)
+        out.write(struct.pack("<I", total - HEADER_BYTES))
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
+    return None
 
 
 RECOVERED = "recovered: Asterisk did not close the file (header repaired)"

@@ -126,6 +126,27 @@ class ChannelProbe:
         return None if self._cli_ids is None else channel_id in self._cli_ids
 
 
+class AnyNodeProbe:
+    """CLU-3, REC-FILE-2: in a cluster a call may live on any node. A channel exists if one
+    node has it; it is gone only when every node answered without it; otherwise (a node
+    unreachable, none has it) nothing may be decided (None), so a live call on a node that
+    cannot be asked is never finished."""
+
+    def __init__(self, probes: list[ChannelProbe]) -> None:
+        if not probes:
+            raise ValueError("at least one node")
+        self.probes = probes
+
+    def exists(self, channel_id: str) -> bool | None:
+        unknown = False
+        for probe in self.probes:
+            found = probe.exists(channel_id)
+            if found:
+                return True
+            unknown = unknown or found is None
+        return None if unknown else False
+
+
 @dataclass
 class ReconcileReport:
     checked: int = 0
@@ -171,12 +192,14 @@ def _journaled_channels(settings: Settings) -> set[str]:
 
 
 def reconcile(session: Session, settings: Settings, adopt: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> ReconcileReport:
+              progress: Callable[[int, int], None] | None = None,
+              channels: ChannelProbe | AnyNodeProbe | None = None) -> ReconcileReport:
     """REC-FILE-2: rows left at `recording` whose call is gone end `complete` (the WAV header
     repaired when Asterisk died before closing the file) or `failed` with a reason; files
     without a row are adopted (a row is created from what the path says) or reported."""
     report = ReconcileReport()
-    channels = ChannelProbe(settings)
+    if channels is None:
+        channels = ChannelProbe(settings)
     now = time.time()
     rows = session.scalars(select(Recording).where(Recording.status == "recording")
                            .with_for_update(skip_locked=True)).all()

@@ -15,6 +15,7 @@ CL_SUP_CONF=$CL/supervisord.conf
 CL_SUP_PID=$CL/supervisord.pid
 KAM_CFG=$CL/kamailio.cfg
 KAM_CTL=$CL/kamailio_ctl
+KAM_PROM_PORT=9464  # Kamailio's /metrics (xhttp_prom) for Prometheus (issue 18)
 mkdir -p "$CL" "$NODES_DIR"
 
 # Node n (1..): SIP 127.0.0.(10+n):5060; ARI/HTTP 127.0.0.1:(8100+n); AMI 5100+n; FastAGI
@@ -36,6 +37,9 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     local etc=$base/nodes/n$n
     mkdir -p "$etc" "$ASTERISK_ROOT/run/asterisk-n$n" "$ASTERISK_ROOT/var/log/asterisk-n$n" \
              "$ASTERISK_ROOT/var/spool/asterisk-n$n" "$ASTERISK_ROOT/var/lib/asterisk-n$n"
+    # Asterisk (dropped to its own account, SEC-4) reads and writes these as itself.
+    ast_owns "$ASTERISK_ROOT/run/asterisk-n$n" "$ASTERISK_ROOT/var/log/asterisk-n$n" \
+             "$ASTERISK_ROOT/var/spool/asterisk-n$n" "$ASTERISK_ROOT/var/lib/asterisk-n$n"
     find "$etc" -maxdepth 1 -name '*.conf' -delete
     # Everything ast_install put in place (asterisk_conf/, generated users, the site) ...
     cp "$base"/*.conf "$etc/"
@@ -47,6 +51,10 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
         -e "s#^astlogdir => .*#astlogdir => /var/log/asterisk-n$n#" \
         -e "s#^astspooldir => .*#astspooldir => /var/spool/asterisk-n$n#" \
         -e "s#^astdbdir => .*#astdbdir => /var/lib/asterisk-n$n#" "$etc/asterisk.conf"
+    # ... its own system name: channel unique ids become n<n>-<epoch>.<seq>. Without it two
+    # nodes started in the same second hand out the same ids, and the call rows, recording
+    # rows and file names keyed by them collide across nodes (CLU-3; found by the tests).
+    sed -i -e "s/^\[options\]$/[options]\nsystemname = n$n/" "$etc/asterisk.conf"
     # ... its address, ports and RTP range ...
     sed -i -e "s/^bind = 127.0.0.1:5060/bind = $ip:5060/" "$etc/pjsip.conf"
     sed -i -e "s/^bindport = 8088/bindport = $((8100 + n))/" "$etc/http.conf"
@@ -64,7 +72,7 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     sed -i -e 's/^match = \(.*\)$/match_header = X-Src-IP: \1/' "$etc/pjsip_site.conf"
     # The node's services: the shared settings with the node's own ports and directories.
     local nd=$NODES_DIR/n$n
-    mkdir -p "$nd/log"
+    mkdir -p "$nd/log" "$nd/journal"
     (umask 077; { grep -v -e '^CALLGUARD_ARI_URL=' -e '^CALLGUARD_LOG_DIR=' "$ENV_FILE"; cat <<EOT
 CALLGUARD_ARI_URL=http://127.0.0.1:$((8100 + n))
 CALLGUARD_LOG_DIR=$nd/log
@@ -78,13 +86,18 @@ CALLGUARD_METRICS_API_PORT=$((9490 + n))
 CALLGUARD_NODE=n$n
 EOT
     } > "$nd/callguard.env")
+    # Read by the node's services as their own user; their journal theirs alone (SEC-4).
+    chmod 0700 "$nd/journal"
+    chmod -R o= "$etc"
+    ast_owns "$etc"
+    svc_owns "$nd/callguard.env" "$nd/journal"
 }
 
 node_start() {  # n
     local n=$1
     if node_running "$n"; then nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk-n$n/messages.log"
-    (umask 027; nast "$n" -F)
+    (umask 027; nast "$n" -U "$AST_RUN_USER" -G "$AST_RUN_USER" -F)
     for _ in $(seq 1 200); do nast "$n" -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     nast "$n" -rx 'core waitfullybooted' >/dev/null
 }
@@ -109,7 +122,7 @@ chmod = 0700
 [supervisord]
 logfile = $CL/supervisord.log
 pidfile = $CL_SUP_PID
-directory = $TOP
+directory = $RUN
 minfds = 4096
 nocleanup = true
 childlogdir = $CL
@@ -142,9 +155,11 @@ EOT
                 cat <<EOT
 
 [program:$s-n$n]
-command = /bin/sh -c 'exec $SVC_VENV/bin/callguard-$s'
+command = /bin/sh -c 'exec $SVC_BIN/callguard-$s'
 environment = CALLGUARD_ENV="$NODES_DIR/n$n/callguard.env"
-directory = $TOP
+user = $SVC_USER
+umask = 027
+directory = $RUN
 startsecs = 0
 startretries = 1000000
 stopsignal = TERM
@@ -157,6 +172,8 @@ stdout_logfile_maxbytes = 20MB
 EOT
             done
         done
+        # Prometheus scraping every node and Kamailio (issue 18); written by cluster_up.
+        printf '\n%s\n' "$(prom_program "$CL/prometheus.yml")"
     } > "$CL_SUP_CONF"
 }
 cctl() { "$SVC_VENV/bin/supervisorctl" -c "$CL_SUP_CONF" "$@"; }
@@ -167,7 +184,17 @@ kam_conf() {
     : > "$CL/dispatcher.list.new"
     for n in $(nodes); do printf '1 sip:%s:5060 0 0\n' "$(node_ip "$n")" >> "$CL/dispatcher.list.new"; done
     mv "$CL/dispatcher.list.new" "$CL/dispatcher.list"
+    # Each node's dispatcher state as a gauge, set at every scrape (xhttp_prom, issue 18).
+    {
+        echo 'route[DISPATCHER_METRICS] {'
+        for n in $(nodes); do
+            printf '    if (ds_is_active("1", "sip:%s:5060")) { $var(up) = "1"; } else { $var(up) = "0"; }\n' "$(node_ip "$n")"
+            printf '    prom_gauge_set("dispatcher_destination_active", "$var(up)", "1", "sip:%s:5060", "n%d");\n' "$(node_ip "$n")" "$n"
+        done
+        echo '}'
+    } > "$CL/dispatcher_metrics.cfg"
     sed -e "s#@DISPATCHER_LIST@#$CL/dispatcher.list#" -e "s#@CTL@#$KAM_CTL#" \
+        -e "s#@PROM_PORT@#$KAM_PROM_PORT#g" -e "s#@DS_METRICS@#$CL/dispatcher_metrics.cfg#" \
         -e "s#@MODPATH@#$(dirname "$(find /usr/lib -name dispatcher.so -path '*kamailio*' | head -1)")#" \
         tools/kamailio/kamailio.cfg > "$KAM_CFG"
     kamailio -c -f "$KAM_CFG" >"$CL/kamailio-check.log" 2>&1 || { tail -20 "$CL/kamailio-check.log"; exit 1; }
@@ -188,11 +215,18 @@ cluster_up() {
         CALLGUARD_ENV=$NODES_DIR/n$n/callguard.env "$VENV/bin/callguard" site sync-asterisk >/dev/null
     done
     kam_conf
+    local envs=()
+    for n in $(nodes); do envs+=("n$n=$NODES_DIR/n$n/callguard.env"); done
+    prom_write "$CL/prometheus.yml" "$TOP/tools/prometheus/rules.yml" \
+        --kamailio "127.0.0.1:$KAM_PROM_PORT" "${envs[@]}"
     cl_sup_conf
-    if cl_sup_running; then cctl update >/dev/null; cctl restart kamailio >/dev/null
-    else "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
+    if cl_sup_running; then
+        cctl update >/dev/null; cctl restart kamailio >/dev/null
+        cctl signal HUP prometheus >/dev/null 2>&1 || true  # the nodes may have changed
+    else code_sync; "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
     for _ in $(seq 1 100); do cl_sup_running && break; sleep 0.05; done
     cctl start all >/dev/null 2>&1 || true
+    prom_ready
     for n in $(nodes); do
         local ok=0
         for _ in $(seq 1 300); do
@@ -232,6 +266,8 @@ cluster_status() {
             if [[ $p =~ ^[1-9][0-9]*$ ]]; then printf '%-16s %-8s %s  (supervised)\n' "n$n $s" up "$p"; else printf '%-16s %-8s\n' "n$n $s" down; fi
         done
     done
+    p=""; cl_sup_running && p=$(cctl pid prometheus 2>/dev/null || true)
+    if [[ $p =~ ^[1-9][0-9]*$ ]]; then printf '%-16s %-8s %s  (supervised, %s)\n' prometheus up "$p" "$(cat "$PROM_DIR/listen")"; else printf '%-16s %-8s\n' prometheus down; fi
     if cl_sup_running; then printf '%-16s %-8s %s\n' "supervisor" up "$(cat "$CL_SUP_PID")"; fi
 }
 
@@ -240,6 +276,7 @@ restore_single() {  # back to `make run`'s one node (after the cluster tests)
     ast_start
     "$VENV/bin/callguard" site sync-asterisk >/dev/null
     apps_start
+    prom_start
 }
 
 case "${1:-}" in

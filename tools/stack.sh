@@ -3,15 +3,46 @@
 # Every process we start has a PID file under .run/; we stop only those PIDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOP=$PWD
-RUN=$TOP/.run
-LOG=$RUN/log
+TOP=$(pwd -P)
 VENV=$TOP/.venv
-mkdir -p "$RUN" "$LOG"
+
+# ---- where the services' state lives (issue 19, item 9) ----------------------------------------
+# PostgreSQL (as postgres), Asterisk and the services (their own users, SEC-4) must reach their
+# state. A checkout other users cannot enter (a clone under /root, 0700) keeps it in
+# /var/lib/callguard/<name>-<hash of the checkout's path>/ instead (one per checkout, so
+# checkouts never collide), with symlinks left where the tools and tests look: .run, the
+# Asterisk root (its spool holds the recordings) and the services' virtualenv; the services
+# run a copy of the code there (code_sync). A checkout everyone can enter keeps them in place.
+STATE_DIR=/var/lib/callguard/$(basename "$TOP")-$(printf '%s' "$TOP" | sha256sum | cut -c1-12)
+checkout_reachable() {  # every directory from / down to the checkout enterable by others
+    local d=$TOP
+    while [ "$d" != / ]; do
+        [ $(( 0$(stat -c %a "$d") & 1 )) = 1 ] || return 1
+        d=$(dirname "$d")
+    done
+}
+relocate() {  # path in the checkout, move|new: into the state dir, a symlink left behind
+    local p=$TOP/$1 dest; dest=$STATE_DIR/$(basename "$1")
+    [ -L "$p" ] && return 0
+    install -d -m 0755 /var/lib/callguard "$STATE_DIR"
+    if [ "$2" = move ] && [ -d "$p" ]; then rm -rf "$dest"; mv "$p" "$dest"
+    else rm -rf "$p"; mkdir -p "$dest"; fi  # new: a virtualenv cannot move, it is made again
+    mkdir -p "$(dirname "$p")"
+    ln -s "$dest" "$p"
+}
+if ! checkout_reachable; then
+    relocate .run move
+    [ ! -d "$TOP/.build/asterisk-root" ] || relocate .build/asterisk-root move
+    relocate .build/svc-venv new
+fi
+mkdir -p "$TOP/.run"
+RUN=$(readlink -f "$TOP/.run")
+LOG=$RUN/log
+mkdir -p "$LOG"
 
 # Asterisk: the system one when installed (PBX host), else the project-local sid root (RUN-1).
 if [ -z "${ASTERISK_ROOT+x}" ]; then
-    if [ -x /usr/sbin/asterisk ]; then ASTERISK_ROOT=""; else ASTERISK_ROOT=$TOP/.build/asterisk-root; fi
+    if [ -x /usr/sbin/asterisk ]; then ASTERISK_ROOT=""; else ASTERISK_ROOT=$(readlink -f "$TOP/.build/asterisk-root"); fi
 fi
 PG_PORT=${CALLGUARD_PG_PORT:-55432}
 PG_DIR=$RUN/pg
@@ -21,10 +52,60 @@ ENV_FILE=$RUN/callguard.env
 ast() { if [ -n "$ASTERISK_ROOT" ]; then chroot "$ASTERISK_ROOT" asterisk "$@"; else asterisk "$@"; fi; }
 say() { printf '%s\n' "$*"; }
 
+# ---- least privilege (SEC-4): Asterisk and the services run as their own system users ---------
+# Host accounts made with `useradd --system`, so their uids are free on this host (the sid
+# root's own `asterisk` uid, 101, is the host's `postgres`). The root's `asterisk` account is
+# renumbered to the host's callguard-ast uid/gid; Asterisk starts as root in the chroot and
+# drops to it (-U/-G). The services (ARI app, FastAGI fallback, API) run as `callguard`, a
+# member of callguard-ast's group so they read the recordings Asterisk writes (0640).
+AST_USER=callguard-ast
+[ -n "$ASTERISK_ROOT" ] || AST_USER=asterisk  # a system Asterisk: its package's own account
+SVC_USER=callguard
+AST_RUN_USER=asterisk  # the account's name as Asterisk sees it (the root's or the system's)
+users() {
+    id -u "$AST_USER" >/dev/null 2>&1 && id -u "$SVC_USER" >/dev/null 2>&1 &&
+        id -nG "$SVC_USER" | grep -qw "$AST_USER" && return 0
+    # Several checkouts may start at once: one useradd at a time.
+    (
+        flock 8
+        getent group "$AST_USER" >/dev/null || groupadd --system "$AST_USER"
+        id -u "$AST_USER" >/dev/null 2>&1 || useradd --system --gid "$AST_USER" --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin --comment "callguard Asterisk" "$AST_USER"
+        getent group "$SVC_USER" >/dev/null || groupadd --system "$SVC_USER"
+        id -u "$SVC_USER" >/dev/null 2>&1 || useradd --system --gid "$SVC_USER" --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin --comment "callguard services" "$SVC_USER"
+        id -nG "$SVC_USER" | grep -qw "$AST_USER" || usermod -aG "$AST_USER" "$SVC_USER"
+    ) 8>/run/callguard-users.lock
+}
+# The root's `asterisk` account takes the host callguard-ast uid/gid; whatever the root's
+# package left owned by the old ids follows.
+root_users() {
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    local uid gid old_uid old_gid
+    uid=$(id -u "$AST_USER"); gid=$(getent group "$AST_USER" | cut -d: -f3)
+    old_uid=$(awk -F: '$1=="asterisk"{print $3}' "$ASTERISK_ROOT/etc/passwd")
+    old_gid=$(awk -F: '$1=="asterisk"{print $3}' "$ASTERISK_ROOT/etc/group")
+    [ -n "$old_uid" ] && [ -n "$old_gid" ] || { say "no asterisk account in $ASTERISK_ROOT"; exit 1; }
+    [ "$old_uid:$old_gid" = "$uid:$gid" ] && return 0
+    sed -i -E "s/^asterisk:([^:]*):$old_uid:[0-9]+:/asterisk:\1:$uid:$gid:/" "$ASTERISK_ROOT/etc/passwd"
+    sed -i -E "s/^asterisk:([^:]*):$old_gid:/asterisk:\1:$gid:/" "$ASTERISK_ROOT/etc/group"
+    find "$ASTERISK_ROOT" -xdev -uid "$old_uid" -exec chown -h "$uid" {} +
+    find "$ASTERISK_ROOT" -xdev -gid "$old_gid" -exec chgrp -h "$gid" {} +
+}
+# What Asterisk itself writes or reads, owned by it; the recordings spool shared with the
+# services: owned by them, group callguard-ast, setgid, nothing for others (SEC-4).
+ast_owns() {  # dirs...: owned (recursively) by Asterisk's account
+    chown -R "$AST_USER:$AST_USER" "$@"
+}
+svc_owns() {  # paths...: owned (recursively) by the services' account
+    chown -R "$SVC_USER:$SVC_USER" "$@"
+}
+
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # ---- secrets: generated once into ignored files, never committed (RUN-4, SEC-2) --------------
 secrets() {
+    users
     mkdir -p "$RUN/secrets"; chmod 700 "$RUN/secrets"
     [ -s "$RUN/secrets/hmac.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/hmac.key")
     [ -s "$RUN/secrets/ari.password" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/secrets/ari.password")
@@ -49,6 +130,9 @@ CALLGUARD_ASTERISK_ROOT=$ASTERISK_ROOT
 CALLGUARD_LOG_DIR=$LOG
 EOT
 )
+    # The services read them as their own user; the journal is theirs alone (SEC-4, REL-2).
+    mkdir -p -m 0700 "$RUN/journal"; chmod 0700 "$RUN/journal"
+    svc_owns "$RUN/secrets" "$ENV_FILE" "$RUN/journal"
 }
 
 # ---- PostgreSQL: a project-local cluster on a unix socket only (RUN-2) -----------------------
@@ -69,6 +153,10 @@ fsync = on
 log_min_messages = warning
 EOT
     fi
+    # The socket where the state is now (moved into the state dir: issue 19, item 9).
+    sed -i "s#^unix_socket_directories = .*#unix_socket_directories = '$PG_DIR'#" "$PG_DIR/data/postgresql.conf"
+    # The socket directory: the server's, entered by the services' group only (SEC-4).
+    chown postgres:"$SVC_USER" "$PG_DIR"; chmod 0750 "$PG_DIR"
     if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w start >/dev/null
     fi
@@ -91,6 +179,7 @@ pg_pid() { [ -f "$PG_DIR/data/postmaster.pid" ] && head -1 "$PG_DIR/data/postmas
 ast_etc() { printf '%s/etc/asterisk' "$ASTERISK_ROOT"; }
 ast_install() {
     local etc; etc=$(ast_etc)
+    users; root_users
     mkdir -p "$etc"
     if [ -n "$ASTERISK_ROOT" ]; then
         # The project root holds only our configuration, nothing from the package samples.
@@ -105,14 +194,25 @@ ast_install() {
     (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
         > "$etc/extensions_agi_secret.conf")
     # Recordings: nothing for others, also what an older version left 0644/0755 (SEC-4).
-    mkdir -p -m 0750 "$ASTERISK_ROOT/var/spool/asterisk/callguard"
-    chmod -R o= "$ASTERISK_ROOT/var/spool/asterisk/callguard"
+    # The services own the tree (they make each call's directory, seal and repair files);
+    # Asterisk writes through the group (setgid: everything below is callguard-ast's).
+    local spool=$ASTERISK_ROOT/var/spool/asterisk/callguard
+    mkdir -p -m 0750 "$spool"
+    chmod -R o= "$spool"
+    chown -R "$SVC_USER:$AST_USER" "$spool"
+    find "$spool" -type d -exec chmod 2770 {} +
     # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
     (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
         "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
+    # Asterisk reads its configuration (secrets 0600 included) and writes its state as itself.
+    ast_owns "$etc" "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" \
+             "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/spool/asterisk/recording"
+    chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/spool/asterisk"
+    chmod -R o= "$etc"
+    chmod o= "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" "$ASTERISK_ROOT/run/asterisk"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
         # Asterisk resolves its own host name at the first call; the root has no resolver.
         printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"
@@ -134,7 +234,7 @@ ast_start() {
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
     # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
-    (umask 027; ast -F)
+    (umask 027; ast -U "$AST_RUN_USER" -G "$AST_RUN_USER" -F)
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
@@ -151,8 +251,27 @@ ast_stop() {
 # person; supervisord rotates their logs. On a PBX host with systemd use tools/systemd/ instead.
 # Each service writes its PID to .run/NAME.pid (a shell that execs the service keeps its PID).
 # The services' own virtualenv (runtime dependencies only, `make svc-venv`), else .venv.
-SVC_VENV=${CALLGUARD_SVC_VENV:-$TOP/.build/svc-venv}
+SVC_VENV=${CALLGUARD_SVC_VENV:-$(readlink -f "$TOP/.build/svc-venv")}
 [ -x "$SVC_VENV/bin/supervisord" ] || SVC_VENV=$VENV
+# The services' commands: the virtualenv's, or in a state dir (checkout out of reach) launchers
+# of the code copied there.
+SVC_BIN=$SVC_VENV/bin
+CODE=""
+if [ -L "$TOP/.build/svc-venv" ]; then CODE=$STATE_DIR/code; SVC_BIN=$CODE/bin; fi
+code_sync() {
+    [ -n "$CODE" ] || return 0
+    local s
+    rm -rf "$CODE.new"; mkdir -p "$CODE.new/bin"
+    cp -r "$TOP/callguard" "$TOP/ari_app" "$TOP/agi_scripts" "$CODE.new/"
+    find "$CODE.new" -name __pycache__ -prune -exec rm -rf {} +
+    for s in ari:ari_app.main fastagi:agi_scripts.fastagi api:callguard.api.app; do
+        printf '#!%s/bin/python\nimport sys\nsys.path.insert(0, "%s")\nfrom %s import main\nsys.exit(main())\n' \
+            "$SVC_VENV" "$CODE" "${s#*:}" > "$CODE.new/bin/callguard-${s%%:*}"
+        chmod 0755 "$CODE.new/bin/callguard-${s%%:*}"
+    done
+    chmod -R a+rX,go-w "$CODE.new"
+    rm -rf "$CODE"; mv "$CODE.new" "$CODE"
+}
 SUP_CONF=$RUN/supervisord.conf
 SUP_PID=$RUN/supervisord.pid
 SERVICES="fastagi ari api"
@@ -170,7 +289,7 @@ logfile = $LOG/supervisord.log
 logfile_maxbytes = 10MB
 logfile_backups = 5
 pidfile = $SUP_PID
-directory = $TOP
+directory = $RUN
 minfds = 4096
 nocleanup = true
 childlogdir = $LOG
@@ -199,8 +318,11 @@ EOT
             cat <<EOT
 
 [program:$s]
-command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_VENV/bin/callguard-$s'
-directory = $TOP
+command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_BIN/callguard-$s'
+environment = CALLGUARD_ENV="$ENV_FILE"
+user = $SVC_USER
+umask = 027
+directory = $RUN
 autostart = true
 autorestart = true
 startsecs = 0
@@ -215,14 +337,29 @@ stdout_logfile_maxbytes = 20MB
 stdout_logfile_backups = 5
 EOT
         done
+        # Prometheus (issue 18), supervised like the services; started by prom_start, which
+        # writes its configuration first (autostart off: `make run` starts it after the apps).
+        cat <<EOT
+
+$(prom_program "$PROM_DIR/prometheus.yml")
+EOT
     } > "$SUP_CONF.new"
     if cmp -s "$SUP_CONF.new" "$SUP_CONF"; then rm -f "$SUP_CONF.new"; return 1; fi
     mv "$SUP_CONF.new" "$SUP_CONF"
 }
 ctl() { "$SVC_VENV/bin/supervisorctl" -c "$SUP_CONF" "$@"; }
 sup_running() { alive "$SUP_PID" && ctl pid >/dev/null 2>&1; }
+pidfiles() {  # each service writes its PID as its own user into a file made for it here
+    local s
+    for s in $SERVICES; do
+        [ -e "$RUN/$s.pid" ] || install -m 0644 /dev/null "$RUN/$s.pid"
+        chown "$SVC_USER:$SVC_USER" "$RUN/$s.pid"
+    done
+}
 sup_start() {
     local changed=0
+    pidfiles
+    alive "$SUP_PID" || code_sync
     sup_conf && changed=1
     if alive "$SUP_PID"; then
         if [ $changed = 1 ]; then ctl update >/dev/null; fi
@@ -274,15 +411,60 @@ apps_stop() {  # stop the services and supervisord itself
     done
 }
 
-# A helper process outside supervision (Prometheus): PID in .run/NAME.pid, stopped by that PID.
-bg_start() {  # name, command...
-    local name=$1; shift
-    alive "$RUN/$name.pid" && return 0
-    # Close inherited descriptors (e.g. a caller's `flock` lock) so the process holds none.
-    nohup "$@" >>"$LOG/$name.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-    echo $! > "$RUN/$name.pid"
+# ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
+# Supervised (REL-9): a [program:prometheus] in the single node's supervisord (tools/cluster.sh
+# has its own, scraping every node); its PID in .run/prometheus.pid, its port in PROM_DIR/listen.
+PROM_DIR=$RUN/prometheus
+prom_program() {  # config file: the supervisord program section
+    cat <<EOT
+[program:prometheus]
+command = /bin/sh -c 'echo \$\$ > $RUN/prometheus.pid && exec prometheus --config.file=$1 --storage.tsdb.path=$PROM_DIR/data --storage.tsdb.retention.time=15d --web.listen-address=\$(cat $PROM_DIR/listen)'
+directory = $PROM_DIR
+autostart = false
+autorestart = true
+startsecs = 0
+startretries = 1000000
+stopsignal = TERM
+stopwaitsecs = 10
+stopasgroup = true
+killasgroup = true
+redirect_stderr = true
+stdout_logfile = $LOG/prometheus.log
+stdout_logfile_maxbytes = 20MB
+stdout_logfile_backups = 5
+EOT
 }
-bg_stop() {
+prom_write() {  # out, rules file, more arguments of callguard.prometheus_conf: config and port
+    local out=$1; shift
+    command -v prometheus >/dev/null || { say "prometheus missing (make deps)"; exit 1; }
+    mkdir -p "$PROM_DIR/data"
+    "$VENV/bin/python" -m callguard.prometheus_conf "$@" > "$out.new"
+    mv "$out.new" "$out"
+    printf '127.0.0.1:%s\n' "$("$VENV/bin/python" -m callguard.prometheus_conf --port)" \
+        > "$PROM_DIR/listen"
+}
+prom_ready() {
+    for _ in $(seq 1 200); do
+        curl -sf "http://$(cat "$PROM_DIR/listen")/-/ready" >/dev/null 2>&1 && return 0; sleep 0.05
+    done
+    say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
+}
+prom_start() {
+    prom_write "$PROM_DIR/prometheus.yml" "$TOP/tools/prometheus/rules.yml"
+    sup_start
+    # One started by an older stack.sh outside supervision gives way to the supervised one.
+    if alive "$RUN/prometheus.pid" && [ "$(svc_pid prometheus)" != "$(cat "$RUN/prometheus.pid")" ]; then
+        bg_stop prometheus
+    fi
+    if [ -n "$(svc_pid prometheus)" ]; then ctl signal HUP prometheus >/dev/null; return 0; fi
+    svc_start prometheus
+    prom_ready
+}
+prom_stop() {
+    if alive "$SUP_PID"; then ctl stop prometheus >/dev/null 2>&1 || true; fi
+    bg_stop prometheus
+}
+bg_stop() {  # name: a process outside supervision, stopped by the PID in .run/NAME.pid
     local pf=$RUN/$1.pid
     if alive "$pf"; then
         kill "$(cat "$pf")"
@@ -291,26 +473,6 @@ bg_stop() {
     fi
     rm -f "$pf"
 }
-
-# ---- Prometheus: scrapes every part on loopback, ships the alert rules (issue 18) -------------
-PROM_DIR=$RUN/prometheus
-prom_start() {
-    command -v prometheus >/dev/null || { say "prometheus missing (make deps)"; exit 1; }
-    mkdir -p "$PROM_DIR/data"
-    "$VENV/bin/python" -m callguard.prometheus_conf "$TOP/tools/prometheus/rules.yml" \
-        > "$PROM_DIR/prometheus.yml.new"
-    mv "$PROM_DIR/prometheus.yml.new" "$PROM_DIR/prometheus.yml"
-    local port; port=$("$VENV/bin/python" -m callguard.prometheus_conf --port)
-    if alive "$RUN/prometheus.pid"; then kill -HUP "$(cat "$RUN/prometheus.pid")"; return 0; fi
-    bg_start prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
-        --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=15d \
-        --web.listen-address="127.0.0.1:$port"
-    for _ in $(seq 1 200); do
-        curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && return 0; sleep 0.05
-    done
-    say "Prometheus did not start; see $LOG/prometheus.log"; tail -20 "$LOG/prometheus.log"; exit 1
-}
-prom_stop() { bg_stop prometheus; }
 
 status() {
     local pgp; pgp=$(pg_pid)
@@ -322,7 +484,8 @@ status() {
         p=""; sup_running && p=$(svc_pid "$s")
         if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' "$s" up "$p"; else printf '%-10s %-8s\n' "$s" down; fi
     done
-    if alive "$RUN/prometheus.pid"; then printf '%-10s %-8s %s\n' prometheus up "$(cat "$RUN/prometheus.pid")"; else printf '%-10s %-8s\n' prometheus down; fi
+    p=""; sup_running && p=$(svc_pid prometheus)
+    if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' prometheus up "$p"; else printf '%-10s %-8s\n' prometheus down; fi
     if sup_running; then printf '%-10s %-8s %s\n' supervisor up "$(cat "$SUP_PID")"; else printf '%-10s %-8s\n' supervisor down; fi
 }
 
@@ -349,6 +512,9 @@ case "${1:-}" in
     ast) shift; ast "$@" ;;
     app-connected) ast_app_connected ;;
     status) status ;;
+    relocate) ;;  # only what every run does first: the state dir when the checkout is out of reach
+    state-dir) readlink -f "$TOP/.run" ;;
+    code-sync) code_sync ;;
     supervisorctl) shift; ctl "$@" ;;
     *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from callguard import metrics, recording_worker
-from callguard.api import overview, resources, ui
+from callguard.api import overview, resources, ui, ui_operator
 from callguard.api.core import (
     EXECUTOR,
     PROBLEM_JSON,
@@ -46,7 +46,7 @@ MAX_BODY = 64 * 1024
 def _error(request: web.Request, status: int, message: str,
            headers: dict[str, str] | None = None) -> web.Response:
     if request.path.startswith("/ui") and "text/html" in request.headers.get("Accept", ""):
-        resp = ui.error_page(status, message)
+        resp = ui.error_page(status, message, request)
     else:
         resp = web.json_response(problem(status, message, request.path), status=status,
                                  content_type=PROBLEM_JSON)
@@ -148,6 +148,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", _openapi)
     ui.add_routes(app)
     overview.add_routes(app)
+    ui_operator.add_routes(app)
     return app
 
 

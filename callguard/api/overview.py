@@ -17,42 +17,53 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from callguard import overview as ov
+from callguard.api import i18n, ui
 from callguard.api.core import Principal, bearer, db, principal_of
-from callguard.api.ui import COOKIE, _page
+from callguard.api.i18n import Lang, t
 from callguard.db.models import CallOutcome, Recording
 from callguard.domain.nuisance import TOKYO
 
 TZ = "Asia/Tokyo"
 CSS = """.chart{max-width:100%;height:auto;border:1px solid #eee;margin:.5rem 0}
 table.data{width:auto;font-size:.85rem;margin-bottom:1.5rem}table.data td{text-align:right}
-details{margin-bottom:1rem}section{margin-bottom:2rem}dl.totals{display:flex;gap:2rem}
-dl.totals dt{color:#555}dl.totals dd{margin:0;font-size:1.6rem}"""
+details{margin-bottom:1rem}section{margin-bottom:2rem}dl.totals{display:flex;gap:2rem;
+flex-wrap:wrap}dl.totals dt{color:#555}dl.totals dd{margin:0;font-size:1.6rem}"""
 
 
 async def _who(request: web.Request) -> Principal | None:
-    return await principal_of(request.app, bearer(request) or request.cookies.get(COOKIE))
+    """An `Authorization: Bearer` token, or the page session's (never a token in a cookie)."""
+    return await principal_of(request.app, bearer(request) or ui.session_token(request))
 
 
-def _login_form(message: str = "", status: int = 200) -> web.Response:
-    err = f'<p class="error" id="error">{html.escape(message)}</p>' if message else ""
-    return _page("callguard 概要: サインイン", f"""<h1>概要 <span class="muted">Overview</span>:
-サインイン <span class="muted">sign in</span></h1>{err}
-<form method="post" action="/ui/overview/login"><label>トークン (operator / contract token)
+def _login_form(request: web.Request, message_key: str = "",
+                status: int = 200) -> web.Response:
+    lang = ui.lang_of(request)
+    err = (f'<p class="error" id="error" role="alert">{t(lang, message_key)}</p>'
+           if message_key else "")
+    csrf = ui.new_csrf()
+    resp = ui._page(t(lang, "ov_login_title"), f"""<h1>{t(lang, "ov_login_heading")}</h1>{err}
+<form method="post" action="/ui/overview/login"><label>{t(lang, "ov_token")}
 <input type="password" name="token" id="token" autocomplete="off" required size="50"></label>
-<button type="submit" id="signin">サインイン</button></form>""", status)
+<input type="hidden" name="csrf" value="{csrf}">
+<button type="submit" id="signin">{t(lang, "login_button")}</button></form>""",
+                    status, lang, request)
+    return ui.set_csrf(resp, csrf, "/ui/overview/login")
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    return _login_form()
+    return _login_form(request)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """Either kind of token; the cookie is a page session like the recordings page's."""
     form = await request.post()
+    if not ui.csrf_ok(request, form):
+        return _login_form(request, "login_expired", 403)
     token = str(form.get("token", "")).strip()
     if await principal_of(request.app, token) is None:
-        return _login_form("トークンが違います (unknown token).", 401)
+        return _login_form(request, "login_unknown", 401)
     resp = web.HTTPSeeOther("/ui/overview")
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/ui")
+    ui.start_session(resp, token, "/ui/overview/login")
     raise resp
 
 
@@ -93,8 +104,9 @@ def counts(s: Session, contract_id: int | None, now: datetime) -> dict[str, list
     }
 
 
-def render(scope: str, rows: dict[str, list[Any]], now: datetime) -> str:
-    """The page body from the query rows (pure)."""
+def render(scope: str, rows: dict[str, list[Any]], now: datetime,
+           lang: Lang = i18n.DEFAULT) -> str:
+    """The page body from the query rows (pure), in `lang`."""
     hourly = ov.fill(ov.hour_buckets(now), ov.OUTCOME_SERIES,
                      ((b, o, n) for b, o, n in rows["hourly"]))
     days = ov.day_buckets(now)
@@ -105,45 +117,43 @@ def render(scope: str, rows: dict[str, list[Any]], now: datetime) -> str:
                                                   rows["fallback"]))
     total_calls = sum(hourly.total(k) for k, *_ in ov.OUTCOME_SERIES)
     hour_fmt, day_fmt = "%H:00", "%m/%d"
-    return f"""<nav><a href="/ui/recordings">録音 (recordings)</a>
-<a href="/ui/overview">概要 (overview)</a></nav>
-<h1>概要 <span class="muted">Overview</span> — <span id="scope">{html.escape(scope)}</span></h1>
-<p class="muted">{now.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M")} JST 現在。件数のみ表示します
-(counts only, no numbers).</p>
+    at = now.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M")
+    head = (t(lang, "ov_time"), t(lang, "ov_total"))
+
+    def section(key: str, chart_id: str, chart: ov.Chart, series: Any, every: int, fmt: str,
+                stacked: bool, table_id: str) -> str:
+        return (f"<section><h2>{t(lang, key)}</h2>"
+                + ov.bar_chart(chart_id, chart, series, every, fmt, stacked,
+                               t(lang, f"{key}_chart"), lang)
+                + f"<details><summary>{t(lang, 'ov_figures')}</summary>"
+                + ov.data_table(table_id, chart, series, fmt, lang, head)
+                + "</details></section>")
+
+    return f"""<h1>{t(lang, "ov_heading")} — <span id="scope">{html.escape(scope)}</span></h1>
+<p class="muted">{t(lang, "ov_asof", at=at)}</p>
 <dl class="totals">
-<dt>直近24時間の通話 (calls, 24 h)</dt><dd id="total-calls">{total_calls}</dd>
-<dt>拒否 14日 (rejections, 14 d)</dt><dd id="total-rejected">{daily.total("rejected")}</dd>
-<dt>録音 14日 (recordings, 14 d)</dt><dd id="total-recordings">{daily.total("recordings")}</dd>
-<dt>フォールバック 14日 (fallback, 14 d)</dt>
-<dd id="total-fallback">{fallback.total("fallback")}</dd>
-</dl>
-<section><h2>時間帯別の通話結果 <span class="muted">Calls by outcome per hour (24 h)</span></h2>
-{ov.bar_chart("chart-hourly", hourly, ov.OUTCOME_SERIES, 3, hour_fmt, True, "calls per hour")}
-<details><summary>数値 (figures)</summary>
-{ov.data_table("t-hourly", hourly, ov.OUTCOME_SERIES, hour_fmt)}</details></section>
-<section><h2>日別の拒否と録音 <span class="muted">Rejections and recordings per day</span></h2>
-{ov.bar_chart("chart-daily", daily, ov.DAILY_SERIES, 1, day_fmt, False, "per day")}
-<details><summary>数値 (figures)</summary>
-{ov.data_table("t-daily", daily, ov.DAILY_SERIES, day_fmt)}</details></section>
-<section><h2>フォールバックの発生 <span class="muted">Fallback events per day</span></h2>
-{ov.bar_chart("chart-fallback", fallback, ov.FALLBACK_SERIES, 1, day_fmt, False, "fallback")}
-<details><summary>数値 (figures)</summary>
-{ov.data_table("t-fallback", fallback, ov.FALLBACK_SERIES, day_fmt)}</details></section>"""
+<div><dt>{t(lang, "ov_calls24")}</dt><dd id="total-calls">{total_calls}</dd></div>
+<div><dt>{t(lang, "ov_rej14")}</dt><dd id="total-rejected">{daily.total("rejected")}</dd></div>
+<div><dt>{t(lang, "ov_rec14")}</dt><dd id="total-recordings">{daily.total("recordings")}</dd>
+</div><div><dt>{t(lang, "ov_fb14")}</dt><dd id="total-fallback">{fallback.total("fallback")}
+</dd></div></dl>
+{section("ov_hourly", "chart-hourly", hourly, ov.OUTCOME_SERIES, 3, hour_fmt, True, "t-hourly")}
+{section("ov_daily", "chart-daily", daily, ov.DAILY_SERIES, 1, day_fmt, False, "t-daily")}
+{section("ov_fallback", "chart-fallback", fallback, ov.FALLBACK_SERIES, 1, day_fmt, False,
+         "t-fallback")}"""
 
 
 async def overview_page(request: web.Request) -> web.StreamResponse:
     who = await _who(request)
     if who is None:
         raise web.HTTPSeeOther("/ui/overview/login")
+    lang = ui.lang_of(request)
     now = datetime.now(UTC)
     rows = await db(request.app, lambda s: counts(s, who.contract_id, now))
-    scope = "全契約 (all contracts)" if who.operator else f"契約 {who.contract}"
-    page = _page("callguard 概要 (overview)", render(scope, rows, now))
-    page.text = (page.text or "").replace(
-        '<link rel="stylesheet" href="/ui/style.css">',
-        '<link rel="stylesheet" href="/ui/style.css">'
-        '<link rel="stylesheet" href="/ui/overview.css">', 1)
-    return page
+    scope = (t(lang, "ov_all") if who.operator
+             else t(lang, "ov_contract", code=str(who.contract)))
+    return ui._page(t(lang, "ov_title"), render(scope, rows, now, lang), 200, lang, request,
+                    ui.site_nav(lang, "/ui/overview"), "/ui/overview.css")
 
 
 def add_routes(app: web.Application) -> None:

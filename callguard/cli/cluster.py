@@ -21,7 +21,7 @@ from callguard.cluster import (
     parse_dispatcher_list,
     parse_node,
 )
-from callguard.config import DEFAULT_ENV_FILE, load_settings
+from callguard.config import DEFAULT_ENV_FILE, Settings, load_settings
 
 RUN = DEFAULT_ENV_FILE.parent
 CLUSTER = RUN / "cluster"
@@ -32,6 +32,11 @@ def _nodes() -> list[int]:
         return [int(line) for line in (CLUSTER / "nodes").read_text().split()]
     except OSError:
         return []
+
+
+def node_settings() -> list[Settings]:
+    """Each running node's settings (its ARI, its Asterisk CLI); [] when no cluster runs."""
+    return [load_settings(RUN / "nodes" / f"n{n}" / "callguard.env") for n in _nodes()]
 
 
 def _kamcmd(*args: str) -> str:
@@ -123,7 +128,7 @@ def register(sub: Any) -> None:
                    help="give up waiting after this many seconds (default 3600)")
     d.set_defaults(handler=_drain)
     u = csub.add_parser("undrain", help="NODE takes new calls again")
-    u.add_argument("node")
+    u.add_argument("node", help="n1, n2, ... (or its address)")
     u.set_defaults(handler=_undrain)
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callguard import recordings
-from callguard.cli import recording_options
+from callguard.cli import cluster, recording_options
 from callguard.cli._admin import non_negative, positive, progress_bar, run
 from callguard.cli._common import print_json
 from callguard.config import Settings, load_settings
@@ -69,8 +69,10 @@ def _reconcile(args: argparse.Namespace) -> int:
     settings = load_settings()
     _log_to(settings, args.verbose)
     with progress_bar("reconcile") as progress:
+        # A cluster (make cluster): every node is asked about every call (CLU-3).
+        nodes = cluster.node_settings()
         report = run(lambda s: rec_svc.reconcile(s, settings, adopt=not args.no_adopt,
-                                                 progress=progress), settings)
+                                                 progress=progress, nodes=nodes), settings)
     data = dataclasses.asdict(report)
     if args.json:
         print_json(data)

@@ -73,5 +73,9 @@ def purge(session: Session, settings: Settings, now: datetime, dry_run: bool = F
 
 
 def reconcile(session: Session, settings: Settings, adopt: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> recordings.ReconcileReport:
-    return recordings.reconcile(session, settings, adopt, progress=progress)
+              progress: Callable[[int, int], None] | None = None,
+              nodes: list[Settings] | None = None) -> recordings.ReconcileReport:
+    """`nodes`: a cluster's nodes (CLU-3): a call is live if any of them has its channel."""
+    channels = recordings.AnyNodeProbe([recordings.ChannelProbe(n) for n in nodes]) \
+        if nodes else None
+    return recordings.reconcile(session, settings, adopt, progress=progress, channels=channels)

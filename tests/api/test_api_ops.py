@@ -174,6 +174,7 @@ def test_recordings_page_filters_by_the_other_party(op: Client, api_base: str,
                  "t": datetime(2026, 5, 1, 9, i, tzinfo=UTC)})
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.addheaders = [("Accept-Language", "en")]  # the English labels read below
     with opener.open(f"{api_base}/ui/login", timeout=10) as resp:
         csrf = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode())
     assert csrf is not None

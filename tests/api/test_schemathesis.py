@@ -10,6 +10,8 @@ reachable without a token, Allow headers, resources gone after DELETE.
   database or the clock (a number's class must fit its line's role, an extension the
   contract's length, an activation not in the future); those answer 400/409 with a message
   and are tested one by one in test_api.py.
+- `ensure_resource_availability` is off: it takes every path under a created resource to
+  exist, and a number's forwarding is a 404 until it is set (test_api_ops.py).
 - `checkAsterisk` is left out: it asks the live Asterisk (tests/e2e cover it), where a 503
   while another test restarts Asterisk would be a false alarm.
 """
@@ -72,7 +74,12 @@ def test_api_conforms_to_its_openapi_document(api_base: str, iso: Settings,
          "--no-color", "run", f"{api_base}/openapi.json",
          "--header", f"Authorization: Bearer {iso.api_token}",
          "--exclude-operation-id", "checkAsterisk",
-         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+         # ensure_resource_availability (ST302) assumes that what POST /numbers creates
+         # includes every path under it; GET /numbers/{n}/forwarding is a sub-resource of its
+         # own, a documented 404 until PUT (a per-operation `enabled = false` in the config
+         # loses to --checks all). Create-then-read is asserted in test_api*.py instead.
+         "--checks", "all",
+         "--exclude-checks", "positive_data_acceptance,ensure_resource_availability",
          # One worker: with two threads, hypothesis' lambda descriptions hit CPython 3.11's
          # "AST constructor recursion depth mismatch" (ast.parse is not thread-safe there).
          "--max-examples", "40", "--workers", "1", "--seed", "20261122",

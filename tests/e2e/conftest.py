@@ -7,15 +7,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
-from callguard.config import Settings, load_settings
+from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.db.session import make_sync_engine
 
 # Call-path state wiped before each e2e test; the provisioned site stays.
@@ -138,3 +140,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for name, data in shown:
             terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in
                                                                  data.items()))
+
+
+@contextmanager
+def contract_token(code: str, label: str) -> Iterator[str]:
+    """A contract token made with the CLI, revoked afterwards whatever happens."""
+    cli = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
+    made = json.loads(subprocess.run(
+        [cli, "tokens", "create", "--contract", code, "--label", label, "--json"],
+        capture_output=True, text=True, check=True).stdout)
+    try:
+        yield str(made["token"])
+    finally:
+        subprocess.run([cli, "tokens", "revoke", str(made["id"])], capture_output=True,
+                       check=False)

@@ -23,7 +23,9 @@ from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, tone, uac
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
 F1A, F1B, F2A, M1A, M1B = "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.5", "127.0.1.6"
 # REC-FILE-1: YYYY/MM/DD/<contract>/<utc-stamp>_<dir>_<uniqueid>.wav
-PATH_RE = re.compile(r"^(\d{4})/(\d\d)/(\d\d)/(F1|F2|M1)/(\d{8})T\d{9}Z_(in|out)_([0-9.]+)\.wav$")
+# The unique id: <epoch>.<seq>, with a cluster node's system name in front (n1-…, issue 12).
+PATH_RE = re.compile(
+    r"^(\d{4})/(\d\d)/(\d\d)/(F1|F2|M1)/(\d{8})T\d{9}Z_(in|out)_((?:n\d-)?[0-9.]+)\.wav$")
 # The caller's and the called party's tones: both must be heard in the mix (REC-OUT-1).
 CALLER_HZ = 440.0
 CALLEE_HZ = 1000.0

@@ -585,29 +585,7 @@ class Load:
                           self.work)
 
 
-# ---- a desk phone that transfers the call it answered (issue #14 transfer-proof recording) ----
-
-_NOTIFY_LOOP = """<label id="notify"/>
-  <recv request="NOTIFY" crlf="true">
-    <action>
-      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
-            assign_to="frag,fragcode"/>
-      <todouble assign_to="fragnum" variable="fragcode"/>
-      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
-    </action>
-  </recv>
-  <send next="notify" test="provisional"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:f1@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>"""
-
+# ---- a customer phone that transfers a call (issue #14 transfer-proof recording) ----
 
 # After its own BYE(s) the phone stays 3 s to answer Asterisk's BYE on a leg Asterisk ended at
 # the same time: unanswered, Asterisk would retransmit it into the next test's phone.
@@ -625,15 +603,55 @@ Content-Length: 0
 ]]></send>
   <label id="lingered"/>"""
 
+_OK = """<send{next}><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+{contact}Content-Length: 0
 
-def _bye(cseq: int, from_tag: str, to_tag: str, label: str) -> str:
-    """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg."""
+]]></send>"""
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """How the transferring phone addresses one of its dialogs with Asterisk."""
+
+    ruri: str  # Request-URI of in-dialog requests
+    from_: str  # our side, with our tag
+    to: str  # Asterisk's side, with its tag
+    routes: str = ""  # "[routes]\n" on the dialog the phone placed with the first INVITE
+
+
+def _answered_leg() -> _Leg:
+    return _Leg(f"sip:asterisk@{ASTERISK}",
+                "<sip:f1@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]",
+                f"<sip:asterisk@{ASTERISK}>;tag=[$ftag]")
+
+
+def _placed_leg(dialed: str) -> _Leg:
+    return _Leg("[next_url]", "<sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]",
+                f"<sip:{dialed}@{ASTERISK}>;tag=[$ttag]", "[routes]\n")
+
+
+# The consult call of an attended transfer: the same Call-ID as the first dialog, our own tag
+# (so one sipp call sees both dialogs), Asterisk's tag in ctag.
+_CONSULT_LEG = _Leg(f"sip:asterisk@{ASTERISK}",
+                    "<sip:f1@[local_ip]:[local_port]>;tag=consult[call_number]",
+                    f"<sip:asterisk@{ASTERISK}>;tag=[$ctag]")
+
+
+def _bye(leg: _Leg, cseq: int, label: str) -> str:
+    """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg (a BYE of
+    Asterisk's crossing ours is answered)."""
     return f"""<send retrans="500"><![CDATA[
-BYE sip:asterisk@{ASTERISK} SIP/2.0
+BYE {leg.ruri} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]:[local_port]>;tag={from_tag}
-To: <sip:asterisk@{ASTERISK}>;tag={to_tag}
-Call-ID: [call_id]
+From: {leg.from_}
+To: {leg.to}
+{leg.routes}Call-ID: [call_id]
 CSeq: {cseq} BYE
 Max-Forwards: 70
 Content-Length: 0
@@ -643,44 +661,20 @@ Content-Length: 0
   <recv response="200" optional="true" next="{label}"/>
   <recv response="481" next="{label}"/>
   <label id="{label}x"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
+  {_OK.format(next="", contact="")}
   <recv response="200" optional="true" next="{label}"/>
   <recv response="481"/>
   <label id="{label}"/>"""
 
 
-def transfer_phone_xml(work: Path, target: str, talk_s: float, hz: float,
-                       consult_s: float | None = None) -> str:
-    """A UAS that answers, talks `talk_s` at `hz`, then transfers the caller to `target`.
-
-    consult_s None: blind transfer (REFER with Refer-To: target). Otherwise attended: a consult
-    call to `target` from the same phone (a second dialog, the same Call-ID with its own tags,
-    so one sipp call sees both), `consult_s` on it, then REFER on the first dialog with
-    Refer-To: target?Replaces=<consult dialog>. Then the phone waits for the NOTIFY carrying the
-    final sipfrag (RFC 3515) and hangs up its leg(s), as a desk phone does."""
-    talk = _steps_xml([tone(talk_s, hz)], work / "x")
-    refer_to = f"<sip:{target}@{ASTERISK}>"
-    consult = ""
-    tail = _bye(103, "[pid]SIPpTag01[call_number]", "[$ftag]", "d1")
-    if consult_s is not None:
-        refer_to = (f"<sip:{target}@{ASTERISK}?Replaces=[call_id]"
-                    "%3Bto-tag%3D[$ctag]%3Bfrom-tag%3Dconsult[call_number]>")
-        consult = f"""<send retrans="500"><![CDATA[
-INVITE sip:{target}@{ASTERISK} SIP/2.0
+def _invite(ruri: str, from_: str, to: str, cseq: int) -> str:
+    return f"""<send retrans="500"><![CDATA[
+INVITE {ruri} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=consult[call_number]
-To: <sip:{target}@{ASTERISK}>
+From: {from_}
+To: {to}
 Call-ID: [call_id]
-CSeq: 201 INVITE
+CSeq: {cseq} INVITE
 Contact: <sip:f1@[local_ip]:[local_port]>
 Max-Forwards: 70
 Content-Type: application/sdp
@@ -691,34 +685,30 @@ Content-Length: [len]
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200">
-    <action>
-      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
-            assign_to="ct,ctag"/>
-    </action>
-  </recv>
-  <send><![CDATA[
-ACK sip:{target}@{ASTERISK} SIP/2.0
+  <recv response="180" optional="true"/>"""
+
+
+def _ack(leg: _Leg, cseq: int) -> str:
+    return f"""<send><![CDATA[
+ACK {leg.ruri} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=consult[call_number]
-To: <sip:{target}@{ASTERISK}>;tag=[$ctag]
-Call-ID: [call_id]
-CSeq: 201 ACK
+From: {leg.from_}
+To: {leg.to}
+{leg.routes}Call-ID: [call_id]
+CSeq: {cseq} ACK
 Max-Forwards: 70
 Content-Length: 0
 
-]]></send>
-  <pause milliseconds="{int(consult_s * 1000)}"/>"""
-        tail += "\n  " + _bye(202, "consult[call_number]", "[$ctag]", "d2")
-    refs = ",ct" if consult_s is not None else ""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="callguard transferring phone">
-  <recv request="INVITE" crlf="true">
-    <action>
-      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="From:" check_it="true"
-            assign_to="ft,ftag"/>
-    </action>
+]]></send>"""
+
+
+def _tag_of(header: str, var: str) -> str:
+    return (f'<action><ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="{header}:" '
+            f'check_it="true" assign_to="{var[0]}t,{var}"/></action>')
+
+
+_ANSWER_FIRST = f"""<recv request="INVITE" crlf="true">
+    {_tag_of("From", "ftag")}
   </recv>
   <send><![CDATA[
 SIP/2.0 180 Ringing
@@ -744,16 +734,61 @@ Content-Length: [len]
 
 {SDP}
 ]]></send>
-  <recv request="ACK" crlf="true"/>
+  <recv request="ACK" crlf="true"/>"""
+
+
+def transfer_xml(work: Path, target: str, talk_s: float, hz: float, *,
+                 dialed: str | None = None, consult_s: float | None = None) -> str:
+    """A customer phone that transfers its call to `target` after talking `talk_s` at `hz`.
+
+    dialed None: the phone answers a call Asterisk sends it (inbound); otherwise it places the
+    call to `dialed` itself (outbound). consult_s None: blind transfer (REFER with Refer-To:
+    target). Otherwise attended: a consult call to `target` from the same phone (a second
+    dialog, see _CONSULT_LEG), `consult_s` on it, then REFER on the first dialog with
+    Refer-To: target?Replaces=<consult dialog>. Then the phone waits for the NOTIFY carrying
+    the final sipfrag (RFC 3515), answering any BYE of Asterisk's meanwhile (it may end the
+    consult leg first), up to 10 s without a message, and hangs up its leg(s), as a desk phone
+    does."""
+    work.mkdir(parents=True, exist_ok=True)
+    talk = _steps_xml([tone(talk_s, hz)], work / "x")
+    if dialed is None:
+        leg, cseq, tag = _answered_leg(), 100, "ft"
+        first = _ANSWER_FIRST
+    else:
+        leg, cseq, tag = _placed_leg(dialed), 0, "tt"
+        first = (_invite(f"sip:{dialed}@{ASTERISK}",
+                         "<sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]",
+                         f"<sip:{dialed}@{ASTERISK}>", 1)
+                 + f'\n  <recv response="200" rrs="true">\n    {_tag_of("To", "ttag")}\n'
+                 "  </recv>\n  " + _ack(leg, 1))
+    refer_to = f"<sip:{target}@{ASTERISK}>"
+    consult, hangup, refs = "", _bye(leg, cseq + 3, "d1"), f"frag,{tag}"
+    if consult_s is not None:
+        refer_to = (f"<sip:{target}@{ASTERISK}?Replaces=[call_id]"
+                    "%3Bto-tag%3D[$ctag]%3Bfrom-tag%3Dconsult[call_number]>")
+        consult = (_invite(f"sip:{target}@{ASTERISK}",
+                           "<sip:f1@[local_ip]>;tag=consult[call_number]",
+                           f"<sip:{target}@{ASTERISK}>", 201)
+                   + f'\n  <recv response="200">\n    {_tag_of("To", "ctag")}\n  </recv>\n  '
+                   + _ack(_Leg(f"sip:{target}@{ASTERISK}",
+                               "<sip:f1@[local_ip]>;tag=consult[call_number]",
+                               f"<sip:{target}@{ASTERISK}>;tag=[$ctag]"), 201)
+                   + f'\n  <pause milliseconds="{int(consult_s * 1000)}"/>')
+        hangup += "\n  " + _bye(_CONSULT_LEG, 202, "d2")
+        refs += ",ct"
+    contact = "Contact: <sip:f1@[local_ip]:[local_port]>\n"
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard transferring phone">
+  {first}
   {talk}
   {consult}
   <send retrans="500"><![CDATA[
-REFER sip:asterisk@{ASTERISK} SIP/2.0
+REFER {leg.ruri} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
-To: <sip:asterisk@{ASTERISK}>;tag=[$ftag]
-Call-ID: [call_id]
-CSeq: 102 REFER
+From: {leg.from_}
+To: {leg.to}
+{leg.routes}Call-ID: [call_id]
+CSeq: {cseq + 2} REFER
 Contact: <sip:f1@[local_ip]:[local_port]>
 Max-Forwards: 70
 Refer-To: {refer_to}
@@ -762,10 +797,24 @@ Content-Length: 0
 
 ]]></send>
   <recv response="202"/>
-  {_NOTIFY_LOOP}
-  {tail}
+  <label id="notify"/>
+  <recv request="BYE" optional="true" next="byed" timeout="10000" ontimeout="hangup"/>
+  <recv request="NOTIFY" crlf="true">
+    <action>
+      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
+            assign_to="frag,fragcode"/>
+      <todouble assign_to="fragnum" variable="fragcode"/>
+      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
+    </action>
+  </recv>
+  {_OK.format(next=' next="notify" test="provisional"', contact=contact)}
+  <nop next="hangup"/>
+  <label id="byed"/>
+  {_OK.format(next=' next="notify"', contact="")}
+  <label id="hangup"/>
+  {hangup}
   {_LINGER}
-  <Reference variables="frag,ft{refs}"/>
+  <Reference variables="{refs}"/>
 </scenario>
 """
 
@@ -777,7 +826,7 @@ class TransferPhone(Phone):
     def __init__(self, ip: str, work: Path, target: str, talk_s: float, hz: float,
                  consult_s: float | None = None, timeout_s: int = 60) -> None:
         super().__init__(ip, work, timeout_s=timeout_s)
-        self.xml = transfer_phone_xml(work, target, talk_s, hz, consult_s)
+        self.xml = transfer_xml(work, target, talk_s, hz, consult_s=consult_s)
 
     def __enter__(self) -> TransferPhone:
         super().__enter__()
@@ -787,124 +836,15 @@ class TransferPhone(Phone):
         return any(m.method == "REFER" and m.sent for m in self.result().messages)
 
     def final_sipfrag(self) -> str | None:
-        """The sipfrag status line of the last NOTIFY Asterisk sent about the transfer."""
-        frags = [re.search(r"SIP/2.0 \d{3}[^\r\n]*", m.text.split("\n\n", 1)[-1])
-                 for m in self.result().received() if m.method == "NOTIFY"]
-        found = [f.group(0).strip() for f in frags if f]
-        return found[-1] if found else None
+        return final_sipfrag(self.result())
 
 
-def transfer_uac_xml(dialed: str, target: str, talk_s: float, hz: float, work: Path) -> str:
-    """A customer phone that places a call (`dialed`), talks `talk_s` at `hz` once answered,
-    then blind-transfers the called party to `target` (REFER), waits for the final sipfrag
-    (or Asterisk's BYE) and hangs up its leg (issue #14, outbound)."""
-    talk = _steps_xml([tone(talk_s, hz)], work)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="callguard transferring caller">
-  <send retrans="500"><![CDATA[
-INVITE sip:{dialed}@{ASTERISK} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:{dialed}@{ASTERISK}>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:f1@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true">
-    <action>
-      <ereg regexp=";tag=([^;> ]+)" search_in="hdr" header="To:" check_it="true"
-            assign_to="tt,ttag"/>
-    </action>
-  </recv>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
-[routes]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  {talk}
-  <send retrans="500"><![CDATA[
-REFER [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
-[routes]
-Call-ID: [call_id]
-CSeq: 2 REFER
-Contact: <sip:f1@[local_ip]:[local_port]>
-Max-Forwards: 70
-Refer-To: <sip:{target}@{ASTERISK}>
-Referred-By: <sip:f1@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-  <recv response="202"/>
-  <label id="notify"/>
-  <recv request="BYE" optional="true" next="byed"/>
-  <recv request="NOTIFY" crlf="true">
-    <action>
-      <ereg regexp="SIP/2.0 ([0-9][0-9][0-9])" search_in="msg" check_it="false"
-            assign_to="frag,fragcode"/>
-      <todouble assign_to="fragnum" variable="fragcode"/>
-      <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
-    </action>
-  </recv>
-  <send next="notify" test="provisional"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:f1@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:f1@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:{dialed}@{ASTERISK}>;tag=[$ttag]
-[routes]
-Call-ID: [call_id]
-CSeq: 3 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200" optional="true" next="done"/>
-  <recv response="481" next="done"/>
-  <label id="byed"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <label id="done"/>
-  {_LINGER}
-  <Reference variables="tt,frag"/>
-</scenario>
-"""
+def final_sipfrag(result: CallResult) -> str | None:
+    """The sipfrag status line of the last NOTIFY Asterisk sent about the transfer."""
+    frags = [re.search(r"SIP/2.0 \d{3}[^\r\n]*", m.text.split("\n\n", 1)[-1])
+             for m in result.received() if m.method == "NOTIFY"]
+    found = [f.group(0).strip() for f in frags if f]
+    return found[-1] if found else None
 
 
 def uas_hangs_up_xml(talk_s: float, hz: float, work: Path) -> str:
@@ -960,11 +900,17 @@ class ScenarioPhone(Phone):
         self.xml = xml
 
 
-def run_uac_xml(xml: str, work: Path, local_ip: str, timeout_s: int = 60) -> CallResult:
+# A Call-ID without "@" (sipp's default is number-pid@ip): an attended transfer's Refer-To
+# carries the consult dialog's Call-ID inside a URI (?Replaces=...), where "@" must not appear.
+PLAIN_CALL_ID = ["-cid_str", "%u-%p-callguard"]
+
+
+def run_uac_xml(xml: str, work: Path, local_ip: str, timeout_s: int = 60,
+                extra: list[str] | None = None) -> CallResult:
     """Run one UAC scenario from a customer address and wait for it."""
     work.mkdir(parents=True, exist_ok=True)
     cmd = _sipp(xml, work, local_ip, free_port(local_ip),
-                ["-m", "1", "-timeout", f"{timeout_s}s", ASTERISK])
+                ["-m", "1", "-timeout", f"{timeout_s}s", *(extra or []), ASTERISK])
     done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
                           timeout=timeout_s + 15, check=False)
     (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])

@@ -16,9 +16,11 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+import wave
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,12 +30,15 @@ from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.domain.privacy import caller_key
 from tests.e2e.conftest import CALL_STATE_TABLES, AppLog
 from tests.e2e.rec_helpers import (
+    CALLEE_HZ,
     F1A,
     F1B,
+    capacity_restored,
     check_file,
     outbound,
     recordings,
     talk_time,
+    wait_site_refresh,
 )
 from tests.e2e.sipp import (
     CallResult,
@@ -45,9 +50,11 @@ from tests.e2e.sipp import (
     audio,
     dtmf,
     parse_message_log,
+    pause,
     tone,
     uac,
 )
+from tests.e2e.test_metrics import eventually, prom_query
 from tests.e2e.test_nuisance import (
     CLI,
     dial_144,
@@ -90,6 +97,12 @@ def dispatcher_flags() -> dict[int, str]:
     return flags
 
 
+def set_node(n: int, state: str) -> None:
+    """Kamailio's dispatcher state of node n: "a" takes calls, "d" takes no new call."""
+    subprocess.run([CLUSTER_SH, "kamcmd", "dispatcher.set_state", state, "1",
+                    f"sip:{NODE_IP[n]}:5060"], capture_output=True, check=True, timeout=20)
+
+
 def wait_active(timeout_s: float = 30) -> None:
     """Until Kamailio's probes see both nodes active again."""
     deadline = time.monotonic() + timeout_s
@@ -123,8 +136,9 @@ def cclean(engine: Engine, cluster: None, settings: Settings) -> Iterator[Engine
         wav.unlink()
     wait_active()
     yield engine
-    for n in NODE_IP:  # a test that drained a node gives it back
-        cli("undrain", f"n{n}")
+    for n, flags in dispatcher_flags().items():  # a test that drained a node gives it back
+        if flags.startswith("D"):
+            set_node(n, "a")
 
 
 def node_of(msg: SipMessage | None) -> int:
@@ -191,9 +205,9 @@ def api_get(settings: Settings, path: str) -> tuple[int, bytes]:
 
 def test_recordings_of_either_node_played_by_every_node(cclean: Engine, settings: Settings,
                                                         work: Path) -> None:
-    """CLU-1/3, REC-FILE-1: two inbound recorded calls through Kamailio (round robin: one per
-    node), both files complete in the shared store, and each node's API gives both
-    recordings' metadata and audio."""
+    """CLU-1/3, REC-FILE-1/4: two inbound recorded calls through Kamailio (round robin: one
+    per node), both files complete in the shared store, and each node's API lists both and
+    gives both recordings' metadata and audio."""
     nodes = []
     for i in range(2):
         with Phone(F1B, work / f"phone{i}", audio_s=4, audio_hz=1000.0) as phone:
@@ -209,6 +223,10 @@ def test_recordings_of_either_node_played_by_every_node(cclean: Engine, settings
     rows = recordings(cclean)
     assert len(rows) == 2
     for n in NODE_IP:
+        status, body = api_get(node_settings(n), "/recordings")  # one list, every node's
+        assert status == 200
+        assert sorted(int(item["id"]) for item in json.loads(body)["items"]) == \
+            sorted(int(str(row["id"])) for row in rows)
         for row in rows:
             status, body = api_get(node_settings(n), f"/recordings/{row['id']}")
             assert status == 200 and json.loads(body)["id"] == row["id"]
@@ -229,19 +247,43 @@ def test_extension_call(cclean: Engine, work: Path) -> None:
 # ---- cross-node state (CLU-3) ---------------------------------------------------------------
 
 def only_node(n: int) -> None:
-    """Calls go to node n only (the other drained; no call is up, so the drain is instant)."""
-    other = 3 - n
-    assert cli("undrain", f"n{n}").returncode == 0
-    done = cli("drain", f"n{other}", "--timeout", "30")
-    assert done.returncode == 0, done.stdout + done.stderr
+    """New calls go to node n only: the other is disabled in Kamailio's dispatcher, as
+    `callguard cluster drain` does (its calls in progress go on)."""
+    set_node(n, "a")
+    set_node(3 - n, "d")
+    flags = dispatcher_flags()
+    assert flags[n].startswith("A") and flags[3 - n].startswith("D"), flags
 
 
-def test_144_on_node_a_rejects_on_node_b(cclean: Engine, settings: Settings,
-                                         work: Path) -> None:
-    """CLU-3, NCR-REG-1, NCR-REJ-1: the caller of f1-b's last call is registered by 144 → 2 on
-    n1; that caller's next call, taken by n2, is rejected (the phone never rings)."""
-    only_node(1)
+def node_of_log(log: Path, status: int | None = None, method: str | None = None) -> int:
+    """The node that sent the first such message received in a sipp message log."""
+    return node_of(CallResult(0, parse_message_log(log), log.parent).first(
+        status=status, method=method, sent=False))
+
+
+def ended_calls(engine: Engine, count: int) -> None:
+    """Until `count` inbound calls have their end written (the app writes it a moment after
+    the caller saw the final response)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with engine.connect() as c:
+            if c.execute(text("SELECT count(*) FROM inbound_calls WHERE ended_at IS NOT NULL"
+                              )).scalar() == count:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"not {count} ended inbound calls")
+
+
+def test_last_caller_of_one_node_registered_on_the_other_and_rejected(
+        cclean: Engine, settings: Settings, work: Path) -> None:
+    """CLU-3, NCR-REG-1/2, NCR-REJ-1: X calls f1-b through n2 (unanswered); f1-b dials 144 → 2,
+    taken by n1: the last caller is n2's call, X is registered; X's next call, taken by n2
+    again, is rejected (the phone never rings)."""
+    only_node(2)
     nuisance_call(work / "a", "0312345679", F1B)
+    assert node_of_log(work / "a" / "phone" / "messages.log", method="INVITE") == 2
+    ended_calls(cclean, 1)
+    only_node(1)
     log1 = AppLog(node_settings(1))
     menu = dial_144(work / "b", F1B, dtmf("2"))
     assert menu.final_status() == 200 and menu.bye_from_far_end(), menu.statuses()
@@ -251,9 +293,117 @@ def test_144_on_node_a_rejects_on_node_b(cclean: Engine, settings: Settings,
     assert keys(cclean, lid) == [caller_key(settings.hmac_key, "0399997777")]
     only_node(2)
     rejected(work / "c", "0312345679", F1B)
-    answer = parse_message_log(work / "c" / "call" / "messages.log")
-    ok = CallResult(0, answer, work / "c").first(status=200)
-    assert node_of(ok) == 2
+    assert node_of_log(work / "c" / "call" / "messages.log", status=200) == 2
+
+
+def test_60_s_window_sees_the_other_nodes_calls(cclean: Engine, settings: Settings,
+                                               work: Path) -> None:
+    """CLU-3, NCR-REG-3: f1-a has 2 channels. X's call ends on n1; 144 → 2 on n2 within the
+    60 s registers X. Y's call then ends on n1 and its end is moved 61 s into the past (rather
+    than waiting a minute): 144 → 2 on n2 hears 「相手の電話番号が確認できないので…」 and the
+    list keeps X only."""
+    x, y = "0399990021", "0399990022"
+    lid = list_id(cclean, "0312345678")
+    log2 = AppLog(node_settings(2))
+    only_node(1)
+    nuisance_call(work / "x", "0312345678", F1A, caller=x)
+    assert node_of_log(work / "x" / "phone" / "messages.log", method="INVITE") == 1
+    ended_calls(cclean, 1)
+    only_node(2)
+    menu = dial_144(work / "m1", F1A, dtmf("2"))
+    assert node_of(menu.first(status=200)) == 2
+    assert log2.prompts() == ["menu", "registered"]
+    assert keys(cclean, lid) == [caller_key(settings.hmac_key, x)]
+    only_node(1)
+    nuisance_call(work / "y", "0312345678", F1A, caller=y)
+    assert node_of_log(work / "y" / "phone" / "messages.log", method="INVITE") == 1
+    ended_calls(cclean, 2)
+    with cclean.begin() as c:
+        c.execute(text("UPDATE inbound_calls SET ended_at = ended_at - interval '61 seconds',"
+                       " started_at = started_at - interval '61 seconds'"))
+    only_node(2)
+    log2 = AppLog(node_settings(2))
+    menu = dial_144(work / "m2", F1A, dtmf("2"))
+    assert node_of(menu.first(status=200)) == 2
+    assert log2.prompts() == ["menu", "cannot_identify"]
+    assert keys(cclean, lid) == [caller_key(settings.hmac_key, x)]
+
+
+def test_call_in_progress_on_one_node_blocks_registration_on_the_other(
+        cclean: Engine, settings: Settings, work: Path) -> None:
+    """CLU-3, NCR-REG-3 (the ambiguity period): X's call to f1-a is up on n1; Y's call ends
+    on n2; 144 → 2 on n2 hears 「相手の電話番号が確認できないので…」 (X's call may end last).
+    Once X's call has ended, 144 → 2 on n2 registers X, the caller who hung up last."""
+    x, y = "0399990031", "0399990032"
+    lid = list_id(cclean, "0312345678")
+    with Phone(F1A, work / "phone", calls=2, timeout_s=90) as phone, \
+            ThreadPoolExecutor(1) as pool:
+        only_node(1)
+        long_call = pool.submit(uac, UacSpec(to="0312345678", from_user=x,
+                                             steps=[pause(25000)]), work / "long",
+                                timeout_s=60)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # X's call has reached the line (its row exists)
+            with cclean.connect() as c:
+                if c.execute(text("SELECT count(*) FROM inbound_calls")).scalar() == 1:
+                    break
+            time.sleep(0.1)
+        only_node(2)
+        short = uac(UacSpec(to="0312345678", from_user=y, steps=[pause(500)]), work / "short")
+        assert short.final_status() == 200
+        assert node_of(short.first(status=200)) == 2
+        log2 = AppLog(node_settings(2))
+        menu = dial_144(work / "m1", F1A, dtmf("2"))
+        assert node_of(menu.first(status=200)) == 2
+        assert not long_call.done(), "X's call must still be up"
+        assert log2.prompts() == ["menu", "cannot_identify"]
+        assert keys(cclean, lid) == []
+        done = long_call.result(timeout=60)
+        assert done.final_status() == 200
+        assert node_of(done.first(status=200)) == 1
+        phone.wait(10)
+    ended_calls(cclean, 2)
+    log2 = AppLog(node_settings(2))
+    dial_144(work / "m2", F1A, dtmf("2"))
+    assert log2.prompts() == ["menu", "registered"]
+    assert keys(cclean, lid) == [caller_key(settings.hmac_key, x)]
+
+
+def test_recording_capacity_counted_across_nodes(cclean: Engine, settings: Settings,
+                                                 work: Path) -> None:
+    """CLU-3, REC-CAP-1: at most 1 concurrent recording, congestion policy. A recorded call
+    is up on n1; an ordinary call taken by n2 hears the congestion guidance (183) and gets
+    503, no row: n2 counts n1's recording."""
+    with capacity_restored(cclean):
+        subprocess.run([CLI, "recordings", "capacity", "--max", "1", "--policy",
+                        "congestion"], check=True, capture_output=True, timeout=60)
+        wait_site_refresh()
+        with Phone(F1A, work / "phone", audio_s=20, calls=3, timeout_s=60,
+                   audio_hz=CALLEE_HZ), \
+                ThreadPoolExecutor(1) as pool:
+            only_node(1)
+            holder = pool.submit(uac, UacSpec(to="0312345678", from_user="0399990041",
+                                              steps=[audio(15)]), work / "hold",
+                                 timeout_s=50)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:  # the holder answered and recording
+                with cclean.connect() as c:
+                    if c.execute(text("SELECT count(*) FROM recordings WHERE status ="
+                                      " 'recording' AND answered_at IS NOT NULL")).scalar():
+                        break
+                time.sleep(0.2)
+            only_node(2)
+            ordinary = uac(UacSpec(to="0312345678", from_user="0399990042"),
+                           work / "ordinary")
+            assert not holder.done(), "the recorded call must still be up"
+            held = holder.result(timeout=50)
+        assert ordinary.final_status() == 503 and 183 in ordinary.statuses(), \
+            ordinary.statuses()
+        assert node_of(ordinary.first(status=183)) == 2
+        assert held.final_status() == 200 and node_of(held.first(status=200)) == 1
+        rows = recordings(cclean)
+        assert [r["remote"] for r in rows] == ["0399990041"]
+        check_file(settings, rows[0], talk_time(held))
 
 
 def test_concurrent_144_on_both_nodes_keep_the_bound(cclean: Engine, settings: Settings,
@@ -307,36 +457,76 @@ def kamailio_cpu_s() -> float:
     return total
 
 
-def test_node_killed_under_load(cclean: Engine, work: Path, figures: dict[str, object]) -> None:
-    """CLU-2: n1's Asterisk SIGKILLed at 10 calls/s: only calls live on it are lost; every call
-    started 2 s or more after the kill succeeds (Kamailio retries an unanswered INVITE on n2
-    after 1 s and its probes mark n1 down)."""
+def recording_rows(engine: Engine) -> list[dict[str, object]]:
+    with engine.connect() as c:
+        return [dict(r._mapping) for r in c.execute(text(
+            "SELECT id, remote, status, reason, path FROM recordings ORDER BY id"))]
+
+
+def test_node_killed_under_load(cclean: Engine, settings: Settings, work: Path,
+                                figures: dict[str, object]) -> None:
+    """CLU-2, REC-FILE-2: two recorded calls up on n1, then n1's Asterisk SIGKILLed at 10
+    calls/s: only calls live on it are lost; every call started 2 s or more after the kill
+    succeeds (Kamailio retries an unanswered INVITE on n2 after 1 s and its probes mark n1
+    down). With n1 back, `callguard recordings reconcile` (asking every node) finishes the
+    lost calls' rows: complete, header repaired, the audio that reached the disk kept."""
     pidfile = PROJECT_ROOT / ".build" / "asterisk-root" / "run" / "asterisk-n1" / "asterisk.pid"
+    recorded = {"0399990051", "0399990052"}
     try:
-        with Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90):
+        with Phone(F1A, work / "f1a", audio_s=40, calls=2, timeout_s=120), \
+                Phone("127.0.1.4", work / "f2b", audio_s=0, calls=200, timeout_s=90), \
+                ThreadPoolExecutor(2) as pool:
+            only_node(1)
+            for caller in sorted(recorded):
+                pool.submit(uac, UacSpec(to="0312345678", from_user=caller,
+                                         steps=[audio(20)]), work / caller, timeout_s=45)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and sum(
+                    r["status"] == "recording" for r in recording_rows(cclean)) < 2:
+                time.sleep(0.2)
+            set_node(2, "a")
             load = Load(UacSpec(to="0612345679", steps=[audio(1)]), work / "load", 10, 200,
                         timeout_s=80)
             time.sleep(6)
             killed_at = datetime.now()
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
             result: LoadResult = load.wait()
-        calls = invites_by_call(work / "load" / "messages.log")
-        late = {c: v for c, v in calls.items() if v[0] >= killed_at + timedelta(seconds=2)}
-        late_failed = [v for v in late.values() if v[1] != 200]
-        lost = [v for v in calls.values() if v[1] != 200]
-        figures.update(calls=len(calls), lost=len(lost), started_2s_after_kill=len(late),
-                       answered=result.answered)
-        assert len(calls) >= 150, result
-        assert len(late) >= 80, (len(late), result)
-        assert late_failed == [], late_failed[:5]
-        assert len(lost) <= 40, result  # about the calls up on n1 and those in its last second
-        assert dispatcher_flags()[1].startswith("I"), dispatcher_flags()
+        n1_flags = dispatcher_flags()[1]
     finally:
         # n1 back (the cluster is brought up again; the running parts are kept).
         up = subprocess.run([CLUSTER_SH, "up", "2"], capture_output=True, text=True,
                             timeout=300, check=False)
         assert up.returncode == 0, up.stdout + up.stderr
         wait_active()
+    lost_rows = [r for r in recording_rows(cclean) if r["remote"] in recorded]
+    assert [r["status"] for r in lost_rows] == ["recording", "recording"], lost_rows
+    done = subprocess.run([CLI, "recordings", "reconcile", "--json"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    figures.update(reconcile=report)
+    assert report["completed"] >= 2 and report["repaired_headers"] >= 2, report
+    for row in recording_rows(cclean):
+        if row["remote"] in recorded:
+            assert row["status"] == "complete", row
+            assert "header repaired" in str(row["reason"]), row
+            with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
+                # Asterisk writes in 64 kB (4 s) blocks: what reached the disk before the
+                # kill (6 s or more after the answer) is kept, the block in memory is lost.
+                assert w.getnframes() >= 2 * w.getframerate(), row
+    assert [r for r in recording_rows(cclean) if r["status"] == "recording"] == []
+    # The load (checked last, so the lost recordings are checked whatever the load did).
+    calls = invites_by_call(work / "load" / "messages.log")
+    late = {c: v for c, v in calls.items() if v[0] >= killed_at + timedelta(seconds=2)}
+    late_failed = [v for v in late.values() if v[1] != 200]
+    lost = [v for v in calls.values() if v[1] != 200]
+    figures.update(calls=len(calls), lost=len(lost), started_2s_after_kill=len(late),
+                   answered=result.answered)
+    assert len(calls) >= 150, result
+    assert len(late) >= 80, (len(late), result)
+    assert late_failed == [], late_failed[:5]
+    assert len(lost) <= 40, result  # about the calls up on n1 and those in its last second
+    assert n1_flags.startswith("I"), n1_flags
 
 
 def test_node_drained_under_load_loses_no_call(cclean: Engine, work: Path,
@@ -362,3 +552,45 @@ def test_node_drained_under_load_loses_no_call(cclean: Engine, work: Path,
                    kamailio_cpu_ms_per_call=round(1000 * cpu / max(result.attempted, 1), 2))
     assert result.attempted == 150, result
     assert result.failed == 0, result
+
+
+# ---- what the operator sees: Prometheus over every node and the dispatcher (issue 18) -------
+
+def test_prometheus_scrapes_every_node_and_the_dispatcher(cclean: Engine, settings: Settings,
+                                                          work: Path) -> None:
+    """Issue 18 in cluster mode: through Prometheus's HTTP API, each node's ARI app, fallback,
+    API and Asterisk (res_prometheus) are up, and so is Kamailio's xhttp_prom /metrics with
+    each node's dispatcher state; draining n2 shows it inactive there, undraining active again.
+    A call through Kamailio moves the calls counter of the node that took it, and only that."""
+    def query(q: str) -> Callable[[], float | None]:
+        return partial(prom_query, settings, q)
+
+    for n in NODE_IP:
+        for job in ("ari", "fastagi", "api", "asterisk"):
+            assert eventually(query(f'up{{job="{job}",node="n{n}"}}'), 1) == 1, (job, n)
+        active = (f'kamailio_dispatcher_destination_active{{node="n{n}",'
+                  f'uri="sip:{NODE_IP[n]}:5060"}}')
+        assert eventually(query(active), 1) == 1, n
+    assert prom_query(settings, 'up{job="kamailio"}') == 1
+    # Kamailio's own statistics come along: the replies to its OPTIONS probes, at least.
+    assert (prom_query(settings, 'kamailio_core_rcv_replies') or 0) > 0
+
+    drained = cli("drain", "n2", "--timeout", "30")
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    assert eventually(query('kamailio_dispatcher_destination_active{node="n2"}'), 0) == 0
+    assert prom_query(settings, 'kamailio_dispatcher_destination_active{node="n1"}') == 1
+    assert cli("undrain", "n2").returncode == 0
+    assert eventually(query('kamailio_dispatcher_destination_active{node="n2"}'), 1) == 1
+
+    def calls(n: int) -> float:
+        return prom_query(settings, f'sum(callguard_calls_total{{job="ari",node="n{n}"}})') or 0.0
+
+    before = {n: calls(n) for n in NODE_IP}
+    with Phone(F1B, work / "phone", audio_s=0) as phone:
+        call = uac(UacSpec(to="0312345679", from_user="0399990001", steps=[audio(1)]),
+                   work / "carrier")
+        phone.wait(10)
+    assert call.final_status() == 200, call.statuses()
+    took = node_of(phone.result().first(method="INVITE", sent=False))
+    assert eventually(partial(calls, took), before[took] + 1) == before[took] + 1
+    assert calls(3 - took) == before[3 - took]

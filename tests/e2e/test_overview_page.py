@@ -9,9 +9,7 @@ Set CALLGUARD_SCREENSHOT=docs/overview.png to keep the screenshot the README sho
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -26,8 +24,9 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.nuisance import TOKYO
+from tests.e2e.browser import browser_for
+from tests.e2e.conftest import contract_token
 from tests.e2e.rec_helpers import F1B, F2A, inbound, recordings
-from tests.e2e.test_recordings_page import CLI, browser  # noqa: F401 - a fixture
 
 OUTCOMES = ("connected", "recorded", "rejected", "refused", "menu144")
 
@@ -112,16 +111,17 @@ def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:
 
 
 @pytest.fixture
+def browser(work: Path) -> Iterator[webdriver.Chrome]:
+    """A browser asking for Japanese, as the offices' do (the page is Japanese first; its
+    English and its accessibility: tests/e2e/test_recordings_page_i18n.py)."""
+    with browser_for(work, "ja") as driver:
+        yield driver
+
+
+@pytest.fixture
 def f2_token(stack: Settings) -> Iterator[str]:
-    run = subprocess.run([CLI, "tokens", "create", "--contract", "F2", "--label",
-                          "e2e overview test", "--json"], capture_output=True, text=True,
-                         check=True)
-    data = json.loads(run.stdout)
-    try:
-        yield str(data["token"])
-    finally:
-        subprocess.run([CLI, "tokens", "revoke", str(data["id"])], capture_output=True,
-                       check=False)
+    with contract_token("F2", "e2e overview test") as token:
+        yield token
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def check(driver: webdriver.Chrome, engine: Engine, now: datetime,
 
 def test_overview_charts_match_the_database(calls_and_history: datetime, clean: Engine,
                                             stack: Settings, f2_token: str,
-                                            browser: webdriver.Chrome,  # noqa: F811
+                                            browser: webdriver.Chrome,
                                             work: Path) -> None:
     now = calls_and_history
     base = f"http://{stack.api_host}:{stack.api_port}"
@@ -186,7 +186,7 @@ def test_overview_charts_match_the_database(calls_and_history: datetime, clean: 
 
 
 def test_overview_needs_a_token(stack: Settings,
-                                browser: webdriver.Chrome) -> None:  # noqa: F811
+                                browser: webdriver.Chrome) -> None:
     base = f"http://{stack.api_host}:{stack.api_port}"
     browser.delete_all_cookies()
     browser.get(f"{base}/ui/overview")

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from callguard.config import Settings
 from callguard.domain.routing import recording_path
-from callguard.recording_files import RECOVERED
+from callguard.recording_files import RECOVERED, prepare_dir
 from callguard.recordings import ADOPTED
 from tests.e2e.rec_helpers import CLI, F1B, capacity_restored, recordings
 from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, uac
@@ -33,7 +33,9 @@ def cli(*args: str, expect: int = 0) -> Any:
 
 def write_wav(path: Path, seconds: float, cut_off: bool = False, age_s: float = 60) -> Path:
     """A MixMonitor-like file; `cut_off`: header sizes left at 0 (Asterisk died)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Missing levels made as the services make them (SEC-4: 2770, Asterisk's group), so the
+    # services, which run as their own user, can purge or repair what a test plants as root.
+    prepare_dir(Path(path.anchor), str(path.relative_to(path.anchor)))
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

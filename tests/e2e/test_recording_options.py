@@ -41,6 +41,8 @@ from tests.e2e.rec_helpers import (
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, dtmf, tone, uac
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
+from tests.e2e.test_ui_session import cookies as ui_cookies
+from tests.e2e.test_ui_session import request as ui_request
 
 ANNOUNCEMENT_S = 2.35  # sounds/ja/rec_notice.wav (「この通話は録音されています。」)
 
@@ -237,11 +239,16 @@ def test_encrypted_recording_round_trip(f1_options: Engine, settings: Settings,
         [CLI, "tokens", "create", "--contract", "F1", "--label", "e2e recopts", "--json"],
         capture_output=True, text=True, check=True).stdout)
     try:
-        page = urllib.request.Request(
-            f"http://{settings.api_host}:{settings.api_port}/ui/recordings",
-            headers={"Cookie": f"cg_token={made['token']}", "Accept": "text/html"})
-        with urllib.request.urlopen(page, timeout=10) as resp:  # noqa: S310
-            doc = resp.read().decode()
+        # Signed in as a person would: the page's own session (SEC-4), not the raw token.
+        _, jar, _ = ui_request(settings, "GET", "/ui/login")
+        csrf = ui_cookies(jar)["cg_csrf"].value
+        _, jar, _ = ui_request(settings, "POST", "/ui/login",
+                                   {"token": made["token"], "csrf": csrf},
+                                   {"Cookie": f"cg_csrf={csrf}"})
+        session = ui_cookies(jar)["cg_session"].value
+        _, _, doc = ui_request(settings, "GET", "/ui/recordings",
+                               headers={"Cookie": f"cg_session={session}",
+                                        "Accept-Language": "en"})
     finally:
         subprocess.run([CLI, "tokens", "revoke", str(made["id"])], capture_output=True,
                        check=False)

@@ -4,7 +4,7 @@ a call sipp placed in this test, and plays it; the file is fetched with HTTP ran
 contract's token sees nothing of it.
 
 Run alone: `.venv/bin/pytest -q -p no:cacheprovider tests/e2e/test_recordings_page.py`
-(needs `make run`'s stack; Debian `chromium` and `chromium-driver`; no browser is downloaded).
+(needs `make run`'s stack; Debian `chromium` and `chromium-driver`, see tests/e2e/browser.py).
 """
 
 from __future__ import annotations
@@ -19,22 +19,18 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.browser import browser_for
 from tests.e2e.conftest import AppLog
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--mute-audio",
-         "--autoplay-policy=no-user-gesture-required")
+
 
 
 @pytest.fixture
@@ -59,17 +55,10 @@ def tokens(stack: Settings) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def browser(work: Path) -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={work / 'chromium-profile'}"):
-        opts.add_argument(flag)
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(work / "chromedriver.log"))
-    driver = webdriver.Chrome(options=opts, service=service)
-    driver.set_page_load_timeout(30)
-    try:
+    """A browser asking for English: the messages this file reads are the English ones
+    (the Japanese page, the default, is tests/e2e/test_recordings_page_i18n.py)."""
+    with browser_for(work, "en-US,en;q=0.9") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def complete_recording(engine: Engine, wait_s: float = 15) -> int:

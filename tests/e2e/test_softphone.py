@@ -107,7 +107,8 @@ def test_carrier_softphone_rings_the_desk_phone_recorded(clean: Engine, settings
     """REC-IN-1 with real phones: INVITE sip:0312345678@127.0.1.1 rings baresip (which refuses
     any other Request-URI user), it answers after ringing, both hear each other, and the call is
     recorded with both parties in it. The desk phone's extension call to 2002 rings f1-b's
-    phone by its number too (REC-OUT-4: not recorded)."""
+    phone by its number too (REC-OUT-4, source 000: on a fixed contract the receiving line is
+    recorded as an inbound call, the calling side is not)."""
     with desk_phone(work, auto_answer=False) as desk, carrier(work) as far:
         talk_s = talk(far, desk, F1A_NUMBER, 3.0)
         desk_heard, far_heard = desk.heard(), far.heard()
@@ -121,7 +122,9 @@ def test_carrier_softphone_rings_the_desk_phone_recorded(clean: Engine, settings
     with desk_phone(work / "ext") as desk, \
             Softphone(F1B, F1B_NUMBER, work / "f1-b", tone_hz=CALLER_HZ) as f1b:
         talk(desk, f1b, "2002", 1.0)
-    assert len(recordings(clean)) == 1  # extension calls are not recorded
+    rows = recordings(clean)
+    assert len(rows) == 2  # the receiving line of the extension call (issue 13)
+    assert [(r["number"], r["direction"]) for r in rows[1:]] == [("0312345679", "in")]
 
 
 def test_menu_registration_rejection_heard_twice_and_count(

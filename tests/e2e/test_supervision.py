@@ -1,6 +1,7 @@
 """REL-9: the services are supervised (supervisord started by `make run`): a crashed ARI app,
 FastAGI fallback or API is started again without a person; a deliberate stop
-(`tools/stack.sh app-stop`) stays stopped; `make status` shows each part's PID; logs rotate."""
+(`tools/stack.sh app-stop`) stays stopped; `make status` shows each part's PID; logs rotate.
+Prometheus (issue 18) is supervised the same way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -108,6 +110,38 @@ def test_deliberate_stop_stays_stopped(stack: Settings) -> None:
         subprocess.run([STACK, "app-start", "ari"], check=True)
     assert wait_for(app_connected, 30)
     assert "ari" in status_pids()
+
+
+def prometheus_pid() -> int | None:
+    """The PID `make status` shows for Prometheus, when it shows it up and supervised."""
+    out = subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^prometheus\s+up\s+(\d+)\s+\(supervised\)", out, re.M)
+    return int(m.group(1)) if m else None
+
+
+def prometheus_ready(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{settings.prometheus_port}/-/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def test_killed_prometheus_is_restarted(stack: Settings) -> None:
+    """Issue 18 / REL-9: Prometheus runs under supervisord like the services: SIGKILLed, it is
+    started again without a person and answers its HTTP API again; `make status` shows the
+    new PID; its log rotates like theirs."""
+    before = prometheus_pid()
+    assert before is not None and prometheus_ready(stack)
+    os.kill(before, signal.SIGKILL)
+    assert wait_for(lambda: prometheus_pid() not in (None, before), 10), prometheus_pid()
+    assert wait_for(lambda: prometheus_ready(stack), 60)
+    assert pid_file("prometheus") == prometheus_pid()
+    conf = (PROJECT_ROOT / ".run" / "supervisord.conf").read_text()
+    section = conf.split("[program:prometheus]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r"stdout_logfile_maxbytes = [1-9]\d*MB", section), section
+    assert re.search(r"stdout_logfile_backups = [1-9]", section), section
 
 
 def test_service_logs_rotate() -> None:

@@ -5,9 +5,7 @@ CSRF token; the page's cookie is refused by the API."""
 from __future__ import annotations
 
 import http.client
-import json
 import re
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -15,21 +13,15 @@ from http.cookies import SimpleCookie
 import pytest
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import contract_token
 
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
 
 
 @pytest.fixture
 def f1_token(stack: Settings) -> Iterator[str]:
-    run = subprocess.run([CLI, "tokens", "create", "--contract", "F1", "--label",
-                          "e2e session test", "--json"], capture_output=True, text=True,
-                         check=True)
-    data = json.loads(run.stdout)
-    try:
-        yield str(data["token"])
-    finally:
-        subprocess.run([CLI, "tokens", "revoke", str(data["id"])], capture_output=True,
-                       check=False)
+    with contract_token("F1", "e2e session test") as token:
+        yield token
 
 
 def request(stack: Settings, method: str, path: str, body: dict[str, str] | None = None,

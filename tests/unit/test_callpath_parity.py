@@ -6,6 +6,7 @@ the same dialplan context and CG_* variables — the shells themselves are run w
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +67,8 @@ class Call:
         return FakeAGI(
             env={"agi_uniqueid": "1700000000.42", "agi_extension": exten,
                  "agi_callerid": self.caller or "unknown"},
-            variables={"CALLERID(pres)": "prohib_passed_screen" if self.withheld
+            variables={"CALLERID(num)": self.caller or "",
+                       "CALLERID(pres)": "prohib_passed_screen" if self.withheld
                        else "allowed_not_screened",
                        "CHANNEL(audionativeformat)": self.audio,
                        "CHANNEL(endpoint)": self.endpoint},
@@ -86,6 +88,10 @@ class FakeAGI:
         return self.variables.get(name, "")
 
     def get_full_variable(self, expr: str) -> str:
+        exact = {"${BASE64_ENCODE(${EXTEN})}": self.env["agi_extension"],
+                 "${BASE64_ENCODE(${CALLERID(num)})}": self.variables.get("CALLERID(num)", "")}
+        if expr in exact:
+            return base64.b64encode(exact[expr].encode()).decode()
         header = expr.split("read,")[1].split(")")[0]
         return "1" if self.headers.get(header) else "0"
 

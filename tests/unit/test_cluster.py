@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from callguard.cluster import active_channels, node_uri, parse_dispatcher_list, parse_node
+from callguard.recordings import AnyNodeProbe, ChannelProbe
 
 KAMCMD_LIST = """{
 \tNRSETS: 1
@@ -58,3 +61,32 @@ def test_parse_node() -> None:
         parse_node("n3", [1, 2])
     with pytest.raises(ValueError, match="no cluster runs"):
         parse_node("n1", [])
+
+
+class _Probe:
+    """A node's answer about every channel: True, False or None (node unreachable)."""
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+
+    def exists(self, channel_id: str) -> bool | None:
+        return self.answer
+
+
+@pytest.mark.parametrize(("answers", "expected"), [
+    ((False, False), False),  # gone everywhere: the reconciler may finish the row
+    ((False, True), True),  # live on the other node: left alone
+    ((None, True), True),
+    ((None, False), None),  # a node that cannot be asked may hold it: undecided
+    ((True, None), True),
+])
+def test_any_node_probe(answers: tuple[bool | None, ...], expected: bool | None) -> None:
+    """CLU-3, REC-FILE-2: a call may live on any node; reconcile finishes a row only when
+    every node answered that its channel is gone."""
+    probe = AnyNodeProbe([cast(ChannelProbe, _Probe(a)) for a in answers])
+    assert probe.exists("1700000000.1") is expected
+
+
+def test_any_node_probe_needs_a_node() -> None:
+    with pytest.raises(ValueError):
+        AnyNodeProbe([])

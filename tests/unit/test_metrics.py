@@ -93,7 +93,13 @@ def test_chart_draws_every_count_and_nothing_else() -> None:
     assert 'data-ymax="5"' in svg  # stacked: 3 + 2
     assert "<script" not in svg and "style=" not in svg  # strict CSP: nothing inline
     table = ov.data_table("t", chart, ov.OUTCOME_SERIES, "%H:00")
-    assert '<tfoot><tr><th>合計 / total</th><td data-series="connected">3</td>' in table
+    assert '<tfoot><tr><th scope="row">合計</th><td data-series="connected">3</td>' in table
+    # Issue #15: the page's language throughout (legend, bar titles, table), Japanese first.
+    assert ">接続</text>" in svg and "<title>12:00 接続: 3</title>" in svg
+    english = ov.bar_chart("c", chart, ov.OUTCOME_SERIES, 3, "%H:00", True, "t", "en")
+    assert ">connected</text>" in english and "<title>12:00 connected: 3</title>" in english
+    table = ov.data_table("t", chart, ov.OUTCOME_SERIES, "%H:00", "en", ("Time", "Total"))
+    assert '<th scope="col">Time</th><th scope="col">connected</th>' in table
 
 
 def test_nice_axis_top() -> None:
@@ -118,6 +124,32 @@ def test_prometheus_config_scrapes_every_part_on_loopback() -> None:
                        "prometheus": "127.0.0.1:9460"}
 
 
+def test_prometheus_config_of_a_cluster_labels_every_node() -> None:
+    """Issue 18 in cluster mode (issue 12): each node's four parts are scraped at that node's
+    ports with a node label, and Kamailio's xhttp_prom /metrics is a job of its own."""
+    base = Settings(
+        database_url="postgresql://x", ari_url="http://127.0.0.1:8088", ari_user="u",
+        ari_password="p", ari_app="callguard", hmac_key=b"k", api_token="t",
+        recordings_dir=Path("/tmp"), recordings_asterisk_dir="/r", asterisk_root="",
+        log_dir=Path("/tmp"), fastagi_host="127.0.0.1", fastagi_port=4573,
+        api_host="127.0.0.1", api_port=8089, max_recordings=400,
+        at_capacity_policy="congestion", ring_timeout_s=30)
+    nodes = {f"n{n}": replace(base, ari_url=f"http://127.0.0.1:{8100 + n}",
+                              metrics_ari_port=9470 + n, metrics_fastagi_port=9480 + n,
+                              metrics_api_port=9490 + n) for n in (1, 2)}
+    config = json.loads(render(base, "/x/rules.yml", nodes=nodes, kamailio="127.0.0.1:9464"))
+    jobs = {j["job_name"]: [(g["targets"][0], g.get("labels", {}))
+                            for g in j["static_configs"]] for j in config["scrape_configs"]}
+    assert jobs["ari"] == [("127.0.0.1:9471", {"node": "n1"}), ("127.0.0.1:9472", {"node": "n2"})]
+    assert jobs["fastagi"] == [("127.0.0.1:9481", {"node": "n1"}),
+                               ("127.0.0.1:9482", {"node": "n2"})]
+    assert jobs["api"] == [("127.0.0.1:9491", {"node": "n1"}), ("127.0.0.1:9492", {"node": "n2"})]
+    assert jobs["asterisk"] == [("127.0.0.1:8101", {"node": "n1"}),
+                                ("127.0.0.1:8102", {"node": "n2"})]
+    assert jobs["kamailio"] == [("127.0.0.1:9464", {})]
+    assert jobs["prometheus"] == [("127.0.0.1:9460", {})]
+
+
 def test_shed_call_counted_as_shed_by_the_app() -> None:
     """REL-1 load shedding: the app counts the call it hands on; the fallback then counts its
     own decision (via="fallback"), so a shed call is never a decision of the app."""
@@ -126,3 +158,18 @@ def test_shed_call_counted_as_shed_by_the_app() -> None:
     metrics.call_shed("in")
     assert _sample("callguard_calls_total", decision="shed", direction="in", refuse_class="",
                    via="ari") == before + 1
+
+
+def test_dead_call_causes() -> None:
+    """REL-8 / issue 18: Asterisk's RTP timeout (cause 44) is a reaped call whatever the
+    state; a SIP 408 (cause 18) only on an answered call (a session-timer refresh nobody
+    answered); a normal end or a busy callee never."""
+    assert metrics.reaped(44, answered=True) and metrics.reaped("44", answered=False)
+    assert metrics.reaped("18", answered=True)
+    assert not metrics.reaped(18, answered=False)
+    assert not metrics.reaped(16, answered=True) and not metrics.reaped("17", answered=True)
+    assert not metrics.reaped("", answered=True) and not metrics.reaped(None, answered=True)
+    before = _sample("callguard_dead_calls_reaped_total")
+    assert metrics.call_released(44, answered=True)
+    assert not metrics.call_released(16, answered=True)
+    assert _sample("callguard_dead_calls_reaped_total") == before + 1

@@ -1,7 +1,11 @@
 """Issue #14 transfer-proof recording: which channel a followed recording moves to, read from
-ARI's BridgeBlindTransfer event (pure)."""
+ARI's BridgeBlindTransfer and BridgeAttendedTransfer events (pure)."""
 
-from callguard.callflow import blind_transfer_handover
+from callguard.callflow import (
+    attended_transfer_handovers,
+    blind_transfer_handover,
+    leaves_on_transfer,
+)
 
 
 def event(**kw: object) -> dict[str, object]:
@@ -21,3 +25,30 @@ def test_failed_or_other_events_hand_nothing_over() -> None:
     assert blind_transfer_handover(event(transferee=None)) is None
     assert blind_transfer_handover(event(channel={})) is None
     assert blind_transfer_handover(event(transferee={"id": "a.1"})) is None
+
+
+def attended(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "type": "BridgeAttendedTransfer", "result": "Success",
+        "transferer_first_leg": {"id": "a.1"}, "transferee": {"id": "b.2"},
+        "transferer_second_leg": {"id": "c.3"}, "transfer_target": {"id": "d.4"}}
+    base.update(kw)
+    return base
+
+
+def test_attended_transfer_hands_each_leaving_leg_over_to_its_peer() -> None:
+    assert attended_transfer_handovers(attended()) == [("a.1", "b.2"), ("c.3", "d.4")]
+    assert attended_transfer_handovers(attended(transfer_target=None)) == [("a.1", "b.2")]
+
+
+def test_failed_attended_transfer_hands_nothing_over() -> None:
+    assert attended_transfer_handovers(attended(result="Fail")) == []
+    assert attended_transfer_handovers(attended(type="BridgeBlindTransfer")) == []
+    assert attended_transfer_handovers(attended(transferee={"id": "a.1"},
+                                                transfer_target={})) == []
+
+
+def test_only_outbound_recordings_leave_with_the_transferring_leg() -> None:
+    assert leaves_on_transfer("2026/12/02/F1/20261202T075342Z_out_1796198022.207.wav")
+    assert not leaves_on_transfer("2026/12/02/F1/20261202T075342Z_in_1796198022.207.wav")
+    assert not leaves_on_transfer("")
