@@ -24,7 +24,9 @@ from callguard.callflow import (
     attended_transfer_handovers,
     blind_transfer_handover,
     capacity_for,
+    in_transfer_context,
     leaves_on_transfer,
+    transferred_by,
 )
 from callguard.callpath import plan_ended
 from callguard.config import Settings
@@ -251,8 +253,8 @@ class CallguardApp:
             elif followed and followed.why == FOLLOW_RECORDING:
                 # The transfer event may come just after the transferring leg is gone.
                 self.ending[channel_id] = followed
-                self.spawn(self.end_after_grace(channel_id, followed, datetime.now(UTC)),
-                           channel_id)
+                self.spawn(self.end_after_grace(channel_id, followed, datetime.now(UTC),
+                                                str(channel.get("name", ""))), channel_id)
             elif followed:
                 self.spawn(self.call_ended(followed.row or channel_id, followed), channel_id)
         elif kind == "ChannelEnteredBridge":
@@ -370,17 +372,40 @@ class CallguardApp:
         log.info("recording follows the transferred call", extra={"transferee": stays})
 
     async def end_after_grace(self, channel_id: str, followed: Followed,
-                              at: datetime) -> None:
+                              at: datetime, name: str = "") -> None:
         """A recorded channel is gone: its call ended (at `at`), unless a transfer event for
         it arrives within TRANSFER_GRACE_S; then the recording follows the channel that
-        stays (issue #14)."""
+        stays (issue #14). A leg that leaves on a transfer (outbound) whose event never came
+        is looked up in the dialplan's transfer context instead."""
         await asyncio.sleep(TRANSFER_GRACE_S)
         self.ending.pop(channel_id, None)
         stays = self.handover.pop(channel_id, None)
+        if not stays and leaves_on_transfer(followed.rel_path):
+            stays = await self.transferee_of(name)
         if stays:
             await self.follow_transfer(channel_id, stays, followed)
         else:
             await self.call_ended(followed.row or channel_id, followed, at)
+
+    async def transferee_of(self, name: str) -> str | None:
+        """The channel a blind transfer by the channel named `name` left in cg-transfer, when
+        BridgeBlindTransfer did not reach the app: ARI publishes it on the bridge's and the
+        transferring channel's topics, and Asterisk may drop both subscriptions first (#14)."""
+        if not name:
+            return None
+        try:
+            listed = await self.env.ari.request("GET", "channels")
+            for candidate in in_transfer_context(listed if isinstance(listed, list) else []):
+                if candidate in self.env.tracked:
+                    continue
+                by = await self.env.ari.get_variable(candidate, "BLINDTRANSFER")
+                if transferred_by(by, name):
+                    log.info("blind transfer found without its event",
+                             extra={"transfer": "BridgeBlindTransfer", "stays": candidate})
+                    return candidate
+        except AriError as exc:
+            log.info("transfer lookup failed", extra={"error": str(exc)})
+        return None
 
     async def record_rest(self, left: str, stays: str, followed: Followed) -> None:
         """Issue #14, attended transfer: the recording ran on the leg that left (MixMonitor on

@@ -3,7 +3,7 @@ must be followed to its end. Shared by the ARI app and the FastAGI fallback (REL
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +113,24 @@ def blind_transfer_handover(event: Mapping[str, Any]) -> tuple[str, str] | None:
     left = str((event.get("channel") or {}).get("id", ""))
     stays = str((event.get("transferee") or {}).get("id", ""))
     return (left, stays) if left and stays and left != stays else None
+
+
+TRANSFER_CONTEXT = "cg-transfer"  # where a phone's blind REFER sends the party it leaves
+
+
+def in_transfer_context(channels: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ids of the channels the dialplan runs in cg-transfer, from ARI's channel list: those
+    a phone's blind transfer has left (issue #14). Used when BridgeBlindTransfer never reached
+    the app (it is published on the bridge's and the transferring channel's topics, and both
+    may be gone first); each one's BLINDTRANSFER then says who transferred it."""
+    return [str(c["id"]) for c in channels
+            if (c.get("dialplan") or {}).get("context") == TRANSFER_CONTEXT and c.get("id")]
+
+
+def transferred_by(blindtransfer: str, left_name: str) -> bool:
+    """Was this channel left by `left_name`'s blind transfer? BLINDTRANSFER holds the
+    transferring channel's name, set on the transferee by Asterisk."""
+    return bool(left_name) and blindtransfer.strip() == left_name
 
 
 def attended_transfer_handovers(event: Mapping[str, Any]) -> list[tuple[str, str]]:

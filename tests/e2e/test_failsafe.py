@@ -220,12 +220,13 @@ def test_dead_recorded_call_is_reaped(clean: Engine, settings: Settings, work: P
             time.sleep(2)  # media flowing on both legs
             channels = {str(c["id"]) for c in ari_channels(settings)}
             assert f1b.proc is not None
-            # The caller's side first: its leg (the one the app follows) then reaches the 90 s
-            # RTP timeout first. A call whose callee leg times out first ends the followed
-            # leg with a normal cause and is not counted (known gap, closing note).
-            os.kill(caller.proc.pid, signal.SIGKILL)
-            time.sleep(3)
+            # The called phone first: its leg, not the one the app follows, reaches the 90 s
+            # RTP timeout first; the followed leg must still be counted as reaped (the
+            # dialplan passes cause 44 on). The leg that times out first is the one the
+            # followed-leg-only count missed.
             os.kill(f1b.proc.pid, signal.SIGKILL)
+            time.sleep(3)
+            os.kill(caller.proc.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             assert wait_for(lambda: not channels & {str(c["id"]) for c in
                                                    ari_channels(settings)}, 125), \

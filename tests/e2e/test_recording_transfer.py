@@ -13,7 +13,6 @@ import hashlib
 import wave
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from callguard.config import Settings
@@ -62,7 +61,7 @@ def carrier_call(work: Path) -> CallResult:
 
 def check_one_recording(engine: Engine, settings: Settings, talk: float, direction: str = "in",
                         stays_hz: float = CALLER_HZ, leaves_hz: float = CALLEE_HZ,
-                        contract: str = "F1", end_race_known: bool = False) -> dict[str, float]:
+                        contract: str = "F1") -> dict[str, float]:
     """One complete row and one file as long as the whole conversation (`talk`, as the party
     that stays saw it); the transferring phone's tone before the transfer, the target's after
     it (and the transferring phone's no longer); the party that stays throughout."""
@@ -91,10 +90,6 @@ def check_one_recording(engine: Engine, settings: Settings, talk: float, directi
     assert amp["after", stays_hz] > TONE_MIN, amp
     assert amp["after", TARGET_HZ] > TONE_MIN, f"the transfer target is not in the file: {amp}"
     assert amp["after", leaves_hz] < TONE_MIN / 10, f"f1-a still heard after leaving: {amp}"
-    if end_race_known and abs(row_talk - talk) >= 1.0:
-        # Known race (closing note): the file is whole, but now and then the app gets no
-        # BridgeBlindTransfer event and ends the row when the transferring phone leaves.
-        pytest.xfail(f"row ended when the transferring phone left ({row_talk:.1f} s of {talk})")
     assert abs(row_talk - talk) < 1.0, row
     return {"seconds": round(seconds, 2), "talk_s": round(talk, 2),
             **{f"{part}@{hz:g}": round(a) for (part, hz), a in amp.items()}}
@@ -158,8 +153,7 @@ def test_outbound_blind_transfer_keeps_recording(clean: Engine, settings: Settin
     assert bye is not None and bye.sent, seen.timeline()
     assert target.rang()
     figures.update(outbound_blind=check_one_recording(
-        clean, settings, seen.seconds_between(ok, bye), "out", CALLEE_HZ, CALLER_HZ,
-        end_race_known=True))
+        clean, settings, seen.seconds_between(ok, bye), "out", CALLEE_HZ, CALLER_HZ))
 
 
 def test_outbound_attended_transfer_keeps_recording(clean: Engine, settings: Settings,

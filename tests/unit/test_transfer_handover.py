@@ -4,7 +4,9 @@ ARI's BridgeBlindTransfer and BridgeAttendedTransfer events (pure)."""
 from callguard.callflow import (
     attended_transfer_handovers,
     blind_transfer_handover,
+    in_transfer_context,
     leaves_on_transfer,
+    transferred_by,
 )
 
 
@@ -52,3 +54,23 @@ def test_only_outbound_recordings_leave_with_the_transferring_leg() -> None:
     assert leaves_on_transfer("2026/12/02/F1/20261202T075342Z_out_1796198022.207.wav")
     assert not leaves_on_transfer("2026/12/02/F1/20261202T075342Z_in_1796198022.207.wav")
     assert not leaves_on_transfer("")
+
+
+def test_channels_left_in_the_transfer_context_are_the_candidates() -> None:
+    """Without BridgeBlindTransfer, the party a blind transfer left is the channel the
+    dialplan runs in cg-transfer."""
+    listed: list[dict[str, object]] = [
+        {"id": "c.1", "dialplan": {"context": "cg-transfer", "exten": "0312345679"}},
+        {"id": "c.2", "dialplan": {"context": "cg-connect"}},
+        {"id": "c.3", "dialplan": {"context": "cg-transfer-dial"}},
+        {"id": "c.4"}, {"dialplan": {"context": "cg-transfer"}}]
+    assert in_transfer_context(listed) == ["c.1"]
+    assert in_transfer_context([]) == []
+
+
+def test_the_transferee_is_told_by_its_blindtransfer_variable() -> None:
+    assert transferred_by("PJSIP/f1-a-0000001c", "PJSIP/f1-a-0000001c")
+    assert transferred_by("PJSIP/f1-a-0000001c\n", "PJSIP/f1-a-0000001c")
+    assert not transferred_by("PJSIP/f1-a-0000001d", "PJSIP/f1-a-0000001c")
+    assert not transferred_by("", "")
+    assert not transferred_by("PJSIP/f1-a-0000001c", "")
