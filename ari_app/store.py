@@ -28,11 +28,6 @@ log = logging.getLogger("callguard.store")
 T = TypeVar("T")
 
 CALL_PATH_TIMEOUT_S = 1.0
-# The writer lingers this long after the first op of a batch so that the writes of several
-# calls (and a call's end with its recording's finish) share one statement: nothing on the
-# call path waits for it, and each statement costs the app and PostgreSQL far more than a row
-# (PERF-1 bench: ~2.8 ms of PostgreSQL CPU per call at 20 calls/s with a statement per write).
-BATCH_LINGER_S = 0.05
 
 
 class StoreUnavailable(Exception):
@@ -66,7 +61,6 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._conn: Any = None  # the writer's SQLAlchemy AsyncConnection (AUTOCOMMIT)
         self._raw: Any = None  # its asyncpg connection (no greenlet hop per batch)
-        self.linger_s = BATCH_LINGER_S
         self.batches = 0  # statements sent (tests, bench)
 
     async def start(self) -> None:
@@ -150,8 +144,6 @@ class Store:
         assert self._wake is not None and self._idle is not None
         while True:
             await self._wake.wait()
-            if self.linger_s > 0:
-                await asyncio.sleep(self.linger_s)
             self._wake.clear()
             ops, self._queue = self._queue, []
             if ops:
@@ -201,8 +193,9 @@ class Store:
                 return
 
     async def _send(self, part: list[Op]) -> None:
-        if self._conn is None or self._raw is None:
-            self._conn = await self._single.connect()
+        if self._raw is None:
+            if self._conn is None:
+                self._conn = await self._single.connect()
             self._raw = (await self._conn.get_raw_connection()).driver_connection
         # asyncpg prepares the fixed statement once per connection and reuses it.
         await self._raw.execute(batch.SQL, *batch.params(part))
