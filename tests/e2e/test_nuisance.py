@@ -221,13 +221,17 @@ def test_multi_channel_window_of_60_seconds(clean: Engine, settings: Settings,
     """NCR-REG-3: f1-a has 2 channels: registration only within 60 s of the call's end.
     (The call's end is moved 61 s into the past rather than waiting a minute.)"""
     nuisance_call(work / "a", "0312345678", F1A)
-    # The app writes the call's end a moment after the caller saw the 486: move it only then
-    # (moving a NULL end changes nothing, and the end written afterwards is "just now").
+    # The app writes the call's row and its end a moment after the caller saw the 486 (one
+    # batching writer, PERF-1): move them only once both are there (moving a NULL end, or no
+    # row yet, changes nothing, and what is written afterwards is "just now").
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with clean.connect() as c:
-            if not c.execute(text("SELECT 1 FROM inbound_calls WHERE ended_at IS NULL")).first():
-                break
+            rows, open_ = c.execute(text(
+                "SELECT count(*), count(*) FILTER (WHERE ended_at IS NULL)"
+                " FROM inbound_calls")).one()
+        if rows and not open_:
+            break
         time.sleep(0.05)
     with clean.begin() as c:
         c.execute(text("UPDATE inbound_calls SET ended_at = ended_at - interval '61 seconds',"
