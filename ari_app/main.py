@@ -6,8 +6,6 @@ import asyncio
 import logging
 import signal
 
-import uvloop
-
 from ari_app.app import CallguardApp
 from ari_app.logs import setup_logging
 from callguard import metrics
@@ -36,7 +34,7 @@ async def _main() -> None:
 
 def main() -> None:
     setup_logging()
-    uvloop.run(_main())  # libuv's loop: less CPU per event and per request (PERF-1)
+    asyncio.run(_main())
 
 
 if __name__ == "__main__":
