@@ -37,8 +37,9 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
         caller.start()
         deadline = time.monotonic() + 10
         # Until the recording is under way: its row is written when the call is decided (the
-        # phone answers at once); answered_at only comes with the call's end (ANSWEREDTIME_MS,
-        # PERF-1), so it cannot be the signal. 2.5 s later the 6 s call is in mid-flow.
+        # phone answers at once). Not answered_at: a call path that takes it from Dial's
+        # ANSWEREDTIME_MS at the end (the fallback's; issue 17's) has none mid-call.
+        # 2.5 s later the 6 s call is in mid-flow.
         while time.monotonic() < deadline:
             with clean.connect() as conn:
                 if conn.execute(text("SELECT count(*) FROM recordings WHERE status ="

@@ -62,7 +62,7 @@ def test_registered_number_never_in_clear(clean: Engine, settings: Settings,
     with Phone("127.0.1.3", work / "f2a", mode="busy"):
         first = uac(UacSpec(to="0612345678", from_user=number), work / "first")
     assert first.final_status() == 486
-    # The call's row is written by the app just after the caller's 486 (batched writes).
+    # The call's row is written by the app just after the caller's 486.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with clean.connect() as conn:
