@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.privacy import caller_key, unseal_key
 from tests.e2e.sipp import Phone, UacSpec, uac
+from tests.e2e.test_reliability import rows, wait_for
 
 OUR_PROCESSES = ("asterisk", "callguard", "postgres")
 
@@ -63,12 +64,7 @@ def test_registered_number_never_in_clear(clean: Engine, settings: Settings,
         first = uac(UacSpec(to="0612345678", from_user=number), work / "first")
     assert first.final_status() == 486
     # The call's row is written by the app just after the caller's 486.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with clean.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar():
-                break
-        time.sleep(0.05)
+    assert wait_for(lambda: rows(clean, "SELECT 1 FROM inbound_calls"), 10)
     with clean.begin() as conn:
         list_id = conn.execute(text(
             "SELECT list_id FROM inbound_calls ORDER BY id DESC LIMIT 1")).scalar_one()
