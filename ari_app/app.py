@@ -36,7 +36,9 @@ from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
 from callguard.recording_files import (
     FILE_CLOSE_WAIT_S,
+    OutsideRecordings,
     append_wav,
+    confined,
     header_closed,
     settled_row_values,
 )
@@ -44,14 +46,17 @@ from callguard.recording_stereo import is_stereo_pending
 
 log = logging.getLogger("callguard.app")
 
-# Events no handler reads. Asterisk sends them for every channel the app follows, ~45 of the
-# ~52 events of a recorded call (every Set, Dial, DIALSTATUS, RTPAUDIOQOS*, each dialplan
-# step); dropping them at the source saves work on both sides (PERF-1). A handler that starts
-# using one of these must take it off this list.
+# The only events Asterisk sends the app (an allow-list, PERF-1): a call's arrival and
+# departure, and what the interactive 144 menu waits for. Everything else (~45 events of a
+# recorded call: Set, Dial, dialplan steps, RTCP...) never reaches the websocket. A handler
+# that starts using another event type must add it here.
+ALLOWED_EVENTS = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest",
+                  "ChannelDtmfReceived", "PlaybackStarted", "PlaybackFinished",
+                  # outbound recorded calls, followed by subscription (issue #14 transfers)
+                  "ChannelStateChange", "ChannelEnteredBridge", "BridgeBlindTransfer",
+                  "BridgeAttendedTransfer")
 TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late transfer event
 XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
-IGNORED_EVENTS = ("ChannelVarset", "ChannelDialplan", "Dial", "ChannelConnectedLine",
-                  "ChannelCallerId")
 
 
 class CallguardApp:
@@ -65,6 +70,7 @@ class CallguardApp:
         # Issue #14: a followed recording's channel that transferred its call away -> the
         # channel that stays, which the recording (and the call's end) follows.
         self.handover: dict[str, str] = {}
+        self.finishing: set[str] = set()  # calls whose end is being written
         # Issue #14, attended transfer of a call recorded on the leg that left: the row's
         # channel -> the rest of the call, recorded by a snoop on the channel that stays
         # (ARI recording file), appended to the row's file when the call ends.
@@ -111,6 +117,7 @@ class CallguardApp:
     async def run(self) -> None:
         engine = make_async_engine(self.settings)
         store = Store(engine, Journal(self.settings.journal_dir / "ari.jsonl"))
+        await store.start()
         metrics.watch_journal(store.journal.pending)
         keeper = StateKeeper(self.settings.sync_database_url, self.settings.journal_dir, "ari")
         await asyncio.to_thread(keeper.start)
@@ -118,7 +125,8 @@ class CallguardApp:
         try:
             async with AriClient(self.settings.ari_url, self.settings.ari_user,
                                  self.settings.ari_password, self.settings.ari_app) as ari:
-                self.env = CallEnv(self.settings, ari, store, site, {}, self.queues)
+                self.env = CallEnv(self.settings, ari, store, site, {}, self.queues,
+                                   rec_root_set=False)
                 refresher = asyncio.create_task(self.background(site))
                 try:
                     async for event in ari.events(self.stop):
@@ -129,6 +137,7 @@ class CallguardApp:
                         task.cancel()
                     await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
         finally:
+            await store.close()
             await asyncio.to_thread(keeper.stop)
             await engine.dispose()
             log.info("stopped")
@@ -189,6 +198,9 @@ class CallguardApp:
                 self.spawn(handle_inbound(self.env, channel, args), channel_id)
             elif role == "outbound":
                 self.spawn(handle_outbound(self.env, channel, args), channel_id)
+            elif role == "ended":
+                # [cg-ari-ended]: a followed call hung up; Stasis returns by itself.
+                self.spawn(self.hangup_reported(channel_id, args), channel_id)
             elif role == "resumed":
                 pass  # a channel coming back from a dialplan step; its handler waits for it
             elif role == XFER_SNOOP:
@@ -198,12 +210,16 @@ class CallguardApp:
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
             return
         if kind == "_Connected":
+            self.env.rec_root_set = False  # a restarted Asterisk has no globals
             self.spawn(self.filter_events())
+            self.spawn(self.set_globals())
             self.spawn(self.take_over())
             self.spawn(self.resume_followed())
             return
         if kind == "StasisEnd":
             self.env.started.pop(channel_id, None)  # left undecided (e.g. a failed handler)
+        # Outbound recorded calls are followed by subscription (the customer's phone may
+        # transfer the call away, issue #14); everything else ends through [cg-ari-ended].
         if kind in ("BridgeBlindTransfer", "BridgeAttendedTransfer"):
             who = channel_id or str((event.get("transferer_first_leg") or {}).get("id", ""))
             log.info("transfer event", extra={"transfer": kind, "result": event.get("result"),
@@ -263,9 +279,19 @@ class CallguardApp:
 
     async def filter_events(self) -> None:
         try:
-            await self.env.ari.ignore_events(IGNORED_EVENTS)
+            await self.env.ari.allow_events(ALLOWED_EVENTS)
         except AriError as exc:
             log.warning("event filter not set (all events still arrive): %s", exc)
+
+    async def set_globals(self) -> None:
+        """CG_REC_ROOT: where [cg-connect] puts a recording whose parts came in the continue
+        extension (callguard.dialplan.ari_extension)."""
+        try:
+            await self.env.ari.set_global(
+                "CG_REC_ROOT", self.settings.recordings_asterisk_dir.rstrip("/"))
+            self.env.rec_root_set = True
+        except AriError as exc:
+            log.warning("CG_REC_ROOT not set (recordings take two requests): %s", exc)
 
     async def take_over(self) -> None:
         """Channels left in our app by a previous connection: send them on to the next dialplan
@@ -279,32 +305,56 @@ class CallguardApp:
             log.warning("take-over failed: %s", exc)
 
     async def resume_followed(self) -> None:
-        """After a (re)start: calls we were following are followed again if still up, or
-        finished now if they ended while we were away (REC-FILE-2, REL-1)."""
+        """After a (re)start: calls that ended while we were away (and whose end the FastAGI
+        server did not record either) are finished now; calls still up report their end
+        through their hangup handler as usual (REC-FILE-2, REL-1)."""
         try:
             async with self.env.store.sessions() as session:
                 pending = (await session.execute(queries.unfinished_calls())).all()
         except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
             log.warning("cannot resume followed calls now: %s", exc)
             return
+        gone = 0
         for channel_id, why, rel_path in pending:
             if channel_id in self.env.tracked:
                 continue
-            followed = Followed(why, rel_path)
             try:
                 await self.env.ari.request("GET", f"channels/{channel_id}")
             except AriError as exc:
-                if exc.status != 404:
-                    continue
-                self.spawn(self.call_ended(channel_id, followed), channel_id)
+                if exc.status == 404:
+                    gone += 1
+                    self.spawn(self.call_ended(channel_id, Followed(why, rel_path)),
+                               channel_id)
                 continue
-            self.env.tracked[channel_id] = followed
-            try:
-                await self.env.ari.subscribe_channel(channel_id)
-            except AriError:
-                self.env.tracked.pop(channel_id, None)
-        if pending:
-            log.info("resumed %d followed call(s)", len(pending))
+            if why == FOLLOW_RECORDING and leaves_on_transfer(rel_path):  # by subscription
+                self.env.tracked[channel_id] = Followed(why, rel_path)
+                try:
+                    await self.env.ari.subscribe_channel(channel_id)
+                except AriError:
+                    self.env.tracked.pop(channel_id, None)
+        if gone:
+            log.info("finished %d call(s) that ended while the app was away", gone)
+
+    async def hangup_reported(self, channel_id: str, args: list[str]) -> None:
+        """StasisStart(ended, follow, ANSWEREDTIME_MS, recording file, HANGUPCAUSE) from
+        [cg-ari-ended]."""
+        follow = args[1] if len(args) > 1 else ""
+        answered_ms = args[2] if len(args) > 2 and args[2] else None
+        cause = args[4] if len(args) > 4 else ""
+        if follow and metrics.call_released(cause, answered_ms not in (None, "0")):
+            log.warning("dead call released by Asterisk (REL-8)", extra={"cause": cause})
+        root = self.settings.recordings_asterisk_dir.rstrip("/") + "/"
+        rel_path = args[3].removeprefix(root) if len(args) > 3 else ""
+        if rel_path.endswith(".rec.raw"):  # stereo (issue #14): the row names the .wav
+            rel_path = rel_path.removesuffix(".rec.raw") + ".wav"
+        if rel_path:
+            try:  # every path handed in is confined to the recordings root (SEC-4)
+                confined(self.settings.recordings_dir, rel_path)
+            except OutsideRecordings as exc:
+                log.warning("recording path refused: %s", exc, extra={"path": rel_path[:200]})
+                return
+        if follow:
+            await self.call_ended(channel_id, Followed(follow, rel_path), answered_ms=answered_ms)
 
     async def follow_transfer(self, left: str, stays: str, followed: Followed) -> None:
         """Issue #14: the recording goes on on the channel that stays (cg-transfer appends to
@@ -379,13 +429,20 @@ class CallguardApp:
         log.info("recording the rest of the attended-transferred call",
                  extra={"transferee": stays})
 
-    async def call_ended(self, channel_id: str, followed: Followed,
-                         at: datetime | None = None) -> None:
-        await self.env.store.write(plan_ended(channel_id, followed.why,
-                                              at or datetime.now(UTC)))
-        if followed.why == FOLLOW_RECORDING:
-            self.env.site.keeper.adjust_recordings(-1)
-            await self.finish_recording(channel_id, followed.rel_path)
+    async def call_ended(self, channel_id: str, followed: Followed, at: datetime | None = None,
+                         answered_ms: str | None = None) -> None:
+        if channel_id in self.finishing:
+            return  # already being finished
+        self.finishing.add(channel_id)
+        try:
+            await self.env.store.write(plan_ended(
+                channel_id, followed.why, at or datetime.now(UTC),
+                answered_ms if followed.why == FOLLOW_RECORDING else None))
+            if followed.why == FOLLOW_RECORDING:
+                self.env.site.keeper.adjust_recordings(-1)
+                await self.finish_recording(channel_id, followed.rel_path)
+        finally:
+            self.finishing.discard(channel_id)
 
     async def append_segment(self, path: Path, segment: Path) -> None:
         """Issue #14: the rest of an attended-transferred call into the row's own file, once
@@ -415,7 +472,7 @@ class CallguardApp:
         deadline = loop.time() + FILE_CLOSE_WAIT_S
         # Poll the header only (no hash) until MixMonitor has written the sizes.
         while loop.time() < deadline:
-            if await asyncio.to_thread(header_closed, path):
+            if header_closed(path):  # 44 bytes read: cheaper than a thread hop
                 break
             await asyncio.sleep(0.1)
         segment = self.segments.pop(channel_id, None)

@@ -16,9 +16,9 @@ from ari_app.client import AriClient, AriError
 from ari_app.menu144 import run_menu
 from ari_app.overload import CLAIM_AFTER_S, event_age_s
 from ari_app.site_cache import SiteCache
-from ari_app.store import Store, StoreUnavailable
+from ari_app.store import Store
 from callguard import metrics
-from callguard.callflow import Bookkeeping
+from callguard.callflow import FOLLOW_RECORDING
 from callguard.callpath import (
     CallPlan,
     Limits,
@@ -28,6 +28,7 @@ from callguard.callpath import (
     plan_outbound,
 )
 from callguard.config import Settings
+from callguard.dialplan import ari_extension
 from callguard.domain.routing import NuisanceMenu
 from callguard.recording_files import prepare_dir
 
@@ -49,10 +50,13 @@ class CallEnv:
     ari: AriClient
     store: Store
     site: SiteCache
-    tracked: dict[str, Followed]  # channels followed to their end (call-end bookkeeping)
+    tracked: dict[str, Followed]  # calls being finished (call-end bookkeeping)
     queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
     # StasisStart (monotonic clock) and direction of calls not yet decided (decision latency)
     started: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # The global CG_REC_ROOT is set in Asterisk (on connect): recordings may travel in the
+    # continue extension.
+    rec_root_set: bool = True
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -66,8 +70,10 @@ def _flag(args: list[str], index: int) -> bool:
 
 
 async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> None:
-    """Write the call's rows, set the CG_* variables and send the channel on into its
-    cg-* context, with as few requests on the call's path as possible (PERF-1)."""
+    """Queue the call's rows and send the channel on into its cg-* context with ONE request
+    (PERF-1): the decision travels as the continue target (callguard.dialplan.ari_extension).
+    The rows go through the batching writer, in order, while the dialplan already runs; a
+    followed call's end comes back through its hangup handler ([cg-ari-ended])."""
     target, book = plan.target, plan.book
     assert target is not None
     channel_id = plan.channel_id
@@ -81,22 +87,31 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         env.site.keeper.adjust_recordings(plan.recordings_delta)
     if book.rel_path:  # the services own the recordings tree, Asterisk writes into it (SEC-4)
         prepare_dir(env.settings.recordings_dir, book.rel_path)
-    # The channel is fresh from StasisStart: an unset variable already expands to "", so
-    # only non-empty values are set, all in one request where possible.
-    values = {k: v for k, v in target.variables.items() if v}
-    jobs: list[Any] = [env.ari.set_variables(channel_id, values)] if values else []
-    ops = [*book.ops, _outcome(plan)]
-    if book.follow:
-        # The call's end (ChannelDestroyed) updates these rows: they and the subscription
-        # must be in place before the channel moves on.
-        jobs += [env.store.write(ops), _best_effort("subscribe", _follow(env, channel_id, book))]
-        ops = []
-    await asyncio.gather(*jobs)
+    await env.store.write([*book.ops, _outcome(plan)])
+    follow = book.follow
+    if follow == FOLLOW_RECORDING and plan.direction == "out":
+        # The customer's phone (this channel) may transfer the call away and leave while the
+        # recording goes on (issue #14): followed by subscription and its events instead of
+        # the hangup handler (one more request for these calls).
+        env.tracked[channel_id] = Followed(follow, book.rel_path)
+        follow = ""
+        try:
+            await env.ari.subscribe_channel(channel_id)
+        except AriError as exc:
+            env.tracked.pop(channel_id, None)
+            log.warning("subscribe failed: %s", exc)
+    extension = ari_extension(target, follow, channel_id,
+                              env.settings.recordings_asterisk_dir) if env.rec_root_set else None
+    if extension is None:
+        # Does not fit an extension: the variables first (one request), then the continue.
+        values = {k: v for k, v in target.variables.items() if v}
+        if follow:
+            values["CG_FOLLOW"] = follow
+        if values:
+            await env.ari.set_variables(channel_id, values)
+        extension = "a" if target.context == "cg-connect" else "s"
     _decision_sent(env, channel_id)
-    # Rows nothing later depends on (e.g. a rejection and its count) need not hold the
-    # caller: they are written while the dialplan already plays (journaled if need be).
-    await asyncio.gather(env.ari.continue_in_dialplan(channel_id, target.context),
-                         env.store.write(ops))
+    await env.ari.continue_in_dialplan(channel_id, target.context, extension)
 
 
 def _outcome(plan: CallPlan) -> Any:
@@ -110,19 +125,6 @@ def _decision_sent(env: CallEnv, channel_id: str) -> None:
     started = env.started.pop(channel_id, None)
     if started is not None:
         metrics.decision_latency(metrics.VIA_ARI, started[1], time.monotonic() - started[0])
-
-
-async def _follow(env: CallEnv, channel_id: str, book: Bookkeeping) -> None:
-    """Get ChannelDestroyed for a channel after it leaves Stasis (call end bookkeeping)."""
-    env.tracked[channel_id] = Followed(book.follow, book.rel_path)
-    await env.ari.subscribe_channel(channel_id)
-
-
-async def _best_effort(what: str, coro: Any) -> None:
-    try:
-        await coro
-    except (StoreUnavailable, AriError) as exc:
-        log.warning("%s failed: %s", what, exc)
 
 
 def inbound_facts(channel: dict[str, Any], args: list[str], now: datetime) -> RawInbound:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+import orjson
 
 channel_var: contextvars.ContextVar[str] = contextvars.ContextVar("channel", default="-")
 
@@ -25,7 +26,7 @@ class JsonFormatter(logging.Formatter):
         out.update({k: v for k, v in record.__dict__.items() if k not in _STD})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return orjson.dumps(out, default=str).decode()
 
 
 def setup_logging(level: int = logging.INFO) -> None:

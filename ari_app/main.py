@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 
+import uvloop
+
 from ari_app.app import CallguardApp
 from ari_app.logs import setup_logging
 from callguard import metrics
@@ -34,7 +36,7 @@ async def _main() -> None:
 
 def main() -> None:
     setup_logging()
-    asyncio.run(_main())
+    uvloop.run(_main())  # libuv's loop: less CPU per event and per request (PERF-1)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """The ARI app's database side: the shared statements of callguard.db.queries, executed with
-short timeouts so a slow or absent database never holds a call (REL-2)."""
+short timeouts so a slow or absent database never holds a call (REL-2).
+
+Call-path writes go through ONE batching writer (PERF-1): `write` only queues the ops (a call
+never waits for the database); a single task sends everything queued as one fixed statement
+per batch (callguard.db.batch), in order, over one connection, or journals it when the
+database is away."""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Insert, Select, Update, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from callguard.db import queries
+from callguard.db import batch, queries
 from callguard.db.queries import write_statement
 from callguard.db.site_repo import load_snapshot_async
 from callguard.domain.site import SiteSnapshot
@@ -49,13 +55,40 @@ class Store:
         self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.journal = journal
         self.journal_backlog = journal.pending() > 0
+        self._queue: list[Op] = []
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._conn: Any = None  # the writer's SQLAlchemy AsyncConnection (AUTOCOMMIT)
+        self._raw: Any = None  # its asyncpg connection (no greenlet hop per batch)
+        self.batches = 0  # statements sent (tests, bench)
+
+    async def start(self) -> None:
+        """Start the batching writer (on the running loop)."""
+        self._wake, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle.set()
+        self._writer = asyncio.create_task(self._write_loop())
+
+    async def close(self) -> None:
+        """Write (or journal) what is queued, then stop the writer."""
+        await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._drop_connection()
+
+    async def flush(self) -> None:
+        """Wait until every op queued so far is written or journaled."""
+        if self._idle is not None and self._writer is not None and not self._writer.done():
+            await self._idle.wait()
 
     @staticmethod
     async def _guard(work: Awaitable[T], timeout: float = CALL_PATH_TIMEOUT_S) -> T:
         try:
             async with asyncio.timeout(timeout):
                 return await work
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except (SQLAlchemyError, OSError, TimeoutError, asyncpg.InterfaceError,
+                asyncpg.exceptions.PostgresConnectionError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _run(
@@ -96,21 +129,86 @@ class Store:
         await self._guard(one(single) if single is not None else tx())
 
     async def write(self, ops: Sequence[Op]) -> None:
-        """Apply call-path writes, or journal them when the database is away (REL-2).
-
-        While anything is journaled, new writes queue behind it so replay keeps their order.
-        """
+        """Queue call-path writes for the batching writer; returns at once. Ops are applied in
+        the order queued; while anything is journaled, new ones queue behind it (REL-2)."""
         if not ops:
             return
-        if self.journal_backlog:
-            self.journal.append(ops)
+        if self._wake is None or self._idle is None:  # no writer (tools, tests): direct
+            await self._apply(list(ops))
             return
-        try:
-            await self.execute(*(write_statement(op.name, op.args) for op in ops))
-        except StoreUnavailable as exc:
-            log.warning("database unavailable, journaling %d write(s): %s", len(ops), exc)
-            self.journal.append(ops)
-            self.journal_backlog = True
+        self._queue.extend(ops)
+        self._idle.clear()
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ops, self._queue = self._queue, []
+            if ops:
+                try:
+                    await self._apply(ops)
+                except Exception:  # never lose the ops nor the writer
+                    log.exception("batch write failed; journaling %d write(s)", len(ops))
+                    await asyncio.to_thread(self.journal.append, ops)
+                    self.journal_backlog = True
+            if not self._queue:
+                self._idle.set()
+
+    async def _apply(self, ops: list[Op]) -> None:
+        if self.journal_backlog:
+            await asyncio.to_thread(self.journal.append, ops)
+            return
+        parts = batch.segments(ops)
+        for n, part in enumerate(parts):
+            if self.journal_backlog:  # an earlier part was journaled: the rest follows it
+                await asyncio.to_thread(self.journal.append, [op for p in parts[n:] for op in p])
+                return
+            try:
+                await self._guard(self._send(part))
+            except asyncpg.PostgresError as exc:
+                # The server refused the batch (e.g. a row that no longer fits): apply its
+                # ops one by one so one bad op does not take the others with it.
+                log.warning("batch refused (%s); writing %d op(s) one by one", exc, len(part))
+                await self._one_by_one(part)
+            except StoreUnavailable as exc:
+                await self._drop_connection()
+                rest = [op for p in parts[n:] for op in p]
+                log.warning("database unavailable, journaling %d write(s): %s", len(rest), exc)
+                await asyncio.to_thread(self.journal.append, rest)
+                self.journal_backlog = True
+                return
+
+    async def _one_by_one(self, part: list[Op]) -> None:
+        await self._drop_connection()
+        for n, op in enumerate(part):
+            try:
+                await self.execute(write_statement(op.name, op.args))
+            except StoreUnavailable as exc:
+                log.warning("database unavailable, journaling %d write(s): %s",
+                            len(part) - n, exc)
+                await asyncio.to_thread(self.journal.append, part[n:])
+                self.journal_backlog = True
+                return
+
+    async def _send(self, part: list[Op]) -> None:
+        if self._raw is None:
+            if self._conn is None:
+                self._conn = await self._single.connect()
+            self._raw = (await self._conn.get_raw_connection()).driver_connection
+        # asyncpg prepares the fixed statement once per connection and reuses it.
+        await self._raw.execute(batch.SQL, *batch.params(part))
+        self.batches += 1
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn, self._raw = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.invalidate()
+                await conn.close()
+            except Exception as exc:  # already broken: nothing to give back
+                log.debug("closing the writer's connection: %s", exc)
 
     async def replay_journal(self) -> int:
         """Apply journaled writes in order; returns how many were applied."""

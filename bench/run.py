@@ -140,6 +140,11 @@ def _targets(out: dict[str, Any]) -> list[str]:
         lines.append(f"  calls decided by the FastAGI fallback on the ARI path: "
                      f"{s.get('fallback_calls', 0)} (never counted as ARI successes)")
         lines.append("  ramp stopped: " + "; ".join(f"{k}: {v}" for k, v in s["stopped"].items()))
+        prof = s.get("profile") or {}
+        if prof.get("own"):
+            lines.append(f"  py-spy, ARI app at {fmt(prof.get('rate'))} calls/s "
+                         f"({prof['samples']} samples), most own time:")
+            lines += [f"    {r['pct']:5.1f} %  {r['frame']}" for r in prof["own"][:8]]
         lines.append(f"  floor / baseline (the cost of Stasis itself): p50 "
                      f"{fmt(s.get('floor_vs_baseline_p50_ratio'))}, p99 "
                      f"{fmt(s.get('floor_vs_baseline_p99_ratio'))}")

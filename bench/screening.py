@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import sipp
+from bench import profile, sipp
 from bench.procs import CpuMeter
 from bench.report import percentile, ratio, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
@@ -150,6 +150,7 @@ class Screening:
         mix = {"listed": LISTED, "unlisted": UNLISTED,
                "both": [n for pair in zip(LISTED, UNLISTED, strict=True) for n in pair]}
         self.callers = sipp.write_callers(work / "callers.csv", mix[cfg.callers])
+        self.profiled = False  # the first ARI step is profiled with py-spy (PERF-1)
 
     def drain(self, since: datetime) -> None:
         """Until every channel is gone and the app has closed its recording rows (bounded)."""
@@ -171,6 +172,12 @@ class Screening:
         try:
             time.sleep(0.3)  # bound to 127.0.1.1:5060 before the first INVITE
             before = self.cpu.sample()
+            spy = spy_out = None
+            app_pid = self.cpu.pids()[1]
+            if path == "ari" and not self.profiled and app_pid is not None:
+                self.profiled = True
+                spy_out = work / "py-spy.txt"
+                spy = profile.start(app_pid, duration, spy_out)
             uac = sipp.start_uac(
                 work, xml=sipp.uac_xml(self.cfg.hold_ms, self.audio), ip=CARRIER_IP[path],
                 port=CARRIER_SIP_PORT, media_port=CARRIER_MEDIA_PORT, callers=self.callers,
@@ -180,6 +187,7 @@ class Screening:
             if rc is None:
                 uac.stop()
             during = self.cpu.sample().minus(before)
+            prof = profile.finish(spy, spy_out) if spy_out is not None else None
             self.drain(since)
             used = self.cpu.sample().minus(before)
         finally:
@@ -187,7 +195,8 @@ class Screening:
         return {"path": path, "sipp_rc": rc, "work": str(work),
                 "shed": log_count(app_log, log_start, SHED_MARKER),
                 "fallback": log_count(agi_log, agi_start, FALLBACK_MARKER),
-                **self._cpu(used, during, n), "_since": since}
+                **self._cpu(used, during, n), "_since": since,
+                **({"profile": prof} if prof is not None else {})}
 
     @staticmethod
     def _cpu(used: dict[str, float], during: dict[str, float], n: int) -> dict[str, Any]:
@@ -307,6 +316,9 @@ def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, 
                          if by_rate.get(a["rate"]) and _ok(by_rate[a["rate"]]))
     return {
         "steps": {"ari": ari, "floor": floor, "baseline": base},
+        # py-spy's top frames of the ARI app during its first step (PERF-1)
+        "profile": next(({"rate": st["rate"], **st["profile"]} for st in ari
+                         if "profile" in st), None),
         "stopped": {k: v.stopped or "top rate reached" for k, v in progress.items()},
         "compared": compared,
         "compared_floor": vs_floor,

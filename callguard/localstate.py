@@ -46,6 +46,7 @@ log = logging.getLogger("callguard.state")
 CHANNEL = "callguard_state"
 RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload them all
 RETRY_S = 0.5
+RECOUNT_BATCH_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,13 @@ def load_lists(conn: Connection, list_id: int | None = None) -> dict[int, frozen
     return {k: frozenset(v) for k, v in keys.items()}
 
 
+_COUNT_RECORDINGS = str(select(func.count()).select_from(Recording).where(
+    Recording.status == "recording").compile(compile_kwargs={"literal_binds": True}))
+
+
 def count_recordings(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(Recording).where(
-        Recording.status == "recording")).scalar() or 0)
+    # Compiled once (this runs on every recordings notification: PERF-1 profile).
+    return int(conn.exec_driver_sql(_COUNT_RECORDINGS).scalar() or 0)
 
 
 def load_from_database(conn: Connection) -> LocalState:
@@ -252,8 +257,12 @@ class StateKeeper:
                 if not payloads:
                     conn.exec_driver_sql("SELECT 1")  # notices a dead server within ~1 s
                     continue
-                # Whatever else is already waiting joins this batch (one reload for many).
-                payloads |= {n.payload for n in driver.notifies(timeout=0.0)}
+                # Whatever else is already waiting joins this batch (one reload for many);
+                # a recount alone waits RECOUNT_BATCH_S for more (every recordings row change
+                # notifies: under load, one count for many changes; PERF-1). This process's
+                # own recordings are counted at once anyway (adjust_recordings).
+                wait = RECOUNT_BATCH_S if payloads == {"recordings"} else 0.0
+                payloads |= {n.payload for n in driver.notifies(timeout=wait)}
                 before = self.current
                 after = apply_notices(conn, before, payloads)
                 self._set(after, save=payloads != {"recordings"},

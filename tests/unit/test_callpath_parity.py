@@ -21,6 +21,7 @@ from ari_app.calls import CallEnv, handle_inbound, handle_outbound, inbound_fact
 from ari_app.site_cache import SiteCache
 from callguard.callpath import Limits, plan_inbound, plan_outbound
 from callguard.config import Settings
+from callguard.dialplan import ari_extension, read_ari_extension
 from callguard.domain.privacy import caller_key
 from callguard.journal import Op
 from callguard.localstate import LocalState, decode, encode
@@ -108,18 +109,28 @@ class FakeKeeper:
 
 
 class FakeAri:
+    """Records what Asterisk would end up with: the variables set by request, plus those the
+    context's `_v.` extension assigns from the continue target (as the dialplan does)."""
+
     def __init__(self) -> None:
         self.variables: dict[str, str] = {}
         self.context = ""
+        self.extension = ""
+        self.requests = 0
 
     async def set_variables(self, channel_id: str, values: dict[str, str]) -> None:
+        self.requests += 1
         self.variables.update(values)
 
-    async def continue_in_dialplan(self, channel_id: str, context: str = "") -> None:
-        self.context = context
-
     async def subscribe_channel(self, channel_id: str) -> None:
-        return None
+        self.requests += 1  # outbound recorded calls only (issue #14 transfers)
+
+    async def continue_in_dialplan(self, channel_id: str, context: str = "",
+                                   extension: str = "s") -> None:
+        self.requests += 1
+        self.context, self.extension = context, extension
+        self.variables.update(read_ari_extension(context, extension, channel_id,
+                                                 SETTINGS.recordings_asterisk_dir))
 
 
 class FakeStore:
@@ -128,6 +139,9 @@ class FakeStore:
 
     async def write(self, ops: list[Op]) -> None:
         self.ops.extend(ops)
+
+
+LAST_ARI: list[FakeAri] = []
 
 
 class FrozenClock(datetime):
@@ -167,7 +181,9 @@ def run_ari(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
     channel, args = call.stasis(role)
     handler = handle_inbound if role == "inbound" else handle_outbound
     asyncio.run(handler(env, channel, args))
-    return same_in_both(store.ops), ari.variables, ari.context, keeper.delta
+    LAST_ARI[:] = [ari]
+    variables = {k: v for k, v in ari.variables.items() if k != "CG_FOLLOW"}
+    return same_in_both(store.ops), variables, ari.context, keeper.delta
 
 
 def run_agi(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
@@ -231,3 +247,31 @@ def test_state_snapshot_roundtrip() -> None:
     assert (back.site, back.lists, back.active_recordings) == (
         STATE.site, STATE.lists, STATE.active_recordings)
     assert back.source == "disk"
+
+
+@pytest.mark.parametrize("call", INBOUND, ids=lambda c: f"{c.exten}-{c.caller or 'anon'}")
+def test_one_request_per_inbound_call(call: Call) -> None:
+    """PERF-1: the decision travels as the continue target: one REST request per call."""
+    run_ari(call, "inbound")
+    assert LAST_ARI[0].requests == 1
+    assert LAST_ARI[0].extension.startswith(("v", "s"))
+
+
+def test_recorded_call_hands_its_end_to_the_hangup_handler() -> None:
+    """A followed call carries CG_FOLLOW in the extension ([cg-connect] pushes
+    [cg-ari-ended] for it): no per-call subscription."""
+    run_ari(Call("0312345678", "0399990000"), "inbound")
+    ext = LAST_ARI[0].extension
+    assert LAST_ARI[0].context == "cg-connect" and ",rec," in ext
+
+
+def test_target_that_does_not_fit_goes_in_two_requests() -> None:
+    from callguard.dialplan import DialplanTarget
+    long_dial = "PJSIP/" + "9" * 80 + "@carrier"
+    target = DialplanTarget("cg-connect", {"CG_DIAL": long_dial, "CG_TIMEOUT": "30"})
+    assert ari_extension(target, "", "1.2", "/r") is None
+    unsafe = DialplanTarget("cg-refuse", {"CG_PROMPT": "a,b", "CG_CAUSE": "1"})
+    assert ari_extension(unsafe, "", "1.2", "/r") is None
+    # a recording file that is not the domain's path shape cannot be rebuilt by the dialplan
+    odd = DialplanTarget("cg-connect", {"CG_DIAL": "PJSIP/f1-a", "CG_REC_FILE": "/r/x.wav"})
+    assert ari_extension(odd, "rec", "1.2", "/r") is None

@@ -30,7 +30,8 @@ class Ari:
     async def set_variables(self, channel_id: str, values: dict[str, str]) -> None:
         self.requests.append(("set_many", dict(values)))
 
-    async def continue_in_dialplan(self, channel_id: str, context: str = "") -> None:
+    async def continue_in_dialplan(self, channel_id: str, context: str = "",
+                                   extension: str = "s") -> None:
         self.requests.append(("continue", context))
 
 

@@ -45,8 +45,8 @@ def run_grace(ari: FakeAri, rel_path: str = OUT_FILE) -> tuple[CallguardApp, lis
     app.env = cast(CallEnv, SimpleNamespace(ari=ari, tracked={}))
     ended: list[str] = []
 
-    async def call_ended(channel_id: str, followed: Followed,
-                         at: datetime | None = None) -> None:
+    async def call_ended(channel_id: str, followed: Followed, at: datetime | None = None,
+                         answered_ms: str | None = None) -> None:
         ended.append(channel_id)
 
     app.call_ended = call_ended  # type: ignore[method-assign]

@@ -1,0 +1,77 @@
+"""py-spy profile of the ARI app during one bench step (PERF-1): the step's result keeps the
+top frames, so a regression shows where the app's time went.
+
+`py-spy record --nonblocking` samples the running app (it is not paused, so the step's
+latencies stay comparable) and writes collapsed stacks ("frame;frame;frame count"); the
+summary counts each frame's own samples (the leaf) and its inclusive samples.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RATE_HZ = 200
+TOP = 15
+
+
+def py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    exe = py_spy()
+    if exe is None:
+        return None
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+           "--rate", str(RATE_HZ), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _frame(raw: str) -> str:
+    """`handle_inbound (ari_app/calls.py:140)` → `handle_inbound (ari_app/calls.py)`:
+    line numbers would split one function into many rows."""
+    name, _, where = raw.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0].rstrip(')')})" if where else name
+
+
+def top_frames(collapsed: str, top: int = TOP) -> dict[str, Any]:
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";") if f]
+        if not frames:
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+
+    def best(d: dict[str, int]) -> list[dict[str, Any]]:
+        rows = sorted(d.items(), key=lambda kv: kv[1], reverse=True)[:top]
+        return [{"frame": f, "samples": n, "pct": round(n / total * 100, 1)} for f, n in rows]
+
+    return {"samples": total, "rate_hz": RATE_HZ, "own": best(own), "inclusive": best(inclusive)}
+
+
+def finish(proc: subprocess.Popen[bytes] | None, out: Path, timeout_s: float = 30
+           ) -> dict[str, Any] | None:
+    if proc is None:
+        return {"error": "py-spy not installed"}
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    if not out.exists():
+        return {"error": (err or b"").decode(errors="replace")[-300:] or "no profile written"}
+    return top_frames(out.read_text(errors="replace"))

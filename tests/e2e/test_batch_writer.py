@@ -1,0 +1,139 @@
+"""PERF-1: the ARI app's batching writer against the real PostgreSQL.
+
+Many calls' writes go as one statement (callguard.db.batch): the rows must be exactly those
+the one-by-one statements of callguard.db.queries would give, in order (an update of a row
+inserted in the same batch is not lost), and a statement holding a listed-caller counter or a
+recordings row commits synchronously (`synchronous_commit=off` only for call statistics), so
+a PostgreSQL crash after the commit cannot lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from ari_app.store import Store
+from callguard.config import Settings
+from callguard.db import batch
+from callguard.db.session import make_async_engine
+from callguard.journal import Journal, Op
+
+pytestmark = pytest.mark.e2e
+
+T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+def _ids(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        list_id = conn.execute(text("SELECT min(id) FROM nuisance_lists")).scalar_one()
+        contract_id = conn.execute(text("SELECT min(id) FROM contracts")).scalar_one()
+    return int(list_id), int(contract_id)
+
+
+def _call_ops(list_id: int, contract_id: int) -> list[Op]:
+    ops: list[Op] = []
+    for i in range(5):  # five listed callers rejected: the month's counter +5
+        ops += [Op("inbound_call_started", {
+                    "channel_id": f"b.{i}", "list_id": list_id, "number_id": 1,
+                    "caller_key": f"k{i}", "rejected": True, "started_at": T0}),
+                Op("count_rejection", {"list_id": list_id, "month": "2026-12"}),
+                Op("call_outcome", {"at": T0, "contract_id": contract_id, "direction": "in",
+                                    "outcome": "rejected", "refuse_class": "", "via": "ari"})]
+    end = T0 + timedelta(seconds=3)
+    ops += [  # a whole recorded call in one batch: insert, then updates of the same row
+        Op("recording_started", {"contract_id": contract_id, "number": "0312345678",
+                                 "direction": "in", "remote": "anonymous",
+                                 "channel_id": "r.1", "path": "x/r1.wav", "started_at": T0}),
+        Op("recording_answered", {"channel_id": "r.1", "answered_at": T0 + timedelta(seconds=1)}),
+        Op("recording_ended", {"channel_id": "r.1", "ended_at": end}),
+        Op("recording_finished", {"channel_id": "r.1", "values": {
+            "status": "complete", "reason": None, "bytes": 48044, "sha256": "ab" * 32,
+            "duration_s": 3.0}}),
+    ]
+    return ops
+
+
+def test_segments_keep_each_row_in_one_statement() -> None:
+    ops = _call_ops(1, 1)
+    parts = batch.segments(ops)
+    # the recording's four ops each need their own statement; the rest rides with the first
+    assert [len(p) for p in parts] == [16, 1, 1, 1]
+    assert [op for p in parts for op in p] == ops
+
+
+def test_only_statistics_commit_asynchronously() -> None:
+    stats = [Op("call_outcome", {"at": T0, "contract_id": None, "direction": "in",
+                                 "outcome": "connected", "refuse_class": "", "via": "ari"})]
+    assert batch.params(stats)[0] == "off"
+    assert batch.params([*stats, Op("count_rejection", {"list_id": 1, "month": "m"})])[0] == "on"
+    assert batch.params([Op("recording_ended", {"channel_id": "c", "ended_at": T0})])[0] == "on"
+
+
+def test_batch_gives_the_rows_of_the_one_by_one_writes(
+        clean: Engine, settings: Settings, tmp_path: Path) -> None:
+    list_id, contract_id = _ids(clean)
+
+    async def run() -> int:
+        store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
+        await store.start()
+        try:
+            await store.write(_call_ops(list_id, contract_id))
+            await store.flush()
+            return store.batches
+        finally:
+            await store.close()
+            await store.engine.dispose()
+
+    assert asyncio.run(run()) == 4  # one statement per segment, not one per op
+    with clean.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
+            {"l": list_id}).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
+                            ).scalar_one() == 5
+        row = conn.execute(text(
+            "SELECT status, answered_at, ended_at, bytes, duration_s FROM recordings "
+            "WHERE channel_id = 'r.1'")).one()
+    assert row.status == "complete" and row.bytes == 48044 and row.duration_s == 3.0
+    assert row.answered_at == T0 + timedelta(seconds=1)
+    assert row.ended_at == T0 + timedelta(seconds=3)
+    assert not (tmp_path / "j.jsonl").exists()  # nothing had to be journaled
+
+
+@pytest.mark.parametrize(("ops", "expected"), [
+    ("stats", "off"), ("counter", "on"), ("recording", "on")])
+def test_commit_mode_is_in_force_in_the_statements_transaction(
+        clean: Engine, ops: str, expected: str) -> None:
+    """set_config(..., true) inside the statement governs that transaction's COMMIT: a
+    counter or a recording row is flushed to disk before the commit returns."""
+    list_id, contract_id = _ids(clean)
+    chosen = {
+        "stats": [Op("call_outcome", {"at": T0, "contract_id": contract_id, "direction": "in",
+                                      "outcome": "connected", "refuse_class": "",
+                                      "via": "ari"})],
+        "counter": [Op("count_rejection", {"list_id": list_id, "month": "2026-12"})],
+        "recording": [Op("recording_ended", {"channel_id": "none", "ended_at": T0})],
+    }[ops]
+    raw = clean.raw_connection()
+    try:
+        cur = raw.cursor()
+        # psycopg: $n → %s placeholders, arguments in the order they occur in the text
+        args = batch.params(chosen)
+        order = [int(n) for n in re.findall(r"\$(\d+)::", batch.SQL)]
+        sql = re.sub(r"\$\d+::", "%s::", batch.SQL)
+        cur.execute("BEGIN")
+        cur.execute(sql, [args[n - 1] for n in order])
+        cur.execute("SHOW synchronous_commit")
+        row = cur.fetchone()
+        assert row is not None
+        mode = row[0]
+        cur.execute("ROLLBACK")
+    finally:
+        raw.close()
+    assert mode == expected
