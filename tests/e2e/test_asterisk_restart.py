@@ -37,9 +37,8 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
         caller.start()
         deadline = time.monotonic() + 10
         # Until the recording is under way: its row is written when the call is decided (the
-        # phone answers at once). Not answered_at: a call path that takes it from Dial's
-        # ANSWEREDTIME_MS at the end (the fallback's; issue 17's) has none mid-call.
-        # 2.5 s later the 6 s call is in mid-flow.
+        # phone answers at once); answered_at only comes with the call's end (ANSWEREDTIME_MS,
+        # PERF-1), so it cannot be the signal. 2.5 s later the 6 s call is in mid-flow.
         while time.monotonic() < deadline:
             with clean.connect() as conn:
                 if conn.execute(text("SELECT count(*) FROM recordings WHERE status ="
@@ -68,7 +67,9 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
     with clean.connect() as conn:
         reason = conn.execute(text("SELECT reason FROM recordings")).scalar()
     figures.update(rows_before=before, rows_after=after, reason=reason)
-    assert before == ["recording"], "the crash should leave the row unfinished"
+    # The crash leaves the row unfinished; the reconnected app may already have finished it
+    # (a followed call gone while it was away, REC-FILE-2) before reconcile looks.
+    assert len(before) == 1 and before[0] in ("recording", "complete"), before
     assert "recording" not in after and sum(after.values()) == len(before)
-    # The cut-off file was recognised: its header repaired, and the row says so.
+    # Either way the cut-off file was recognised: its header repaired, and the row says so.
     assert reason is not None and "header repaired" in reason, reason

@@ -221,8 +221,8 @@ def test_multi_channel_window_of_60_seconds(clean: Engine, settings: Settings,
     """NCR-REG-3: f1-a has 2 channels: registration only within 60 s of the call's end.
     (The call's end is moved 61 s into the past rather than waiting a minute.)"""
     nuisance_call(work / "a", "0312345678", F1A)
-    # The app writes the call's row and its end a moment after the caller saw the 486 (a
-    # batching writer later still): move them only once both are there (moving a NULL end, or no
+    # The app writes the call's row and its end a moment after the caller saw the 486 (one
+    # batching writer, PERF-1): move them only once both are there (moving a NULL end, or no
     # row yet, changes nothing, and what is written afterwards is "just now").
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

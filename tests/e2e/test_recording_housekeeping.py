@@ -137,8 +137,8 @@ def test_reconcile_leaves_a_live_call_alone(clean: Engine, settings: Settings,
     with Phone(F1B, work / "phone", audio_s=7):
         caller = threading.Thread(target=call)
         caller.start()
-        # The row is written when the call is decided (the phone answers at once). Not
-        # answered_at: a call path that takes it from ANSWEREDTIME_MS has none mid-call.
+        # The row is written when the call is decided (the phone answers at once);
+        # answered_at only comes with the call's end (ANSWEREDTIME_MS, PERF-1).
         for _ in range(50):
             with clean.connect() as c:
                 if c.execute(text("SELECT count(*) FROM recordings WHERE status ="
