@@ -505,7 +505,10 @@ def test_node_killed_under_load(cclean: Engine, settings: Settings, work: Path,
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     figures.update(reconcile=report)
-    assert report["completed"] >= 2 and report["repaired_headers"] >= 2, report
+    # Reconcile (asking every node) or n1's own app, reconnected and finding the calls it
+    # followed gone (REC-FILE-2), finishes the two rows, whichever comes first: both repair
+    # the header, which the rows below must show.
+    assert report["failed"] == 0 and report["completed"] <= 2, report
     for row in recording_rows(cclean):
         if row["remote"] in recorded:
             assert row["status"] == "complete", row
