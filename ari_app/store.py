@@ -197,8 +197,9 @@ class Store:
             if self._conn is None:
                 self._conn = await self._single.connect()
             self._raw = (await self._conn.get_raw_connection()).driver_connection
-        # asyncpg prepares the fixed statement once per connection and reuses it.
-        await self._raw.execute(batch.SQL, *batch.params(part))
+        # asyncpg prepares each statement text once per connection and reuses it.
+        sql, args = batch.statement(part)
+        await self._raw.execute(sql, *args)
         self.batches += 1
 
     async def _drop_connection(self) -> None:

@@ -2,9 +2,10 @@
 
 `callguard.db.queries.WRITES` defines each write once (the FastAGI fallback and journal replay
 run them one by one). The ARI app's batching writer sends whatever ops are queued as a single
-fixed statement: every write kind is a data-modifying CTE fed by arrays (`unnest`), so the
-statement text never changes (prepared once per connection, no SQL compiled per call) and
-one round trip carries any number of calls.
+statement: every write kind is a data-modifying CTE fed by arrays (`unnest`), and a
+statement holds the CTEs of the kinds in its batch only. Its text depends only on which
+kinds are present, so the few texts there are get prepared once per connection (no SQL
+compiled per call), and one round trip carries any number of calls.
 
 A statement sees one snapshot: two ops on the same row (an insert and a later update of it,
 two updates) cannot share one. `segments` cuts the ops, in order, wherever that would happen;
@@ -20,6 +21,7 @@ synchronously, so a PostgreSQL crash cannot lose it once the writer has seen the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from callguard.journal import Op
@@ -31,40 +33,58 @@ BATCHED = frozenset({
     "recording_started", "recording_ended", "recording_answered", "recording_finished",
 })
 
-SQL = """
-WITH
- o AS (INSERT INTO call_outcomes (at, contract_id, direction, outcome, refuse_class, via)
-       SELECT * FROM unnest($2::timestamptz[], $3::int[], $4::text[], $5::text[], $6::text[],
-                            $7::text[])),
- c AS (INSERT INTO nuisance_counters AS t (list_id, month, count)
-       SELECT * FROM unnest($8::int[], $9::text[], $10::int[])
-       ON CONFLICT (list_id, month) DO UPDATE SET count = t.count + EXCLUDED.count),
- i AS (INSERT INTO inbound_calls (channel_id, list_id, number_id, caller_key, rejected,
-                                  started_at)
-       SELECT * FROM unnest($11::text[], $12::int[], $13::int[], $14::text[], $15::bool[],
-                            $16::timestamptz[])
-       ON CONFLICT (channel_id) DO NOTHING),
- ie AS (UPDATE inbound_calls t SET ended_at = u.at
-        FROM unnest($17::text[], $18::timestamptz[]) AS u(ch, at)
-        WHERE t.channel_id = u.ch AND t.ended_at IS NULL),
- r AS (INSERT INTO recordings (contract_id, number, direction, remote, channel_id, path,
-                               started_at, status)
-       SELECT u.*, 'recording' FROM unnest($19::int[], $20::text[], $21::text[], $22::text[],
-                                           $23::text[], $24::text[], $25::timestamptz[]) AS u
-       ON CONFLICT (channel_id) DO NOTHING),
- ra AS (UPDATE recordings t SET answered_at = u.at
-        FROM unnest($26::text[], $27::timestamptz[]) AS u(ch, at)
-        WHERE t.channel_id = u.ch AND t.answered_at IS NULL),
- re AS (UPDATE recordings t SET ended_at = u.at
-        FROM unnest($28::text[], $29::timestamptz[]) AS u(ch, at)
-        WHERE t.channel_id = u.ch AND t.ended_at IS NULL),
- rf AS (UPDATE recordings t SET status = u.status, reason = u.reason, bytes = u.bytes,
-                                sha256 = u.sha256, duration_s = u.duration_s
-        FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[],
-                    $35::float8[]) AS u(ch, status, reason, bytes, sha256, duration_s)
-        WHERE t.channel_id = u.ch AND t.status = 'recording')
-SELECT set_config('synchronous_commit', $1::text, true)
-"""
+# One data-modifying CTE per write kind, fed by arrays; {0}, {1}, … are its own arguments.
+# A statement carries only the CTEs of the kinds in its batch (a call's end is one small
+# UPDATE, not eight CTEs over empty arrays): fewer arguments to encode, less for PostgreSQL
+# to plan and run. The few texts that occur are each prepared once per connection.
+_CTES: tuple[tuple[str, str], ...] = (
+    ("call_outcome", """o AS (INSERT INTO call_outcomes (at, contract_id, direction, outcome,
+                                        refuse_class, via)
+       SELECT * FROM unnest({0}::timestamptz[], {1}::int[], {2}::text[], {3}::text[],
+                            {4}::text[], {5}::text[]))"""),
+    ("count_rejection", """c AS (INSERT INTO nuisance_counters AS t (list_id, month, count)
+       SELECT * FROM unnest({0}::int[], {1}::text[], {2}::int[])
+       ON CONFLICT (list_id, month) DO UPDATE SET count = t.count + EXCLUDED.count)"""),
+    ("inbound_call_started", """i AS (INSERT INTO inbound_calls (channel_id, list_id, number_id,
+                                  caller_key, rejected, started_at)
+       SELECT * FROM unnest({0}::text[], {1}::int[], {2}::int[], {3}::text[], {4}::bool[],
+                            {5}::timestamptz[])
+       ON CONFLICT (channel_id) DO NOTHING)"""),
+    ("inbound_call_ended", """ie AS (UPDATE inbound_calls t SET ended_at = u.at
+        FROM unnest({0}::text[], {1}::timestamptz[]) AS u(ch, at)
+        WHERE t.channel_id = u.ch AND t.ended_at IS NULL)"""),
+    ("recording_started", """r AS (INSERT INTO recordings (contract_id, number, direction, remote,
+                               channel_id, path, started_at, status)
+       SELECT u.*, 'recording' FROM unnest({0}::int[], {1}::text[], {2}::text[], {3}::text[],
+                                           {4}::text[], {5}::text[], {6}::timestamptz[]) AS u
+       ON CONFLICT (channel_id) DO NOTHING)"""),
+    ("recording_answered", """ra AS (UPDATE recordings t SET answered_at = u.at
+        FROM unnest({0}::text[], {1}::timestamptz[]) AS u(ch, at)
+        WHERE t.channel_id = u.ch AND t.answered_at IS NULL)"""),
+    ("recording_ended", """re AS (UPDATE recordings t SET ended_at = u.at
+        FROM unnest({0}::text[], {1}::timestamptz[]) AS u(ch, at)
+        WHERE t.channel_id = u.ch AND t.ended_at IS NULL)"""),
+    ("recording_finished", """rf AS (UPDATE recordings t SET status = u.status, reason = u.reason,
+                                bytes = u.bytes, sha256 = u.sha256, duration_s = u.duration_s
+        FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::bigint[], {4}::text[],
+                    {5}::float8[]) AS u(ch, status, reason, bytes, sha256, duration_s)
+        WHERE t.channel_id = u.ch AND t.status = 'recording')"""),
+)
+_FINAL = "SELECT set_config('synchronous_commit', $1::text, true)"
+
+
+@cache
+def _sql(kinds: tuple[str, ...]) -> str:
+    """The statement for the write kinds present (in _CTES order); $1 is the commit mode."""
+    parts: list[str] = []
+    n = 2
+    for kind, cte in _CTES:
+        if kind in kinds:
+            count = cte.count("::")
+            parts.append(cte.format(*(f"${n + i}" for i in range(count))))
+            n += count
+    return "WITH\n " + ",\n ".join(parts) + "\n" + _FINAL if parts else _FINAL
+
 
 _ROW_KEY = {  # the row an op touches: (table, channel id argument)
     "inbound_call_started": "inbound_calls", "inbound_call_ended": "inbound_calls",
@@ -92,8 +112,8 @@ def segments(ops: Sequence[Op]) -> list[list[Op]]:
     return out
 
 
-def params(ops: Sequence[Op]) -> list[Any]:
-    """The statement's arguments for one segment ($1 … $35)."""
+def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
+    """The statement for one segment and its arguments (only the kinds it holds)."""
     cols: dict[str, list[list[Any]]] = {
         "call_outcome": [[] for _ in range(6)],
         "inbound_call_started": [[] for _ in range(6)],
@@ -134,12 +154,10 @@ def params(ops: Sequence[Op]) -> list[Any]:
             raise ValueError(f"not a batched write: {op.name}")
         for column, value in zip(cols[op.name], row, strict=True):
             column.append(value)
-    c = cols
-    return [
-        "on" if sync else "off",
-        *c["call_outcome"],
-        [k[0] for k in counters], [k[1] for k in counters], list(counters.values()),
-        *c["inbound_call_started"], *c["inbound_call_ended"], *c["recording_started"],
-        *c["recording_answered"], *c["recording_ended"], *c["recording_finished"],
-    ]
-
+    cols["count_rejection"] = [[k[0] for k in counters], [k[1] for k in counters],
+                               list(counters.values())]
+    kinds = tuple(kind for kind, _ in _CTES if cols[kind][0])
+    args: list[Any] = ["on" if sync else "off"]
+    for kind in kinds:
+        args.extend(cols[kind])
+    return _sql(kinds), args

@@ -69,9 +69,22 @@ def test_segments_keep_each_row_in_one_statement() -> None:
 def test_only_statistics_commit_asynchronously() -> None:
     stats = [Op("call_outcome", {"at": T0, "contract_id": None, "direction": "in",
                                  "outcome": "connected", "refuse_class": "", "via": "ari"})]
-    assert batch.params(stats)[0] == "off"
-    assert batch.params([*stats, Op("count_rejection", {"list_id": 1, "month": "m"})])[0] == "on"
-    assert batch.params([Op("recording_ended", {"channel_id": "c", "ended_at": T0})])[0] == "on"
+    assert batch.statement(stats)[1][0] == "off"
+    assert batch.statement([*stats, Op("count_rejection", {"list_id": 1, "month": "m"})]
+                           )[1][0] == "on"
+    assert batch.statement([Op("recording_ended", {"channel_id": "c", "ended_at": T0})]
+                           )[1][0] == "on"
+
+
+def test_a_statement_carries_only_the_kinds_of_its_batch() -> None:
+    """A call's end is one small UPDATE, not eight CTEs over empty arrays (PERF-1)."""
+    sql, args = batch.statement([Op("inbound_call_ended", {"channel_id": "c", "ended_at": T0})])
+    assert sql.count(" AS (") == 1 and "UPDATE inbound_calls" in sql
+    assert args == ["off", ["c"], [T0]]
+    full, full_args = batch.statement(_call_ops(1, 1)[:15])  # rejected calls: 3 kinds
+    assert full.count(" AS (") == 3 and len(full_args) == 1 + 6 + 3 + 6
+    assert sorted(int(n) for n in re.findall(r"\$(\d+)::", full)) == list(
+        range(1, len(full_args) + 1))
 
 
 def test_batch_gives_the_rows_of_the_one_by_one_writes(
@@ -124,9 +137,9 @@ def test_commit_mode_is_in_force_in_the_statements_transaction(
     try:
         cur = raw.cursor()
         # psycopg: $n → %s placeholders, arguments in the order they occur in the text
-        args = batch.params(chosen)
-        order = [int(n) for n in re.findall(r"\$(\d+)::", batch.SQL)]
-        sql = re.sub(r"\$\d+::", "%s::", batch.SQL)
+        statement, args = batch.statement(chosen)
+        order = [int(n) for n in re.findall(r"\$(\d+)::", statement)]
+        sql = re.sub(r"\$\d+::", "%s::", statement)
         cur.execute("BEGIN")
         cur.execute(sql, [args[n - 1] for n in order])
         cur.execute("SHOW synchronous_commit")
