@@ -382,8 +382,11 @@ def test_unit_change_starts_empty_lists(clean: Engine, settings: Settings) -> No
     with clean.begin() as c:
         # Both changes were recorded for billing; the test's own rows are removed again so
         # the reference site's bill stays as provisioned.
+        # changed_on is Tokyo's calendar day (BILL-*), not the database session's (UTC):
+        # from 15:00 UTC on they differ.
         changes = c.execute(text("DELETE FROM nuisance_unit_changes WHERE changed_on ="
-                                 " current_date RETURNING old_unit, new_unit")).all()
+                                 " (now() AT TIME ZONE 'Asia/Tokyo')::date"
+                                 " RETURNING old_unit, new_unit")).all()
     assert ("per-contract", "per-number") in changes and ("per-number", "per-contract") in changes
 
 
