@@ -188,7 +188,9 @@ class UacSpec:
 _INFO_CSEQ = itertools.count(10)
 
 
-def _steps_xml(steps: list[Step], work: Path) -> str:
+def _steps_xml(steps: list[Step], work: Path, hold: bool = True) -> str:
+    """The scenario lines of `steps`. hold=False: audio starts and the scenario goes on at once
+    (a phone waiting for the BYE while it talks) instead of pausing for the audio's length."""
     parts: list[str] = []
     events = 0  # RFC 4733 digits so far in this scenario
     for step in steps:
@@ -229,13 +231,15 @@ Duration=160
             seconds = float(step.value)
             pcap = tone_pcap(work.parent / f"tone_{seconds:g}s.pcap", seconds)
             parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
-            parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
+            if hold:
+                parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
         elif step.kind == "tone":
             secs_text, _, hz_text = str(step.value).partition("@")
             seconds, hz = float(secs_text), float(hz_text)
             pcap = tone_pcap(work.parent / f"tone_{seconds:g}s_{hz:g}hz.pcap", seconds, hz)
             parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
-            parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
+            if hold:
+                parts.append(f'<pause milliseconds="{int(seconds * 1000)}"/>')
     return "\n  ".join(parts)
 
 
@@ -467,8 +471,7 @@ class Phone:
             # The tone plays on its own thread while the phone already waits for the BYE: a
             # BYE inside a <pause> is "unexpected" to sipp, which aborts that call, and the
             # BYE's retransmission then reaches whichever phone listens on the port next.
-            audio_xml = "\n  ".join(part for part in _steps_xml([step], work / "x").split("\n  ")
-                                     if not part.startswith("<pause")) if audio_s else ""
+            audio_xml = _steps_xml([step], work / "x", hold=False) if audio_s else ""
             tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
         elif mode == "busy":
             tail = _REFUSE.format(code=486, reason="Busy Here")
