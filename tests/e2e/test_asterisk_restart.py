@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
+from tests.e2e.test_reliability import rows, wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
@@ -35,16 +36,10 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
     with Phone("127.0.1.2", work / "f1b", audio_s=6, timeout_s=20):
         caller = threading.Thread(target=call)
         caller.start()
-        deadline = time.monotonic() + 10
         # Until the recording is under way: its row is written when the call is decided (the
         # phone answers at once); answered_at only comes with the call's end (ANSWEREDTIME_MS,
         # PERF-1), so it cannot be the signal. 2.5 s later the 6 s call is in mid-flow.
-        while time.monotonic() < deadline:
-            with clean.connect() as conn:
-                if conn.execute(text("SELECT count(*) FROM recordings WHERE status ="
-                                     " 'recording'")).scalar():
-                    break
-            time.sleep(0.2)
+        wait_for(lambda: rows(clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 10)
         time.sleep(2.5)
         # A crash, not a clean stop: MixMonitor never gets to write the WAV sizes.
         os.kill(int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text()),

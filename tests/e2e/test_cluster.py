@@ -64,6 +64,7 @@ from tests.e2e.test_nuisance import (
     nuisance_call,
     rejected,
 )
+from tests.e2e.test_reliability import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -385,13 +386,8 @@ def test_recording_capacity_counted_across_nodes(cclean: Engine, settings: Setti
             holder = pool.submit(uac, UacSpec(to="0312345678", from_user="0399990041",
                                               steps=[audio(15)]), work / "hold",
                                  timeout_s=50)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:  # the holder's recording under way
-                with cclean.connect() as c:
-                    if c.execute(text("SELECT count(*) FROM recordings WHERE status ="
-                                      " 'recording'")).scalar():
-                        break
-                time.sleep(0.2)
+            # the holder's recording under way
+            wait_for(lambda: any(r["status"] == "recording" for r in recording_rows(cclean)), 15)
             only_node(2)
             ordinary = uac(UacSpec(to="0312345678", from_user="0399990042"),
                            work / "ordinary")

@@ -23,6 +23,7 @@ from callguard.recording_files import RECOVERED, prepare_dir
 from callguard.recordings import ADOPTED
 from tests.e2e.rec_helpers import CLI, F1B, capacity_restored, recordings
 from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, uac
+from tests.e2e.test_reliability import rows, wait_for
 
 
 def cli(*args: str, expect: int = 0) -> Any:
@@ -139,12 +140,7 @@ def test_reconcile_leaves_a_live_call_alone(clean: Engine, settings: Settings,
         caller.start()
         # The row is written when the call is decided (the phone answers at once);
         # answered_at only comes with the call's end (ANSWEREDTIME_MS, PERF-1).
-        for _ in range(50):
-            with clean.connect() as c:
-                if c.execute(text("SELECT count(*) FROM recordings WHERE status ="
-                                  " 'recording'")).scalar():
-                    break
-            time.sleep(0.2)
+        wait_for(lambda: rows(clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 10)
         time.sleep(3)  # past RECENT_WRITE_S would not matter: the channel is live
         report = cli("recordings", "reconcile", "--json")
         caller.join(30)
