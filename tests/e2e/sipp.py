@@ -464,7 +464,11 @@ class Phone:
         if mode == "answer":
             # audio_hz: the phone's tone at another frequency than the caller's 440 Hz.
             step = tone(audio_s, audio_hz) if audio_hz else audio(audio_s)
-            audio_xml = _steps_xml([step], work / "x") if audio_s else ""
+            # The tone plays on its own thread while the phone already waits for the BYE: a
+            # BYE inside a <pause> is "unexpected" to sipp, which aborts that call, and the
+            # BYE's retransmission then reaches whichever phone listens on the port next.
+            audio_xml = "\n  ".join(part for part in _steps_xml([step], work / "x").split("\n  ")
+                                     if not part.startswith("<pause")) if audio_s else ""
             tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
         elif mode == "busy":
             tail = _REFUSE.format(code=486, reason="Busy Here")
