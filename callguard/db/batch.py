@@ -61,9 +61,14 @@ _CTES: tuple[tuple[str, str], ...] = (
     ("recording_answered", """ra AS (UPDATE recordings t SET answered_at = u.at
         FROM unnest({0}::text[], {1}::timestamptz[]) AS u(ch, at)
         WHERE t.channel_id = u.ch AND t.answered_at IS NULL)"""),
-    ("recording_ended", """re AS (UPDATE recordings t SET ended_at = u.at
-        FROM unnest({0}::text[], {1}::timestamptz[]) AS u(ch, at)
-        WHERE t.channel_id = u.ch AND t.ended_at IS NULL)"""),
+    # A call's end may carry its answer time (Dial's ANSWEREDTIME_MS): both in one UPDATE,
+    # each column set only where still empty, as the two writes one by one would.
+    ("recording_ended", """re AS (UPDATE recordings t
+        SET ended_at = COALESCE(t.ended_at, u.at),
+            answered_at = COALESCE(t.answered_at, u.answered)
+        FROM unnest({0}::text[], {1}::timestamptz[], {2}::timestamptz[]) AS u(ch, at, answered)
+        WHERE t.channel_id = u.ch
+          AND (t.ended_at IS NULL OR (t.answered_at IS NULL AND u.answered IS NOT NULL)))"""),
     ("recording_finished", """rf AS (UPDATE recordings t SET status = u.status, reason = u.reason,
                                 bytes = u.bytes, sha256 = u.sha256, duration_s = u.duration_s
         FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::bigint[], {4}::text[],
@@ -94,19 +99,22 @@ _ROW_KEY = {  # the row an op touches: (table, channel id argument)
 
 
 def segments(ops: Sequence[Op]) -> list[list[Op]]:
-    """Cut `ops` (in order) so no segment touches one row twice (see the module doc)."""
+    """Cut `ops` (in order) so no segment touches one row twice (see the module doc). The
+    one exception: a recording's answer followed by its end, which `statement` folds into
+    one UPDATE (a recorded call's end is one statement, not two)."""
     out: list[list[Op]] = []
     current: list[Op] = []
-    touched: set[tuple[str, str]] = set()
+    touched: dict[tuple[str, str], str] = {}  # row → the op that touched it
     for op in ops:
         table = _ROW_KEY.get(op.name)
         key = (table, str(op.args["channel_id"])) if table else None
-        if key is not None and key in touched:
+        if key is not None and key in touched and not (
+                op.name == "recording_ended" and touched[key] == "recording_answered"):
             out.append(current)
-            current, touched = [], set()
+            current, touched = [], {}
         current.append(op)
         if key is not None:
-            touched.add(key)
+            touched[key] = op.name
     if current:
         out.append(current)
     return out
@@ -120,15 +128,22 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
         "inbound_call_ended": [[], []],
         "recording_started": [[] for _ in range(7)],
         "recording_answered": [[], []],
-        "recording_ended": [[], []],
+        "recording_ended": [[], [], []],
         "recording_finished": [[] for _ in range(6)],
     }
     counters: dict[tuple[int, str], int] = {}
     sync = False
+    # A recording answered and ended in this segment: the answer rides in the end's UPDATE
+    # (segments puts the answer first).
+    ending = {str(op.args["channel_id"]) for op in ops if op.name == "recording_ended"}
+    answered: dict[str, Any] = {}
     for op in ops:
         a = op.args
         if op.name not in ASYNC_COMMIT_OK:
             sync = True
+        if op.name == "recording_answered" and str(a["channel_id"]) in ending:
+            answered[str(a["channel_id"])] = a["answered_at"]
+            continue
         if op.name == "call_outcome":
             row = [a["at"], a["contract_id"], a["direction"], a["outcome"],
                    a["refuse_class"][:32], a["via"]]
@@ -139,8 +154,10 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
         elif op.name == "inbound_call_started":
             row = [a["channel_id"], a["list_id"], a["number_id"], a["caller_key"],
                    a["rejected"], a["started_at"]]
-        elif op.name in ("inbound_call_ended", "recording_ended"):
+        elif op.name == "inbound_call_ended":
             row = [a["channel_id"], a["ended_at"]]
+        elif op.name == "recording_ended":
+            row = [a["channel_id"], a["ended_at"], answered.get(str(a["channel_id"]))]
         elif op.name == "recording_answered":
             row = [a["channel_id"], a["answered_at"]]
         elif op.name == "recording_started":

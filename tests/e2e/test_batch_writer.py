@@ -61,8 +61,9 @@ def _call_ops(list_id: int, contract_id: int) -> list[Op]:
 def test_segments_keep_each_row_in_one_statement() -> None:
     ops = _call_ops(1, 1)
     parts = batch.segments(ops)
-    # the recording's four ops each need their own statement; the rest rides with the first
-    assert [len(p) for p in parts] == [16, 1, 1, 1]
+    # the recording's insert rides with the first; its answer and end share one UPDATE; its
+    # finish needs its own statement
+    assert [len(p) for p in parts] == [16, 2, 1]
     assert [op for p in parts for op in p] == ops
 
 
@@ -87,6 +88,62 @@ def test_a_statement_carries_only_the_kinds_of_its_batch() -> None:
         range(1, len(full_args) + 1))
 
 
+def test_an_answer_rides_in_the_end_of_its_recording() -> None:
+    """A recorded call's end (PERF-1): the answer and the end are one UPDATE, one CTE."""
+    ops = [Op("recording_answered", {"channel_id": "r", "answered_at": T0}),
+           Op("recording_ended", {"channel_id": "r", "ended_at": T0 + timedelta(seconds=3)}),
+           Op("recording_ended", {"channel_id": "s", "ended_at": T0})]
+    assert batch.segments(ops) == [ops]
+    sql, args = batch.statement(ops)
+    assert sql.count(" AS (") == 1 and "UPDATE recordings" in sql
+    assert args == ["on", ["r", "s"], [T0 + timedelta(seconds=3), T0], [T0, None]]
+    # an answer after the end, or twice, is still cut into the next statement
+    late = [ops[1], ops[0]]
+    assert batch.segments(late) == [[ops[1]], [ops[0]]]
+    assert batch.segments([ops[0], ops[0]]) == [[ops[0]], [ops[0]]]
+
+
+def test_folded_answer_and_end_give_the_one_by_one_rows(
+        clean: Engine, settings: Settings, tmp_path: Path) -> None:
+    """Each column is set only where still empty, as the two UPDATEs one by one would do."""
+    _, contract_id = _ids(clean)
+    first, later, end = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2), T0 + \
+        timedelta(seconds=9)
+
+    def started(ch: str) -> Op:
+        return Op("recording_started", {"contract_id": contract_id, "number": "0312345678",
+                                        "direction": "in", "remote": "anonymous",
+                                        "channel_id": ch, "path": f"x/{ch}.wav",
+                                        "started_at": T0})
+
+    def answered(ch: str, at: datetime) -> Op:
+        return Op("recording_answered", {"channel_id": ch, "answered_at": at})
+
+    def ended(ch: str, at: datetime) -> Op:
+        return Op("recording_ended", {"channel_id": ch, "ended_at": at})
+
+    async def run() -> None:
+        store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
+        await store.start()
+        try:
+            for ops in ([started("a"), started("b"), started("c")],
+                        [answered("b", first), ended("c", first)],  # before the call's end
+                        [ended("a", end)],  # never answered
+                        [answered("b", later), ended("b", end)],  # answered before: kept
+                        [answered("c", later), ended("c", end)]):  # ended before: kept
+                await store.write(ops)
+                await store.flush()
+        finally:
+            await store.close()
+            await store.engine.dispose()
+
+    asyncio.run(run())
+    with clean.connect() as conn:
+        rows = {r.channel_id: (r.answered_at, r.ended_at) for r in conn.execute(text(
+            "SELECT channel_id, answered_at, ended_at FROM recordings"))}
+    assert rows == {"a": (None, end), "b": (first, end), "c": (later, first)}
+
+
 def test_batch_gives_the_rows_of_the_one_by_one_writes(
         clean: Engine, settings: Settings, tmp_path: Path) -> None:
     list_id, contract_id = _ids(clean)
@@ -102,7 +159,7 @@ def test_batch_gives_the_rows_of_the_one_by_one_writes(
             await store.close()
             await store.engine.dispose()
 
-    assert asyncio.run(run()) == 4  # one statement per segment, not one per op
+    assert asyncio.run(run()) == 3  # one statement per segment, not one per op
     with clean.connect() as conn:
         assert conn.execute(text(
             "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
