@@ -133,16 +133,18 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
     }
     counters: dict[tuple[int, str], int] = {}
     sync = False
-    # A recording answered and ended in this segment: the answer rides in the end's UPDATE
-    # (segments puts the answer first).
+    # A recording answered and ended in this segment: the answer rides in the end's UPDATE.
+    # Both set a column only where it is still empty, so their order does not matter.
     ending = {str(op.args["channel_id"]) for op in ops if op.name == "recording_ended"}
     answered: dict[str, Any] = {}
+    for op in ops:
+        if op.name == "recording_answered" and str(op.args["channel_id"]) in ending:
+            answered.setdefault(str(op.args["channel_id"]), op.args["answered_at"])
     for op in ops:
         a = op.args
         if op.name not in ASYNC_COMMIT_OK:
             sync = True
-        if op.name == "recording_answered" and str(a["channel_id"]) in ending:
-            answered[str(a["channel_id"])] = a["answered_at"]
+        if op.name == "recording_answered" and str(a["channel_id"]) in answered:
             continue
         if op.name == "call_outcome":
             row = [a["at"], a["contract_id"], a["direction"], a["outcome"],

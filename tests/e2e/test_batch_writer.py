@@ -97,6 +97,7 @@ def test_an_answer_rides_in_the_end_of_its_recording() -> None:
     sql, args = batch.statement(ops)
     assert sql.count(" AS (") == 1 and "UPDATE recordings" in sql
     assert args == ["on", ["r", "s"], [T0 + timedelta(seconds=3), T0], [T0, None]]
+    assert batch.statement([ops[1], ops[0], ops[2]]) == (sql, args)  # in any order
     # an answer after the end, or twice, is still cut into the next statement
     late = [ops[1], ops[0]]
     assert batch.segments(late) == [[ops[1]], [ops[0]]]
