@@ -94,8 +94,11 @@ def sign_in(driver: webdriver.Chrome, url: str, token: str, until_id: str) -> No
 
 
 def listed(driver: webdriver.Chrome) -> set[int]:
-    return {int(str(tr.get_attribute("id"))[4:])
-            for tr in driver.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    """The recording ids of the table's rows, read in one script: element by element, a
+    page that is replaced mid-read (a filter sent by Enter) gave a stale reference."""
+    ids = driver.execute_script(
+        "return Array.from(document.querySelectorAll('tbody tr'), tr => tr.id);")
+    return {int(str(i)[4:]) for i in ids}
 
 
 def names(driver: webdriver.Chrome) -> list[str]:
