@@ -1,4 +1,5 @@
-"""A small ARI client on aiohttp: REST calls and the event websocket with reconnect (RUN-4).
+"""A small ARI client: REST calls over lean keep-alive connections (`ari_app.http`, PERF-1)
+and the event websocket on aiohttp, with reconnect (RUN-4).
 
 Transport errors become AriError so handlers deal in one exception type.
 """
@@ -16,11 +17,12 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from ari_app.http import HttpError, HttpPool
+
 log = logging.getLogger("callguard.ari")
 SLOW_REQUEST_S = 0.5
 # Values ARRAY() takes verbatim: no separator, quote, escape, bracket or blank.
 _ARRAY_SAFE = re.compile(r"[A-Za-z0-9_./@:+=-]+")
-_JSON = {"Content-Type": "application/json"}
 
 
 class AriError(Exception):
@@ -47,17 +49,20 @@ class AriClient:
         self.app = app
         self._auth = aiohttp.encode_basic_auth(user, password)
         self._session: aiohttp.ClientSession | None = None
+        self._http: HttpPool | None = None
 
     async def __aenter__(self) -> AriClient:
-        connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._http = HttpPool(f"{self.base_url}/ari", {"Authorization": self._auth},
+                              limit=64, timeout_s=10, connect_timeout_s=2)
+        self._session = aiohttp.ClientSession(  # the event websocket only
             headers={"Authorization": self._auth},
             timeout=aiohttp.ClientTimeout(total=10, sock_connect=2),
         )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            self._http.close()
         if self._session is not None:
             await self._session.close()
 
@@ -71,22 +76,22 @@ class AriClient:
         self, method: str, path: str, params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> Any:
-        url = f"{self.base_url}/ari/{path.lstrip('/')}"
+        if self._http is None:
+            raise RuntimeError("AriClient used outside its context")
         started = time.monotonic()
         try:
             data = orjson.dumps(body) if body is not None else None
-            headers = _JSON if data is not None else None
-            async with self.session.request(method, url, params=params, data=data,
-                                            headers=headers) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    try:
-                        message = orjson.loads(raw).get("message", raw.decode())
-                    except (ValueError, AttributeError):
-                        message = raw.decode(errors="replace")
-                    raise AriError(resp.status, message)
-                return orjson.loads(raw) if raw else None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, raw = await self._http.request(
+                method, path, dict(params) if params else None, data,
+                "application/json" if data is not None else None)
+            if status >= 400:
+                try:
+                    message = orjson.loads(raw).get("message", raw.decode())
+                except (ValueError, AttributeError):
+                    message = raw.decode(errors="replace")
+                raise AriError(status, message)
+            return orjson.loads(raw) if raw else None
+        except HttpError as exc:
             raise AriError(0, f"{type(exc).__name__}: {exc}") from exc
         finally:
             elapsed = time.monotonic() - started
