@@ -10,56 +10,41 @@ and the difference between the ARI path and this one is what callguard's app add
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
+import uvloop
 
+from ari_app.client import AriClient, AriError
 from callguard.config import load_settings
 
 APP = "callguard-floor"
 CONTEXT = "bench-baseline"
 
 
-async def _continue(session: aiohttp.ClientSession, base: str, channel: dict[str, Any]) -> None:
+async def _continue(ari: AriClient, channel: dict[str, Any]) -> None:
     exten = str(channel.get("dialplan", {}).get("exten", ""))
-    url = (f"{base}/ari/channels/{quote(str(channel['id']), safe='')}/continue"
-           f"?context={CONTEXT}&extension={quote(exten, safe='')}&priority=1")
     try:
-        async with session.post(url) as resp:
-            await resp.read()
-    except (aiohttp.ClientError, TimeoutError):
+        await ari.continue_in_dialplan(str(channel["id"]), CONTEXT, exten)
+    except AriError:
         pass  # the caller hung up meanwhile; nothing to undo
 
 
 async def run(stop: asyncio.Event) -> None:
+    """The same client, event loop (uvloop) and JSON parser (orjson) as callguard's app, so
+    the floor differs from it only in what the app does per call."""
     settings = load_settings()
-    base = settings.ari_url
-    auth = aiohttp.encode_basic_auth(settings.ari_user, settings.ari_password)
-    ws_url = base.replace("http", "ws", 1) + f"/ari/events?app={APP}"
     tasks: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
-        async with session.ws_connect(ws_url, heartbeat=30) as ws:
-            print("floor app connected", flush=True)
-            waiter = asyncio.ensure_future(stop.wait())
-            while not stop.is_set():
-                receive = asyncio.ensure_future(ws.receive())
-                done, _ = await asyncio.wait({receive, waiter},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if receive not in done:
-                    receive.cancel()
-                    break
-                msg = receive.result()
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(msg.data)
-                if event.get("type") == "StasisStart":
-                    task = asyncio.create_task(_continue(session, base, event["channel"]))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-            waiter.cancel()
+    async with AriClient(settings.ari_url, settings.ari_user, settings.ari_password,
+                         APP) as ari:
+        async for event in ari.events(stop):
+            kind = event.get("type")
+            if kind == "_Connected":
+                print("floor app connected", flush=True)
+            elif kind == "StasisStart":
+                task = asyncio.create_task(_continue(ari, event["channel"]))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -70,9 +55,15 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        await run(stop)
+        consume = asyncio.create_task(run(stop))
+        await stop.wait()
+        consume.cancel()  # the event stream waits on the websocket; stop it there
+        try:
+            await consume
+        except asyncio.CancelledError:
+            pass
 
-    asyncio.run(runner())
+    uvloop.run(runner())
 
 
 if __name__ == "__main__":
