@@ -195,7 +195,7 @@ class HttpPool:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and now - conn.used_at < IDLE_KEEP_S:
+            if not conn.closed and not conn.buffer and now - conn.used_at < IDLE_KEEP_S:
                 return conn
             conn.close()
         return None
