@@ -215,3 +215,22 @@ async def test_the_client_maps_ari_answers(serve: Serve) -> None:
     sent = server.requests[1].decode()
     assert sent.startswith("POST /ari/channels/1.2/continue?context=cg-connect&extension=v1%2C2"
                            "&priority=1 HTTP/1.1")
+
+
+def test_the_pool_works_on_uvloop() -> None:
+    """The service runs on uvloop (ari_app/main.py), whose transports are not
+    asyncio.Transport subclasses: the pool must not depend on that."""
+    import uvloop
+
+    async def scenario() -> tuple[tuple[int, bytes], int]:
+        server = Server(lambda req: ok(b'{"a":1}'))
+        server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        pool = HttpPool(server.url, {})
+        try:
+            await pool.request("GET", "asterisk/info")
+            return await pool.request("GET", "asterisk/info"), server.connections
+        finally:
+            pool.close()
+            server.server.close()
+
+    assert uvloop.run(scenario()) == ((200, b'{"a":1}'), 1)
