@@ -42,13 +42,16 @@ def udp_bound(ip: str, port: int) -> bool:
     return any(line.split()[1] == want for line in lines if len(line.split()) > 1)
 
 
-def free_media_port(ip: str) -> int:
+def free_media_port(ip: str, sip_port: int | None = None) -> int:
     """An even port P with P and P+2 free on `ip`: sipp binds its audio socket on P and its
     video socket on P+2 and exits when either is taken (a socket Asterisk holds on 0.0.0.0
-    counts), and a phone that is not there turns a test's call into a 480."""
+    counts), and a phone that is not there turns a test's call into a 480. Never around
+    `sip_port`, the one sipp binds for SIP first: free now as well, the kernel may hand out the
+    same port twice (CI of f1e385f: "Unable to bind audio RTP socket … Address already in use",
+    the call never placed)."""
     for _ in range(50):
         port = free_port(ip) & ~1
-        if port + 2 > 65535:
+        if port + 2 > 65535 or (sip_port is not None and port <= sip_port <= port + 3):
             continue
         probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
         try:
@@ -354,7 +357,7 @@ def _sipp(xml: str, work: Path, local_ip: str, port: int, extra: list[str]) -> l
     return [sipp, "-sf", str(scen), "-i", local_ip, "-p", str(port), "-nostdin",
             "-trace_msg", "-message_file", str(work / "messages.log"),
             "-trace_err", "-error_file", str(work / "errors.log"),
-            "-mi", local_ip, "-mp", str(free_media_port(local_ip)), *extra]
+            "-mi", local_ip, "-mp", str(free_media_port(local_ip, port)), *extra]
 
 
 def uac(spec: UacSpec, work: Path, local_ip: str = CARRIER_IN, timeout_s: int = 60,
