@@ -51,6 +51,7 @@ from callguard.db.session import make_sync_engine, sync_sessions
 from callguard.domain.routing import NuisanceMenu
 from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
+from callguard.realtime import share_asterisk_priority
 from callguard.recording_files import (
     FILE_CLOSE_WAIT_S,
     OutsideRecordings,
@@ -345,6 +346,10 @@ class Server(socketserver.ThreadingTCPServer):
 def main() -> None:
     setup_logging()
     settings = load_settings()
+    # Before the keeper's and the server's threads exist: they inherit it.
+    refused = share_asterisk_priority(settings.rt_priority)
+    if refused:
+        log.warning("normal scheduling, not Asterisk's real-time class: %s", refused)
     engine = make_sync_engine(settings)
     keeper = StateKeeper(settings.sync_database_url, settings.journal_dir, "fastagi")
     keeper.start()

@@ -11,13 +11,13 @@ import uvloop
 from ari_app.app import CallguardApp
 from ari_app.logs import setup_logging
 from callguard import metrics
-from callguard.config import load_settings
+from callguard.config import Settings, load_settings
+from callguard.realtime import share_asterisk_priority
 
 log = logging.getLogger("callguard.main")
 
 
-async def _main() -> None:
-    settings = load_settings()
+async def _main(settings: Settings) -> None:
     metrics.init_process(metrics.VIA_ARI)
     metrics.serve(settings.metrics_ari_port)
     app = CallguardApp(settings)
@@ -36,7 +36,12 @@ async def _main() -> None:
 
 def main() -> None:
     setup_logging()
-    uvloop.run(_main())  # libuv's loop: less CPU per event and per request (PERF-1)
+    settings = load_settings()
+    # Before the loop and any thread exist: they inherit it.
+    refused = share_asterisk_priority(settings.rt_priority)
+    if refused:
+        log.warning("normal scheduling, not Asterisk's real-time class: %s", refused)
+    uvloop.run(_main(settings))  # libuv's loop: less CPU per event and per request (PERF-1)
 
 
 if __name__ == "__main__":

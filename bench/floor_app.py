@@ -17,6 +17,7 @@ import uvloop
 
 from ari_app.client import AriClient, AriError
 from callguard.config import load_settings
+from callguard.realtime import share_asterisk_priority
 
 APP = "callguard-floor"
 CONTEXT = "bench-baseline"
@@ -49,6 +50,11 @@ async def run(stop: asyncio.Event) -> None:
 
 
 def main() -> None:
+    # The same scheduling as callguard's app (callguard.realtime), or the floor would be
+    # measured at a disadvantage beside a real-time Asterisk.
+    refused = share_asterisk_priority(load_settings().rt_priority)
+    if refused:
+        print(f"floor app at normal scheduling: {refused}", flush=True)
     stop = asyncio.Event()
 
     async def runner() -> None:

@@ -62,6 +62,9 @@ class Settings:
     agi_secret: str = ""  # the first path segment of every FastAGI request (SEC-4)
     # A cluster node's asterisk.conf inside the root (`asterisk -C`, issue 12); "" = the default.
     asterisk_conf: str = ""
+    # SCHED_RR priority of the ARI app and the FastAGI fallback, Asterisk's own with its
+    # `highpriority` (callguard.realtime); 0 = normal scheduling.
+    rt_priority: int = 10
 
     @property
     def journal_dir(self) -> Path:
@@ -147,4 +150,5 @@ def load_settings(env_file: Path | None = None) -> Settings:
                       else ""),
         agi_secret=_secret(env, "CALLGUARD_AGI_SECRET"),
         asterisk_conf=get("ASTERISK_CONF", ""),
+        rt_priority=get_int("RT_PRIORITY", 10),
     )

@@ -141,7 +141,7 @@ killasgroup = true
 stdout_logfile = NONE
 
 [program:kamailio]
-command = $(command -v kamailio) -f $KAM_CFG -DD -E -P $CL/kamailio.pid
+command = $(rt_chrt)$(command -v kamailio) -f $KAM_CFG -DD -E -P $CL/kamailio.pid
 startsecs = 0
 startretries = 1000000
 stopasgroup = true
@@ -155,9 +155,7 @@ EOT
                 cat <<EOT
 
 [program:$s-n$n]
-command = /bin/sh -c 'exec $SVC_BIN/callguard-$s'
-environment = CALLGUARD_ENV="$NODES_DIR/n$n/callguard.env"
-user = $SVC_USER
+$(svc_program "$s" "$NODES_DIR/n$n/callguard.env")
 umask = 027
 directory = $RUN
 startsecs = 0

@@ -280,6 +280,23 @@ code_sync() {
 SUP_CONF=$RUN/supervisord.conf
 SUP_PID=$RUN/supervisord.pid
 SERVICES="fastagi ari api"
+# The call path in Asterisk's real-time class (asterisk.conf highpriority; callguard/realtime.py):
+# the ARI app and the FastAGI fallback get SCHED_RR 10 here, as root, and keep it across the drop
+# to $SVC_USER (setpriv) and the exec; where the kernel refuses it even to root, they start at
+# normal priority. The API, off the call path, starts as $SVC_USER through supervisord.
+RT_PRIO=10
+rt_chrt() { if chrt -r "$RT_PRIO" true 2>/dev/null; then printf 'chrt -r %s ' "$RT_PRIO"; fi; }
+svc_program() {  # $1 service, $2 environment file, $3 shell before the exec: command, user, env
+    case $1 in
+        ari|fastagi)
+            printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
+                "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1" ;;
+        *)
+            printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
+                "$SVC_USER" ;;
+    esac
+    printf 'environment = CALLGUARD_ENV="%s"\n' "$2"
+}
 sup_conf() {
     local s
     {
@@ -323,9 +340,7 @@ EOT
             cat <<EOT
 
 [program:$s]
-command = /bin/sh -c 'echo \$\$ > $RUN/$s.pid && exec $SVC_BIN/callguard-$s'
-environment = CALLGUARD_ENV="$ENV_FILE"
-user = $SVC_USER
+$(svc_program "$s" "$ENV_FILE" "echo \$\$ > $RUN/$s.pid && ")
 umask = 027
 directory = $RUN
 autostart = true
