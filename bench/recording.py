@@ -38,7 +38,7 @@ LOST_AUDIO_TOLERANCE_S = 0.5  # shorter than the audio sent by more than this = 
 
 @dataclass
 class RecordingConfig:
-    levels: tuple[int, ...] = (50, 100, 200, 300, 400, 500)
+    levels: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500)
     steady_s: float = 10.0
     max_rate: float = 100.0
 

@@ -60,7 +60,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hold-ms", type=int, default=500, help="carrier holds the call, then BYE")
     p.add_argument("--callers", choices=("both", "listed", "unlisted"), default="both",
                    help="screening callers: alternate (default), or only one kind")
-    p.add_argument("--levels", default="50,100,200,300,400,500",
+    p.add_argument("--levels", default=",".join(str(n) for n in RecordingConfig.levels),
                    help="concurrent recorded calls to try, in order (stops at a failure)")
     p.add_argument("--steady-s", type=float, default=10.0)
     p.add_argument("--scales", default=",".join(str(s) for s in SCALES))
