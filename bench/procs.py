@@ -113,6 +113,14 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def machine_steal_seconds() -> float:
+    """CPU seconds the hypervisor gave other guests while this machine's CPUs wanted to run
+    (/proc/stat `steal`, all cores). PERF-4: a step the host starved says so; its figures
+    are not the stack's."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return int(fields[7]) / CLK_TCK
+
+
 @dataclass(frozen=True)
 class CpuSample:
     at: float
@@ -122,6 +130,7 @@ class CpuSample:
     machine: float
     fastagi: float = 0.0
     floor: float = 0.0  # the bench's minimal Stasis app (bench/floor_app.py), when running
+    steal: float = 0.0  # taken by the hypervisor (machine_steal_seconds)
 
     def minus(self, earlier: CpuSample) -> dict[str, float]:
         """CPU seconds used between two samples; a backend born in between counts from 0.
@@ -130,7 +139,8 @@ class CpuSample:
         return {"wall_s": self.at - earlier.at, "asterisk_s": self.asterisk - earlier.asterisk,
                 "app_s": self.app - earlier.app, "postgres_s": pg,
                 "fastagi_s": self.fastagi - earlier.fastagi, "floor_s": self.floor - earlier.floor,
-                "machine_s": self.machine - earlier.machine}
+                "machine_s": self.machine - earlier.machine,
+                "steal_s": self.steal - earlier.steal}
 
 
 class CpuMeter:
@@ -152,4 +162,5 @@ class CpuMeter:
             machine_busy_seconds(),
             fastagi=cpu_seconds(f) if (f := read_pid(FASTAGI_PIDFILE)) else 0.0,
             floor=cpu_seconds(self.floor_pid) if self.floor_pid else 0.0,
+            steal=machine_steal_seconds(),
         )

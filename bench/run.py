@@ -4,7 +4,8 @@ Holds /tmp/callguard-e2e.lock throughout, saves what it changes first and puts i
 end (also after an interrupt, or on the next run after a crash). The load generator runs pinned
 to its own CPU, the stack to the others (bench/pinning.py). Prints the tables and, as the last
 line, `bench: setup_p50_ratio=… setup_p99_ratio=… cps_ratio=… max_recordings=…
-lookup_p99_ms_1e6=… app_cpu_ms_per_call=… floor_p50_ratio=… floor_p99_ratio=…`; the full
+lookup_p99_ms_1e6=… app_cpu_ms_per_call=… floor_p50_ratio=… floor_p99_ratio=… steal_max_pct=…`
+(the CPU the host took, PERF-4); the full
 result goes to bench/results/bench-<utc>.json (git-ignored).
 """
 
@@ -76,7 +77,7 @@ def _ratio_row(rate: float, label: str, c: dict[str, Any]) -> list[Any]:
             c["rejected_200_ms_p50_ratio"], c["rejected_200_ms_p99_ratio"],
             c["rejected_rtp_ms_p50_ratio"], c["rejected_rtp_ms_p99_ratio"],
             c["connected_200_ms_p50_ratio"], c["connected_200_ms_p99_ratio"],
-            "", "", "", "", ""]
+            "", "", "", "", "", ""]
 
 
 def _screening_table(s: dict[str, Any]) -> str:
@@ -96,14 +97,14 @@ def _screening_table(s: dict[str, Any]) -> str:
                          x["rejected_rtp_ms"]["p50"], x["rejected_rtp_ms"]["p99"],
                          x["connected_200_ms"]["p50"], x["connected_200_ms"]["p99"],
                          ms["asterisk"], own, ms["postgres"], ms["machine"],
-                         round(x["cpu_pct"]["machine"] / CORES)])
+                         round(x["cpu_pct"]["machine"] / CORES), _steal(x)])
         for key, label in (("compared", "ari/base"), ("compared_floor", "ari/floor")):
             c = next((c for c in s.get(key, []) if c["rate"] == rate), None)
             if c is not None:
                 rows.append(_ratio_row(rate, label, c))
     return table(["cps", "path", "calls", "failed", "fallbk", "shed", "done/s", "rej200p50",
                   "rej200p99", "rejRTPp50", "rejRTPp99", "con200p50", "con200p99",
-                  "astms", "appms", "pgms", "allms", "busy%"], rows)
+                  "astms", "appms", "pgms", "allms", "busy%", "steal%"], rows)
 
 
 def _recording_table(r: dict[str, Any]) -> str:
@@ -111,9 +112,39 @@ def _recording_table(r: dict[str, Any]) -> str:
              x["cpu_pct"].get("app"), x["cpu_pct"].get("postgres"),
              round(x["cpu_pct"].get("machine", 0) / CORES), x["write_bytes_s"],
              x["write_bytes_s_per_call"], x["complete"], x["lost_audio"],
-             x["duration_s"]["min"], x["call_audio_s"]] for x in r["levels"]]
+             x["duration_s"]["min"], x["call_audio_s"], _steal(x)] for x in r["levels"]]
     return table(["calls", "failed", "channels", "ast%", "app%", "pg%", "busy%", "write B/s",
-                  "B/s/call", "complete", "lost", "min dur s", "audio s"], rows)
+                  "B/s/call", "complete", "lost", "min dur s", "audio s", "steal%"], rows)
+
+
+def _steal(step: dict[str, Any]) -> int | str:
+    """The hypervisor's share of the machine's CPU time during a step (PERF-4)."""
+    pct = step["cpu_pct"].get("steal")
+    return "" if pct is None else round(pct / CORES)
+
+
+STEAL_WARN_PCT = 5
+
+
+def _stolen(out: dict[str, Any]) -> list[tuple[str, int]]:
+    """(step, steal %) of every measured step."""
+    steps = [(f"screening {st['path']} {st['rate']:g}/s", st)
+             for p in (out.get("screening") or {}).get("steps", {}).values() for st in p]
+    steps += [(f"recording {x['concurrent']}", x) for x in (out.get("recording") or {}).get(
+        "levels", [])]
+    return [(label, v) for label, st in steps if isinstance(v := _steal(st), int)]
+
+
+def _steal_line(out: dict[str, Any]) -> str | None:
+    """Say when the host took CPU from this machine: those steps measured the neighbours too."""
+    stolen = _stolen(out)
+    if not stolen:
+        return None
+    label, worst = max(stolen, key=lambda lv: lv[1])
+    over = [lbl for lbl, v in stolen if v >= STEAL_WARN_PCT]
+    return (f"  CPU stolen by the host (steal, % of the machine): at most {worst} % ({label})"
+            + (f"; {len(over)} step(s) at {STEAL_WARN_PCT} % or more, their figures include "
+               f"the neighbours: {', '.join(over)}" if over else ""))
 
 
 def _lookup_table(lk: dict[str, Any]) -> str:
@@ -153,6 +184,9 @@ def _targets(out: dict[str, Any]) -> list[str]:
         lines.append(f"  concurrent recordings without failure or lost audio: {n} (target >= "
                      f"{TARGETS['max_recordings']}): "
                      f"{'met' if n >= TARGETS['max_recordings'] else 'NOT met'} ({r['stopped']})")
+    steal = _steal_line(out)
+    if steal:
+        lines.append(steal)
     if lk:
         v = lk["p99_ratio_last_vs_first"]
         ok = v is not None and v <= TARGETS["lookup_p99_ratio"]
@@ -173,7 +207,8 @@ def _last_line(out: dict[str, Any]) -> str:
             f"max_recordings={fmt(r.get('max_recordings'))} lookup_p99_ms_1e6={fmt(p99)} "
             f"app_cpu_ms_per_call={fmt(s.get('app_cpu_ms_per_call'))} "
             f"floor_p50_ratio={fmt(s.get('floor_p50_ratio'))} "
-            f"floor_p99_ratio={fmt(s.get('floor_p99_ratio'))}")
+            f"floor_p99_ratio={fmt(s.get('floor_p99_ratio'))} "
+            f"steal_max_pct={fmt(max((v for _, v in _stolen(out)), default=None))}")
 
 
 def start_floor_app(work: Path) -> Child:
