@@ -121,6 +121,16 @@ def machine_steal_seconds() -> float:
     return int(fields[7]) / CLK_TCK
 
 
+# PERF-4: a step the host took this much of the machine from is not the stack's figure.
+STEAL_WARN_PCT = 5
+
+
+def steal_pct(cpu_pct: dict[str, float]) -> float | None:
+    """The hypervisor's share of the whole machine during a step (cpu_pct: % of one core)."""
+    pct = cpu_pct.get("steal")
+    return None if pct is None else pct / (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class CpuSample:
     at: float

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import sipp
-from bench.procs import CpuMeter
+from bench.procs import STEAL_WARN_PCT, CpuMeter, steal_pct
 from bench.state import RECORDING_DEST, RECORDING_PREFIX, BenchState, active_channels
 from tests.e2e.rtp_pcap import tone_pcap
 
@@ -151,12 +151,24 @@ class Recording:
                 break
             print(f"bench: recording {n} concurrent calls", flush=True)
             r = self.level(n)
+            stolen = steal_pct(r["cpu_pct"]) or 0.0
+            if _failed(r) and stolen >= STEAL_WARN_PCT and time.monotonic() + need <= self.deadline:
+                # PERF-4: the host took CPU while this level failed: once more, and the second
+                # attempt counts (both steals are kept).
+                print(f"bench: the host took {stolen:.0f} % of the CPU; once more", flush=True)
+                time.sleep(1.0)
+                r = {**self.level(n), "steal_pct_first_attempt": round(stolen, 1),
+                     "first_attempt": {k: r[k] for k in ("failed", "complete", "lost_audio")}}
             levels.append(r)
-            if r["failed"] or r["lost_audio"] or r["complete"] < n:
+            if _failed(r):
                 stopped = f"failure at {n} concurrent"
                 break
             time.sleep(1.0)
-        good = [r["concurrent"] for r in levels
-                if not r["failed"] and not r["lost_audio"] and r["complete"] == r["concurrent"]]
+        good = [r["concurrent"] for r in levels if not _failed(r)]
         return {"levels": levels, "stopped": stopped,
                 "max_recordings": max(good) if good else 0}
+
+
+def _failed(level: dict[str, Any]) -> bool:
+    """A failed call, a recording shorter than its audio, or a row not complete."""
+    return bool(level["failed"] or level["lost_audio"] or level["complete"] < level["concurrent"])

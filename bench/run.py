@@ -27,7 +27,7 @@ from typing import Any
 from bench import pinning
 from bench.floor_app import APP as FLOOR_APP
 from bench.lookup import SCALES, Lookup
-from bench.procs import Child
+from bench.procs import STEAL_WARN_PCT, Child, steal_pct
 from bench.recording import Recording, RecordingConfig
 from bench.report import fmt, table
 from bench.screening import RATES, Screening, ScreeningConfig
@@ -119,11 +119,8 @@ def _recording_table(r: dict[str, Any]) -> str:
 
 def _steal(step: dict[str, Any]) -> int | str:
     """The hypervisor's share of the machine's CPU time during a step (PERF-4)."""
-    pct = step["cpu_pct"].get("steal")
-    return "" if pct is None else round(pct / CORES)
-
-
-STEAL_WARN_PCT = 5
+    pct = steal_pct(step["cpu_pct"])
+    return "" if pct is None else round(pct)
 
 
 def _stolen(out: dict[str, Any]) -> list[tuple[str, int]]:
