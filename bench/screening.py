@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile, sipp
-from bench.procs import STEAL_WARN_PCT, CpuMeter, steal_pct
+from bench.procs import STEAL_RETRY_PCT, CpuMeter, steal_pct
 from bench.report import percentile, ratio, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
 from bench.state import LISTED, SCREENED_NUMBER, UNLISTED, BenchState, active_channels
@@ -232,7 +232,7 @@ class Screening:
                     print(f"bench: screening {path:8} {rate:5g} calls/s ({n} calls)", flush=True)
                     raw, calls = self.attempt(path, rate)
                     stolen = steal_pct(raw["cpu_pct"]) or 0.0
-                    if stolen >= STEAL_WARN_PCT and \
+                    if stolen >= STEAL_RETRY_PCT and \
                             time.monotonic() + n / rate + 30 <= self.deadline:
                         # PERF-4: the host took CPU during the step; run it once more and
                         # keep the attempt it disturbed less (both steals are kept).
