@@ -32,6 +32,7 @@ from bench.recording import Recording, RecordingConfig
 from bench.report import fmt, table
 from bench.screening import RATES, Screening, ScreeningConfig
 from bench.state import RESULTS, BenchState, ensure_bench_config, pending_restore, stack_lock
+from callguard.asterisk.cli import AsteriskCliError
 from callguard.config import load_settings
 from callguard.db.session import make_sync_engine
 
@@ -184,6 +185,9 @@ def _targets(out: dict[str, Any]) -> list[str]:
     steal = _steal_line(out)
     if steal:
         lines.append(steal)
+    if "aborted" in out:
+        lines.append(f"  run cut short: {out['aborted']} (the part under way and those after it "
+                     "are missing)")
     if lk:
         v = lk["p99_ratio_last_vs_first"]
         ok = v is not None and v <= TARGETS["lookup_p99_ratio"]
@@ -242,44 +246,19 @@ def main(argv: list[str] | None = None) -> int:
             ensure_bench_config(settings)
             saved = state.save()
             try:
-                state.set_max_recordings(MAX_RECORDINGS_FOR_RUN)
-                state.fill_list(int(saved["f1a_list_id"]))
-                state.baseline_on()
-                time.sleep(2.5)  # both shells refresh the site snapshot every 2 s
-                if "screening" in parts:
-                    wk = work / "screening"
-                    wk.mkdir()
-                    cfg = ScreeningConfig(tuple(float(x) for x in args.rates.split(",")),
-                                          args.seconds_per_step, args.min_calls, args.hold_ms,
-                                          args.callers)
-                    floor = start_floor_app(wk)
-                    try:
-                        with pinning.pinned([floor.pid]) as how:
-                            print(f"bench: {how}", flush=True)
-                            out["pinning"] = how
-                            screening = Screening(state, wk, cfg,
-                                                  min(deadline, started + 14 * 60))
-                            screening.cpu.floor_pid = floor.pid
-                            out["screening"] = screening.run()
-                    finally:
-                        floor.stop()
-                if "recording" in parts:
-                    wk = work / "recording"
-                    wk.mkdir()
-                    rcfg = RecordingConfig(tuple(int(x) for x in args.levels.split(",")),
-                                           args.steady_s)
-                    with pinning.pinned() as how:
-                        out["pinning_recording"] = how
-                        out["recording"] = Recording(state, wk, rcfg,
-                                                     min(deadline, started + 20 * 60)).run()
-                if "lookup" in parts:
-                    wk = work / "lookup"
-                    wk.mkdir()
-                    out["lookup"] = Lookup(state, wk, args.lookups, args.entries_per_list,
-                                           tuple(int(x) for x in args.scales.split(",")),
-                                           deadline - 60).run()
+                _run_parts(args, parts, state, saved, work, out, started, deadline)
+            except AsteriskCliError as exc:
+                # PERF-4: Asterisk gone mid-run (it exited once at 300 calls/s): what was
+                # measured before is still reported, and the run says why it ended.
+                out["aborted"] = f"Asterisk unreachable: {exc}"
+                print(f"bench: {out['aborted']}", flush=True)
             finally:
-                out["cleanup"] = state.restore(saved)
+                try:
+                    out["cleanup"] = state.restore(saved)
+                except AsteriskCliError as exc:
+                    out["cleanup"] = {"error": str(exc)}
+                    print("bench: could not put back what the run changed: after `make run`, "
+                          "the next `make bench` does that first", flush=True)
             out["duration_s"] = round(time.monotonic() - started, 1)
     finally:
         engine.dispose()
@@ -287,6 +266,53 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    return _report(out)
+
+
+def _run_parts(args: argparse.Namespace, parts: set[str], state: BenchState,
+               saved: dict[str, Any], work: Path, out: dict[str, Any], started: float,
+               deadline: float) -> None:
+    """The measured parts, in order (main puts back what they change, whatever happens)."""
+    state.set_max_recordings(MAX_RECORDINGS_FOR_RUN)
+    state.fill_list(int(saved["f1a_list_id"]))
+    state.baseline_on()
+    time.sleep(2.5)  # both shells refresh the site snapshot every 2 s
+    if "screening" in parts:
+        wk = work / "screening"
+        wk.mkdir()
+        cfg = ScreeningConfig(tuple(float(x) for x in args.rates.split(",")),
+                              args.seconds_per_step, args.min_calls, args.hold_ms,
+                              args.callers)
+        floor = start_floor_app(wk)
+        try:
+            with pinning.pinned([floor.pid]) as how:
+                print(f"bench: {how}", flush=True)
+                out["pinning"] = how
+                screening = Screening(state, wk, cfg,
+                                      min(deadline, started + 14 * 60))
+                screening.cpu.floor_pid = floor.pid
+                out["screening"] = screening.run()
+        finally:
+            floor.stop()
+    if "recording" in parts:
+        wk = work / "recording"
+        wk.mkdir()
+        rcfg = RecordingConfig(tuple(int(x) for x in args.levels.split(",")),
+                               args.steady_s)
+        with pinning.pinned() as how:
+            out["pinning_recording"] = how
+            out["recording"] = Recording(state, wk, rcfg,
+                                         min(deadline, started + 20 * 60)).run()
+    if "lookup" in parts:
+        wk = work / "lookup"
+        wk.mkdir()
+        out["lookup"] = Lookup(state, wk, args.lookups, args.entries_per_list,
+                               tuple(int(x) for x in args.scales.split(",")),
+                               deadline - 60).run()
+
+
+def _report(out: dict[str, Any]) -> int:
+    """Result file, tables, targets and the summary line; 1 if the run was cut short."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result_file = RESULTS / f"bench-{stamp}.json"
@@ -309,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"results: {result_file}  (run took {out.get('duration_s')} s)")
     print(_last_line(out), flush=True)
-    return 0
+    return 1 if "aborted" in out else 0
 
 
 if __name__ == "__main__":

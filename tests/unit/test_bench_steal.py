@@ -50,3 +50,9 @@ def test_the_last_line_keeps_its_fields_and_adds_the_worst_steal() -> None:
                            "max_recordings=- lookup_p99_ms_1e6=- app_cpu_ms_per_call=- "
                            "floor_p50_ratio=- floor_p99_ratio=- ")
     assert line.endswith(" steal_max_pct=8")
+
+
+def test_a_run_cut_short_says_why() -> None:
+    out = {"aborted": "Asterisk unreachable: Unable to connect to remote asterisk"}
+    assert "  run cut short: Asterisk unreachable: Unable to connect to remote asterisk (the " \
+           "part under way and those after it are missing)" in run._targets(out)
