@@ -106,19 +106,18 @@ def postgres_pids() -> list[int]:
     return [master, *kids]
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all cores; /proc/stat minus idle/iowait)."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine, all cores, from one read of /proc/stat:
+    busy is everything but idle/iowait; stolen is `steal`, the time the hypervisor gave other
+    guests while this machine's CPUs wanted to run (PERF-4: a step the host starved says so)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK, steal / CLK_TCK
 
 
-def machine_steal_seconds() -> float:
-    """CPU seconds the hypervisor gave other guests while this machine's CPUs wanted to run
-    (/proc/stat `steal`, all cores). PERF-4: a step the host starved says so; its figures
-    are not the stack's."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return int(fields[7]) / CLK_TCK
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat minus idle/iowait)."""
+    return machine_cpu_seconds()[0]
 
 
 # PERF-4: a step the host took this much of the machine from is not the stack's figure
@@ -142,7 +141,7 @@ class CpuSample:
     machine: float
     fastagi: float = 0.0
     floor: float = 0.0  # the bench's minimal Stasis app (bench/floor_app.py), when running
-    steal: float = 0.0  # taken by the hypervisor (machine_steal_seconds)
+    steal: float = 0.0  # taken by the hypervisor (machine_cpu_seconds)
 
     def minus(self, earlier: CpuSample) -> dict[str, float]:
         """CPU seconds used between two samples; a backend born in between counts from 0.
@@ -166,13 +165,14 @@ class CpuMeter:
 
     def sample(self) -> CpuSample:
         ast, app = self.pids()
+        busy, stolen = machine_cpu_seconds()
         return CpuSample(
             time.time(),
             cpu_seconds(ast) if ast else 0.0,
             cpu_seconds(app) if app else 0.0,
             {pid: cpu_seconds(pid) for pid in postgres_pids()},
-            machine_busy_seconds(),
+            busy,
             fastagi=cpu_seconds(f) if (f := read_pid(FASTAGI_PIDFILE)) else 0.0,
             floor=cpu_seconds(self.floor_pid) if self.floor_pid else 0.0,
-            steal=machine_steal_seconds(),
+            steal=stolen,
         )

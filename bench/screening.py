@@ -242,10 +242,10 @@ class Screening:
                         again, again_calls = self.attempt(path, rate)
                         if "profile" in raw:  # py-spy ran during the first attempt only
                             again.setdefault("profile", raw["profile"])
-                        if (steal_pct(again["cpu_pct"]) or 0.0) < stolen:
+                        stolen_again = steal_pct(again["cpu_pct"]) or 0.0
+                        if stolen_again < stolen:
                             raw, calls = again, again_calls
-                        raw["steal_pct_attempts"] = [round(stolen, 1), round(
-                            steal_pct(again["cpu_pct"]) or 0.0, 1)]
+                        raw["steal_pct_attempts"] = [round(stolen, 1), round(stolen_again, 1)]
                     done.append((raw, calls))
                     # Ramp on only while this path keeps up (RTP is matched at the end).
                     quick = {**analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n),

@@ -227,12 +227,8 @@ ast_install() {
 # The bench's endpoint and baseline dialplan (PERF-1), only for `make bench`: `make run`
 # (ast_install) removes them again, so production never has the bench carrier.
 bench_install() {
-    local f
-    for f in bench/asterisk_conf/*.conf; do
-        # Asterisk's like the rest of its configuration, nothing for others (SEC-4).
-        install -m 0640 "$f" "$(ast_etc)/"
-    done
-    ast_owns "$(ast_etc)"/*_bench.conf
+    # Asterisk's like the rest of its configuration, nothing for others (SEC-4).
+    install -m 0640 -o "$AST_USER" -g "$AST_USER" bench/asterisk_conf/*.conf "$(ast_etc)/"
     ast -rx 'module reload res_pjsip.so' >/dev/null; ast -rx 'dialplan reload' >/dev/null
 }
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
