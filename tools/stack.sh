@@ -237,8 +237,19 @@ ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+    # A crash leaves a core (the kernel's core_pattern permitting) in var/lib/asterisk/cores,
+    # Asterisk's cwd: -g keeps it dumpable after it drops to its user. Under load it once
+    # exited with nothing in messages.log; without a core there was nothing to read.
+    local cores=/var/lib/asterisk/cores
+    install -d -m 0750 -o "$AST_USER" -g "$AST_USER" "$ASTERISK_ROOT$cores"
     # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
-    (umask 027; ast -U "$AST_RUN_USER" -G "$AST_RUN_USER" -F)
+    (umask 027; ulimit -c unlimited 2>/dev/null || true
+     if [ -n "$ASTERISK_ROOT" ]; then
+         chroot "$ASTERISK_ROOT" /bin/sh -c 'cd "$1" && shift && exec asterisk "$@"' sh "$cores" \
+             -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
+     else
+         cd "$cores" && asterisk -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
+     fi)
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"

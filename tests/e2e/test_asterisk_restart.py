@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
@@ -68,3 +69,30 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
     assert "recording" not in after and sum(after.values()) == len(before)
     # Either way the cut-off file was recognised: its header repaired, and the row says so.
     assert reason is not None and "header repaired" in reason, reason
+
+
+def test_crash_leaves_a_core_to_read(settings: Settings) -> None:
+    """REL-5: an Asterisk that crashes leaves a core in var/lib/asterisk/cores (started with
+    -g and no core size limit, its cwd writable by its user), not just a missing process:
+    once under load it exited with nothing in messages.log."""
+    if not Path("/proc/sys/kernel/core_pattern").read_text().startswith("core"):
+        # A pipe (systemd-coredump, apport) or absolute path: the host keeps cores elsewhere.
+        pytest.skip("this host's kernel core_pattern does not write into the cwd")
+    cores = Path(settings.asterisk_root, "var/lib/asterisk/cores")
+    for old in cores.glob("core*"):
+        old.unlink()
+    pid = int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text())
+    os.kill(pid, signal.SIGSEGV)
+    try:
+        assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)
+        [core] = list(cores.glob("core*"))
+        assert core.stat().st_size > 1_000_000
+        assert core.stat().st_mode & 0o077 == 0  # a core holds secrets: its owner's only
+    finally:
+        for old in cores.glob("core*"):
+            old.unlink()
+        subprocess.run([STACK, "asterisk-start"], check=True)
+        deadline = time.monotonic() + 15
+        while not connected() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert connected()
