@@ -233,23 +233,26 @@ bench_install() {
 }
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
 ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 2>&1; }
-ast_start() {
-    ast_install
-    if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
-    : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-    # A crash leaves a core (the kernel's core_pattern permitting) in var/lib/asterisk/cores,
-    # Asterisk's cwd: -g keeps it dumpable after it drops to its user. Under load it once
-    # exited with nothing in messages.log; without a core there was nothing to read.
-    local cores=/var/lib/asterisk/cores
+# Asterisk with ARGS (-F: a daemon), its cwd CORES (a directory in the root, made its user's).
+# With -g (Asterisk stays dumpable after it drops to its user) and no core size limit, a crash
+# leaves a core there when the kernel's core_pattern is a bare `core`: under load it once
+# exited with nothing in messages.log, and without a core there was nothing to read.
+ast_launch() {  # cores-dir, asterisk args...
+    local cores=$1; shift
     install -d -m 0750 -o "$AST_USER" -g "$AST_USER" "$ASTERISK_ROOT$cores"
     # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
     (umask 027; ulimit -c unlimited 2>/dev/null || true
      if [ -n "$ASTERISK_ROOT" ]; then
-         chroot "$ASTERISK_ROOT" /bin/sh -c 'cd "$1" && shift && exec asterisk "$@"' sh "$cores" \
-             -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
+         chroot "$ASTERISK_ROOT" /bin/sh -c 'cd "$1" && shift && exec asterisk "$@"' sh "$cores" "$@"
      else
-         cd "$cores" && asterisk -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
+         cd "$cores" && asterisk "$@"
      fi)
+}
+ast_start() {
+    ast_install
+    if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
+    : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+    ast_launch /var/lib/asterisk/cores -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
