@@ -24,7 +24,13 @@ from sqlalchemy import text
 
 from bench import sipp
 from bench.procs import STEAL_RETRY_PCT, CpuMeter, steal_pct
-from bench.state import RECORDING_DEST, RECORDING_PREFIX, BenchState, active_channels
+from bench.state import (
+    RECORDING_DEST,
+    RECORDING_PREFIX,
+    BenchState,
+    active_channels,
+    hang_up_leftovers,
+)
 from tests.e2e.rtp_pcap import tone_pcap
 
 CALLER_IP = "127.0.1.1"  # f1-a
@@ -102,6 +108,7 @@ class Recording:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and active_channels(self.state.settings) > 0:
             time.sleep(0.2)
+        leftover = hang_up_leftovers(self.state.settings)
         left = self.state.wait_recordings_finished(since, timeout_s=30)
         calls = sipp.parse_calls(work / "messages.log")
         completed = sum(1 for c in calls.values() if c.completed)
@@ -114,6 +121,7 @@ class Recording:
         result = {
             "concurrent": n, "rate": rate, "call_audio_s": length, "sipp_rc": rc,
             "channels_at_plateau": channels, "files_at_plateau": files,
+            "leftover_channels": leftover,
             "failed": n - completed,
             "cpu_pct": {k.removesuffix("_s"): round(v / wall * 100, 1)
                         for k, v in used.items() if k != "wall_s"} if wall > 0 else {},

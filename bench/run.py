@@ -124,13 +124,26 @@ def _steal(step: dict[str, Any]) -> int | str:
     return "" if pct is None else round(pct)
 
 
-def _stolen(out: dict[str, Any]) -> list[tuple[str, int]]:
-    """(step, steal %) of every measured step."""
+def _labelled_steps(out: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, result) of every measured step, screening then recording."""
     steps = [(f"screening {st['path']} {st['rate']:g}/s", st)
              for p in (out.get("screening") or {}).get("steps", {}).values() for st in p]
     steps += [(f"recording {x['concurrent']}", x) for x in (out.get("recording") or {}).get(
         "levels", [])]
-    return [(label, v) for label, st in steps if isinstance(v := _steal(st), int)]
+    return steps
+
+
+def _stolen(out: dict[str, Any]) -> list[tuple[str, int]]:
+    """(step, steal %) of every measured step."""
+    return [(label, v) for label, st in _labelled_steps(out) if isinstance(v := _steal(st), int)]
+
+
+def _leftover_line(out: dict[str, Any]) -> str | None:
+    """Name the steps after which channels were still up and had to be hung up."""
+    left = [f"{label}: {st['leftover_channels']}" for label, st in _labelled_steps(out)
+            if st.get("leftover_channels")]
+    return ("  channels still up 20 s after a step, hung up before the next: " + ", ".join(left)
+            if left else None)
 
 
 def _steal_line(out: dict[str, Any]) -> str | None:
@@ -185,6 +198,9 @@ def _targets(out: dict[str, Any]) -> list[str]:
     steal = _steal_line(out)
     if steal:
         lines.append(steal)
+    leftover = _leftover_line(out)
+    if leftover:
+        lines.append(leftover)
     if "aborted" in out:
         lines.append(f"  run cut short: {out['aborted']} (the part under way and those after it "
                      "are missing)")

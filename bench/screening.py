@@ -30,7 +30,14 @@ from bench import profile, sipp
 from bench.procs import STEAL_RETRY_PCT, CpuMeter, steal_pct
 from bench.report import percentile, ratio, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
-from bench.state import LISTED, SCREENED_NUMBER, UNLISTED, BenchState, active_channels
+from bench.state import (
+    LISTED,
+    SCREENED_NUMBER,
+    UNLISTED,
+    BenchState,
+    active_channels,
+    hang_up_leftovers,
+)
 from tests.e2e.rtp_pcap import tone_pcap
 
 CARRIER_IP = {"ari": "127.0.0.2", "floor": "127.0.0.5", "baseline": "127.0.0.4"}
@@ -152,12 +159,15 @@ class Screening:
         self.callers = sipp.write_callers(work / "callers.csv", mix[cfg.callers])
         self.profiled = False  # the first ARI step is profiled with py-spy (PERF-1)
 
-    def drain(self, since: datetime) -> None:
-        """Until every channel is gone and the app has closed its recording rows (bounded)."""
+    def drain(self, since: datetime) -> int:
+        """Until every channel is gone and the app has closed its recording rows (bounded);
+        channels still up then are hung up, and their number returned."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and active_channels(self.state.settings) > 0:
             time.sleep(0.2)
+        left = hang_up_leftovers(self.state.settings)
         self.state.wait_recordings_finished(since, timeout_s=15)
+        return left
 
     def step(self, path: str, rate: float) -> dict[str, Any]:
         n = calls_for(rate, self.cfg)
@@ -188,11 +198,11 @@ class Screening:
                 uac.stop()
             during = self.cpu.sample().minus(before)
             prof = profile.finish(spy, spy_out) if spy_out is not None else None
-            self.drain(since)
+            leftover = self.drain(since)
             used = self.cpu.sample().minus(before)
         finally:
             phone.stop()
-        return {"path": path, "sipp_rc": rc, "work": str(work),
+        return {"path": path, "sipp_rc": rc, "work": str(work), "leftover_channels": leftover,
                 "shed": log_count(app_log, log_start, SHED_MARKER),
                 "fallback": log_count(agi_log, agi_start, FALLBACK_MARKER),
                 **self._cpu(used, during, n), "_since": since,
