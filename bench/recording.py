@@ -29,7 +29,7 @@ from bench.state import (
     RECORDING_PREFIX,
     BenchState,
     active_channels,
-    hang_up_leftovers,
+    drain_channels,
 )
 from tests.e2e.rtp_pcap import tone_pcap
 
@@ -105,10 +105,7 @@ class Recording:
         finally:
             carrier.wait(5)
             carrier.stop()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and active_channels(self.state.settings) > 0:
-            time.sleep(0.2)
-        leftover = hang_up_leftovers(self.state.settings)
+        leftover = drain_channels(self.state.settings)
         left = self.state.wait_recordings_finished(since, timeout_s=30)
         calls = sipp.parse_calls(work / "messages.log")
         completed = sum(1 for c in calls.values() if c.completed)

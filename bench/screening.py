@@ -35,8 +35,7 @@ from bench.state import (
     SCREENED_NUMBER,
     UNLISTED,
     BenchState,
-    active_channels,
-    hang_up_leftovers,
+    drain_channels,
 )
 from tests.e2e.rtp_pcap import tone_pcap
 
@@ -162,10 +161,7 @@ class Screening:
     def drain(self, since: datetime) -> int:
         """Until every channel is gone and the app has closed its recording rows (bounded);
         channels still up then are hung up, and their number returned."""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and active_channels(self.state.settings) > 0:
-            time.sleep(0.2)
-        left = hang_up_leftovers(self.state.settings)
+        left = drain_channels(self.state.settings)
         self.state.wait_recordings_finished(since, timeout_s=15)
         return left
 

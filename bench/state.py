@@ -93,21 +93,27 @@ def active_channels(settings: Settings) -> int:
     return -1
 
 
-def hang_up_leftovers(settings: Settings, timeout_s: float = 10) -> int:
-    """Hang up the channels still up after a step's drain and return how many there were.
+def _wait_no_channels(settings: Settings, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and active_channels(settings) > 0:
+        time.sleep(0.2)
+
+
+def drain_channels(settings: Settings, wait_s: float = 20) -> int:
+    """After a step: wait (bounded) until every channel is gone, then hang up those still up
+    and return how many there were.
 
     Calls the load generator gave up on can stay in a Stasis app that fell behind (the floor
     app at 300 calls/s left ~1,800, still there minutes later): they loaded every later step
     and the recording part (Asterisk at 95 % with 100 recorded calls instead of 150). The
     step's result keeps the count, and the targets name the step.
     """
+    _wait_no_channels(settings, wait_s)
     left = active_channels(settings)
     if left <= 0:
         return 0
     cli(settings, "channel request hangup all")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and active_channels(settings) > 0:
-        time.sleep(0.2)
+    _wait_no_channels(settings, 10)
     return left
 
 

@@ -4,7 +4,9 @@ neither load later steps nor pass unseen."""
 
 from __future__ import annotations
 
-from bench import run
+import pytest
+
+from bench import run, state
 
 
 def test_steps_with_leftovers_are_named_with_their_count() -> None:
@@ -23,3 +25,22 @@ def test_no_line_when_every_step_drained() -> None:
     clean = {"screening": {"steps": {"ari": [{"path": "ari", "rate": 20,
                                               "leftover_channels": 0}]}}}
     assert run._leftover_line(clean) is None
+
+
+def test_drain_hangs_up_what_is_left_and_counts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    up = [132]
+    sent: list[str] = []
+
+    def cli(_settings: object, command: str) -> str:
+        sent.append(command)
+        if command == "channel request hangup all":
+            up[0] = 0
+        return ""
+
+    monkeypatch.setattr(state, "active_channels", lambda _settings: up[0])
+    monkeypatch.setattr(state, "cli", cli)
+    assert state.drain_channels(None, wait_s=0.3) == 132  # type: ignore[arg-type]
+    assert sent == ["channel request hangup all"] and up[0] == 0
+    sent.clear()
+    assert state.drain_channels(None, wait_s=0.3) == 0  # type: ignore[arg-type]
+    assert sent == []  # nothing left: nothing hung up
