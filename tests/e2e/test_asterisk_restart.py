@@ -48,10 +48,7 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
         time.sleep(0.5)
         subprocess.run([STACK, "asterisk-start"], check=True)
         caller.join(40)
-    reconnect_deadline = time.monotonic() + 15
-    while not connected() and time.monotonic() < reconnect_deadline:
-        time.sleep(0.2)
-    assert connected(), "the ARI app did not reconnect after the Asterisk restart"
+    assert wait_for(connected, 15), "the ARI app did not reconnect after the Asterisk restart"
     with clean.connect() as conn:
         before = conn.execute(text("SELECT status FROM recordings")).scalars().all()
     done = subprocess.run([CLI, "recordings", "reconcile"], capture_output=True, text=True,
@@ -92,7 +89,4 @@ def test_crash_leaves_a_core_to_read(settings: Settings) -> None:
         for old in cores.glob("core*"):
             old.unlink()
         subprocess.run([STACK, "asterisk-start"], check=True)
-        deadline = time.monotonic() + 15
-        while not connected() and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert connected()
+    assert wait_for(connected, 15), "the ARI app did not reconnect after the Asterisk restart"
