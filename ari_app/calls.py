@@ -165,8 +165,10 @@ async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str])
     """Decided from memory (REL-5): no database round trip before the call moves on."""
     plan = plan_inbound(inbound_facts(channel, args, datetime.now(UTC)), env.site.state,
                         limits_of(env.settings))
-    log.info("inbound decision", extra=plan.log)
-    await carry_out(env, plan, created=channel.get("creationtime"))
+    try:
+        await carry_out(env, plan, created=channel.get("creationtime"))
+    finally:  # the line after the continue: formatting it does not delay the call
+        log.info("inbound decision", extra=plan.log)
 
 
 async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
