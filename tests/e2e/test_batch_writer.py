@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +35,18 @@ def _ids(engine: Engine) -> tuple[int, int]:
         list_id = conn.execute(text("SELECT min(id) FROM nuisance_lists")).scalar_one()
         contract_id = conn.execute(text("SELECT min(id) FROM contracts")).scalar_one()
     return int(list_id), int(contract_id)
+
+
+@asynccontextmanager
+async def _writer(settings: Settings, tmp_path: Path) -> AsyncIterator[Store]:
+    """The ARI app's Store with its batching writer running, closed (flushed) at the end."""
+    store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+        await store.engine.dispose()
 
 
 def _call_ops(list_id: int, contract_id: int) -> list[Op]:
@@ -124,9 +138,7 @@ def test_folded_answer_and_end_give_the_one_by_one_rows(
         return Op("recording_ended", {"channel_id": ch, "ended_at": at})
 
     async def run() -> None:
-        store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
-        await store.start()
-        try:
+        async with _writer(settings, tmp_path) as store:
             for ops in ([started("a"), started("b"), started("c")],
                         [answered("b", first), ended("c", first)],  # before the call's end
                         [ended("a", end)],  # never answered
@@ -134,9 +146,6 @@ def test_folded_answer_and_end_give_the_one_by_one_rows(
                         [answered("c", later), ended("c", end)]):  # ended before: kept
                 await store.write(ops)
                 await store.flush()
-        finally:
-            await store.close()
-            await store.engine.dispose()
 
     asyncio.run(run())
     with clean.connect() as conn:
@@ -150,15 +159,10 @@ def test_batch_gives_the_rows_of_the_one_by_one_writes(
     list_id, contract_id = _ids(clean)
 
     async def run() -> int:
-        store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
-        await store.start()
-        try:
+        async with _writer(settings, tmp_path) as store:
             await store.write(_call_ops(list_id, contract_id))
             await store.flush()
             return store.batches
-        finally:
-            await store.close()
-            await store.engine.dispose()
 
     assert asyncio.run(run()) == 3  # one statement per segment, not one per op
     with clean.connect() as conn:
@@ -185,9 +189,7 @@ def test_calls_within_the_window_share_one_statement(
     assert COALESCE_S > 10 * 0.005  # the ten writes fall in one window
 
     async def run() -> tuple[int, str]:
-        store = Store(make_async_engine(settings), Journal(tmp_path / "j.jsonl"))
-        await store.start()
-        try:
+        async with _writer(settings, tmp_path) as store:
             for i in range(10):
                 await store.write([Op("call_outcome", {
                     "at": T0 + timedelta(milliseconds=i), "contract_id": contract_id,
@@ -196,9 +198,6 @@ def test_calls_within_the_window_share_one_statement(
                 await asyncio.sleep(0.005)
             await store.flush()
             return store.batches, await store._raw.fetchval("SHOW plan_cache_mode")
-        finally:
-            await store.close()
-            await store.engine.dispose()
 
     assert asyncio.run(run()) == (1, "force_generic_plan")
     with clean.connect() as conn:
