@@ -280,18 +280,26 @@ class Fallback:
         self.write([Op("recording_finished", {"channel_id": channel_id, "values": values})])
 
     def carry_out(self, agi: QuietAGI, plan: CallPlan, kind: str) -> None:
+        """Set the decision's variables, then write the call's rows: a caller who hung up
+        before the call could go on leaves none (as in the ARI app's carry_out). The call's
+        end (the cg-agi-ended hangup handler) runs only after this AGI returns."""
         if plan.recordings_delta:
             self.keeper.adjust_recordings(plan.recordings_delta)
-        self.write([*plan.book.ops, self.outcome(plan)])
         if plan.book.rel_path:  # the services own the recordings tree (SEC-4)
             prepare_dir(self.settings.recordings_dir, plan.book.rel_path)
         assert plan.target is not None
-        for name, value in plan.target.variables.items():
-            agi.set_variable(name, value)
-        if plan.book.follow:
-            agi.set_variable("CG_FOLLOW", plan.book.follow)
-            agi.set_variable("CHANNEL(hangup_handler_push)", "cg-agi-ended,s,1")
-        agi.set_variable("CG_NEXT", plan.target.context)
+        try:
+            for name, value in plan.target.variables.items():
+                agi.set_variable(name, value)
+            if plan.book.follow:
+                agi.set_variable("CG_FOLLOW", plan.book.follow)
+                agi.set_variable("CHANNEL(hangup_handler_push)", "cg-agi-ended,s,1")
+            agi.set_variable("CG_NEXT", plan.target.context)
+        except AGIException:
+            if plan.recordings_delta:  # the recording slot is free again (REC-CAP-1)
+                self.keeper.adjust_recordings(-plan.recordings_delta)
+            raise
+        self.write([*plan.book.ops, self.outcome(plan)])
         metrics.decision_latency(metrics.VIA_FALLBACK, plan.direction,
                                  time.monotonic() - agi.started)
         log.info("%s decision (fallback)", kind, extra=plan.log)

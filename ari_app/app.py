@@ -435,6 +435,9 @@ class CallguardApp:
             return  # already being finished
         self.finishing.add(channel_id)
         try:
+            queued = self.env.queuing.get(channel_id)
+            if queued is not None:  # its start rows are not queued yet (carry_out)
+                await queued.wait()
             await self.env.store.write(plan_ended(
                 channel_id, followed.why, at or datetime.now(UTC),
                 answered_ms if followed.why == FOLLOW_RECORDING else None))

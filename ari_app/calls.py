@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ari_app.client import AriClient, AriError
+from ari_app.client import AriClient, AriError, call_failure
 from ari_app.menu144 import run_menu
 from ari_app.overload import CLAIM_AFTER_S, event_age_s
 from ari_app.site_cache import SiteCache
@@ -54,6 +54,10 @@ class CallEnv:
     queues: dict[str, asyncio.Queue[dict[str, Any]]]  # events of channels a handler waits on
     # StasisStart (monotonic clock) and direction of calls not yet decided (decision latency)
     started: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # Calls whose continue is in flight: their rows are queued once it is answered, and a
+    # call's end (its hangup handler's StasisStart) waits for them, so the writer never gets
+    # an end before its start.
+    queuing: dict[str, asyncio.Event] = field(default_factory=dict)
     # The global CG_REC_ROOT is set in Asterisk (on connect): recordings may travel in the
     # continue extension.
     rec_root_set: bool = True
@@ -70,10 +74,12 @@ def _flag(args: list[str], index: int) -> bool:
 
 
 async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> None:
-    """Queue the call's rows and send the channel on into its cg-* context with ONE request
-    (PERF-1): the decision travels as the continue target (callguard.dialplan.ari_extension).
-    The rows go through the batching writer, in order, while the dialplan already runs; a
-    followed call's end comes back through its hangup handler ([cg-ari-ended])."""
+    """Send the channel on into its cg-* context with ONE request (PERF-1): the decision
+    travels as the continue target (callguard.dialplan.ari_extension). The call's rows go to
+    the batching writer once Asterisk has answered the continue: a call that never got past
+    Stasis (the caller hung up meanwhile, or the fallback took it) leaves no row behind, no
+    call "in progress" for ever and no recording slot taken. A followed call's end comes
+    back through its hangup handler ([cg-ari-ended])."""
     target, book = plan.target, plan.book
     assert target is not None
     channel_id = plan.channel_id
@@ -87,12 +93,16 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         env.site.keeper.adjust_recordings(plan.recordings_delta)
     if book.rel_path:  # the services own the recordings tree, Asterisk writes into it (SEC-4)
         prepare_dir(env.settings.recordings_dir, book.rel_path)
-    await env.store.write([*book.ops, _outcome(plan)])
+    write_rows = True  # in the finally below, unless written here or never needed
     follow = book.follow
-    if follow == FOLLOW_RECORDING and plan.direction == "out":
+    subscribed = follow == FOLLOW_RECORDING and plan.direction == "out"
+    if subscribed:
         # The customer's phone (this channel) may transfer the call away and leave while the
         # recording goes on (issue #14): followed by subscription and its events instead of
-        # the hangup handler (one more request for these calls).
+        # the hangup handler (one more request for these calls). Its rows go first: its
+        # ChannelDestroyed finishes them, whatever becomes of the continue.
+        await env.store.write([*book.ops, _outcome(plan)])
+        write_rows = False
         env.tracked[channel_id] = Followed(follow, book.rel_path)
         follow = ""
         try:
@@ -100,18 +110,34 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         except AriError as exc:
             env.tracked.pop(channel_id, None)
             log.warning("subscribe failed: %s", exc)
-    extension = ari_extension(target, follow, channel_id,
-                              env.settings.recordings_asterisk_dir) if env.rec_root_set else None
-    if extension is None:
-        # Does not fit an extension: the variables first (one request), then the continue.
-        values = {k: v for k, v in target.variables.items() if v}
-        if follow:
-            values["CG_FOLLOW"] = follow
-        if values:
-            await env.ari.set_variables(channel_id, values)
-        extension = "a" if target.context == "cg-connect" else "s"
-    _decision_sent(env, channel_id)
-    await env.ari.continue_in_dialplan(channel_id, target.context, extension)
+    queued = env.queuing[channel_id] = asyncio.Event()
+    try:
+        extension = ari_extension(target, follow, channel_id,
+                                  env.settings.recordings_asterisk_dir) \
+            if env.rec_root_set else None
+        if extension is None:
+            # Does not fit an extension: the variables first (one request), then the continue.
+            values = {k: v for k, v in target.variables.items() if v}
+            if follow:
+                values["CG_FOLLOW"] = follow
+            if values:
+                await env.ari.set_variables(channel_id, values)
+            extension = "a" if target.context == "cg-connect" else "s"
+        _decision_sent(env, channel_id)
+        await env.ari.continue_in_dialplan(channel_id, target.context, extension)
+    except AriError as exc:
+        if not subscribed and call_failure(exc) in ("gone", "left-stasis"):
+            # Never past Stasis: no rows (the fallback, when it took the call, keeps its
+            # own), and the recording slot counted above is free again (REC-CAP-1).
+            write_rows = False
+            if plan.recordings_delta:
+                env.site.keeper.adjust_recordings(-plan.recordings_delta)
+        raise
+    finally:  # also when the continue's fate is unknown (no answer): the call may go on
+        if write_rows:
+            await env.store.write([*book.ops, _outcome(plan)])
+        env.queuing.pop(channel_id, None)
+        queued.set()
 
 
 def _outcome(plan: CallPlan) -> Any:

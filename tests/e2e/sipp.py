@@ -373,6 +373,66 @@ def uac(spec: UacSpec, work: Path, local_ip: str = CARRIER_IN, timeout_s: int = 
     return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)
 
 
+def cancel_xml(from_user: str, after_ms: int) -> str:
+    """A caller that gives up: INVITE, then CANCEL `after_ms` after Asterisk's 100 Trying,
+    and the ACK of the 487. [branch-N] is the branch of the message N steps back: the CANCEL
+    and the ACK belong to the INVITE's transaction."""
+    invite_headers = (f"From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag"
+                      "[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\n"
+                      "Call-ID: [call_id]")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callguard caller who gives up">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{invite_headers}
+CSeq: 1 INVITE
+Contact: <sip:{from_user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100"/>
+  <pause milliseconds="{after_ms}"/>
+  <send><![CDATA[
+CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
+{invite_headers}
+CSeq: 1 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-6]
+{invite_headers.replace("[remote_port]>", "[remote_port]>[peer_tag_param]")}
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+def cancelled_call(to: str, work: Path, from_user: str = "0399990000", after_ms: int = 20,
+                   local_ip: str = CARRIER_IN, timeout_s: int = 20) -> CallResult:
+    """One call the caller abandons before an answer (see cancel_xml)."""
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = _sipp(cancel_xml(from_user, after_ms), work, local_ip, free_port(local_ip),
+                ["-s", to, "-m", "1", "-timeout", f"{timeout_s}s", "-timeout_error",
+                 ASTERISK])
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
+                          timeout=timeout_s + 15, check=False)
+    (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
+    return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)
+
+
 UAS_ANSWER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard phone">
   <recv request="INVITE" crlf="true"/>

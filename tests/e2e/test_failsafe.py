@@ -9,9 +9,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
@@ -26,6 +28,7 @@ from tests.e2e.sipp import (
     UacSpec,
     _sipp,
     audio,
+    cancelled_call,
     free_port,
     parse_message_log,
     uac,
@@ -194,6 +197,50 @@ def test_stopped_app_costs_a_call_at_most_a_second(
     assert not errors, errors[:3]
     assert left_alone, "the app saw no StasisStart it slept through"
     assert after_stop, "the app took no call after SIGCONT"
+
+
+GONE = "channel gone before the app was done"
+
+
+def test_caller_gone_before_the_decision_leaves_no_rows(
+        clean: Engine, settings: Settings, work: Path) -> None:
+    """NCR-REG-3 / REC-CAP-1: the caller gives up (CANCEL) while the app decides (paused here
+    with SIGSTOP, as under load) and the app's continue then finds the channel gone. The call
+    never reached the phone: no inbound_calls row left "in progress" (it would block every
+    144 registration of the scope until the app restarted) and no recordings row left
+    `recording` (a capacity slot held, a row on the customer's page). Retried when the
+    machine was too slow to wake the app within 0.3 s (then the app first claims the call,
+    a path that never wrote rows)."""
+    assert wait_for(app_connected, 120), "ARI app not connected"
+    pid = int((PROJECT_ROOT / ".run" / "ari.pid").read_text())
+    for attempt in range(3):
+        log = AppLog(settings)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            call = cancelled_call("0312345678", work / f"cancel-{attempt}")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert call.final_status() == 487, call.timeline()
+        assert wait_for(lambda log=log: GONE in log.text(), 10), log.text()
+        [decided] = [r for r in log.records() if r.get("msg") == "inbound decision"]
+        invite = next(m for m in call.messages if m.sent and m.method == "INVITE")
+        age_s = (datetime.fromisoformat(str(decided["ts"]))
+                 - invite.at.astimezone()).total_seconds()  # sipp stamps local time
+        if age_s < 0.25:  # decided on time: rows, then the continue (the path under test)
+            break
+    else:
+        pytest.skip("the app never woke within 0.25 s of the call on this machine")
+    time.sleep(0.5)  # the writer's 100 ms window, and then some
+    assert rows(clean, "SELECT count(*) FROM inbound_calls") == [(0,)]
+    assert rows(clean, "SELECT count(*) FROM recordings") == [(0,)]
+    assert [r for r in log.records() if r.get("level") in ("error", "critical")] == []
+    # Still screening: the next call is decided and put through as usual.
+    with Phone("127.0.1.1", work / "f1a") as phone:
+        after = uac(UacSpec(to="0312345678", steps=[audio(1)]), work / "after")
+        phone.wait(5)
+    assert after.final_status() == 200, after.timeline()
+    assert wait_for(lambda: rows(clean, "SELECT count(*) FROM inbound_calls "
+                                 "WHERE ended_at IS NOT NULL") == [(1,)], 10)
 
 
 def dead_calls_in_prometheus(settings: Settings) -> float | None:
