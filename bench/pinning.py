@@ -2,9 +2,11 @@
 
 On a machine with N ≥ 2 CPUs the last one carries the load generator (sipp, dumpcap; every
 `procs.Child` the bench starts) and the others carry the stack under test (Asterisk, the ARI
-app, the FastAGI fallback, the API, PostgreSQL and the floor app), so neither steals the
-other's cycles and the stack's CPU figures are its own. Threads are pinned one by one (Linux
-affinity is per thread); threads and processes created later inherit it. Undone at the end.
+app, the FastAGI fallback, the API, PostgreSQL, the floor app, and supervisord and Prometheus,
+which `make run` starts beside them: supervisord carries every service's log lines), so
+neither steals the other's cycles and the stack's CPU figures are its own. Threads are pinned
+one by one (Linux affinity is per thread); threads and processes created later inherit it.
+Undone at the end.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def set_affinity(pid: int, cpus: set[int]) -> int:
 def stack_pids(extra: list[int]) -> list[int]:
     pids = [procs.read_pid(f) for f in (procs.ASTERISK_PIDFILE, procs.APP_PIDFILE,
                                          procs.FASTAGI_PIDFILE, procs.API_PIDFILE)]
-    return [p for p in pids if p] + procs.postgres_pids() + extra
+    return [p for p in pids if p] + procs.postgres_pids() + procs.supervision_pids() + extra
 
 
 @contextmanager
@@ -61,7 +63,8 @@ def pinned(extra: list[int] | None = None) -> Iterator[str]:
         set_affinity(pid, stack)
     procs.LOAD_CPUS = load
     try:
-        yield (f"pinned: stack (Asterisk, apps, PostgreSQL, floor app) on CPU "
+        yield (f"pinned: stack (Asterisk, apps, PostgreSQL, floor app, supervisord, "
+               f"Prometheus) on CPU "
                f"{','.join(map(str, sorted(stack)))}; load generator (sipp, dumpcap) on CPU "
                f"{','.join(map(str, sorted(load)))}")
     finally:

@@ -18,6 +18,10 @@ APP_PIDFILE = PROJECT_ROOT / ".run" / "ari.pid"
 FASTAGI_PIDFILE = PROJECT_ROOT / ".run" / "fastagi.pid"
 API_PIDFILE = PROJECT_ROOT / ".run" / "api.pid"
 PG_PIDFILE = PROJECT_ROOT / ".run" / "pg" / "data" / "postmaster.pid"
+# What `make run` starts beside the services: supervisord carries their log lines (stdout →
+# its pipe → .run/log/*.log), Prometheus scrapes them every second.
+SUPERVISION_PIDFILES = (PROJECT_ROOT / ".run" / "supervisord.pid",
+                        PROJECT_ROOT / ".run" / "prometheus.pid")
 
 
 # PERF-4: the CPUs the load generator (sipp, dumpcap) runs on, apart from the stack's; set by
@@ -96,6 +100,10 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+def supervision_pids() -> list[int]:
+    return [p for p in (read_pid(f) for f in SUPERVISION_PIDFILES) if p]
+
+
 def postgres_pids() -> list[int]:
     """The postmaster and its children (backends, checkpointer, walwriter, ...)."""
     master = read_pid(PG_PIDFILE)
@@ -142,6 +150,7 @@ class CpuSample:
     fastagi: float = 0.0
     floor: float = 0.0  # the bench's minimal Stasis app (bench/floor_app.py), when running
     steal: float = 0.0  # taken by the hypervisor (machine_cpu_seconds)
+    supervision: float = 0.0  # supervisord and Prometheus (SUPERVISION_PIDFILES)
 
     def minus(self, earlier: CpuSample) -> dict[str, float]:
         """CPU seconds used between two samples; a backend born in between counts from 0.
@@ -151,12 +160,13 @@ class CpuSample:
                 "app_s": self.app - earlier.app, "postgres_s": pg,
                 "fastagi_s": self.fastagi - earlier.fastagi, "floor_s": self.floor - earlier.floor,
                 "machine_s": self.machine - earlier.machine,
-                "steal_s": self.steal - earlier.steal}
+                "steal_s": self.steal - earlier.steal,
+                "supervision_s": self.supervision - earlier.supervision}
 
 
 class CpuMeter:
-    """Samples Asterisk, the ARI app, the FastAGI fallback, PostgreSQL and the floor app;
-    PIDs are re-read (the app may restart)."""
+    """Samples Asterisk, the ARI app, the FastAGI fallback, PostgreSQL, the floor app,
+    supervisord and Prometheus; PIDs are re-read (the app may restart)."""
 
     floor_pid: int | None = None
 
@@ -175,4 +185,5 @@ class CpuMeter:
             fastagi=cpu_seconds(f) if (f := read_pid(FASTAGI_PIDFILE)) else 0.0,
             floor=cpu_seconds(self.floor_pid) if self.floor_pid else 0.0,
             steal=stolen,
+            supervision=sum(cpu_seconds(p) for p in supervision_pids()),
         )

@@ -78,7 +78,7 @@ def _ratio_row(rate: float, label: str, c: dict[str, Any]) -> list[Any]:
             c["rejected_200_ms_p50_ratio"], c["rejected_200_ms_p99_ratio"],
             c["rejected_rtp_ms_p50_ratio"], c["rejected_rtp_ms_p99_ratio"],
             c["connected_200_ms_p50_ratio"], c["connected_200_ms_p99_ratio"],
-            "", "", "", "", "", ""]
+            "", "", "", "", "", "", ""]
 
 
 def _screening_table(s: dict[str, Any]) -> str:
@@ -97,7 +97,8 @@ def _screening_table(s: dict[str, Any]) -> str:
                          x["rejected_200_ms"]["p50"], x["rejected_200_ms"]["p99"],
                          x["rejected_rtp_ms"]["p50"], x["rejected_rtp_ms"]["p99"],
                          x["connected_200_ms"]["p50"], x["connected_200_ms"]["p99"],
-                         ms["asterisk"], own, ms["postgres"], ms["machine"],
+                         ms["asterisk"], own, ms["postgres"], ms.get("supervision", ""),
+                         ms["machine"],
                          round(x["cpu_pct"]["machine"] / CORES), _steal(x)])
         for key, label in (("compared", "ari/base"), ("compared_floor", "ari/floor")):
             c = next((c for c in s.get(key, []) if c["rate"] == rate), None)
@@ -105,7 +106,7 @@ def _screening_table(s: dict[str, Any]) -> str:
                 rows.append(_ratio_row(rate, label, c))
     return table(["cps", "path", "calls", "failed", "fallbk", "shed", "done/s", "rej200p50",
                   "rej200p99", "rejRTPp50", "rejRTPp99", "con200p50", "con200p99",
-                  "astms", "appms", "pgms", "allms", "busy%", "steal%"], rows)
+                  "astms", "appms", "pgms", "supms", "allms", "busy%", "steal%"], rows)
 
 
 def _recording_table(r: dict[str, Any]) -> str:

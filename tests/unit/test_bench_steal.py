@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import run
+from bench import pinning, procs, run
 from bench.procs import CpuSample
 
 
@@ -56,3 +56,15 @@ def test_a_run_cut_short_says_why() -> None:
     out = {"aborted": "Asterisk unreachable: Unable to connect to remote asterisk"}
     assert "  run cut short: Asterisk unreachable: Unable to connect to remote asterisk (the " \
            "part under way and those after it are missing)" in run._targets(out)
+
+
+def test_supervision_is_metered_and_pinned_with_the_stack(monkeypatch: Any) -> None:
+    """PERF-4: supervisord (which carries every service's log lines) and Prometheus run on the
+    stack's CPU during a run and their CPU is in each step's figures (`supms`)."""
+    a = CpuSample(0.0, 0.0, 0.0, {}, 0.0, supervision=2.0)
+    b = CpuSample(1.0, 0.0, 0.0, {}, 0.0, supervision=2.25)
+    assert b.minus(a)["supervision_s"] == 0.25
+    monkeypatch.setattr(procs, "read_pid", lambda path: {
+        "supervisord.pid": 11, "prometheus.pid": 12}.get(path.name))
+    monkeypatch.setattr(procs, "postgres_pids", lambda: [13])
+    assert pinning.stack_pids([]) == [13, 11, 12]
