@@ -423,14 +423,8 @@ Content-Length: 0
 def cancelled_call(to: str, work: Path, from_user: str = "0399990000", after_ms: int = 20,
                    local_ip: str = CARRIER_IN, timeout_s: int = 20) -> CallResult:
     """One call the caller abandons before an answer (see cancel_xml)."""
-    work.mkdir(parents=True, exist_ok=True)
-    cmd = _sipp(cancel_xml(from_user, after_ms), work, local_ip, free_port(local_ip),
-                ["-s", to, "-m", "1", "-timeout", f"{timeout_s}s", "-timeout_error",
-                 ASTERISK])
-    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                          timeout=timeout_s + 15, check=False)
-    (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
-    return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)
+    return run_uac_xml(cancel_xml(from_user, after_ms), work, local_ip, timeout_s,
+                       ["-s", to, "-timeout_error"])
 
 
 UAS_ANSWER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
