@@ -73,6 +73,7 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     # The node's services: the shared settings with the node's own ports and directories.
     local nd=$NODES_DIR/n$n
     mkdir -p "$nd/log" "$nd/journal"
+    svc_logs "$nd/log"
     (umask 077; { grep -v -e '^CALLGUARD_ARI_URL=' -e '^CALLGUARD_LOG_DIR=' "$ENV_FILE"; cat <<EOT
 CALLGUARD_ARI_URL=http://127.0.0.1:$((8100 + n))
 CALLGUARD_LOG_DIR=$nd/log
@@ -155,7 +156,7 @@ EOT
                 cat <<EOT
 
 [program:$s-n$n]
-$(svc_program "$s" "$NODES_DIR/n$n/callguard.env")
+$(svc_program "$s" "$NODES_DIR/n$n/callguard.env" "" "$NODES_DIR/n$n/log")
 umask = 027
 directory = $RUN
 startsecs = 0
@@ -165,7 +166,6 @@ stopwaitsecs = 5
 stopasgroup = true
 killasgroup = true
 redirect_stderr = true
-stdout_logfile = $NODES_DIR/n$n/log/$s.log
 stdout_logfile_maxbytes = 20MB
 EOT
             done

@@ -299,16 +299,32 @@ SERVICES="fastagi ari api"
 # normal priority. The API, off the call path, starts as $SVC_USER through supervisord.
 RT_PRIO=10
 rt_chrt() { if chrt -r "$RT_PRIO" true 2>/dev/null; then printf 'chrt -r %s ' "$RT_PRIO"; fi; }
-svc_program() {  # $1 service, $2 environment file, $3 shell before the exec: command, user, env
+svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4 log directory:
+    # command, user, environment and where its output goes. The call-path services (ari,
+    # fastagi) write their log themselves (CALLGUARD_LOG_FILE, ari_app/logs.py): supervisord
+    # only keeps what escapes it (a crash before logging starts) in <service>.stdout.log.
     case $1 in
         ari|fastagi)
             printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
-                "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1" ;;
+                "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1"
+            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"\n' "$2" "$4/$1.log"
+            printf 'stdout_logfile = %s\n' "$4/$1.stdout.log" ;;
         *)
             printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
-                "$SVC_USER" ;;
+                "$SVC_USER"
+            printf 'environment = CALLGUARD_ENV="%s"\n' "$2"
+            printf 'stdout_logfile = %s\n' "$4/$1.log" ;;
     esac
-    printf 'environment = CALLGUARD_ENV="%s"\n' "$2"
+}
+svc_logs() {  # $1 log directory: the files ari and fastagi write and rotate themselves
+    # Group-writable for the services' account, sticky so it renames and removes its own
+    # files only (supervisord's and PostgreSQL's stay root's).
+    chgrp "$SVC_USER" "$1"; chmod 1775 "$1"
+    local s
+    for s in ari fastagi; do
+        [ -e "$1/$s.log" ] || install -m 0640 /dev/null "$1/$s.log"
+        chown "$SVC_USER:$SVC_USER" "$1/$s.log" "$1/$s.log".[0-9]* 2>/dev/null || true
+    done
 }
 sup_conf() {
     local s
@@ -353,7 +369,7 @@ EOT
             cat <<EOT
 
 [program:$s]
-$(svc_program "$s" "$ENV_FILE" "echo \$\$ > $RUN/$s.pid && ")
+$(svc_program "$s" "$ENV_FILE" "echo \$\$ > $RUN/$s.pid && " "$LOG")
 umask = 027
 directory = $RUN
 autostart = true
@@ -365,7 +381,6 @@ stopwaitsecs = 5
 stopasgroup = true
 killasgroup = true
 redirect_stderr = true
-stdout_logfile = $LOG/$s.log
 stdout_logfile_maxbytes = 20MB
 stdout_logfile_backups = 5
 EOT
@@ -388,6 +403,7 @@ pidfiles() {  # each service writes its PID as its own user into a file made for
         [ -e "$RUN/$s.pid" ] || install -m 0644 /dev/null "$RUN/$s.pid"
         chown "$SVC_USER:$SVC_USER" "$RUN/$s.pid"
     done
+    svc_logs "$LOG"
 }
 sup_start() {
     local changed=0
@@ -424,7 +440,8 @@ apps_start() {
     for _ in $(seq 1 200); do
         ast_app_connected && return 0; sleep 0.05
     done
-    say "ARI app did not connect; see $LOG/ari.log"; tail -20 "$LOG/ari.log"; exit 1
+    say "ARI app did not connect; see $LOG/ari.log and $LOG/ari.stdout.log"
+    tail -20 "$LOG/ari.log" "$LOG/ari.stdout.log"; exit 1
 }
 ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
 apps_stop() {  # stop the services and supervisord itself

@@ -144,14 +144,26 @@ def test_killed_prometheus_is_restarted(stack: Settings) -> None:
     assert re.search(r"stdout_logfile_backups = [1-9]", section), section
 
 
-def test_service_logs_rotate() -> None:
-    """REL-9 logs rotate: supervisord caps each service's log and its own, keeping backups."""
+def test_service_logs_rotate(stack: Settings) -> None:
+    """REL-9 logs rotate: supervisord caps each service's output and its own log, keeping
+    backups. The call-path services (ARI app, fallback) write their log file themselves, no
+    pipe through supervisord (PERF-1), and rotate it at the same size (unit-tested in
+    tests/unit/test_logs.py): the running process holds `<service>.log` open."""
     conf = (PROJECT_ROOT / ".run" / "supervisord.conf").read_text()
     for name in SERVICES:
         section = conf.split(f"[program:{name}]", 1)[1].split("\n[", 1)[0]
         assert re.search(r"stdout_logfile_maxbytes = [1-9]\d*MB", section), section
         assert re.search(r"stdout_logfile_backups = [1-9]", section), section
     assert re.search(r"\blogfile_maxbytes = [1-9]\d*MB", conf)
+    for name in ("ari", "fastagi"):
+        log = stack.log_dir / f"{name}.log"
+        section = conf.split(f"[program:{name}]", 1)[1].split("\n[", 1)[0]
+        assert f'CALLGUARD_LOG_FILE="{log}"' in section, section
+        pid = pid_file(name)
+        assert pid is not None
+        held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        assert str(log) in held, (name, held)
+        assert log.stat().st_size > 0
 
 
 def locked_versions(lock: Path) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -56,3 +57,35 @@ def test_an_exception_is_kept_on_its_line(restored: None,
     out = orjson.loads(capsys.readouterr().out)
     assert out["level"] == "error" and out["channel"] == "-"
     assert "ValueError: odd caller id" in out["exc"]
+
+
+def test_with_a_log_file_the_lines_go_there_and_rotate(
+        restored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The supervisor names the file (CALLGUARD_LOG_FILE): the service writes it itself, no
+    pipe to another process in between; it rotates at its size like supervisord did."""
+    path = tmp_path / "ari.log"
+    monkeypatch.setenv(logs.LOG_FILE_ENV, str(path))
+    monkeypatch.setattr(logs, "LOG_FILE_MAX_BYTES", 400)
+    logs.setup_logging()
+    for n in range(8):
+        logging.getLogger("callguard.calls").info("inbound decision %d", n)
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    assert capsys.readouterr().out == ""
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files][:2] == ["ari.log", "ari.log.1"]
+    lines = [orjson.loads(line) for f in reversed(files) for line in f.read_text().splitlines()]
+    assert [line["msg"] for line in lines][-1] == "inbound decision 7"
+    assert all(f.stat().st_size <= 400 for f in files)
+
+
+def test_a_log_file_that_cannot_be_opened_falls_back_to_stdout(
+        restored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(logs.LOG_FILE_ENV, str(tmp_path / "missing" / "ari.log"))
+    logs.setup_logging()
+    logging.getLogger("callguard.app").info("started")
+    first, second = (orjson.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["level"] == "warning" and "log file refused" in first["msg"]
+    assert "missing/ari.log" in first["msg"] and second["msg"] == "started"
