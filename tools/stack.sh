@@ -307,7 +307,8 @@ svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4
         ari|fastagi)
             printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
                 "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1"
-            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"\n' "$2" "$4/$1.log"
+            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"\n' "$2" \
+                "$4/services/$1.log"
             printf 'stdout_logfile = %s\n' "$4/$1.stdout.log" ;;
         *)
             printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
@@ -316,14 +317,17 @@ svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4
             printf 'stdout_logfile = %s\n' "$4/$1.log" ;;
     esac
 }
-svc_logs() {  # $1 log directory: the files ari and fastagi write and rotate themselves
-    # Group-writable for the services' account, sticky so it renames and removes its own
-    # files only (supervisord's and PostgreSQL's stay root's).
-    chgrp "$SVC_USER" "$1"; chmod 1775 "$1"
+svc_logs() {  # $1 log directory: ari and fastagi write and rotate their logs in $1/services,
+    # a directory of their account's alone (0750); $1/<service>.log links there, so the usual
+    # path reads on. $1 itself stays root's and not writable by the services: nothing root
+    # (supervisord, this script) writes or changes in it can be redirected by a service's link.
+    chown 0:0 "$1"; chmod 0755 "$1"
+    install -d -o "$SVC_USER" -g "$SVC_USER" -m 0750 "$1/services"
     local s
     for s in ari fastagi; do
-        [ -e "$1/$s.log" ] || install -m 0640 /dev/null "$1/$s.log"
-        chown "$SVC_USER:$SVC_USER" "$1/$s.log" "$1/$s.log".[0-9]* 2>/dev/null || true
+        # a log file from before (supervisord's) is kept aside, not mixed into theirs
+        if [ -f "$1/$s.log" ] && [ ! -L "$1/$s.log" ]; then mv -f "$1/$s.log" "$1/$s.log.old"; fi
+        ln -sfn "services/$s.log" "$1/$s.log"
     done
 }
 sup_conf() {

@@ -148,17 +148,25 @@ def test_service_logs_rotate(stack: Settings) -> None:
     """REL-9 logs rotate: supervisord caps each service's output and its own log, keeping
     backups. The call-path services (ARI app, fallback) write their log file themselves, no
     pipe through supervisord (PERF-1), and rotate it at the same size (unit-tested in
-    tests/unit/test_logs.py): the running process holds `<service>.log` open."""
+    tests/unit/test_logs.py): the running process holds `services/<service>.log` open, which
+    `<service>.log` links to. SEC-4: the log directory stays root's and closed to the services
+    (a service's link there could redirect what root writes); theirs is a directory of their
+    own."""
     conf = (PROJECT_ROOT / ".run" / "supervisord.conf").read_text()
     for name in SERVICES:
         section = conf.split(f"[program:{name}]", 1)[1].split("\n[", 1)[0]
         assert re.search(r"stdout_logfile_maxbytes = [1-9]\d*MB", section), section
         assert re.search(r"stdout_logfile_backups = [1-9]", section), section
     assert re.search(r"\blogfile_maxbytes = [1-9]\d*MB", conf)
+    top = os.stat(stack.log_dir)
+    assert top.st_uid == 0 and top.st_mode & 0o022 == 0, oct(top.st_mode)
+    own = stack.log_dir / "services"
+    assert own.stat().st_uid != 0 and own.stat().st_mode & 0o007 == 0
     for name in ("ari", "fastagi"):
-        log = stack.log_dir / f"{name}.log"
+        log = own / f"{name}.log"
         section = conf.split(f"[program:{name}]", 1)[1].split("\n[", 1)[0]
         assert f'CALLGUARD_LOG_FILE="{log}"' in section, section
+        assert (stack.log_dir / f"{name}.log").resolve() == log.resolve()
         pid = pid_file(name)
         assert pid is not None
         held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
