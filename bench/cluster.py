@@ -56,7 +56,7 @@ from bench.state import (
 )
 from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.db.session import make_sync_engine
-from tests.e2e.rtp_pcap import tone_pcap
+from tests.e2e.rtp_pcap import tone_alaw
 
 CLUSTER_SH = PROJECT_ROOT / "tools" / "cluster.sh"
 RUN = PROJECT_ROOT / ".run"
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             if leftover is not None:
                 state.restore(leftover)
             saved = state.save()
-            audio = tone_pcap(work / "hold.pcap", args.hold_ms / 1000)
+            audio = tone_alaw(work / "hold.al", args.hold_ms / 1000)
             mix = [n for pair in zip(LISTED, UNLISTED, strict=True) for n in pair]
             callers = sipp.write_callers(work / "callers.csv", mix)
             try:

@@ -31,7 +31,7 @@ from bench.state import (
     active_channels,
     drain_channels,
 )
-from tests.e2e.rtp_pcap import tone_pcap
+from tests.e2e.rtp_pcap import tone_alaw
 
 CALLER_IP = "127.0.1.1"  # f1-a
 CARRIER_OUT_IP = "127.0.0.3"
@@ -80,7 +80,7 @@ class Recording:
         rate = min(self.cfg.max_rate, max(25.0, n / 5))
         ramp = n / rate
         length = round(ramp + self.cfg.steady_s)  # every call carries this much audio
-        pcap = tone_pcap(self.work / f"tone_{length}s.pcap", length)
+        audio = tone_alaw(self.work / f"tone_{length}s.al", length)
         work = self.work / f"{n}-calls"
         since = datetime.now(UTC)
         t0 = time.time()
@@ -89,7 +89,7 @@ class Recording:
         try:
             time.sleep(0.3)
             uac = sipp.start_uac(
-                work, xml=sipp.uac_xml(length * 1000, pcap), ip=CALLER_IP, port=CALLER_SIP_PORT,
+                work, xml=sipp.uac_xml(length * 1000, audio), ip=CALLER_IP, port=CALLER_SIP_PORT,
                 media_port=CALLER_MEDIA_PORT, callers=self.callers,
                 service=RECORDING_PREFIX + RECORDING_DEST, rate=rate, calls=n, limit=n + 10,
                 timeout_s=int(length + ramp + 40))

@@ -37,7 +37,7 @@ from bench.state import (
     BenchState,
     drain_channels,
 )
-from tests.e2e.rtp_pcap import tone_pcap
+from tests.e2e.rtp_pcap import tone_alaw
 
 CARRIER_IP = {"ari": "127.0.0.2", "floor": "127.0.0.5", "baseline": "127.0.0.4"}
 PHONE_IP = "127.0.1.1"  # f1-a
@@ -152,7 +152,7 @@ class Screening:
         self.deadline = deadline
         self.cpu = CpuMeter()
         # The carrier's audio for the hold (see sipp.uac_xml: Answer() waits for media).
-        self.audio = tone_pcap(work / "hold.pcap", cfg.hold_ms / 1000)
+        self.audio = tone_alaw(work / "hold.al", cfg.hold_ms / 1000)
         mix = {"listed": LISTED, "unlisted": UNLISTED,
                "both": [n for pair in zip(LISTED, UNLISTED, strict=True) for n in pair]}
         self.callers = sipp.write_callers(work / "callers.csv", mix[cfg.callers])

@@ -1,5 +1,6 @@
-"""Write pcap files of G.711 RTP audio (a tone) for sipp's play_pcap_audio, so calls in tests
-carry real audio of any length in both directions."""
+"""Write pcap files of G.711 RTP audio (a tone) for sipp's play_pcap_audio, and the same tone
+as bare A-law for its rtp_stream, so calls in tests carry real audio of any length in both
+directions."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def _alaw(sample: int) -> int:
     return aval ^ mask
 
 
+def _tone_packet(n: int, freq: float, amplitude: int) -> bytes:
+    """The n-th 20 ms of the tone: 160 A-law samples."""
+    return bytes(_alaw(int(amplitude * math.sin(2 * math.pi * freq * (n * 160 + i) / 8000)))
+                 for i in range(160))
+
+
+def tone_alaw(path: Path, seconds: float, freq: float = 440.0, amplitude: int = 8000) -> Path:
+    """The same tone as bare A-law samples, for sipp's rtp_stream (it sends the file's bytes
+    as they are, 160 per 20 ms packet, from its ordinary media socket)."""
+    if path.exists():
+        return path
+    path.write_bytes(b"".join(_tone_packet(n, freq, amplitude) for n in range(int(seconds * 50))))
+    return path
+
+
 def tone_pcap(path: Path, seconds: float, freq: float = 440.0, amplitude: int = 8000) -> Path:
     """20 ms PCMA (payload type 8) packets, 127.0.0.1:4000 → 127.0.0.1:6000 (sipp rewrites)."""
     if path.exists():
@@ -33,10 +49,7 @@ def tone_pcap(path: Path, seconds: float, freq: float = 440.0, amplitude: int = 
     packets = int(seconds * 50)
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     for n in range(packets):
-        payload = bytes(
-            _alaw(int(amplitude * math.sin(2 * math.pi * freq * (n * 160 + i) / 8000)))
-            for i in range(160)
-        )
+        payload = _tone_packet(n, freq, amplitude)
         rtp = struct.pack("!BBHII", 0x80, 8, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0x1234) + payload
         udp = struct.pack("!HHHH", 4000, 6000, 8 + len(rtp), 0) + rtp
         ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17,
