@@ -35,6 +35,39 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class CountingFileHandler(RotatingFileHandler):
+    """Rotates at maxBytes like RotatingFileHandler, by counting what it wrote.
+
+    The stdlib's shouldRollover (3.11) formats every record a second time, stats the file
+    twice and seeks it, per line: on the call path, a JSON encoding and three syscalls a line
+    for a size this process knows already, as the file's only writer (PERF-1).
+    """
+
+    def __init__(self, filename: str, maxBytes: int, backupCount: int) -> None:
+        super().__init__(filename, maxBytes=maxBytes, backupCount=backupCount, encoding="utf-8")
+        self._written = os.stat(self.baseFilename).st_size  # appending to what is there
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            size = len(line) if line.isascii() else len(line.encode("utf-8"))
+            if self._written and self._written + size > self.maxBytes:
+                # bpo-45401: never rename what is not a regular file (a FIFO, /dev/null).
+                if os.path.isfile(self.baseFilename):
+                    self.doRollover()
+                self._written = 0
+            stream = self.stream
+            if stream is None:  # closed, then logged to again
+                stream = self.stream = self._open()
+            stream.write(line)
+            stream.flush()
+            self._written += size
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     # The JSON line holds none of the caller's file/line, thread or process: do not collect
     # them for every record (findCaller walks the stack). A line or two per call, on the call
@@ -53,8 +86,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler: logging.Handler = logging.StreamHandler(sys.stdout)
     if path:
         try:
-            handler = RotatingFileHandler(path, maxBytes=LOG_FILE_MAX_BYTES,
-                                          backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
+            handler = CountingFileHandler(path, maxBytes=LOG_FILE_MAX_BYTES,
+                                          backupCount=LOG_FILE_BACKUPS)
         except OSError as exc:  # logging on stdout beats not running at all
             refused = f"{path}: {exc}"
     handler.setFormatter(JsonFormatter())

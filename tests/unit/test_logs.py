@@ -89,3 +89,55 @@ def test_a_log_file_that_cannot_be_opened_falls_back_to_stdout(
     first, second = (orjson.loads(line) for line in capsys.readouterr().out.splitlines())
     assert first["level"] == "warning" and "log file refused" in first["msg"]
     assert "missing/ari.log" in first["msg"] and second["msg"] == "started"
+
+
+def test_the_file_handler_counts_instead_of_asking_the_file(
+        restored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-1: one format and one write per line; the size is counted (UTF-8 bytes, Japanese
+    text included) and picks up where an existing file left off."""
+    path = tmp_path / "ari.log"
+    path.write_bytes(b"x" * 300 + b"\n")
+    monkeypatch.setenv(logs.LOG_FILE_ENV, str(path))
+    monkeypatch.setattr(logs, "LOG_FILE_MAX_BYTES", 1000)
+    logs.setup_logging()
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, logs.CountingFileHandler)
+    formatted = 0
+    real_format = handler.format
+
+    def counting_format(record: logging.LogRecord) -> str:
+        nonlocal formatted
+        formatted += 1
+        return real_format(record)
+
+    monkeypatch.setattr(handler, "format", counting_format)
+    for n in range(12):
+        logging.getLogger("callguard.menu").info("この電話はお受けできません %d", n)
+    handler.close()
+    assert formatted == 12
+    files = sorted(tmp_path.iterdir())
+    assert len(files) >= 2 and all(f.stat().st_size <= 1000 for f in files)
+    msgs = [orjson.loads(line)["msg"] for f in reversed(files)
+            for line in f.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+    assert msgs == [f"この電話はお受けできません {n}" for n in range(12)]
+    assert files[-1].read_bytes().startswith(b"x" * 300)  # the oldest: what was there
+
+
+def test_a_log_file_that_is_no_regular_file_is_never_renamed(
+        restored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = tmp_path / "ari.fifo"
+    import os
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        monkeypatch.setenv(logs.LOG_FILE_ENV, str(fifo))
+        monkeypatch.setattr(logs, "LOG_FILE_MAX_BYTES", 200)
+        logs.setup_logging()
+        for n in range(6):
+            logging.getLogger("callguard.calls").info("line %d", n)
+            os.read(reader, 65536)
+        for handler in logging.getLogger().handlers:
+            handler.close()
+    finally:
+        os.close(reader)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["ari.fifo"]
