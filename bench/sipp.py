@@ -39,8 +39,9 @@ def uac_xml(hold_ms: int, audio: Path | None = None) -> str:
     socket. Not `play_pcap_audio`: that opens a raw IPPROTO_UDP socket per call, bound to the
     caller's address, and the kernel hands every UDP packet to that address to each of them;
     on loopback that work runs on the sender's CPU, so every packet Asterisk sent to the
-    callers cost the stack's core ~3 µs more with 250 calls up (~4 % of the core at 250
-    concurrent recordings): the load generator's cost, billed to the stack (PERF-4).
+    callers cost the stack's core ~3 µs more with 250 calls up (measured alone; ~3-4 % of
+    the core at 250 concurrent recordings): the load generator's cost, billed to the stack
+    (PERF-4).
 
     The carrier sends audio from the answer on, as a real caller does: Asterisk's Answer()
     waits up to 500 ms for the caller's first media frame before it plays anything. A

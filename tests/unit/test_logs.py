@@ -4,6 +4,7 @@ and the extras a call site adds; nothing collected that the line does not hold (
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,7 +127,6 @@ def test_the_file_handler_counts_instead_of_asking_the_file(
 def test_a_log_file_that_is_no_regular_file_is_never_renamed(
         restored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fifo = tmp_path / "ari.fifo"
-    import os
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
