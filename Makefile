@@ -70,11 +70,11 @@ db: deps venv ## start the local PostgreSQL and apply migrations
 	@$(STACK) pg-start
 	@$(CALLGUARD) db upgrade
 
-asterisk: root db ## install asterisk_conf/ and sounds, start Asterisk
+asterisk: root db svc-venv ## install asterisk_conf/ and sounds, start Asterisk
 	@tools/cluster.sh down
 	@$(STACK) asterisk-start
 
-apps: asterisk svc-venv ## provision the reference site, start the ARI app and the FastAGI fallback
+apps: asterisk ## provision the reference site, start the ARI app and the FastAGI fallback
 	@$(CALLGUARD) site provision
 	@$(CALLGUARD) site sync-asterisk
 	@$(STACK) apps-start

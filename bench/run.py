@@ -27,7 +27,7 @@ from typing import Any
 from bench import pinning
 from bench.floor_app import APP as FLOOR_APP
 from bench.lookup import SCALES, Lookup
-from bench.procs import STEAL_WARN_PCT, Child, steal_pct
+from bench.procs import ASTERISK_PIDFILE, STEAL_WARN_PCT, Child, read_pid, steal_pct
 from bench.recording import Recording, RecordingConfig
 from bench.report import fmt, table
 from bench.screening import RATES, Screening, ScreeningConfig
@@ -202,6 +202,8 @@ def _targets(out: dict[str, Any]) -> list[str]:
     leftover = _leftover_line(out)
     if leftover:
         lines.append(leftover)
+    if "asterisk_restarted" in out:
+        lines.append(f"  NOT a measurement of the stack: {out['asterisk_restarted']}")
     if "aborted" in out:
         lines.append(f"  run cut short: {out['aborted']} (the part under way and those after it "
                      "are missing)")
@@ -262,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 state.restore(leftover)
             ensure_bench_config(settings)
             saved = state.save()
+            asterisk_pid = read_pid(ASTERISK_PIDFILE)
             try:
                 _run_parts(args, parts, state, saved, work, out, started, deadline)
             except AsteriskCliError as exc:
@@ -270,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                 out["aborted"] = f"Asterisk unreachable: {exc}"
                 print(f"bench: {out['aborted']}", flush=True)
             finally:
+                restarted = _asterisk_restarted(asterisk_pid, read_pid(ASTERISK_PIDFILE))
+                if restarted:
+                    out["asterisk_restarted"] = restarted
+                    print(f"bench: {restarted}", flush=True)
                 try:
                     out["cleanup"] = state.restore(saved)
                 except AsteriskCliError as exc:
@@ -328,6 +335,16 @@ def _run_parts(args: argparse.Namespace, parts: set[str], state: BenchState,
                                deadline - 60).run()
 
 
+def _asterisk_restarted(before: int | None, after: int | None) -> str | None:
+    """What to say when Asterisk's PID changed during the run: it crashed and supervisord
+    started it again (REL-9), so the steps from then on ran on a new, unpinned Asterisk
+    with calls lost in the crash (PERF-4: such a run is not a figure of the stack)."""
+    if before is None or before == after:
+        return None
+    return (f"Asterisk restarted during the run (PID {before} -> {after or 'none'}): it crashed "
+            "and supervisord started it again; see messages.log and var/lib/asterisk/cores")
+
+
 def _report(out: dict[str, Any]) -> int:
     """Result file, tables, targets and the summary line; 1 if the run was cut short."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -352,7 +369,7 @@ def _report(out: dict[str, Any]) -> int:
         print(line)
     print(f"results: {result_file}  (run took {out.get('duration_s')} s)")
     print(_last_line(out), flush=True)
-    return 1 if "aborted" in out else 0
+    return 1 if "aborted" in out or "asterisk_restarted" in out else 0
 
 
 if __name__ == "__main__":

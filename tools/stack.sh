@@ -237,27 +237,60 @@ ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 
 # With -g (Asterisk stays dumpable after it drops to its user) and no core size limit, a crash
 # leaves a core there when the kernel's core_pattern is a bare `core`: under load it once
 # exited with nothing in messages.log, and without a core there was nothing to read.
-ast_launch() {  # cores-dir, asterisk args...
+ast_exec() {  # cores-dir, asterisk args...: this shell becomes Asterisk (no fork, same PID)
     local cores=$1; shift
     install -d -m 0750 -o "$AST_USER" -g "$AST_USER" "$ASTERISK_ROOT$cores"
     # Recordings (and everything else Asterisk creates) not world-readable: files 0640 (SEC-4).
-    (umask 027; ulimit -c unlimited 2>/dev/null || true
-     if [ -n "$ASTERISK_ROOT" ]; then
-         chroot "$ASTERISK_ROOT" /bin/sh -c 'cd "$1" && shift && exec asterisk "$@"' sh "$cores" "$@"
-     else
-         cd "$cores" && asterisk "$@"
-     fi)
+    umask 027; ulimit -c unlimited 2>/dev/null || true
+    if [ -n "$ASTERISK_ROOT" ]; then
+        exec chroot "$ASTERISK_ROOT" /bin/sh -c 'cd "$1" && shift && exec asterisk "$@"' sh "$cores" "$@"
+    fi
+    cd "$cores" && exec asterisk "$@"
+}
+ast_launch() { (ast_exec "$@"); }  # cores-dir, asterisk args...: in a subshell (-F forks)
+# Asterisk runs under supervisord like the services (REL-9, as FreePBX runs it under
+# safe_asterisk and a PBX host under systemd): it once aborted under a CANCEL storm (upstream
+# asterisk/asterisk#1985), and then no call was answered until a person ran `make run`. A crash
+# (any exit but a clean stop's 0) has it started again at once, keeping the crash's log and core;
+# within startsecs of its start it is retried with a growing pause, so a bad configuration does
+# not spin. `tools/stack.sh asterisk-exec` is the program's command (foreground, -f).
+ast_program() {
+    cat <<EOT
+[program:asterisk]
+command = $TOP/tools/stack.sh asterisk-exec
+priority = 100
+autostart = false
+autorestart = unexpected
+exitcodes = 0
+startsecs = 2
+startretries = 1000000
+stopsignal = TERM
+stopwaitsecs = 20
+redirect_stderr = true
+stdout_logfile = $LOG/asterisk.stdout.log
+stdout_logfile_maxbytes = 10MB
+stdout_logfile_backups = 2
+EOT
 }
 ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
-    : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-    ast_launch /var/lib/asterisk/cores -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
+    sup_start
+    # Not already coming back from a crash under supervision: a deliberate start, a fresh log.
+    if [ -z "$(svc_pid asterisk)" ]; then
+        : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        ctl start asterisk >/dev/null 2>&1 || true
+    fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
-    ast -rx 'core waitfullybooted' >/dev/null
+    ast -rx 'core waitfullybooted' >/dev/null || {
+        say "Asterisk did not start; see $LOG/asterisk.stdout.log and $ASTERISK_ROOT/var/log/asterisk/messages.log"
+        exit 1; }
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
 }
 ast_stop() {
+    # A deliberate stop: supervisord keeps it stopped (SIGTERM is `core stop now` to Asterisk).
+    if alive "$SUP_PID"; then ctl stop asterisk >/dev/null 2>&1 || true; fi
+    # One started outside supervision (an older stack.sh).
     if ast_running; then ast -rx 'core stop now' >/dev/null 2>&1 || true; fi
     local pf; pf=$(ast_pidfile)
     for _ in $(seq 1 100); do alive "$pf" || break; sleep 0.05; done
@@ -369,6 +402,8 @@ killasgroup = true
 stdout_logfile = NONE
 stdout_logfile_maxbytes = 0
 EOT
+        # The services start when apps_start says (after Asterisk and the site's provisioning,
+        # which `make run` does after starting supervisord for Asterisk), then autorestart.
         for s in $SERVICES; do
             cat <<EOT
 
@@ -376,7 +411,7 @@ EOT
 $(svc_program "$s" "$ENV_FILE" "echo \$\$ > $RUN/$s.pid && " "$LOG")
 umask = 027
 directory = $RUN
-autostart = true
+autostart = false
 autorestart = true
 startsecs = 0
 startretries = 1000000
@@ -389,6 +424,10 @@ stdout_logfile_maxbytes = 20MB
 stdout_logfile_backups = 5
 EOT
         done
+        cat <<EOT
+
+$(ast_program)
+EOT
         # Prometheus (issue 18), supervised like the services; started by prom_start, which
         # writes its configuration first (autostart off: `make run` starts it after the apps).
         cat <<EOT
@@ -532,8 +571,9 @@ status() {
     local pgp; pgp=$(pg_pid)
     printf '%-10s %-8s %s\n' part state pid
     if [ -n "$pgp" ] && kill -0 "$pgp" 2>/dev/null; then printf '%-10s %-8s %s\n' postgres up "$pgp"; else printf '%-10s %-8s\n' postgres down; fi
-    if ast_running; then printf '%-10s %-8s %s  (%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)"; else printf '%-10s %-8s\n' asterisk down; fi
-    local p
+    local p=""
+    sup_running && p=$(svc_pid asterisk)
+    if ast_running; then printf '%-10s %-8s %s  (%s%s)\n' asterisk up "$(cat "$(ast_pidfile)")" "$(ast -rx 'core show version' | cut -c1-30)" "${p:+, supervised}"; else printf '%-10s %-8s\n' asterisk down; fi
     for s in ari fastagi api; do
         p=""; sup_running && p=$(svc_pid "$s")
         if [ -n "$p" ]; then printf '%-10s %-8s %s  (supervised)\n' "$s" up "$p"; else printf '%-10s %-8s\n' "$s" down; fi
@@ -553,6 +593,7 @@ case "${1:-}" in
     bench-install) bench_install ;;
     asterisk-start) ast_start ;;
     asterisk-stop) ast_stop ;;
+    asterisk-exec) ast_exec /var/lib/asterisk/cores -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -f ;;
     apps-start) apps_start ;;
     apps-stop) apps_stop ;;
     app-stop) svc_stop "${2:?name}" ;;

@@ -1,7 +1,7 @@
 """REL-9: the services are supervised (supervisord started by `make run`): a crashed ARI app,
 FastAGI fallback or API is started again without a person; a deliberate stop
 (`tools/stack.sh app-stop`) stays stopped; `make status` shows each part's PID; logs rotate.
-Prometheus (issue 18) is supervised the same way."""
+Prometheus (issue 18) and Asterisk itself are supervised the same way."""
 
 from __future__ import annotations
 
@@ -110,6 +110,78 @@ def test_deliberate_stop_stays_stopped(stack: Settings) -> None:
         subprocess.run([STACK, "app-start", "ari"], check=True)
     assert wait_for(app_connected, 30)
     assert "ari" in status_pids()
+
+
+def asterisk_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def asterisk_booted() -> bool:
+    return subprocess.run([STACK, "ast", "-rx", "core waitfullybooted"], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_crashed_asterisk_is_back_without_a_person(clean: Engine, settings: Settings,
+                                                   work: Path,
+                                                   figures: dict[str, object]) -> None:
+    """REL-9 for Asterisk itself: it once aborted under a CANCEL storm (upstream
+    asterisk/asterisk#1985), and then nothing answered calls until a person ran `make run`.
+    SIGKILLed, it is running again, fully booted, within 2 s; the ARI app reconnects by itself
+    and takes the next call (recorded, not the fallback); `make status` shows the new PID as
+    supervised."""
+    before = asterisk_pid(settings)
+    assert before is not None
+    t0 = time.monotonic()
+    os.kill(before, signal.SIGKILL)
+
+    def back() -> bool:
+        return asterisk_pid(settings) not in (None, before) and asterisk_booted()
+
+    deadline = t0 + 2.0
+    while not back() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    booted_s = time.monotonic() - t0
+    assert back(), f"Asterisk not back within 2 s (PID {before} -> {asterisk_pid(settings)})"
+    assert wait_for(app_connected, 15), "the ARI app did not reconnect to the new Asterisk"
+    figures.update(booted_s=round(booted_s, 2), reconnected_s=round(time.monotonic() - t0, 2))
+    status = subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
+    assert re.search(rf"^asterisk\s+up\s+{asterisk_pid(settings)}\s.*supervised", status, re.M), \
+        status
+
+    agi_log = AppLog(settings, "fastagi.log")
+    call = inbound(work / "after", "0312345679", F1B)
+    assert call.final_status() == 200
+    assert [r["direction"] for r in recordings(clean)] == ["in"]
+    assert "(fallback)" not in agi_log.text()  # the ARI app took the call
+
+
+def test_deliberate_asterisk_stop_stays_stopped(stack: Settings) -> None:
+    """`tools/stack.sh asterisk-stop` (`make down`) is a stop the supervisor honours, as is
+    `core stop now` at Asterisk's own CLI (exit status 0): Asterisk stays down until
+    `asterisk-start`."""
+    before = asterisk_pid(stack)
+    assert before is not None
+    subprocess.run([STACK, "asterisk-stop"], check=True)
+    try:
+        assert asterisk_pid(stack) is None
+        time.sleep(3)  # longer than a crash restart takes
+        assert asterisk_pid(stack) is None and not asterisk_booted()
+    finally:
+        subprocess.run([STACK, "asterisk-start"], check=True)
+    again = asterisk_pid(stack)
+    assert again not in (None, before)
+    subprocess.run([STACK, "ast", "-rx", "core stop now"], check=False, capture_output=True)
+    try:
+        assert wait_for(lambda: asterisk_pid(stack) is None, 10)
+        time.sleep(3)
+        assert asterisk_pid(stack) is None
+    finally:
+        subprocess.run([STACK, "asterisk-start"], check=True)
+    assert wait_for(app_connected, 15)
 
 
 def prometheus_pid() -> int | None:

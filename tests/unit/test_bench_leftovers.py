@@ -44,3 +44,15 @@ def test_drain_hangs_up_what_is_left_and_counts_it(monkeypatch: pytest.MonkeyPat
     sent.clear()
     assert state.drain_channels(None, wait_s=0.3) == 0  # type: ignore[arg-type]
     assert sent == []  # nothing left: nothing hung up
+
+
+def test_a_run_whose_asterisk_restarted_is_named_and_fails() -> None:
+    """PERF-4 / REL-9: supervisord starts a crashed Asterisk again within a second, so a run
+    can go on after a crash; the new PID says so, and the run is not a figure of the stack."""
+    assert run._asterisk_restarted(4242, 4242) is None
+    assert run._asterisk_restarted(None, 4242) is None  # no Asterisk when it began: nothing to say
+    said = run._asterisk_restarted(4242, 5151)
+    assert said is not None and "4242 -> 5151" in said and "crashed" in said
+    assert "none" in (run._asterisk_restarted(4242, None) or "")
+    lines = run._targets({"asterisk_restarted": said})
+    assert any("NOT a measurement" in line and "5151" in line for line in lines)
