@@ -42,7 +42,7 @@ from bench.procs import (
     postgres_pids,
     read_pid,
 )
-from bench.report import fmt, summary_ms, table
+from bench.report import fmt, kept_up, summary_ms, table
 from bench.screening import CARRIER_MEDIA_PORT, CARRIER_SIP_PORT, PHONE_IP, PHONE_MEDIA_PORT
 from bench.state import (
     LISTED,
@@ -176,7 +176,7 @@ def step(setup: Setup, settings: Settings, work: Path, callers: Path, audio: Pat
 
 
 def sustained(s: dict[str, Any]) -> bool:
-    return bool(s["failed"] == 0 and s["cps"] is not None and s["cps"] >= 0.85 * s["rate"])
+    return bool(s["failed"] == 0 and kept_up(s["cps"], s["rate"]))
 
 
 def run_setup(setup: Setup, settings: Settings, work: Path, callers: Path, audio: Path,
