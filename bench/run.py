@@ -316,6 +316,8 @@ def _run_parts(args: argparse.Namespace, parts: set[str], state: BenchState,
                                       min(deadline, started + 14 * 60))
                 screening.cpu.floor_pid = floor.pid
                 out["screening"] = screening.run()
+                if screening.cut_short:
+                    raise AsteriskCliError(screening.cut_short)
         finally:
             floor.stop()
     if "recording" in parts:

@@ -37,6 +37,7 @@ from bench.state import (
     BenchState,
     drain_channels,
 )
+from callguard.asterisk.cli import AsteriskCliError
 from tests.e2e.rtp_pcap import tone_alaw
 
 CARRIER_IP = {"ari": "127.0.0.2", "floor": "127.0.0.5", "baseline": "127.0.0.4"}
@@ -159,6 +160,7 @@ class Screening:
                "both": [n for pair in zip(LISTED, UNLISTED, strict=True) for n in pair]}
         self.callers = sipp.write_callers(work / "callers.csv", mix[cfg.callers])
         self.profiled = False  # the first ARI step is profiled with py-spy (PERF-1)
+        self.cut_short: str | None = None  # Asterisk unreachable: the steps before are kept
 
     def drain(self, since: datetime) -> int:
         """Until every channel is gone and the app has closed its recording rows (bounded);
@@ -238,7 +240,15 @@ class Screening:
                         prog.stopped = f"time budget before {rate:g} calls/s"
                         continue
                     print(f"bench: screening {path:8} {rate:5g} calls/s ({n} calls)", flush=True)
-                    raw, calls = self.attempt(path, rate)
+                    try:
+                        raw, calls = self.attempt(path, rate)
+                    except AsteriskCliError as exc:
+                        # PERF-4: Asterisk gone mid-step (it crashed under overload): the
+                        # steps measured before are still summarised and printed.
+                        self.cut_short = f"{exc} (during {path} at {rate:g} calls/s)"
+                        for other in progress.values():
+                            other.stopped = other.stopped or f"Asterisk unreachable at {rate:g}"
+                        break
                     stolen = steal_pct(raw["cpu_pct"]) or 0.0
                     if stolen >= STEAL_RETRY_PCT and \
                             time.monotonic() + n / rate + 30 <= self.deadline:
@@ -266,6 +276,8 @@ class Screening:
                             "calls/s" if quick["fallback"] else
                             f"{quick['cps']} completed calls/s at {rate:g} offered")
                     time.sleep(1.0)
+                if self.cut_short:
+                    break
         finally:
             rtp = capture.stop()
         for raw, calls in done:

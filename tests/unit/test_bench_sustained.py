@@ -5,10 +5,16 @@ would grow for as long as the load lasted."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
 
 from bench import cluster, screening
 from bench.report import kept_up
+from bench.state import BenchState
+from callguard.asterisk.cli import AsteriskCliError
 
 
 def step(rate: float, cps: float | None, failed: int = 0, fallback: int = 0) -> dict[str, Any]:
@@ -41,3 +47,61 @@ def test_capacity_is_the_best_sustained_step() -> None:
     steps = [step(150, 149.2), step(175, 162.6), step(200, 64.9, failed=717)]
     assert screening.capacity(steps) == 149.2
     assert screening.RATES.index(175) == screening.RATES.index(150) + 1
+
+
+class _NoCapture:
+    """Stands in for the dumpcap capture: no packets."""
+
+    packets = 0
+
+    def __init__(self, *_args: object) -> None:
+        pass
+
+    def stop(self) -> _NoCapture:
+        return self
+
+    def first_after(self, *_args: object) -> None:
+        return None
+
+
+def test_asterisk_gone_mid_ramp_keeps_the_steps_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-4: Asterisk unreachable during a step (it crashed under overload): the steps
+    measured before it are still summarised, every path says why its ramp stopped, and the
+    run knows it was cut short (bench.run then names it and exits 1)."""
+    monkeypatch.setattr(screening, "RtpCapture", _NoCapture)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    ms = {"n": 400, "p50": 2.0, "p99": 4.0, "max": 5.0}
+
+    def analyse(_calls: object, _rtp: object, _ip: str, rate: float,
+                planned: int) -> dict[str, Any]:  # every call completed, at the rate offered
+        return {"rate": rate, "planned": planned, "attempted": planned, "completed": planned,
+                "failed": 0, "failures": {}, "invite_rate": rate, "cps": rate,
+                "setup_ms": ms, "rejected_200_ms": ms, "rejected_rtp_ms": ms,
+                "connected_200_ms": ms}
+
+    monkeypatch.setattr(screening, "analyse", analyse)
+    sc = screening.Screening(cast(BenchState, None), tmp_path,
+                             screening.ScreeningConfig(rates=(20.0, 50.0)),
+                             deadline=time.monotonic() + 600)
+    ran: list[tuple[str, float]] = []
+
+    def attempt(path: str, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        if (path, rate) == ("floor", 50.0):
+            raise AsteriskCliError("Unable to connect to remote asterisk")
+        ran.append((path, rate))
+        cpu = {"asterisk": 5.0, "app": 1.0, "floor": 0.3}
+        return {"path": path, "rate": rate, "fallback": 0, "cpu_pct": {},
+                "cpu_ms_per_call": cpu}, {}
+
+    monkeypatch.setattr(sc, "attempt", attempt)
+    result = sc.run()
+    assert ran == [("ari", 20.0), ("floor", 20.0), ("baseline", 20.0), ("ari", 50.0)]
+    assert sc.cut_short is not None and "floor at 50 calls/s" in sc.cut_short
+    assert [s["rate"] for s in result["steps"]["ari"]] == [20.0, 50.0]
+    assert [s["rate"] for s in result["steps"]["floor"]] == [20.0]
+    assert [s["rate"] for s in result["steps"]["baseline"]] == [20.0]
+    assert result["capacity_cps"] == {"ari": 50.0, "floor": 20.0, "baseline": 20.0}
+    assert result["stopped"] == {"ari": "Asterisk unreachable at 50",
+                                 "floor": "Asterisk unreachable at 50",
+                                 "baseline": "Asterisk unreachable at 50"}
