@@ -343,8 +343,9 @@ def _asterisk_restarted(before: int | None, after: int | None) -> str | None:
     with calls lost in the crash (PERF-4: such a run is not a figure of the stack)."""
     if before is None or before == after:
         return None
-    return (f"Asterisk restarted during the run (PID {before} -> {after or 'none'}): it crashed "
-            "and supervisord started it again; see messages.log and var/lib/asterisk/cores")
+    return (f"Asterisk restarted during the run (PID {before} -> {after or 'none'}): a crash "
+            "supervisord recovered from (see messages.log and var/lib/asterisk/cores) or a "
+            "restart by hand")
 
 
 def _report(out: dict[str, Any]) -> int:

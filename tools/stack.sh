@@ -276,11 +276,13 @@ ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     sup_start
-    # Not already coming back from a crash under supervision: a deliberate start, a fresh log.
-    if [ -z "$(svc_pid asterisk)" ]; then
-        : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-        ctl start asterisk >/dev/null 2>&1 || true
-    fi
+    # A deliberate start gets a fresh log; one supervisord is already starting again after a
+    # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
+    case $(ctl status asterisk 2>/dev/null | awk '{print $2}') in
+        STARTING|BACKOFF|RUNNING) ;;
+        *) : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+           ctl start asterisk >/dev/null 2>&1 || true ;;
+    esac
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null || {
         say "Asterisk did not start; see $LOG/asterisk.stdout.log and $ASTERISK_ROOT/var/log/asterisk/messages.log"

@@ -52,6 +52,16 @@ def listening(port: int) -> bool:
         return False
 
 
+def the_app_takes_the_next_call(clean: Engine, settings: Settings, work: Path) -> None:
+    """A recorded inbound call after the restart: answered, its row written, and decided by
+    the ARI app, not the FastAGI fallback."""
+    agi_log = AppLog(settings, "fastagi.log")
+    call = inbound(work / "after", "0312345679", F1B)
+    assert call.final_status() == 200
+    assert [r["direction"] for r in recordings(clean)] == ["in"]
+    assert "(fallback)" not in agi_log.text()
+
+
 def test_killed_services_are_restarted_within_2s(clean: Engine, settings: Settings,
                                                  work: Path,
                                                  figures: dict[str, object]) -> None:
@@ -82,11 +92,7 @@ def test_killed_services_are_restarted_within_2s(clean: Engine, settings: Settin
     assert wait_for(lambda: listening(4573), 30), "the restarted fallback does not listen"
     figures.update(restarted_s=round(restarted_s, 2), reconnected_s=round(connected_s, 2))
 
-    agi_log = AppLog(settings, "fastagi.log")
-    call = inbound(work / "after", "0312345679", F1B)
-    assert call.final_status() == 200
-    assert [r["direction"] for r in recordings(clean)] == ["in"]
-    assert "(fallback)" not in agi_log.text()  # the ARI app took the call
+    the_app_takes_the_next_call(clean, settings, work)
 
 
 def test_api_killed_is_restarted(stack: Settings) -> None:
@@ -152,11 +158,7 @@ def test_crashed_asterisk_is_back_without_a_person(clean: Engine, settings: Sett
     assert re.search(rf"^asterisk\s+up\s+{asterisk_pid(settings)}\s.*supervised", status, re.M), \
         status
 
-    agi_log = AppLog(settings, "fastagi.log")
-    call = inbound(work / "after", "0312345679", F1B)
-    assert call.final_status() == 200
-    assert [r["direction"] for r in recordings(clean)] == ["in"]
-    assert "(fallback)" not in agi_log.text()  # the ARI app took the call
+    the_app_takes_the_next_call(clean, settings, work)
 
 
 def test_deliberate_asterisk_stop_stays_stopped(stack: Settings) -> None:
