@@ -338,9 +338,9 @@ def _run_parts(args: argparse.Namespace, parts: set[str], state: BenchState,
 
 
 def _asterisk_restarted(before: int | None, after: int | None) -> str | None:
-    """What to say when Asterisk's PID changed during the run: it crashed and supervisord
-    started it again (REL-9), so the steps from then on ran on a new, unpinned Asterisk
-    with calls lost in the crash (PERF-4: such a run is not a figure of the stack)."""
+    """What to say when Asterisk's PID changed during the run (a crash supervisord recovered
+    from, REL-9, or a restart by hand): the steps from then on ran on a new, unpinned
+    Asterisk, with the calls up at the time lost (PERF-4: not a figure of the stack)."""
     if before is None or before == after:
         return None
     return (f"Asterisk restarted during the run (PID {before} -> {after or 'none'}): a crash "

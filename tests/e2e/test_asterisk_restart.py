@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 from tests.e2e.test_reliability import rows, wait_for
+from tests.e2e.test_scheduling import asterisk_pid
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")
@@ -44,7 +45,7 @@ def test_restart_mid_call_reconcile_leaves_no_recording_rows(
         time.sleep(2.5)
         # A crash, not a clean stop: MixMonitor never gets to write the WAV sizes. Nobody
         # starts Asterisk again: supervisord does (REL-9).
-        os.kill(int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text()),
+        os.kill(asterisk_pid(settings),
                 signal.SIGKILL)
         caller.join(40)
     assert wait_for(connected, 15), "the ARI app did not reconnect after the Asterisk restart"
@@ -78,7 +79,7 @@ def test_crash_leaves_a_core_to_read(settings: Settings) -> None:
     cores = Path(settings.asterisk_root, "var/lib/asterisk/cores")
     for old in cores.glob("core*"):
         old.unlink()
-    pid = int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text())
+    pid = asterisk_pid(settings)
     os.kill(pid, signal.SIGSEGV)
     try:
         assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30)

@@ -20,6 +20,7 @@ from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import AppLog
 from tests.e2e.rec_helpers import F1B, inbound, recordings
 from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_scheduling import asterisk_pid
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 SERVICES = ("ari", "fastagi", "api")
@@ -118,9 +119,10 @@ def test_deliberate_stop_stays_stopped(stack: Settings) -> None:
     assert "ari" in status_pids()
 
 
-def asterisk_pid(settings: Settings) -> int | None:
+def running_asterisk_pid(settings: Settings) -> int | None:
+    """Asterisk's PID from its PID file, None when there is none or it is not running."""
     try:
-        pid = int(Path(settings.asterisk_root, "run/asterisk/asterisk.pid").read_text().split()[0])
+        pid = asterisk_pid(settings)
     except (OSError, ValueError, IndexError):
         return None
     return pid if Path(f"/proc/{pid}").exists() else None
@@ -139,24 +141,25 @@ def test_crashed_asterisk_is_back_without_a_person(clean: Engine, settings: Sett
     SIGKILLed, it is running again, fully booted, within 2 s; the ARI app reconnects by itself
     and takes the next call (recorded, not the fallback); `make status` shows the new PID as
     supervised."""
-    before = asterisk_pid(settings)
+    before = running_asterisk_pid(settings)
     assert before is not None
     t0 = time.monotonic()
     os.kill(before, signal.SIGKILL)
 
     def back() -> bool:
-        return asterisk_pid(settings) not in (None, before) and asterisk_booted()
+        return running_asterisk_pid(settings) not in (None, before) and asterisk_booted()
 
     deadline = t0 + 2.0
     while not back() and time.monotonic() < deadline:
         time.sleep(0.02)
     booted_s = time.monotonic() - t0
-    assert back(), f"Asterisk not back within 2 s (PID {before} -> {asterisk_pid(settings)})"
+    now = running_asterisk_pid(settings)
+    assert back(), f"Asterisk not back within 2 s (PID {before} -> {now})"
     assert wait_for(app_connected, 15), "the ARI app did not reconnect to the new Asterisk"
     figures.update(booted_s=round(booted_s, 2), reconnected_s=round(time.monotonic() - t0, 2))
     status = subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
-    assert re.search(rf"^asterisk\s+up\s+{asterisk_pid(settings)}\s.*supervised", status, re.M), \
-        status
+    new = running_asterisk_pid(settings)
+    assert re.search(rf"^asterisk\s+up\s+{new}\s.*supervised", status, re.M), status
 
     the_app_takes_the_next_call(clean, settings, work)
 
@@ -165,22 +168,22 @@ def test_deliberate_asterisk_stop_stays_stopped(stack: Settings) -> None:
     """`tools/stack.sh asterisk-stop` (`make down`) is a stop the supervisor honours, as is
     `core stop now` at Asterisk's own CLI (exit status 0): Asterisk stays down until
     `asterisk-start`."""
-    before = asterisk_pid(stack)
+    before = running_asterisk_pid(stack)
     assert before is not None
     subprocess.run([STACK, "asterisk-stop"], check=True)
     try:
-        assert asterisk_pid(stack) is None
+        assert running_asterisk_pid(stack) is None
         time.sleep(3)  # longer than a crash restart takes
-        assert asterisk_pid(stack) is None and not asterisk_booted()
+        assert running_asterisk_pid(stack) is None and not asterisk_booted()
     finally:
         subprocess.run([STACK, "asterisk-start"], check=True)
-    again = asterisk_pid(stack)
+    again = running_asterisk_pid(stack)
     assert again not in (None, before)
     subprocess.run([STACK, "ast", "-rx", "core stop now"], check=False, capture_output=True)
     try:
-        assert wait_for(lambda: asterisk_pid(stack) is None, 10)
+        assert wait_for(lambda: running_asterisk_pid(stack) is None, 10)
         time.sleep(3)
-        assert asterisk_pid(stack) is None
+        assert running_asterisk_pid(stack) is None
     finally:
         subprocess.run([STACK, "asterisk-start"], check=True)
     assert wait_for(app_connected, 15)
