@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Insert, Select, Update, literal_column, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callguard.db import batch, queries
@@ -33,10 +33,24 @@ CALL_PATH_TIMEOUT_S = 1.0
 # statement costs PostgreSQL ~0.3 ms on the stack's core whatever it holds (50 calls/s:
 # 2-3 statements per call, ~1.2 ms per call); the window is what an app crash can lose more.
 COALESCE_S = 0.1
+# A batch is off the call path (no caller waits for it), so it may take longer than a call-path
+# read before the database counts as away: under a CPU overload PostgreSQL, at normal priority
+# beside a real-time Asterisk, answered a batch in more than 1 s, and everything after it was
+# journaled and replayed while the overload lasted (4 Dec bench, 200 calls/s).
+BATCH_TIMEOUT_S = 5.0
+# Journal replay goes as batch statements of at most this many ops (REL-2, PERF-1): one
+# statement per op replayed thousands of journaled writes on an already busy core.
+REPLAY_CHUNK = 500
 
 
 class StoreUnavailable(Exception):
     pass
+
+
+def refused(exc: StoreUnavailable) -> bool:
+    """The database answered and rejected the statement (a constraint, a value that does not
+    fit), as opposed to being away or too slow."""
+    return isinstance(exc.__cause__, (IntegrityError, DataError))
 
 
 def combined(statements: Sequence[Any]) -> Select[tuple[int]] | None:
@@ -66,6 +80,7 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._conn: Any = None  # the writer's SQLAlchemy AsyncConnection (AUTOCOMMIT)
         self._raw: Any = None  # its asyncpg connection (no greenlet hop per batch)
+        self._sending = asyncio.Lock()  # the writer and the replay share that connection
         self.batches = 0  # statements sent (tests, bench)
 
     async def start(self) -> None:
@@ -172,7 +187,7 @@ class Store:
                 await asyncio.to_thread(self.journal.append, [op for p in parts[n:] for op in p])
                 return
             try:
-                await self._guard(self._send(part))
+                await self._guard(self._send(part), BATCH_TIMEOUT_S)
             except asyncpg.PostgresError as exc:
                 # The server refused the batch (e.g. a row that no longer fits): apply its
                 # ops one by one so one bad op does not take the others with it.
@@ -199,6 +214,10 @@ class Store:
                 return
 
     async def _send(self, part: list[Op]) -> None:
+        async with self._sending:
+            await self._send_locked(part)
+
+    async def _send_locked(self, part: list[Op]) -> None:
         if self._raw is None:
             if self._conn is None:
                 self._conn = await self._single.connect()
@@ -222,23 +241,51 @@ class Store:
                 log.debug("closing the writer's connection: %s", exc)
 
     async def replay_journal(self) -> int:
-        """Apply journaled writes in order; returns how many were applied."""
+        """Apply journaled writes in order; returns how many were applied. They go as batch
+        statements (the writer's), a chunk at a time; a chunk PostgreSQL refuses (e.g. a row
+        that no longer fits) goes op by op, so one bad op does not hold back the others."""
         ops = await asyncio.to_thread(self.journal.take)
         if not ops:
             self.journal_backlog = False
             return 0
-        # One transaction per op: a row that cannot be applied (e.g. a duplicate after a
-        # crash) must not hold back the others.
         applied = 0
-        for op in ops:
-            try:
-                await self.execute(write_statement(op.name, op.args))
-            except StoreUnavailable:
+        for start in range(0, len(ops), REPLAY_CHUNK):
+            chunk = ops[start:start + REPLAY_CHUNK]
+            done = await self._replay_chunk(chunk)
+            applied += done
+            if done < len(chunk):
                 break
-            applied += 1
         await asyncio.to_thread(self.journal.done, applied)
         if applied == len(ops):
             self.journal_backlog = await asyncio.to_thread(self.journal.pending) > 0
         if applied:
             log.info("replayed %d journaled write(s)", applied)
+        return applied
+
+    async def _replay_chunk(self, chunk: list[Op]) -> int:
+        """How many of `chunk`'s ops, from its start, are now in the database."""
+        applied = 0
+        for part in batch.segments(chunk):
+            try:
+                await self._guard(self._send(part), BATCH_TIMEOUT_S)
+            except asyncpg.PostgresError as exc:
+                log.warning("replayed batch refused (%s); replaying %d op(s) one by one",
+                            exc, len(part))
+                await self._drop_connection()
+                for op in part:
+                    try:
+                        await self.execute(write_statement(op.name, op.args))
+                    except StoreUnavailable as exc_one:
+                        if not refused(exc_one):
+                            return applied
+                        # The server answered and will never take this op: logged whole
+                        # (it can be put in by hand), not left to block the journal.
+                        log.error("journaled write refused, dropped: %s %r: %s",
+                                  op.name, op.args, exc_one)
+                    applied += 1
+                continue
+            except StoreUnavailable:
+                await self._drop_connection()
+                return applied
+            applied += len(part)
         return applied

@@ -236,3 +236,40 @@ def test_commit_mode_is_in_force_in_the_statements_transaction(
     finally:
         raw.close()
     assert mode == expected
+
+
+def test_journal_replays_as_batches_and_drops_only_what_the_database_refuses(
+        clean: Engine, settings: Settings, tmp_path: Path) -> None:
+    """REL-2, PERF-1: journaled writes go back as the writer's batch statements, not one
+    statement per op; an op PostgreSQL will never take (here the outcome of a contract deleted
+    while the database was away) is dropped with an error line instead of holding back the
+    journal for ever, and every other op of its batch is still applied."""
+    list_id, contract_id = _ids(clean)
+    gone = Op("call_outcome", {"at": T0, "contract_id": 2_000_000_000, "direction": "in",
+                               "outcome": "connected", "refuse_class": "", "via": "ari"})
+    late = Op("call_outcome", {"at": T0, "contract_id": contract_id, "direction": "in",
+                               "outcome": "connected", "refuse_class": "", "via": "ari"})
+    ops = [*_call_ops(list_id, contract_id), gone, late]
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append(ops)
+
+    async def run() -> tuple[int, int, int]:
+        store = Store(make_async_engine(settings), journal)
+        try:
+            assert store.journal_backlog
+            applied = await store.replay_journal()
+            return applied, store.batches, journal.pending()
+        finally:
+            await store.engine.dispose()
+
+    applied, statements, pending = asyncio.run(run())
+    assert (applied, pending) == (len(ops), 0)
+    assert statements == 2  # the two clean segments; the refused third went op by op
+    with clean.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
+            {"l": list_id}).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
+                            ).scalar_one() == 6
+        assert conn.execute(text("SELECT status FROM recordings WHERE channel_id = 'r.1'")
+                            ).scalar_one() == "complete"
