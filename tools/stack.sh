@@ -291,7 +291,7 @@ ast_start() {
 }
 ast_stop() {
     # A deliberate stop: supervisord keeps it stopped (SIGTERM is `core stop now` to Asterisk).
-    if alive "$SUP_PID"; then ctl stop asterisk >/dev/null 2>&1 || true; fi
+    if alive "$SUP_PID"; then ctl stop asterisk >/dev/null 2>&1 || true; sup_quit_if_idle; fi
     # One started outside supervision (an older stack.sh).
     if ast_running; then ast -rx 'core stop now' >/dev/null 2>&1 || true; fi
     local pf; pf=$(ast_pidfile)
@@ -479,6 +479,8 @@ svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_
 }
 apps_start() {
     sup_start
+    # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
+    sup_any_up $SERVICES || code_sync
     ctl start wakeup $SERVICES >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
@@ -489,11 +491,22 @@ apps_start() {
     tail -20 "$LOG/ari.log" "$LOG/ari.stdout.log"; exit 1
 }
 ast_app_connected() { ast -rx 'ari show websocket sessions' 2>/dev/null | grep -Eq 'Up +callguard'; }
-apps_stop() {  # stop the services and supervisord itself
+sup_any_up() {  # programs...: is any of them running or about to (supervisorctl status)
+    local st; st=$(ctl status "$@" 2>/dev/null || true)  # exits non-zero when one is stopped
+    case $st in *RUNNING*|*STARTING*|*BACKOFF*) return 0 ;; esac
+    return 1
+}
+sup_quit_if_idle() {  # supervisord goes when it runs nothing: no Asterisk, Prometheus or service
+    sup_running || return 0
+    sup_any_up asterisk prometheus $SERVICES && return 0
+    ctl shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 1 200); do alive "$SUP_PID" || break; sleep 0.05; done
+}
+apps_stop() {  # stop the services, and supervisord itself unless it still runs Asterisk
     local s
     if sup_running; then
-        ctl shutdown >/dev/null 2>&1 || true
-        for _ in $(seq 1 200); do alive "$SUP_PID" || break; sleep 0.05; done
+        ctl stop $SERVICES >/dev/null 2>&1 || true
+        sup_quit_if_idle
     fi
     # Services started by an older stack.sh without supervisord (nohup, PID files).
     for s in $SERVICES; do
@@ -556,7 +569,7 @@ prom_start() {
     prom_ready
 }
 prom_stop() {
-    if alive "$SUP_PID"; then ctl stop prometheus >/dev/null 2>&1 || true; fi
+    if alive "$SUP_PID"; then ctl stop prometheus >/dev/null 2>&1 || true; sup_quit_if_idle; fi
     bg_stop prometheus
 }
 bg_stop() {  # name: a process outside supervision, stopped by the PID in .run/NAME.pid

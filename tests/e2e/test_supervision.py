@@ -189,6 +189,23 @@ def test_deliberate_asterisk_stop_stays_stopped(stack: Settings) -> None:
     assert wait_for(app_connected, 15)
 
 
+def test_restarting_the_services_leaves_asterisk_running(stack: Settings) -> None:
+    """`tools/stack.sh apps-stop` / `apps-start` (new code for the services) must not take
+    Asterisk down with supervisord now that supervisord runs it too: same PID, booted
+    throughout; the app reconnects to it."""
+    before = running_asterisk_pid(stack)
+    assert before is not None
+    subprocess.run([STACK, "apps-stop"], check=True)
+    try:
+        assert wait_for(lambda: not app_connected(), 5)
+        assert running_asterisk_pid(stack) == before and asterisk_booted()
+    finally:
+        subprocess.run([STACK, "apps-start"], check=True)
+    assert wait_for(app_connected, 15)
+    assert running_asterisk_pid(stack) == before
+    assert set(status_pids()) == set(SERVICES)
+
+
 def prometheus_pid() -> int | None:
     """The PID `make status` shows for Prometheus, when it shows it up and supervised."""
     out = subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
