@@ -181,7 +181,7 @@ class Store:
         if self.journal_backlog:
             await asyncio.to_thread(self.journal.append, ops)
             return
-        parts = batch.segments(ops)
+        parts = batch.layers(ops)
         for n, part in enumerate(parts):
             if self.journal_backlog:  # an earlier part was journaled: the rest follows it
                 await asyncio.to_thread(self.journal.append, [op for p in parts[n:] for op in p])

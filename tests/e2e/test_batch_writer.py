@@ -273,3 +273,37 @@ def test_journal_replays_as_batches_and_drops_only_what_the_database_refuses(
                             ).scalar_one() == 6
         assert conn.execute(text("SELECT status FROM recordings WHERE channel_id = 'r.1'")
                             ).scalar_one() == "complete"
+
+
+def test_a_window_of_answered_calls_is_two_statements(
+        clean: Engine, settings: Settings, tmp_path: Path) -> None:
+    """PERF-1: five recorded calls started and answered within one gathering window (100
+    calls/s) go as two statements (every start, then every answer), not one per answered call
+    (`batch.segments` cut the window at each answer); every row is as written one by one."""
+    _, contract_id = _ids(clean)
+    ops: list[Op] = []
+    for i in range(5):
+        ops += [Op("recording_started", {"contract_id": contract_id, "number": "0312345678",
+                                         "direction": "in", "remote": "anonymous",
+                                         "channel_id": f"w.{i}", "path": f"x/w{i}.wav",
+                                         "started_at": T0}),
+                Op("call_outcome", {"at": T0, "contract_id": contract_id, "direction": "in",
+                                    "outcome": "connected", "refuse_class": "", "via": "ari"}),
+                Op("recording_answered", {"channel_id": f"w.{i}",
+                                          "answered_at": T0 + timedelta(seconds=i)})]
+    assert len(batch.segments(ops)) == 6  # cut at every answer
+    assert [len(layer) for layer in batch.layers(ops)] == [10, 5]
+
+    async def run() -> int:
+        async with _writer(settings, tmp_path) as store:
+            await store.write(ops)
+            await store.flush()
+            return store.batches
+
+    assert asyncio.run(run()) == 2
+    with clean.connect() as conn:
+        rows = dict(conn.execute(text(
+            "SELECT channel_id, answered_at FROM recordings WHERE channel_id LIKE 'w.%'")).all())
+        assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
+                            ).scalar_one() == 5
+    assert rows == {f"w.{i}": T0 + timedelta(seconds=i) for i in range(5)}
