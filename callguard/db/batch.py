@@ -10,8 +10,9 @@ compiled per call), and one round trip carries any number of calls.
 A statement sees one snapshot: two ops on the same row (an insert and a later update of it,
 two updates) cannot share one. The writer's batches go by `layers` (a row's n-th op in the
 n-th statement, usually one or two); the journal's replay by `segments`, which cuts the ops
-in order wherever a row repeats (so what was applied is always a prefix of the journal). Counter increments of one segment are summed per (list, month)
-first (one row may be upserted only once per statement).
+in order wherever a row repeats (so what was applied is always a prefix of the journal).
+Counter increments of one statement are summed per (list, month) first (one row may be
+upserted only once per statement).
 
 `synchronous_commit` is chosen per statement (set_config(..., true) lasts to the end of its
 own transaction): `off` only when the statement holds nothing but call statistics

@@ -302,7 +302,7 @@ def test_a_window_of_answered_calls_is_two_statements(
 
     assert asyncio.run(run()) == 2
     with clean.connect() as conn:
-        rows = dict(conn.execute(text(
+        rows: dict[str, datetime] = dict(conn.execute(text(
             "SELECT channel_id, answered_at FROM recordings WHERE channel_id LIKE 'w.%'")).all())
         assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
                             ).scalar_one() == 5
