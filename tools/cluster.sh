@@ -204,7 +204,9 @@ cluster_up() {
     [[ $count =~ ^[1-9]$ ]] || { say "NODES must be 1..9"; exit 2; }
     command -v kamailio >/dev/null || { say "kamailio missing (make deps)"; exit 1; }
     # The single-node Asterisk holds 127.0.0.1:5060, Kamailio's address: one or the other.
-    apps_stop; ast_stop
+    # Its Prometheus goes too (the cluster's scrapes every node on the same port), and with
+    # all three its supervisord.
+    prom_stop; apps_stop; ast_stop
     seq 1 "$count" > "$CL/nodes"
     ast_install
     "$VENV/bin/callguard" site provision >/dev/null
