@@ -502,7 +502,7 @@ sup_quit_if_idle() {  # supervisord goes when it runs nothing: no Asterisk, Prom
     ctl shutdown >/dev/null 2>&1 || true
     for _ in $(seq 1 200); do alive "$SUP_PID" || break; sleep 0.05; done
 }
-apps_stop() {  # stop the services, and supervisord itself unless it still runs Asterisk
+apps_stop() {  # stop the services, and supervisord unless it still runs Asterisk or Prometheus
     local s
     if sup_running; then
         ctl stop $SERVICES >/dev/null 2>&1 || true

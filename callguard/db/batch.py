@@ -125,10 +125,11 @@ def segments(ops: Sequence[Op]) -> list[list[Op]]:
 def layers(ops: Sequence[Op]) -> list[list[Op]]:
     """Like `segments`, for the writer's live batches: ops on different rows commute (and the
     counters and outcomes touch no row of another op), so only each row's own ops keep their
-    order: a row's n-th op goes to the n-th statement. A window holding the start of one call
-    and the answer of another is then 2 statements, not one per answered call (a recorded
-    call's start and answer usually fall in one window: at 100 calls/s `segments` cut ~5
-    times per window). Not for the journal: its replay counts applied ops as a prefix."""
+    order: a row's n-th op goes to the n-th statement. A window in which several recorded calls
+    start and are answered is then 2 statements (every start, then every answer), not one per
+    answered call (a recorded call's start and answer usually fall in one window: at 100
+    calls/s `segments` cut it ~5 times). Not for the journal: its replay counts applied ops as
+    a prefix."""
     out: list[list[Op]] = []
     depth: dict[tuple[str, str], int] = {}  # row → the layer after its last op
     last: dict[tuple[str, str], str] = {}
