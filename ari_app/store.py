@@ -203,16 +203,26 @@ class Store:
                 return
 
     async def _one_by_one(self, part: list[Op]) -> None:
+        done = await self._apply_each(part)
+        if done < len(part):
+            log.warning("database unavailable, journaling %d write(s)", len(part) - done)
+            await asyncio.to_thread(self.journal.append, part[done:])
+            self.journal_backlog = True
+
+    async def _apply_each(self, part: list[Op]) -> int:
+        """Apply `part` op by op (after the server refused it as one statement); returns how
+        many, from its start, are done with, stopping where the database is away. An op the
+        server answers and will never take is logged whole (it can be put in by hand) and
+        dropped, not left to block the journal for ever."""
         await self._drop_connection()
         for n, op in enumerate(part):
             try:
                 await self.execute(write_statement(op.name, op.args))
             except StoreUnavailable as exc:
-                log.warning("database unavailable, journaling %d write(s): %s",
-                            len(part) - n, exc)
-                await asyncio.to_thread(self.journal.append, part[n:])
-                self.journal_backlog = True
-                return
+                if not refused(exc):
+                    return n
+                log.error("write refused, dropped: %s %r: %s", op.name, op.args, exc)
+        return len(part)
 
     async def _send(self, part: list[Op]) -> None:
         async with self._sending:
@@ -272,18 +282,10 @@ class Store:
             except asyncpg.PostgresError as exc:
                 log.warning("replayed batch refused (%s); replaying %d op(s) one by one",
                             exc, len(part))
-                await self._drop_connection()
-                for op in part:
-                    try:
-                        await self.execute(write_statement(op.name, op.args))
-                    except StoreUnavailable as exc_one:
-                        if not refused(exc_one):
-                            return applied
-                        # The server answered and will never take this op: logged whole
-                        # (it can be put in by hand), not left to block the journal.
-                        log.error("journaled write refused, dropped: %s %r: %s",
-                                  op.name, op.args, exc_one)
-                    applied += 1
+                done = await self._apply_each(part)
+                applied += done
+                if done < len(part):
+                    return applied
                 continue
             except StoreUnavailable:
                 await self._drop_connection()

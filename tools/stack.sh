@@ -278,11 +278,10 @@ ast_start() {
     sup_start
     # A deliberate start gets a fresh log; one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
-    case $(ctl status asterisk 2>/dev/null | awk '{print $2}') in
-        STARTING|BACKOFF|RUNNING) ;;
-        *) : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-           ctl start asterisk >/dev/null 2>&1 || true ;;
-    esac
+    if ! sup_any_up asterisk; then
+        : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        ctl start asterisk >/dev/null 2>&1 || true
+    fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null || {
         say "Asterisk did not start; see $LOG/asterisk.stdout.log and $ASTERISK_ROOT/var/log/asterisk/messages.log"
