@@ -29,7 +29,7 @@ SUPERVISION_PIDFILES = (PROJECT_ROOT / ".run" / "supervisord.pid",
 LOAD_CPUS: set[int] | None = None
 
 
-def _pinned_to(cpus: set[int]) -> Callable[[], None]:
+def pinned_to(cpus: set[int]) -> Callable[[], None]:
     def pin() -> None:  # runs in the child between fork and exec
         os.sched_setaffinity(0, cpus)
     return pin
@@ -47,7 +47,7 @@ class Child:
         try:
             self.proc = subprocess.Popen(
                 cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_pinned_to(pin) if pin else None)
+                preexec_fn=pinned_to(pin) if pin else None)
         finally:
             if log is not None and not isinstance(out, int):
                 out.close()

@@ -4,6 +4,14 @@ top frames, so a regression shows where the app's time went.
 `py-spy record --nonblocking` samples the running app (it is not paused, so the step's
 latencies stay comparable) and writes collapsed stacks ("frame;frame;frame count"); the
 summary counts each frame's own samples (the leaf) and its inclusive samples.
+
+Two choices keep the profile and the step honest (PERF-4):
+- `--gil`: only the thread holding the GIL is sampled, so the frames are the app's work.
+  Without it, the loop's wait in libuv (C, under `Runner.run`) and idle worker threads were
+  most of the samples (60 % `Runner.run` at 100 calls/s) and hid what the app spent.
+- py-spy runs on the load generator's CPU (`procs.LOAD_CPUS`), like sipp: it used 2.7 s of
+  CPU in a 23 s step at 100 calls/s (/proc, 4 Dec), which, scheduled on the stack's CPU,
+  was taken from the very stack it measured, and on the ARI path's step alone.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import procs
+
 RATE_HZ = 200
 TOP = 15
 
@@ -23,13 +33,20 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
+def command(exe: str, pid: int, seconds: float, out: Path) -> list[str]:
+    return [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+            "--rate", str(RATE_HZ), "--format", "raw", "--output", str(out), "--nonblocking",
+            "--gil"]
+
+
 def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     exe = py_spy()
     if exe is None:
         return None
-    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-           "--rate", str(RATE_HZ), "--format", "raw", "--output", str(out), "--nonblocking"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cpus = procs.LOAD_CPUS
+    return subprocess.Popen(command(exe, pid, seconds, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
+                            preexec_fn=procs.pinned_to(cpus) if cpus else None)
 
 
 def _frame(raw: str) -> str:

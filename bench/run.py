@@ -186,7 +186,8 @@ def _targets(out: dict[str, Any]) -> list[str]:
         prof = s.get("profile") or {}
         if prof.get("own"):
             lines.append(f"  py-spy, ARI app at {fmt(prof.get('rate'))} calls/s "
-                         f"({prof['samples']} samples), most own time:")
+                         f"({prof['samples']} samples holding the GIL; py-spy on the load "
+                         f"generator's CPU), most own time:")
             lines += [f"    {r['pct']:5.1f} %  {r['frame']}" for r in prof["own"][:8]]
         lines.append(f"  floor / baseline (the cost of Stasis itself): p50 "
                      f"{fmt(s.get('floor_vs_baseline_p50_ratio'))}, p99 "
