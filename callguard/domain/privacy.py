@@ -17,7 +17,6 @@ Normalised identity: ASCII digits only, 3..20 of them, national format. Decided 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 
@@ -78,7 +77,8 @@ def caller_key(secret: bytes, number: str) -> str:
     identity = normalise(number)
     if identity is None:
         raise ValueError("not a caller identity")  # never echo the input (NCR-PRIV-1)
-    return hmac.new(secret, identity.encode("ascii"), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, without the Python HMAC object (PERF-1).
+    return hmac.digest(secret, identity.encode("ascii"), "sha256").hex()
 
 
 def mask(number: str | None) -> str:
@@ -105,10 +105,11 @@ def seal_key(secret: bytes, channel_id: str, key: str) -> str:
     the caller's number, nor two calls of one caller to each other; only a process holding
     the secret gets the key back (`unseal_key`, for 144 then 2)."""
     raw = bytes.fromhex(key)
-    pad = hmac.new(secret, b"callguard/inbound-call/" + channel_id.encode(), hashlib.sha256)
-    if len(raw) != pad.digest_size:
+    pad = hmac.digest(secret, b"callguard/inbound-call/" + channel_id.encode(), "sha256")
+    if len(raw) != len(pad):
         raise ValueError("not a caller key")
-    return bytes(a ^ b for a, b in zip(raw, pad.digest(), strict=True)).hex()
+    # XOR of the two 32-byte strings as integers: one operation instead of 32 (PERF-1).
+    return (int.from_bytes(raw) ^ int.from_bytes(pad)).to_bytes(len(pad)).hex()
 
 
 def unseal_key(secret: bytes, channel_id: str, sealed: str) -> str:

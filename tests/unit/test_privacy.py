@@ -145,3 +145,19 @@ def test_sealed_call_keys_differ_per_call_and_unseal() -> None:
     assert unseal_key(secret, "1700000000.1", a) == key
     assert unseal_key(secret, "1700000000.2", b) == key
     assert unseal_key(bytes(32), "1700000000.1", a) != key  # another secret gets nothing
+
+
+def test_keys_and_seals_keep_their_stored_values() -> None:
+    """NCR-PRIV-1, SEC-3: list keys and call-log seals already in a database stay valid when
+    the code computing them changes (known answers of the first implementation, HMAC-SHA256
+    and a byte-wise XOR)."""
+    from callguard.domain.privacy import caller_key, seal_key
+
+    secret = bytes(range(32))
+    key = caller_key(secret, "09012345678")
+    assert key == "7e7c0927ea587795ff3026d7caa0ce07f73c7e12c16ec136896abdf007c8c3c6"
+    assert seal_key(secret, "1733350000.42", key) == (
+        "ea739b3ea2ea256e0e4414929086104dd52df026da1d348feeaa6de35f67b882")
+    # a key with leading zero bytes keeps its length (the integer XOR pads it back)
+    zeros = "00" * 8 + key[16:]
+    assert len(seal_key(secret, "1733350000.42", zeros)) == 64
