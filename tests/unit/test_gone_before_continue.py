@@ -8,6 +8,7 @@ end waits until its start rows are queued."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,3 +139,27 @@ def test_fallback_caller_gone_no_rows(tmp_path: Path) -> None:
     fb.inbound(agi)  # type: ignore[arg-type]
     assert [op.name for op in written] == ["inbound_call_started", "recording_started",
                                            "call_outcome"] and keeper.delta == 1
+
+
+async def test_a_decided_or_failed_call_leaves_no_start_time_behind() -> None:
+    """PERF-1: StasisEnd is not among the events Asterisk sends the app, so a call's StasisStart
+    time cannot wait for it to be dropped: the handler's end drops it, sent or not (before,
+    a handler that failed before its continue left the entry until the StasisEnd came)."""
+    from ari_app.app import ALLOWED_EVENTS
+
+    assert "StasisStart" in ALLOWED_EVENTS and "StasisEnd" not in ALLOWED_EVENTS
+    app = CallguardApp.__new__(CallguardApp)
+    app.tasks = set()
+    app.env = env(Ari(None), Store(), Keeper())
+
+    async def fails() -> None:
+        raise RuntimeError("a handler bug")
+
+    async def decides() -> None:
+        app.env.started.pop("ok", None)  # what carry_out's decision does
+
+    for channel_id, handler in (("bad", fails()), ("ok", decides())):
+        app.env.started[channel_id] = (0.0, "in")
+        with pytest.raises(RuntimeError) if channel_id == "bad" else contextlib.nullcontext():
+            await app.deciding(handler, channel_id)
+    assert app.env.started == {}
