@@ -35,6 +35,13 @@ def pinned_to(cpus: set[int]) -> Callable[[], None]:
     return pin
 
 
+def pin_for_child(cpus: set[int] | None = None) -> Callable[[], None] | None:
+    """A child's `preexec_fn`: pinned to `cpus`, by default the load generator's CPUs
+    (LOAD_CPUS); None when there is nothing to pin to."""
+    pin = cpus if cpus is not None else LOAD_CPUS
+    return pinned_to(pin) if pin else None
+
+
 class Child:
     """A process we started; `stop()` ends exactly it (SIGTERM, then SIGKILL after a grace).
     `cpus` pins it (default: the load generator's CPUs, LOAD_CPUS)."""
@@ -42,12 +49,11 @@ class Child:
     def __init__(self, cmd: list[str], cwd: Path, log: Path | None = None,
                  cpus: set[int] | None = None) -> None:
         self.cmd = cmd
-        pin = cpus if cpus is not None else LOAD_CPUS
         out = log.open("w") if log is not None else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(
                 cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=pinned_to(pin) if pin else None)
+                preexec_fn=pin_for_child(cpus))
         finally:
             if log is not None and not isinstance(out, int):
                 out.close()

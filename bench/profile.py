@@ -43,10 +43,8 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
     exe = py_spy()
     if exe is None:
         return None
-    cpus = procs.LOAD_CPUS
     return subprocess.Popen(command(exe, pid, seconds, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE,
-                            preexec_fn=procs.pinned_to(cpus) if cpus else None)
+                            stderr=subprocess.PIPE, preexec_fn=procs.pin_for_child())
 
 
 def _frame(raw: str) -> str:
