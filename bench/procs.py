@@ -29,17 +29,16 @@ SUPERVISION_PIDFILES = (PROJECT_ROOT / ".run" / "supervisord.pid",
 LOAD_CPUS: set[int] | None = None
 
 
-def pinned_to(cpus: set[int]) -> Callable[[], None]:
-    def pin() -> None:  # runs in the child between fork and exec
-        os.sched_setaffinity(0, cpus)
-    return pin
-
-
 def pin_for_child(cpus: set[int] | None = None) -> Callable[[], None] | None:
     """A child's `preexec_fn`: pinned to `cpus`, by default the load generator's CPUs
     (LOAD_CPUS); None when there is nothing to pin to."""
-    pin = cpus if cpus is not None else LOAD_CPUS
-    return pinned_to(pin) if pin else None
+    chosen = cpus if cpus is not None else LOAD_CPUS
+    if not chosen:
+        return None
+
+    def pin() -> None:  # runs in the child between fork and exec
+        os.sched_setaffinity(0, chosen)
+    return pin
 
 
 class Child:
