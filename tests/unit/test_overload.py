@@ -61,3 +61,41 @@ def test_the_deadline_matches_the_dialplan() -> None:
                     and "Stasis(${CG_APP},ended," not in line]
     deadline = f"Set(TIMEOUT(absolute)={STASIS_DEADLINE_S:g})"
     assert stasis_lines and conf.count(deadline) == len(stasis_lines)
+
+
+def _extensions(conf: str) -> dict[str, dict[str, list[str]]]:
+    """{context: {extension: [application of each priority]}} of a dialplan file."""
+    found: dict[str, dict[str, list[str]]] = {}
+    context = exten = ""
+    for raw in conf.splitlines():
+        line = raw.split(";", 1)[0].strip()  # no escaped `\;` in our dialplan
+        if line.startswith("[") and line.endswith("]"):
+            context = line[1:-1]
+            found[context] = {}
+        elif line.startswith("exten =>"):
+            exten, _, rest = line.removeprefix("exten =>").strip().partition(",")
+            found[context][exten] = [rest.partition(",")[2]]
+        elif line.startswith("same =>"):
+            found[context][exten].append(line.removeprefix("same =>").strip().partition(",")[2])
+    return found
+
+
+def test_every_continue_target_takes_a_late_continue() -> None:
+    """REL-7: each context the app continues into has an `e` extension for a continue that
+    lands after the deadline (else Asterisk hangs up with no cause: 603 Decline), and a `v`
+    extension's fields are assigned there exactly as its priority 1 does."""
+    from callguard.config import PROJECT_ROOT
+    from callguard.dialplan import ARI_FIELDS
+
+    conf = _extensions((PROJECT_ROOT / "asterisk_conf" / "extensions_callguard.conf").read_text())
+    for context, names in ARI_FIELDS.items():
+        late = conf[context].get("e")
+        assert late, f"[{context}] has no e extension"
+        assert late[0].startswith('GotoIf($["${EXCEPTION(reason)}" != "ABSOLUTETIMEOUT"]'), context
+        if not names:
+            continue
+        first = conf[context]["_v."][0]
+        target = f"ARRAY({','.join(names)})" if len(names) > 1 else names[0]
+        assert first == f"Set({target}=${{EXTEN:1}})", context  # the fields, in ARI_FIELDS order
+        assert f"Set({target}=${{EXCEPTION(extension):1}})" in late, context
+        assert late[-1] == "Goto(vx,2)", context
