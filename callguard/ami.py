@@ -2,12 +2,17 @@
 
 ARI has no MixMonitor resource and the dialplan has no MixMonitor mute, so this is the way
 to silence a running MixMonitor while the call goes on. A short synchronous session per
-action (login, action, logoff) on 127.0.0.1; transport and refusals become AmiError."""
+action (login, action, logoff) on 127.0.0.1; transport and refusals become AmiError.
+
+AMI is off until a pause needs it (asterisk_conf/manager.conf: ~0.5 ms of Asterisk CPU on
+every call while it is on, PERF-1): `ensure_enabled` switches it on, once per Asterisk run."""
 
 from __future__ import annotations
 
 import socket
+import time
 
+from callguard.asterisk.ari import AriReader, AsteriskUnavailable
 from callguard.config import Settings
 
 
@@ -70,9 +75,42 @@ class _Session:
         self.sock.close()
 
 
+def reachable(settings: Settings, timeout_s: float = 0.5) -> bool:
+    """AMI listens (it is on in this Asterisk)."""
+    try:
+        socket.create_connection(("127.0.0.1", settings.ami_port), timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def ensure_enabled(settings: Settings, timeout_s: float = 5.0) -> None:
+    """Switch AMI on if it is off: `enabled = yes` in its switch file (nothing else: the
+    include comes before manager.conf's other keys), then ARI reloads the manager. Asterisk
+    keeps it on until it restarts; `make run` writes the switch off again."""
+    if reachable(settings):
+        return
+    try:
+        settings.ami_switch_file.write_text("enabled = yes\n")
+    except OSError as exc:
+        raise AmiError(f"cannot switch AMI on: {exc}") from exc
+    try:
+        AriReader(settings, timeout_s).reload_module("manager")
+    except AsteriskUnavailable as exc:
+        raise AmiError(f"cannot reload AMI: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while not reachable(settings):
+        if time.monotonic() > deadline:
+            raise AmiError("AMI did not come up after its reload")
+        time.sleep(0.05)
+
+
 def mixmonitor_mute(settings: Settings, channel: str, muted: bool,
                     timeout_s: float = 3.0) -> None:
     """Mute (or unmute) both directions of the MixMonitor on `channel` (name or unique id)."""
+    if not settings.ami_password:
+        raise AmiError("AMI is not configured (CALLGUARD_AMI_PASSWORD_FILE)")
+    ensure_enabled(settings)
     session = _Session(settings, timeout_s)
     try:
         session.send({"Action": "MixMonitorMute", "Channel": channel, "Direction": "both",

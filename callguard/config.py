@@ -67,6 +67,13 @@ class Settings:
     rt_priority: int = 10
 
     @property
+    def ami_switch_file(self) -> Path:
+        """The one Asterisk file the services write: AMI on or off (asterisk_conf/manager.conf,
+        written by tools/stack.sh ami_switch), in this Asterisk's etc directory."""
+        etc = str(Path(self.asterisk_conf).parent) if self.asterisk_conf else "/etc/asterisk"
+        return Path(f"{self.asterisk_root}{etc}") / "manager_on_demand.conf"
+
+    @property
     def journal_dir(self) -> Path:
         """Where call bookkeeping waits while the database is away (REL-2)."""
         return self.log_dir.parent / "journal"

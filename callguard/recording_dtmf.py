@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from callguard import ami
 from callguard.config import Settings
 from callguard.db.models import Endpoint, Recording, RecordingOptions
 from callguard.domain.pause import dtmf_action
@@ -74,11 +75,25 @@ class DtmfPause:
                      "paused" if action == "pause" else "resumed")
             return action
 
+    def ami_wanted(self) -> bool:
+        """AMI is on, or some contract has pause codes and it has just been switched on
+        (AMI is off until a pause needs it: callguard.ami). Runs in a worker thread."""
+        if ami.reachable(self.settings):
+            return True
+        with self.sessions.begin() as session:
+            if session.scalar(select(RecordingOptions.contract_id)
+                              .where(RecordingOptions.pause_code.is_not(None)).limit(1)) is None:
+                return False
+        ami.ensure_enabled(self.settings)
+        return True
+
     async def run(self) -> None:
-        """Listen on AMI for the life of the process, reconnecting after a failure."""
+        """Listen on AMI for the life of the process, reconnecting after a failure; while no
+        contract has pause codes and AMI is off, only look again every RETRY_S."""
         while True:
             try:
-                await self._listen()
+                if await asyncio.to_thread(self.ami_wanted):
+                    await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

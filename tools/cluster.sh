@@ -91,6 +91,7 @@ EOT
     chmod 0700 "$nd/journal"
     chmod -R o= "$etc"
     ast_owns "$etc"
+    ami_switch "$etc"  # the node's own AMI switch (off), like the main one's
     svc_owns "$nd/callguard.env" "$nd/journal"
 }
 

@@ -216,6 +216,7 @@ ast_install() {
     chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/spool/asterisk"
     chmod -R o= "$etc"
     chmod o= "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" "$ASTERISK_ROOT/run/asterisk"
+    ami_switch "$etc"
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
         # Asterisk resolves its own host name at the first call; the root has no resolver.
         printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"
@@ -223,6 +224,13 @@ ast_install() {
     if compgen -G "sounds/ja/*.wav" >/dev/null; then
         cp -u sounds/ja/*.wav "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard/"
     fi
+}
+# AMI off until a recording pause needs it (asterisk_conf/manager.conf, PERF-1): the one
+# Asterisk file the services may write (callguard.ami.ensure_enabled), Asterisk's group reads it.
+ami_switch() {  # etc dir
+    printf 'enabled = no\n' > "$1/manager_on_demand.conf"
+    chown "$SVC_USER:$AST_USER" "$1/manager_on_demand.conf"
+    chmod 0640 "$1/manager_on_demand.conf"
 }
 # The bench's endpoint and baseline dialplan (PERF-1), only for `make bench`: `make run`
 # (ast_install) removes them again, so production never has the bench carrier.

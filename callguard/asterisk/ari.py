@@ -1,4 +1,5 @@
-"""Blocking ARI reads for the CLI and the API's worker threads (ADM-1, REC-FILE-2).
+"""Blocking ARI reads for the CLI and the API's worker threads (ADM-1, REC-FILE-2), and the
+one write they need: a module reload (AMI switched on for a recording pause, callguard.ami).
 
 One convention: the JSON body; None when Asterisk answers 404 (no such thing);
 `AsteriskUnavailable` when it cannot be asked (down, wrong credentials, not JSON)."""
@@ -30,11 +31,20 @@ class AriReader:
 
     def get(self, path: str) -> Any | None:
         """The JSON body; None on 404; AsteriskUnavailable on anything else."""
+        return self._call("GET", path)
+
+    def reload_module(self, module: str) -> None:
+        """`PUT /asterisk/modules/{module}`; AsteriskUnavailable if not done (404 included)."""
+        if self._call("PUT", f"asterisk/modules/{urllib.parse.quote(module, safe='')}",
+                      no_content=True) is None:
+            raise AsteriskUnavailable(f"ARI: no module {module} to reload")
+
+    def _call(self, method: str, path: str, no_content: bool = False) -> Any | None:
         req = urllib.request.Request(f"{self.base}/{path}",  # noqa: S310 - URL from settings
-                                     headers=self.headers)
+                                     headers=self.headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
-                return json.load(resp)
+                return True if no_content else json.load(resp)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None

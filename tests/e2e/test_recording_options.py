@@ -25,7 +25,9 @@ import pytest
 from pyrage import x25519
 from sqlalchemy import Engine, text
 
+from callguard import ami
 from callguard.config import Settings
+from callguard.recording_dtmf import RETRY_S
 from tests.e2e.conftest import AppLog
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
@@ -40,7 +42,9 @@ from tests.e2e.rec_helpers import (
     wait_site_refresh,
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, dtmf, tone, uac
+from tests.e2e.test_asterisk_restart import STACK, connected
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
+from tests.e2e.test_reliability import wait_for
 from tests.e2e.test_ui_session import cookies as ui_cookies
 from tests.e2e.test_ui_session import request as ui_request
 
@@ -402,3 +406,21 @@ def test_dtmf_codes_from_the_carrier_side_do_nothing(f1_options: Engine,
     assert call.final_status() == 200
     [row] = recordings(f1_options)
     assert row["status"] == "complete" and row["muted"] == [], row
+
+
+def test_ami_is_off_until_pause_codes_need_it(f1_options: Engine, settings: Settings) -> None:
+    """PERF-1 with issue #14: AMI costs every call ~0.5 ms of Asterisk CPU while it is on, so
+    Asterisk starts with it off (its switch file as `make run` writes it). It stays off while
+    no contract has pause codes; setting some switches it on within the DTMF listener's next
+    look, and the listener logs in (the DTMF test above then works as before)."""
+    settings.ami_switch_file.write_text("enabled = no\n")
+    subprocess.run([STACK, "supervisorctl", "restart", "asterisk"], check=True,
+                   capture_output=True)
+    assert wait_for(connected, 30), "the ARI app did not reconnect after the restart"
+    time.sleep(RETRY_S + 1)  # the listener has looked: no pause codes, so it left AMI off
+    assert not ami.reachable(settings)
+    options("--pause-codes", "*1,*2")
+    assert wait_for(lambda: "1 users connected" in subprocess.run(
+        [STACK, "ast", "-rx", "manager show connected"], capture_output=True, text=True,
+        check=False).stdout, 10), "the DTMF listener is not logged in"
+    assert settings.ami_switch_file.read_text() == "enabled = yes\n"
