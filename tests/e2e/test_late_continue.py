@@ -4,8 +4,8 @@ Under a backlog the ARI app's continue and the dialplan's deadline can both be d
 channel's thread wakes: the continue moves the channel into its cg-* context, then the PBX
 raises ABSOLUTETIMEOUT there, before the context's first priority clears the timeout. Without
 an `e` extension there, Asterisk hung up with no cause and PJSIP answered the caller 603
-Decline (31 calls at 175 calls/s in one `make bench`), although the app had decided the call
-and written its rows.
+Decline (most likely the 31 such calls at 175 calls/s in one `make bench`), although the app
+had decided the call and written its rows.
 
 The race itself depends on thread timing, so these tests build its outcome directly: a test
 extension in [from-carrier] (added at run time, removed afterwards) jumps into the context with
