@@ -22,8 +22,6 @@ class AmiError(Exception):
 
 class _Session:
     def __init__(self, settings: Settings, timeout_s: float) -> None:
-        if not settings.ami_password:
-            raise AmiError("AMI is not configured (CALLGUARD_AMI_PASSWORD_FILE)")
         try:
             self.sock = socket.create_connection(("127.0.0.1", settings.ami_port), timeout_s)
         except OSError as exc:

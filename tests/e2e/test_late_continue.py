@@ -15,7 +15,6 @@ decision says, over real SIP."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.e2e.sipp import CallResult, Phone, UacSpec, uac
+from tests.e2e.test_bench_config import ast
 from tests.e2e.test_nuisance import F1A
 from tests.e2e.test_nuisance_sip import answered_to_bye, prompt_s
-from tests.e2e.test_reliability import STACK
 
 DUE = "${SET(TIMEOUT(absolute)=0.00001):0:0}"  # 10 µs: due at the PBX's next check (ms grain)
 TEST_EXTENSIONS = {
@@ -41,12 +40,6 @@ TEST_EXTENSIONS = {
 CONNECT_VARS = ["Set(CG_DIAL=PJSIP/f1-a)", "Set(CG_TIMEOUT=20)"]
 
 
-def ast(command: str) -> str:
-    done = subprocess.run([STACK, "ast", "-rx", command], capture_output=True, text=True,
-                          timeout=30, check=True)
-    return done.stdout
-
-
 @pytest.fixture
 def late_extensions(clean: Engine) -> Iterator[None]:
     added: list[str] = []
@@ -60,7 +53,8 @@ def late_extensions(clean: Engine) -> Iterator[None]:
         yield
     finally:
         for number in added:
-            ast(f"dialplan remove extension {number}@from-carrier")
+            out = ast(f"dialplan remove extension {number}@from-carrier")
+            assert "removed" in out, out
 
 
 def no_channels_left() -> bool:

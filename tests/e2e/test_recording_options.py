@@ -43,6 +43,7 @@ from tests.e2e.rec_helpers import (
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, dtmf, tone, uac
 from tests.e2e.test_asterisk_restart import STACK, connected
+from tests.e2e.test_bench_config import ast
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
 from tests.e2e.test_reliability import wait_for
 from tests.e2e.test_ui_session import cookies as ui_cookies
@@ -420,7 +421,6 @@ def test_ami_is_off_until_pause_codes_need_it(f1_options: Engine, settings: Sett
     time.sleep(RETRY_S + 1)  # the listener has looked: no pause codes, so it left AMI off
     assert not ami.reachable(settings)
     options("--pause-codes", "*1,*2")
-    assert wait_for(lambda: "1 users connected" in subprocess.run(
-        [STACK, "ast", "-rx", "manager show connected"], capture_output=True, text=True,
-        check=False).stdout, 10), "the DTMF listener is not logged in"
+    assert wait_for(lambda: "1 users connected" in ast("manager show connected"), 10), \
+        "the DTMF listener is not logged in"
     assert settings.ami_switch_file.read_text() == "enabled = yes\n"

@@ -88,14 +88,14 @@ def test_every_continue_target_takes_a_late_continue() -> None:
     from callguard.dialplan import ARI_FIELDS
 
     conf = _extensions((PROJECT_ROOT / "asterisk_conf" / "extensions_callguard.conf").read_text())
+    assert conf["cg-late"]["s"][0].startswith(
+        'GotoIf($["${EXCEPTION(reason)}" != "ABSOLUTETIMEOUT"]')
     for context, names in ARI_FIELDS.items():
-        late = conf[context].get("e")
-        assert late, f"[{context}] has no e extension"
-        assert late[0].startswith('GotoIf($["${EXCEPTION(reason)}" != "ABSOLUTETIMEOUT"]'), context
+        assert conf[context].get("e") == ["Goto(cg-late,s,1)"], f"[{context}] has no late e"
         if not names:
             continue
         first = conf[context]["_v."][0]
         target = f"ARRAY({','.join(names)})" if len(names) > 1 else names[0]
         assert first == f"Set({target}=${{EXTEN:1}})", context  # the fields, in ARI_FIELDS order
-        assert f"Set({target}=${{EXCEPTION(extension):1}})" in late, context
-        assert late[-1] == "Goto(vx,2)", context
+        assert conf[context]["late"] == [f"Set({target}=${{EXCEPTION(extension):1}})",
+                                          "Goto(vx,2)"], context
