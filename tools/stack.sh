@@ -287,7 +287,11 @@ ast_start() {
     # A deliberate start gets a fresh log; one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
     if ! sup_any_up asterisk; then
+        # Asterisk's own file: created here by root on a fresh root, it could not open it (no
+        # messages.log at all until the next `module reload`).
         : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        chmod 0640 "$ASTERISK_ROOT/var/log/asterisk/messages.log"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
