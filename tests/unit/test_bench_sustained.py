@@ -47,6 +47,10 @@ def test_capacity_is_the_best_sustained_step() -> None:
     steps = [step(150, 149.2), step(175, 162.6), step(200, 64.9, failed=717)]
     assert screening.capacity(steps) == 149.2
     assert screening.RATES.index(175) == screening.RATES.index(150) + 1
+    # 25 apart wherever a path's ceiling may fall on one core (150-300): a ceiling is read
+    # to the step below it, so the gap bounds the error of `cps_ratio`.
+    high = [r for r in screening.RATES if 150 <= r <= 300]
+    assert all(b - a == 25 for a, b in zip(high, high[1:], strict=False))
 
 
 class _NoCapture:
