@@ -36,7 +36,15 @@ TEST_EXTENSIONS = {
     "0399990780": f"Goto(cg-connect,a,1{DUE})",
     # `e` entered with no timeout exception: released with a cause, never a loop
     "0399990782": "Goto(cg-release-cause,e,1)",
+    # the deadline after a `v` extension's priority 1 ran: on at its priority 2 (below)
+    "0399990783": "Goto(cg-release-cause,v99,1)",
 }
+# The exception mid-`v`: `v99` (an exact match, ahead of the context's `_v.`) does what `_v.`
+# priority 1 does, with cause 17, and raises the exception right there, as the PBX would if the
+# deadline fell due after that priority. [cg-late] must go on at `_v.` priority 2 with that
+# cause (486); reassigning the fields from the extension would give cause 99, and resuming at
+# `v99` itself would find no priority 2.
+MID_V = ("cg-release-cause", "v99", "RaiseException(ABSOLUTETIMEOUT${SET(CG_CAUSE=17):0:0})")
 CONNECT_VARS = ["Set(CG_DIAL=PJSIP/f1-a)", "Set(CG_TIMEOUT=20)"]
 
 
@@ -49,11 +57,15 @@ def late_extensions(clean: Engine) -> Iterator[None]:
             for priority, app in enumerate(steps, start=1):
                 out = ast(f"dialplan add extension {number},{priority},{app} into from-carrier")
                 assert "added" in out, out
-            added.append(number)
+            added.append(f"{number}@from-carrier")
+        context, exten, app = MID_V
+        out = ast(f"dialplan add extension {exten},1,{app} into {context}")
+        assert "added" in out, out
+        added.append(f"{exten}@{context}")
         yield
     finally:
-        for number in added:
-            out = ast(f"dialplan remove extension {number}@from-carrier")
+        for where in added:
+            out = ast(f"dialplan remove extension {where}")
             assert "removed" in out, out
 
 
@@ -89,4 +101,11 @@ def test_late_connect_rings_the_line(late_extensions: None, work: Path) -> None:
 def test_e_without_a_timeout_releases_the_call(late_extensions: None, work: Path) -> None:
     r = call("0399990782", work)
     assert r.final_status() == 503, r.timeline()  # cause 34, from [cg-late-other]
+    assert no_channels_left()
+
+
+def test_late_mid_v_extension_goes_on_at_its_next_priority(late_extensions: None,
+                                                           work: Path) -> None:
+    r = call("0399990783", work)
+    assert r.final_status() == 486, r.timeline()  # cause 17, set before the exception
     assert no_channels_left()

@@ -6,6 +6,7 @@ would grow for as long as the load lasted."""
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +51,7 @@ def test_capacity_is_the_best_sustained_step() -> None:
     # 25 apart wherever a path's ceiling may fall on one core (150-300): a ceiling is read
     # to the step below it, so the gap bounds the error of `cps_ratio`.
     high = [r for r in screening.RATES if 150 <= r <= 300]
-    assert all(b - a == 25 for a, b in zip(high, high[1:], strict=False))
+    assert all(b - a == 25 for a, b in pairwise(high))
 
 
 class _NoCapture:
