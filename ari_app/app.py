@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.calls import CallEnv, Followed, handle_inbound, handle_outbound
 from ari_app.client import AriClient, AriError, call_failure
+from ari_app.coalesce import Coalesced
 from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
@@ -83,6 +84,8 @@ class CallguardApp:
         # Recorded channels just destroyed, for TRANSFER_GRACE_S: ARI may deliver a transfer
         # event after the transferring leg's ChannelDestroyed (different Asterisk topics).
         self.ending: dict[str, Followed] = {}
+        # The transfer lookup's channel listing, shared by the calls that end together.
+        self.channel_listing = Coalesced(lambda: self.env.ari.request("GET", "channels"))
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:
@@ -407,7 +410,7 @@ class CallguardApp:
         if not name:
             return None
         try:
-            listed = await self.env.ari.request("GET", "channels")
+            listed = await self.channel_listing.get()
             for candidate in in_transfer_context(listed if isinstance(listed, list) else []):
                 if candidate in self.env.tracked:
                     continue

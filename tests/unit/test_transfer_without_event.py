@@ -84,3 +84,38 @@ def test_inbound_recordings_are_not_looked_up() -> None:
                   {"n1-1.12": LEFT_NAME})
     app, ended = run_grace(ari, OUT_FILE.replace("_out_", "_in_"))
     assert ended == [LEFT] and app.env.tracked == {} and ari.subscribed == []
+
+
+def test_calls_ending_together_share_one_channel_listing() -> None:
+    """PERF-2: 300 recorded outbound calls that end within the same moment list Asterisk's
+    channels once between them, not once each (~230 kB at 600 channels)."""
+    ari = FakeAri([{"id": "n1-1.11", "dialplan": {"context": "cg-connect"}}], {})
+    listings = 0
+    plain = ari.request
+
+    async def counting(method: str, path: str) -> object:
+        nonlocal listings
+        listings += path == "channels"
+        await asyncio.sleep(0.01)
+        return await plain(method, path)
+
+    ari.request = counting  # type: ignore[method-assign]
+    app = CallguardApp(cast(Settings, None))
+    app.env = cast(CallEnv, SimpleNamespace(ari=ari, tracked={}))
+    ended: list[str] = []
+
+    async def call_ended(channel_id: str, followed: Followed, at: datetime | None = None,
+                         answered_ms: str | None = None) -> None:
+        ended.append(channel_id)
+
+    app.call_ended = call_ended  # type: ignore[method-assign]
+
+    async def all_end() -> None:
+        await asyncio.gather(*(
+            app.end_after_grace(f"n1-1.{i}", Followed(FOLLOW_RECORDING, OUT_FILE.replace(
+                LEFT, f"n1-1.{i}")), datetime.now(UTC), f"PJSIP/f1-a-{i:08x}")
+            for i in range(100, 400)))
+
+    asyncio.run(all_end())
+    assert len(ended) == 300  # every call still ends
+    assert listings == 1

@@ -1,0 +1,106 @@
+"""PERF-2 / issue #14: the transfer lookup's channel listing, shared by the calls that end
+together (ari_app/coalesce.py), never a listing sent before a caller asked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from ari_app.coalesce import Coalesced
+
+
+class Source:
+    """A fetch that answers with how many requests came before it, when released."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.release = asyncio.Event()
+
+    async def fetch(self) -> int:
+        self.sent += 1
+        n = self.sent
+        await self.release.wait()
+        self.release.clear()
+        return n
+
+
+def test_callers_waiting_together_share_one_request() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        src = Source()
+        shared = Coalesced(src.fetch)
+        callers = [asyncio.ensure_future(shared.get()) for _ in range(300)]
+        await asyncio.sleep(0)
+        src.release.set()
+        return await asyncio.gather(*callers), src.sent
+
+    results, sent = asyncio.run(scenario())
+    assert sent == 1 and set(results) == {1}
+
+
+def test_a_caller_arriving_during_a_request_gets_the_next_one() -> None:
+    async def scenario() -> tuple[int, list[int], int]:
+        src = Source()
+        shared = Coalesced(src.fetch)
+        first = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)  # the first request is out
+        late = [asyncio.ensure_future(shared.get()) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert src.sent == 1  # the late callers wait; nothing more is sent meanwhile
+        src.release.set()
+        got_first = await first
+        await asyncio.sleep(0)
+        src.release.set()
+        return got_first, await asyncio.gather(*late), src.sent
+
+    got_first, late, sent = asyncio.run(scenario())
+    assert got_first == 1 and late == [2] * 5 and sent == 2
+
+
+def test_a_failure_reaches_its_round_and_the_next_round_works() -> None:
+    calls = 0
+
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("Asterisk away")
+        return "listing"
+
+    async def scenario() -> list[BaseException | str]:
+        shared = Coalesced(fetch)
+        first = await asyncio.gather(shared.get(), shared.get(), return_exceptions=True)
+        return [*first, await shared.get()]
+
+    out = asyncio.run(scenario())
+    assert [type(x) for x in out[:2]] == [ConnectionError, ConnectionError]
+    assert out[2] == "listing"
+
+
+def test_a_cancelled_caller_leaves_the_others_round_intact() -> None:
+    async def scenario() -> int:
+        src = Source()
+        shared = Coalesced(src.fetch)
+        gone = asyncio.ensure_future(shared.get())
+        stays = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)
+        gone.cancel()
+        src.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return await stays
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_it_runs_on_uvloop() -> None:
+    async def scenario() -> list[int]:
+        src = Source()
+        shared = Coalesced(src.fetch)
+        callers = [asyncio.ensure_future(shared.get()) for _ in range(3)]
+        await asyncio.sleep(0)
+        src.release.set()
+        return await asyncio.gather(*callers)
+
+    assert uvloop.run(scenario()) == [1, 1, 1]
