@@ -40,7 +40,8 @@ class FakeAri:
         self.subscribed.append(channel_id)
 
 
-def run_grace(ari: FakeAri, rel_path: str = OUT_FILE) -> tuple[CallguardApp, list[str]]:
+def app_on(ari: FakeAri) -> tuple[CallguardApp, list[str]]:
+    """The app on a fake ARI, and the channels whose call it ended."""
     app = CallguardApp(cast(Settings, None))
     app.env = cast(CallEnv, SimpleNamespace(ari=ari, tracked={}))
     ended: list[str] = []
@@ -50,6 +51,11 @@ def run_grace(ari: FakeAri, rel_path: str = OUT_FILE) -> tuple[CallguardApp, lis
         ended.append(channel_id)
 
     app.call_ended = call_ended  # type: ignore[method-assign]
+    return app, ended
+
+
+def run_grace(ari: FakeAri, rel_path: str = OUT_FILE) -> tuple[CallguardApp, list[str]]:
+    app, ended = app_on(ari)
     followed = Followed(FOLLOW_RECORDING, rel_path)
     asyncio.run(app.end_after_grace(LEFT, followed, datetime.now(UTC), LEFT_NAME))
     return app, ended
@@ -100,15 +106,7 @@ def test_calls_ending_together_share_one_channel_listing() -> None:
         return await plain(method, path)
 
     ari.request = counting  # type: ignore[method-assign]
-    app = CallguardApp(cast(Settings, None))
-    app.env = cast(CallEnv, SimpleNamespace(ari=ari, tracked={}))
-    ended: list[str] = []
-
-    async def call_ended(channel_id: str, followed: Followed, at: datetime | None = None,
-                         answered_ms: str | None = None) -> None:
-        ended.append(channel_id)
-
-    app.call_ended = call_ended  # type: ignore[method-assign]
+    app, ended = app_on(ari)
 
     async def all_end() -> None:
         await asyncio.gather(*(
