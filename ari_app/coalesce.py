@@ -26,7 +26,6 @@ class Coalesced(Generic[T]):
         self._fetch = fetch
         self._next: asyncio.Future[T] | None = None  # what the next request will answer
         self._runner: asyncio.Task[None] | None = None
-        self.sent = 0  # requests sent (for tests and logs)
 
     async def get(self) -> T:
         if self._next is None:
@@ -42,11 +41,13 @@ class Coalesced(Generic[T]):
     async def _run(self) -> None:
         while self._next is not None:
             round_, self._next = self._next, None
-            self.sent += 1
             try:
                 result = await self._fetch()
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # the loop is going away: nobody waits for ever
                 round_.cancel()
+                if self._next is not None:
+                    self._next.cancel()
+                    self._next = None
                 raise
             except Exception as exc:  # every caller of this round gets it (AriError, ...)
                 round_.set_exception(exc)

@@ -104,3 +104,19 @@ def test_it_runs_on_uvloop() -> None:
         return await asyncio.gather(*callers)
 
     assert uvloop.run(scenario()) == [1, 1, 1]
+
+
+def test_callers_are_not_left_waiting_when_the_request_is_cancelled() -> None:
+    async def scenario() -> list[bool]:
+        src = Source()
+        shared = Coalesced(src.fetch)
+        first = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)
+        late = asyncio.ensure_future(shared.get())  # waits for the next round
+        await asyncio.sleep(0)
+        assert shared._runner is not None
+        shared._runner.cancel()  # e.g. the app shutting down mid-request
+        done = await asyncio.gather(first, late, return_exceptions=True)
+        return [isinstance(x, asyncio.CancelledError) for x in done]
+
+    assert asyncio.run(scenario()) == [True, True]
