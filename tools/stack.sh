@@ -289,9 +289,8 @@ ast_start() {
     if ! sup_any_up asterisk; then
         # Asterisk's own file: created here by root on a fresh root, it could not open it (no
         # messages.log at all until the next `module reload`).
-        : > "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-        chown "$AST_USER:$AST_USER" "$ASTERISK_ROOT/var/log/asterisk/messages.log"
-        chmod 0640 "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        install -m 0640 -o "$AST_USER" -g "$AST_USER" /dev/null \
+            "$ASTERISK_ROOT/var/log/asterisk/messages.log"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
