@@ -16,20 +16,14 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.procs import Child
+from tests.e2e import sip_messages as sip
 
 ASTERISK = "127.0.0.1:5060"
-SDP = """v=0
-o=- 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv"""
-# Failure responses end the call at once (ACK, counted as failed from the log).
-FAIL_CODES = (400, 403, 404, 408, 480, 484, 486, 487, 488, 500, 503, 603)
+SDP = sip.sdp(pcmu=False)
+# The carrier's side of its dialog: the caller number from the CSV, to the dialed service.
+_DIALOG = ("From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]\n"
+           "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n[routes]\n"
+           "Call-ID: [call_id]")
 
 
 def uac_xml(hold_ms: int, audio: Path | None = None) -> str:
@@ -49,102 +43,33 @@ def uac_xml(hold_ms: int, audio: Path | None = None) -> str:
     hold starts again, as a real carrier would not drop the call over it; one crossing our
     BYE gets 481.
     """
-    fails = "\n  ".join(f'<recv response="{c}" optional="true" next="failed"/>'
-                        for c in FAIL_CODES)
     # Audio starts as an action of the 200 itself: a step between the ACK and the re-INVITE
     # wait would leave a window in which an early re-INVITE counts as unexpected.
     media = (f'<action><exec rtp_stream="{audio},1,8"/></action>' if audio else "")
+    invite_dialog = _DIALOG.replace("[peer_tag_param]\n[routes]", "")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  {fails}
+  {sip.request("INVITE", "sip:[service]@[remote_ip]:[remote_port]", 1, invite_dialog,
+               contact="<sip:[field0]@[local_ip]:[local_port]>",
+               content_type="application/sdp", body=SDP, attrs=' retrans="500"')}
+  {sip.provisional_recvs()}
+  {sip.failure_recvs()}
   <recv response="200" rrs="true">{media}</recv>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-[routes]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.request("ACK", "[next_url]", 1, _DIALOG)}
   <label id="hold"/>
   <recv request="INVITE" timeout="{hold_ms}" ontimeout="hangup"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[field0]@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.reply("200 OK", contact="<sip:[field0]@[local_ip]:[local_port]>", body=SDP)}
   <recv request="ACK" timeout="5000" ontimeout="hold" next="hold"/>
   <label id="hangup"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-[routes]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.request("BYE", "[next_url]", 2, _DIALOG, attrs=' retrans="500"')}
   <recv request="INVITE" optional="true" next="glare"/>
   <recv response="200" crlf="true" next="done"/>
   <label id="glare"/>
-  <send><![CDATA[
-SIP/2.0 481 Call/Transaction Does Not Exist
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
+  {sip.reply("481 Call/Transaction Does Not Exist")}
   <recv request="ACK" optional="true"/>
   <recv response="200" crlf="true" next="done"/>
   <label id="failed"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.ACK_FAILURE}
   <label id="done"/>
 </scenario>
 """
@@ -153,59 +78,16 @@ Content-Length: 0
 UAS_XML = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench phone: answers at once, accepts re-INVITEs">
   <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.ringing()}
+  {sip.answer(SDP)}
   <recv request="ACK" optional="true" crlf="true"/>
   <label id="up"/>
   <recv request="INVITE" optional="true" next="reinvite"/>
   <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
+  {sip.reply("200 OK")}
   <nop next="end"/>
   <label id="reinvite"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.reply("200 OK", contact=sip.PHONE_CONTACT, body=SDP)}
   <recv request="ACK" timeout="5000" ontimeout="up" next="up"/>
   <label id="end"/>
 </scenario>

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from tests.e2e import sip_messages as sip
 from tests.e2e.rtp_pcap import dtmf_pcap, tone_pcap
 
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
 CARRIER_OUT = "127.0.0.3"  # where Asterisk sends outbound calls
-FAIL_CODES = (400, 401, 403, 404, 408, 480, 484, 486, 487, 488, 500, 503, 603)
 
 
 def free_port(ip: str) -> int:
@@ -204,22 +204,10 @@ def _steps_xml(steps: list[Step], work: Path, hold: bool = True) -> str:
             # timestamps, so a second digit in one call looks like a repeat of the first.
             for digit in str(step.value):
                 cseq = next(_INFO_CSEQ)
-                parts.append(f"""<send><![CDATA[
-INFO [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-[routes]
-[last_Call-ID:]
-CSeq: {cseq} INFO
-Max-Forwards: 70
-Content-Type: application/dtmf-relay
-Content-Length: [len]
-
-Signal={digit}
-Duration=160
-]]></send>
-  <recv response="200" optional="false"/>""")
+                info = sip.request("INFO", "[next_url]", cseq,
+                                   content_type="application/dtmf-relay",
+                                   body=f"Signal={digit}\nDuration=160")
+                parts.append(f'{info}\n  <recv response="200" optional="false"/>')
                 parts.append('<pause milliseconds="300"/>')
         elif step.kind == "dtmf_rtp":
             for digit in str(step.value):
@@ -246,104 +234,38 @@ Duration=160
     return "\n  ".join(parts)
 
 
-SDP = """v=0
-o=- 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 0 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv"""
+SDP = sip.sdp()
 
 
 def uac_xml(spec: UacSpec, work: Path) -> str:
     from_host = spec.from_host or "[local_ip]"
     # No blank line may appear among the headers: it would end them (and drop the SDP).
-    headers = "".join(f"{h}\n" for h in spec.extra_headers)
     body = (spec.sdp_body or SDP) if spec.sdp else ""
-    ctype = "Content-Type: application/sdp\n" if spec.sdp else ""
-    fails = "\n  ".join(
-        f'<recv response="{c}" optional="true" next="failed"/>' for c in FAIL_CODES
-    )
     ending = (
-        """<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-[routes]
-[last_Call-ID:]
-CSeq: 9999 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200" crlf="true"/>"""
+        sip.request("BYE", "[next_url]", 9999, attrs=' retrans="500"')
+        + '\n  <recv response="200" crlf="true"/>'
         if spec.hangup
-        else f"""<recv request="BYE" timeout="{spec.wait_bye_s * 1000}"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>"""
+        else f'<recv request="BYE" timeout="{spec.wait_bye_s * 1000}"/>\n  '
+        + sip.reply("200 OK")
     )
+    invite = sip.request(
+        "INVITE", "sip:[service]@[remote_ip]:[remote_port]", 1,
+        f"From: <sip:{spec.from_user}@{from_host}>;tag=[pid]SIPpTag[call_number]\n"
+        "To: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]",
+        contact=f"<sip:{spec.from_user}@[local_ip]:[local_port]>", extra=spec.extra_headers,
+        content_type="application/sdp" if spec.sdp else "", body=body, attrs=' retrans="500"')
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard uac">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:{spec.from_user}@{from_host}>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:{spec.from_user}@[local_ip]:[local_port]>
-Max-Forwards: 70
-{headers}{ctype}Content-Length: [len]
-
-{body}
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  {fails}
+  {invite}
+  {sip.provisional_recvs()}
+  {sip.failure_recvs()}
   <recv response="200" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-[routes]
-[last_Call-ID:]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.request("ACK", "[next_url]", 1)}
   {_steps_xml(spec.steps, work)}
   {ending}
   <nop next="done"/>
   <label id="failed"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.ACK_FAILURE}
   <label id="done"/>
 </scenario>
 """
@@ -380,42 +302,19 @@ def cancel_xml(from_user: str, after_ms: int) -> str:
     invite_headers = (f"From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag"
                       "[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\n"
                       "Call-ID: [call_id]")
+    ruri = "sip:[service]@[remote_ip]:[remote_port]"
+    acked = invite_headers.replace("[remote_port]>", "[remote_port]>[peer_tag_param]")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard caller who gives up">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-{invite_headers}
-CSeq: 1 INVITE
-Contact: <sip:{from_user}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.request("INVITE", ruri, 1, invite_headers,
+               contact=f"<sip:{from_user}@[local_ip]:[local_port]>",
+               content_type="application/sdp", body=SDP, attrs=' retrans="500"')}
   <recv response="100"/>
   <pause milliseconds="{after_ms}"/>
-  <send><![CDATA[
-CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
-{invite_headers}
-CSeq: 1 CANCEL
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.request("CANCEL", ruri, 1, invite_headers, via=sip.VIA.replace("[branch]", "[branch-3]"))}
   <recv response="200"/>
   <recv response="487"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-6]
-{invite_headers.replace("[remote_port]>", "[remote_port]>[peer_tag_param]")}
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {sip.request("ACK", ruri, 1, acked, via=sip.VIA.replace("[branch]", "[branch-6]"))}
 </scenario>
 """
 
@@ -427,85 +326,32 @@ def cancelled_call(to: str, work: Path, from_user: str = "0399990000", after_ms:
                        ["-s", to, "-timeout_error"])
 
 
-UAS_ANSWER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+UAS_ANSWER = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard phone">
   <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  {before_answer}
+  {sip.ringing()}
+  {{before_answer}}
 </scenario>
 """
 
-_ANSWER = """<pause milliseconds="{delay}"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
 
-""" + SDP + """
-]]></send>
+def _answer(delay_ms: int, audio_xml: str) -> str:
+    return f"""<pause milliseconds="{delay_ms}"/>
+  {sip.answer(SDP)}
   <recv request="ACK" crlf="true"/>
-  {audio}
+  {audio_xml}
   <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
+  {sip.reply("200 OK")}"""
 
-]]></send>"""
 
-_REFUSE = """<send><![CDATA[
-SIP/2.0 {code} {reason}
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
+def _refuse(status: str) -> str:
+    return f"""{sip.reply(status, to=sip.TAGGED_TO)}
   <recv request="ACK"/>"""
 
-_NO_ANSWER = """<recv request="CANCEL"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
 
-]]></send>
-  <send><![CDATA[
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-CSeq: [cseq] INVITE
-Content-Length: 0
-
-]]></send>
+_NO_ANSWER = f"""<recv request="CANCEL"/>
+  {sip.reply("200 OK")}
+  {sip.reply("487 Request Terminated", to=sip.TAGGED_TO, cseq="CSeq: [cseq] INVITE")}
   <recv request="ACK"/>"""
 
 
@@ -529,11 +375,11 @@ class Phone:
             # BYE inside a <pause> is "unexpected" to sipp, which aborts that call, and the
             # BYE's retransmission then reaches whichever phone listens on the port next.
             audio_xml = _steps_xml([step], work / "x", hold=False) if audio_s else ""
-            tail = _ANSWER.format(delay=answer_ms, audio=audio_xml)
+            tail = _answer(answer_ms, audio_xml)
         elif mode == "busy":
-            tail = _REFUSE.format(code=486, reason="Busy Here")
+            tail = _refuse("486 Busy Here")
         elif mode == "unallocated":  # the carrier: no such number
-            tail = _REFUSE.format(code=404, reason="Not Found")
+            tail = _refuse("404 Not Found")
         elif mode == "noanswer":
             tail = _NO_ANSWER
         else:
@@ -659,30 +505,10 @@ class Load:
 
 # After its own BYE(s) the phone stays 3 s to answer Asterisk's BYE on a leg Asterisk ended at
 # the same time: unanswered, Asterisk would retransmit it into the next test's phone.
-_LINGER = """<label id="linger"/>
+_LINGER = f"""<label id="linger"/>
   <recv request="BYE" timeout="3000" ontimeout="lingered"/>
-  <send next="linger"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
+  {sip.reply("200 OK", attrs=' next="linger"')}
   <label id="lingered"/>"""
-
-_OK = """<send{next}><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-{contact}Content-Length: 0
-
-]]></send>"""
 
 
 @dataclass(frozen=True)
@@ -693,6 +519,10 @@ class _Leg:
     from_: str  # our side, with our tag
     to: str  # Asterisk's side, with its tag
     routes: str = ""  # "[routes]\n" on the dialog the phone placed with the first INVITE
+
+    @property
+    def dialog(self) -> str:
+        return f"From: {self.from_}\nTo: {self.to}\n{self.routes}Call-ID: [call_id]"
 
 
 def _answered_leg() -> _Leg:
@@ -716,60 +546,26 @@ _CONSULT_LEG = _Leg(f"sip:asterisk@{ASTERISK}",
 def _bye(leg: _Leg, cseq: int, label: str) -> str:
     """A BYE on one dialog; 200, or 481 when Asterisk already ended that leg (a BYE of
     Asterisk's crossing ours is answered)."""
-    return f"""<send retrans="500"><![CDATA[
-BYE {leg.ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: {leg.from_}
-To: {leg.to}
-{leg.routes}Call-ID: [call_id]
-CSeq: {cseq} BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+    return f"""{sip.request("BYE", leg.ruri, cseq, leg.dialog, attrs=' retrans="500"')}
   <recv request="BYE" optional="true" next="{label}x"/>
   <recv response="200" optional="true" next="{label}"/>
   <recv response="481" next="{label}"/>
   <label id="{label}x"/>
-  {_OK.format(next="", contact="")}
+  {sip.reply("200 OK")}
   <recv response="200" optional="true" next="{label}"/>
   <recv response="481"/>
   <label id="{label}"/>"""
 
 
 def _invite(ruri: str, from_: str, to: str, cseq: int) -> str:
-    return f"""<send retrans="500"><![CDATA[
-INVITE {ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: {from_}
-To: {to}
-Call-ID: [call_id]
-CSeq: {cseq} INVITE
-Contact: <sip:f1@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="180" optional="true"/>"""
+    invite = sip.request("INVITE", ruri, cseq, f"From: {from_}\nTo: {to}\nCall-ID: [call_id]",
+                         contact="<sip:f1@[local_ip]:[local_port]>",
+                         content_type="application/sdp", body=SDP, attrs=' retrans="500"')
+    return f"{invite}\n  {sip.provisional_recvs((100, 180, 183, 180))}"
 
 
 def _ack(leg: _Leg, cseq: int) -> str:
-    return f"""<send><![CDATA[
-ACK {leg.ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: {leg.from_}
-To: {leg.to}
-{leg.routes}Call-ID: [call_id]
-CSeq: {cseq} ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>"""
+    return sip.request("ACK", leg.ruri, cseq, leg.dialog)
 
 
 def _tag_of(header: str, var: str) -> str:
@@ -780,30 +576,8 @@ def _tag_of(header: str, var: str) -> str:
 _ANSWER_FIRST = f"""<recv request="INVITE" crlf="true">
     {_tag_of("From", "ftag")}
   </recv>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.ringing()}
+  {sip.answer(SDP)}
   <recv request="ACK" crlf="true"/>"""
 
 
@@ -846,26 +620,15 @@ def transfer_xml(work: Path, target: str, talk_s: float, hz: float, *,
                    + f'\n  <pause milliseconds="{int(consult_s * 1000)}"/>')
         hangup += "\n  " + _bye(_CONSULT_LEG, 202, "d2")
         refs += ",ct"
-    contact = "Contact: <sip:f1@[local_ip]:[local_port]>\n"
+    contact = "<sip:f1@[local_ip]:[local_port]>"
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard transferring phone">
   {first}
   {talk}
   {consult}
-  <send retrans="500"><![CDATA[
-REFER {leg.ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: {leg.from_}
-To: {leg.to}
-{leg.routes}Call-ID: [call_id]
-CSeq: {cseq + 2} REFER
-Contact: <sip:f1@[local_ip]:[local_port]>
-Max-Forwards: 70
-Refer-To: {refer_to}
-Referred-By: <sip:f1@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
+  {sip.request("REFER", leg.ruri, cseq + 2, leg.dialog, contact=contact,
+               extra=[f"Refer-To: {refer_to}", f"Referred-By: {contact}"],
+               attrs=' retrans="500"')}
   <recv response="202"/>
   <label id="notify"/>
   <recv request="BYE" optional="true" next="byed" timeout="10000" ontimeout="hangup"/>
@@ -877,10 +640,10 @@ Content-Length: 0
       <test assign_to="provisional" variable="fragnum" compare="less_than" value="200"/>
     </action>
   </recv>
-  {_OK.format(next=' next="notify" test="provisional"', contact=contact)}
+  {sip.reply("200 OK", contact=contact, attrs=' next="notify" test="provisional"')}
   <nop next="hangup"/>
   <label id="byed"/>
-  {_OK.format(next=' next="notify"', contact="")}
+  {sip.reply("200 OK", attrs=' next="notify"')}
   <label id="hangup"/>
   {hangup}
   {_LINGER}
@@ -920,6 +683,9 @@ def final_sipfrag(result: CallResult) -> str | None:
 def uas_hangs_up_xml(talk_s: float, hz: float, work: Path) -> str:
     """A called party that answers, talks `talk_s` at `hz` and hangs up (sends BYE)."""
     talk = _steps_xml([tone(talk_s, hz)], work)
+    bye = sip.request("BYE", f"sip:asterisk@{ASTERISK}", 2,
+                      "From: [$tohdr];tag=[pid]SIPpTag01[call_number]\nTo: [$fromhdr]\n"
+                      "Call-ID: [call_id]", attrs=' retrans="500"')
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callguard party that hangs up">
   <recv request="INVITE" crlf="true">
@@ -930,32 +696,10 @@ def uas_hangs_up_xml(talk_s: float, hz: float, work: Path) -> str:
             assign_to="th,tohdr"/>
     </action>
   </recv>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
+  {sip.answer(SDP)}
   <recv request="ACK" crlf="true"/>
   {talk}
-  <send retrans="500"><![CDATA[
-BYE sip:asterisk@{ASTERISK} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$tohdr];tag=[pid]SIPpTag01[call_number]
-To: [$fromhdr]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
+  {bye}
   <recv response="200"/>
   <Reference variables="fh,th"/>
 </scenario>

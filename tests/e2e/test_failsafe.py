@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e import sip_messages as sip
 from tests.e2e.conftest import AppLog, ari_get
 from tests.e2e.sipp import (
     ASTERISK,
@@ -299,46 +300,14 @@ def test_dead_recorded_call_is_reaped(clean: Engine, settings: Settings, work: P
         prom_alerts(settings)
 
 
-HOLD = """<send retrans="500"><![CDATA[
-INVITE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-[routes]
-[last_Call-ID:]
-CSeq: 2 INVITE
-Contact: <sip:hold@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=- 1 2 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 0 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendonly
-]]></send>
+# The caller puts the call on hold: a re-INVITE offering a=sendonly, then {hold_ms} of silence.
+HOLD = f"""{sip.request("INVITE", "[next_url]", 2, contact="<sip:hold@[local_ip]:[local_port]>",
+                         content_type="application/sdp",
+                         body=sip.sdp(version=2, direction="sendonly"), attrs=' retrans="500"')}
   <recv response="100" optional="true"/>
   <recv response="200"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-[routes]
-[last_Call-ID:]
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <pause milliseconds="{hold_ms}"/>
+  {sip.request("ACK", "[next_url]", 2)}
+  <pause milliseconds="{{hold_ms}}"/>
   """
 
 
