@@ -30,6 +30,7 @@ from sqlalchemy import Engine, text
 from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.db import migrate
 from callguard.db.session import make_sync_engine
+from tests.processes import end
 
 BIN = PROJECT_ROOT / ".venv" / "bin"
 E2E_LOCK = Path(os.environ.get("CALLGUARD_E2E_LOCK", "/tmp/callguard-e2e.lock"))
@@ -133,12 +134,7 @@ def api_server(settings: Settings, log_path: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end(proc, grace_s=10)
 
 
 def engine_for(settings: Settings) -> Engine:

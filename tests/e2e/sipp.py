@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.e2e import sip_messages as sip
 from tests.e2e.rtp_pcap import dtmf_pcap, tone_pcap
+from tests.processes import end
 
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
@@ -413,13 +414,8 @@ class Phone:
             # aborts whichever phone listens on this address next (CI: a 480 two calls on).
             # A phone that rang ends by itself once its calls are hung up.
             self.wait(5)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end(self.proc)
 
     def wait(self, timeout_s: float = 30) -> None:
         """Until the phone's scenario ended (or the timeout: the test asserts on the log)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.sipp import udp_bound
+from tests.processes import end
 
 CTRL_PORT = 4444
 ASTERISK = "127.0.0.1:5060"
@@ -149,13 +150,8 @@ class Softphone:
             except OSError:
                 pass
             self.sock = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end(self.proc)
         if self._reader is not None:
             self._reader.join(2)
 

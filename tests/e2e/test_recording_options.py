@@ -310,6 +310,30 @@ def rms_between(samples: array.array[int], start_s: float, end_s: float) -> floa
     return math.sqrt(sum(x * x for x in part) / len(part))
 
 
+def assert_one_muted_interval(engine: Engine, settings: Settings, *, after_s: float,
+                              longest_s: float) -> None:
+    """The one recording is complete with one muted interval, starting more than `after_s`
+    after the answer and 2 s to `longest_s` long; its file is silent there and has both
+    parties' audio before and after."""
+    [row] = recordings(engine)
+    assert row["status"] == "complete", row
+    muted_rows = row["muted"]
+    assert isinstance(muted_rows, list) and len(muted_rows) == 1, muted_rows
+    interval: dict[str, str] = muted_rows[0]
+    answered = row["answered_at"]
+    assert isinstance(answered, datetime)
+    start = (datetime.fromisoformat(interval["from"]) - answered).total_seconds()
+    end = (datetime.fromisoformat(interval["until"]) - answered).total_seconds()
+    assert after_s < start < end and 2.0 < end - start < longest_s, (start, end)
+    with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
+        samples = array.array("h", w.readframes(w.getnframes()))
+    total = len(samples) / 8000
+    before = rms_between(samples, 0.3, start - 0.3)
+    muted = rms_between(samples, start + 0.3, end - 0.3)
+    after = rms_between(samples, end + 0.3, total - 0.3)
+    assert muted < 50 < 1000 < min(before, after), (before, muted, after)
+
+
 def test_pause_and_resume_through_the_api(clean: Engine, settings: Settings,
                                           work: Path) -> None:
     """Issue #14 pause/resume: during a recorded call, the contract's own API token pauses
@@ -341,23 +365,7 @@ def test_pause_and_resume_through_the_api(clean: Engine, settings: Settings,
         caller.join(60)
     [call] = done
     assert call.final_status() == 200 and call.first(method="BYE", sent=True) is not None
-    [row] = recordings(clean)
-    assert row["status"] == "complete", row
-    muted_rows = row["muted"]
-    assert isinstance(muted_rows, list) and len(muted_rows) == 1, muted_rows
-    interval: dict[str, str] = muted_rows[0]
-    answered = row["answered_at"]
-    assert isinstance(answered, datetime)
-    start = (datetime.fromisoformat(interval["from"]) - answered).total_seconds()
-    end = (datetime.fromisoformat(interval["until"]) - answered).total_seconds()
-    assert 1.5 < start < end and 2.0 < end - start < 4.0, (start, end)
-    with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
-        samples = array.array("h", w.readframes(w.getnframes()))
-    total = len(samples) / 8000
-    before = rms_between(samples, 0.3, start - 0.3)
-    muted = rms_between(samples, start + 0.3, end - 0.3)
-    after = rms_between(samples, end + 0.3, total - 0.3)
-    assert muted < 50 < 1000 < min(before, after), (before, muted, after)
+    assert_one_muted_interval(clean, settings, after_s=1.5, longest_s=4.0)
     status, _, _ = api(settings, "POST", f"/recordings/{rec_id}/resume")
     assert status == 409
 
@@ -376,23 +384,7 @@ def test_dtmf_codes_from_the_customer_pause_and_resume(f1_options: Engine,
                    local_ip=F1A)
         far.wait(5)
     assert call.final_status() == 200 and call.first(method="BYE", sent=True) is not None
-    [row] = recordings(f1_options)
-    assert row["status"] == "complete", row
-    muted_rows = row["muted"]
-    assert isinstance(muted_rows, list) and len(muted_rows) == 1, muted_rows
-    interval: dict[str, str] = muted_rows[0]
-    answered = row["answered_at"]
-    assert isinstance(answered, datetime)
-    start = (datetime.fromisoformat(interval["from"]) - answered).total_seconds()
-    end = (datetime.fromisoformat(interval["until"]) - answered).total_seconds()
-    assert 2.0 < start < end and 2.0 < end - start < 4.5, (start, end)
-    with wave.open(str(settings.recordings_dir / str(row["path"]))) as w:
-        samples = array.array("h", w.readframes(w.getnframes()))
-    total = len(samples) / 8000
-    before = rms_between(samples, 0.3, start - 0.3)
-    muted = rms_between(samples, start + 0.3, end - 0.3)
-    after = rms_between(samples, end + 0.3, total - 0.3)
-    assert muted < 50 < 1000 < min(before, after), (before, muted, after)
+    assert_one_muted_interval(f1_options, settings, after_s=2.0, longest_s=4.5)
 
 
 def test_dtmf_codes_from_the_carrier_side_do_nothing(f1_options: Engine,
