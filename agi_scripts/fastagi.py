@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from asterisk.agi import AGI, AGIException
+from asterisk.agi import AGI, AGIException, AGISIGHUPHangup
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,19 +68,32 @@ class ResultLines:
     """The AGI environment has no escaping: a CR/LF inside a dialed number or a caller ID
     (`sip:007727%0D%0A@…` is valid SIP) ends it early with a blank line, and its remaining
     `agi_*:` lines would be read as the answers to our first commands (REL-4). Until the
-    first real answer (`200 result=…`), lines that are not an answer are skipped."""
+    first real answer (`200 result=…`), lines that are not an answer are skipped.
+
+    A caller who hangs up while the script runs: Asterisk writes `HANGUP` (FastAGI's
+    SIGHUP) ahead of the next answer, or the connection closes. pyst2 reads either as an
+    answer without a code and fails with a ValueError, which skipped the fallback's clean-up
+    (the recording slot it had counted) and was logged as a failure of the fallback. Both
+    are a hangup (an AGIException), and so is every read after it."""
 
     _ANSWER = re.compile(r"^(\d{3}[ -]|HANGUP)")
 
     def __init__(self, rfile: Any) -> None:
         self._rfile = rfile
         self._synced = False
+        self.hung_up = ""
 
     def readline(self) -> str:
+        if self.hung_up:
+            raise AGISIGHUPHangup(self.hung_up)
         line: str = self._rfile.readline()
         while not self._synced and line and not self._ANSWER.match(line):
             line = self._rfile.readline()
         self._synced = True
+        if not line or line.startswith("HANGUP"):
+            self.hung_up = ("the channel hung up (HANGUP)" if line
+                            else "Asterisk closed the AGI connection")
+            raise AGISIGHUPHangup(self.hung_up)
         return line
 
 
