@@ -20,10 +20,12 @@ from tests.e2e import sip_messages as sip
 
 ASTERISK = "127.0.0.1:5060"
 SDP = sip.sdp(pcmu=False)
-# The carrier's side of its dialog: the caller number from the CSV, to the dialed service.
-_DIALOG = ("From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]\n"
-           "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n[routes]\n"
-           "Call-ID: [call_id]")
+# The carrier's side of its dialog: the caller number from the CSV, to the dialed service;
+# the INVITE has neither the far end's tag nor a route set yet, the ACK and BYE have both.
+_FROM = "From: <sip:[field0]@[local_ip]>;tag=[pid]SIPpTag[call_number]"
+_TO = "To: <sip:[service]@[remote_ip]:[remote_port]>"
+_INVITE_DIALOG = f"{_FROM}\n{_TO}\nCall-ID: [call_id]"
+_DIALOG = f"{_FROM}\n{_TO}[peer_tag_param]\n[routes]\nCall-ID: [call_id]"
 
 
 def uac_xml(hold_ms: int, audio: Path | None = None) -> str:
@@ -46,10 +48,9 @@ def uac_xml(hold_ms: int, audio: Path | None = None) -> str:
     # Audio starts as an action of the 200 itself: a step between the ACK and the re-INVITE
     # wait would leave a window in which an early re-INVITE counts as unexpected.
     media = (f'<action><exec rtp_stream="{audio},1,8"/></action>' if audio else "")
-    invite_dialog = _DIALOG.replace("[peer_tag_param]\n[routes]", "")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="bench uac">
-  {sip.request("INVITE", "sip:[service]@[remote_ip]:[remote_port]", 1, invite_dialog,
+  {sip.request("INVITE", "sip:[service]@[remote_ip]:[remote_port]", 1, _INVITE_DIALOG,
                contact="<sip:[field0]@[local_ip]:[local_port]>",
                content_type="application/sdp", body=SDP, attrs=' retrans="500"')}
   {sip.provisional_recvs()}

@@ -35,15 +35,18 @@ def sdp(*, pcmu: bool = True, version: int = 1, direction: str = "sendrecv") -> 
 
 
 def _send(lines: Sequence[str], body: str | None, attrs: str) -> str:
+    """The message's lines, then its length: sipp's [len] with a body (even an empty one),
+    0 without; the blank line; the body."""
+    length = "Content-Length: 0" if body is None else "Content-Length: [len]"
     tail = "" if body is None else body + "\n"
-    return f"<send{attrs}><![CDATA[\n" + "\n".join(lines) + "\n\n" + tail + "]]></send>"
+    return (f"<send{attrs}><![CDATA[\n" + "\n".join([*lines, length]) + "\n\n" + tail
+            + "]]></send>")
 
 
-def request(method: str, ruri: str, cseq: int | str, dialog: str = IN_DIALOG, *,
+def request(method: str, ruri: str, cseq: int, dialog: str = IN_DIALOG, *,
             via: str = VIA, contact: str = "", extra: Sequence[str] = (),
             content_type: str = "", body: str | None = None, attrs: str = "") -> str:
-    """A request: `dialog` holds its From, To, Call-ID (and route set) lines; a body (even
-    an empty one) makes the length sipp's [len]."""
+    """A request: `dialog` holds its From, To, Call-ID (and route set) lines."""
     lines = [f"{method} {ruri} SIP/2.0", via, dialog, f"CSeq: {cseq} {method}"]
     if contact:
         lines.append(f"Contact: {contact}")
@@ -51,7 +54,6 @@ def request(method: str, ruri: str, cseq: int | str, dialog: str = IN_DIALOG, *,
     lines.extend(extra)
     if content_type:
         lines.append(f"Content-Type: {content_type}")
-    lines.append("Content-Length: [len]" if body is not None else "Content-Length: 0")
     return _send(lines, body, attrs)
 
 
@@ -64,7 +66,6 @@ def reply(status: str, *, to: str = "[last_To:]", cseq: str = "[last_CSeq:]",
         lines.append(f"Contact: {contact}")
     if body is not None:
         lines.append("Content-Type: application/sdp")
-    lines.append("Content-Length: [len]" if body is not None else "Content-Length: 0")
     return _send(lines, body, attrs)
 
 

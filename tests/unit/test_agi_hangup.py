@@ -34,6 +34,21 @@ FACTS = (f"200 result=1 ({b64(CALLED)})\n200 result=1 ({b64(CALLER)})\n"
          "200 result=0\n")
 
 
+def fallback(keeper: FakeKeeper, written: list[Op], agi_secret: str = "") -> Fallback:
+    """The fallback as the server builds it, with fakes for the state keeper and the writer."""
+    fb = Fallback.__new__(Fallback)
+    fb.settings = dataclasses.replace(SETTINGS, agi_secret=agi_secret)
+    fb.keeper, fb.limits = keeper, LIMITS  # type: ignore[assignment]
+    fb.write = written.extend  # type: ignore[method-assign,assignment]
+    return fb
+
+
+@pytest.fixture(autouse=True)
+def frozen_and_no_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastagi, "datetime", FrozenClock)
+    monkeypatch.setattr(fastagi, "prepare_dir", lambda root, rel_path: None)
+
+
 def agi_over(answers: str) -> QuietAGI:
     return QuietAGI(io.StringIO(ENV_HEAD + f"agi_extension: {CALLED}\n" + ENV_TAIL + answers),
                     io.StringIO())
@@ -41,14 +56,9 @@ def agi_over(answers: str) -> QuietAGI:
 
 @pytest.mark.parametrize("after_facts", ["HANGUP\n200 result=1\n", ""],
                          ids=["HANGUP", "connection closed"])
-def test_a_hangup_while_deciding_frees_the_slot_and_writes_nothing(
-        after_facts: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fastagi, "datetime", FrozenClock)
-    monkeypatch.setattr(fastagi, "prepare_dir", lambda root, rel_path: None)
-    fb = Fallback.__new__(Fallback)
+def test_a_hangup_while_deciding_frees_the_slot_and_writes_nothing(after_facts: str) -> None:
     keeper, written = FakeKeeper(), list[Op]()
-    fb.settings, fb.keeper, fb.limits = SETTINGS, keeper, LIMITS  # type: ignore[assignment]
-    fb.write = written.extend  # type: ignore[method-assign,assignment]
+    fb = fallback(keeper, written)
     facts = agi_over(FACTS)
     assert plan_inbound(Fallback.inbound_facts(facts, FrozenClock.now()), STATE,
                         LIMITS).recordings_delta == 1  # the call would take a recording slot
@@ -72,17 +82,12 @@ def test_answers_before_the_hangup_still_read_as_answers() -> None:
 
 
 def test_the_handler_logs_a_hangup_as_a_channel_gone_not_a_failure(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
     """Handler.handle over a socket, as Asterisk connects: the pyst2 ValueError this replaces
     went to log.exception("fallback failed; the dialplan fails open") with a traceback, 169
     times in one overloaded bench step (5 Dec)."""
-    monkeypatch.setattr(fastagi, "datetime", FrozenClock)
-    monkeypatch.setattr(fastagi, "prepare_dir", lambda root, rel_path: None)
-    fb = Fallback.__new__(Fallback)
     keeper = FakeKeeper()
-    fb.settings = dataclasses.replace(SETTINGS, agi_secret="s3cret")  # ENV_HEAD's script
-    fb.keeper, fb.limits = keeper, LIMITS  # type: ignore[assignment]
-    fb.write = list[Op]().extend  # type: ignore[method-assign,assignment]
+    fb = fallback(keeper, [], agi_secret="s3cret")  # the secret ENV_HEAD's script names
 
     class Handler(fastagi.Handler):
         fallback = fb
