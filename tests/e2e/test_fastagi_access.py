@@ -5,7 +5,9 @@ touched."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -18,6 +20,19 @@ from tests.e2e.conftest import AppLog
 
 EMPTY_HEADER = (b"RIFF" + (0).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
                 + bytes.fromhex("01000100401f0000803e00000200100064617461") + bytes(4))
+
+
+def asterisk_answer(command: str, variables: dict[str, str]) -> str:
+    """What Asterisk answers: a variable's value, or each of the `${BASE64_ENCODE(${X})}`
+    of a GET FULL VARIABLE, comma-joined (unset variables read empty)."""
+    if command.startswith("GET VARIABLE "):
+        value = variables.get(command.split(" ", 2)[2].strip('"'))
+        return f"200 result=1 ({value})" if value is not None else "200 result=0"
+    if command.startswith("GET FULL VARIABLE "):
+        names = re.findall(r"\$\{BASE64_ENCODE\(\$\{(\w+)\}\)\}", command)
+        encoded = (base64.b64encode(variables.get(n, "").encode()).decode() for n in names)
+        return f"200 result=1 ({','.join(encoded)})"
+    return "200 result=0"
 
 
 def agi_session(settings: Settings, script: str, channel_id: str,
@@ -43,9 +58,7 @@ def agi_session(settings: Settings, script: str, channel_id: str,
                 line, buf = buf.split(b"\n", 1)
                 cmd = line.decode().strip()
                 commands.append(cmd)
-                name = cmd.split(" ", 2)[2] if cmd.startswith("GET VARIABLE ") else ""
-                value = variables.get(name.strip('"'))
-                answer = f"200 result=1 ({value})" if value is not None else "200 result=0"
+                answer = asterisk_answer(cmd, variables)
                 sock.sendall(answer.encode() + b"\n")
     return commands
 

@@ -25,7 +25,7 @@ def test_an_extension_with_crlf_does_not_desynchronise_the_answers() -> None:
     agi, sent = agi_over(env, f"200 result=1 ({b64})\n200 result=1 (allowed)\n")
     assert agi.env["agi_uniqueid"] == "1700.1"
     # The leftover environment lines are skipped; the first answer is the first command's.
-    assert exact(agi, "${EXTEN}") == called
+    assert exact(agi, "${EXTEN}") == [called]
     assert agi.get_variable("CALLERID(pres)") == "allowed"
     assert sent.getvalue().splitlines()[0] == 'GET FULL VARIABLE "${BASE64_ENCODE(${EXTEN})}"'
     agi.finish()
@@ -35,12 +35,26 @@ def test_a_well_formed_environment_reads_as_before() -> None:
     env = ENV_HEAD + "agi_extension: 0312345678\n" + ENV_TAIL
     agi, _ = agi_over(env, "200 result=1 (MDMxMjM0NTY3OA==)\n200 result=1 (prohib)\n")
     assert agi.env["agi_extension"] == "0312345678"
-    assert exact(agi, "${EXTEN}") == "0312345678"
+    assert exact(agi, "${EXTEN}") == ["0312345678"]
     assert agi.get_variable("CALLERID(pres)") == "prohib"
     agi.finish()
 
 
 def test_an_empty_value_reads_empty() -> None:
     agi, _ = agi_over(ENV_HEAD + ENV_TAIL, "200 result=0\n")
-    assert exact(agi, "${CALLERID(num)}") == ""
+    assert exact(agi, "${CALLERID(num)}", "${EXTEN}") == ["", ""]
+    agi.finish()
+
+
+def test_several_values_in_one_command_split_back_exactly() -> None:
+    """One GET FULL VARIABLE for all of a call's facts (REL-1: a round trip with the channel's
+    thread each); values with commas, CR/LF or nothing at all come back as they were."""
+    values = ["0312345678", "03,1234\r\n", "", "prohib_passed_screen"]
+    answer = ",".join(base64.b64encode(v.encode()).decode() for v in values)
+    agi, sent = agi_over(ENV_HEAD + ENV_TAIL, f"200 result=1 ({answer})\n")
+    assert exact(agi, "${EXTEN}", "${CALLERID(num)}", "${CG_FOLLOW}",
+                 "${CALLERID(pres)}") == values
+    assert sent.getvalue() == ('GET FULL VARIABLE "${BASE64_ENCODE(${EXTEN})},'
+                               '${BASE64_ENCODE(${CALLERID(num)})},${BASE64_ENCODE(${CG_FOLLOW})},'
+                               '${BASE64_ENCODE(${CALLERID(pres)})}"\n')
     agi.finish()

@@ -28,10 +28,10 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-# The answers to the fallback's reads of an inbound call's facts (Fallback.inbound_facts).
-FACTS = (f"200 result=1 ({b64(CALLED)})\n200 result=1 ({b64(CALLER)})\n"
-         "200 result=1 (allowed_not_screened)\n200 result=1 (0)\n200 result=1 (ulaw)\n"
-         "200 result=0\n")
+# The answer to the fallback's one read of an inbound call's facts (Fallback.inbound_facts):
+# called, caller, presentation, Resource-Priority, audio and (empty) video format.
+FACTS = "200 result=1 ({})\n".format(",".join(
+    b64(v) for v in (CALLED, CALLER, "allowed_not_screened", "0", "ulaw", "")))
 
 
 def fallback(keeper: FakeKeeper, written: list[Op], agi_secret: str = "") -> Fallback:

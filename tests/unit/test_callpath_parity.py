@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,21 +83,39 @@ class FakeAGI:
     variables: dict[str, str]
     headers: dict[str, bool]
     set: dict[str, str] = field(default_factory=dict)
+    commands: int = 0  # AGI commands sent: each a round trip with the channel's thread
     started: float = 0.0  # QuietAGI's start time (decision latency metric)
 
     def get_variable(self, name: str) -> str:
+        self.commands += 1
         return self.variables.get(name, "")
 
+    def value_of(self, expression: str) -> str:
+        """What Asterisk substitutes for one of the fallback's expressions."""
+        header = re.fullmatch(r"\$\{EXISTS\(\$\{PJSIP_HEADER\(read,([^)]+)\)\}\)\}", expression)
+        if header:
+            return "1" if self.headers.get(header[1]) else "0"
+        if expression == "${EXTEN}":
+            return self.env["agi_extension"]
+        name = re.fullmatch(r"\$\{(.+)\}", expression)
+        return self.variables.get(name[1], "") if name else ""
+
     def get_full_variable(self, expr: str) -> str:
-        exact = {"${BASE64_ENCODE(${EXTEN})}": self.env["agi_extension"],
-                 "${BASE64_ENCODE(${CALLERID(num)})}": self.variables.get("CALLERID(num)", "")}
-        if expr in exact:
-            return base64.b64encode(exact[expr].encode()).decode()
-        header = expr.split("read,")[1].split(")")[0]
-        return "1" if self.headers.get(header) else "0"
+        self.commands += 1
+        items = re.findall(r"\$\{BASE64_ENCODE\((.*?)\)\}(?=,\$\{BASE64_ENCODE|$)", expr)
+        assert ",".join(f"${{BASE64_ENCODE({i})}}" for i in items) == expr
+        return ",".join(base64.b64encode(self.value_of(i).encode()).decode() for i in items)
 
     def set_variable(self, name: str, value: str) -> None:
-        self.set[name] = value
+        """As Asterisk assigns: ARRAY(A,B) = "a,b" sets each name its field ("" if none)."""
+        self.commands += 1
+        array = re.fullmatch(r"ARRAY\((.+)\)", name)
+        if array is None:
+            self.set[name] = value
+            return
+        fields = value.split(",")
+        for i, each in enumerate(array[1].split(",")):
+            self.set[each] = fields[i] if i < len(fields) else ""
 
 
 class FakeKeeper:
@@ -142,6 +161,7 @@ class FakeStore:
 
 
 LAST_ARI: list[FakeAri] = []
+LAST_AGI: list[FakeAGI] = []
 
 
 class FrozenClock(datetime):
@@ -193,6 +213,7 @@ def run_agi(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
     fb.write = written.extend  # type: ignore[method-assign,assignment]
     agi = call.agi(role)
     (fb.inbound if role == "inbound" else fb.outbound)(agi)  # type: ignore[arg-type]
+    LAST_AGI[:] = [agi]
     context = agi.set.pop("CG_NEXT")
     # The fallback also sets the empty CG_* values (its channel may carry old ones) and
     # its own end-of-call hook; the ARI app follows the call by events instead.
@@ -255,6 +276,16 @@ def test_one_request_per_inbound_call(call: Call) -> None:
     run_ari(call, "inbound")
     assert LAST_ARI[0].requests == 1
     assert LAST_ARI[0].extension.startswith(("v", "s"))
+
+
+@pytest.mark.parametrize("call", INBOUND + [c for c in OUTBOUND if c.exten != "144"],
+                         ids=lambda c: f"{c.endpoint or c.exten}-{c.caller or c.exten}")
+def test_the_fallback_decides_in_three_agi_commands_at_most(call: Call) -> None:
+    """REL-1, REL-7: each AGI command is a round trip with the channel's thread. The facts
+    come in one read, the decision's variables in one ARRAY() assignment, plus the end's
+    hangup handler for a followed call (10-16 commands a call before, 5 Dec)."""
+    run_agi(call, "inbound" if call.caller or not call.endpoint else "outbound")
+    assert 2 <= LAST_AGI[0].commands <= 3
 
 
 def test_recorded_call_hands_its_end_to_the_hangup_handler() -> None:

@@ -107,3 +107,40 @@ def test_call_path_never_waits_on_a_hung_database(tmp_path: Path) -> None:
     release.set()
     fb.close()
     assert [s.compile().params["channel_id_1"] for s in engine.committed] == ["a", "b", "c"]
+
+
+def test_calls_queued_while_a_transaction_runs_share_the_next_one(tmp_path: Path) -> None:
+    """REL-1 capacity: the writer takes whatever queued while the previous transaction ran
+    in one transaction (one pool checkout, ping and commit per batch, not per call), in
+    order; the stop marker still ends the loop after what was queued before it."""
+    import queue
+    import threading
+
+    first_begun, release = threading.Event(), threading.Event()
+    transactions: list[int] = []
+
+    class CountingEngine(FakeEngine):
+        @contextmanager
+        def begin(self) -> Iterator[Any]:
+            first_begun.set()
+            release.wait(5)
+            before = len(self.committed)
+            with super().begin() as conn:
+                yield conn
+            transactions.append(len(self.committed) - before)
+
+    engine = CountingEngine(fail_at=None)
+    fb = fallback(tmp_path, engine)
+    fb._queue = queue.SimpleQueue()
+    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
+    fb._writer.start()
+    fb.write([ended("a")])
+    assert first_begun.wait(5)  # the writer holds "a" in a transaction of its own
+    for channel in "bcd":
+        fb.write([ended(channel)])
+    release.set()
+    fb.close()
+    assert not fb._writer.is_alive()
+    assert transactions == [1, 3]
+    assert [s.compile().params["channel_id_1"] for s in engine.committed] == ["a", "b", "c",
+                                                                             "d"]
