@@ -28,12 +28,6 @@ log = logging.getLogger("callguard.store")
 T = TypeVar("T")
 
 CALL_PATH_TIMEOUT_S = 1.0
-# The writer gathers for this long after the first op of a batch (PERF-1): one or two
-# statements (batch.layers) then carry the ops of every call in the window instead of one
-# statement per event. Each statement costs PostgreSQL ~0.3 ms on the stack's core whatever it
-# holds (before the window, at 50 calls/s: 2-3 statements per call, ~1.2 ms per call); the
-# window is what an app crash can lose more.
-COALESCE_S = 0.1
 # A batch is off the call path (no caller waits for it), so it may take longer than a call-path
 # read before the database counts as away: under a CPU overload PostgreSQL, at normal priority
 # beside a real-time Asterisk, answered a batch in more than 1 s, and everything after it was
@@ -165,7 +159,7 @@ class Store:
         assert self._wake is not None and self._idle is not None
         while True:
             await self._wake.wait()
-            await asyncio.sleep(COALESCE_S)
+            await asyncio.sleep(batch.COALESCE_S)
             self._wake.clear()
             ops, self._queue = self._queue, []
             if ops:

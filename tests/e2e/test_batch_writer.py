@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from ari_app.store import COALESCE_S, Store
+from agi_scripts.fastagi import Fallback
+from ari_app.store import Store
 from callguard.config import Settings
 from callguard.db import batch
-from callguard.db.session import make_async_engine
+from callguard.db.session import make_async_engine, make_sync_engine
 from callguard.journal import Journal, Op
 
 pytestmark = pytest.mark.e2e
@@ -186,7 +188,7 @@ def test_calls_within_the_window_share_one_statement(
     """PERF-1: ten calls decided 5 ms apart (200 calls/s) within the writer's gathering window
     go to PostgreSQL as ONE statement, on a connection with generic plans; every row is there."""
     _, contract_id = _ids(clean)
-    assert COALESCE_S > 10 * 0.005  # the ten writes fall in one window
+    assert batch.COALESCE_S > 10 * 0.005  # the ten writes fall in one window
 
     async def run() -> tuple[int, str]:
         async with _writer(settings, tmp_path) as store:
@@ -307,3 +309,56 @@ def test_a_window_of_answered_calls_is_two_statements(
         assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
                             ).scalar_one() == 5
     assert rows == {f"w.{i}": T0 + timedelta(seconds=i) for i in range(5)}
+
+
+def _fallback_writer(settings: Settings, tmp_path: Path) -> Fallback:
+    """The FastAGI fallback's writer as the server builds it (real PostgreSQL, psycopg)."""
+    fb = Fallback.__new__(Fallback)
+    fb.engine = make_sync_engine(settings)
+    fb.journal = Journal(tmp_path / "fastagi.jsonl")
+    fb._write_lock = threading.Lock()
+    return fb
+
+
+def test_the_fallbacks_transaction_gives_the_rows_of_the_one_by_one_writes(
+        clean: Engine, settings: Settings, tmp_path: Path) -> None:
+    """REL-1: the fallback sends the same batch statements in one transaction (psycopg)."""
+    list_id, contract_id = _ids(clean)
+    fb = _fallback_writer(settings, tmp_path)
+    try:
+        fb.write_now(_call_ops(list_id, contract_id))
+    finally:
+        fb.engine.dispose()
+    with clean.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
+            {"l": list_id}).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar_one() == 5
+        row = conn.execute(text(
+            "SELECT status, answered_at, ended_at, bytes, duration_s FROM recordings "
+            "WHERE channel_id = 'r.1'")).one()
+    assert row.status == "complete" and row.bytes == 48044 and row.duration_s == 3.0
+    assert row.answered_at == T0 + timedelta(seconds=1)
+    assert row.ended_at == T0 + timedelta(seconds=3)
+    assert fb.journal.pending() == 0
+
+
+def test_the_fallbacks_transaction_commits_a_counter_synchronously_to_its_end(
+        clean: Engine) -> None:
+    """A listed caller's start and counter, then the call's end (statistics only) in a later
+    statement of the same transaction: set_config(..., true) of the last statement decides
+    the COMMIT, so every statement asks for the transaction's mode, `on`."""
+    list_id, _ = _ids(clean)
+    ops = [Op("inbound_call_started", {"channel_id": "s.1", "list_id": list_id,
+                                       "number_id": 1, "caller_key": "k", "rejected": True,
+                                       "started_at": T0}),
+           Op("count_rejection", {"list_id": list_id, "month": "2026-12"}),
+           Op("inbound_call_ended", {"channel_id": "s.1", "ended_at": T0})]
+    statements = batch.transaction_statements(ops)
+    assert len(statements) == 2  # the end updates the row the start inserts
+    with clean.begin() as conn:
+        for sql, params in statements:
+            conn.exec_driver_sql(sql, params)
+        mode = conn.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+        conn.rollback()
+    assert mode == "on"
