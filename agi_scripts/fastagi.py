@@ -128,12 +128,15 @@ def exact(agi: QuietAGI, *expressions: str) -> list[str]:
     """Channel values byte for byte, whatever they hold (CR/LF, quotes, commas): each read
     base64-encoded, so the fallback decides on the same strings as the ARI app (never the
     AGI environment's), all in ONE `GET FULL VARIABLE` (a round trip with the channel's
-    thread each; base64 has no comma, so the comma-joined answer splits back exactly)."""
-    answer = agi.get_full_variable(",".join(f"${{BASE64_ENCODE({e})}}" for e in expressions))
+    thread each; base64 has no comma, so the comma-joined answer splits back exactly).
+    Each value is encoded with a leading "x", dropped here: BASE64_ENCODE of an empty value
+    logs a WARNING in Asterisk ("missing argument"), and empty values are common (no video,
+    an anonymous caller, a call not recorded)."""
+    answer = agi.get_full_variable(",".join(f"${{BASE64_ENCODE(x{e})}}" for e in expressions))
     fields = str(answer or "").split(",")
     if len(fields) != len(expressions):  # no answer (result=0): every value empty
-        fields = [""] * len(expressions)
-    return [base64.b64decode(f).decode("utf-8", errors="replace") for f in fields]
+        return [""] * len(expressions)
+    return [base64.b64decode(f).decode("utf-8", errors="replace")[1:] for f in fields]
 
 
 def header_present(header: str) -> str:

@@ -60,6 +60,22 @@ def ari_get(settings: Settings, path: str) -> object:
         return json.load(resp)
 
 
+class MessagesLog:
+    """Asterisk's messages.log (notice and up) since this object was made."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = Path(settings.asterisk_root) / "var/log/asterisk/messages.log"
+        self.offset = self.path.stat().st_size
+
+    def text(self) -> str:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def lines(self) -> list[str]:
+        return self.text().splitlines()
+
+
 class AppLog:
     """What one of the service's processes logged (`ari.log` unless named: `fastagi.log`,
     `api.log`) since this object was made."""

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
+from tests.e2e.conftest import MessagesLog
 from tests.e2e.rec_helpers import F1B, inbound
 from tests.e2e.test_reliability import app_connected, wait_for
 
@@ -25,17 +26,6 @@ def counts() -> dict[str, int]:
     out = subprocess.run([CLI, "status", "--json"], capture_output=True, text=True).stdout
     fail_open: dict[str, int] = json.loads(out)["fail_open"]
     return fail_open
-
-
-class MessagesLog:
-    def __init__(self, settings: Settings) -> None:
-        self.path = Path(f"{settings.asterisk_root}/var/log/asterisk/messages.log")
-        self.offset = self.path.stat().st_size
-
-    def lines(self) -> list[str]:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return f.read().decode(errors="replace").splitlines()
 
 
 @pytest.fixture

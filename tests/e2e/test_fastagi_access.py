@@ -23,14 +23,15 @@ EMPTY_HEADER = (b"RIFF" + (0).to_bytes(4, "little") + b"WAVEfmt " + (16).to_byte
 
 
 def asterisk_answer(command: str, variables: dict[str, str]) -> str:
-    """What Asterisk answers: a variable's value, or each of the `${BASE64_ENCODE(${X})}`
-    of a GET FULL VARIABLE, comma-joined (unset variables read empty)."""
+    """What Asterisk answers: a variable's value, or each `${BASE64_ENCODE(x${X})}` of a
+    GET FULL VARIABLE, comma-joined (unset variables read empty)."""
     if command.startswith("GET VARIABLE "):
         value = variables.get(command.split(" ", 2)[2].strip('"'))
         return f"200 result=1 ({value})" if value is not None else "200 result=0"
     if command.startswith("GET FULL VARIABLE "):
-        names = re.findall(r"\$\{BASE64_ENCODE\(\$\{(\w+)\}\)\}", command)
-        encoded = (base64.b64encode(variables.get(n, "").encode()).decode() for n in names)
+        names = re.findall(r"\$\{BASE64_ENCODE\(x\$\{(\w+)\}\)\}", command)
+        encoded = (base64.b64encode(f"x{variables.get(n, '')}".encode()).decode()
+                   for n in names)
         return f"200 result=1 ({','.join(encoded)})"
     return "200 result=0"
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.privacy import caller_key
-from tests.e2e.conftest import AppLog
+from tests.e2e.conftest import AppLog, MessagesLog
 from tests.e2e.rec_helpers import F1B, inbound, recordings, wav_files
 from tests.e2e.sipp import dtmf, pause
 from tests.e2e.test_nuisance import (
@@ -170,11 +170,14 @@ def test_144_change_in_one_shell_rejects_in_the_other(clean: Engine, settings: S
     stack("app-stop", "ari")
     try:
         assert wait_for(lambda: not app_connected(), 5)
-        agi_log = AppLog(settings, "fastagi.log")
+        agi_log, asterisk_log = AppLog(settings, "fastagi.log"), MessagesLog(settings)
         rejected(work / "c", "0312345679", F1B, caller=first)
         assert decisions(agi_log) == ["Reject"]
 
         nuisance_call(work / "d", "0312345679", F1B, caller=second)
+        # The fallback reads each call's facts and its end in one command apiece, empty
+        # values (no video, no answer time, no recording) included, without a WARNING.
+        assert [line for line in asterisk_log.lines() if "base64" in line.lower()] == []
         agi_log = AppLog(settings, "fastagi.log")
         dial_144(work / "e", F1B, dtmf("2"))
         assert agi_log.prompts() == ["menu", "registered"]

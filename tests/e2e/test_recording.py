@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from callguard.config import Settings
+from tests.e2e.conftest import MessagesLog
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -34,7 +35,6 @@ from tests.e2e.rec_helpers import (
     wav_files,
 )
 from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, tone, uac
-from tests.e2e.test_failopen_logged import MessagesLog
 
 
 def carrier_invite(carrier: Phone) -> tuple[str, str]:

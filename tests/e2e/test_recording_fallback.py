@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
-from tests.e2e.conftest import AppLog, ari_get
+from tests.e2e.conftest import AppLog, MessagesLog, ari_get
 from tests.e2e.rec_helpers import (
     CLI,
     F1A,
@@ -55,8 +55,10 @@ def fallback_used(agi_log: AppLog) -> bool:
 def test_fallback_records_inbound_and_outbound(ari_app_stopped: None, clean: Engine,
                                                settings: Settings, work: Path) -> None:
     """REL-1 + REC-IN-1 / REC-OUT-1: both calls recorded through the fallback, the rows
-    `complete` with size, hash, answer and end time (ANSWEREDTIME_MS)."""
-    agi_log = AppLog(settings, "fastagi.log")
+    `complete` with size, hash, answer and end time (ANSWEREDTIME_MS). The fallback reads
+    every fact in one command, empty ones (no video) included, without a WARNING in
+    Asterisk's log."""
+    agi_log, asterisk_log = AppLog(settings, "fastagi.log"), MessagesLog(settings)
     inbound_call = inbound(work / "in", "0312345679", F1B)
     out_call, _ = outbound(work / "out", F1A, "0077270612345678")
     assert inbound_call.final_status() == 200 and out_call.final_status() == 200
@@ -66,6 +68,7 @@ def test_fallback_records_inbound_and_outbound(ari_app_stopped: None, clean: Eng
                                                              ("out", "0312345678")]
     check_file(settings, rows[0], talk_time(inbound_call))
     check_file(settings, rows[1], talk_time(out_call))
+    assert [line for line in asterisk_log.lines() if "base64" in line.lower()] == []
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from callguard import ami
 from callguard.config import Settings
 from callguard.recording_dtmf import RETRY_S
-from tests.e2e.conftest import AppLog
+from tests.e2e.conftest import AppLog, MessagesLog
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -66,19 +66,6 @@ def f1_options(clean: Engine) -> Iterator[Engine]:
         options("--stereo", "off", "--announce-in", "off", "--announce-out", "off",
                 "--no-public-key", "--no-pause-codes")
         wait_site_refresh()
-
-
-class AsteriskLog:
-    """Asterisk's messages.log (notice and up) since this object was made."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.path = Path(settings.asterisk_root) / "var/log/asterisk/messages.log"
-        self.offset = self.path.stat().st_size
-
-    def text(self) -> str:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return f.read().decode(errors="replace")
 
 
 def channels(path: Path) -> tuple[array.array[int], array.array[int]]:
@@ -136,7 +123,7 @@ def test_announcement_to_inbound_caller(f1_options: Engine, settings: Settings,
     the prompt's length after the 183; the dialplan logs the prompt played; still recorded."""
     options("--announce-in", "on")
     wait_site_refresh()
-    log = AsteriskLog(settings)
+    log = MessagesLog(settings)
     call = inbound(work, "0312345678", F1A)
     assert call.final_status() == 200
     progress = call.first(status=183)
@@ -157,7 +144,7 @@ def test_announcement_to_outbound_called_party(f1_options: Engine, settings: Set
     carrier's 200 OK; the dialplan logs it; inbound stays without (per direction)."""
     options("--announce-out", "on")
     wait_site_refresh()
-    log = AsteriskLog(settings)
+    log = MessagesLog(settings)
     call, carrier = outbound(work, F1A, "0077270612345678", seconds=2)
     assert call.final_status() == 200
     carrier_ok = carrier.result().first(status=200, sent=True)
@@ -168,7 +155,7 @@ def test_announcement_to_outbound_called_party(f1_options: Engine, settings: Set
     played = log.text().split("recording announcement played to the called party")
     assert len(played) == 2 and played[1].split("\n")[0].endswith("SUCCESS"), log.text()
     # Per direction: an inbound call of the same contract gets no announcement.
-    log2 = AsteriskLog(settings)
+    log2 = MessagesLog(settings)
     inbound(work / "in", "0312345678", F1A, seconds=1)
     assert "recording announcement" not in log2.text()
 

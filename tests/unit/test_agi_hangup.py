@@ -31,7 +31,7 @@ def b64(text: str) -> str:
 # The answer to the fallback's one read of an inbound call's facts (Fallback.inbound_facts):
 # called, caller, presentation, Resource-Priority, audio and (empty) video format.
 FACTS = "200 result=1 ({})\n".format(",".join(
-    b64(v) for v in (CALLED, CALLER, "allowed_not_screened", "0", "ulaw", "")))
+    b64(f"x{v}") for v in (CALLED, CALLER, "allowed_not_screened", "0", "ulaw", "")))
 
 
 def fallback(keeper: FakeKeeper, written: list[Op], agi_secret: str = "") -> Fallback:

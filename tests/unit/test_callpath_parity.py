@@ -102,9 +102,10 @@ class FakeAGI:
 
     def get_full_variable(self, expr: str) -> str:
         self.commands += 1
-        items = re.findall(r"\$\{BASE64_ENCODE\((.*?)\)\}(?=,\$\{BASE64_ENCODE|$)", expr)
-        assert ",".join(f"${{BASE64_ENCODE({i})}}" for i in items) == expr
-        return ",".join(base64.b64encode(self.value_of(i).encode()).decode() for i in items)
+        items = re.findall(r"\$\{BASE64_ENCODE\(x(.*?)\)\}(?=,\$\{BASE64_ENCODE|$)", expr)
+        assert ",".join(f"${{BASE64_ENCODE(x{i})}}" for i in items) == expr
+        return ",".join(base64.b64encode(f"x{self.value_of(i)}".encode()).decode()
+                        for i in items)
 
     def set_variable(self, name: str, value: str) -> None:
         """As Asterisk assigns: ARRAY(A,B) = "a,b" sets each name its field ("" if none)."""
