@@ -1,11 +1,11 @@
 """The call path's writes as ONE statement per batch (PERF-1).
 
-`callguard.db.queries.WRITES` defines each write once (the FastAGI fallback and journal replay
-run them one by one). The ARI app's batching writer sends whatever ops are queued as a single
-statement: every write kind is a data-modifying CTE fed by arrays (`unnest`), and a
-statement holds the CTEs of the kinds in its batch only. Its text depends only on which
-kinds are present, so the few texts there are get prepared once per connection (no SQL
-compiled per call), and one round trip carries any number of calls.
+`callguard.db.queries.WRITES` defines each write once (run one by one where a batch was
+refused). Both call-path writers, the ARI app's and the FastAGI fallback's, send whatever ops
+are queued as a single statement: every write kind is a data-modifying CTE fed by arrays
+(`unnest`), and a statement holds the CTEs of the kinds in its batch only. Its text depends
+only on which kinds are present, so the few texts there are get prepared once per connection
+(no SQL compiled per call), and one round trip carries any number of calls.
 
 A statement sees one snapshot: two ops on the same row (an insert and a later update of it,
 two updates) cannot share one. The writer's batches go by `layers` (a row's n-th op in the
