@@ -28,7 +28,7 @@ from typing import Any
 
 from asterisk.agi import AGI, AGIException, AGISIGHUPHangup
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from agi_scripts.menu144_agi import run_agi_menu
 from ari_app.logs import channel_var, setup_logging
@@ -235,12 +235,33 @@ class Fallback:
 
     def _commit(self, ops: list[Op]) -> None:
         """All of `ops` in one transaction, in the ARI app's batch statements (one per layer,
-        callguard.db.batch): no SQL compiled per op, one round trip for many calls."""
+        callguard.db.batch): no SQL compiled per op, one round trip for many calls. A batch
+        PostgreSQL refuses (a constraint, a value that does not fit) goes op by op."""
         if not ops:
             return
+        try:
+            with self.engine.begin() as conn:
+                for sql, params in batch.transaction_statements(ops):
+                    conn.exec_driver_sql(sql, params)
+        except (IntegrityError, DataError) as exc:
+            log.warning("batch refused (%s); writing %d op(s) one by one", exc.orig, len(ops))
+            self._commit_each(ops)
+
+    def _commit_each(self, ops: list[Op]) -> None:
+        """`ops` in one transaction, each under a savepoint: an op PostgreSQL will never take
+        (say, the outcome of a contract deleted meanwhile) is logged whole at ERROR (it can be
+        put in by hand) and dropped, as in the ARI app's writer, instead of holding back the
+        journal and every write after it for ever. A connection lost on the way rolls all of
+        them back (the caller journals them: none is applied twice)."""
+        sync = batch.needs_sync_commit(ops)
         with self.engine.begin() as conn:
-            for sql, params in batch.transaction_statements(ops):
-                conn.exec_driver_sql(sql, params)
+            for op in ops:
+                try:
+                    with conn.begin_nested():
+                        for sql, params in batch.transaction_statements([op], sync):
+                            conn.exec_driver_sql(sql, params)
+                except (IntegrityError, DataError) as exc:
+                    log.error("write refused, dropped: %s %r: %s", op.name, op.args, exc.orig)
 
     # ---- the adapters: AGI's view of a channel → the call core's raw facts ----------------
     @staticmethod

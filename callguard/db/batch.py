@@ -220,13 +220,20 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
     return _sql(kinds), args
 
 
-def transaction_statements(ops: Sequence[Op]) -> list[tuple[str, dict[str, Any]]]:
-    """`ops` as the statements of ONE transaction for a psycopg connection (the FastAGI
+def needs_sync_commit(ops: Sequence[Op]) -> bool:
+    """A listed-caller counter or a recordings row among `ops` (see the module doc)."""
+    return any(op.name not in ASYNC_COMMIT_OK for op in ops)
+
+
+def transaction_statements(ops: Sequence[Op], sync: bool = False
+                           ) -> list[tuple[str, dict[str, Any]]]:
+    """`ops` as statements of ONE transaction for a psycopg connection (the FastAGI
     fallback's writer; `%(pN)s` for asyncpg's `$N`): one per layer, and every statement
     asks for the commit mode the whole transaction needs (set_config(..., true) lasts to
     the transaction's end, so the last statement's would decide: a counter or a recordings
-    row anywhere in it makes the commit synchronous)."""
-    mode = "on" if any(op.name not in ASYNC_COMMIT_OK for op in ops) else "off"
+    row anywhere in it, or `sync` for the transaction's other statements, makes the commit
+    synchronous)."""
+    mode = "on" if sync or needs_sync_commit(ops) else "off"
     out: list[tuple[str, dict[str, Any]]] = []
     for part in layers(ops):
         sql, args = statement(part)

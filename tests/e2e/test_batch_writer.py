@@ -362,3 +362,33 @@ def test_the_fallbacks_transaction_commits_a_counter_synchronously_to_its_end(
         mode = conn.exec_driver_sql("SHOW synchronous_commit").scalar_one()
         conn.rollback()
     assert mode == "on"
+
+
+def test_the_fallback_drops_only_what_the_database_refuses(
+        clean: Engine, settings: Settings, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """REL-2: an op PostgreSQL will never take (the outcome of a contract deleted meanwhile)
+    in the fallback's transaction: the batch goes op by op under savepoints, that op is
+    logged whole at ERROR and dropped, every other op is applied, once, and nothing is left
+    in the journal to hold back the writes after it (before, the whole batch went to the
+    journal and every later write after it, for ever)."""
+    list_id, contract_id = _ids(clean)
+    gone = Op("call_outcome", {"at": T0, "contract_id": 2_000_000_000, "direction": "in",
+                               "outcome": "connected", "refuse_class": "", "via": "fallback"})
+    ops = [*_call_ops(list_id, contract_id), gone]
+    fb = _fallback_writer(settings, tmp_path)
+    try:
+        with caplog.at_level("WARNING", logger="callguard.fastagi"):
+            fb.write_now(ops)
+    finally:
+        fb.engine.dispose()
+    assert fb.journal.pending() == 0
+    dropped = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(dropped) == 1 and "2000000000" in dropped[0].getMessage()
+    with clean.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
+            {"l": list_id}).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM call_outcomes")).scalar_one() == 5
+        assert conn.execute(text("SELECT status FROM recordings WHERE channel_id = 'r.1'")
+                            ).scalar_one() == "complete"
