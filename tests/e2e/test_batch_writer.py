@@ -74,6 +74,23 @@ def _call_ops(list_id: int, contract_id: int) -> list[Op]:
     return ops
 
 
+def _assert_rows_of_call_ops(engine: Engine, list_id: int) -> None:
+    """The rows `_call_ops` gives when every op is applied once, in order."""
+    with engine.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
+            {"l": list_id}).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar_one() == 5
+        assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
+                            ).scalar_one() == 5
+        row = conn.execute(text(
+            "SELECT status, answered_at, ended_at, bytes, duration_s FROM recordings "
+            "WHERE channel_id = 'r.1'")).one()
+    assert row.status == "complete" and row.bytes == 48044 and row.duration_s == 3.0
+    assert row.answered_at == T0 + timedelta(seconds=1)
+    assert row.ended_at == T0 + timedelta(seconds=3)
+
+
 def test_segments_keep_each_row_in_one_statement() -> None:
     ops = _call_ops(1, 1)
     parts = batch.segments(ops)
@@ -167,19 +184,7 @@ def test_batch_gives_the_rows_of_the_one_by_one_writes(
             return store.batches
 
     assert asyncio.run(run()) == 3  # one statement per segment, not one per op
-    with clean.connect() as conn:
-        assert conn.execute(text(
-            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
-            {"l": list_id}).scalar_one() == 5
-        assert conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar_one() == 5
-        assert conn.execute(text("SELECT count(*) FROM call_outcomes WHERE via = 'ari'")
-                            ).scalar_one() == 5
-        row = conn.execute(text(
-            "SELECT status, answered_at, ended_at, bytes, duration_s FROM recordings "
-            "WHERE channel_id = 'r.1'")).one()
-    assert row.status == "complete" and row.bytes == 48044 and row.duration_s == 3.0
-    assert row.answered_at == T0 + timedelta(seconds=1)
-    assert row.ended_at == T0 + timedelta(seconds=3)
+    _assert_rows_of_call_ops(clean, list_id)
     assert not (tmp_path / "j.jsonl").exists()  # nothing had to be journaled
 
 
@@ -329,17 +334,7 @@ def test_the_fallbacks_transaction_gives_the_rows_of_the_one_by_one_writes(
         fb.write_now(_call_ops(list_id, contract_id))
     finally:
         fb.engine.dispose()
-    with clean.connect() as conn:
-        assert conn.execute(text(
-            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
-            {"l": list_id}).scalar_one() == 5
-        assert conn.execute(text("SELECT count(*) FROM inbound_calls")).scalar_one() == 5
-        row = conn.execute(text(
-            "SELECT status, answered_at, ended_at, bytes, duration_s FROM recordings "
-            "WHERE channel_id = 'r.1'")).one()
-    assert row.status == "complete" and row.bytes == 48044 and row.duration_s == 3.0
-    assert row.answered_at == T0 + timedelta(seconds=1)
-    assert row.ended_at == T0 + timedelta(seconds=3)
+    _assert_rows_of_call_ops(clean, list_id)
     assert fb.journal.pending() == 0
 
 
@@ -385,10 +380,6 @@ def test_the_fallback_drops_only_what_the_database_refuses(
     assert fb.journal.pending() == 0
     dropped = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(dropped) == 1 and "2000000000" in dropped[0].getMessage()
-    with clean.connect() as conn:
-        assert conn.execute(text(
-            "SELECT count FROM nuisance_counters WHERE list_id = :l AND month = '2026-12'"),
-            {"l": list_id}).scalar_one() == 5
+    _assert_rows_of_call_ops(clean, list_id)
+    with clean.connect() as conn:  # and no row of the refused outcome
         assert conn.execute(text("SELECT count(*) FROM call_outcomes")).scalar_one() == 5
-        assert conn.execute(text("SELECT status FROM recordings WHERE channel_id = 'r.1'")
-                            ).scalar_one() == "complete"

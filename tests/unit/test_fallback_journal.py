@@ -54,6 +54,18 @@ def fallback(tmp_path: Path, engine: FakeEngine) -> Fallback:
     return fb
 
 
+def running_writer(tmp_path: Path, engine: FakeEngine) -> Fallback:
+    """The fallback with its writer thread running, as the server starts it."""
+    import queue
+    import threading
+
+    fb = fallback(tmp_path, engine)
+    fb._queue = queue.SimpleQueue()
+    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
+    fb._writer.start()
+    return fb
+
+
 def ended(channel: str) -> Op:
     return Op("inbound_call_ended", {"channel_id": channel, "ended_at": T})
 
@@ -89,7 +101,6 @@ def test_journal_is_private(tmp_path: Path) -> None:
 
 def test_call_path_never_waits_on_a_hung_database(tmp_path: Path) -> None:
     """REL-5: `write` queues; the writer thread applies the ops in order, later."""
-    import queue
     import threading
 
     release = threading.Event()
@@ -102,10 +113,7 @@ def test_call_path_never_waits_on_a_hung_database(tmp_path: Path) -> None:
                 yield conn
 
     engine = HungEngine(fail_at=None)
-    fb = fallback(tmp_path, engine)
-    fb._queue = queue.SimpleQueue()
-    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
-    fb._writer.start()
+    fb = running_writer(tmp_path, engine)
     fb.write([ended("a")])
     fb.write([ended("b"), ended("c")])  # returns at once although the database hangs
     assert engine.committed == []
@@ -118,7 +126,6 @@ def test_calls_queued_while_a_transaction_runs_share_the_next_one(tmp_path: Path
     """REL-1 capacity: the writer takes whatever queued while the previous transaction ran
     in one transaction (one pool checkout, ping and commit per batch, not per call), in
     order; the stop marker still ends the loop after what was queued before it."""
-    import queue
     import threading
 
     first_begun, release = threading.Event(), threading.Event()
@@ -135,10 +142,7 @@ def test_calls_queued_while_a_transaction_runs_share_the_next_one(tmp_path: Path
             transactions.append(len(self.committed) - before)  # ops, in one statement each
 
     engine = CountingEngine(fail_at=None)
-    fb = fallback(tmp_path, engine)
-    fb._queue = queue.SimpleQueue()
-    fb._writer = threading.Thread(target=fb._write_loop, daemon=True)
-    fb._writer.start()
+    fb = running_writer(tmp_path, engine)
     fb.write([ended("a")])
     assert first_begun.wait(5)  # the writer holds "a" in a transaction of its own
     for channel in "bcd":
