@@ -237,6 +237,12 @@ def transaction_statements(ops: Sequence[Op], sync: bool = False
     out: list[tuple[str, dict[str, Any]]] = []
     for part in layers(ops):
         sql, args = statement(part)
-        out.append((_PLACEHOLDER.sub(r"%(p\1)s", sql),
+        out.append((_pyformat(sql),
                     {f"p{n}": value for n, value in enumerate([mode, *args[1:]], start=1)}))
     return out
+
+
+@cache
+def _pyformat(sql: str) -> str:
+    """A statement text with psycopg's `%(pN)s` for `$N` (once per text, as `_sql`)."""
+    return _PLACEHOLDER.sub(r"%(p\1)s", sql)

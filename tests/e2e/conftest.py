@@ -127,24 +127,22 @@ def stack(settings: Settings, engine: Engine) -> Settings:
 JOURNAL_DRAIN_S = 15.0
 
 
-def journals_drained(settings: Settings, timeout_s: float = JOURNAL_DRAIN_S) -> bool:
-    """Both services' journals are empty (REL-2): what an earlier test left journaled while
-    it had the database stopped has been replayed (each service tries every 2 s once the
-    database is back). Waits up to `timeout_s`."""
+def wait_journals_drained(settings: Settings, timeout_s: float = JOURNAL_DRAIN_S) -> None:
+    """Until both services' journals are empty (REL-2), at most `timeout_s`: what an earlier
+    test left journaled while it had the database stopped has then been replayed (each
+    service tries every 2 s once the database is back)."""
     files = [settings.journal_dir / name for name in ("ari.jsonl", "fastagi.jsonl")]
     deadline = time.monotonic() + timeout_s
-    while any(f.exists() and f.read_text().strip() for f in files):
-        if time.monotonic() > deadline:
-            return False
+    while any(f.exists() and f.read_text().strip() for f in files) \
+            and time.monotonic() < deadline:
         time.sleep(0.2)
-    return True
 
 
 @pytest.fixture
 def clean(engine: Engine, stack: Settings) -> Engine:
     # An earlier test's journaled rows would otherwise land after the TRUNCATE, in this
     # test's tables (the fallback's call rows written 100 ms late, once the database stopped).
-    journals_drained(stack)
+    wait_journals_drained(stack)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
     # Recording files of earlier tests go with their rows.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextvars
-import dataclasses
 import io
 import socket
 
@@ -19,7 +18,13 @@ from agi_scripts.fastagi import Fallback, QuietAGI
 from callguard.callpath import plan_inbound
 from callguard.journal import Op
 from tests.unit.test_agi_environment import ENV_HEAD, ENV_TAIL
-from tests.unit.test_callpath_parity import LIMITS, SETTINGS, STATE, FakeKeeper, FrozenClock
+from tests.unit.test_callpath_parity import (
+    LIMITS,
+    STATE,
+    FakeKeeper,
+    FrozenClock,
+    fallback,
+)
 
 CALLED, CALLER = "0312345678", "0399990000"  # a recorded number, a caller on no list
 
@@ -32,15 +37,6 @@ def b64(text: str) -> str:
 # called, caller, presentation, Resource-Priority, audio and (empty) video format.
 FACTS = "200 result=1 ({})\n".format(",".join(
     b64(f"x{v}") for v in (CALLED, CALLER, "allowed_not_screened", "0", "ulaw", "")))
-
-
-def fallback(keeper: FakeKeeper, written: list[Op], agi_secret: str = "") -> Fallback:
-    """The fallback as the server builds it, with fakes for the state keeper and the writer."""
-    fb = Fallback.__new__(Fallback)
-    fb.settings = dataclasses.replace(SETTINGS, agi_secret=agi_secret)
-    fb.keeper, fb.limits = keeper, LIMITS  # type: ignore[assignment]
-    fb.write = written.extend  # type: ignore[method-assign,assignment]
-    return fb
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,11 +208,18 @@ def run_ari(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
     return same_in_both(store.ops), variables, ari.context, keeper.delta
 
 
-def run_agi(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
+def fallback(keeper: FakeKeeper, written: list[Op], agi_secret: str = "") -> Fallback:
+    """The fallback as the server builds it, with fakes for the state keeper and the writer."""
     fb = Fallback.__new__(Fallback)
-    keeper, written = FakeKeeper(), list[Op]()
-    fb.settings, fb.keeper, fb.limits = SETTINGS, keeper, LIMITS  # type: ignore[assignment]
+    fb.settings = dataclasses.replace(SETTINGS, agi_secret=agi_secret)
+    fb.keeper, fb.limits = keeper, LIMITS  # type: ignore[assignment]
     fb.write = written.extend  # type: ignore[method-assign,assignment]
+    return fb
+
+
+def run_agi(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
+    keeper, written = FakeKeeper(), list[Op]()
+    fb = fallback(keeper, written)
     agi = call.agi(role)
     (fb.inbound if role == "inbound" else fb.outbound)(agi)  # type: ignore[arg-type]
     LAST_AGI[:] = [agi]
