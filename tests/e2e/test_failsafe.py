@@ -1,5 +1,6 @@
-"""Fail-safe call path over real SIP (REL-6, REL-7): emergency calls that need neither the apps
-nor the database, and a hung (stopped, not dead) ARI app that costs a call at most 1 s."""
+"""Fail-safe call path over real SIP (REL-6, REL-7, REL-8): emergency calls that need neither the
+apps nor the database, a hung (stopped, not dead) ARI app that costs a call at most 1 s, and
+Asterisk's RTP timeout that reaps dead calls and spares held ones."""
 
 from __future__ import annotations
 
@@ -248,58 +249,6 @@ def dead_calls_in_prometheus(settings: Settings) -> float | None:
     return prom_query(settings, 'sum(callguard_dead_calls_reaped_total{job="ari"})')
 
 
-def test_dead_recorded_call_is_reaped(clean: Engine, settings: Settings, work: Path,
-                                      figures: dict[str, object]) -> None:
-    """REL-8: both ends of a recorded, screened call vanish (SIGKILL: no BYE, no more RTP).
-    Asterisk's RTP timeout releases the call, its recording row is closed `complete` and its
-    inbound_calls row ended (so it cannot block 144 registrations) within 120 s.
-    Issue 18: the ARI app counts it, callguard_dead_calls_reaped_total moves by exactly one on
-    its /metrics and through Prometheus, and the CallguardDeadCallsReaped alert fires."""
-    reaped_before = value(scrape(settings.metrics_ari_port), "callguard_dead_calls_reaped_total")
-    prom_before = dead_calls_in_prometheus(settings)
-    assert prom_before is not None  # scraped, at 0 or more
-    with Phone("127.0.1.2", work / "f1b", audio_s=300, timeout_s=400) as f1b:
-        caller = Load(UacSpec(to="0312345679", steps=[audio(300)]), work / "caller", 1, 1,
-                      timeout_s=400)
-        try:
-            assert wait_for(lambda: rows(
-                clean, "SELECT 1 FROM recordings WHERE status = 'recording'"), 10)
-            assert wait_for(lambda: len(ari_channels(settings)) == 2, 10), ari_channels(settings)
-            time.sleep(2)  # media flowing on both legs
-            channels = {str(c["id"]) for c in ari_channels(settings)}
-            assert f1b.proc is not None
-            # The called phone first: its leg, not the one the app follows, reaches the 90 s
-            # RTP timeout first; the followed leg must still be counted as reaped (the
-            # dialplan passes cause 44 on). The leg that times out first is the one the
-            # followed-leg-only count missed.
-            os.kill(f1b.proc.pid, signal.SIGKILL)
-            time.sleep(3)
-            os.kill(caller.proc.pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            assert wait_for(lambda: not channels & {str(c["id"]) for c in
-                                                   ari_channels(settings)}, 125), \
-                ari_channels(settings)
-            released_s = time.monotonic() - killed_at
-            assert wait_for(lambda: rows(
-                clean, "SELECT status FROM recordings") == [("complete",)],
-                max(1.0, 120 - (time.monotonic() - killed_at)))
-            closed_s = time.monotonic() - killed_at
-        finally:
-            caller.proc.wait(5)
-    assert rows(clean, "SELECT count(*) FROM inbound_calls WHERE ended_at IS NULL") == [(0,)]
-    assert rows(clean, "SELECT count(*) FROM inbound_calls") == [(1,)]
-    duration = rows(clean, "SELECT duration_s FROM recordings")[0][0]
-    figures.update(released_s=round(released_s, 1), row_complete_s=round(closed_s, 1),
-                   recorded_s=duration)
-    assert closed_s <= 120
-    reaped = value(scrape(settings.metrics_ari_port), "callguard_dead_calls_reaped_total")
-    assert reaped - reaped_before == 1
-    assert eventually(partial(dead_calls_in_prometheus, settings), prom_before + 1) \
-        == prom_before + 1
-    assert wait_for(lambda: firing(settings, "CallguardDeadCallsReaped"), 30), \
-        prom_alerts(settings)
-
-
 # The caller puts the call on hold: a re-INVITE offering a=sendonly, then {hold_ms} of silence.
 HOLD = f"""{sip.request("INVITE", "[next_url]", 2, contact="<sip:hold@[local_ip]:[local_port]>",
                          content_type="application/sdp",
@@ -310,47 +259,105 @@ HOLD = f"""{sip.request("INVITE", "[next_url]", 2, contact="<sip:hold@[local_ip]
   <pause milliseconds="{{hold_ms}}"/>
   """
 
+HOLD_S = 110  # longer than Asterisk's rtp_timeout (90 s), and than the dead call takes
+DEAD_TO = "0312345679"  # F1's number, recorded inbound; rings f1-b (127.0.1.2)
+DEAD_RECORDING = "FROM recordings WHERE number = '0312345679'"
+DEAD_INBOUND = ("FROM inbound_calls i JOIN numbers n ON n.id = i.number_id "
+                "WHERE n.number = '0312345679'")
 
-def test_a_call_on_hold_outlives_the_rtp_timeout(clean: Engine, settings: Settings,
-                                                work: Path, figures: dict[str, object]) -> None:
-    """REL-8 must not cut legitimate calls: the caller puts the call on hold (re-INVITE
-    a=sendonly) and, like a desk phone, sends no RTP for longer than rtp_timeout (90 s); the
-    callee keeps talking to the hold music. The call is still up when the caller ends it."""
-    hold_s = 100
+
+def held_call(work: Path) -> list[str]:
+    """The sipp command of a carrier call to F2's 0612345679 (rings f2-b, 127.0.1.4) that the
+    caller answers, talks for 1 s, puts on hold for HOLD_S and then ends with its own BYE."""
     spec = UacSpec(to="0612345679", steps=[audio(1)])
-    (work / "caller").mkdir(parents=True, exist_ok=True)
-    xml = uac_xml(spec, work / "caller")
+    work.mkdir(parents=True, exist_ok=True)
+    xml = uac_xml(spec, work)
     bye = '<send retrans="500"><![CDATA[\nBYE'
     assert xml.count(bye) == 1
-    xml = xml.replace(bye, HOLD.replace("{hold_ms}", str(hold_s * 1000)) + bye)
-    with Phone("127.0.1.4", work / "f2b", audio_s=hold_s + 10, timeout_s=hold_s + 60) as f2b:
-        cmd = _sipp(xml, work / "caller", CARRIER_IN, free_port(CARRIER_IN),
-                    ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{hold_s + 40}s",
-                     "-timeout_error", ASTERISK])
-        done = subprocess.run(cmd, cwd=work / "caller", capture_output=True, text=True,
-                              timeout=hold_s + 60, check=False)
-        f2b.wait(10)
-    call = CallResult(done.returncode, parse_message_log(work / "caller" / "messages.log"),
-                      work / "caller")
+    xml = xml.replace(bye, HOLD.replace("{hold_ms}", str(HOLD_S * 1000)) + bye)
+    return _sipp(xml, work, CARRIER_IN, free_port(CARRIER_IN),
+                 ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{HOLD_S + 40}s",
+                  "-timeout_error", ASTERISK])
+
+
+def channel_ids(settings: Settings) -> set[str]:
+    return {str(c["id"]) for c in ari_channels(settings)}
+
+
+def test_rtp_timeout_reaps_a_dead_call_and_spares_a_held_one(
+        clean: Engine, settings: Settings, work: Path, figures: dict[str, object]) -> None:
+    """REL-8, both sides of Asterisk's 90 s RTP timeout, on two calls up at the same time (one
+    wait of the timeout instead of two):
+
+    - reaped: both ends of a recorded, screened call vanish (SIGKILL: no BYE, no more RTP).
+      The RTP timeout releases the call, its recording row is closed `complete` and its
+      inbound_calls row ended (so it cannot block 144 registrations) within 120 s. Issue 18:
+      the ARI app counts it, callguard_dead_calls_reaped_total moves by exactly one on its
+      /metrics and through Prometheus, and the CallguardDeadCallsReaped alert fires.
+    - spared: the caller of the other call puts it on hold (re-INVITE a=sendonly) and, like a
+      desk phone, sends no RTP for longer than the timeout while the callee keeps talking to
+      the hold music. That call is still up when its caller ends it, and is not counted."""
+    reaped_before = value(scrape(settings.metrics_ari_port), "callguard_dead_calls_reaped_total")
+    prom_before = dead_calls_in_prometheus(settings)
+    assert prom_before is not None  # scraped, at 0 or more
+    with Phone("127.0.1.4", work / "f2b", audio_s=HOLD_S + 10, timeout_s=HOLD_S + 60) as f2b, \
+            Phone("127.0.1.2", work / "f1b", audio_s=300, timeout_s=400) as f1b:
+        held = subprocess.Popen(held_call(work / "held"), cwd=work / "held",
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        caller: Load | None = None
+        try:
+            assert wait_for(lambda: len(channel_ids(settings)) == 2, 10), ari_channels(settings)
+            held_channels = channel_ids(settings)
+            caller = Load(UacSpec(to=DEAD_TO, steps=[audio(300)]), work / "caller", 1, 1,
+                          timeout_s=400)
+            assert wait_for(lambda: rows(
+                clean, "SELECT 1 " + DEAD_RECORDING + " AND status = 'recording'"), 10)
+            assert wait_for(lambda: len(channel_ids(settings) - held_channels) == 2, 10), \
+                ari_channels(settings)
+            time.sleep(2)  # media flowing on both legs
+            channels = channel_ids(settings) - held_channels
+            assert f1b.proc is not None
+            # The called phone first: its leg, not the one the app follows, reaches the 90 s
+            # RTP timeout first; the followed leg must still be counted as reaped (the
+            # dialplan passes cause 44 on). The leg that times out first is the one the
+            # followed-leg-only count missed.
+            os.kill(f1b.proc.pid, signal.SIGKILL)
+            time.sleep(3)
+            os.kill(caller.proc.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            assert wait_for(lambda: not channels & channel_ids(settings), 125), \
+                ari_channels(settings)
+            released_s = time.monotonic() - killed_at
+            assert wait_for(lambda: rows(
+                clean, "SELECT status " + DEAD_RECORDING)
+                == [("complete",)], max(1.0, 120 - (time.monotonic() - killed_at)))
+            closed_s = time.monotonic() - killed_at
+            # The held call outlived the timeout that took the dead one.
+            assert held_channels <= channel_ids(settings), ari_channels(settings)
+            held.wait(HOLD_S + 60)
+            f2b.wait(10)
+        finally:
+            if held.poll() is None:
+                held.kill()
+                held.wait()
+            if caller is not None:
+                caller.proc.wait(5)
+    call = CallResult(held.returncode, parse_message_log(work / "held" / "messages.log"),
+                      work / "held")
     assert call.final_status() == 200, call.timeline()
     assert not call.bye_from_far_end(), call.timeline()
     bye_ok = [m for m in call.received() if m.status == 200
               and "BYE" in (m.header("CSeq") or "")]
     assert bye_ok, call.timeline()
-    figures.update(held_s=hold_s, cut=False)
-
-
-def test_long_144_menu_without_rtp_is_not_cut(clean: Engine, settings: Settings, work: Path,
-                                              figures: dict[str, object]) -> None:
-    """REL-7 and REL-8 must not cut the 144 menu: a phone that sends no RTP and presses
-    nothing hears the whole menu three times (~70 s, well past the 1 s Stasis() deadline and
-    within the 90 s RTP timeout), and the menu, not a timeout, releases the call."""
-    log = AppLog(settings)
-    call = uac(UacSpec(to="144", hangup=False, wait_bye_s=100), work / "menu",
-               local_ip="127.0.1.2", timeout_s=110)
-    ok, bye = call.first(status=200, sent=False), call.first(method="BYE", sent=False)
-    assert ok is not None and bye is not None, call.timeline()
-    assert log.prompts() == ["menu", "menu", "menu"], log.text()[-3000:]
-    held_s = call.seconds_between(ok, bye)
-    figures.update(menu_call_s=round(held_s, 1))
-    assert held_s < 90, held_s  # released by the menu, before the RTP timeout could
+    assert rows(clean, "SELECT count(*) " + DEAD_INBOUND + " AND i.ended_at IS NULL") == [(0,)]
+    assert rows(clean, "SELECT count(*) " + DEAD_INBOUND) == [(1,)]
+    duration = rows(clean, "SELECT duration_s " + DEAD_RECORDING)[0][0]
+    figures.update(released_s=round(released_s, 1), row_complete_s=round(closed_s, 1),
+                   recorded_s=duration, held_s=HOLD_S, held_cut=False)
+    assert closed_s <= 120
+    reaped = value(scrape(settings.metrics_ari_port), "callguard_dead_calls_reaped_total")
+    assert reaped - reaped_before == 1  # the dead call, not the held one
+    assert eventually(partial(dead_calls_in_prometheus, settings), prom_before + 1) \
+        == prom_before + 1
+    assert wait_for(lambda: firing(settings, "CallguardDeadCallsReaped"), 30), \
+        prom_alerts(settings)
