@@ -115,7 +115,9 @@ def outbound(work: Path, from_ip: str, dialed: str, extra: list[str] | None = No
     with Phone(CARRIER_OUT, work / "carrier", audio_s=seconds + 1, audio_hz=CALLEE_HZ) as far:
         call = uac(UacSpec(to=dialed, steps=[tone(seconds, CALLER_HZ)],
                            extra_headers=extra or []), work / "phone", local_ip=from_ip)
-        far.wait(5)
+        # A carrier that never rang while the call lasted gets one more second (a late INVITE
+        # would still show), not the 5 s a carrier answering Asterisk's BYE may need.
+        far.wait(5 if far.rang() else 1)
     return call, far
 
 
