@@ -158,6 +158,11 @@ def layers(ops: Sequence[Op]) -> list[list[Op]]:
     return out
 
 
+def needs_sync_commit(ops: Sequence[Op]) -> bool:
+    """A listed-caller counter or a recordings row among `ops` (see the module doc)."""
+    return any(op.name not in ASYNC_COMMIT_OK for op in ops)
+
+
 def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
     """The statement for one segment and its arguments (only the kinds it holds)."""
     cols: dict[str, list[list[Any]]] = {
@@ -170,7 +175,6 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
         "recording_finished": [[] for _ in range(6)],
     }
     counters: dict[tuple[int, str], int] = {}
-    sync = False
     # A recording answered and ended in this segment: the answer rides in the end's UPDATE.
     # Both set a column only where it is still empty, so their order does not matter.
     ending = {str(op.args["channel_id"]) for op in ops if op.name == "recording_ended"}
@@ -180,8 +184,6 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
             answered.setdefault(str(op.args["channel_id"]), op.args["answered_at"])
     for op in ops:
         a = op.args
-        if op.name not in ASYNC_COMMIT_OK:
-            sync = True
         if op.name == "recording_answered" and str(a["channel_id"]) in answered:
             continue
         if op.name == "call_outcome":
@@ -214,15 +216,10 @@ def statement(ops: Sequence[Op]) -> tuple[str, list[Any]]:
     cols["count_rejection"] = [[k[0] for k in counters], [k[1] for k in counters],
                                list(counters.values())]
     kinds = tuple(kind for kind, _ in _CTES if cols[kind][0])
-    args: list[Any] = ["on" if sync else "off"]
+    args: list[Any] = ["on" if needs_sync_commit(ops) else "off"]
     for kind in kinds:
         args.extend(cols[kind])
     return _sql(kinds), args
-
-
-def needs_sync_commit(ops: Sequence[Op]) -> bool:
-    """A listed-caller counter or a recordings row among `ops` (see the module doc)."""
-    return any(op.name not in ASYNC_COMMIT_OK for op in ops)
 
 
 def transaction_statements(ops: Sequence[Op], sync: bool = False

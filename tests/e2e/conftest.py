@@ -61,12 +61,12 @@ def ari_get(settings: Settings, path: str) -> object:
         return json.load(resp)
 
 
-class MessagesLog:
-    """Asterisk's messages.log (notice and up) since this object was made."""
+class LogSince:
+    """What was appended to the log file at `path` since this object was made."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.path = Path(settings.asterisk_root) / "var/log/asterisk/messages.log"
-        self.offset = self.path.stat().st_size
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size
 
     def text(self) -> str:
         with self.path.open("rb") as f:
@@ -77,18 +77,19 @@ class MessagesLog:
         return self.text().splitlines()
 
 
-class AppLog:
+class MessagesLog(LogSince):
+    """Asterisk's messages.log (notice and up) since this object was made."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(Path(settings.asterisk_root) / "var/log/asterisk/messages.log")
+
+
+class AppLog(LogSince):
     """What one of the service's processes logged (`ari.log` unless named: `fastagi.log`,
     `api.log`) since this object was made."""
 
     def __init__(self, settings: Settings, name: str = "ari.log") -> None:
-        self.path = settings.log_dir / name
-        self.offset = self.path.stat().st_size
-
-    def text(self) -> str:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            return f.read().decode(errors="replace")
+        super().__init__(settings.log_dir / name)
 
     def records(self) -> list[dict[str, Any]]:
         """The JSON log records (a line that is not one, e.g. a traceback, is skipped)."""
