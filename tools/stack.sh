@@ -177,25 +177,44 @@ pg_pid() { [ -f "$PG_DIR/data/postmaster.pid" ] && head -1 "$PG_DIR/data/postmas
 
 # ---- Asterisk -------------------------------------------------------------------------------
 ast_etc() { printf '%s/etc/asterisk' "$ASTERISK_ROOT"; }
+# One file of Asterisk's configuration replaced in one step (a rename), already its owner's and
+# mode: an Asterisk that supervisord starts again meanwhile (after a crash) reads the old file
+# or the new one, never none, half of one or one it may not read. Deleting and copying left it
+# without extensions_agi_secret.conf once, and pbx_config declined to load: no dialplan at all.
+ast_put() {  # mode, destination; the content on stdin
+    local tmp; tmp="$(dirname "$2")/.$(basename "$2").new"
+    (umask 077; cat > "$tmp")
+    chown "$AST_USER:$AST_USER" "$tmp"; chmod "$1" "$tmp"
+    mv -f "$tmp" "$2"
+}
+# The files ast_install writes itself (ami_switch writes manager_on_demand.conf).
+AST_GENERATED="ari_users.conf extensions_agi_secret.conf manager_users.conf manager_on_demand.conf"
 ast_install() {
-    local etc; etc=$(ast_etc)
+    local etc f ours; etc=$(ast_etc)
     users; root_users
     mkdir -p "$etc"
+    ours=" $AST_GENERATED "
+    for f in asterisk_conf/*.conf; do
+        ast_put 0640 "$etc/${f##*/}" < "$f"
+        ours+="${f##*/} "
+    done
     if [ -n "$ASTERISK_ROOT" ]; then
-        # The project root holds only our configuration, nothing from the package samples.
-        find "$etc" -maxdepth 1 -name '*.conf' ! -name ari_users.conf -delete
+        # The project root holds only our configuration, nothing from the package samples
+        # (nor the bench's, PERF-1).
+        for f in "$etc"/*.conf; do
+            case "$ours" in *" ${f##*/} "*) ;; *) rm -f "$f" ;; esac
+        done
     fi
-    cp asterisk_conf/*.conf "$etc/"
     # The ARI password in a file only Asterisk's user reads (0600, SEC-4), in clear like the AMI
     # and SIP secrets beside it. Asterisk checks it on EVERY ARI request, on the call path: as
     # SHA-512 crypt that was 2.5 ms of Asterisk CPU per request at 5,000 rounds and still
     # 0.5-0.8 ms at glibc's least (1,000), ~8 % of a Stasis call; the services hold it in clear
     # anyway (.run/secrets), so a hash here guarded nothing they do not (PERF-1, PERF-4).
-    (umask 077; printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
-        "$(cat "$RUN/secrets/ari.password")" > "$etc/ari_users.conf")
+    printf '[callguard]\ntype = user\nread_only = no\npassword_format = plain\npassword = %s\n' \
+        "$(cat "$RUN/secrets/ari.password")" | ast_put 0600 "$etc/ari_users.conf"
     # The FastAGI URL with its secret (SEC-4), included into [globals] by extensions.conf.
-    (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
-        > "$etc/extensions_agi_secret.conf")
+    printf 'CG_FASTAGI = agi://127.0.0.1:4573/%s\n' "$(cat "$RUN/secrets/agi.secret")" \
+        | ast_put 0600 "$etc/extensions_agi_secret.conf"
     # Recordings: nothing for others, also what an older version left 0644/0755 (SEC-4).
     # The services own the tree (they make each call's directory, seal and repair files);
     # Asterisk writes through the group (setgid: everything below is callguard-ast's).
@@ -205,8 +224,8 @@ ast_install() {
     chown -R "$SVC_USER:$AST_USER" "$spool"
     find "$spool" -type d -exec chmod 2770 {} +
     # AMI user for recording pause/resume (issue #14), loopback: MixMonitorMute, DTMFEnd events.
-    (umask 077; printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
-        "$(cat "$RUN/secrets/ami.password")" > "$etc/manager_users.conf")
+    printf '[callguard]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\nread = dtmf\nwrite = call\neventfilter = Event: DTMFEnd\n' \
+        "$(cat "$RUN/secrets/ami.password")" | ast_put 0600 "$etc/manager_users.conf"
     mkdir -p "$ASTERISK_ROOT/usr/share/asterisk/sounds/ja/callguard" \
              "$ASTERISK_ROOT/var/spool/asterisk/recording" "$ASTERISK_ROOT/usr/local/share/asterisk/sounds" \
              "$ASTERISK_ROOT/run/asterisk" "$ASTERISK_ROOT/var/log/asterisk"
