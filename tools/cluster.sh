@@ -136,7 +136,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl = unix://$CL/supervisor.sock
 
 [program:wakeup]
-command = /bin/sh -c 'while sleep 0.1; do echo; done'
+command = $WAKEUP_CMD
 startsecs = 0
 stopasgroup = true
 killasgroup = true
