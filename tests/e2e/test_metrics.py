@@ -11,6 +11,7 @@ Run alone: `.venv/bin/pytest -q -p no:cacheprovider tests/e2e/test_metrics.py` (
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 import urllib.parse
@@ -99,6 +100,7 @@ def test_calls_of_each_kind_move_their_counters(clean: Engine, settings: Setting
     (app /metrics and Prometheus), the 144 key and outcome counter, the decision latency
     histogram (StasisStart → the decision's request), and write one call_outcomes row each;
     no label holds a number."""
+    t0 = time.monotonic()
     lid = list_id(clean, "0312345679")
     fill(clean, lid, [caller_key(settings.hmac_key, LISTED)])
     port = settings.metrics_ari_port
@@ -180,6 +182,14 @@ def test_calls_of_each_kind_move_their_counters(clean: Engine, settings: Setting
         assert got == want, (kind, got, want)
     assert prom_query(settings, 'up{job="asterisk"}') == 1  # res_prometheus is scraped too
     assert prom_query(settings, 'up{job="api"}') == 1
+    # Asterisk's series of each channel and bridge (a new id every call) are dropped at the
+    # scrape; its counts are kept, and they show channels were up while it was scraped.
+    window = f"[{math.ceil(time.monotonic() - t0) + 2}s]"
+    assert (prom_query(settings, f"max_over_time(asterisk_channels_count{window})") or 0) >= 1
+    for per_call in ("asterisk_channels_state", "asterisk_channels_duration_seconds",
+                     "asterisk_bridges_channels_count"):
+        assert prom_query(settings, f"count(count_over_time({per_call}{window}))") is None, \
+            per_call
 
 
 @pytest.fixture

@@ -122,6 +122,19 @@ def test_prometheus_config_scrapes_every_part_on_loopback() -> None:
     assert targets == {"ari": "127.0.0.1:19461", "fastagi": "127.0.0.1:9462",
                        "api": "127.0.0.1:9463", "asterisk": "127.0.0.1:8088",
                        "prometheus": "127.0.0.1:9460"}
+    # Asterisk's per-channel and per-bridge series (a new id each call) are dropped at the
+    # scrape, its counts kept; no other job loses a series.
+    relabel = {j["job_name"]: j["metric_relabel_configs"] for j in config["scrape_configs"]}
+    drop = relabel["asterisk"][0]
+    assert drop["action"] == "drop" and drop["source_labels"] == ["__name__"]
+    pattern = re.compile(f"^(?:{drop['regex']})$")
+    assert pattern.match("asterisk_channels_state")
+    assert pattern.match("asterisk_channels_duration_seconds")
+    assert pattern.match("asterisk_bridges_channels_count")
+    assert not pattern.match("asterisk_channels_count")
+    assert not pattern.match("asterisk_bridges_count")
+    assert all(r["action"] == "labeldrop" for job, rs in relabel.items() if job != "asterisk"
+               for r in rs)
 
 
 def test_prometheus_config_of_a_cluster_labels_every_node() -> None:
