@@ -181,10 +181,10 @@ ast_etc() { printf '%s/etc/asterisk' "$ASTERISK_ROOT"; }
 # mode: an Asterisk that supervisord starts again meanwhile (after a crash) reads the old file
 # or the new one, never none, half of one or one it may not read. Deleting and copying left it
 # without extensions_agi_secret.conf once, and pbx_config declined to load: no dialplan at all.
-ast_put() {  # mode, destination; the content on stdin
+ast_put() {  # mode, destination[, owner:group, Asterisk's by default]; the content on stdin
     local tmp; tmp="$(dirname "$2")/.$(basename "$2").new"
     (umask 077; cat > "$tmp")
-    chown "$AST_USER:$AST_USER" "$tmp"; chmod "$1" "$tmp"
+    chown "${3:-$AST_USER:$AST_USER}" "$tmp"; chmod "$1" "$tmp"
     mv -f "$tmp" "$2"
 }
 # The files ast_install writes itself (ami_switch writes manager_on_demand.conf).
@@ -247,9 +247,7 @@ ast_install() {
 # AMI off until a recording pause needs it (asterisk_conf/manager.conf, PERF-1): the one
 # Asterisk file the services may write (callguard.ami.ensure_enabled), Asterisk's group reads it.
 ami_switch() {  # etc dir
-    printf 'enabled = no\n' > "$1/manager_on_demand.conf"
-    chown "$SVC_USER:$AST_USER" "$1/manager_on_demand.conf"
-    chmod 0640 "$1/manager_on_demand.conf"
+    printf 'enabled = no\n' | ast_put 0640 "$1/manager_on_demand.conf" "$SVC_USER:$AST_USER"
 }
 # The bench's endpoint and baseline dialplan (PERF-1), only for `make bench`: `make run`
 # (ast_install) removes them again, so production never has the bench carrier.
