@@ -169,6 +169,15 @@ class CpuSample:
                 "supervision_s": self.supervision - earlier.supervision}
 
 
+# What `CpuMeter.settle` adds up, and when it calls the stack quiet: the idle stack uses ~3 %
+# of its core (Prometheus, scrapes, supervisord) and up to ~7 % for half a minute after a
+# step (measured 2-7 % once the step's channels were gone; PJSIP's transaction timers).
+STACK_PARTS = ("asterisk_s", "app_s", "postgres_s", "fastagi_s", "floor_s", "supervision_s")
+SETTLE_QUIET_PCT = 15.0
+SETTLE_BOUND_S = 60.0
+SETTLE_NOTE_S = 2.0  # a step that waited longer than this is named in the targets
+
+
 class CpuMeter:
     """Samples Asterisk, the ARI app, the FastAGI fallback, PostgreSQL, the floor app,
     supervisord and Prometheus; PIDs are re-read (the app may restart)."""
@@ -177,6 +186,25 @@ class CpuMeter:
 
     def pids(self) -> tuple[int | None, int | None]:
         return read_pid(ASTERISK_PIDFILE), read_pid(APP_PIDFILE)
+
+    def settle(self, quiet_pct: float = SETTLE_QUIET_PCT, bound_s: float = SETTLE_BOUND_S,
+               window_s: float = 1.0) -> dict[str, float]:
+        """Wait (bounded) until the stack is quiet: its processes together under `quiet_pct`
+        of a core over `window_s`. A step that overloaded the stack can leave work behind
+        after its channels are gone (a backlog of events, writes, SIP retransmissions); the
+        next step would then measure that too (PERF-4). How long it took and the last load."""
+        start = time.monotonic()
+        before = self.sample()
+        while True:
+            time.sleep(window_s)
+            now = self.sample()
+            used = now.minus(before)
+            stack = sum(used[k] for k in STACK_PARTS) / used["wall_s"] * 100 \
+                if used["wall_s"] > 0 else 0.0
+            waited = time.monotonic() - start
+            if stack < quiet_pct or waited >= bound_s:
+                return {"settle_s": round(waited, 1), "settle_stack_pct": round(stack, 1)}
+            before = now
 
     def sample(self) -> CpuSample:
         ast, app = self.pids()

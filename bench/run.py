@@ -27,7 +27,15 @@ from typing import Any
 from bench import pinning
 from bench.floor_app import APP as FLOOR_APP
 from bench.lookup import SCALES, Lookup
-from bench.procs import ASTERISK_PIDFILE, STEAL_WARN_PCT, Child, read_pid, steal_pct
+from bench.procs import (
+    ASTERISK_PIDFILE,
+    SETTLE_NOTE_S,
+    SETTLE_QUIET_PCT,
+    STEAL_WARN_PCT,
+    Child,
+    read_pid,
+    steal_pct,
+)
 from bench.recording import Recording, RecordingConfig
 from bench.report import fmt, table
 from bench.screening import RATES, Screening, ScreeningConfig
@@ -147,6 +155,16 @@ def _leftover_line(out: dict[str, Any]) -> str | None:
             if left else None)
 
 
+def _settle_line(out: dict[str, Any]) -> str | None:
+    """Name the steps that waited for the stack to quiet down first (CpuMeter.settle): the step
+    before them left work behind, and one that waited in vain started on it."""
+    waited = [f"{label}: {st['settle_s']:g} s ({st['settle_stack_pct']:g} %)"
+              for label, st in _labelled_steps(out) if st.get("settle_s", 0) > SETTLE_NOTE_S]
+    return ("  waited for the stack to quiet down (under "
+            f"{SETTLE_QUIET_PCT:g} % of its core) before: " + ", ".join(waited)
+            if waited else None)
+
+
 def _steal_line(out: dict[str, Any]) -> str | None:
     """Say when the host took CPU from this machine: those steps measured the neighbours too."""
     stolen = _stolen(out)
@@ -203,6 +221,9 @@ def _targets(out: dict[str, Any]) -> list[str]:
     leftover = _leftover_line(out)
     if leftover:
         lines.append(leftover)
+    settle = _settle_line(out)
+    if settle:
+        lines.append(settle)
     if "asterisk_restarted" in out:
         lines.append(f"  NOT a measurement of the stack: {out['asterisk_restarted']}")
     if "aborted" in out:
