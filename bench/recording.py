@@ -82,6 +82,7 @@ class Recording:
         length = round(ramp + self.cfg.steady_s)  # every call carries this much audio
         audio = tone_alaw(self.work / f"tone_{length}s.al", length)
         work = self.work / f"{n}-calls"
+        settled = self.cpu.settle()  # PERF-4: not on the previous level's after-work
         since = datetime.now(UTC)
         t0 = time.time()
         carrier = sipp.start_uas(work, ip=CARRIER_OUT_IP, media_port=CARRIER_MEDIA_PORT,
@@ -118,7 +119,7 @@ class Recording:
         result = {
             "concurrent": n, "rate": rate, "call_audio_s": length, "sipp_rc": rc,
             "channels_at_plateau": channels, "files_at_plateau": files,
-            "leftover_channels": leftover,
+            "leftover_channels": leftover, **settled,
             "failed": n - completed,
             "cpu_pct": {k.removesuffix("_s"): round(v / wall * 100, 1)
                         for k, v in used.items() if k != "wall_s"} if wall > 0 else {},
