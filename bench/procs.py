@@ -192,7 +192,8 @@ class CpuMeter:
         """Wait (bounded) until the stack is quiet: its processes together under `quiet_pct`
         of a core over `window_s`. A step that overloaded the stack can leave work behind
         after its channels are gone (a backlog of events, writes, SIP retransmissions); the
-        next step would then measure that too (PERF-4). How long it took and the last load."""
+        next step would then measure that too (PERF-4). At least one window, so it is also the
+        pause between steps. How long it took and the last load."""
         start = time.monotonic()
         before = self.sample()
         while True:

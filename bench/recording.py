@@ -163,14 +163,12 @@ class Recording:
                 # PERF-4: the host took CPU while this level failed: once more, and the second
                 # attempt counts (both steals are kept).
                 print(f"bench: the host took {stolen:.0f} % of the CPU; once more", flush=True)
-                time.sleep(1.0)
                 r = {**self.level(n), "steal_pct_first_attempt": round(stolen, 1),
                      "first_attempt": {k: r[k] for k in ("failed", "complete", "lost_audio")}}
             levels.append(r)
             if _failed(r):
                 stopped = f"failure at {n} concurrent"
                 break
-            time.sleep(1.0)
         good = [r["concurrent"] for r in levels if not _failed(r)]
         return {"levels": levels, "stopped": stopped,
                 "max_recordings": max(good) if good else 0}

@@ -260,7 +260,6 @@ class Screening:
                         # keep the attempt it disturbed less (both steals are kept).
                         print(f"bench: the host took {stolen:.0f} % of the CPU; once more",
                               flush=True)
-                        time.sleep(1.0)
                         again, again_calls = self.attempt(path, rate)
                         if "profile" in raw:  # py-spy ran during the first attempt only
                             again.setdefault("profile", raw["profile"])
@@ -279,7 +278,6 @@ class Screening:
                             f"{quick['fallback']} calls decided by the fallback at {rate:g} "
                             "calls/s" if quick["fallback"] else
                             f"{quick['cps']} completed calls/s at {rate:g} offered")
-                    time.sleep(1.0)
                 if self.cut_short:
                     break
         finally:
