@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,49 @@ def _flag(args: list[str], index: int) -> bool:
     return len(args) > index and args[index] == "1"
 
 
+def _reserve(env: CallEnv, plan: CallPlan) -> None:
+    """What must precede the continue: the recording's slot (REC-CAP-1 local count) and
+    directory (the services own the recordings tree, Asterisk writes into it, SEC-4)."""
+    if plan.recordings_delta:
+        env.site.keeper.adjust_recordings(plan.recordings_delta)
+    if plan.book.rel_path:
+        prepare_dir(env.settings.recordings_dir, plan.book.rel_path)
+
+
+def continue_now(env: CallEnv, plan: CallPlan, *, created: object = None,
+                 ) -> Coroutine[Any, Any, None] | None:
+    """PERF-1: the decision's continue written before the StasisStart handler returns, not
+    one pass of the event loop later in a task, when nothing has to come first: the call is
+    on time, not followed by subscription, its decision fits the extension and a kept
+    connection is free. The coroutine returned does the rest of `carry_out` (awaiting it is a
+    must); None: `carry_out` does it all."""
+    target = plan.target
+    if (target is None or not env.rec_root_set or _late(created)
+            or (plan.book.follow == FOLLOW_RECORDING and plan.direction == "out")):
+        return None
+    extension = ari_extension(target, plan.book.follow, plan.channel_id,
+                              env.settings.recordings_asterisk_dir)
+    if extension is None:
+        return None
+    ready = env.ari.ready()
+    if ready is None:
+        return None
+    try:
+        _reserve(env, plan)
+    except BaseException:
+        env.ari.unready(ready)
+        raise
+    queued = env.queuing[plan.channel_id] = asyncio.Event()
+    _decision_sent(env, plan.channel_id)
+    return _answered(env, plan, queued, env.ari.continue_on(
+        ready, plan.channel_id, target.context, extension))
+
+
+def _late(created: object) -> bool:
+    age = event_age_s(created, datetime.now(UTC))
+    return age is not None and age > CLAIM_AFTER_S
+
+
 async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> None:
     """Send the channel on into its cg-* context with ONE request (PERF-1): the decision
     travels as the continue target (callguard.dialplan.ari_extension). The call's rows go to
@@ -83,50 +127,60 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
     target, book = plan.target, plan.book
     assert target is not None
     channel_id = plan.channel_id
-    age = event_age_s(created, datetime.now(UTC))
-    if age is not None and age > CLAIM_AFTER_S:
+    if _late(created):
         # Late (a backlog, a pause): first take the call from the dialplan's 1 s Stasis()
         # deadline. If the deadline won, this fails (409) before any row is written and the
         # FastAGI fallback alone handles the call (REL-7). On time, the cg-* context clears it.
         await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
-    if plan.recordings_delta:
-        env.site.keeper.adjust_recordings(plan.recordings_delta)
-    if book.rel_path:  # the services own the recordings tree, Asterisk writes into it (SEC-4)
-        prepare_dir(env.settings.recordings_dir, book.rel_path)
-    write_rows = True  # in the finally below, unless written here or never needed
+    _reserve(env, plan)
     follow = book.follow
-    subscribed = follow == FOLLOW_RECORDING and plan.direction == "out"
-    if subscribed:
+    if follow == FOLLOW_RECORDING and plan.direction == "out":
         # The customer's phone (this channel) may transfer the call away and leave while the
         # recording goes on (issue #14): followed by subscription and its events instead of
         # the hangup handler (one more request for these calls). Its rows go first: its
         # ChannelDestroyed finishes them, whatever becomes of the continue.
         await env.store.write([*book.ops, _outcome(plan)])
-        write_rows = False
         env.tracked[channel_id] = Followed(follow, book.rel_path)
-        follow = ""
         try:
             await env.ari.subscribe_channel(channel_id)
         except AriError as exc:
             env.tracked.pop(channel_id, None)
             log.warning("subscribe failed: %s", exc)
-    queued = env.queuing[channel_id] = asyncio.Event()
+        await _answered(env, plan, asyncio.Event(), _sent(env, plan, ""), rows=False)
+        return
+    await _answered(env, plan, asyncio.Event(), _sent(env, plan, follow))
+
+
+async def _sent(env: CallEnv, plan: CallPlan, follow: str) -> None:
+    """The continue, after the variables when the decision does not fit the extension."""
+    target = plan.target
+    assert target is not None
+    channel_id = plan.channel_id
+    extension = ari_extension(target, follow, channel_id,
+                              env.settings.recordings_asterisk_dir) \
+        if env.rec_root_set else None
+    if extension is None:
+        # Does not fit an extension: the variables first (one request), then the continue.
+        values = {k: v for k, v in target.variables.items() if v}
+        if follow:
+            values["CG_FOLLOW"] = follow
+        if values:
+            await env.ari.set_variables(channel_id, values)
+        extension = "a" if target.context == "cg-connect" else "s"
+    _decision_sent(env, channel_id)
+    await env.ari.continue_in_dialplan(channel_id, target.context, extension)
+
+
+async def _answered(env: CallEnv, plan: CallPlan, queued: asyncio.Event,
+                    sent: Coroutine[Any, Any, None], *, rows: bool = True) -> None:
+    """Await the continue (`sent`); then the call's rows go to the writer (`rows`: not
+    written yet). While it is in flight the call is in `env.queuing`, so its end waits."""
+    env.queuing[plan.channel_id] = queued
+    write_rows = rows  # in the finally below, unless the call never got past Stasis
     try:
-        extension = ari_extension(target, follow, channel_id,
-                                  env.settings.recordings_asterisk_dir) \
-            if env.rec_root_set else None
-        if extension is None:
-            # Does not fit an extension: the variables first (one request), then the continue.
-            values = {k: v for k, v in target.variables.items() if v}
-            if follow:
-                values["CG_FOLLOW"] = follow
-            if values:
-                await env.ari.set_variables(channel_id, values)
-            extension = "a" if target.context == "cg-connect" else "s"
-        _decision_sent(env, channel_id)
-        await env.ari.continue_in_dialplan(channel_id, target.context, extension)
+        await sent
     except AriError as exc:
-        if not subscribed and call_failure(exc) in ("gone", "left-stasis"):
+        if rows and call_failure(exc) in ("gone", "left-stasis"):
             # Never past Stasis: no rows (the fallback, when it took the call, keeps its
             # own), and the recording slot counted above is free again (REC-CAP-1).
             write_rows = False
@@ -135,8 +189,8 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         raise
     finally:  # also when the continue's fate is unknown (no answer): the call may go on
         if write_rows:
-            await env.store.write([*book.ops, _outcome(plan)])
-        env.queuing.pop(channel_id, None)
+            await env.store.write([*plan.book.ops, _outcome(plan)])
+        env.queuing.pop(plan.channel_id, None)
         queued.set()
 
 
@@ -187,23 +241,52 @@ def limits_of(settings: Settings) -> Limits:
                   settings.ring_timeout_s, settings.recordings_asterisk_dir)
 
 
-async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
-    """Decided from memory (REL-5): no database round trip before the call moves on."""
+def start_inbound(env: CallEnv, channel: dict[str, Any], args: list[str],
+                  ) -> Coroutine[Any, Any, None]:
+    """Decided from memory (REL-5): no database round trip before the call moves on. The
+    continue is written before this returns when it can be (`continue_now`, PERF-1); the
+    coroutine returned (to be awaited) does the rest."""
     plan = plan_inbound(inbound_facts(channel, args, datetime.now(UTC)), env.site.state,
                         limits_of(env.settings))
+    created = channel.get("creationtime")
+    return _inbound_rest(env, plan, continue_now(env, plan, created=created), created)
+
+
+async def _inbound_rest(env: CallEnv, plan: CallPlan, sent: Coroutine[Any, Any, None] | None,
+                        created: object) -> None:
     try:
-        await carry_out(env, plan, created=channel.get("creationtime"))
+        await (sent if sent is not None else carry_out(env, plan, created=created))
     finally:  # the line after the continue: formatting it does not delay the call
         log.info("inbound decision", extra=plan.log)
 
 
-async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
+def start_outbound(env: CallEnv, channel: dict[str, Any], args: list[str],
+                   ) -> Coroutine[Any, Any, None]:
+    """As `start_inbound`; the 144 menu (a session inside Stasis) starts in the coroutine."""
     plan = plan_outbound(outbound_facts(channel, args, datetime.now(UTC)), env.site.state,
                          limits_of(env.settings))
+    created = channel.get("creationtime")
+    sent = None if isinstance(plan.decision, NuisanceMenu) else continue_now(
+        env, plan, created=created)
+    return _outbound_rest(env, plan, sent, created)
+
+
+async def _outbound_rest(env: CallEnv, plan: CallPlan, sent: Coroutine[Any, Any, None] | None,
+                         created: object) -> None:
     log.info("outbound decision", extra=plan.log)
-    if isinstance(plan.decision, NuisanceMenu):
+    if sent is not None:
+        await sent
+    elif isinstance(plan.decision, NuisanceMenu):
         env.started.pop(plan.channel_id, None)
         await env.store.write([_outcome(plan)])
         await run_menu(env, plan.channel_id, plan.decision)
-        return
-    await carry_out(env, plan, created=channel.get("creationtime"))
+    else:
+        await carry_out(env, plan, created=created)
+
+
+async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
+    await start_inbound(env, channel, args)
+
+
+async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
+    await start_outbound(env, channel, args)

@@ -8,13 +8,19 @@ writes one request and cuts one response out of its buffer is all that is needed
 
 One request at a time per connection (no pipelining); idle connections are kept for reuse
 and dropped before Asterisk's own keep-alive limit (`session_keep_alive`, 15 s) closes them.
+
+`ready()` + `send_on()` write a request without awaiting anything first (PERF-1): a call's
+`continue` leaves from the StasisStart handler itself instead of a task's first step, one
+pass of the event loop later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import cast
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 IDLE_KEEP_S = 10.0  # below Asterisk's session_keep_alive default (15 s)
@@ -127,6 +133,52 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _Slots:
+    """At most `limit` requests in flight; unlike asyncio.Semaphore, one can be taken
+    without awaiting (`try_take`). A slot given back goes straight to the longest waiter."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
+class Ready:
+    """A slot and a kept connection, taken for one request about to be written."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+
+
 class HttpPool:
     """Requests to one `http://host:port`, over up to `limit` keep-alive connections."""
 
@@ -141,7 +193,7 @@ class HttpPool:
         fixed = {"Host": f"{self.host}:{self.port}", **headers}
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
 
@@ -162,22 +214,71 @@ class HttpPool:
                       ) -> tuple[int, bytes]:
         """(status, body); HttpError when no response came."""
         data = self.encode(method, path, params, body, content_type)
-        async with self._slots:
+        await self._slots.take()
+        try:
             conn = self._take_idle()
-            if conn is not None:
-                try:
-                    return await self._exchange(conn, data)
-                except ClosedUnanswered:
-                    # A kept connection the server closed just as we wrote (its keep-alive
-                    # limit): Asterisk answers every request it reads, so this one never
-                    # reached it and is sent once more on a new connection.
-                    pass
+            if conn is None:
+                return await self._exchange(await self._open(), data)
+            return await self._kept(conn, conn.send(data), data)
+        finally:
+            self._slots.give()
+
+    def ready(self) -> Ready | None:
+        """A slot and a kept connection for a request to be written at once (`send_on`), or
+        None when either would have to be waited for (then `request`). Taken: it must go
+        to `send_on` or back through `unready`."""
+        if not self._slots.try_take():
+            return None
+        conn = self._take_idle()
+        if conn is None:
+            self._slots.give()
+            return None
+        return Ready(conn)
+
+    def unready(self, ready: Ready) -> None:
+        ready.conn.used_at = time.monotonic()
+        self._idle.append(ready.conn)
+        self._slots.give()
+
+    def send_on(self, ready: Ready, method: str, path: str,
+                params: dict[str, str] | None = None, body: bytes | None = None,
+                content_type: str | None = None,
+                ) -> Coroutine[Any, Any, tuple[int, bytes]]:
+        """Write the request now; the coroutine returned awaits its response, like
+        `request` (it must be awaited: it gives the slot back)."""
+        try:
+            data = self.encode(method, path, params, body, content_type)
+        except BaseException:
+            self.unready(ready)
+            raise
+        return self._sent(ready.conn, ready.conn.send(data), data)
+
+    async def _sent(self, conn: _Connection, response: asyncio.Future[tuple[int, bytes]],
+                    data: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._kept(conn, response, data)
+        finally:
+            self._slots.give()
+
+    async def _kept(self, conn: _Connection, response: asyncio.Future[tuple[int, bytes]],
+                    data: bytes) -> tuple[int, bytes]:
+        """The response on a kept connection, the request already written to it."""
+        try:
+            return await self._await(conn, response)
+        except ClosedUnanswered:
+            # A kept connection the server closed just as we wrote (its keep-alive
+            # limit): Asterisk answers every request it reads, so this one never
+            # reached it and is sent once more on a new connection.
             return await self._exchange(await self._open(), data)
 
     async def _exchange(self, conn: _Connection, data: bytes) -> tuple[int, bytes]:
+        return await self._await(conn, conn.send(data))
+
+    async def _await(self, conn: _Connection,
+                     response: asyncio.Future[tuple[int, bytes]]) -> tuple[int, bytes]:
         try:
             async with asyncio.timeout(self.timeout_s):
-                status, body = await conn.send(data)
+                status, body = await response
         except TimeoutError as exc:
             conn.close()
             raise HttpError(f"no response in {self.timeout_s:.0f}s") from exc

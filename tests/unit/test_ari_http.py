@@ -234,3 +234,79 @@ def test_the_pool_works_on_uvloop() -> None:
             server.server.close()
 
     assert uvloop.run(scenario()) == ((200, b'{"a":1}'), 1)
+
+
+async def test_a_request_written_at_once_on_a_kept_connection(serve: Serve) -> None:
+    """PERF-1: `ready` + `send_on` write the request before anything is awaited (a call's
+    continue from the StasisStart handler itself); the response comes as from `request`."""
+    server = await serve(lambda req: ok(b"", "204 No Content"))
+    pool = HttpPool(server.url, {})
+    assert pool.ready() is None  # no kept connection yet: `request` opens one
+    assert await pool.request("GET", "asterisk/info") == (204, b"")
+    ready = pool.ready()
+    assert ready is not None and pool.ready() is None  # the only kept connection is taken
+    answer = pool.send_on(ready, "POST", "channels/1.2/continue", {"context": "cg-reject"})
+    assert ready.conn.response is not None  # written: the response is awaited, not the write
+    assert await answer == (204, b"")
+    assert server.requests[-1].startswith(b"POST /ari/channels/1.2/continue?context=cg-reject ")
+    again = pool.ready()  # back in the pool once answered
+    assert again is not None
+    pool.unready(again)
+    assert (await pool.request("GET", "x"))[0] == 204 and server.connections == 1
+    pool.close()
+
+
+async def test_written_at_once_retries_a_connection_closed_unanswered(serve: Serve) -> None:
+    answered = 0
+
+    def every_other(req: bytes) -> bytes | None:
+        nonlocal answered
+        answered += 1
+        return ok(b"{}") if answered % 2 else None
+
+    server = await serve(every_other)
+    pool = HttpPool(server.url, {})
+    await pool.request("GET", "a")
+    ready = pool.ready()
+    assert ready is not None
+    assert await pool.send_on(ready, "POST", "channels/2/continue") == (200, b"{}")
+    assert server.connections == 2 and len(server.requests) == 3
+    pool.close()
+
+
+async def test_the_limit_holds_for_both_ways_of_sending(serve: Serve) -> None:
+    """At most `limit` requests in flight: `ready` says no while they are, `request` waits
+    for a slot, and a slot given back goes to the waiter."""
+    release = asyncio.Event()
+
+    class Held(Server):
+        async def handle(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    await release.wait()
+                    writer.write(ok(b"{}"))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+    held = Held(lambda req: None)
+    held.server = await asyncio.start_server(held.handle, "127.0.0.1", 0)
+    pool = HttpPool(held.url, {}, limit=1)
+    release.set()
+    await pool.request("GET", "warm")  # one kept connection
+    release.clear()
+    ready = pool.ready()
+    assert ready is not None
+    first = asyncio.create_task(pool.send_on(ready, "GET", "one"))
+    second = asyncio.create_task(pool.request("GET", "two"))
+    await asyncio.sleep(0.05)
+    assert pool.ready() is None and not second.done()  # the one slot is in use
+    release.set()
+    assert await first == (200, b"{}") and await second == (200, b"{}")
+    pool.close()
+    held.server.close()

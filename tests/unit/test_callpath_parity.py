@@ -9,6 +9,7 @@ import asyncio
 import base64
 import dataclasses
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,11 +134,31 @@ class FakeAri:
     """Records what Asterisk would end up with: the variables set by request, plus those the
     context's `_v.` extension assigns from the continue target (as the dialplan does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
         self.variables: dict[str, str] = {}
         self.context = ""
         self.extension = ""
         self.requests = 0
+        self.fast = fast  # a kept connection is free: the continue is written at once
+        self.taken = 0  # connections taken by ready() and not yet used or given back
+
+    def ready(self) -> object | None:
+        if not self.fast:
+            return None
+        self.taken += 1
+        return object()
+
+    def unready(self, ready: object) -> None:
+        self.taken -= 1
+
+    def continue_on(self, ready: object, channel_id: str, context: str,
+                    extension: str) -> Coroutine[Any, Any, None]:
+        self.taken -= 1
+        self.record_continue(channel_id, context, extension)  # written now, not when awaited
+
+        async def answered() -> None:
+            return None
+        return answered()
 
     async def set_variables(self, channel_id: str, values: dict[str, str]) -> None:
         self.requests += 1
@@ -148,6 +169,9 @@ class FakeAri:
 
     async def continue_in_dialplan(self, channel_id: str, context: str = "",
                                    extension: str = "s") -> None:
+        self.record_continue(channel_id, context, extension)
+
+    def record_continue(self, channel_id: str, context: str, extension: str) -> None:
         self.requests += 1
         self.context, self.extension = context, extension
         self.variables.update(read_ari_extension(context, extension, channel_id,
@@ -197,13 +221,17 @@ def same_in_both(ops: list[Op]) -> list[Op]:
     return [op for op in ops if op.name != "call_outcome"]
 
 
-def run_ari(call: Call, role: str) -> tuple[list[Op], dict[str, str], str, int]:
-    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
+def run_ari(call: Call, role: str, fast: bool = True,
+            ) -> tuple[list[Op], dict[str, str], str, int]:
+    """The ARI shell's outcome; `fast`: the continue is written from the StasisStart handler
+    (a kept connection free, PERF-1), else by the task (`carry_out`)."""
+    keeper, ari, store = FakeKeeper(), FakeAri(fast), FakeStore()
     env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
     channel, args = call.stasis(role)
     handler = handle_inbound if role == "inbound" else handle_outbound
     asyncio.run(handler(env, channel, args))
     LAST_ARI[:] = [ari]
+    assert ari.taken == 0  # every connection taken went out with a request or back
     variables = {k: v for k, v in ari.variables.items() if k != "CG_FOLLOW"}
     return same_in_both(store.ops), variables, ari.context, keeper.delta
 
@@ -245,6 +273,7 @@ def test_inbound_parity(call: Call) -> None:
     # The AGI environment says "unknown" for no caller number; both mean "no identity".
     assert plan_inbound(raw_ari, STATE, LIMITS) == plan_inbound(raw_agi, STATE, LIMITS)
     assert run_ari(call, "inbound") == run_agi(call, "inbound")
+    assert run_ari(call, "inbound", fast=False) == run_agi(call, "inbound")
 
 
 @pytest.mark.parametrize("call", OUTBOUND, ids=lambda c: f"{c.endpoint}-{c.exten}")
@@ -255,6 +284,7 @@ def test_outbound_parity(call: Call) -> None:
     assert raw_ari == raw_agi
     assert plan_outbound(raw_ari, STATE, LIMITS) == plan_outbound(raw_agi, STATE, LIMITS)
     assert run_ari(call, "outbound") == run_agi(call, "outbound")
+    assert run_ari(call, "outbound", fast=False) == run_agi(call, "outbound")
 
 
 def test_listed_caller_rejected_from_memory_and_counted() -> None:
@@ -315,3 +345,33 @@ def test_target_that_does_not_fit_goes_in_two_requests() -> None:
     # a recording file that is not the domain's path shape cannot be rebuilt by the dialplan
     odd = DialplanTarget("cg-connect", {"CG_DIAL": "PJSIP/f1-a", "CG_REC_FILE": "/r/x.wav"})
     assert ari_extension(odd, "rec", "1.2", "/r") is None
+
+
+@pytest.mark.parametrize("call", INBOUND, ids=lambda c: f"{c.exten}-{c.caller or 'anon'}")
+def test_the_continue_leaves_before_the_handler_returns(call: Call) -> None:
+    """PERF-1: on time, with a kept connection free, the StasisStart handler writes the
+    decision's continue itself; the rows follow once Asterisk has answered it."""
+    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        rest = calls.start_inbound(env, *call.stasis("inbound"))
+        assert ari.requests == 1 and ari.context.startswith("cg-")
+        assert store.ops == [] and list(env.queuing) == [call.stasis("inbound")[0]["id"]]
+        await rest
+        assert store.ops and env.queuing == {}
+
+    asyncio.run(scenario())
+
+
+def test_no_free_connection_leaves_the_continue_to_the_task() -> None:
+    keeper, ari, store = FakeKeeper(), FakeAri(fast=False), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        rest = calls.start_inbound(env, *Call("0312345678", LISTED).stasis("inbound"))
+        assert ari.requests == 0 and keeper.delta == 0
+        await rest
+        assert ari.context == "cg-reject" and store.ops
+
+    asyncio.run(scenario())
