@@ -74,13 +74,17 @@ def _flag(args: list[str], index: int) -> bool:
     return len(args) > index and args[index] == "1"
 
 
-def _reserve(env: CallEnv, plan: CallPlan) -> None:
-    """What must precede the continue: the recording's slot (REC-CAP-1 local count) and
-    directory (the services own the recordings tree, Asterisk writes into it, SEC-4)."""
-    if plan.recordings_delta:
-        env.site.keeper.adjust_recordings(plan.recordings_delta)
+def _prepare_dir(env: CallEnv, plan: CallPlan) -> None:
+    """The recording's directory, before the continue starts MixMonitor (the services own
+    the recordings tree, Asterisk writes into it, SEC-4)."""
     if plan.book.rel_path:
         prepare_dir(env.settings.recordings_dir, plan.book.rel_path)
+
+
+def _count_recording(env: CallEnv, plan: CallPlan) -> None:
+    """The recording's slot (REC-CAP-1 local count), before the next call is decided."""
+    if plan.recordings_delta:
+        env.site.keeper.adjust_recordings(plan.recordings_delta)
 
 
 def continue_now(env: CallEnv, plan: CallPlan, *, created: object = None,
@@ -101,15 +105,18 @@ def continue_now(env: CallEnv, plan: CallPlan, *, created: object = None,
     ready = env.ari.ready()
     if ready is None:
         return None
-    try:
-        _reserve(env, plan)
-    except BaseException:
-        env.ari.unready(ready)
-        raise
+    if plan.book.rel_path:
+        try:
+            _prepare_dir(env, plan)
+        except BaseException:
+            env.ari.unready(ready)
+            raise
+    sent = env.ari.continue_on(ready, plan.channel_id, target.context, extension)
+    # Written. What follows delays no call: the next StasisStart is handled after it.
     queued = env.queuing[plan.channel_id] = asyncio.Event()
+    _count_recording(env, plan)
     _decision_sent(env, plan.channel_id)
-    return _answered(env, plan, queued, env.ari.continue_on(
-        ready, plan.channel_id, target.context, extension))
+    return _answered(env, plan, queued, sent)
 
 
 def _late(created: object) -> bool:
@@ -132,7 +139,8 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         # deadline. If the deadline won, this fails (409) before any row is written and the
         # FastAGI fallback alone handles the call (REL-7). On time, the cg-* context clears it.
         await env.ari.set_variable(channel_id, "TIMEOUT(absolute)", "0")
-    _reserve(env, plan)
+    _count_recording(env, plan)
+    _prepare_dir(env, plan)
     follow = book.follow
     if follow == FOLLOW_RECORDING and plan.direction == "out":
         # The customer's phone (this channel) may transfer the call away and leave while the

@@ -3,8 +3,7 @@ must be followed to its end. Shared by the ARI app and the FastAGI fallback (REL
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,37 +18,74 @@ FOLLOW_RECORDING = "rec"
 FOLLOW_INBOUND = "in"
 
 
-@dataclass(frozen=True)
 class Bookkeeping:
-    ops: list[Op] = field(default_factory=list)
-    follow: str = ""
-    rel_path: str = ""  # the recording file, kept so the call can be finished without a read
+    """What follows a routing decision: whether the call is followed to its end (`follow`,
+    and its recording file `rel_path`), known at once, and the rows to write (`ops`), built
+    on first use when given as a function. The ARI app writes a call's continue before it
+    needs the rows (PERF-1), so the per-call keyed seal and the rows are made after it."""
+
+    __slots__ = ("_make", "_ops", "follow", "rel_path")
+
+    def __init__(self, ops: list[Op] | Callable[[], list[Op]] | None = None,
+                 follow: str = "", rel_path: str = "") -> None:
+        self.follow = follow
+        self.rel_path = rel_path  # kept so the call can be finished without a read
+        self._ops: list[Op] | None = [] if ops is None else None if callable(ops) else ops
+        self._make = ops if callable(ops) else None
+
+    @property
+    def ops(self) -> list[Op]:
+        if self._ops is None:
+            assert self._make is not None
+            self._ops, self._make = self._make(), None
+        return self._ops
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Bookkeeping):
+            return NotImplemented
+        return (self.follow, self.rel_path, self.ops) == (other.follow, other.rel_path,
+                                                          other.ops)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable rows: not a dict key
+
+    def __repr__(self) -> str:
+        return f"Bookkeeping({self.ops!r}, {self.follow!r}, {self.rel_path!r})"
 
 
 def inbound_bookkeeping(
     decision: Decision, number: NumberInfo | None, contract: ContractInfo | None,
-    caller_key: str | None, channel_id: str, now: datetime,
+    caller_key: str | Callable[[], str | None] | None, channel_id: str, now: datetime,
 ) -> Bookkeeping:
-    ops: list[Op] = []
-    if number is not None and number.list_id is not None and isinstance(
-            decision, Connect | Reject):
-        # NCR-REG-2: every call that reached the line is a last-caller candidate; rejected
-        # ones are logged as such so they never count. A refused call (e.g. congestion at
-        # the recording capacity) never reached it, and nothing would close its row: left
-        # "in progress" it would block the scope's registrations (NCR-REG-3).
-        ops.append(Op("inbound_call_started", {
-            "channel_id": channel_id, "list_id": number.list_id, "number_id": number.id,
-            "caller_key": caller_key, "rejected": isinstance(decision, Reject),
-            "started_at": now,
-        }))
-    if isinstance(decision, Reject):
-        ops.append(Op("count_rejection",
-                      {"list_id": decision.list_id, "month": nuisance.month_of(now)}))
+    """`caller_key` (the sealed key of the call log) may be a function: it is called only
+    when the rows are built."""
+    listed_line = number is not None and number.list_id is not None
+
+    def ops() -> list[Op]:
+        rows: list[Op] = []
+        if number is not None and number.list_id is not None and isinstance(
+                decision, Connect | Reject):
+            # NCR-REG-2: every call that reached the line is a last-caller candidate;
+            # rejected ones are logged as such so they never count. A refused call (e.g.
+            # congestion at the recording capacity) never reached it, and nothing would
+            # close its row: left "in progress" it would block the scope's registrations
+            # (NCR-REG-3).
+            rows.append(Op("inbound_call_started", {
+                "channel_id": channel_id, "list_id": number.list_id, "number_id": number.id,
+                "caller_key": caller_key() if callable(caller_key) else caller_key,
+                "rejected": isinstance(decision, Reject), "started_at": now,
+            }))
+        if isinstance(decision, Reject):
+            rows.append(Op("count_rejection",
+                           {"list_id": decision.list_id, "month": nuisance.month_of(now)}))
+        if isinstance(decision, Connect) and decision.record is not None \
+                and contract is not None:
+            rows.append(_recording_started(decision.record, contract.id, channel_id, now))
+        return rows
+
     if isinstance(decision, Connect):
         if decision.record is not None and contract is not None:
-            ops.append(_recording_started(decision.record, contract.id, channel_id, now))
             return Bookkeeping(ops, FOLLOW_RECORDING, decision.record.rel_path)
-        if number is not None and number.list_id is not None:
+        if listed_line:
             return Bookkeeping(ops, FOLLOW_INBOUND)
     return Bookkeeping(ops)
 

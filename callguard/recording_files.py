@@ -101,6 +101,10 @@ def prepare_dir(root: Path, rel_path: str) -> None:
     """Make the directory of a recording about to start (SEC-4): the services own the tree,
     Asterisk (another account) writes into it through the group, so each level is 2770.
     Best effort: if this fails, MixMonitor still creates the directory itself."""
+    # Mostly the day's directory is there already: one stat, no Path objects (the ARI app
+    # runs this between a call's decision and its continue, PERF-1).
+    if os.path.isdir(os.path.dirname(os.path.join(root, rel_path))):
+        return
     missing: list[Path] = []
     d = (root / rel_path).parent
     while d != root and d != d.parent and not d.exists():

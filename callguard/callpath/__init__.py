@@ -119,9 +119,12 @@ def plan_inbound(raw: RawInbound, state: LocalState, limits: Limits) -> CallPlan
         capacity=_capacity(state, limits),
         ring_timeout_s=site.setting_int("ring_timeout_s", limits.ring_timeout_s),
     )
-    # The call log never holds the list key itself, only a per-call seal of it (SEC-3).
-    sealed = privacy.seal_key(limits.hmac_key, raw.channel_id, key) if key else None
-    book = inbound_bookkeeping(decision, number, contract, sealed, raw.channel_id, raw.now)
+    # The call log never holds the list key itself, only a per-call seal of it (SEC-3),
+    # made with the rows (after the ARI app's continue, PERF-1).
+    book = inbound_bookkeeping(
+        decision, number, contract,
+        (lambda: privacy.seal_key(limits.hmac_key, raw.channel_id, key)) if key else None,
+        raw.channel_id, raw.now)
     return CallPlan(raw.channel_id, decision, book, _target(decision, limits), {
         "called": raw.called, "caller": privacy.mask(identity),
         "decision": type(decision).__name__, "note": getattr(decision, "note", ""),
