@@ -105,12 +105,11 @@ def continue_now(env: CallEnv, plan: CallPlan, *, created: object = None,
     ready = env.ari.ready()
     if ready is None:
         return None
-    if plan.book.rel_path:
-        try:
-            _prepare_dir(env, plan)
-        except BaseException:
-            env.ari.unready(ready)
-            raise
+    try:
+        _prepare_dir(env, plan)
+    except BaseException:
+        env.ari.unready(ready)
+        raise
     sent = env.ari.continue_on(ready, plan.channel_id, target.context, extension)
     # Written. What follows delays no call: the next StasisStart is handled after it.
     queued = env.queuing[plan.channel_id] = asyncio.Event()

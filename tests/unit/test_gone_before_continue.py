@@ -163,3 +163,27 @@ async def test_a_decided_or_failed_call_leaves_no_start_time_behind() -> None:
         with pytest.raises(RuntimeError) if channel_id == "bad" else contextlib.nullcontext():
             await app.deciding(handler, channel_id)
     assert app.env.started == {}
+
+
+async def test_a_decision_that_fails_in_the_handler_goes_to_the_fallback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """PERF-1: a call is decided in the StasisStart handler itself (its continue leaves from
+    there). If the decision raises, the event reader goes on; the call's task logs it and lets
+    the channel continue into the dialplan's fallback, as a failure in the task always did."""
+    continued: list[tuple[str, str | None]] = []
+
+    class PlainAri:
+        async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
+                                       extension: str = "s") -> None:
+            continued.append((channel_id, context))
+
+    app = CallguardApp.__new__(CallguardApp)
+    app.tasks = set()
+    app.env = env(PlainAri(), Store(), Keeper())  # type: ignore[arg-type]  # no site state
+    channel = {"id": "c1", "dialplan": {"exten": "0312345678"},
+               "caller": {"number": "0399990000"}}
+    app.dispatch({"type": "StasisStart", "args": ["inbound", "0", "allowed", "(ulaw)"],
+                  "channel": channel})
+    await asyncio.gather(*app.tasks)
+    assert continued == [("c1", None)]
+    assert "call handler failed" in caplog.text and app.env.started == {}
