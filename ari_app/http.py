@@ -236,7 +236,7 @@ class HttpPool:
         return Ready(conn)
 
     def unready(self, ready: Ready) -> None:
-        ready.conn.used_at = time.monotonic()
+        """Give back what `ready` took, unused (its idle time runs on from its last use)."""
         self._idle.append(ready.conn)
         self._slots.give()
 
