@@ -112,7 +112,7 @@ def continue_now(env: CallEnv, plan: CallPlan, *, created: object = None,
         raise
     sent = env.ari.continue_on(ready, plan.channel_id, target.context, extension)
     # Written. What follows delays no call: the next StasisStart is handled after it.
-    queued = env.queuing[plan.channel_id] = asyncio.Event()
+    queued = _in_flight(env, plan)
     _count_recording(env, plan)
     _decision_sent(env, plan.channel_id)
     return _answered(env, plan, queued, sent)
@@ -153,9 +153,9 @@ async def carry_out(env: CallEnv, plan: CallPlan, *, created: object = None) -> 
         except AriError as exc:
             env.tracked.pop(channel_id, None)
             log.warning("subscribe failed: %s", exc)
-        await _answered(env, plan, asyncio.Event(), _sent(env, plan, ""), rows=False)
+        await _answered(env, plan, _in_flight(env, plan), _sent(env, plan, ""), rows=False)
         return
-    await _answered(env, plan, asyncio.Event(), _sent(env, plan, follow))
+    await _answered(env, plan, _in_flight(env, plan), _sent(env, plan, follow))
 
 
 async def _sent(env: CallEnv, plan: CallPlan, follow: str) -> None:
@@ -178,11 +178,17 @@ async def _sent(env: CallEnv, plan: CallPlan, follow: str) -> None:
     await env.ari.continue_in_dialplan(channel_id, target.context, extension)
 
 
+def _in_flight(env: CallEnv, plan: CallPlan) -> asyncio.Event:
+    """The call's continue is about to go: until its rows are queued (`_answered`), the
+    call's end waits on this (`env.queuing`)."""
+    queued = env.queuing[plan.channel_id] = asyncio.Event()
+    return queued
+
+
 async def _answered(env: CallEnv, plan: CallPlan, queued: asyncio.Event,
                     sent: Coroutine[Any, Any, None], *, rows: bool = True) -> None:
     """Await the continue (`sent`); then the call's rows go to the writer (`rows`: not
-    written yet). While it is in flight the call is in `env.queuing`, so its end waits."""
-    env.queuing[plan.channel_id] = queued
+    written yet), and the call leaves `env.queuing` (`queued`, from `_in_flight`)."""
     write_rows = rows  # in the finally below, unless the call never got past Stasis
     try:
         await sent
@@ -289,11 +295,3 @@ async def _outbound_rest(env: CallEnv, plan: CallPlan, sent: Coroutine[Any, Any,
         await run_menu(env, plan.channel_id, plan.decision)
     else:
         await carry_out(env, plan, created=created)
-
-
-async def handle_inbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
-    await start_inbound(env, channel, args)
-
-
-async def handle_outbound(env: CallEnv, channel: dict[str, Any], args: list[str]) -> None:
-    await start_outbound(env, channel, args)

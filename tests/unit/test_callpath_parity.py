@@ -20,7 +20,7 @@ import pytest
 import agi_scripts.fastagi as fastagi
 import ari_app.calls as calls
 from agi_scripts.fastagi import Fallback
-from ari_app.calls import CallEnv, handle_inbound, handle_outbound, inbound_facts, outbound_facts
+from ari_app.calls import CallEnv, inbound_facts, outbound_facts, start_inbound, start_outbound
 from ari_app.site_cache import SiteCache
 from callguard.callpath import Limits, plan_inbound, plan_outbound
 from callguard.config import Settings
@@ -228,8 +228,12 @@ def run_ari(call: Call, role: str, fast: bool = True,
     keeper, ari, store = FakeKeeper(), FakeAri(fast), FakeStore()
     env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
     channel, args = call.stasis(role)
-    handler = handle_inbound if role == "inbound" else handle_outbound
-    asyncio.run(handler(env, channel, args))
+    start = start_inbound if role == "inbound" else start_outbound
+
+    async def handled() -> None:  # as the app: the handler starts it, a task awaits the rest
+        await start(env, channel, args)
+
+    asyncio.run(handled())
     LAST_ARI[:] = [ari]
     assert ari.taken == 0  # every connection taken went out with a request or back
     variables = {k: v for k, v in ari.variables.items() if k != "CG_FOLLOW"}
