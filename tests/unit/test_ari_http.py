@@ -131,17 +131,21 @@ async def test_connection_close_is_honoured(serve: Serve) -> None:
     pool.close()
 
 
-async def test_a_kept_connection_closed_by_the_server_is_replaced(serve: Serve) -> None:
+def once_per_connection() -> Reply:
+    """Every second request arrives on a connection the server then drops unanswered, as
+    Asterisk does when its keep-alive time runs out just as a request is written."""
     answered = 0
 
-    def once_per_connection(req: bytes) -> bytes | None:
+    def reply(req: bytes) -> bytes | None:
         nonlocal answered
         answered += 1
-        # Every second request arrives on a connection the server then drops unanswered,
-        # as Asterisk does when its keep-alive time runs out just as a request is written.
         return ok(b"{}") if answered % 2 else None
 
-    server = await serve(once_per_connection)
+    return reply
+
+
+async def test_a_kept_connection_closed_by_the_server_is_replaced(serve: Serve) -> None:
+    server = await serve(once_per_connection())
     pool = HttpPool(server.url, {})
     assert await pool.request("POST", "channels/1/continue") == (200, b"{}")
     assert await pool.request("POST", "channels/2/continue") == (200, b"{}")
@@ -257,14 +261,7 @@ async def test_a_request_written_at_once_on_a_kept_connection(serve: Serve) -> N
 
 
 async def test_written_at_once_retries_a_connection_closed_unanswered(serve: Serve) -> None:
-    answered = 0
-
-    def every_other(req: bytes) -> bytes | None:
-        nonlocal answered
-        answered += 1
-        return ok(b"{}") if answered % 2 else None
-
-    server = await serve(every_other)
+    server = await serve(once_per_connection())
     pool = HttpPool(server.url, {})
     await pool.request("GET", "a")
     ready = pool.ready()
