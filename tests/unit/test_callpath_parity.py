@@ -368,6 +368,36 @@ def test_the_continue_leaves_before_the_handler_returns(call: Call) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("call", [INBOUND[0], INBOUND[1]], ids=["recorded", "listed"])
+def test_rows_wait_until_asterisk_has_taken_the_call(call: Call,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-1: once the continue is answered, the call's rows are held AFTER_CONTINUE_S (the
+    continue's dialplan runs on the core meanwhile); the call's end waits for them."""
+    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    real_sleep = asyncio.sleep
+    held: list[float] = []
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def holding(delay: float) -> None:
+            held.append(delay)
+            await gate.wait()
+
+        monkeypatch.setattr(asyncio, "sleep", holding)
+        rest = asyncio.ensure_future(calls.start_inbound(env, *call.stasis("inbound")))
+        for _ in range(5):
+            await real_sleep(0)
+        assert ari.requests == 1 and held == [calls.AFTER_CONTINUE_S]
+        assert store.ops == [] and list(env.queuing) == [call.stasis("inbound")[0]["id"]]
+        gate.set()
+        await rest
+        assert store.ops and env.queuing == {}
+
+    asyncio.run(scenario())
+
+
 def test_no_free_connection_leaves_the_continue_to_the_task() -> None:
     keeper, ari, store = FakeKeeper(), FakeAri(fast=False), FakeStore()
     env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
