@@ -39,7 +39,7 @@ log = logging.getLogger("callguard.calls")
 # answered, so that Asterisk takes the call on first (the continue's dialplan up to Dial's
 # INVITE, or a rejection's answer): Asterisk and this app share one core at the same
 # real-time priority, and Python's work right after the continue held Asterisk's channel
-# thread off it (~0.2-0.4 ms more from the continue to the INVITE than the floor app's).
+# thread off it (0.1-0.6 ms more from the continue to the INVITE than the floor app's).
 AFTER_CONTINUE_S = 0.005
 
 
@@ -208,11 +208,21 @@ async def _answered(env: CallEnv, plan: CallPlan, queued: asyncio.Event,
                 env.site.keeper.adjust_recordings(-plan.recordings_delta)
         raise
     finally:  # also when the continue's fate is unknown (no answer): the call may go on
-        if write_rows:
-            await asyncio.sleep(AFTER_CONTINUE_S)
-            await env.store.write([*plan.book.ops, _outcome(plan)])
-        env.queuing.pop(plan.channel_id, None)
-        queued.set()
+        try:
+            if write_rows:
+                await _rows_after_asterisk(env, plan)
+        finally:  # also when the app stops during the wait
+            env.queuing.pop(plan.channel_id, None)
+            queued.set()
+
+
+async def _rows_after_asterisk(env: CallEnv, plan: CallPlan) -> None:
+    """The call's rows to the writer AFTER_CONTINUE_S from now; when the app stops meanwhile
+    (its tasks are cancelled), at once: a graceful stop loses no decided call's rows."""
+    try:
+        await asyncio.sleep(AFTER_CONTINUE_S)
+    finally:
+        await env.store.write([*plan.book.ops, _outcome(plan)])
 
 
 def _outcome(plan: CallPlan) -> Any:

@@ -398,6 +398,26 @@ def test_rows_wait_until_asterisk_has_taken_the_call(call: Call,
     asyncio.run(scenario())
 
 
+def test_rows_of_a_call_held_for_asterisk_survive_a_graceful_stop() -> None:
+    """The app stopping (its tasks cancelled) while a call's rows wait for Asterisk: they are
+    queued at once, and the call leaves `env.queuing`."""
+    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    call = INBOUND[0]
+
+    async def scenario() -> None:
+        rest = asyncio.ensure_future(calls.start_inbound(env, *call.stasis("inbound")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ari.requests == 1 and store.ops == [] and env.queuing
+        rest.cancel()
+        await asyncio.gather(rest, return_exceptions=True)
+        assert rest.cancelled()
+        assert store.ops and env.queuing == {}
+
+    asyncio.run(scenario())
+
+
 def test_no_free_connection_leaves_the_continue_to_the_task() -> None:
     keeper, ari, store = FakeKeeper(), FakeAri(fast=False), FakeStore()
     env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
