@@ -221,12 +221,19 @@ def same_in_both(ops: list[Op]) -> list[Op]:
     return [op for op in ops if op.name != "call_outcome"]
 
 
+def fakes(fast: bool = True) -> tuple[FakeKeeper, FakeAri, FakeStore, CallEnv]:
+    """The ARI shell's surroundings, faked: state keeper, ARI (`fast`: a kept connection is
+    free), store, and the CallEnv over them."""
+    keeper, ari, store = FakeKeeper(), FakeAri(fast), FakeStore()
+    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    return keeper, ari, store, env
+
+
 def run_ari(call: Call, role: str, fast: bool = True,
             ) -> tuple[list[Op], dict[str, str], str, int]:
     """The ARI shell's outcome; `fast`: the continue is written from the StasisStart handler
     (a kept connection free, PERF-1), else by the task (`carry_out`)."""
-    keeper, ari, store = FakeKeeper(), FakeAri(fast), FakeStore()
-    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    keeper, ari, store, env = fakes(fast)
     channel, args = call.stasis(role)
     start = start_inbound if role == "inbound" else start_outbound
 
@@ -355,8 +362,7 @@ def test_target_that_does_not_fit_goes_in_two_requests() -> None:
 def test_the_continue_leaves_before_the_handler_returns(call: Call) -> None:
     """PERF-1: on time, with a kept connection free, the StasisStart handler writes the
     decision's continue itself; the rows follow once Asterisk has answered it."""
-    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
-    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    _, ari, store, env = fakes()
 
     async def scenario() -> None:
         rest = calls.start_inbound(env, *call.stasis("inbound"))
@@ -373,8 +379,7 @@ def test_rows_wait_until_asterisk_has_taken_the_call(call: Call,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """PERF-1: once the continue is answered, the call's rows are held AFTER_CONTINUE_S (the
     continue's dialplan runs on the core meanwhile); the call's end waits for them."""
-    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
-    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    _, ari, store, env = fakes()
     real_sleep = asyncio.sleep
     held: list[float] = []
 
@@ -401,8 +406,7 @@ def test_rows_wait_until_asterisk_has_taken_the_call(call: Call,
 def test_rows_of_a_call_held_for_asterisk_survive_a_graceful_stop() -> None:
     """The app stopping (its tasks cancelled) while a call's rows wait for Asterisk: they are
     queued at once, and the call leaves `env.queuing`."""
-    keeper, ari, store = FakeKeeper(), FakeAri(), FakeStore()
-    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    _, ari, store, env = fakes()
     call = INBOUND[0]
 
     async def scenario() -> None:
@@ -419,8 +423,7 @@ def test_rows_of_a_call_held_for_asterisk_survive_a_graceful_stop() -> None:
 
 
 def test_no_free_connection_leaves_the_continue_to_the_task() -> None:
-    keeper, ari, store = FakeKeeper(), FakeAri(fast=False), FakeStore()
-    env = CallEnv(SETTINGS, ari, store, SiteCache(keeper), {}, {})  # type: ignore[arg-type]
+    keeper, ari, store, env = fakes(fast=False)
 
     async def scenario() -> None:
         rest = calls.start_inbound(env, *Call("0312345678", LISTED).stasis("inbound"))
