@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import sipp
-from bench.procs import STEAL_RETRY_PCT, CpuMeter, steal_pct
+from bench.procs import STEAL_RETRY_PCT, CpuMeter, rss_mb, steal_pct
 from bench.state import (
     RECORDING_DEST,
     RECORDING_PREFIX,
@@ -98,6 +98,7 @@ class Recording:
             time.sleep(max(0.0, t0 + ramp + 1.5 - time.time()))
             cpu0, (bytes0, _f) = self.cpu.sample(), _dir_bytes(self.state.rec_root, t0)
             channels = active_channels(self.state.settings)
+            ast_rss = rss_mb(self.cpu.pids()[0])
             time.sleep(max(0.0, t0 + length - 0.5 - time.time()))
             cpu1, (bytes1, files) = self.cpu.sample(), _dir_bytes(self.state.rec_root, t0)
             rc = uac.wait(length + ramp + 55)
@@ -118,7 +119,7 @@ class Recording:
         lost = [d for d in durations if d < length - LOST_AUDIO_TOLERANCE_S]
         result = {
             "concurrent": n, "rate": rate, "call_audio_s": length, "sipp_rc": rc,
-            "channels_at_plateau": channels, "files_at_plateau": files,
+            "channels_at_plateau": channels, "files_at_plateau": files, "asterisk_rss_mb": ast_rss,
             "leftover_channels": leftover, **settled,
             "failed": n - completed,
             "cpu_pct": {k.removesuffix("_s"): round(v / wall * 100, 1)

@@ -86,7 +86,7 @@ def _ratio_row(rate: float, label: str, c: dict[str, Any]) -> list[Any]:
             c["rejected_200_ms_p50_ratio"], c["rejected_200_ms_p99_ratio"],
             c["rejected_rtp_ms_p50_ratio"], c["rejected_rtp_ms_p99_ratio"],
             c["connected_200_ms_p50_ratio"], c["connected_200_ms_p99_ratio"],
-            "", "", "", "", "", "", ""]
+            "", "", "", "", "", "", "", ""]
 
 
 def _screening_table(s: dict[str, Any]) -> str:
@@ -107,14 +107,15 @@ def _screening_table(s: dict[str, Any]) -> str:
                          x["connected_200_ms"]["p50"], x["connected_200_ms"]["p99"],
                          ms["asterisk"], own, ms["postgres"], ms.get("supervision", ""),
                          ms["machine"],
-                         round(x["cpu_pct"]["machine"] / CORES), _steal(x)])
+                         round(x["cpu_pct"]["machine"] / CORES), _steal(x),
+                         x.get("asterisk_rss_mb", "")])
         for key, label in (("compared", "ari/base"), ("compared_floor", "ari/floor")):
             c = next((c for c in s.get(key, []) if c["rate"] == rate), None)
             if c is not None:
                 rows.append(_ratio_row(rate, label, c))
     return table(["cps", "path", "calls", "failed", "fallbk", "shed", "done/s", "rej200p50",
                   "rej200p99", "rejRTPp50", "rejRTPp99", "con200p50", "con200p99",
-                  "astms", "appms", "pgms", "supms", "allms", "busy%", "steal%"], rows)
+                  "astms", "appms", "pgms", "supms", "allms", "busy%", "steal%", "astMB"], rows)
 
 
 def _recording_table(r: dict[str, Any]) -> str:
@@ -122,9 +123,11 @@ def _recording_table(r: dict[str, Any]) -> str:
              x["cpu_pct"].get("app"), x["cpu_pct"].get("postgres"),
              round(x["cpu_pct"].get("machine", 0) / CORES), x["write_bytes_s"],
              x["write_bytes_s_per_call"], x["complete"], x["lost_audio"],
-             x["duration_s"]["min"], x["call_audio_s"], _steal(x)] for x in r["levels"]]
+             x["duration_s"]["min"], x["call_audio_s"], _steal(x),
+             x.get("asterisk_rss_mb", "")] for x in r["levels"]]
     return table(["calls", "failed", "channels", "ast%", "app%", "pg%", "busy%", "write B/s",
-                  "B/s/call", "complete", "lost", "min dur s", "audio s", "steal%"], rows)
+                  "B/s/call", "complete", "lost", "min dur s", "audio s", "steal%", "astMB"],
+                 rows)
 
 
 def _steal(step: dict[str, Any]) -> int | str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile, sipp
-from bench.procs import STEAL_RETRY_PCT, CpuMeter, steal_pct
+from bench.procs import STEAL_RETRY_PCT, CpuMeter, rss_mb, steal_pct
 from bench.report import kept_up, percentile, ratio, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
 from bench.state import (
@@ -200,13 +200,14 @@ class Screening:
             if rc is None:
                 uac.stop()
             during = self.cpu.sample().minus(before)
+            ast_rss = rss_mb(self.cpu.pids()[0])  # with this step's transactions still held
             prof = profile.finish(spy, spy_out) if spy_out is not None else None
             leftover = self.drain(since)
             used = self.cpu.sample().minus(before)
         finally:
             phone.stop()
         return {"path": path, "sipp_rc": rc, "work": str(work), "leftover_channels": leftover,
-                **settled,
+                **settled, "asterisk_rss_mb": ast_rss,
                 "shed": log_count(app_log, log_start, SHED_MARKER),
                 "fallback": log_count(agi_log, agi_start, FALLBACK_MARKER),
                 **self._cpu(used, during, n), "_since": since,
