@@ -186,7 +186,7 @@ class Screening:
             time.sleep(0.3)  # bound to 127.0.1.1:5060 before the first INVITE
             before = self.cpu.sample()
             spy = spy_out = None
-            app_pid = self.cpu.pids()[1]
+            ast_pid, app_pid = self.cpu.pids()
             if path == "ari" and not self.profiled and app_pid is not None:
                 self.profiled = True
                 spy_out = work / "py-spy.txt"
@@ -200,7 +200,7 @@ class Screening:
             if rc is None:
                 uac.stop()
             during = self.cpu.sample().minus(before)
-            ast_rss = rss_mb(self.cpu.pids()[0])  # with this step's transactions still held
+            ast_rss = rss_mb(ast_pid)  # with this step's transactions still held
             prof = profile.finish(spy, spy_out) if spy_out is not None else None
             leftover = self.drain(since)
             used = self.cpu.sample().minus(before)
