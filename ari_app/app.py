@@ -62,6 +62,9 @@ ALLOWED_EVENTS = ("StasisStart", "ChannelDestroyed", "ChannelHangupRequest",
                   "ChannelStateChange", "ChannelEnteredBridge", "BridgeBlindTransfer",
                   "BridgeAttendedTransfer")
 TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late transfer event
+# At most one transfer lookup listing of all channels per this long (a call's end waits for
+# the next one; ari_app/coalesce.py).
+LISTING_EVERY_S = 0.25
 XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
 
 
@@ -89,8 +92,10 @@ class CallguardApp:
         # Recorded channels just destroyed, for TRANSFER_GRACE_S: ARI may deliver a transfer
         # event after the transferring leg's ChannelDestroyed (different Asterisk topics).
         self.ending: dict[str, Followed] = {}
-        # The transfer lookup's channel listing, shared by the calls that end together.
-        self.channel_listing = Coalesced(lambda: self.env.ari.request("GET", "channels"))
+        # The transfer lookup's channel listing, shared by the calls that end together, and
+        # no more than one every LISTING_EVERY_S while calls keep ending (PERF-2).
+        self.channel_listing = Coalesced(lambda: self.env.ari.request("GET", "channels"),
+                                         every_s=LISTING_EVERY_S)
 
     def spawn(self, coro: Any, channel_id: str = "-") -> None:
         async def run() -> None:

@@ -4,6 +4,7 @@ together (ari_app/coalesce.py), never a listing sent before a caller asked."""
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 import uvloop
@@ -120,3 +121,66 @@ def test_callers_are_not_left_waiting_when_the_request_is_cancelled() -> None:
         return [isinstance(x, asyncio.CancelledError) for x in done]
 
     assert asyncio.run(scenario()) == [True, True]
+
+
+def test_rounds_are_spaced_while_callers_keep_coming() -> None:
+    """PERF-2: calls that keep ending for a second (one every 10 ms, as after a bench level)
+    share a listing every `every_s`, not one back to back with the next; each caller still
+    gets a listing sent after it asked."""
+    async def scenario() -> tuple[list[float], list[tuple[float, float]]]:
+        loop = asyncio.get_running_loop()
+        starts: list[float] = []
+
+        async def fetch() -> float:
+            starts.append(loop.time())
+            await asyncio.sleep(0.005)
+            return starts[-1]
+
+        shared = Coalesced(fetch, every_s=0.25)
+
+        async def caller() -> tuple[float, float]:
+            asked = loop.time()
+            return asked, await shared.get()
+
+        callers = []
+        for _ in range(100):
+            callers.append(asyncio.ensure_future(caller()))
+            await asyncio.sleep(0.01)
+        return starts, await asyncio.gather(*callers)
+
+    starts, answered = asyncio.run(scenario())
+    assert 4 <= len(starts) <= 6  # ~1 s of callers: a round every 0.25 s (100 without)
+    assert all(b - a >= 0.25 - 0.01 for a, b in pairwise(starts))
+    assert all(sent >= asked for asked, sent in answered)
+
+
+def test_a_caller_after_a_quiet_spell_is_not_held_back() -> None:
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        src = Source()
+        src.release.set()
+        shared = Coalesced(src.fetch, every_s=0.25)
+        await shared.get()
+        await asyncio.sleep(0.3)
+        src.release.set()
+        asked = loop.time()
+        await shared.get()
+        return loop.time() - asked
+
+    assert asyncio.run(scenario()) < 0.1
+
+
+def test_callers_waiting_out_the_spacing_are_not_left_waiting_when_cancelled() -> None:
+    async def scenario() -> bool:
+        src = Source()
+        src.release.set()
+        shared = Coalesced(src.fetch, every_s=10.0)
+        await shared.get()
+        late = asyncio.ensure_future(shared.get())  # waits out the spacing
+        await asyncio.sleep(0.01)
+        assert shared._runner is not None
+        shared._runner.cancel()
+        done = await asyncio.gather(late, return_exceptions=True)
+        return isinstance(done[0], asyncio.CancelledError)
+
+    assert asyncio.run(scenario())
