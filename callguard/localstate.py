@@ -6,9 +6,9 @@ progress, so a call is decided without a database round trip.
 - at start, loaded from PostgreSQL, else from the last good snapshot on disk (0600, written on
   every change), so a process started while the database is down still knows the site and
   still rejects listed callers;
-- kept current by PostgreSQL LISTEN/NOTIFY (triggers of migration `local_state`), never by
-  polling; after the database comes back (a restart drops the listening connection) it
-  reconnects, LISTENs again and reloads everything.
+- kept current by PostgreSQL LISTEN/NOTIFY (triggers of migrations `local_state` and
+  `list_notify_per_statement`), never by polling; after the database comes back (a restart
+  drops the listening connection) it reconnects, LISTENs again and reloads everything.
 
 The keeper runs in its own thread with a sync connection, so neither the ARI app's event loop
 nor the FastAGI handler threads ever wait on it: readers just take `keeper.current`.
@@ -45,6 +45,9 @@ log = logging.getLogger("callguard.state")
 
 CHANNEL = "callguard_state"
 RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload them all
+# What a statement that changed more lists than that sends instead of one payload per list
+# (migration list_notify_per_statement, whose BULK_LISTS equals RELOAD_ALL_LISTS_AT).
+ALL_LISTS = "lists"
 RETRY_S = 0.5
 RECOUNT_BATCH_S = 0.2
 
@@ -155,7 +158,7 @@ def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> Lo
         return load_from_database(conn)
     changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
                if kind == "list" and arg.isdigit()}
-    if len(changed) > RELOAD_ALL_LISTS_AT:
+    if ALL_LISTS in payloads or len(changed) > RELOAD_ALL_LISTS_AT:
         # A bulk change (an import, a unit change, a bench fill): one query for every list
         # instead of one per list.
         lists = load_lists(conn)

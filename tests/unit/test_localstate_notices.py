@@ -51,3 +51,11 @@ def test_bulk_change_reloads_every_list_in_one_query(loads: list[int | None]) ->
 def test_garbage_payloads_change_nothing(loads: list[int | None]) -> None:
     after = localstate.apply_notices(None, STATE, {"list:x", "bogus", "list:"})  # type: ignore[arg-type]
     assert loads == [] and after.lists == STATE.lists
+
+
+def test_all_lists_notice_reloads_every_list(loads: list[int | None]) -> None:
+    # A statement that changed many lists sends `lists` alone (migration
+    # list_notify_per_statement), possibly batched with a single list's notice.
+    after = localstate.apply_notices(None, STATE, {localstate.ALL_LISTS, "list:3"})  # type: ignore[arg-type]
+    assert loads == [None]
+    assert after.lists == {1: frozenset({"new-1"}), 2: frozenset({"new-2"})}

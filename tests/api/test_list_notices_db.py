@@ -1,0 +1,153 @@
+"""REL-5, PERF-3 against the real PostgreSQL: what a change to the nuisance lists' entries
+notifies (migration list_notify_per_statement) and that a process's StateKeeper follows it.
+
+A statement names each list it changed once; a statement that changed more than BULK_LISTS
+lists sends one `lists` instead (a bulk fill of 10^6 lists used to queue 10^6 notifications that
+every call-deciding process had to take in), and the keeper then reloads every list."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from callguard import localstate
+from callguard.config import PROJECT_ROOT, Settings
+from callguard.localstate import StateKeeper
+
+MIGRATION = PROJECT_ROOT / "migrations" / "versions" / "0009_list_notify_per_statement.py"
+LISTS = 105  # more than BULK_LISTS
+
+
+def _migration() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("list_notify_per_statement", MIGRATION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bulk_threshold_is_the_reload_threshold() -> None:
+    # Past it a process reloads every list anyway: a lower one would reload more than needed,
+    # a higher one would send notifications that buy nothing.
+    assert _migration().BULK_LISTS == localstate.RELOAD_ALL_LISTS_AT < LISTS
+
+
+@pytest.fixture(scope="module")
+def list_ids(iso_engine: Engine) -> list[int]:
+    """LISTS active per-contract lists (one contract each) in the private schema, no entries."""
+    with iso_engine.begin() as conn:
+        return [int(i) for i in conn.execute(text(
+            "WITH c AS (INSERT INTO contracts (code, kind, name, extension_digits) "
+            "SELECT 'N' || g, 'fixed', 'list notices test', 4 FROM generate_series(1, :n) g "
+            "RETURNING id) "
+            "INSERT INTO nuisance_lists (contract_id, number_id, unit, capacity, active) "
+            "SELECT id, NULL, 'per-contract', 30, true FROM c RETURNING id"),
+            {"n": LISTS}).scalars()]
+
+
+@pytest.fixture(autouse=True)
+def empty_lists(iso_engine: Engine, list_ids: list[int]) -> None:
+    """Each test starts from empty lists (one that failed half-way leaves entries behind)."""
+    with iso_engine.begin() as conn:
+        conn.execute(text("DELETE FROM nuisance_entries "
+                          "WHERE list_id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
+
+
+@pytest.fixture
+def notices(iso: Settings) -> Iterator[Callable[[], list[str]]]:
+    """LISTEN on the state channel; the returned function collects what arrived since the last
+    call (payloads of this schema's lists, `lists` and `site`; the channel is database-wide)."""
+    with psycopg.connect(iso.database_url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {localstate.CHANNEL}")
+
+        def collect() -> list[str]:
+            return sorted(n.payload for n in conn.notifies(timeout=0.5))
+
+        yield collect
+
+
+def _entries(engine: Engine, ids: list[int], per_list: int = 2) -> None:
+    """One INSERT statement: `per_list` entries in each of `ids`."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO nuisance_entries (list_id, caller_key) "
+            "SELECT l, md5(l || ':' || g) || md5(g || ':' || l) "
+            "FROM unnest(CAST(:ids AS bigint[])) l, generate_series(1, :k) g"),
+            {"ids": ids, "k": per_list})
+
+
+def _ours(payloads: list[str], ids: list[int]) -> list[str]:
+    mine = {f"list:{i}" for i in ids} | {localstate.ALL_LISTS}
+    return [p for p in payloads if p in mine]
+
+
+def test_a_statement_names_each_list_it_changed_once(
+        iso_engine: Engine, list_ids: list[int], notices: Callable[[], list[str]]) -> None:
+    a, b = list_ids[:2]
+    notices()
+    _entries(iso_engine, [a, b], per_list=3)
+    assert _ours(notices(), list_ids) == sorted([f"list:{a}", f"list:{b}"])
+    # An entry moved from one list to another: both lists changed.
+    with iso_engine.begin() as conn:
+        conn.execute(text("UPDATE nuisance_entries SET list_id = :b WHERE id = "
+                          "(SELECT min(id) FROM nuisance_entries WHERE list_id = :a)"),
+                     {"a": a, "b": b})
+    assert _ours(notices(), list_ids) == sorted([f"list:{a}", f"list:{b}"])
+    # A statement that changed no row says nothing.
+    with iso_engine.begin() as conn:
+        conn.execute(text("DELETE FROM nuisance_entries WHERE list_id = :a AND false"), {"a": a})
+    assert _ours(notices(), list_ids) == []
+    with iso_engine.begin() as conn:
+        conn.execute(text("DELETE FROM nuisance_entries WHERE list_id IN (:a, :b)"),
+                     {"a": a, "b": b})
+    assert _ours(notices(), list_ids) == sorted([f"list:{a}", f"list:{b}"])
+
+
+def test_a_bulk_statement_sends_one_notice(
+        iso_engine: Engine, list_ids: list[int], notices: Callable[[], list[str]]) -> None:
+    notices()
+    _entries(iso_engine, list_ids)
+    assert _ours(notices(), list_ids) == [localstate.ALL_LISTS]
+    with iso_engine.begin() as conn:
+        conn.execute(text("UPDATE nuisance_entries SET added_at = now() "
+                          "WHERE list_id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
+    assert _ours(notices(), list_ids) == [localstate.ALL_LISTS]
+    with iso_engine.begin() as conn:
+        conn.execute(text("DELETE FROM nuisance_entries "
+                          "WHERE list_id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
+    assert _ours(notices(), list_ids) == [localstate.ALL_LISTS]
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_the_keeper_follows_bulk_and_single_changes(
+        iso: Settings, iso_engine: Engine, list_ids: list[int], tmp_path: Path) -> None:
+    keeper = StateKeeper(iso.sync_database_url, tmp_path, "notices-test")
+    keeper.start()
+    try:
+        assert keeper.connected.is_set()
+        assert not any(i in keeper.current.lists for i in list_ids)
+        _entries(iso_engine, list_ids)  # bulk: one `lists` notice
+        assert _until(lambda: all(len(keeper.current.lists.get(i, ())) == 2
+                                  for i in list_ids)), "bulk change not loaded"
+        with iso_engine.begin() as conn:  # one list: its own notice
+            conn.execute(text("DELETE FROM nuisance_entries WHERE list_id = :a"),
+                         {"a": list_ids[0]})
+        assert _until(lambda: list_ids[0] not in keeper.current.lists), "deletion not seen"
+        assert all(len(keeper.current.lists[i]) == 2 for i in list_ids[1:])
+    finally:
+        keeper.stop()
