@@ -153,9 +153,12 @@ def load_from_database(conn: Connection) -> LocalState:
 
 
 def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> LocalState:
-    """The new state after a batch of notifications (each reloads only what it names)."""
+    """The new state after a batch of notifications (each reloads only what it names): `site`
+    the site snapshot, `list:<id>` that list, `lists` every list, `recordings` the count."""
+    site = state.site
     if "site" in payloads:
-        return load_from_database(conn)
+        with Session(bind=conn) as session:
+            site = load_snapshot(session)
     changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
                if kind == "list" and arg.isdigit()}
     if ALL_LISTS in payloads or len(changed) > RELOAD_ALL_LISTS_AT:
@@ -167,8 +170,9 @@ def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> Lo
         for list_id in changed:
             lists.pop(list_id, None)
             lists.update(load_lists(conn, list_id))
-    active = count_recordings(conn) if "recordings" in payloads else state.active_recordings
-    return replace(state, lists=lists, active_recordings=active, source="database")
+    active = count_recordings(conn) if payloads & {"recordings", "site"} \
+        else state.active_recordings
+    return LocalState(site, lists, active, "database")
 
 
 class StateKeeper:

@@ -1,9 +1,11 @@
-"""REL-5, PERF-3 against the real PostgreSQL: what a change to the nuisance lists' entries
-notifies (migration list_notify_per_statement) and that a process's StateKeeper follows it.
+"""REL-5, PERF-3 against the real PostgreSQL: what a change to the nuisance lists notifies
+(migration list_notify_per_statement) and that a process's StateKeeper follows it.
 
-A statement names each list it changed once; a statement that changed more than BULK_LISTS
-lists sends one `lists` instead (a bulk fill of 10^6 lists used to queue 10^6 notifications that
-every call-deciding process had to take in), and the keeper then reloads every list."""
+A statement names each list it changed (its entries or the list row itself) once; a statement
+that changed more than BULK_LISTS lists sends one `lists` instead (a bulk fill of 10^6 lists used
+to queue 10^6 notifications that every call-deciding process had to take in), and the keeper
+then reloads every list. Any other provisioning change sends `site` alone, which no longer
+reloads the lists."""
 
 from __future__ import annotations
 
@@ -125,6 +127,43 @@ def test_a_bulk_statement_sends_one_notice(
     assert _ours(notices(), list_ids) == [localstate.ALL_LISTS]
 
 
+def test_a_list_row_names_itself_and_the_site(
+        iso_engine: Engine, list_ids: list[int], notices: Callable[[], list[str]]) -> None:
+    a = list_ids[0]
+    notices()
+    with iso_engine.begin() as conn:
+        conn.execute(text("UPDATE nuisance_lists SET active = false WHERE id = :a"), {"a": a})
+    got = notices()
+    assert _ours(got, list_ids) == [f"list:{a}"] and "site" in got
+    with iso_engine.begin() as conn:
+        conn.execute(text("UPDATE nuisance_lists SET active = true "
+                          "WHERE id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
+    got = notices()
+    assert _ours(got, list_ids) == [localstate.ALL_LISTS] and "site" in got
+    # Another provisioning table: the site alone.
+    with iso_engine.begin() as conn:
+        conn.execute(text("UPDATE contracts SET name = name WHERE id = "
+                          "(SELECT contract_id FROM nuisance_lists WHERE id = :a)"), {"a": a})
+    assert _ours(notices(), list_ids) == []
+
+
+def test_a_deleted_contract_names_its_lists(
+        iso_engine: Engine, notices: Callable[[], list[str]]) -> None:
+    with iso_engine.begin() as conn:
+        gone = [int(i) for i in conn.execute(text(
+            "WITH c AS (INSERT INTO contracts (code, kind, name, extension_digits) "
+            "SELECT 'GONE' || g, 'fixed', 'deleted with its lists', 4 "
+            "FROM generate_series(1, 2) g RETURNING id) "
+            "INSERT INTO nuisance_lists (contract_id, number_id, unit, capacity, active) "
+            "SELECT id, NULL, 'per-contract', 30, true FROM c RETURNING id")).scalars()]
+    _entries(iso_engine, gone)
+    notices()
+    with iso_engine.begin() as conn:  # the foreign keys' cascade deletes lists and entries
+        conn.execute(text("DELETE FROM contracts WHERE code LIKE 'GONE%'"))
+    got = notices()
+    assert _ours(got, gone) == sorted(f"list:{i}" for i in gone) and "site" in got
+
+
 def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -148,6 +187,22 @@ def test_the_keeper_follows_bulk_and_single_changes(
             conn.execute(text("DELETE FROM nuisance_entries WHERE list_id = :a"),
                          {"a": list_ids[0]})
         assert _until(lambda: list_ids[0] not in keeper.current.lists), "deletion not seen"
+        assert all(len(keeper.current.lists[i]) == 2 for i in list_ids[1:])
+        b = list_ids[1]
+        with iso_engine.begin() as conn:  # a list switched off: its keys leave the state
+            conn.execute(text("UPDATE nuisance_lists SET active = false WHERE id = :b"),
+                         {"b": b})
+        assert _until(lambda: b not in keeper.current.lists), "deactivation not seen"
+        with iso_engine.begin() as conn:  # ... and come back with it
+            conn.execute(text("UPDATE nuisance_lists SET active = true WHERE id = :b"),
+                         {"b": b})
+        assert _until(lambda: len(keeper.current.lists.get(b, ())) == 2), "activation not seen"
+        # A site change (a setting) reloads the site and keeps the lists.
+        with iso_engine.begin() as conn:
+            conn.execute(text("INSERT INTO site_settings (key, value) "
+                              "VALUES ('notices_test', 'on')"))
+        assert _until(lambda: keeper.current.site.settings.get("notices_test") == "on"), \
+            "site change not seen"
         assert all(len(keeper.current.lists[i]) == 2 for i in list_ids[1:])
     finally:
         keeper.stop()
