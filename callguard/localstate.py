@@ -3,9 +3,9 @@ nuisance list's caller keys (keyed hashes only, NCR-PRIV-1) and the number of re
 progress, so a call is decided without a database round trip.
 
 `LocalState` is an immutable value; `StateKeeper` keeps the current one:
-- at start, loaded from PostgreSQL, else from the last good snapshot on disk (0600, written on
-  every change), so a process started while the database is down still knows the site and
-  still rejects listed callers;
+- at start, loaded from PostgreSQL, else from the last good snapshot on disk (0600, written
+  after a change, at most every SAVE_EVERY_S), so a process started while the database is
+  down still knows the site and still rejects listed callers;
 - kept current by PostgreSQL LISTEN/NOTIFY (triggers of migrations `local_state` and
   `list_notify_per_statement`), never by polling; after the database comes back (a restart
   drops the listening connection) it reconnects, LISTENs again and reloads everything.
