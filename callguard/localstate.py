@@ -153,19 +153,19 @@ def count_recordings(conn: Connection) -> int:
     return int(conn.exec_driver_sql(_COUNT_RECORDINGS).scalar() or 0)
 
 
-def load_from_database(conn: Connection) -> LocalState:
+def load_site(conn: Connection) -> SiteSnapshot:
     with Session(bind=conn) as session:
-        site = load_snapshot(session)
-    return LocalState(site, load_lists(conn), count_recordings(conn), "database")
+        return load_snapshot(session)
+
+
+def load_from_database(conn: Connection) -> LocalState:
+    return LocalState(load_site(conn), load_lists(conn), count_recordings(conn), "database")
 
 
 def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> LocalState:
     """The new state after a batch of notifications (each reloads only what it names): `site`
     the site snapshot, `list:<id>` that list, `lists` every list, `recordings` the count."""
-    site = state.site
-    if "site" in payloads:
-        with Session(bind=conn) as session:
-            site = load_snapshot(session)
+    site = load_site(conn) if "site" in payloads else state.site
     changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
                if kind == "list" and arg.isdigit()}
     if ALL_LISTS in payloads or len(changed) > RELOAD_ALL_LISTS_AT:

@@ -68,20 +68,9 @@ def test_site_change_reloads_the_site_but_keeps_the_lists(
     # but not every list's keys (6.7-9.7 s per process at 10^6 lists); a list row's own
     # change comes as `list:<id>` or `lists` (migration list_notify_per_statement).
     site = SiteSnapshot()
-    monkeypatch.setattr(localstate, "load_snapshot", lambda session: site)
+    monkeypatch.setattr(localstate, "load_site", lambda conn: site)
     monkeypatch.setattr(localstate, "count_recordings", lambda conn: 7)
-    monkeypatch.setattr(localstate, "Session", _NoSession)
     after = localstate.apply_notices(None, STATE, {"site"})  # type: ignore[arg-type]
     assert loads == []
     assert after.site is site and after.lists == STATE.lists and after.active_recordings == 7
 
-
-class _NoSession:
-    def __init__(self, bind: Any) -> None:
-        pass
-
-    def __enter__(self) -> _NoSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
