@@ -10,7 +10,6 @@ reloads the lists."""
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,9 +21,11 @@ from sqlalchemy import Engine, text
 from callguard import localstate
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.localstate import StateKeeper
+from tests.e2e.test_reliability import wait_for
 
 MIGRATION = PROJECT_ROOT / "migrations" / "versions" / "0009_list_notify_per_statement.py"
 LISTS = 105  # more than BULK_LISTS
+WAIT_S = 10.0  # for the keeper to follow a change (milliseconds when the machine is idle)
 
 
 def _migration() -> ModuleType:
@@ -41,17 +42,23 @@ def test_bulk_threshold_is_the_reload_threshold() -> None:
     assert _migration().BULK_LISTS == localstate.RELOAD_ALL_LISTS_AT < LISTS
 
 
-@pytest.fixture(scope="module")
-def list_ids(iso_engine: Engine) -> list[int]:
-    """LISTS active per-contract lists (one contract each) in the private schema, no entries."""
-    with iso_engine.begin() as conn:
+def _contracts_with_lists(engine: Engine, prefix: str, n: int) -> list[int]:
+    """`n` contracts coded prefix1..prefixN, each with one active per-contract list (no
+    entries); the lists' ids."""
+    with engine.begin() as conn:
         return [int(i) for i in conn.execute(text(
             "WITH c AS (INSERT INTO contracts (code, kind, name, extension_digits) "
-            "SELECT 'N' || g, 'fixed', 'list notices test', 4 FROM generate_series(1, :n) g "
+            "SELECT :p || g, 'fixed', 'list notices test', 4 FROM generate_series(1, :n) g "
             "RETURNING id) "
             "INSERT INTO nuisance_lists (contract_id, number_id, unit, capacity, active) "
             "SELECT id, NULL, 'per-contract', 30, true FROM c RETURNING id"),
-            {"n": LISTS}).scalars()]
+            {"p": prefix, "n": n}).scalars()]
+
+
+@pytest.fixture(scope="module")
+def list_ids(iso_engine: Engine) -> list[int]:
+    """LISTS active per-contract lists (one contract each) in the private schema, no entries."""
+    return _contracts_with_lists(iso_engine, "N", LISTS)
 
 
 @pytest.fixture(autouse=True)
@@ -149,28 +156,13 @@ def test_a_list_row_names_itself_and_the_site(
 
 def test_a_deleted_contract_names_its_lists(
         iso_engine: Engine, notices: Callable[[], list[str]]) -> None:
-    with iso_engine.begin() as conn:
-        gone = [int(i) for i in conn.execute(text(
-            "WITH c AS (INSERT INTO contracts (code, kind, name, extension_digits) "
-            "SELECT 'GONE' || g, 'fixed', 'deleted with its lists', 4 "
-            "FROM generate_series(1, 2) g RETURNING id) "
-            "INSERT INTO nuisance_lists (contract_id, number_id, unit, capacity, active) "
-            "SELECT id, NULL, 'per-contract', 30, true FROM c RETURNING id")).scalars()]
+    gone = _contracts_with_lists(iso_engine, "GONE", 2)
     _entries(iso_engine, gone)
     notices()
     with iso_engine.begin() as conn:  # the foreign keys' cascade deletes lists and entries
         conn.execute(text("DELETE FROM contracts WHERE code LIKE 'GONE%'"))
     got = notices()
     assert _ours(got, gone) == sorted(f"list:{i}" for i in gone) and "site" in got
-
-
-def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_the_keeper_follows_bulk_and_single_changes(
@@ -181,28 +173,30 @@ def test_the_keeper_follows_bulk_and_single_changes(
         assert keeper.connected.is_set()
         assert not any(i in keeper.current.lists for i in list_ids)
         _entries(iso_engine, list_ids)  # bulk: one `lists` notice
-        assert _until(lambda: all(len(keeper.current.lists.get(i, ())) == 2
-                                  for i in list_ids)), "bulk change not loaded"
+        assert wait_for(lambda: all(len(keeper.current.lists.get(i, ())) == 2
+                                    for i in list_ids), WAIT_S), "bulk change not loaded"
         with iso_engine.begin() as conn:  # one list: its own notice
             conn.execute(text("DELETE FROM nuisance_entries WHERE list_id = :a"),
                          {"a": list_ids[0]})
-        assert _until(lambda: list_ids[0] not in keeper.current.lists), "deletion not seen"
+        assert wait_for(lambda: list_ids[0] not in keeper.current.lists, WAIT_S), \
+            "deletion not seen"
         assert all(len(keeper.current.lists[i]) == 2 for i in list_ids[1:])
         b = list_ids[1]
         with iso_engine.begin() as conn:  # a list switched off: its keys leave the state
             conn.execute(text("UPDATE nuisance_lists SET active = false WHERE id = :b"),
                          {"b": b})
-        assert _until(lambda: b not in keeper.current.lists), "deactivation not seen"
+        assert wait_for(lambda: b not in keeper.current.lists, WAIT_S), "deactivation not seen"
         with iso_engine.begin() as conn:  # ... and come back with it
             conn.execute(text("UPDATE nuisance_lists SET active = true WHERE id = :b"),
                          {"b": b})
-        assert _until(lambda: len(keeper.current.lists.get(b, ())) == 2), "activation not seen"
+        assert wait_for(lambda: len(keeper.current.lists.get(b, ())) == 2, WAIT_S), \
+            "activation not seen"
         # A site change (a setting) reloads the site and keeps the lists.
         with iso_engine.begin() as conn:
             conn.execute(text("INSERT INTO site_settings (key, value) "
                               "VALUES ('notices_test', 'on')"))
-        assert _until(lambda: keeper.current.site.settings.get("notices_test") == "on"), \
-            "site change not seen"
+        assert wait_for(lambda: keeper.current.site.settings.get("notices_test") == "on",
+                        WAIT_S), "site change not seen"
         assert all(len(keeper.current.lists[i]) == 2 for i in list_ids[1:])
     finally:
         keeper.stop()
