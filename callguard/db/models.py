@@ -104,6 +104,10 @@ class Number(Base):
     endpoint: Mapped[Endpoint] = relationship()
 
 
+Index("ix_numbers_contract", Number.contract_id)
+Index("ix_numbers_endpoint", Number.endpoint_id)
+
+
 class RecordingSubscription(Base):
     """The call-recording add-on of a contract (REC-*, BILL-*)."""
 
@@ -185,6 +189,9 @@ class NuisanceUnitChange(Base):
     new_unit: Mapped[str] = mapped_column(String(16))
 
 
+Index("ix_nuisance_unit_changes_contract", NuisanceUnitChange.contract_id)
+
+
 class NuisanceList(Base):
     """One list: of a number (per-number unit) or of the whole contract (per-contract).
 
@@ -211,6 +218,10 @@ Index(
     unique=True,
     postgresql_where=NuisanceList.active.is_(True),
 )
+# Every foreign key column is indexed (migration foreign_key_indexes): cascades, the billing
+# trigger and the retention purge look rows up by them.
+Index("ix_nuisance_lists_contract", NuisanceList.contract_id)
+Index("ix_nuisance_lists_number", NuisanceList.number_id)
 
 
 ENTRY_SEQ = Sequence("nuisance_entry_seq", metadata=Base.metadata)
@@ -263,6 +274,7 @@ class InboundCall(Base):
 
 
 Index("ix_inbound_calls_list_recent", InboundCall.list_id, InboundCall.started_at.desc())
+Index("ix_inbound_calls_number_started", InboundCall.number_id, InboundCall.started_at)
 
 
 class Forwarding(Base):
@@ -348,6 +360,9 @@ class ApiToken(Base):
     __table_args__ = (CheckConstraint(
         "(role = 'operator' AND contract_id IS NULL)"
         " OR (role = 'contract' AND contract_id IS NOT NULL)", name="role_matches_contract"),)
+
+
+Index("ix_api_tokens_contract", ApiToken.contract_id)
 
 
 class SiteSetting(Base):
