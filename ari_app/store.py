@@ -20,8 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callguard.db import batch, queries
 from callguard.db.queries import write_statement
-from callguard.db.site_repo import load_snapshot_async
-from callguard.domain.site import SiteSnapshot
 from callguard.journal import Journal, Op
 
 log = logging.getLogger("callguard.store")
@@ -120,9 +118,6 @@ class Store:
             async with self._single.connect() as conn:
                 return (await conn.execute(stmt)).first()
         return await self._guard(one())
-
-    async def snapshot(self) -> SiteSnapshot:
-        return await self._run(load_snapshot_async, timeout=5.0)
 
     async def is_blocked(self, list_id: int, caller_key: str) -> bool:
         row = await self._row(queries.is_blocked(list_id, caller_key))

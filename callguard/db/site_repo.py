@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from callguard.db.models import (
@@ -31,21 +30,33 @@ from callguard.domain.site import (
     SiteSnapshot,
 )
 
+# Columns, not ORM entities: each process loads the whole site at start and on every `site`
+# notice, and building an instrumented object per row made that 8-11 s at 10^5 contracts
+# (PERF-3's scale; rows come back as plain named tuples).
 _QUERIES: dict[str, Any] = {
     "contracts": select(Contract.id, Contract.code, Contract.kind),
-    "recording": select(RecordingSubscription),
-    "nuisance": select(NuisanceSubscription),
-    "endpoints": select(Endpoint),
-    "numbers": select(Number),
-    "lists": select(NuisanceList).where(NuisanceList.active.is_(True)),
-    "forwardings": select(Forwarding),
+    "recording": select(RecordingSubscription.contract_id, RecordingSubscription.activated_on,
+                        RecordingSubscription.cancelled_on, RecordingSubscription.retention_days),
+    "nuisance": select(NuisanceSubscription.contract_id, NuisanceSubscription.unit,
+                       NuisanceSubscription.capacity, NuisanceSubscription.cancelled_on),
+    "endpoints": select(Endpoint.id, Endpoint.name, Endpoint.contract_id, Endpoint.extension,
+                        Endpoint.channels, Endpoint.roaming),
+    "numbers": select(Number.id, Number.number, Number.contract_id, Number.endpoint_id,
+                      Number.role, Number.nuisance_subscribed),
+    "lists": select(NuisanceList.id, NuisanceList.contract_id, NuisanceList.number_id)
+    .where(NuisanceList.active.is_(True)),
+    "forwardings": select(Forwarding.number_id, Forwarding.mode, Forwarding.target,
+                          Forwarding.after_s),
     "priority": select(PriorityLine.number),
     "settings": select(SiteSetting.key, SiteSetting.value),
-    "recopts": select(RecordingOptions),
+    "recopts": select(RecordingOptions.contract_id, RecordingOptions.stereo,
+                      RecordingOptions.announce_in, RecordingOptions.announce_out,
+                      RecordingOptions.public_key, RecordingOptions.pause_code,
+                      RecordingOptions.resume_code),
 }
 
 
-def options_of(row: RecordingOptions) -> DomainRecordingOptions:
+def options_of(row: Any) -> DomainRecordingOptions:
     return DomainRecordingOptions(stereo=row.stereo, announce_in=row.announce_in,
                                   announce_out=row.announce_out, public_key=row.public_key,
                                   pause_code=row.pause_code, resume_code=row.resume_code)
@@ -53,12 +64,12 @@ def options_of(row: RecordingOptions) -> DomainRecordingOptions:
 
 def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
     code_of = {r.id: r.code for r in rows["contracts"]}
-    rec = {r.contract_id: r for (r,) in rows["recording"]}
-    ncr = {r.contract_id: r for (r,) in rows["nuisance"]}
-    opts = {r.contract_id: options_of(r) for (r,) in rows.get("recopts", ())}
-    endpoints = [r for (r,) in rows["endpoints"]]
-    numbers = [r for (r,) in rows["numbers"]]
-    lists = [r for (r,) in rows["lists"]]
+    rec = {r.contract_id: r for r in rows["recording"]}
+    ncr = {r.contract_id: r for r in rows["nuisance"]}
+    opts = {r.contract_id: options_of(r) for r in rows.get("recopts", ())}
+    endpoints = rows["endpoints"]
+    numbers = rows["numbers"]
+    lists = rows["lists"]
     ep_name = {e.id: e.name for e in endpoints}
     channels_of = {e.id: e.channels for e in endpoints}
     number_of = {n.id: n.number for n in numbers}
@@ -121,7 +132,7 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
         numbers=number_infos,
         forwardings={
             number_of[f.number_id]: ForwardingInfo(f.mode, f.target, f.after_s)
-            for (f,) in rows["forwardings"]
+            for f in rows["forwardings"]
         },
         priority_lines=frozenset(r.number for r in rows["priority"]),
         settings={r.key: r.value for r in rows["settings"]},
@@ -129,8 +140,6 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
 
 
 def load_snapshot(session: Session) -> SiteSnapshot:
-    return build_snapshot({k: session.execute(q).all() for k, q in _QUERIES.items()})
+    conn = session.connection()  # Core rows: no ORM result processing either
+    return build_snapshot({k: conn.execute(q).all() for k, q in _QUERIES.items()})
 
-
-async def load_snapshot_async(session: AsyncSession) -> SiteSnapshot:
-    return build_snapshot({k: (await session.execute(q)).all() for k, q in _QUERIES.items()})
