@@ -74,3 +74,31 @@ def test_site_change_reloads_the_site_but_keeps_the_lists(
     assert loads == []
     assert after.site is site and after.lists == STATE.lists and after.active_recordings == 7
 
+
+
+def test_the_collector_is_back_after_a_load_that_failed(loads: list[int | None]) -> None:
+    # A load pauses the cyclic collector process-wide (PERF-3's scale); a failed one (the
+    # database went away mid-load) must not leave it off.
+    import gc
+
+    def broken(conn: Any) -> SiteSnapshot:
+        assert not gc.isenabled()
+        raise OSError("connection lost")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(localstate, "load_site", broken)
+        with pytest.raises(OSError):
+            localstate.apply_notices(None, STATE, {"site"})  # type: ignore[arg-type]
+    assert gc.isenabled()
+
+
+def test_a_collector_paused_by_someone_else_stays_paused() -> None:
+    import gc
+
+    gc.disable()
+    try:
+        with localstate.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
