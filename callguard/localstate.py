@@ -53,6 +53,7 @@ RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload t
 # (migration list_notify_per_statement, whose BULK_LISTS equals RELOAD_ALL_LISTS_AT).
 ALL_LISTS = "lists"
 RETRY_S = 0.5
+UNEXPECTED_RETRY_S = 5.0  # after an error that is not the database's (a bug): no busy loop
 RECOUNT_BATCH_S = 0.2
 # The disk copy is rewritten at most this often: the first change after a quiet spell at once,
 # a burst of changes (144 registrations) in one write. It holds every key (21 MB and ~0.13 s
@@ -174,8 +175,22 @@ def count_recordings(conn: Connection) -> int:
 
 
 def load_site(conn: Connection) -> SiteSnapshot:
-    with Session(bind=conn) as session:
-        return load_snapshot(session)
+    # One query per table, so all of them read one snapshot of the database: on the keeper's
+    # autocommit connection each would otherwise see what had committed by then, and a contract
+    # provisioned between the contracts query and the numbers query gave a number whose
+    # contract was not loaded (a KeyError that ended the keeper thread: the process then
+    # decided from a state that no longer followed the database).
+    # (A caller in its own transaction, a test, chooses its isolation itself.)
+    driver = conn.connection.driver_connection
+    own_transaction = driver is not None and getattr(driver, "autocommit", False)
+    if own_transaction:
+        conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        with Session(bind=conn) as session:
+            return load_snapshot(session)
+    finally:
+        if own_transaction:
+            conn.exec_driver_sql("COMMIT")
 
 
 def load_from_database(conn: Connection) -> LocalState:
@@ -289,6 +304,12 @@ class StateKeeper:
                     log.warning("state: database connection lost, deciding from memory: %s",
                                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 self.connected.clear()
+            except Exception:  # a bug must not end the thread that keeps the state current
+                self._tried.set()
+                self.connected.clear()
+                log.exception("state: reload failed; reconnecting and loading everything anew "
+                              "in %.0f s, deciding from memory meanwhile", UNEXPECTED_RETRY_S)
+                self._stop.wait(UNEXPECTED_RETRY_S)
             self._stop.wait(RETRY_S)
 
     def _listen(self) -> None:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
 from callguard import localstate
-from callguard.db import queries
+from callguard.config import Settings
+from callguard.db import queries, site_repo
 from callguard.domain.recording_options import RecordingOptions
+from tests.e2e.test_reliability import wait_for
 
 # Each foreign key whose referencing columns do not lead a plain (non-partial) index.
 UNINDEXED_FOREIGN_KEYS = """
@@ -178,3 +182,70 @@ def test_unfinished_calls_are_open_recordings_and_open_screened_calls(
         rows = conn.execute(queries.unfinished_calls()).all()
     assert sorted(tuple(r) for r in rows) == [("sc-open", "in", ""),
                                               ("sc-rec", "rec", "/sc/sc-rec.wav")]
+
+
+class _ProvisionsMidLoad(dict[str, Any]):
+    """The site's queries, with a contract, its endpoint and its number committed by another
+    connection right after the contracts query ran."""
+
+    def __init__(self, queries: dict[str, Any], engine: Engine) -> None:
+        super().__init__(queries)
+        self.engine = engine
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        for name, query in super().items():
+            yield name, query
+            if name == "contracts":
+                with self.engine.begin() as other:
+                    other.execute(text(
+                        "WITH c AS (INSERT INTO contracts (code, kind, name, extension_digits) "
+                        "VALUES ('SC-R', 'fixed', 'mid-load', 4) RETURNING id), "
+                        "e AS (INSERT INTO endpoints (name, contract_id, address, extension, "
+                        "channels, roaming) SELECT 'sc-race', id, '127.0.9.3', '1001', 1, false "
+                        "FROM c RETURNING id, contract_id) "
+                        "INSERT INTO numbers (number, contract_id, endpoint_id, role, "
+                        "nuisance_subscribed) SELECT '0398760077', contract_id, id, "
+                        "'representative', false FROM e"))
+
+
+def test_a_site_load_reads_one_snapshot_of_the_database(
+        iso_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # REL-5: the keeper's connection is in autocommit (it LISTENs); its queries must still see
+    # one snapshot, or a number arrives without its contract.
+    monkeypatch.setattr(site_repo, "_QUERIES", _ProvisionsMidLoad(site_repo._QUERIES, iso_engine))
+    try:
+        with iso_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            site = localstate.load_site(conn)
+            assert "SC-R" not in site.contracts and "0398760077" not in site.numbers
+            monkeypatch.undo()
+            site = localstate.load_site(conn)  # the next load sees all of it
+            assert site.numbers["0398760077"].contract == "SC-R"
+            assert site.endpoints["sc-race"].own_number == "0398760077"
+    finally:
+        with iso_engine.begin() as conn:
+            conn.execute(text("DELETE FROM contracts WHERE code = 'SC-R'"))
+
+
+def test_the_keeper_outlives_a_failed_load(
+        iso: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # An error that is not the database's (a bug) is logged, and the keeper loads everything
+    # anew rather than ending: the process must not go on deciding from a frozen state.
+    failures = [KeyError("a number's contract")]
+    real = localstate.load_site
+
+    def first_fails(conn: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(conn)
+
+    monkeypatch.setattr(localstate, "load_site", first_fails)
+    monkeypatch.setattr(localstate, "UNEXPECTED_RETRY_S", 0.1)
+    keeper = localstate.StateKeeper(iso.sync_database_url, tmp_path, "failed-load-test")
+    keeper.start()
+    try:
+        assert wait_for(keeper.connected.is_set, 10.0), "the keeper never loaded again"
+        assert any("reload failed" in r.getMessage() for r in caplog.records)
+        assert keeper._thread is not None and keeper._thread.is_alive()
+    finally:
+        keeper.stop()
