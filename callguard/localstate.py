@@ -6,8 +6,9 @@ progress, so a call is decided without a database round trip.
 - at start, loaded from PostgreSQL, else from the last good snapshot on disk (0600, written
   after a change, at most every SAVE_EVERY_S), so a process started while the database is
   down still knows the site and still rejects listed callers;
-- kept current by PostgreSQL LISTEN/NOTIFY (triggers of migrations `local_state` and
-  `list_notify_per_statement`), never by polling; after the database comes back (a restart
+- kept current by PostgreSQL LISTEN/NOTIFY (triggers of migrations `local_state`,
+  `list_notify_per_statement` and `site_notify_per_contract`: a provisioning change reloads
+  only the contract it names), never by polling; after the database comes back (a restart
   drops the listening connection) it reconnects, LISTENs again and reloads everything.
 
 The keeper runs in its own thread with a sync connection, so neither the ARI app's event loop
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from callguard.db.models import NuisanceEntry, NuisanceList, Recording
-from callguard.db.site_repo import load_snapshot
+from callguard.db.site_repo import load_contracts, load_snapshot
 from callguard.domain.recording_options import RecordingOptions
 from callguard.domain.site import (
     ContractInfo,
@@ -42,6 +43,7 @@ from callguard.domain.site import (
     ForwardingInfo,
     NumberInfo,
     SiteSnapshot,
+    with_contracts_replaced,
 )
 from callguard.journal import private_dir, write_private
 
@@ -52,6 +54,9 @@ RELOAD_ALL_LISTS_AT = 100  # more lists changed in one batch than this: reload t
 # What a statement that changed more lists than that sends instead of one payload per list
 # (migration list_notify_per_statement, whose BULK_LISTS equals RELOAD_ALL_LISTS_AT).
 ALL_LISTS = "lists"
+# More contracts named in one batch than this: reload the whole site (migration
+# site_notify_per_contract, whose BULK_CONTRACTS equals it).
+RELOAD_SITE_AT = 100
 RETRY_S = 0.5
 UNEXPECTED_RETRY_S = 5.0  # after an error that is not the database's (a bug): no busy loop
 RECOUNT_BATCH_S = 0.2
@@ -174,23 +179,37 @@ def count_recordings(conn: Connection) -> int:
     return int(conn.exec_driver_sql(_COUNT_RECORDINGS).scalar() or 0)
 
 
-def load_site(conn: Connection) -> SiteSnapshot:
-    # One query per table, so all of them read one snapshot of the database: on the keeper's
-    # autocommit connection each would otherwise see what had committed by then, and a contract
-    # provisioned between the contracts query and the numbers query gave a number whose
-    # contract was not loaded (a KeyError that ended the keeper thread: the process then
-    # decided from a state that no longer followed the database).
-    # (A caller in its own transaction, a test, chooses its isolation itself.)
+@contextmanager
+def one_snapshot(conn: Connection) -> Iterator[Session]:
+    """A session whose queries all read one snapshot of the database. On the keeper's
+    autocommit connection (it LISTENs) each query would otherwise see what had committed by
+    then: a contract provisioned between the contracts query and the numbers query gave a
+    number whose contract was not loaded (a KeyError that ended the keeper thread, and the
+    process went on deciding from a state that no longer followed the database). A caller in
+    its own transaction (a test) chooses its isolation itself."""
     driver = conn.connection.driver_connection
     own_transaction = driver is not None and getattr(driver, "autocommit", False)
     if own_transaction:
         conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         with Session(bind=conn) as session:
-            return load_snapshot(session)
+            yield session
     finally:
         if own_transaction:
             conn.exec_driver_sql("COMMIT")
+
+
+def load_site(conn: Connection) -> SiteSnapshot:
+    with one_snapshot(conn) as session:
+        return load_snapshot(session)
+
+
+def reload_contracts(conn: Connection, site: SiteSnapshot, ids: set[int]) -> SiteSnapshot:
+    """`site` with the contracts `ids` loaded anew (a `contract:<id>` notice), or the whole
+    site loaded if their endpoints and numbers are shared with other contracts."""
+    with one_snapshot(conn) as session:
+        part = load_contracts(session, ids)
+    return load_site(conn) if part is None else with_contracts_replaced(site, ids, part)
 
 
 def load_from_database(conn: Connection) -> LocalState:
@@ -200,11 +219,18 @@ def load_from_database(conn: Connection) -> LocalState:
 
 def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> LocalState:
     """The new state after a batch of notifications (each reloads only what it names): `site`
-    the site snapshot, `list:<id>` that list, `lists` every list, `recordings` the count."""
+    the site snapshot, `contract:<id>` that contract's part of it, `list:<id>` that list,
+    `lists` every list, `recordings` the count."""
     with collector_paused():  # a site or bulk list load builds the state anew
-        site = load_site(conn) if "site" in payloads else state.site
-        changed = {int(arg) for kind, _, arg in (p.partition(":") for p in payloads)
-                   if kind == "list" and arg.isdigit()}
+        named = [p.partition(":") for p in payloads]
+        contracts = {int(arg) for kind, _, arg in named if kind == "contract" and arg.isdigit()}
+        if "site" in payloads or len(contracts) > RELOAD_SITE_AT:
+            site = load_site(conn)
+        elif contracts:
+            site = reload_contracts(conn, state.site, contracts)
+        else:
+            site = state.site
+        changed = {int(arg) for kind, _, arg in named if kind == "list" and arg.isdigit()}
         if ALL_LISTS in payloads or len(changed) > RELOAD_ALL_LISTS_AT:
             # A bulk change (an import, a unit change, a bench fill): one query for every list
             # instead of one per list.

@@ -143,3 +143,35 @@ def load_snapshot(session: Session) -> SiteSnapshot:
     conn = session.connection()  # Core rows: no ORM result processing either
     return build_snapshot({k: conn.execute(q).all() for k, q in _QUERIES.items()})
 
+
+def _contracts_queries(ids: list[int]) -> dict[str, Any]:
+    numbers = select(Number.id).where(Number.contract_id.in_(ids))
+    return {
+        "contracts": _QUERIES["contracts"].where(Contract.id.in_(ids)),
+        "recording": _QUERIES["recording"].where(RecordingSubscription.contract_id.in_(ids)),
+        "nuisance": _QUERIES["nuisance"].where(NuisanceSubscription.contract_id.in_(ids)),
+        "endpoints": _QUERIES["endpoints"].where(Endpoint.contract_id.in_(ids)),
+        "numbers": _QUERIES["numbers"].where(Number.contract_id.in_(ids)),
+        "lists": _QUERIES["lists"].where(NuisanceList.contract_id.in_(ids)),
+        "forwardings": _QUERIES["forwardings"].where(Forwarding.number_id.in_(numbers)),
+        "recopts": _QUERIES["recopts"].where(RecordingOptions.contract_id.in_(ids)),
+    }
+
+
+def load_contracts(session: Session, ids: set[int]) -> SiteSnapshot | None:
+    """The part of the site that belongs to the contracts `ids` (no priority lines or settings),
+    for callguard.domain.site.with_contracts_replaced; None if one of their endpoints carries
+    another contract's number or the other way round (then only a whole load is right)."""
+    conn = session.connection()
+    wanted = sorted(ids)
+    rows: dict[str, Sequence[Any]] = {k: conn.execute(q).all()
+                                      for k, q in _contracts_queries(wanted).items()}
+    endpoint_ids = {e.id for e in rows["endpoints"]}
+    if any(n.endpoint_id not in endpoint_ids for n in rows["numbers"]):
+        return None
+    if endpoint_ids and conn.execute(select(Number.id).where(
+            Number.endpoint_id.in_(sorted(endpoint_ids)),
+            Number.contract_id.not_in(wanted)).limit(1)).first() is not None:
+        return None
+    return build_snapshot(rows | {"priority": (), "settings": ()})
+

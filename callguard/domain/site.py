@@ -78,3 +78,22 @@ class SiteSnapshot:
     def extensions_of(self, contract: str) -> dict[str, str]:
         """Extension → endpoint name, within one contract."""
         return {e.extension: e.name for e in self.endpoints.values() if e.contract == contract}
+
+
+def with_contracts_replaced(site: SiteSnapshot, ids: set[int], part: SiteSnapshot) -> SiteSnapshot:
+    """`site` with everything of the contracts `ids` (by id: a code may have changed) replaced
+    by `part`, those contracts as loaded now (a deleted one is absent from it). A number or
+    endpoint that moved to another contract of `ids` is replaced too; one that moved to a
+    contract outside `ids` is that contract's notice's business (both are named)."""
+    gone = {code for code, c in site.contracts.items() if c.id in ids}
+    gone_numbers = {n for n, info in site.numbers.items() if info.contract in gone}
+    return SiteSnapshot(
+        contracts={k: v for k, v in site.contracts.items() if k not in gone} | part.contracts,
+        endpoints={k: v for k, v in site.endpoints.items() if v.contract not in gone}
+        | part.endpoints,
+        numbers={k: v for k, v in site.numbers.items() if k not in gone_numbers} | part.numbers,
+        forwardings={k: v for k, v in site.forwardings.items() if k not in gone_numbers}
+        | part.forwardings,
+        priority_lines=site.priority_lines,
+        settings=site.settings,
+    )

@@ -4,8 +4,8 @@
 A statement names each list it changed (its entries or the list row itself) once; a statement
 that changed more than BULK_LISTS lists sends one `lists` instead (a bulk fill of 10^6 lists used
 to queue 10^6 notifications that every call-deciding process had to take in), and the keeper
-then reloads every list. Any other provisioning change sends `site` alone, which no longer
-reloads the lists."""
+then reloads every list. A list row also names its contract (migration site_notify_per_contract),
+and a site-wide change sends `site`, which no longer reloads the lists."""
 
 from __future__ import annotations
 
@@ -134,35 +134,47 @@ def test_a_bulk_statement_sends_one_notice(
     assert _ours(notices(), list_ids) == [localstate.ALL_LISTS]
 
 
-def test_a_list_row_names_itself_and_the_site(
+def _contract_of(engine: Engine, list_id: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT contract_id FROM nuisance_lists WHERE id = :i"),
+                                {"i": list_id}).scalar_one())
+
+
+def test_a_list_row_names_itself_and_its_contract(
         iso_engine: Engine, list_ids: list[int], notices: Callable[[], list[str]]) -> None:
+    # (migration site_notify_per_contract: a list row is part of its contract's provisioning)
     a = list_ids[0]
+    contract = f"contract:{_contract_of(iso_engine, a)}"
     notices()
     with iso_engine.begin() as conn:
         conn.execute(text("UPDATE nuisance_lists SET active = false WHERE id = :a"), {"a": a})
     got = notices()
-    assert _ours(got, list_ids) == [f"list:{a}"] and "site" in got
-    with iso_engine.begin() as conn:
+    assert _ours(got, list_ids) == [f"list:{a}"] and contract in got and "site" not in got
+    with iso_engine.begin() as conn:  # 105 lists of 105 contracts: both past their bulk mark
         conn.execute(text("UPDATE nuisance_lists SET active = true "
                           "WHERE id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
     got = notices()
     assert _ours(got, list_ids) == [localstate.ALL_LISTS] and "site" in got
-    # Another provisioning table: the site alone.
+    assert not any(p.startswith("contract:") for p in got)
+    # Another provisioning table: the contract alone.
     with iso_engine.begin() as conn:
         conn.execute(text("UPDATE contracts SET name = name WHERE id = "
                           "(SELECT contract_id FROM nuisance_lists WHERE id = :a)"), {"a": a})
-    assert _ours(notices(), list_ids) == []
+    got = notices()
+    assert _ours(got, list_ids) == [] and contract in got and "site" not in got
 
 
 def test_a_deleted_contract_names_its_lists(
         iso_engine: Engine, notices: Callable[[], list[str]]) -> None:
     gone = _contracts_with_lists(iso_engine, "GONE", 2)
+    contracts = sorted(f"contract:{_contract_of(iso_engine, i)}" for i in gone)
     _entries(iso_engine, gone)
     notices()
     with iso_engine.begin() as conn:  # the foreign keys' cascade deletes lists and entries
         conn.execute(text("DELETE FROM contracts WHERE code LIKE 'GONE%'"))
     got = notices()
-    assert _ours(got, gone) == sorted(f"list:{i}" for i in gone) and "site" in got
+    assert _ours(got, gone) == sorted(f"list:{i}" for i in gone)
+    assert [p for p in got if p.startswith("contract:")] == contracts and "site" not in got
 
 
 def test_the_keeper_follows_bulk_and_single_changes(

@@ -102,3 +102,25 @@ def test_a_collector_paused_by_someone_else_stays_paused() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_contract_notices_reload_those_contracts_and_many_reload_the_site(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Migration site_notify_per_contract: `contract:<id>` reloads that contract's part only;
+    # past RELOAD_SITE_AT contracts in one batch, one whole load is cheaper.
+    whole, parts = SiteSnapshot(settings={"whole": "1"}), []
+
+    def reload_contracts(conn: Any, site: SiteSnapshot, ids: set[int]) -> SiteSnapshot:
+        parts.append(ids)
+        return SiteSnapshot(settings={"part": "1"})
+
+    monkeypatch.setattr(localstate, "load_site", lambda conn: whole)
+    monkeypatch.setattr(localstate, "reload_contracts", reload_contracts)
+    monkeypatch.setattr(localstate, "count_recordings", lambda conn: 0)
+    after = localstate.apply_notices(None, STATE, {"contract:7", "contract:9", "contract:x"})  # type: ignore[arg-type]
+    assert parts == [{7, 9}] and after.site.settings == {"part": "1"}
+    assert after.lists == STATE.lists and after.active_recordings == STATE.active_recordings
+    many = {f"contract:{i}" for i in range(localstate.RELOAD_SITE_AT + 1)}
+    assert localstate.apply_notices(None, STATE, many).site is whole  # type: ignore[arg-type]
+    assert localstate.apply_notices(None, STATE, {"site", "contract:7"}).site is whole  # type: ignore[arg-type]
+    assert parts == [{7, 9}]
