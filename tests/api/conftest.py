@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from callguard import localstate
 from callguard.config import Settings
 from tests.isolated_db import api_server
 
@@ -24,6 +26,20 @@ def session(iso_engine: Engine) -> Iterator[Session]:
     """One transaction, committed at the end of the test's setup code that uses it."""
     with Session(iso_engine, expire_on_commit=False) as s, s.begin():
         yield s
+
+
+@pytest.fixture
+def notices(iso: Settings) -> Iterator[Callable[[], list[str]]]:
+    """LISTEN on the local state's channel (REL-5); the returned function collects the payloads
+    that arrived since the last call, sorted (the channel is database-wide: other schemas'
+    payloads arrive too; PostgreSQL folds equal ones within a transaction)."""
+    with psycopg.connect(iso.database_url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {localstate.CHANNEL}")
+
+        def collect() -> list[str]:
+            return sorted(n.payload for n in conn.notifies(timeout=0.5))
+
+        yield collect
 
 
 @dataclass

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -22,17 +21,6 @@ from callguard.domain.site import SiteSnapshot
 from tests.e2e.test_reliability import wait_for
 
 WAIT_S = 10.0
-
-
-@pytest.fixture
-def notices(iso: Settings) -> Iterator[Callable[[], list[str]]]:
-    with psycopg.connect(iso.database_url, autocommit=True) as conn:
-        conn.execute(f"LISTEN {localstate.CHANNEL}")
-
-        def collect() -> list[str]:
-            return sorted({n.payload for n in conn.notifies(timeout=0.5)})
-
-        yield collect
 
 
 def _sql(engine: Engine, sql: str, **params: Any) -> Any:

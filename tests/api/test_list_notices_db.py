@@ -10,11 +10,10 @@ and a site-wide change sends `site`, which no longer reloads the lists."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -67,19 +66,6 @@ def empty_lists(iso_engine: Engine, list_ids: list[int]) -> None:
     with iso_engine.begin() as conn:
         conn.execute(text("DELETE FROM nuisance_entries "
                           "WHERE list_id = ANY(CAST(:ids AS bigint[]))"), {"ids": list_ids})
-
-
-@pytest.fixture
-def notices(iso: Settings) -> Iterator[Callable[[], list[str]]]:
-    """LISTEN on the state channel; the returned function collects what arrived since the last
-    call (payloads of this schema's lists, `lists` and `site`; the channel is database-wide)."""
-    with psycopg.connect(iso.database_url, autocommit=True) as conn:
-        conn.execute(f"LISTEN {localstate.CHANNEL}")
-
-        def collect() -> list[str]:
-            return sorted(n.payload for n in conn.notifies(timeout=0.5))
-
-        yield collect
 
 
 def _entries(engine: Engine, ids: list[int], per_list: int = 2) -> None:
