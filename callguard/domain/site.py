@@ -6,7 +6,8 @@ except the blocklist lookup, and calls keep connecting while the database is awa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from datetime import date
 
 from callguard.domain.recording_options import RecordingOptions
@@ -61,6 +62,17 @@ class ForwardingInfo:
 
 
 @dataclass(frozen=True)
+class SiteIndex:
+    """What each contract owns, so that dialing an extension and reloading one contract need
+    not pass over a site of 10^5 contracts (PERF-3). Sorted lists, not sets: one append per
+    key keeps the build at ~4 % of a whole load."""
+
+    endpoints: dict[str, list[str]]  # contract code → its endpoint names
+    numbers: dict[str, list[str]]  # contract code → its number keys
+    code_of: dict[int, str]  # contract id → code
+
+
+@dataclass(frozen=True)
 class SiteSnapshot:
     contracts: dict[str, ContractInfo] = field(default_factory=dict)
     endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
@@ -68,6 +80,16 @@ class SiteSnapshot:
     forwardings: dict[str, ForwardingInfo] = field(default_factory=dict)
     priority_lines: frozenset[str] = frozenset()
     settings: dict[str, str] = field(default_factory=dict)  # site_settings rows
+    # Built from the dicts above unless a merge hands over the one it kept up to date.
+    prebuilt: InitVar[SiteIndex | None] = None
+    index: SiteIndex = field(init=False, repr=False, compare=False)
+
+    # Extension → endpoint name per contract, filled by the first call from each contract.
+    _extensions: dict[str, dict[str, str]] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self, prebuilt: SiteIndex | None) -> None:
+        object.__setattr__(self, "index", prebuilt or build_index(self))
 
     def setting_int(self, key: str, default: int) -> int:
         try:
@@ -75,25 +97,85 @@ class SiteSnapshot:
         except (KeyError, ValueError):
             return default
 
-    def extensions_of(self, contract: str) -> dict[str, str]:
+    def extensions_of(self, contract: str) -> Mapping[str, str]:
         """Extension → endpoint name, within one contract."""
-        return {e.extension: e.name for e in self.endpoints.values() if e.contract == contract}
+        found = self._extensions.get(contract)
+        if found is None:
+            names = sorted(self.index.endpoints.get(contract, ()))
+            found = {self.endpoints[n].extension: n for n in names}
+            self._extensions[contract] = found  # a race only computes the same dict twice
+        return found
+
+
+def build_index(site: SiteSnapshot) -> SiteIndex:
+    endpoints: dict[str, list[str]] = {}
+    numbers: dict[str, list[str]] = {}
+    for name, e in site.endpoints.items():
+        endpoints.setdefault(e.contract, []).append(name)
+    for key, n in site.numbers.items():
+        numbers.setdefault(n.contract, []).append(key)
+    for keys in (*endpoints.values(), *numbers.values()):
+        keys.sort()  # as a merge leaves them, so that two indexes of one site compare equal
+    return SiteIndex(endpoints, numbers, {c.id: code for code, c in site.contracts.items()})
 
 
 def with_contracts_replaced(site: SiteSnapshot, ids: set[int], part: SiteSnapshot) -> SiteSnapshot:
     """`site` with everything of the contracts `ids` (by id: a code may have changed) replaced
     by `part`, those contracts as loaded now (a deleted one is absent from it). A number or
     endpoint that moved to another contract of `ids` is replaced too; one that moved to a
-    contract outside `ids` is that contract's notice's business (both are named)."""
-    gone = {code for code, c in site.contracts.items() if c.id in ids}
-    gone_numbers = {n for n, info in site.numbers.items() if info.contract in gone}
-    return SiteSnapshot(
-        contracts={k: v for k, v in site.contracts.items() if k not in gone} | part.contracts,
-        endpoints={k: v for k, v in site.endpoints.items() if v.contract not in gone}
-        | part.endpoints,
-        numbers={k: v for k, v in site.numbers.items() if k not in gone_numbers} | part.numbers,
-        forwardings={k: v for k, v in site.forwardings.items() if k not in gone_numbers}
-        | part.forwardings,
-        priority_lines=site.priority_lines,
-        settings=site.settings,
-    )
+    contract outside `ids` is that contract's notice's business (both are named).
+
+    Costs copies of the dicts (C speed) and work in proportion to what changed, not a pass
+    over every contract: ~85 ms at 10^5 contracts before the index."""
+    old = site.index
+    contracts, endpoints = dict(site.contracts), dict(site.endpoints)
+    numbers, forwardings = dict(site.numbers), dict(site.forwardings)
+    code_of = dict(old.code_of)
+    touched: set[str] = set()
+    for cid in ids:
+        code = code_of.pop(cid, None)
+        if code is None:
+            continue
+        touched.add(code)
+        contracts.pop(code, None)
+        for name in old.endpoints.get(code, ()):
+            endpoints.pop(name, None)
+        for key in old.numbers.get(code, ()):
+            numbers.pop(key, None)
+            forwardings.pop(key, None)
+    for code, info in part.contracts.items():
+        displaced = contracts.get(code)
+        if displaced is not None and displaced.id != info.id:  # codes swapped across notices
+            code_of.pop(displaced.id, None)
+        contracts[code] = info
+        code_of[info.id] = code
+        touched.add(code)
+    for name, e in part.endpoints.items():
+        if (before := endpoints.get(name)) is not None:
+            touched.add(before.contract)  # moved here from a contract not reloaded now
+        endpoints[name] = e
+        touched.add(e.contract)
+    for key, n in part.numbers.items():
+        if (was := numbers.get(key)) is not None:
+            touched.add(was.contract)
+        numbers[key] = n
+        touched.add(n.contract)
+    forwardings.update(part.forwardings)
+
+    by_endpoints, by_numbers = dict(old.endpoints), dict(old.numbers)
+    for code in touched:  # what each touched contract owns now, from what it and part had
+        _reindex(by_endpoints, endpoints, code,
+                 {*old.endpoints.get(code, ()), *part.index.endpoints.get(code, ())})
+        _reindex(by_numbers, numbers, code,
+                 {*old.numbers.get(code, ()), *part.index.numbers.get(code, ())})
+    return SiteSnapshot(contracts, endpoints, numbers, forwardings, site.priority_lines,
+                        site.settings, SiteIndex(by_endpoints, by_numbers, code_of))
+
+
+def _reindex(index: dict[str, list[str]], owners: Mapping[str, EndpointInfo | NumberInfo],
+             code: str, candidates: set[str]) -> None:
+    mine = sorted(k for k in candidates if (o := owners.get(k)) is not None and o.contract == code)
+    if mine:
+        index[code] = mine
+    else:
+        index.pop(code, None)

@@ -117,6 +117,7 @@ def test_the_keeper_reloads_a_contract_alone_and_ends_where_a_whole_load_does(
             _sql(iso_engine, change, **params)
             expected = _whole(iso_engine)
             assert wait_for(lambda: keeper.current.site == expected, WAIT_S), change
+            assert keeper.current.site.index == expected.index, change  # what each one owns
 
         follows("INSERT INTO forwardings (number_id, mode, target, after_s) "
                 "VALUES (:n, 'no-answer', '0311113333', 12)", n=a_number)

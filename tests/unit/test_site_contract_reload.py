@@ -3,12 +3,16 @@ nothing else (callguard.domain.site.with_contracts_replaced, pure)."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from callguard.domain.site import (
     ContractInfo,
     EndpointInfo,
     ForwardingInfo,
     NumberInfo,
     SiteSnapshot,
+    build_index,
     with_contracts_replaced,
 )
 
@@ -67,3 +71,74 @@ def test_a_contract_not_yet_known_is_added() -> None:
     after = with_contracts_replaced(SITE, {4}, _site((4, "D", "0310000004")))
     assert set(after.contracts) == {"A", "B", "C", "D"}
     assert after.numbers["0310000004"].contract == "D"
+
+
+# ---- the index that makes the merge and extension dialing O(what changed) (PERF-3) ---------
+
+def _reference(site: SiteSnapshot, ids: set[int], part: SiteSnapshot) -> SiteSnapshot:
+    """The merge as it was before the index: a pass over every key of the site."""
+    gone = {code for code, c in site.contracts.items() if c.id in ids}
+    gone_numbers = {n for n, info in site.numbers.items() if info.contract in gone}
+    return SiteSnapshot(
+        contracts={k: v for k, v in site.contracts.items() if k not in gone} | part.contracts,
+        endpoints={k: v for k, v in site.endpoints.items() if v.contract not in gone}
+        | part.endpoints,
+        numbers={k: v for k, v in site.numbers.items() if k not in gone_numbers} | part.numbers,
+        forwardings={k: v for k, v in site.forwardings.items() if k not in gone_numbers}
+        | part.forwardings,
+        priority_lines=site.priority_lines,
+        settings=site.settings,
+    )
+
+
+_CODES = st.sampled_from(["A", "B", "C", "D", "E", "F"])
+_KEYS = st.integers(min_value=0, max_value=7)
+
+
+@st.composite
+def _sites(draw: st.DrawFn, ids: list[int]) -> SiteSnapshot:
+    """Contracts `ids` under distinct codes, endpoints and numbers each owned by one of them."""
+    codes = draw(st.lists(_CODES, min_size=len(ids), max_size=len(ids), unique=True))
+    contracts = {c: ContractInfo(id=i, code=c, kind="fixed")
+                 for i, c in zip(ids, codes, strict=True)}
+    endpoints: dict[str, EndpointInfo] = {}
+    numbers: dict[str, NumberInfo] = {}
+    forwardings: dict[str, ForwardingInfo] = {}
+    for key in draw(st.sets(_KEYS)) if codes else ():
+        owner = draw(st.sampled_from(codes))
+        endpoints[f"ep{key}"] = EndpointInfo(name=f"ep{key}", contract=owner,
+                                             extension=str(100 + draw(_KEYS)))
+    for key in draw(st.sets(_KEYS)) if endpoints else ():
+        ep = endpoints[draw(st.sampled_from(sorted(endpoints)))]
+        numbers[f"03{key}"] = NumberInfo(id=key, number=f"03{key}", contract=ep.contract,
+                                         endpoint=ep.name, role="base")
+        if draw(st.booleans()):
+            forwardings[f"03{key}"] = ForwardingInfo("unconditional", "0311112222")
+    return SiteSnapshot(contracts, endpoints, numbers, forwardings)
+
+
+@given(data=st.data())
+@settings(max_examples=400, deadline=None)
+def test_the_merge_equals_the_full_pass_and_keeps_the_index_true(data: st.DataObject) -> None:
+    """Whatever moved between contracts, renamed or vanished, a chain of merges gives what the
+    pass over every key gave, and an index equal to one built from scratch."""
+    site = data.draw(_sites([1, 2, 3, 4]))
+    for _ in range(3):
+        ids = data.draw(st.sets(st.integers(min_value=1, max_value=5), min_size=1))
+        part = data.draw(_sites(sorted(data.draw(st.sets(st.sampled_from(sorted(ids)))))))
+        # The part holds contracts of ids only, as load_contracts does; its keys may exist
+        # in the site under any contract (moved), its codes under another id (renamed).
+        after = with_contracts_replaced(site, ids, part)
+        assert after == _reference(site, ids, part)
+        assert after.index == build_index(after)
+        for code in after.contracts:
+            assert dict(after.extensions_of(code)) == {
+                e.extension: e.name for e in sorted(after.endpoints.values(),
+                                                    key=lambda e: e.name)
+                if e.contract == code}
+        site = after
+
+
+def test_extensions_are_found_without_a_pass_over_the_site() -> None:
+    assert dict(SITE.extensions_of("B")) == {"1001": "ep-B"}
+    assert dict(SITE.extensions_of("nobody")) == {}
