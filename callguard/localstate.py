@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,13 @@ RETRY_S = 0.5
 UNEXPECTED_RETRY_S = 5.0  # after an error that is not the database's (a bug): no busy loop
 RECOUNT_BATCH_S = 0.2
 # The disk copy is rewritten at most this often: the first change after a quiet spell at once,
-# a burst of changes (144 registrations) in one write. It holds every key (21 MB and ~0.13 s
-# to encode at 10^5 lists), and it is read only by a process that starts while PostgreSQL is
-# down, so it may lag the memory by up to ~3 s (this plus the loop's 1 s turn).
+# a burst of changes (144 registrations) in one write. It holds every key (60 MB and ~0.15 s
+# to encode at 10^5 contracts and 10^5 lists), and it is read only by a process that starts
+# while PostgreSQL is down, so it may lag the memory by up to ~3 s (this plus the loop's 1 s
+# turn). A site so large that a write takes longer than SAVE_EVERY_S / SAVE_COST_RATIO is
+# written less often, so that the writes never take more than ~10 % of the process's time.
 SAVE_EVERY_S = 2.0
+SAVE_COST_RATIO = 10
 
 
 @dataclass(frozen=True)
@@ -86,23 +89,29 @@ def _dates(d: dict[str, Any], *names: str) -> dict[str, Any]:
     return {**d, **{n: date.fromisoformat(d[n]) if d.get(n) else None for n in names}}
 
 
+def _as_list(value: object) -> list[str]:
+    if isinstance(value, frozenset):
+        return list(value)
+    raise TypeError(f"not serializable: {type(value).__name__}")
+
+
 def encode(state: LocalState) -> bytes:
+    """The state as compact UTF-8 JSON. orjson writes the dataclasses (and their dates) itself:
+    at 10^5 contracts this takes ~0.2 s where asdict() and sorting took 3.2 s, in the keeper
+    thread every SAVE_EVERY_S while anything changes, holding the interpreter (PERF-3)."""
     site = state.site
     data = {
         "version": 1,
-        "contracts": {k: {**asdict(v), "recording_from": str(v.recording_from or ""),
-                          "recording_until": str(v.recording_until or "")}
-                      for k, v in site.contracts.items()},
-        "endpoints": {k: asdict(v) for k, v in site.endpoints.items()},
-        "numbers": {k: asdict(v) for k, v in site.numbers.items()},
-        "forwardings": {k: asdict(v) for k, v in site.forwardings.items()},
-        "priority_lines": sorted(site.priority_lines),
+        "contracts": site.contracts,
+        "endpoints": site.endpoints,
+        "numbers": site.numbers,
+        "forwardings": site.forwardings,
+        "priority_lines": site.priority_lines,
         "settings": site.settings,
-        "lists": {str(k): sorted(v) for k, v in state.lists.items()},
+        "lists": state.lists,  # keys made str as json does
         "active_recordings": state.active_recordings,
     }
-    # ~10x faster than json.dumps here, the same compact UTF-8 (keys made str as json does)
-    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(data, default=_as_list, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _contract(d: dict[str, Any]) -> ContractInfo:
@@ -261,6 +270,7 @@ class StateKeeper:
         self._lock = threading.Lock()  # adjust_recordings vs reloads
         self._unsaved = False  # the disk copy is older than `current`
         self._saved_at = float("-inf")
+        self._save_every = SAVE_EVERY_S
         self.clock = time.monotonic
         private_dir(directory)
 
@@ -309,15 +319,17 @@ class StateKeeper:
 
     def _save_if_due(self, force: bool = False) -> None:
         """Write the disk copy if it is older than `current` and the last write was at least
-        SAVE_EVERY_S ago (or `force`); a failed write is tried again at the next turn."""
-        if not self._unsaved or (not force and self.clock() - self._saved_at < SAVE_EVERY_S):
+        SAVE_EVERY_S ago, or SAVE_COST_RATIO times the last write's duration if that is longer
+        (or `force`); a failed write is tried again at the next turn."""
+        if not self._unsaved or (not force and self.clock() - self._saved_at < self._save_every):
             return
-        self._saved_at = self.clock()
+        started = self._saved_at = self.clock()
         try:
             write_private(self.path, encode(self.current))
             self._unsaved = False
         except OSError as exc:
             log.warning("state snapshot not written: %s", exc)
+        self._save_every = max(SAVE_EVERY_S, SAVE_COST_RATIO * (self.clock() - started))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -5,11 +5,21 @@ keeper's thread is not started."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+import orjson
 import pytest
 
 from callguard import localstate
+from callguard.domain.recording_options import RecordingOptions
+from callguard.domain.site import (
+    ContractInfo,
+    EndpointInfo,
+    ForwardingInfo,
+    NumberInfo,
+    SiteSnapshot,
+)
 from callguard.journal import write_private
 from callguard.localstate import LocalState, StateKeeper
 
@@ -82,3 +92,47 @@ def test_a_failed_write_is_tried_again(keeper: StateKeeper,
     keeper.clock.now += localstate.SAVE_EVERY_S  # type: ignore[attr-defined]
     keeper._save_if_due()
     assert on_disk(keeper) == {"a"}
+
+
+def test_a_slow_write_spaces_the_next_ones(keeper: StateKeeper,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-3: at a site so large that a write takes 1 s, the keeper writes at most every
+    SAVE_COST_RATIO s, not every SAVE_EVERY_S (which would hold the interpreter half the time)."""
+    clock = keeper.clock
+    assert isinstance(clock, Clock)
+    real = localstate.encode
+
+    def slow(state: LocalState) -> bytes:
+        clock.now += 1.0
+        return real(state)
+
+    monkeypatch.setattr(localstate, "encode", slow)
+    keeper._set(state("a"), save=True)
+    keeper._set(state("a", "b"), save=True)
+    clock.now += localstate.SAVE_EVERY_S
+    keeper._save_if_due()
+    assert on_disk(keeper) == {"a"}  # 3 s after the last write began: not yet
+    clock.now += localstate.SAVE_COST_RATIO - localstate.SAVE_EVERY_S - 1.0
+    keeper._save_if_due()
+    assert on_disk(keeper) == {"a", "b"}
+
+
+def test_every_field_survives_the_disk_copy_and_old_copies_still_read() -> None:
+    """orjson writes the dataclasses itself (dates as ISO days, no date as null); a copy
+    written before that (no date as "") still reads."""
+    contract = ContractInfo(id=7, code="F7", kind="fixed", recording_from=date(2026, 1, 1),
+                            nuisance_unit="per-number", contract_list_id=3,
+                            rec_options=RecordingOptions(stereo=True, pause_code="*1"))
+    site = SiteSnapshot(
+        contracts={"F7": contract},
+        endpoints={"f7": EndpointInfo("f7", "F7", "201", channels=2, own_number="0312")},
+        numbers={"0312": NumberInfo(1, "0312", "F7", "f7", "base", list_id=3)},
+        forwardings={"0312": ForwardingInfo("no-answer", "0399", 12)},
+        priority_lines=frozenset({"0312"}), settings={"k": "v"})
+    state = LocalState(site, {3: frozenset({"k1", "k2"})}, 2, "database")
+    back = localstate.decode(localstate.encode(state))
+    assert (back.site, back.lists, back.active_recordings) == (site, state.lists, 2)
+    assert back.site.index == site.index
+    old = orjson.loads(localstate.encode(state))
+    old["contracts"]["F7"]["recording_until"] = ""
+    assert localstate.decode(orjson.dumps(old)).site == site
