@@ -61,8 +61,8 @@ RETRY_S = 0.5
 UNEXPECTED_RETRY_S = 5.0  # after an error that is not the database's (a bug): no busy loop
 RECOUNT_BATCH_S = 0.2
 # The disk copy is rewritten at most this often: the first change after a quiet spell at once,
-# a burst of changes (144 registrations) in one write. It holds every key (60 MB and ~0.15 s
-# to encode at 10^5 contracts and 10^5 lists), and it is read only by a process that starts
+# a burst of changes (144 registrations) in one write. It holds every key (63 MB and ~0.13 s
+# to encode at 10^5 contracts), and it is read only by a process that starts
 # while PostgreSQL is down, so it may lag the memory by up to ~3 s (this plus the loop's 1 s
 # turn). A site so large that a write takes longer than SAVE_EVERY_S / SAVE_COST_RATIO is
 # written less often, so that the writes never take more than ~10 % of the process's time.
