@@ -7,8 +7,9 @@ progress, so a call is decided without a database round trip.
   after a change, at most every SAVE_EVERY_S), so a process started while the database is
   down still knows the site and still rejects listed callers;
 - kept current by PostgreSQL LISTEN/NOTIFY (triggers of migrations `local_state`,
-  `list_notify_per_statement` and `site_notify_per_contract`: a provisioning change reloads
-  only the contract it names), never by polling; after the database comes back (a restart
+  `list_notify_per_statement`, `site_notify_per_contract` and `site_notify_settings`: a
+  provisioning change reloads only the contract it names, a setting only the settings),
+  never by polling; after the database comes back (a restart
   drops the listening connection) it reconnects, LISTENs again and reloads everything.
 
 The keeper runs in its own thread with a sync connection, so neither the ARI app's event loop
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from callguard.db.models import NuisanceEntry, NuisanceList, Recording
-from callguard.db.site_repo import load_contracts, load_snapshot
+from callguard.db.site_repo import load_contracts, load_site_settings, load_snapshot
 from callguard.domain.recording_options import RecordingOptions
 from callguard.domain.site import (
     ContractInfo,
@@ -44,6 +45,7 @@ from callguard.domain.site import (
     NumberInfo,
     SiteSnapshot,
     with_contracts_replaced,
+    with_site_settings,
 )
 from callguard.journal import private_dir, write_private
 
@@ -57,6 +59,9 @@ ALL_LISTS = "lists"
 # More contracts named in one batch than this: reload the whole site (migration
 # site_notify_per_contract, whose BULK_CONTRACTS equals it).
 RELOAD_SITE_AT = 100
+# What the site-wide tables (priority lines, site settings) send (migration
+# site_notify_settings): those two tables are reloaded, not the site.
+SETTINGS = "settings"
 RETRY_S = 0.5
 UNEXPECTED_RETRY_S = 5.0  # after an error that is not the database's (a bug): no busy loop
 RECOUNT_BATCH_S = 0.2
@@ -221,6 +226,12 @@ def reload_contracts(conn: Connection, site: SiteSnapshot, ids: set[int]) -> Sit
     return load_site(conn) if part is None else with_contracts_replaced(site, ids, part)
 
 
+def reload_site_settings(conn: Connection, site: SiteSnapshot) -> SiteSnapshot:
+    """`site` with its priority lines and settings loaded anew (a `settings` notice)."""
+    with one_snapshot(conn) as session:
+        return with_site_settings(site, *load_site_settings(session))
+
+
 def load_from_database(conn: Connection) -> LocalState:
     with collector_paused():
         return LocalState(load_site(conn), load_lists(conn), count_recordings(conn), "database")
@@ -228,17 +239,18 @@ def load_from_database(conn: Connection) -> LocalState:
 
 def apply_notices(conn: Connection, state: LocalState, payloads: set[str]) -> LocalState:
     """The new state after a batch of notifications (each reloads only what it names): `site`
-    the site snapshot, `contract:<id>` that contract's part of it, `list:<id>` that list,
-    `lists` every list, `recordings` the count."""
+    the site snapshot, `contract:<id>` that contract's part of it, `settings` its priority
+    lines and site settings, `list:<id>` that list, `lists` every list, `recordings` the
+    count."""
     with collector_paused():  # a site or bulk list load builds the state anew
         named = [p.partition(":") for p in payloads]
         contracts = {int(arg) for kind, _, arg in named if kind == "contract" and arg.isdigit()}
         if "site" in payloads or len(contracts) > RELOAD_SITE_AT:
             site = load_site(conn)
-        elif contracts:
-            site = reload_contracts(conn, state.site, contracts)
         else:
-            site = state.site
+            site = reload_contracts(conn, state.site, contracts) if contracts else state.site
+            if SETTINGS in payloads:
+                site = reload_site_settings(conn, site)
         changed = {int(arg) for kind, _, arg in named if kind == "list" and arg.isdigit()}
         if ALL_LISTS in payloads or len(changed) > RELOAD_ALL_LISTS_AT:
             # A bulk change (an import, a unit change, a bench fill): one query for every list

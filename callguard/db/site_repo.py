@@ -175,3 +175,10 @@ def load_contracts(session: Session, ids: set[int]) -> SiteSnapshot | None:
         return None
     return build_snapshot(rows | {"priority": (), "settings": ()})
 
+
+
+def load_site_settings(session: Session) -> tuple[frozenset[str], dict[str, str]]:
+    """The site-wide rows alone (a `settings` notice): priority lines and site settings."""
+    conn = session.connection()
+    return (frozenset(r.number for r in conn.execute(_QUERIES["priority"])),
+            {r.key: r.value for r in conn.execute(_QUERIES["settings"])})

@@ -180,3 +180,10 @@ def _reindex(index: dict[str, list[str]], owners: Mapping[str, EndpointInfo | Nu
         index[code] = mine
     else:
         index.pop(code, None)
+
+
+def with_site_settings(site: SiteSnapshot, priority_lines: frozenset[str],
+                       settings: dict[str, str]) -> SiteSnapshot:
+    """`site` with the site-wide rows replaced; the rest, and its index, kept as they are."""
+    return SiteSnapshot(site.contracts, site.endpoints, site.numbers, site.forwardings,
+                        priority_lines, settings, site.index)

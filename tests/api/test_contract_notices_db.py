@@ -72,7 +72,11 @@ def test_each_table_names_the_contract_of_its_rows(
     _sql(iso_engine, "UPDATE endpoints SET channels = 1 WHERE contract_id = -1")
     assert notices() == []  # no row changed
     _sql(iso_engine, "INSERT INTO site_settings (key, value) VALUES ('contract-notices', 'x')")
-    assert notices() == ["site"]  # site-wide tables
+    assert notices() == ["settings"]  # site-wide tables (migration site_notify_settings)
+    _sql(iso_engine, "INSERT INTO priority_lines (number, description) "
+                     "VALUES ('0397000099', 'x')")
+    _sql(iso_engine, "DELETE FROM priority_lines WHERE number = '0397000099'")
+    assert notices() == ["settings", "settings"]  # two transactions
     _sql(iso_engine, "DELETE FROM contracts WHERE id = :a", a=a)
     assert f"contract:{a}" in notices()
 
@@ -136,7 +140,13 @@ def test_the_keeper_reloads_a_contract_alone_and_ends_where_a_whole_load_does(
         assert "CN-A2" in keeper.current.site.contracts
         assert whole_loads == [1], "a contract's change reloaded the whole site"
         follows("INSERT INTO site_settings (key, value) VALUES ('contract-notices', 'on')")
-        assert len(whole_loads) == 2  # a site-wide change: one whole load
+        follows("INSERT INTO priority_lines (number, description) "
+                "VALUES ('0397000099', 'x')")
+        assert "0397000099" in keeper.current.site.priority_lines
+        follows("DELETE FROM priority_lines WHERE number = '0397000099'")
+        assert whole_loads == [1], "a setting reloaded the whole site"
+        follows("TRUNCATE forwardings")
+        assert len(whole_loads) == 2  # a TRUNCATE: one whole load
     finally:
         keeper.stop()
 

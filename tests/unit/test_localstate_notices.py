@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from callguard import localstate
-from callguard.domain.site import SiteSnapshot
+from callguard.domain.site import NumberInfo, SiteSnapshot, with_site_settings
 from callguard.localstate import LocalState
 
 
@@ -124,3 +124,31 @@ def test_contract_notices_reload_those_contracts_and_many_reload_the_site(
     assert localstate.apply_notices(None, STATE, many).site is whole  # type: ignore[arg-type]
     assert localstate.apply_notices(None, STATE, {"site", "contract:7"}).site is whole  # type: ignore[arg-type]
     assert parts == [{7, 9}]
+
+
+def test_a_settings_notice_reloads_the_settings_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Migration site_notify_settings: a priority line or a site setting reloads those two
+    # tables, after any contract named in the same batch; `site` still means everything.
+    base = SiteSnapshot(numbers={"0311110000": NumberInfo(1, "0311110000", "F", "f", "base")})
+    state = LocalState(base, STATE.lists, 3, "database")
+    whole, order = SiteSnapshot(settings={"whole": "1"}), []
+
+    def reload_contracts(conn: Any, site: SiteSnapshot, ids: set[int]) -> SiteSnapshot:
+        order.append("contracts")
+        return site
+
+    def settings(conn: Any, site: SiteSnapshot) -> SiteSnapshot:
+        order.append("settings")
+        return with_site_settings(site, frozenset({"0399990000"}), {"k": "v"})
+
+    monkeypatch.setattr(localstate, "load_site", lambda conn: whole)
+    monkeypatch.setattr(localstate, "reload_contracts", reload_contracts)
+    monkeypatch.setattr(localstate, "reload_site_settings", settings)
+    monkeypatch.setattr(localstate, "count_recordings", lambda conn: 0)
+    after = localstate.apply_notices(None, state, {"settings", "contract:4"})  # type: ignore[arg-type]
+    assert order == ["contracts", "settings"]
+    assert after.site.settings == {"k": "v"} and after.site.priority_lines == {"0399990000"}
+    assert after.site.numbers is base.numbers and after.site.index is base.index
+    assert (after.lists, after.active_recordings) == (STATE.lists, 3)  # no recount
+    assert localstate.apply_notices(None, state, {"site", "settings"}).site is whole  # type: ignore[arg-type]
+    assert order == ["contracts", "settings"]
