@@ -1,6 +1,6 @@
 """The concurrent-recording maximum and what ordinary calls get at it (REC-CAP-1), stored as
-site_settings rows: both shells pick them up with the site snapshot (every 2 s); without a
-row, the process defaults (`Settings.max_recordings`, `.at_capacity_policy`) apply."""
+site_settings rows: both shells pick them up within a second or so of the commit (a
+`settings` notice reloads them, REL-5); without a row, the process defaults (`Settings.max_recordings`, `.at_capacity_policy`) apply."""
 
 from __future__ import annotations
 
