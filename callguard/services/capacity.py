@@ -1,6 +1,7 @@
 """The concurrent-recording maximum and what ordinary calls get at it (REC-CAP-1), stored as
 site_settings rows: both shells pick them up within a second or so of the commit (a
-`settings` notice reloads them, REL-5); without a row, the process defaults (`Settings.max_recordings`, `.at_capacity_policy`) apply."""
+`settings` notice reloads them, REL-5); without a row, the process defaults
+(`Settings.max_recordings`, `.at_capacity_policy`) apply."""
 
 from __future__ import annotations
 
