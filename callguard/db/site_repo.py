@@ -176,7 +176,6 @@ def load_contracts(session: Session, ids: set[int]) -> SiteSnapshot | None:
     return build_snapshot(rows | {"priority": (), "settings": ()})
 
 
-
 def load_site_settings(session: Session) -> tuple[frozenset[str], dict[str, str]]:
     """The site-wide rows alone (a `settings` notice): priority lines and site settings."""
     conn = session.connection()
