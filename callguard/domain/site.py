@@ -7,7 +7,7 @@ except the blocklist lookup, and calls keep connecting while the database is awa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from datetime import date
 
 from callguard.domain.recording_options import RecordingOptions
@@ -102,8 +102,9 @@ class SiteSnapshot:
         """Extension → endpoint name, within one contract."""
         found = self._extensions.get(contract)
         if found is None:
-            names = sorted(self.index.endpoints.get(contract, ()))
-            found = {self.endpoints[n].extension: n for n in names}
+            # The index keeps each list sorted: the last of two equal extensions wins, as before.
+            found = {self.endpoints[n].extension: n
+                     for n in self.index.endpoints.get(contract, ())}
             self._extensions[contract] = found  # a race only computes the same dict twice
         return found
 
@@ -185,5 +186,4 @@ def _reindex(index: dict[str, list[str]], owners: Mapping[str, EndpointInfo | Nu
 def with_site_settings(site: SiteSnapshot, priority_lines: frozenset[str],
                        settings: dict[str, str]) -> SiteSnapshot:
     """`site` with the site-wide rows replaced; the rest, and its index, kept as they are."""
-    return SiteSnapshot(site.contracts, site.endpoints, site.numbers, site.forwardings,
-                        priority_lines, settings, site.index)
+    return replace(site, priority_lines=priority_lines, settings=settings, prebuilt=site.index)

@@ -406,9 +406,9 @@ class Phone:
                 time.sleep(0.02)
             if self.proc.poll() is None:
                 return self
-            # A BYE that Asterisk retransmits to a phone an earlier test killed (SIGKILL, so
-            # unanswered; up to 32 s) counts as this phone's call: sipp answers it and ends.
-            # Answered, it stops coming: start again.
+            # A BYE that Asterisk retransmits for an earlier call whose phone never answered it
+            # (up to 32 s) counts as this phone's call: sipp answers it and ends. Answered, it
+            # stops coming: start again.
             if "unexpected BYE" not in (self.work / "sipp.err").read_text():
                 break
         # A phone that is not there would only show as a 480 or 408 far from the cause.
