@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e import sip_messages as sip
+from tests.e2e.bye_catcher import ByeCatcher
 from tests.e2e.conftest import AppLog, ari_get
 from tests.e2e.sipp import (
     ASTERISK,
@@ -300,7 +301,8 @@ def test_rtp_timeout_reaps_a_dead_call_and_spares_a_held_one(
     reaped_before = value(scrape(settings.metrics_ari_port), "callguard_dead_calls_reaped_total")
     prom_before = dead_calls_in_prometheus(settings)
     assert prom_before is not None  # scraped, at 0 or more
-    with Phone("127.0.1.4", work / "f2b", audio_s=HOLD_S + 10, timeout_s=HOLD_S + 60) as f2b, \
+    with ExitStack() as cleanup, \
+            Phone("127.0.1.4", work / "f2b", audio_s=HOLD_S + 10, timeout_s=HOLD_S + 60) as f2b, \
             Phone("127.0.1.2", work / "f1b", audio_s=300, timeout_s=400) as f1b:
         held = subprocess.Popen(held_call(work / "held"), cwd=work / "held",
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -322,12 +324,18 @@ def test_rtp_timeout_reaps_a_dead_call_and_spares_a_held_one(
             # dialplan passes cause 44 on). The leg that times out first is the one the
             # followed-leg-only count missed.
             os.kill(f1b.proc.pid, signal.SIGKILL)
+            f1b.proc.wait(5)
+            # The dead phone's address answers Asterisk's BYE from now on: unanswered, it is
+            # retransmitted for 32 s into the next test's phone on 127.0.1.2.
+            catcher = cleanup.enter_context(ByeCatcher("127.0.1.2"))
             time.sleep(3)
             os.kill(caller.proc.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             assert wait_for(lambda: not channels & channel_ids(settings), 125), \
                 ari_channels(settings)
             released_s = time.monotonic() - killed_at
+            # Asterisk hung up the dead phone's leg with a BYE (answered, so it stops there).
+            assert wait_for(lambda: bool(catcher.byes), 10), "no BYE to the dead phone"
             assert wait_for(lambda: rows(
                 clean, "SELECT status " + DEAD_RECORDING)
                 == [("complete",)], max(1.0, 120 - (time.monotonic() - killed_at)))
@@ -336,6 +344,8 @@ def test_rtp_timeout_reaps_a_dead_call_and_spares_a_held_one(
             assert held_channels <= channel_ids(settings), ari_channels(settings)
             held.wait(HOLD_S + 60)
             f2b.wait(10)
+            # Answered once, never retransmitted: the 200 OK ended Asterisk's BYE transaction.
+            assert len(catcher.byes) == 1, catcher.byes
         finally:
             if held.poll() is None:
                 held.kill()
