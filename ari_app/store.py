@@ -74,6 +74,12 @@ class Store:
         self._conn: Any = None  # the writer's SQLAlchemy AsyncConnection (AUTOCOMMIT)
         self._raw: Any = None  # its asyncpg connection (no greenlet hop per batch)
         self._sending = asyncio.Lock()  # the writer and the replay share that connection
+        # Held while ops go into the journal because of the backlog flag, and while a replay
+        # decides from the file that the backlog is over: without it, ops appended between
+        # the replay's count and its `journal_backlog = False` stayed in the file, unreplayed
+        # until the app restarted (CI of 8fb4999: 10 ops of test_reliability's outage, then
+        # replayed into test_supervision's rows).
+        self._journaling = asyncio.Lock()
         self.batches = 0  # statements sent (tests, bench)
 
     async def start(self) -> None:
@@ -162,19 +168,32 @@ class Store:
                     await self._apply(ops)
                 except Exception:  # never lose the ops nor the writer
                     log.exception("batch write failed; journaling %d write(s)", len(ops))
-                    await asyncio.to_thread(self.journal.append, ops)
-                    self.journal_backlog = True
+                    await self._to_journal(ops)
             if not self._queue:
                 self._idle.set()
 
-    async def _apply(self, ops: list[Op]) -> None:
-        if self.journal_backlog:
+    async def _to_journal(self, ops: list[Op]) -> None:
+        """Journal `ops` and mark the backlog, as one step against a replay's end."""
+        async with self._journaling:
             await asyncio.to_thread(self.journal.append, ops)
+            self.journal_backlog = True
+
+    async def _behind_backlog(self, ops: list[Op]) -> bool:
+        """While anything is journaled, `ops` queue behind it in the journal (True)."""
+        async with self._journaling:
+            if not self.journal_backlog:
+                return False
+            await asyncio.to_thread(self.journal.append, ops)
+            return True
+
+    async def _apply(self, ops: list[Op]) -> None:
+        if self.journal_backlog and await self._behind_backlog(ops):
             return
         parts = batch.layers(ops)
         for n, part in enumerate(parts):
-            if self.journal_backlog:  # an earlier part was journaled: the rest follows it
-                await asyncio.to_thread(self.journal.append, [op for p in parts[n:] for op in p])
+            # an earlier part was journaled: the rest follows it
+            if n and self.journal_backlog and await self._behind_backlog(
+                    [op for p in parts[n:] for op in p]):
                 return
             try:
                 await self._guard(self._send(part), BATCH_TIMEOUT_S)
@@ -187,16 +206,14 @@ class Store:
                 await self._drop_connection()
                 rest = [op for p in parts[n:] for op in p]
                 log.warning("database unavailable, journaling %d write(s): %s", len(rest), exc)
-                await asyncio.to_thread(self.journal.append, rest)
-                self.journal_backlog = True
+                await self._to_journal(rest)
                 return
 
     async def _one_by_one(self, part: list[Op]) -> None:
         done = await self._apply_each(part)
         if done < len(part):
             log.warning("database unavailable, journaling %d write(s)", len(part) - done)
-            await asyncio.to_thread(self.journal.append, part[done:])
-            self.journal_backlog = True
+            await self._to_journal(part[done:])
 
     async def _apply_each(self, part: list[Op]) -> int:
         """Apply `part` op by op (after the server refused it as one statement); returns how
@@ -257,7 +274,8 @@ class Store:
                 break
         await asyncio.to_thread(self.journal.done, applied)
         if applied == len(ops):
-            self.journal_backlog = await asyncio.to_thread(self.journal.pending) > 0
+            async with self._journaling:  # no append between the count and the flag
+                self.journal_backlog = await asyncio.to_thread(self.journal.pending) > 0
         if applied:
             log.info("replayed %d journaled write(s)", applied)
         return applied
