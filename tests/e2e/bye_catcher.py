@@ -1,7 +1,7 @@
 """A stand-in for a phone that died: it holds the phone's SIP address and answers the BYE that
 Asterisk sends when it releases the dead phone's call.
 
-Without it that BYE goes unanswered and Asterisk retransmits it for up to 32 s (timer B); a
+Without it that BYE goes unanswered and Asterisk retransmits it for up to 32 s (timer F); a
 phone started on the same address in that time (the next test's) takes it as its own call and
 aborts (CI of e3b2082: test_file_modes after test_failsafe's SIGKILLed phone on 127.0.1.2).
 It also lets a test assert that Asterisk did hang up the dead leg with a BYE.
