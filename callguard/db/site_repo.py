@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -119,6 +119,7 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
             list_id=list_id, multi_channel_scope=multi,
         )
 
+    priority_lines, settings = _site_wide(rows["priority"], rows["settings"])
     return SiteSnapshot(
         contracts=contracts,
         endpoints={
@@ -134,9 +135,15 @@ def build_snapshot(rows: dict[str, Sequence[Any]]) -> SiteSnapshot:
             number_of[f.number_id]: ForwardingInfo(f.mode, f.target, f.after_s)
             for f in rows["forwardings"]
         },
-        priority_lines=frozenset(r.number for r in rows["priority"]),
-        settings={r.key: r.value for r in rows["settings"]},
+        priority_lines=priority_lines,
+        settings=settings,
     )
+
+
+def _site_wide(priority: Iterable[Any],
+               settings: Iterable[Any]) -> tuple[frozenset[str], dict[str, str]]:
+    """Priority lines and site settings from the rows of the `priority`, `settings` queries."""
+    return frozenset(r.number for r in priority), {r.key: r.value for r in settings}
 
 
 def load_snapshot(session: Session) -> SiteSnapshot:
@@ -179,5 +186,4 @@ def load_contracts(session: Session, ids: set[int]) -> SiteSnapshot | None:
 def load_site_settings(session: Session) -> tuple[frozenset[str], dict[str, str]]:
     """The site-wide rows alone (a `settings` notice): priority lines and site settings."""
     conn = session.connection()
-    return (frozenset(r.number for r in conn.execute(_QUERIES["priority"])),
-            {r.key: r.value for r in conn.execute(_QUERIES["settings"])})
+    return _site_wide(conn.execute(_QUERIES["priority"]), conn.execute(_QUERIES["settings"]))
