@@ -139,8 +139,8 @@ def wait_journals_drained(settings: Settings, timeout_s: float = JOURNAL_DRAIN_S
         time.sleep(0.2)
 
 
-@pytest.fixture
-def clean(engine: Engine, stack: Settings) -> Engine:
+def clean_call_state(engine: Engine, stack: Settings) -> Engine:
+    """No call rows and no recording files: what a test's calls leave is theirs alone."""
     # An earlier test's journaled rows would otherwise land after the TRUNCATE, in this
     # test's tables (the fallback's call rows written 100 ms late, once the database stopped).
     wait_journals_drained(stack)
@@ -150,6 +150,11 @@ def clean(engine: Engine, stack: Settings) -> Engine:
     for wav in stack.recordings_dir.rglob("*.wav"):
         wav.unlink()
     return engine
+
+
+@pytest.fixture
+def clean(engine: Engine, stack: Settings) -> Engine:
+    return clean_call_state(engine, stack)
 
 
 @pytest.fixture

@@ -285,17 +285,37 @@ def _sipp(xml: str, work: Path, local_ip: str, port: int, extra: list[str]) -> l
             "-mi", local_ip, "-mp", str(free_media_port(local_ip, port)), *extra]
 
 
+class UacCall:
+    """One call placed in the background; `.result()` waits for it to finish. Calls placed
+    this way run side by side (tests whose calls only differ in what is dialed)."""
+
+    def __init__(self, spec: UacSpec, work: Path, local_ip: str = CARRIER_IN,
+                 timeout_s: int = 60, target: str = ASTERISK) -> None:
+        work.mkdir(parents=True, exist_ok=True)
+        self.work, self.timeout_s = work, timeout_s
+        cmd = _sipp(uac_xml(spec, work), work, local_ip, free_port(local_ip),
+                    ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{timeout_s}s",
+                     "-timeout_error", "-recv_timeout", f"{timeout_s * 1000}", target])
+        self._out = (work / "sipp.out").open("w")
+        self.proc = subprocess.Popen(cmd, cwd=work, stdout=self._out,
+                                     stderr=subprocess.STDOUT, text=True)
+
+    def result(self) -> CallResult:
+        try:
+            self.proc.wait(self.timeout_s + 15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self._out.close()
+        return CallResult(self.proc.returncode, parse_message_log(self.work / "messages.log"),
+                          self.work)
+
+
 def uac(spec: UacSpec, work: Path, local_ip: str = CARRIER_IN, timeout_s: int = 60,
         target: str = ASTERISK) -> CallResult:
     """Place one call and wait for it to finish."""
-    work.mkdir(parents=True, exist_ok=True)
-    cmd = _sipp(uac_xml(spec, work), work, local_ip, free_port(local_ip),
-                ["-s", spec.to, "-m", "1", "-l", "1", "-timeout", f"{timeout_s}s",
-                 "-timeout_error", "-recv_timeout", f"{timeout_s * 1000}", target])
-    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                          timeout=timeout_s + 15, check=False)
-    (work / "sipp.out").write_text(done.stdout[-20000:] + done.stderr[-5000:])
-    return CallResult(done.returncode, parse_message_log(work / "messages.log"), work)
+    return UacCall(spec, work, local_ip, timeout_s, target).result()
 
 
 def cancel_xml(from_user: str, after_ms: int) -> str:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
 from callguard.config import Settings
-from tests.e2e.conftest import MessagesLog
+from tests.e2e.conftest import MessagesLog, clean_call_state
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -34,7 +36,7 @@ from tests.e2e.rec_helpers import (
     wait_site_refresh,
     wav_files,
 )
-from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, tone, uac
+from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacCall, UacSpec, audio, tone, uac
 
 
 def carrier_invite(carrier: Phone) -> tuple[str, str]:
@@ -151,7 +153,7 @@ def test_extension_call_not_recorded(clean: Engine, settings: Settings, work: Pa
 
 
 # SPEC §2 "refused" rows over SIP, and the other REC-OUT-2 refusals.
-@pytest.mark.parametrize(("source", "dialed", "why"), [
+REFUSED = [
     (F1A, "007727110", "emergency"), (F1A, "007727104", "1XY"),
     (F1A, "0077270033123456789", "00XY carrier code"), (F1A, "007727#8000", "# dialing"),
     (F1A, "00772712345678", "local number without area code"), (F1A, "0077272002", "extension"),
@@ -163,18 +165,53 @@ def test_extension_call_not_recorded(clean: Engine, settings: Settings, work: Pa
     (F2A, "0077270312345678", "contract without the recording add-on"),
     (M1B, "0077260120123456", "0120 from 050"), (M1B, "0077260570123456", "0570 from 050"),
     (M1B, "00772608001234567", "0800 from 050"),
-])
-def test_refused_prefixed_calls(clean: Engine, settings: Settings, work: Path, source: str,
-                                dialed: str, why: str) -> None:
+]
+
+
+@dataclass
+class RefusedCalls:
+    calls: dict[str, CallResult]  # by what was dialed
+    carrier_invites: list[str]  # Request-URIs the carrier received
+    rows: list[dict[str, object]]
+    files: list[Path]
+
+
+@pytest.fixture(scope="module")
+def refused_calls(engine: Engine, stack: Settings,
+                  tmp_path_factory: pytest.TempPathFactory) -> RefusedCalls:
+    """Every REFUSED call placed side by side: each hears its refusal for ~8 s, so one after
+    the other they took ~160 s of the suite; together ~15 s. Then what the carrier saw and
+    what was written, for the whole batch."""
+    clean_call_state(engine, stack)
+    work = tmp_path_factory.mktemp("refused")
+    with Phone(CARRIER_OUT, work / "carrier", audio_s=1.5, audio_hz=CALLEE_HZ,
+               calls=len(REFUSED), timeout_s=120) as carrier:
+        placed = {}
+        for i, (source, dialed, _) in enumerate(REFUSED):
+            placed[dialed] = UacCall(UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]),
+                                     work / f"call-{i:02d}", local_ip=source)
+            # Bound before the next call picks its free ports on the same address.
+            time.sleep(0.3)
+        calls = {dialed: call.result() for dialed, call in placed.items()}
+        carrier.wait(1)
+    invites = [m.first_line for m in carrier.result().messages
+               if m.method == "INVITE" and not m.sent]
+    return RefusedCalls(calls, invites, recordings(engine, wait_s=1), wav_files(stack))
+
+
+@pytest.mark.parametrize(("source", "dialed", "why"), REFUSED)
+def test_refused_prefixed_calls(refused_calls: RefusedCalls, source: str, dialed: str,
+                                why: str) -> None:
     """REC-OUT-2: spoken refusal as early media (183 with SDP), then 403 (cause 21);
     never connected (no INVITE at the carrier), never recorded (no row, no file)."""
-    call, carrier = outbound(work, source, dialed, seconds=0.5)
+    call = refused_calls.calls[dialed]
     progress = call.first(status=183)
     assert progress is not None, (why, call.statuses())
     assert "application/sdp" in (progress.header("Content-Type") or ""), why
     assert call.final_status() == 403 and 200 not in call.statuses(), (why, call.statuses())
-    assert not carrier.rang(), why
-    assert recordings(clean, wait_s=1) == [] and wav_files(settings) == [], why
+    # The batch's: a refused call that reached the carrier or was recorded shows by its number.
+    assert refused_calls.carrier_invites == [], why
+    assert refused_calls.rows == [] and refused_calls.files == [], why
 
 
 @pytest.fixture
