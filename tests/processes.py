@@ -15,3 +15,12 @@ def end(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace_s: float = 
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_or_kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Until it exits by itself; SIGKILLed (and reaped) once `timeout_s` has passed."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

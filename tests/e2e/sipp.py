@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.e2e import sip_messages as sip
 from tests.e2e.rtp_pcap import dtmf_pcap, tone_pcap
-from tests.processes import end
+from tests.processes import end, wait_or_kill
 
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IN = "127.0.0.2"  # where inbound INVITEs come from (SPEC §8)
@@ -302,10 +302,7 @@ class UacCall:
 
     def result(self) -> CallResult:
         try:
-            self.proc.wait(self.timeout_s + 15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            wait_or_kill(self.proc, self.timeout_s + 15)
         finally:
             self._out.close()
         return CallResult(self.proc.returncode, parse_message_log(self.work / "messages.log"),
@@ -514,11 +511,7 @@ class Load:
                                      stderr=subprocess.DEVNULL)
 
     def wait(self) -> LoadResult:
-        try:
-            self.proc.wait(self.timeout_s + 15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        wait_or_kill(self.proc, self.timeout_s + 15)
         attempted, answered, codes, unanswered = count_calls(
             parse_message_log(self.work / "messages.log"))
         return LoadResult(self.proc.returncode, attempted, answered, codes, unanswered,
