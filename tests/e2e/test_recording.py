@@ -170,7 +170,7 @@ REFUSED = [
 
 @dataclass
 class RefusedCalls:
-    calls: dict[str, CallResult]  # by what was dialed
+    calls: dict[tuple[str, str], CallResult]  # by (source, dialed)
     carrier_invites: list[str]  # Request-URIs the carrier received
     rows: list[dict[str, object]]
     files: list[Path]
@@ -186,13 +186,16 @@ def refused_calls(engine: Engine, stack: Settings,
     work = tmp_path_factory.mktemp("refused")
     with Phone(CARRIER_OUT, work / "carrier", audio_s=1.5, audio_hz=CALLEE_HZ,
                calls=len(REFUSED), timeout_s=120) as carrier:
-        placed = {}
-        for i, (source, dialed, _) in enumerate(REFUSED):
-            placed[dialed] = UacCall(UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]),
-                                     work / f"call-{i:02d}", local_ip=source)
-            # Bound before the next call picks its free ports on the same address.
-            time.sleep(0.3)
-        calls = {dialed: call.result() for dialed, call in placed.items()}
+        placed: dict[tuple[str, str], UacCall] = {}
+        try:
+            for i, (source, dialed, _) in enumerate(REFUSED):
+                placed[source, dialed] = UacCall(
+                    UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]), work / f"call-{i:02d}",
+                    local_ip=source)
+                # Bound before the next call picks its free ports on the same address.
+                time.sleep(0.3)
+        finally:  # also after a failed start: no caller is left running
+            calls = {key: call.result() for key, call in placed.items()}
         carrier.wait(1)
     invites = [m.first_line for m in carrier.result().messages
                if m.method == "INVITE" and not m.sent]
@@ -204,7 +207,7 @@ def test_refused_prefixed_calls(refused_calls: RefusedCalls, source: str, dialed
                                 why: str) -> None:
     """REC-OUT-2: spoken refusal as early media (183 with SDP), then 403 (cause 21);
     never connected (no INVITE at the carrier), never recorded (no row, no file)."""
-    call = refused_calls.calls[dialed]
+    call = refused_calls.calls[source, dialed]
     progress = call.first(status=183)
     assert progress is not None, (why, call.statuses())
     assert "application/sdp" in (progress.header("Content-Type") or ""), why
