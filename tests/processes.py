@@ -10,11 +10,7 @@ def end(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace_s: float = 
     if proc.poll() is not None:
         return
     proc.terminate()
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    wait_or_kill(proc, grace_s)
 
 
 def wait_or_kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -455,8 +455,13 @@ class Phone:
             else -1
         return CallResult(rc, parse_message_log(self.work / "messages.log"), self.work)
 
+    def invites(self) -> list[str]:
+        """The request lines of the INVITEs it received."""
+        return [m.first_line for m in self.result().messages
+                if m.method == "INVITE" and not m.sent]
+
     def rang(self) -> bool:
-        return any(m.method == "INVITE" and not m.sent for m in self.result().messages)
+        return bool(self.invites())
 
 
 @dataclass

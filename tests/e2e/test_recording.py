@@ -197,9 +197,8 @@ def refused_calls(engine: Engine, stack: Settings,
         finally:  # also after a failed start: no caller is left running
             calls = {key: call.result() for key, call in placed.items()}
         carrier.wait(1)
-    invites = [m.first_line for m in carrier.result().messages
-               if m.method == "INVITE" and not m.sent]
-    return RefusedCalls(calls, invites, recordings(engine, wait_s=1), wav_files(stack))
+    return RefusedCalls(calls, carrier.invites(), recordings(engine, wait_s=1),
+                        wav_files(stack))
 
 
 @pytest.mark.parametrize(("source", "dialed", "why"), REFUSED)
