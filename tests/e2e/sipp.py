@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +30,39 @@ CARRIER_OUT = "127.0.0.3"  # where Asterisk sends outbound calls
 STRAY_BYE_RETRIES = 3
 
 
-def free_port(ip: str) -> int:
+# Ports handed to a sipp in this process, and when. A port is free from the kernel's side
+# until its sipp binds it, so two callers started side by side could be handed the same one
+# (CI of 5d9579f: two holders on 127.0.0.2, "Unable to bind video RTP socket … Address
+# already in use", one call never placed). No port goes out twice within HANDED_OUT_S.
+HANDED_OUT_S = 300.0
+_handed_out: dict[tuple[str, int], float] = {}
+_handed_out_lock = threading.Lock()
+
+
+def _hand_out(ip: str, ports: range) -> bool:
+    """Mark `ports` on `ip` as handed out, unless one of them already is."""
+    now = time.monotonic()
+    with _handed_out_lock:
+        if any(now - _handed_out.get((ip, p), -HANDED_OUT_S) < HANDED_OUT_S for p in ports):
+            return False
+        for p in ports:
+            _handed_out[(ip, p)] = now
+        return True
+
+
+def _kernel_free_port(ip: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((ip, 0))
         return int(s.getsockname()[1])
+
+
+def free_port(ip: str) -> int:
+    """A UDP port free on `ip` that no other caller of this process has been handed lately."""
+    for _ in range(50):
+        port = _kernel_free_port(ip)
+        if _hand_out(ip, range(port, port + 1)):
+            return port
+    raise RuntimeError(f"no free port on {ip}")
 
 
 def udp_bound(ip: str, port: int) -> bool:
@@ -53,19 +83,21 @@ def free_media_port(ip: str, sip_port: int | None = None) -> int:
     same port twice (CI of f1e385f: "Unable to bind audio RTP socket … Address already in use",
     the call never placed)."""
     for _ in range(50):
-        port = free_port(ip) & ~1
+        port = _kernel_free_port(ip) & ~1
         if port + 2 > 65535 or (sip_port is not None and port <= sip_port <= port + 3):
             continue
         probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
         try:
             probes[0].bind((ip, port))
             probes[1].bind((ip, port + 2))
-            return port
         except OSError:
             continue
         finally:
             for probe in probes:
                 probe.close()
+        # The block P..P+3, as the check around `sip_port` above counts it.
+        if _hand_out(ip, range(port, port + 4)):
+            return port
     raise RuntimeError(f"no free media port pair on {ip}")
 
 

@@ -192,7 +192,8 @@ def refused_calls(engine: Engine, stack: Settings,
                 placed[source, dialed] = UacCall(
                     UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]), work / f"call-{i:02d}",
                     local_ip=source)
-                # Bound before the next call picks its free ports on the same address.
+                # Ports are unique by sipp.py's register; the spacing spreads 17 sipp
+                # start-ups so they do not compete with the calls already ringing.
                 time.sleep(0.3)
         finally:  # also after a failed start: no caller is left running
             calls = {key: call.result() for key, call in placed.items()}
@@ -316,13 +317,20 @@ def test_capacity_congestion_policy_and_disaster_priority(
         threads = [threading.Thread(target=hold, args=(i,)) for i in range(2)]
         for t in threads:
             t.start()
-        # Both holders answered and recording before the third call.
+        # Both holders recording before the third call; without them the ordinary call would
+        # rightly connect, and the test would blame the wrong thing. A row is written when its
+        # call is decided (the phone answers at once); an inbound row's answered_at only comes
+        # with the call's end (ANSWEREDTIME_MS, PERF-1), so it cannot be the signal.
+        recording = 0
         for _ in range(50):
             with clean.connect() as c:
-                if c.execute(text("SELECT count(*) FROM recordings WHERE status = 'recording'"
-                                  " AND answered_at IS NOT NULL")).scalar() == 2:
-                    break
+                recording = c.execute(text(
+                    "SELECT count(*) FROM recordings WHERE status = 'recording'")).scalar_one()
+            if recording == 2:
+                break
             threading.Event().wait(0.2)
+        assert recording == 2, f"{recording} holders recording after 10 s (see {work}/hold*)"
+        threading.Event().wait(0.5)  # answered, as the phone answers at once
         # Quick calls first: the ordinary one hears the congestion guidance for seconds.
         priority = uac(UacSpec(to="0312345678", from_user="0312340119", steps=[audio(1)]),
                        work / "priority")
