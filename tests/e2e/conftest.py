@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg.errors
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.db.session import make_sync_engine
@@ -139,13 +141,28 @@ def wait_journals_drained(settings: Settings, timeout_s: float = JOURNAL_DRAIN_S
         time.sleep(0.2)
 
 
+def truncate_call_state(engine: Engine, attempts: int = 5) -> None:
+    """TRUNCATE the call tables while the apps may still be writing (a recount, a late batch):
+    PostgreSQL can end such a TRUNCATE as a deadlock's victim (CI of ef2bc3f: its exclusive
+    locks taken table by table against a batch's shared ones). It rolled back whole, so again."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+            return
+        except OperationalError as exc:
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected) \
+                    or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
 def clean_call_state(engine: Engine, stack: Settings) -> Engine:
     """No call rows and no recording files: what a test's calls leave is theirs alone."""
     # An earlier test's journaled rows would otherwise land after the TRUNCATE, in this
     # test's tables (the fallback's call rows written 100 ms late, once the database stopped).
     wait_journals_drained(stack)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+    truncate_call_state(engine)
     # Recording files of earlier tests go with their rows.
     for wav in stack.recordings_dir.rglob("*.wav"):
         wav.unlink()

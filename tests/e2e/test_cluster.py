@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings, load_settings
 from callguard.domain.privacy import caller_key
-from tests.e2e.conftest import CALL_STATE_TABLES, AppLog
+from tests.e2e.conftest import AppLog, truncate_call_state
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     F1A,
@@ -131,8 +131,7 @@ def cluster(engine: Engine) -> Iterator[None]:
 
 @pytest.fixture
 def cclean(engine: Engine, cluster: None, settings: Settings) -> Iterator[Engine]:
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(CALL_STATE_TABLES)}"))
+    truncate_call_state(engine)
     for wav in settings.recordings_dir.rglob("*.wav"):
         wav.unlink()
     wait_active()
