@@ -142,9 +142,10 @@ def wait_journals_drained(settings: Settings, timeout_s: float = JOURNAL_DRAIN_S
 
 
 def truncate_call_state(engine: Engine, attempts: int = 5) -> None:
-    """TRUNCATE the call tables while the apps may still be writing (a recount, a late batch):
-    PostgreSQL can end such a TRUNCATE as a deadlock's victim (CI of ef2bc3f: its exclusive
-    locks taken table by table against a batch's shared ones). It rolled back whole, so again."""
+    """TRUNCATE the call tables while the stack may still be reading them: PostgreSQL can end
+    the TRUNCATE as a deadlock's victim (CI of 84b2d14: its exclusive locks, taken table by
+    table, against a reader holding one of the tables and waiting for another). It rolled
+    back whole, so it is tried again."""
     for attempt in range(attempts):
         try:
             with engine.begin() as conn:
