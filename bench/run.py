@@ -213,13 +213,11 @@ def _targets(out: dict[str, Any]) -> list[str]:
         lines.append(f"  floor / baseline (the cost of Stasis itself): p50 "
                      f"{fmt(s.get('floor_vs_baseline_p50_ratio'))}, p99 "
                      f"{fmt(s.get('floor_vs_baseline_p99_ratio'))}")
-        caps = s.get("capacity_cps") or {}
-        if caps.get("floor") and caps.get("baseline"):
-            # What cps_ratio an app doing nothing but `continue` reached on this machine.
+        if s.get("floor_cps_ratio") is not None:
+            caps = s["capacity_cps"]
             lines.append(f"  floor's capacity / baseline's: {fmt(caps['floor'])} / "
-                         f"{fmt(caps['baseline'])} calls/s = "
-                         f"{fmt(caps['floor'] / caps['baseline'])} (the cps_ratio of an "
-                         "empty Stasis app)")
+                         f"{fmt(caps['baseline'])} calls/s = {fmt(s['floor_cps_ratio'])} "
+                         "(the cps_ratio of an empty Stasis app)")
     if r:
         n = r["max_recordings"]
         lines.append(f"  concurrent recordings without failure or lost audio: {n} (target >= "

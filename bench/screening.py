@@ -352,7 +352,7 @@ def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, 
     vs_floor = compare(ari, floor)
     floor_vs_base = compare(floor, base)
     by_rate = {s["rate"]: s for s in base}
-    ari_cap, base_cap = capacity(ari), capacity(base)
+    ari_cap, floor_cap, base_cap = capacity(ari), capacity(floor), capacity(base)
     ari_fail_below = sum(a["failed"] for a in ari
                          if by_rate.get(a["rate"]) and _ok(by_rate[a["rate"]]))
     return {
@@ -370,8 +370,10 @@ def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, 
         "floor_p99_ratio": worst(vs_floor, "p99"),
         "floor_vs_baseline_p50_ratio": worst(floor_vs_base, "p50"),
         "floor_vs_baseline_p99_ratio": worst(floor_vs_base, "p99"),
-        "capacity_cps": {"ari": ari_cap, "floor": capacity(floor), "baseline": base_cap},
+        "capacity_cps": {"ari": ari_cap, "floor": floor_cap, "baseline": base_cap},
         "cps_ratio": ratio(ari_cap, base_cap),
+        # What cps_ratio an app doing nothing but `continue` reached on this machine.
+        "floor_cps_ratio": ratio(floor_cap, base_cap),
         "app_cpu_ms_per_call": cpu_ms_per_call(ari, "app"),
         "floor_app_cpu_ms_per_call": cpu_ms_per_call(floor, "floor"),
         "asterisk_cpu_ms_per_call": {p: cpu_ms_per_call(st, "asterisk")

@@ -7,13 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from bench import run
+from bench.report import ratio
 
 
 def screening(capacity_cps: dict[str, float | None]) -> dict[str, Any]:
     keys = ("setup_p50_ratio", "setup_p99_ratio", "cps_ratio", "app_cpu_ms_per_call",
             "floor_p50_ratio", "floor_p99_ratio")
     return {"screening": {**{k: None for k in keys}, "ari_failed_below_baseline_limit": 0,
-                          "stopped": {}, "capacity_cps": capacity_cps}}
+                          "stopped": {}, "capacity_cps": capacity_cps,
+                          "floor_cps_ratio": ratio(capacity_cps["floor"],
+                                                   capacity_cps["baseline"])}}
 
 
 def test_the_floors_capacity_is_put_against_the_baselines() -> None:
