@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from callguard.config import Settings
 from tests.e2e.conftest import MessagesLog, clean_call_state
@@ -37,6 +37,8 @@ from tests.e2e.rec_helpers import (
     wav_files,
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacCall, UacSpec, audio, tone, uac
+from tests.e2e.test_reliability import rows as query_rows
+from tests.e2e.test_reliability import wait_for
 
 
 def carrier_invite(carrier: Phone) -> tuple[str, str]:
@@ -321,15 +323,11 @@ def test_capacity_congestion_policy_and_disaster_priority(
         # rightly connect, and the test would blame the wrong thing. A row is written when its
         # call is decided (the phone answers at once); an inbound row's answered_at only comes
         # with the call's end (ANSWEREDTIME_MS, PERF-1), so it cannot be the signal.
-        recording = 0
-        for _ in range(50):
-            with clean.connect() as c:
-                recording = c.execute(text(
-                    "SELECT count(*) FROM recordings WHERE status = 'recording'")).scalar_one()
-            if recording == 2:
-                break
-            threading.Event().wait(0.2)
-        assert recording == 2, f"{recording} holders recording after 10 s (see {work}/hold*)"
+        def recording() -> int:
+            return len(query_rows(clean,
+                                  "SELECT 1 FROM recordings WHERE status = 'recording'"))
+        assert wait_for(lambda: recording() == 2, 10), \
+            f"{recording()} holders recording after 10 s (see {work}/hold*)"
         threading.Event().wait(0.5)  # answered, as the phone answers at once
         # Quick calls first: the ordinary one hears the congestion guidance for seconds.
         priority = uac(UacSpec(to="0312345678", from_user="0312340119", steps=[audio(1)]),
