@@ -45,10 +45,11 @@ PHONE_IP = "127.0.1.1"  # f1-a
 CARRIER_SIP_PORT = 5062
 CARRIER_MEDIA_PORT = 30000
 PHONE_MEDIA_PORT = 30100
-# 25 calls/s apart from 150 to 300: a ceiling is read to the step below it, and the ARI
-# path's lies between 175 and 250 on one core, the baseline's and the floor's between 200 and
-# 300. With 50 apart there, `cps_ratio` moved by up to 20 % on where the steps fell (200 / 250
-# for an ARI path that completed 230 calls/s at 250), for every path alike.
+# 25 calls/s apart from 150 to 300: a ceiling is read to the step below it (then to half a
+# step, `Screening.refine`), and the ARI path's lies between 125 and 250 on one core, the
+# baseline's and the floor's between 150 and 300. With 50 apart there, `cps_ratio` moved by up
+# to 20 % on where the steps fell (200 / 250 for an ARI path that completed 230 calls/s at
+# 250), for every path alike.
 RATES = (20, 50, 75, 100, 125, 150, 175, 200, 225, 250, 275, 300, 400)
 SECONDS_PER_STEP = 8.0
 # PERF-4: p99 from at least 400 samples per figure; half the calls are listed callers, so a
@@ -69,6 +70,9 @@ class ScreeningConfig:
 class PathProgress:
     stopped: str = ""  # why the ramp stopped for this path
     steps: list[dict[str, Any]] = field(default_factory=list)
+    last_ok: float | None = None  # the highest rate this path sustained in the ramp
+    failed_at: float | None = None  # the rate it did not sustain (the ramp's end)
+    refined: str = ""  # the step between those two, and whether it was sustained
 
 
 def calls_for(rate: float, cfg: ScreeningConfig) -> int:
@@ -231,6 +235,30 @@ class Screening:
                 "cpu_pct": {k.removesuffix("_s"): round(v / during["wall_s"] * 100, 1)
                             for k, v in during.items() if k != "wall_s"}}
 
+    def measured(self, path: str, rate: float, n: int,
+                 ) -> tuple[dict[str, Any], dict[str, sipp.CallTiming]]:
+        """One step; run once more if the host took CPU during it (PERF-4)."""
+        raw, calls = self.attempt(path, rate)
+        stolen = steal_pct(raw["cpu_pct"]) or 0.0
+        if stolen >= STEAL_RETRY_PCT and time.monotonic() + n / rate + 30 <= self.deadline:
+            # The host took CPU during the step; run it once more and keep the attempt it
+            # disturbed less (both steals are kept).
+            print(f"bench: the host took {stolen:.0f} % of the CPU; once more", flush=True)
+            again, again_calls = self.attempt(path, rate)
+            if "profile" in raw:  # py-spy ran during the first attempt only
+                again.setdefault("profile", raw["profile"])
+            stolen_again = steal_pct(again["cpu_pct"]) or 0.0
+            if stolen_again < stolen:
+                raw, calls = again, again_calls
+            raw["steal_pct_attempts"] = [round(stolen, 1), round(stolen_again, 1)]
+        return raw, calls
+
+    def sustained(self, path: str, raw: dict[str, Any], calls: dict[str, sipp.CallTiming],
+                  rate: float, n: int) -> dict[str, Any]:
+        """The step's figures as far as the ramp needs them (RTP is matched at the end)."""
+        return {**analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n),
+                "fallback": raw["fallback"] if path == "ari" else 0}
+
     def run(self) -> dict[str, Any]:
         progress = {p: PathProgress() for p in CARRIER_IP}
         done: list[tuple[dict[str, Any], dict[str, sipp.CallTiming]]] = []
@@ -246,7 +274,7 @@ class Screening:
                         continue
                     print(f"bench: screening {path:8} {rate:5g} calls/s ({n} calls)", flush=True)
                     try:
-                        raw, calls = self.attempt(path, rate)
+                        raw, calls = self.measured(path, rate, n)
                     except AsteriskCliError as exc:
                         # PERF-4: Asterisk gone mid-step (it crashed under overload): the
                         # steps measured before are still summarised and printed.
@@ -254,33 +282,23 @@ class Screening:
                         for other in progress.values():
                             other.stopped = other.stopped or f"Asterisk unreachable at {rate:g}"
                         break
-                    stolen = steal_pct(raw["cpu_pct"]) or 0.0
-                    if stolen >= STEAL_RETRY_PCT and \
-                            time.monotonic() + n / rate + 30 <= self.deadline:
-                        # PERF-4: the host took CPU during the step; run it once more and
-                        # keep the attempt it disturbed less (both steals are kept).
-                        print(f"bench: the host took {stolen:.0f} % of the CPU; once more",
-                              flush=True)
-                        again, again_calls = self.attempt(path, rate)
-                        if "profile" in raw:  # py-spy ran during the first attempt only
-                            again.setdefault("profile", raw["profile"])
-                        stolen_again = steal_pct(again["cpu_pct"]) or 0.0
-                        if stolen_again < stolen:
-                            raw, calls = again, again_calls
-                        raw["steal_pct_attempts"] = [round(stolen, 1), round(stolen_again, 1)]
                     done.append((raw, calls))
-                    # Ramp on only while this path keeps up (RTP is matched at the end).
-                    quick = {**analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n),
-                             "fallback": raw["fallback"] if path == "ari" else 0}
-                    if not _ok(quick):
-                        prog.stopped = (
-                            f"{quick['failed']} failed calls at {rate:g} calls/s"
-                            if quick["failed"] else
-                            f"{quick['fallback']} calls decided by the fallback at {rate:g} "
-                            "calls/s" if quick["fallback"] else
-                            f"{quick['cps']} completed calls/s at {rate:g} offered")
+                    # Ramp on only while this path keeps up.
+                    quick = self.sustained(path, raw, calls, rate, n)
+                    if _ok(quick):
+                        prog.last_ok = rate
+                        continue
+                    prog.failed_at = rate
+                    prog.stopped = (
+                        f"{quick['failed']} failed calls at {rate:g} calls/s"
+                        if quick["failed"] else
+                        f"{quick['fallback']} calls decided by the fallback at {rate:g} "
+                        "calls/s" if quick["fallback"] else
+                        f"{quick['cps']} completed calls/s at {rate:g} offered")
                 if self.cut_short:
                     break
+            if not self.cut_short:
+                done += self.refine(progress)
         finally:
             rtp = capture.stop()
         for raw, calls in done:
@@ -293,7 +311,45 @@ class Screening:
             # Calls the fallback decided are not the ARI path's successes (PERF-4).
             step["completed_by_path"] = step["completed"] - step["fallback"]
             progress[path].steps.append(step)
+        for prog in progress.values():
+            prog.steps.sort(key=lambda st: float(st["rate"]))
         return summarise(progress, rtp.packets)
+
+    def refine(self, progress: dict[str, PathProgress],
+               ) -> list[tuple[dict[str, Any], dict[str, sipp.CallTiming]]]:
+        """One more step per path, halfway between its last sustained rate and the first it
+        did not sustain (PERF-4): a ceiling read to the step below it is up to a whole step
+        low (25 calls/s near the ceilings, 14-17 % of them), and `cps_ratio` took that error
+        from both of its paths. Every path gets the same one step, so none gains on another."""
+        done: list[tuple[dict[str, Any], dict[str, sipp.CallTiming]]] = []
+        for path, prog in progress.items():
+            rate = halfway(prog.last_ok, prog.failed_at)
+            if rate is None:
+                continue
+            n = calls_for(rate, self.cfg)
+            if time.monotonic() + n / rate + 30 > self.deadline:
+                prog.refined = f"time budget before {rate:g} calls/s"
+                continue
+            print(f"bench: screening {path:8} {rate:5g} calls/s ({n} calls; between its last "
+                  "sustained step and the next)", flush=True)
+            try:
+                raw, calls = self.measured(path, rate, n)
+            except AsteriskCliError as exc:
+                self.cut_short = f"{exc} (during {path} at {rate:g} calls/s)"
+                break
+            done.append((raw, calls))
+            kept = _ok(self.sustained(path, raw, calls, rate, n))
+            prog.refined = f"{rate:g} calls/s {'sustained' if kept else 'not sustained'}"
+        return done
+
+
+def halfway(last_ok: float | None, failed_at: float | None) -> float | None:
+    """The rate between a path's last sustained step and its first unsustained one, on a
+    whole calls/s (sipp's rate); None when there is no such pair or no rate between them."""
+    if last_ok is None or failed_at is None:
+        return None
+    mid = float(round((last_ok + failed_at) / 2))
+    return mid if last_ok < mid < failed_at else None
 
 
 def _ok(step: dict[str, Any]) -> bool:
@@ -360,7 +416,9 @@ def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, 
         # py-spy's top frames of the ARI app during its first step (PERF-1)
         "profile": next(({"rate": st["rate"], **st["profile"]} for st in ari
                          if "profile" in st), None),
-        "stopped": {k: v.stopped or "top rate reached" for k, v in progress.items()},
+        "stopped": {k: (v.stopped or "top rate reached") + (f", then {v.refined}"
+                                                            if v.refined else "")
+                    for k, v in progress.items()},
         "compared": compared,
         "compared_floor": vs_floor,
         "floor_vs_baseline": floor_vs_base,

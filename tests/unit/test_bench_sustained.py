@@ -49,7 +49,7 @@ def test_capacity_is_the_best_sustained_step() -> None:
     assert screening.capacity(steps) == 149.2
     assert screening.RATES.index(175) == screening.RATES.index(150) + 1
     # 25 apart wherever a path's ceiling may fall on one core (150-300): a ceiling is read
-    # to the step below it, so the gap bounds the error of `cps_ratio`.
+    # to the step below it, then to the halfway step, so half the gap bounds its error.
     high = [r for r in screening.RATES if 150 <= r <= 300]
     assert all(b - a == 25 for a, b in pairwise(high))
 
@@ -110,3 +110,56 @@ def test_asterisk_gone_mid_ramp_keeps_the_steps_before(
     assert result["stopped"] == {"ari": "Asterisk unreachable at 50",
                                  "floor": "Asterisk unreachable at 50",
                                  "baseline": "Asterisk unreachable at 50"}
+
+
+def test_each_ceiling_is_refined_halfway_to_the_step_it_missed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-4: after the ramp, every path runs one step between its last sustained rate and
+    the first it missed, so a ceiling is read to half a step, not a whole one, for all three
+    paths alike; the steps are kept in rate order and the targets say how the step went."""
+    monkeypatch.setattr(screening, "RtpCapture", _NoCapture)
+    ms = {"n": 400, "p50": 2.0, "p99": 4.0, "max": 5.0}
+    ceiling = {"127.0.0.2": 165.0, "127.0.0.5": 190.0, "127.0.0.4": 180.0}
+
+    def analyse(_calls: object, _rtp: object, ip: str, rate: float,
+                planned: int) -> dict[str, Any]:  # at most its path's ceiling completed/s
+        cps = rate if rate <= ceiling[ip] else 0.9 * ceiling[ip]
+        return {"rate": rate, "planned": planned, "attempted": planned, "completed": planned,
+                "failed": 0, "failures": {}, "invite_rate": rate, "cps": cps,
+                "setup_ms": ms, "rejected_200_ms": ms, "rejected_rtp_ms": ms,
+                "connected_200_ms": ms}
+
+    monkeypatch.setattr(screening, "analyse", analyse)
+    sc = screening.Screening(cast(BenchState, None), tmp_path,
+                             screening.ScreeningConfig(rates=(150.0, 175.0, 200.0)),
+                             deadline=time.monotonic() + 600)
+    ran: list[tuple[str, float]] = []
+
+    def attempt(path: str, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        ran.append((path, rate))
+        cpu = {"asterisk": 5.0, "app": 1.0, "floor": 0.3}
+        return {"path": path, "rate": rate, "fallback": 0, "cpu_pct": {},
+                "cpu_ms_per_call": cpu}, {}
+
+    monkeypatch.setattr(sc, "attempt", attempt)
+    result = sc.run()
+    assert ran == [("ari", 150.0), ("floor", 150.0), ("baseline", 150.0),
+                   ("ari", 175.0), ("floor", 175.0), ("baseline", 175.0),
+                   ("floor", 200.0), ("baseline", 200.0),
+                   ("ari", 162.0), ("floor", 188.0), ("baseline", 188.0)]
+    assert [s["rate"] for s in result["steps"]["ari"]] == [150.0, 162.0, 175.0]
+    assert [s["rate"] for s in result["steps"]["baseline"]] == [150.0, 175.0, 188.0, 200.0]
+    # the ARI path and the floor held their halfway steps, the baseline did not
+    assert result["capacity_cps"] == {"ari": 162.0, "floor": 188.0, "baseline": 175.0}
+    assert result["cps_ratio"] == round(162 / 175, 2)
+    assert result["stopped"]["ari"] == (
+        "148.5 completed calls/s at 175 offered, then 162 calls/s sustained")
+    assert result["stopped"]["baseline"].endswith(", then 188 calls/s not sustained")
+
+
+def test_halfway_is_a_whole_rate_strictly_between() -> None:
+    assert screening.halfway(150, 175) == 162
+    assert screening.halfway(20, 50) == 35
+    assert screening.halfway(None, 20) is None  # not even the first step held
+    assert screening.halfway(300, None) is None  # the top rate held
+    assert screening.halfway(75, 76) is None  # no whole rate between
