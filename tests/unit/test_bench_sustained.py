@@ -69,30 +69,36 @@ class _NoCapture:
         return None
 
 
-def test_asterisk_gone_mid_ramp_keeps_the_steps_before(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PERF-4: Asterisk unreachable during a step (it crashed under overload): the steps
-    measured before it are still summarised, every path says why its ramp stopped, and the
-    run knows it was cut short (bench.run then names it and exits 1)."""
+MS = {"n": 400, "p50": 2.0, "p99": 4.0, "max": 5.0}
+# A path's carrier address → the most calls/s it completes (none failed, no fallback).
+CEILING = {"127.0.0.2": 165.0, "127.0.0.5": 190.0, "127.0.0.4": 180.0}
+
+
+def _ramp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rates: tuple[float, ...],
+          ceiling: dict[str, float], down_at: tuple[str, float] | None = None,
+          ) -> tuple[screening.Screening, list[tuple[str, float]]]:
+    """A Screening whose steps are stand-ins: each path completes every call, at the rate
+    offered up to its `ceiling` and at 90 % of that beyond; Asterisk answers no more from
+    `down_at` (path, rate) on. Returns it and the list the steps it ran go to."""
     monkeypatch.setattr(screening, "RtpCapture", _NoCapture)
     monkeypatch.setattr(time, "sleep", lambda _s: None)
-    ms = {"n": 400, "p50": 2.0, "p99": 4.0, "max": 5.0}
 
-    def analyse(_calls: object, _rtp: object, _ip: str, rate: float,
-                planned: int) -> dict[str, Any]:  # every call completed, at the rate offered
+    def analyse(_calls: object, _rtp: object, ip: str, rate: float,
+                planned: int) -> dict[str, Any]:
+        cps = rate if rate <= ceiling[ip] else 0.9 * ceiling[ip]
         return {"rate": rate, "planned": planned, "attempted": planned, "completed": planned,
-                "failed": 0, "failures": {}, "invite_rate": rate, "cps": rate,
-                "setup_ms": ms, "rejected_200_ms": ms, "rejected_rtp_ms": ms,
-                "connected_200_ms": ms}
+                "failed": 0, "failures": {}, "invite_rate": rate, "cps": cps,
+                "setup_ms": MS, "rejected_200_ms": MS, "rejected_rtp_ms": MS,
+                "connected_200_ms": MS}
 
     monkeypatch.setattr(screening, "analyse", analyse)
     sc = screening.Screening(cast(BenchState, None), tmp_path,
-                             screening.ScreeningConfig(rates=(20.0, 50.0)),
+                             screening.ScreeningConfig(rates=rates),
                              deadline=time.monotonic() + 600)
     ran: list[tuple[str, float]] = []
 
     def attempt(path: str, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        if (path, rate) == ("floor", 50.0):
+        if (path, rate) == down_at:
             raise AsteriskCliError("Unable to connect to remote asterisk")
         ran.append((path, rate))
         cpu = {"asterisk": 5.0, "app": 1.0, "floor": 0.3}
@@ -100,6 +106,15 @@ def test_asterisk_gone_mid_ramp_keeps_the_steps_before(
                 "cpu_ms_per_call": cpu}, {}
 
     monkeypatch.setattr(sc, "attempt", attempt)
+    return sc, ran
+
+
+def test_asterisk_gone_mid_ramp_keeps_the_steps_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PERF-4: Asterisk unreachable during a step (it crashed under overload): the steps
+    measured before it are still summarised, every path says why its ramp stopped, and the
+    run knows it was cut short (bench.run then names it and exits 1)."""
+    sc, ran = _ramp(tmp_path, monkeypatch, (20.0, 50.0), CEILING, down_at=("floor", 50.0))
     result = sc.run()
     assert ran == [("ari", 20.0), ("floor", 20.0), ("baseline", 20.0), ("ari", 50.0)]
     assert sc.cut_short is not None and "floor at 50 calls/s" in sc.cut_short
@@ -117,31 +132,7 @@ def test_each_ceiling_is_refined_halfway_to_the_step_it_missed(
     """PERF-4: after the ramp, every path runs one step between its last sustained rate and
     the first it missed, so a ceiling is read to half a step, not a whole one, for all three
     paths alike; the steps are kept in rate order and the targets say how the step went."""
-    monkeypatch.setattr(screening, "RtpCapture", _NoCapture)
-    ms = {"n": 400, "p50": 2.0, "p99": 4.0, "max": 5.0}
-    ceiling = {"127.0.0.2": 165.0, "127.0.0.5": 190.0, "127.0.0.4": 180.0}
-
-    def analyse(_calls: object, _rtp: object, ip: str, rate: float,
-                planned: int) -> dict[str, Any]:  # at most its path's ceiling completed/s
-        cps = rate if rate <= ceiling[ip] else 0.9 * ceiling[ip]
-        return {"rate": rate, "planned": planned, "attempted": planned, "completed": planned,
-                "failed": 0, "failures": {}, "invite_rate": rate, "cps": cps,
-                "setup_ms": ms, "rejected_200_ms": ms, "rejected_rtp_ms": ms,
-                "connected_200_ms": ms}
-
-    monkeypatch.setattr(screening, "analyse", analyse)
-    sc = screening.Screening(cast(BenchState, None), tmp_path,
-                             screening.ScreeningConfig(rates=(150.0, 175.0, 200.0)),
-                             deadline=time.monotonic() + 600)
-    ran: list[tuple[str, float]] = []
-
-    def attempt(path: str, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        ran.append((path, rate))
-        cpu = {"asterisk": 5.0, "app": 1.0, "floor": 0.3}
-        return {"path": path, "rate": rate, "fallback": 0, "cpu_pct": {},
-                "cpu_ms_per_call": cpu}, {}
-
-    monkeypatch.setattr(sc, "attempt", attempt)
+    sc, ran = _ramp(tmp_path, monkeypatch, (150.0, 175.0, 200.0), CEILING)
     result = sc.run()
     assert ran == [("ari", 150.0), ("floor", 150.0), ("baseline", 150.0),
                    ("ari", 175.0), ("floor", 175.0), ("baseline", 175.0),
@@ -155,6 +146,14 @@ def test_each_ceiling_is_refined_halfway_to_the_step_it_missed(
     assert result["stopped"]["ari"] == (
         "148.5 completed calls/s at 175 offered, then 162 calls/s sustained")
     assert result["stopped"]["baseline"].endswith(", then 188 calls/s not sustained")
+
+
+def test_a_path_that_held_the_top_rate_is_not_refined(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sc, ran = _ramp(tmp_path, monkeypatch, (100.0, 150.0), CEILING)
+    result = sc.run()
+    assert ran == [(p, r) for r in (100.0, 150.0) for p in ("ari", "floor", "baseline")]
+    assert set(result["stopped"].values()) == {"top rate reached"}
 
 
 def test_halfway_is_a_whole_rate_strictly_between() -> None:
