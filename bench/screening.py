@@ -407,10 +407,12 @@ def summarise(progress: dict[str, PathProgress], rtp_packets: int) -> dict[str, 
     compared = compare(ari, base)
     vs_floor = compare(ari, floor)
     floor_vs_base = compare(floor, base)
-    by_rate = {s["rate"]: s for s in base}
     ari_cap, floor_cap, base_cap = capacity(ari), capacity(floor), capacity(base)
+    # Up to the highest rate the baseline sustained, the ARI path's halfway step included
+    # (the baseline ran no step at that rate).
+    base_limit = max((s["rate"] for s in base if _ok(s)), default=None)
     ari_fail_below = sum(a["failed"] for a in ari
-                         if by_rate.get(a["rate"]) and _ok(by_rate[a["rate"]]))
+                         if base_limit is not None and a["rate"] <= base_limit)
     return {
         "steps": {"ari": ari, "floor": floor, "baseline": base},
         # py-spy's top frames of the ARI app during its first step (PERF-1)

@@ -148,6 +148,24 @@ def test_each_ceiling_is_refined_halfway_to_the_step_it_missed(
     assert result["stopped"]["baseline"].endswith(", then 188 calls/s not sustained")
 
 
+def test_failed_ari_calls_count_up_to_the_baselines_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ARI path's halfway step (162) lies below the baseline's limit (175), where the
+    baseline ran no step of its own: calls failed there still count against the target."""
+    sc, _ran = _ramp(tmp_path, monkeypatch, (150.0, 175.0, 200.0), CEILING)
+    real: Any = screening.analyse  # _ramp's stand-in
+
+    def failing_at_162(calls: object, rtp: object, ip: str, rate: float,
+                       planned: int) -> dict[str, Any]:
+        out = real(calls, rtp, ip, rate, planned)
+        return {**out, "failed": 3} if (ip, rate) == ("127.0.0.2", 162.0) else out
+
+    monkeypatch.setattr(screening, "analyse", failing_at_162)
+    result = sc.run()
+    assert result["capacity_cps"]["ari"] == 150.0
+    assert result["ari_failed_below_baseline_limit"] == 3
+
+
 def test_a_path_that_held_the_top_rate_is_not_refined(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sc, ran = _ramp(tmp_path, monkeypatch, (100.0, 150.0), CEILING)
