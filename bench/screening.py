@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import profile, sipp
 from bench.procs import STEAL_RETRY_PCT, CpuMeter, rss_mb, steal_pct
-from bench.report import kept_up, percentile, ratio, summary_ms
+from bench.report import kept_up, percentile, ratio, setup_by_quarter, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
 from bench.state import (
     LISTED,
@@ -112,6 +112,7 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
         else:
             connected.append(setup)
     invites = sorted(c.invite_at for c in calls.values())
+    placed = [(c.invite_at, c.setup_s) for c in calls.values() if c.setup_s is not None]
     completed = sum(1 for c in calls.values() if c.completed)
     span = (max(done_at) - min(done_at)) if len(done_at) > 1 else 0.0
     return {
@@ -129,6 +130,7 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
         "rejected_200_ms": summary_ms(rejected),
         "rejected_rtp_ms": {**summary_ms(first_rtp), "missing": missing_rtp},
         "connected_200_ms": summary_ms(connected),
+        "setup_quarters": setup_by_quarter(placed),
     }
 
 
@@ -294,7 +296,11 @@ class Screening:
                         if quick["failed"] else
                         f"{quick['fallback']} calls decided by the fallback at {rate:g} "
                         "calls/s" if quick["fallback"] else
-                        f"{quick['cps']} completed calls/s at {rate:g} offered")
+                        f"{quick['cps']} completed calls/s at {rate:g} offered"
+                        if not kept_up(quick["cps"], rate) else
+                        f"a queue at {rate:g} calls/s (INVITE → 200 p50 "
+                        f"{quick['setup_quarters']['first_p50_ms']} ms in the step's first "
+                        f"quarter, {quick['setup_quarters']['last_p50_ms']} in its last)")
                 if self.cut_short:
                     break
             if not self.cut_short:
@@ -353,9 +359,14 @@ def halfway(last_ok: float | None, failed_at: float | None) -> float | None:
 
 
 def _ok(step: dict[str, Any]) -> bool:
-    """Sustained: no failed call, none decided by the fallback, and the rate kept up."""
+    """Sustained: no failed call, none decided by the fallback, the rate kept up and no queue
+    grew through the step."""
     return (step["failed"] == 0 and step.get("fallback", 0) == 0
-            and kept_up(step["cps"], step["rate"]))
+            and kept_up(step["cps"], step["rate"]) and not queued(step))
+
+
+def queued(step: dict[str, Any]) -> bool:
+    return bool(step.get("setup_quarters", {}).get("queue_grew", False))
 
 
 METRICS = ("rejected_200_ms", "rejected_rtp_ms", "connected_200_ms")

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from bench import cluster, screening
-from bench.report import kept_up
+from bench.report import kept_up, setup_by_quarter
 from bench.state import BenchState
 from callguard.asterisk.cli import AsteriskCliError
 
@@ -36,6 +36,25 @@ def test_a_queueing_path_is_not_sustained() -> None:
     assert not screening._ok(step(175, 162.6))
     assert not cluster.sustained(step(175, 162.6))
     assert not kept_up(None, 20)
+
+
+def test_a_queue_growing_through_the_step_is_not_sustained() -> None:
+    """Completed calls/s within 95 % of the offered rate can hide a queue: the calls placed
+    late wait longer than the early ones. Steady jitter of a few ms is no queue."""
+    steady = [(i / 200, 0.004 + 0.002 * (i % 3)) for i in range(1600)]  # 4-8 ms throughout
+    growing = [(i / 200, 0.010 + 0.25 * i / 1600) for i in range(1600)]  # 10 → 260 ms
+    slower = [(i / 200, 0.004 if i < 800 else 0.018) for i in range(1600)]  # 4 → 18 ms
+    assert setup_by_quarter(steady)["queue_grew"] is False
+    assert setup_by_quarter(slower)["queue_grew"] is False  # more than 2x, but by 14 ms
+    quarters = setup_by_quarter(growing)
+    assert quarters["queue_grew"] is True
+    assert quarters["first_p50_ms"] < 50 < 200 < quarters["last_p50_ms"]
+    # the order calls were placed in counts, not the order they are listed in
+    assert setup_by_quarter(list(reversed(growing)))["queue_grew"] is True
+    assert setup_by_quarter(growing[:3])["queue_grew"] is False  # too few calls to tell
+    kept = {**step(200, 191.3), "setup_quarters": quarters}
+    assert kept_up(191.3, 200) and not screening._ok(kept) and not cluster.sustained(kept)
+    assert screening._ok({**step(200, 199.9), "setup_quarters": setup_by_quarter(steady)})
 
 
 def test_failed_or_fallback_calls_are_never_sustained() -> None:
