@@ -42,7 +42,15 @@ from bench.procs import (
     postgres_pids,
     read_pid,
 )
-from bench.report import KEPT_UP_SHARE, fmt, kept_up, setup_by_quarter, summary_ms, table
+from bench.report import (
+    KEPT_UP_SHARE,
+    fmt,
+    kept_up,
+    queue_grew,
+    setup_by_quarter,
+    summary_ms,
+    table,
+)
 from bench.screening import CARRIER_MEDIA_PORT, CARRIER_SIP_PORT, PHONE_IP, PHONE_MEDIA_PORT
 from bench.state import (
     LISTED,
@@ -179,8 +187,7 @@ def step(setup: Setup, settings: Settings, work: Path, callers: Path, audio: Pat
 
 def sustained(s: dict[str, Any]) -> bool:
     """As in the screening part: no failed call, the rate kept up, no queue grew."""
-    return bool(s["failed"] == 0 and kept_up(s["cps"], s["rate"])
-                and not s.get("setup_quarters", {}).get("queue_grew", False))
+    return bool(s["failed"] == 0 and kept_up(s["cps"], s["rate"]) and not queue_grew(s))
 
 
 def run_setup(setup: Setup, settings: Settings, work: Path, callers: Path, audio: Path,

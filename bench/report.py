@@ -55,6 +55,11 @@ def setup_by_quarter(calls: Sequence[tuple[float, float]]) -> dict[str, Any]:
             "queue_grew": last > QUEUE_GROWTH_FACTOR * first and last - first > QUEUE_GROWTH_MS}
 
 
+def queue_grew(step: dict[str, Any]) -> bool:
+    """A step's calls waited longer the later they were placed (its `setup_quarters`)."""
+    return bool(step.get("setup_quarters", {}).get("queue_grew", False))
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, 2)
 

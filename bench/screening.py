@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import profile, sipp
 from bench.procs import STEAL_RETRY_PCT, CpuMeter, rss_mb, steal_pct
-from bench.report import kept_up, percentile, ratio, setup_by_quarter, summary_ms
+from bench.report import kept_up, percentile, queue_grew, ratio, setup_by_quarter, summary_ms
 from bench.rtpcap import FirstPackets, RtpCapture
 from bench.state import (
     LISTED,
@@ -83,7 +83,7 @@ def calls_for(rate: float, cfg: ScreeningConfig) -> int:
 def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: str,
             rate: float, planned: int) -> dict[str, Any]:
     listed = set(LISTED)
-    all_setup: list[float] = []
+    placed: list[tuple[float, float]] = []  # (INVITE time, setup s) of every answered call
     rejected: list[float] = []
     connected: list[float] = []
     first_rtp: list[float] = []
@@ -98,7 +98,7 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
         setup = c.setup_s
         if setup is None:
             continue
-        all_setup.append(setup)
+        placed.append((c.invite_at, setup))
         if c.completed and c.final_at is not None:
             done_at.append(c.final_at)
         if c.caller in listed:
@@ -112,7 +112,6 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
         else:
             connected.append(setup)
     invites = sorted(c.invite_at for c in calls.values())
-    placed = [(c.invite_at, c.setup_s) for c in calls.values() if c.setup_s is not None]
     completed = sum(1 for c in calls.values() if c.completed)
     span = (max(done_at) - min(done_at)) if len(done_at) > 1 else 0.0
     return {
@@ -126,7 +125,7 @@ def analyse(calls: dict[str, sipp.CallTiming], rtp: FirstPackets, carrier_ip: st
         if len(invites) > 1 and invites[-1] > invites[0] else None,
         # Throughput of completed calls, measured on their answer times.
         "cps": round((len(done_at) - 1) / span, 1) if span > 0 else None,
-        "setup_ms": summary_ms(all_setup),
+        "setup_ms": summary_ms([setup for _at, setup in placed]),
         "rejected_200_ms": summary_ms(rejected),
         "rejected_rtp_ms": {**summary_ms(first_rtp), "missing": missing_rtp},
         "connected_200_ms": summary_ms(connected),
@@ -255,8 +254,8 @@ class Screening:
             raw["steal_pct_attempts"] = [round(stolen, 1), round(stolen_again, 1)]
         return raw, calls
 
-    def sustained(self, path: str, raw: dict[str, Any], calls: dict[str, sipp.CallTiming],
-                  rate: float, n: int) -> dict[str, Any]:
+    def ramp_figures(self, path: str, raw: dict[str, Any],
+                     calls: dict[str, sipp.CallTiming], rate: float, n: int) -> dict[str, Any]:
         """The step's figures as far as the ramp needs them (RTP is matched at the end)."""
         return {**analyse(calls, FirstPackets(None), CARRIER_IP[path], rate, n),
                 "fallback": raw["fallback"] if path == "ari" else 0}
@@ -286,7 +285,7 @@ class Screening:
                         break
                     done.append((raw, calls))
                     # Ramp on only while this path keeps up.
-                    quick = self.sustained(path, raw, calls, rate, n)
+                    quick = self.ramp_figures(path, raw, calls, rate, n)
                     if _ok(quick):
                         prog.last_ok = rate
                         continue
@@ -344,7 +343,7 @@ class Screening:
                 self.cut_short = f"{exc} (during {path} at {rate:g} calls/s)"
                 break
             done.append((raw, calls))
-            kept = _ok(self.sustained(path, raw, calls, rate, n))
+            kept = _ok(self.ramp_figures(path, raw, calls, rate, n))
             prog.refined = f"{rate:g} calls/s {'sustained' if kept else 'not sustained'}"
         return done
 
@@ -362,11 +361,7 @@ def _ok(step: dict[str, Any]) -> bool:
     """Sustained: no failed call, none decided by the fallback, the rate kept up and no queue
     grew through the step."""
     return (step["failed"] == 0 and step.get("fallback", 0) == 0
-            and kept_up(step["cps"], step["rate"]) and not queued(step))
-
-
-def queued(step: dict[str, Any]) -> bool:
-    return bool(step.get("setup_quarters", {}).get("queue_grew", False))
+            and kept_up(step["cps"], step["rate"]) and not queue_grew(step))
 
 
 METRICS = ("rejected_200_ms", "rejected_rtp_ms", "connected_200_ms")
