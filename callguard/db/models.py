@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    not_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -273,7 +274,9 @@ class InboundCall(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-Index("ix_inbound_calls_list_recent", InboundCall.list_id, InboundCall.started_at.desc())
+# The last caller (NCR-REG-2): calls in progress (NULL ends sort first) and the latest end.
+Index("ix_inbound_calls_list_reached_end", InboundCall.list_id, InboundCall.ended_at.desc(),
+      postgresql_where=not_(InboundCall.rejected))
 Index("ix_inbound_calls_number_started", InboundCall.number_id, InboundCall.started_at)
 
 

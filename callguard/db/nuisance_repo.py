@@ -15,7 +15,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +34,6 @@ from callguard.db.provision import ensure_nuisance_lists
 from callguard.domain import nuisance, privacy
 from callguard.domain.nuisance import Outcome, RegistrationPlan
 
-RECENT_CALLS = 50
 T = TypeVar("T")
 
 
@@ -105,13 +104,18 @@ def delete_all(session: Session, list_id: int) -> int:
 
 def recent_calls(session: Session, list_id: int,
                  secret: bytes | None = None) -> list[nuisance.InboundCall]:
-    """The list's latest calls; with the secret, their caller keys unsealed (SEC-3: the call
-    log holds them sealed per call, see privacy.seal_key)."""
+    """What the last-caller rule reads (NCR-REG-2/3, `nuisance.select_last_caller`): the list's
+    calls that reached a line and are still in progress, and those that ended last (all of
+    them on a tie); with the secret, their caller keys unsealed (SEC-3: the call log holds them
+    sealed per call, see privacy.seal_key). Rejected calls never count, and no window of "the
+    latest N calls" can leave out the call that ended last or one still in progress."""
+    # NOT rejected, not `rejected IS false`: the planner matches it to the partial index.
+    reached = (InboundCall.list_id == list_id, not_(InboundCall.rejected))
+    last_end = select(func.max(InboundCall.ended_at)).where(*reached).scalar_subquery()
     rows = session.execute(
         select(InboundCall.caller_key, InboundCall.started_at, InboundCall.ended_at,
                InboundCall.rejected, InboundCall.channel_id)
-        .where(InboundCall.list_id == list_id)
-        .order_by(InboundCall.started_at.desc()).limit(RECENT_CALLS)
+        .where(*reached, or_(InboundCall.ended_at.is_(None), InboundCall.ended_at == last_end))
     ).all()
 
     def key(sealed: str | None, channel_id: str) -> str | None:
