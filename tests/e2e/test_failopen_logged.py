@@ -1,6 +1,6 @@
 """REL-1/SEC-4 audit: a call that takes the FastAGI fallback, or fails open because the
 fallback is down too, leaves a WARNING with its channel in messages.log, and `callguard
-status` counts those since Asterisk started."""
+status` counts those since Asterisk started. A prefixed (recorded) call never fails open."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import MessagesLog
-from tests.e2e.rec_helpers import F1B, inbound
+from tests.e2e.rec_helpers import F1A, F1B, inbound, outbound
 from tests.e2e.test_reliability import app_connected, wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
@@ -67,3 +67,12 @@ def test_fallback_and_fail_open_are_logged_and_counted(services_stopped: list[st
     after = counts()
     assert after == {"fallback": before["fallback"] + 2,
                      "failed_open": before["failed_open"] + 1}
+
+    # A prefixed call does not fail open: nothing could record it, and the carrier must never
+    # see the prefix (REC-OUT-1/2, source 000). Congestion prompt as early media, 503 (34).
+    call, carrier = outbound(work / "open-rec", F1A, "0077270612345678")
+    progress = call.first(status=183)
+    assert progress is not None, call.statuses()
+    assert "application/sdp" in (progress.header("Content-Type") or "")
+    assert call.final_status() == 503 and 200 not in call.statuses(), call.statuses()
+    assert not carrier.rang(), carrier.invites()
