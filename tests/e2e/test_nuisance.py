@@ -298,6 +298,32 @@ def test_per_contract_list_shared_across_numbers(clean: Engine, settings: Settin
     assert rejected(work / "c", "0612345679", "127.0.1.4") > 2 * REJECT_S - 0.5
 
 
+def payphone(number: str) -> list[str]:
+    """A payphone's call as the carrier signals it: its number asserted with the calling-party
+    category cpc=payphone (3GPP TS 24.229), withheld from the called line."""
+    return [f"P-Asserted-Identity: <sip:{number};cpc=payphone@127.0.0.2;user=phone>",
+            "Privacy: id"]
+
+
+def test_payphones_registered_one_number_at_a_time(clean: Engine, settings: Settings,
+                                                   work: Path) -> None:
+    """NCR-REG-4, source 004: 「公衆電話も電話番号ごとの登録が可能です」. Payphone A is
+    registered and rejected; payphone B, another number, still rings the line."""
+    a, b = "0399994444", "0399994445"
+    nuisance_call(work / "a", "0312345679", F1B, caller="anonymous", headers=payphone(a),
+                  from_host="anonymous.invalid")
+    log = AppLog(settings)
+    dial_144(work / "b", F1B, dtmf("2"))
+    assert log.prompts() == ["menu", "registered"]
+    assert keys(clean, list_id(clean, "0312345679")) == [caller_key(settings.hmac_key, a)]
+    assert rejected(work / "c", "0312345679", F1B, caller="anonymous", headers=payphone(a),
+                    from_host="anonymous.invalid") > 2 * REJECT_S - 0.5
+    with Phone(F1B, work / "phone-b") as phone:
+        r = uac(UacSpec(to="0312345679", from_user="anonymous", extra_headers=payphone(b),
+                        from_host="anonymous.invalid", steps=[pause(500)]), work / "call-b")
+    assert r.final_status() == 200 and phone.rang()
+
+
 def test_invalid_input_repeats_the_menu_three_times(clean: Engine, settings: Settings,
                                                     work: Path) -> None:
     """Invalid input is told (「入力が正しくありません。」) and the menu plays again, three
