@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from callguard.domain.nuisance import tokyo_date
 from callguard.domain.numbers import (
     PRIVACY_WITHHOLD,
     RECORDING_PREFIX_FIXED,
@@ -191,7 +192,7 @@ def decide_inbound(
     contract = site.contracts[number.contract]
     record: RecordPlan | None = None
     # REC-IN-1: geographic/050 numbers of a recording contract; never a mobile's native number.
-    if contract.recording_active(facts.now.date()) and number.role != "native":
+    if contract.recording_active(tokyo_date(facts.now)) and number.role != "native":
         record = RecordPlan(
             contract=contract.code,
             number=number.number,
@@ -264,7 +265,7 @@ def decide_outbound(
     expected = RECORDING_PREFIX_MOBILE if contract.kind == "mobile" else RECORDING_PREFIX_FIXED
     if prefix != expected:
         return Refuse(CAUSE_CALL_REJECTED, "rec_wrong_prefix", note="prefix of the other kind")
-    if not contract.recording_active(facts.now.date()):
+    if not contract.recording_active(tokyo_date(facts.now)):
         return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed", note="no recording add-on")
     cls = classify(rest, frozenset(site.extensions_of(contract.code)))
     line_is_050 = (office_cid or "").startswith("050")
@@ -299,7 +300,7 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
     contract = site.contracts[caller.contract]
     callee = site.endpoints.get(callee_name)
     record: RecordPlan | None = None
-    if (contract.kind == "fixed" and contract.recording_active(facts.now.date())
+    if (contract.kind == "fixed" and contract.recording_active(tokyo_date(facts.now))
             and callee is not None and callee.own_number):
         record = RecordPlan(
             contract=contract.code,
