@@ -149,6 +149,14 @@ def endpoint_dial(site: SiteSnapshot, name: str) -> str:
     return f"PJSIP/{name}"
 
 
+def line_has_priority(site: SiteSnapshot, endpoint: EndpointInfo) -> bool:
+    """A call from customer equipment is a disaster-priority call when its line is listed: its
+    own number (a mobile's native 080/090) or its office number. The shells never read its
+    headers (SEC-4: Resource-Priority is False), so this is what makes one (REC-CAP-1)."""
+    return any(n is not None and n in site.priority_lines
+               for n in (endpoint.own_number, endpoint.office_number))
+
+
 def _apply_capacity(
     connect: Connect, capacity: Capacity, priority: bool
 ) -> Connect | Refuse:
@@ -286,8 +294,7 @@ def decide_outbound(
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
                       note=f"prefixed call to {cls.value}",
                       unallocated_prompt=PROMPT_UNALLOCATED)
-    # A handset's priority is its line on the priority list (its headers are not trusted).
-    priority = facts.resource_priority or (office_cid or "") in site.priority_lines
+    priority = facts.resource_priority or line_has_priority(site, endpoint)
     return _apply_capacity(connect, capacity, priority)
 
 
@@ -310,7 +317,10 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
         )
     connect = Connect(endpoint_dial(site, callee_name), 60, None, record, note="extension")
-    return _apply_capacity(connect, capacity, facts.resource_priority)
+    # Source 000: a disaster-priority caller bypasses the congested recording equipment, here
+    # the receiving line's recording, as on a call from the carrier (REC-CAP-1).
+    priority = facts.resource_priority or line_has_priority(site, caller)
+    return _apply_capacity(connect, capacity, priority)
 
 
 def _nuisance_menu(site: SiteSnapshot, endpoint: EndpointInfo) -> Decision:

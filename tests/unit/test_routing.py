@@ -323,3 +323,34 @@ def test_cancellation_day_is_the_first_day_without_recording() -> None:  # REC-O
                         capacity=ROOM)
     assert isinstance(d, Refuse) and d.prompt == "rec_not_subscribed"
     assert _recorded(site, LATE_NOV_30) == [True, True, True, True]
+
+
+# ---- disaster priority from customer equipment (REC-CAP-1, source 000 災害時優先電話) ---------
+def _priority_site(*lines: str) -> SiteSnapshot:
+    return SiteSnapshot(SITE.contracts, SITE.endpoints, SITE.numbers, SITE.forwardings,
+                        frozenset(lines))
+
+
+@pytest.mark.parametrize("listed", ["09011110001", "0311110001"])  # native or office number
+def test_priority_handset_prefixed_call_connects_unrecorded_at_capacity(listed: str) -> None:
+    site = _priority_site(listed)
+    d = decide_outbound(site, outbound("m1-a", "0077260612345678"), capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None
+    assert (d.dial, d.caller_id) == ("PJSIP/0612345678@carrier", "0311110001")
+    # Not listed: refused as before; below the maximum the listed line is recorded.
+    d = decide_outbound(site, outbound("m1-b", "0077260612345678"), capacity=FULL)
+    assert isinstance(d, Refuse) and d.prompt == "congestion"
+    d = decide_outbound(site, outbound("m1-a", "0077260612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None
+
+
+def test_priority_line_extension_call_connects_unrecorded_at_capacity() -> None:
+    # Fixed contract with recording: the receiving line would be recorded (REC-OUT-4); from a
+    # listed line at the maximum it is connected without that recording.
+    site = _priority_site("0312345679")
+    d = decide_outbound(site, outbound("f1-b", "2001"), capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None and d.dial == "PJSIP/0312345678@f1-a"
+    d = decide_outbound(site, outbound("f1-a", "2002"), capacity=FULL)  # not listed
+    assert isinstance(d, Refuse) and d.prompt == "congestion"
+    d = decide_outbound(site, outbound("f1-b", "2001"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None
