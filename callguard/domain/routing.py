@@ -224,9 +224,11 @@ def decide_inbound(
     return _apply_capacity(connect, capacity, priority)
 
 
-def _presented_numbers(endpoint: EndpointInfo) -> tuple[str | None, str | None]:
-    """(number shown on normal calls, number shown on prefixed recorded calls)."""
-    return endpoint.own_number, endpoint.office_number or endpoint.own_number
+def _presented_numbers(endpoint: EndpointInfo, kind: str) -> tuple[str | None, str | None]:
+    """(number shown on normal calls, number shown on prefixed recorded calls). A mobile's
+    prefixed call presents its office number only, never the native 080/090 (source 000:
+    「通話相手に固定電話番号を通知する通話」); None when it has none."""
+    return endpoint.own_number, endpoint.office_number if kind == "mobile" else endpoint.own_number
 
 
 def decide_outbound(
@@ -244,7 +246,7 @@ def decide_outbound(
     if not _DIALABLE.fullmatch(dialed):
         return Refuse(CAUSE_UNALLOCATED, "number_unknown", note="not a dialable string")
     contract = site.contracts[endpoint.contract]
-    normal_cid, office_cid = _presented_numbers(endpoint)
+    normal_cid, office_cid = _presented_numbers(endpoint, contract.kind)
 
     if dialed == NCR_SERVICE_CODE:
         return _nuisance_menu(site, endpoint)
@@ -275,6 +277,11 @@ def decide_outbound(
         return Refuse(CAUSE_CALL_REJECTED, "rec_wrong_prefix", note="prefix of the other kind")
     if not contract.recording_active(tokyo_date(facts.now)):
         return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed", note="no recording add-on")
+    if office_cid is None and contract.kind == "mobile":
+        # Source 000: only handsets with an office number (オフィスケータイパック / au
+        # オフィスナンバー) are recorded; without one the service is not theirs to use.
+        return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed",
+                      note="handset without an office number")
     cls = classify(rest, frozenset(site.extensions_of(contract.code)))
     line_is_050 = (office_cid or "").startswith("050")
     if not allowed_with_prefix(cls, line_is_050=line_is_050):

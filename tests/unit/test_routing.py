@@ -354,3 +354,33 @@ def test_priority_line_extension_call_connects_unrecorded_at_capacity() -> None:
     assert isinstance(d, Refuse) and d.prompt == "congestion"
     d = decide_outbound(site, outbound("f1-b", "2001"), capacity=ROOM)
     assert isinstance(d, Connect) and d.record is not None
+
+
+# ---- a handset without an office number (REC-OUT-2, source 000 オフィスケータイパック) ---------
+NO_OFFICE = SiteSnapshot(
+    SITE.contracts,
+    {**SITE.endpoints, "m1-c": EndpointInfo("m1-c", "M1", "2003", own_number="09011110003")},
+    {**SITE.numbers, "09011110003": NumberInfo(9, "09011110003", "M1", "m1-c", "native")},
+)
+
+
+@pytest.mark.parametrize("dialed", [
+    "0077260612345678",
+    "0077260120123456",  # the 050 rule read the native number: a freephone call went through
+    "0077260570123456",
+    "00772609012345678",
+])
+def test_prefixed_call_without_office_number_refused(dialed: str) -> None:  # REC-OUT-2
+    # A prefixed call presents the office number; a handset without one is refused with the
+    # spoken refusal, never connected presenting its native 080/090, never recorded.
+    for roaming, capacity in ((False, ROOM), (True, ROOM), (False, FULL)):
+        d = decide_outbound(NO_OFFICE, outbound("m1-c", dialed, roaming), capacity=capacity)
+        assert isinstance(d, Refuse) and (d.cause, d.prompt) == (21, "rec_not_subscribed"), d
+        assert target_for(d, "/rec").context == "cg-refuse"
+
+
+def test_handset_without_office_number_calls_normally() -> None:  # REC-OUT-3
+    d = decide_outbound(NO_OFFICE, outbound("m1-c", "0612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is None and d.caller_id == "09011110003"
+    d = decide_outbound(NO_OFFICE, outbound("m1-a", "0077260612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None and d.caller_id == "0311110001"
