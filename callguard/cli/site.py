@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
 from typing import Any
 
 from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
+from callguard.cli._admin import today
 from callguard.cli._common import db_session
 from callguard.config import load_settings
 from callguard.db.provision import provision_reference_site
@@ -17,7 +17,7 @@ from callguard.domain.routing import endpoint_dial
 
 def _provision(args: argparse.Namespace) -> int:
     with db_session() as session:
-        provision_reference_site(session, date.today())
+        provision_reference_site(session, today())  # Tokyo's day, not the host's
     print("reference site provisioned (contracts F1, F2, M1; endpoints f1-a … m1-b)")
     return 0
 

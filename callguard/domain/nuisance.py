@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
@@ -218,6 +218,15 @@ def month_of(ts: datetime) -> str:
     if ts.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware")
     return ts.astimezone(TOKYO).strftime("%Y-%m")
+
+
+def tokyo_date(now: datetime) -> date:
+    """The Japanese calendar day of `now`: service dates (a recording add-on's activation and
+    cancellation, billing) are Tokyo days, so "today" flips at 00:00 JST, not 09:00 (UTC). A
+    naive time is refused, as in `month_of`."""
+    if now.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return now.astimezone(TOKYO).date()
 
 
 def previous_month(month: str) -> str:

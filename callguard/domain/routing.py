@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from callguard.domain.nuisance import tokyo_date
 from callguard.domain.numbers import (
     PRIVACY_WITHHOLD,
     RECORDING_PREFIX_FIXED,
@@ -148,6 +149,14 @@ def endpoint_dial(site: SiteSnapshot, name: str) -> str:
     return f"PJSIP/{name}"
 
 
+def line_has_priority(site: SiteSnapshot, endpoint: EndpointInfo) -> bool:
+    """A call from customer equipment is a disaster-priority call when its line is listed: its
+    own number (a mobile's native 080/090) or its office number. The shells never read its
+    headers (SEC-4: Resource-Priority is False), so this is what makes one (REC-CAP-1)."""
+    return any(n is not None and n in site.priority_lines
+               for n in (endpoint.own_number, endpoint.office_number))
+
+
 def _apply_capacity(
     connect: Connect, capacity: Capacity, priority: bool
 ) -> Connect | Refuse:
@@ -191,7 +200,7 @@ def decide_inbound(
     contract = site.contracts[number.contract]
     record: RecordPlan | None = None
     # REC-IN-1: geographic/050 numbers of a recording contract; never a mobile's native number.
-    if contract.recording_active(facts.now.date()) and number.role != "native":
+    if contract.recording_active(tokyo_date(facts.now)) and number.role != "native":
         record = RecordPlan(
             contract=contract.code,
             number=number.number,
@@ -215,9 +224,11 @@ def decide_inbound(
     return _apply_capacity(connect, capacity, priority)
 
 
-def _presented_numbers(endpoint: EndpointInfo) -> tuple[str | None, str | None]:
-    """(number shown on normal calls, number shown on prefixed recorded calls)."""
-    return endpoint.own_number, endpoint.office_number or endpoint.own_number
+def _presented_numbers(endpoint: EndpointInfo, kind: str) -> tuple[str | None, str | None]:
+    """(number shown on normal calls, number shown on prefixed recorded calls). A mobile's
+    prefixed call presents its office number only, never the native 080/090 (source 000:
+    「通話相手に固定電話番号を通知する通話」); None when it has none."""
+    return endpoint.own_number, endpoint.office_number if kind == "mobile" else endpoint.own_number
 
 
 def decide_outbound(
@@ -235,7 +246,7 @@ def decide_outbound(
     if not _DIALABLE.fullmatch(dialed):
         return Refuse(CAUSE_UNALLOCATED, "number_unknown", note="not a dialable string")
     contract = site.contracts[endpoint.contract]
-    normal_cid, office_cid = _presented_numbers(endpoint)
+    normal_cid, office_cid = _presented_numbers(endpoint, contract.kind)
 
     if dialed == NCR_SERVICE_CODE:
         return _nuisance_menu(site, endpoint)
@@ -264,8 +275,13 @@ def decide_outbound(
     expected = RECORDING_PREFIX_MOBILE if contract.kind == "mobile" else RECORDING_PREFIX_FIXED
     if prefix != expected:
         return Refuse(CAUSE_CALL_REJECTED, "rec_wrong_prefix", note="prefix of the other kind")
-    if not contract.recording_active(facts.now.date()):
+    if not contract.recording_active(tokyo_date(facts.now)):
         return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed", note="no recording add-on")
+    if office_cid is None and contract.kind == "mobile":
+        # Source 000: only handsets with an office number (オフィスケータイパック / au
+        # オフィスナンバー) are recorded; without one the service is not theirs to use.
+        return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed",
+                      note="handset without an office number")
     cls = classify(rest, frozenset(site.extensions_of(contract.code)))
     line_is_050 = (office_cid or "").startswith("050")
     if not allowed_with_prefix(cls, line_is_050=line_is_050):
@@ -285,8 +301,7 @@ def decide_outbound(
     connect = Connect(carrier_dial(rest), ring_timeout_s, office_cid, record,
                       note=f"prefixed call to {cls.value}",
                       unallocated_prompt=PROMPT_UNALLOCATED)
-    # A handset's priority is its line on the priority list (its headers are not trusted).
-    priority = facts.resource_priority or (office_cid or "") in site.priority_lines
+    priority = facts.resource_priority or line_has_priority(site, endpoint)
     return _apply_capacity(connect, capacity, priority)
 
 
@@ -299,7 +314,7 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
     contract = site.contracts[caller.contract]
     callee = site.endpoints.get(callee_name)
     record: RecordPlan | None = None
-    if (contract.kind == "fixed" and contract.recording_active(facts.now.date())
+    if (contract.kind == "fixed" and contract.recording_active(tokyo_date(facts.now))
             and callee is not None and callee.own_number):
         record = RecordPlan(
             contract=contract.code,
@@ -309,7 +324,10 @@ def _extension_call(site: SiteSnapshot, facts: OutboundFacts, caller: EndpointIn
             rel_path=recording_path(facts.now, contract.code, "in", facts.channel_id),
         )
     connect = Connect(endpoint_dial(site, callee_name), 60, None, record, note="extension")
-    return _apply_capacity(connect, capacity, facts.resource_priority)
+    # Source 000: a disaster-priority caller bypasses the congested recording equipment, here
+    # the receiving line's recording, as on a call from the carrier (REC-CAP-1).
+    priority = facts.resource_priority or line_has_priority(site, caller)
+    return _apply_capacity(connect, capacity, priority)
 
 
 def _nuisance_menu(site: SiteSnapshot, endpoint: EndpointInfo) -> Decision:

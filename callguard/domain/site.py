@@ -19,7 +19,7 @@ class ContractInfo:
     code: str
     kind: str  # "mobile" | "fixed"
     recording_from: date | None = None  # recording add-on active from this day (None: none)
-    recording_until: date | None = None
+    recording_until: date | None = None  # the cancellation day: the first day without it
     retention_days: int = 90
     nuisance_unit: str | None = None  # "per-number" | "per-contract" | None
     nuisance_capacity: int = 30
@@ -27,6 +27,7 @@ class ContractInfo:
     rec_options: RecordingOptions = field(default_factory=RecordingOptions)  # issue #14
 
     def recording_active(self, today: date) -> bool:
+        """`today` is a Tokyo calendar day (`nuisance.tokyo_date`), as the dates stored are."""
         if self.recording_from is None or today < self.recording_from:
             return False
         return self.recording_until is None or today < self.recording_until

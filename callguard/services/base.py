@@ -14,7 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from callguard.db.models import Contract, Endpoint, Number
-from callguard.domain.nuisance import TOKYO
+from callguard.domain.nuisance import tokyo_date as tokyo_date  # re-exported: the call path's too
 
 # Formats, shared with the OpenAPI document so the API rejects the same things up front.
 CONTRACT_CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"  # also a path segment (REC-FILE-1)
@@ -43,12 +43,6 @@ class NotFound(AdminError):
 
 class Conflict(AdminError):
     status = 409
-
-
-def tokyo_date(now: datetime) -> date:
-    """Service dates are Japanese calendar days (the months billed are, too); `now` must be
-    timezone-aware."""
-    return now.astimezone(TOKYO).date()
 
 
 # ---- small validators ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -279,3 +280,107 @@ def test_listed_caller_with_video_asked_to_call_again_audio_only() -> None:
     d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM,
                        has_video=True)
     assert isinstance(d, Connect)
+
+
+# ---- service days are Tokyo calendar days (REC-OUT-2, REC-IN-1) -----------------------------
+DEC_1 = date(2026, 12, 1)
+EARLY_DEC_1 = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # 05:00 JST on 1 Dec (UTC: 30 Nov)
+LATE_NOV_30 = datetime(2026, 11, 30, 14, 59, tzinfo=UTC)  # 23:59 JST on 30 Nov
+
+
+def _dated_site(start: date, until: date | None = None) -> SiteSnapshot:
+    """SITE with its recording contracts (F1, M1) subscribed from `start` to `until`."""
+    contracts = {code: replace(c, recording_from=start, recording_until=until)
+                 if c.recording_from else c for code, c in SITE.contracts.items()}
+    return SiteSnapshot(contracts, SITE.endpoints, SITE.numbers, SITE.forwardings)
+
+
+def _recorded(site: SiteSnapshot, at: datetime) -> list[bool]:
+    """Recorded or not: inbound to F1, prefixed from f1-a and m1-a, extension call on F1."""
+    d_in = decide_inbound(site, replace(inbound("0312345678"), now=at), blocked=False,
+                          capacity=ROOM)
+    out = [decide_outbound(site, replace(outbound(ep, dialed), now=at), capacity=ROOM)
+           for ep, dialed in (("f1-a", "0077270612345678"), ("m1-a", "0077260612345678"),
+                              ("f1-a", "2002"))]
+    return [isinstance(d, Connect) and d.record is not None for d in (d_in, *out)]
+
+
+def test_activation_starts_at_tokyo_midnight() -> None:  # REC-OUT-1, REC-IN-1
+    site = _dated_site(DEC_1)
+    assert _recorded(site, EARLY_DEC_1) == [True, True, True, True]
+    assert _recorded(site, LATE_NOV_30) == [False, False, False, False]
+    d = decide_outbound(site, replace(outbound("m1-a", "0077260612345678"), now=LATE_NOV_30),
+                        capacity=ROOM)
+    assert isinstance(d, Refuse) and d.prompt == "rec_not_subscribed"  # REC-OUT-2
+
+
+def test_cancellation_day_is_the_first_day_without_recording() -> None:  # REC-OUT-2, REC-IN-1
+    # cancelled_on is exclusive (ContractInfo.recording_active): on the day itself, from
+    # 00:00 JST, nothing is recorded; the day before, to 23:59 JST, everything still is.
+    site = _dated_site(ON, DEC_1)
+    assert _recorded(site, EARLY_DEC_1) == [False, False, False, False]
+    d = decide_outbound(site, replace(outbound("f1-a", "0077270612345678"), now=EARLY_DEC_1),
+                        capacity=ROOM)
+    assert isinstance(d, Refuse) and d.prompt == "rec_not_subscribed"
+    assert _recorded(site, LATE_NOV_30) == [True, True, True, True]
+
+
+# ---- disaster priority from customer equipment (REC-CAP-1, source 000 災害時優先電話) ---------
+def _priority_site(*lines: str) -> SiteSnapshot:
+    return SiteSnapshot(SITE.contracts, SITE.endpoints, SITE.numbers, SITE.forwardings,
+                        frozenset(lines))
+
+
+@pytest.mark.parametrize("listed", ["09011110001", "0311110001"])  # native or office number
+def test_priority_handset_prefixed_call_connects_unrecorded_at_capacity(listed: str) -> None:
+    site = _priority_site(listed)
+    d = decide_outbound(site, outbound("m1-a", "0077260612345678"), capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None
+    assert (d.dial, d.caller_id) == ("PJSIP/0612345678@carrier", "0311110001")
+    # Not listed: refused as before; below the maximum the listed line is recorded.
+    d = decide_outbound(site, outbound("m1-b", "0077260612345678"), capacity=FULL)
+    assert isinstance(d, Refuse) and d.prompt == "congestion"
+    d = decide_outbound(site, outbound("m1-a", "0077260612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None
+
+
+def test_priority_line_extension_call_connects_unrecorded_at_capacity() -> None:
+    # Fixed contract with recording: the receiving line would be recorded (REC-OUT-4); from a
+    # listed line at the maximum it is connected without that recording.
+    site = _priority_site("0312345679")
+    d = decide_outbound(site, outbound("f1-b", "2001"), capacity=FULL)
+    assert isinstance(d, Connect) and d.record is None and d.dial == "PJSIP/0312345678@f1-a"
+    d = decide_outbound(site, outbound("f1-a", "2002"), capacity=FULL)  # not listed
+    assert isinstance(d, Refuse) and d.prompt == "congestion"
+    d = decide_outbound(site, outbound("f1-b", "2001"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None
+
+
+# ---- a handset without an office number (REC-OUT-2, source 000 オフィスケータイパック) ---------
+NO_OFFICE = SiteSnapshot(
+    SITE.contracts,
+    {**SITE.endpoints, "m1-c": EndpointInfo("m1-c", "M1", "2003", own_number="09011110003")},
+    {**SITE.numbers, "09011110003": NumberInfo(9, "09011110003", "M1", "m1-c", "native")},
+)
+
+
+@pytest.mark.parametrize("dialed", [
+    "0077260612345678",
+    "0077260120123456",  # the 050 rule read the native number: a freephone call went through
+    "0077260570123456",
+    "00772609012345678",
+])
+def test_prefixed_call_without_office_number_refused(dialed: str) -> None:  # REC-OUT-2
+    # A prefixed call presents the office number; a handset without one is refused with the
+    # spoken refusal, never connected presenting its native 080/090, never recorded.
+    for roaming, capacity in ((False, ROOM), (True, ROOM), (False, FULL)):
+        d = decide_outbound(NO_OFFICE, outbound("m1-c", dialed, roaming), capacity=capacity)
+        assert isinstance(d, Refuse) and (d.cause, d.prompt) == (21, "rec_not_subscribed"), d
+        assert target_for(d, "/rec").context == "cg-refuse"
+
+
+def test_handset_without_office_number_calls_normally() -> None:  # REC-OUT-3
+    d = decide_outbound(NO_OFFICE, outbound("m1-c", "0612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is None and d.caller_id == "09011110003"
+    d = decide_outbound(NO_OFFICE, outbound("m1-a", "0077260612345678"), capacity=ROOM)
+    assert isinstance(d, Connect) and d.record is not None and d.caller_id == "0311110001"
