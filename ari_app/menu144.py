@@ -184,9 +184,9 @@ class Menu:
         calls = await self.lists.recent_calls(list_id)
         last = nuisance.select_last_caller(calls, datetime.now(UTC), self.multi_channel)
         if last.key is None:
-            reason = last.refusal.value if last.refusal is not None else ""
-            log.info("cannot register", extra={"reason": reason})
-            return [nuisance.CANNOT_IDENTIFY]
+            assert last.refusal is not None  # LastCaller holds exactly one of the two
+            log.info("cannot register", extra={"reason": last.refusal.value})
+            return [nuisance.refusal_prompt(last.refusal)]
         plan = await self.lists.register(list_id, last.key, evict_confirmed=False)
         if plan.outcome is Outcome.NEEDS_EVICTION_CONFIRM:
             answer = await self.ask(nuisance.LIST_FULL, self.timings.eviction_wait_s)

@@ -25,9 +25,9 @@ TIMES_MAX_SPOKEN = 99  # NCR-CNT-1: 0–99 read as the number, above as 「100�
 # ---- prompt names: the one place (sounds/manifest.tsv has the texts) ----------------------
 MENU = "menu"
 REGISTERED = "registered"  # NCR-REG-1
-CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3
+CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3, the blocked period only (refusal_prompt)
 LIST_FULL = "list_full"  # NCR-REG-5
-REGISTER_FAILED = "register_failed"  # NCR-REG-7
+REGISTER_FAILED = "register_failed"  # NCR-REG-7; also a last caller with no number
 REGISTER_CANCELLED = "register_cancelled"  # NCR-REG-5, answer other than "0"
 DELETED_NEWEST = "deleted_newest"  # NCR-DEL-1
 DELETED_ALL = "deleted_all"  # NCR-DEL-2
@@ -138,8 +138,7 @@ class Refusal(Enum):
 
 @dataclass(frozen=True)
 class LastCaller:
-    """Either a caller key to register or why nobody can be (all refusals are spoken as
-    CANNOT_IDENTIFY, 「相手の電話番号が確認できないので、登録できません。」)."""
+    """Either a caller key to register or why nobody can be (spoken: refusal_prompt)."""
 
     key: str | None
     refusal: Refusal | None = None
@@ -173,8 +172,8 @@ def select_last_caller(calls: Sequence[InboundCall], now: datetime, multi_channe
       limit); the last caller stays registrable until another call replaces it. The
       in-progress rule applies here too (e.g. a new call ringing): it only ever refuses, and
       registering the wrong number is the failure that matters.
-    - A last caller without identity: NO_IDENTITY (NCR-REG-3). Withheld callers do have one
-      (NCR-REG-4, see privacy.caller_identity).
+    - A last caller without identity: NO_IDENTITY (NCR-REG-3; spoken as a failure, see
+      refusal_prompt). Withheld callers do have one (NCR-REG-4, see privacy.caller_identity).
 
     Refusals are checked in this order: NO_CALL, SIMULTANEOUS_END, WINDOW_EXPIRED,
     CALL_IN_PROGRESS_FROM_OTHER, NO_IDENTITY. Stale rows left "in progress" by a crash would
@@ -199,6 +198,19 @@ def select_last_caller(calls: Sequence[InboundCall], now: datetime, multi_channe
     if last_key is None:
         return LastCaller(None, Refusal.NO_IDENTITY)
     return LastCaller(last_key)
+
+
+def refusal_prompt(refusal: Refusal) -> str:
+    """What 144 → 2 says when nobody can be registered (both shells' Menu.register).
+
+    Source 004 has two texts. 「相手の電話番号が確認できないので、登録できません。」 is given
+    for ■複数チャネル's period when no number can be registered (「登録できない期間に登録しよう
+    とすると…」); NCR-REG-3 also gives it for the 60 s window, and nobody having called is kept
+    with them. A last caller whose number the network does not give (「一部を除く国際通話など
+    電話番号を通知できない通話については拒否登録できません。」) is the general case, 「登録できない
+    ときは、「迷惑電話リストの登録に失敗しました。」」 (source 004 wins over NCR-REG-3 there).
+    Withheld callers are not that case: they have an identity (NCR-REG-4)."""
+    return REGISTER_FAILED if refusal is Refusal.NO_IDENTITY else CANNOT_IDENTIFY
 
 
 # ---- counters (NCR-CNT-1) --------------------------------------------------------------------

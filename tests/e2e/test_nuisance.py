@@ -279,13 +279,14 @@ def test_withheld_caller_registered_and_rejected(clean: Engine, settings: Settin
 
 def test_unavailable_caller_cannot_be_registered(clean: Engine, settings: Settings,
                                                  work: Path) -> None:
-    """NCR-REG-3: a caller without a number (anonymous From, no PAI) →
-    「相手の電話番号が確認できないので、登録できません。」"""
+    """NCR-REG-3, source 004: a caller without a number (anonymous From, no PAI) cannot be
+    registered → 「迷惑電話リストの登録に失敗しました。」 (「相手の電話番号が確認できない…」 is
+    the multi-channel blocked period's only)."""
     nuisance_call(work / "a", "0312345679", F1B, caller="anonymous",
                   from_host="anonymous.invalid")
     log = AppLog(settings)
     dial_144(work / "b", F1B, dtmf("2"))
-    assert log.prompts() == ["menu", "cannot_identify"]
+    assert log.prompts() == ["menu", "register_failed"]
 
 
 def test_per_contract_list_shared_across_numbers(clean: Engine, settings: Settings,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -237,15 +238,62 @@ async def test_already_listed_caller_becomes_newest_without_question() -> None: 
 
 @pytest.mark.parametrize(("calls", "multi"), [
     ([], False),  # nobody called
-    ([ended_call(key=None)], False),  # unavailable caller (NCR-REG-3)
     ([ended_call(seconds_ago=61)], True),  # 60 s window of a multi-channel scope
+    # source 004's period when no number can be registered: a call from another caller
+    # still in progress, two callers ending together
     ([ended_call(), InboundCall("other", datetime.now(UTC), None, False)], True),
+    ([last := ended_call(), replace(last, caller_key="other")], True),
 ])
 async def test_cannot_identify(calls: list[InboundCall], multi: bool) -> None:  # NCR-REG-3
     lists = FakeLists(calls=calls)
     prompts = await run(FakeAri({"menu": [(0.01, "2")]}), lists, multi)
     assert prompts == ["menu", "cannot_identify"]
     assert lists.entries == []
+
+
+@pytest.mark.parametrize("multi", [False, True])
+async def test_caller_without_number_hears_registration_failed(multi: bool) -> None:
+    """NCR-REG-3, source 004: a last caller whose number the network did not give (some
+    international calls) cannot be registered, and 「登録できないときは、「迷惑電話リストの
+    登録に失敗しました。」」; 「相手の電話番号が確認できない…」 is the blocked period's only."""
+    lists = FakeLists(entries=["a"], calls=[ended_call(key=None)])
+    prompts = await run(FakeAri({"menu": [(0.01, "2")]}), lists, multi)
+    assert prompts == ["menu", "register_failed"]
+    assert lists.entries == ["a"]
+
+
+class FakeAgi:
+    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed."""
+
+    def __init__(self, presses: dict[str, str]) -> None:
+        self.presses = presses  # prompt name -> digit pressed during its first play
+        self.streamed: list[str] = []
+        self.hung_up = False
+
+    def answer(self) -> None:
+        return None
+
+    def hangup(self) -> None:
+        self.hung_up = True
+
+    def stream_file(self, name: str, escape_digits: str = "") -> str:
+        prompt = name.removeprefix("callguard/")
+        self.streamed.append(prompt)
+        return self.presses.pop(prompt, "") if escape_digits else ""
+
+    def wait_for_digit(self, timeout: int) -> str:
+        return ""
+
+
+@pytest.mark.parametrize(("key", "prompt"), [(None, "register_failed"),
+                                             (KEY, "registered")])
+async def test_the_fallback_menu_says_the_same(key: str | None, prompt: str) -> None:
+    """REL-1: the FastAGI menu (agi_scripts.menu144_agi) chooses the same prompt."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({"menu": "2"})
+    lists = FakeLists(calls=[ended_call(key=key)])
+    await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", prompt] and agi.hung_up
 
 
 async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi only)
