@@ -172,10 +172,11 @@ class Menu:
                 this, last = await self.lists.counts(list_id, datetime.now(UTC))
                 return nuisance.count_prompts(this, last)
         except (nuisance_repo.StorageFailed, nuisance_repo.ListGone) as exc:
-            # NCR-REG-7: any failure, and the list is unchanged (the transaction rolled back).
+            # NCR-REG-7: any failure, and the list is unchanged (the transaction rolled back);
+            # only a registration says 「…登録に失敗しました。」 (source 004).
             log.warning("144 operation failed", extra={"action": action.value,
                                                        "error": str(exc)[:200]})
-            return [nuisance.REGISTER_FAILED]
+            return [nuisance.failure_prompt(action)]
         raise ValueError(f"not an operation: {action}")
 
     async def register(self, list_id: int) -> list[str]:

@@ -38,6 +38,7 @@ REJECT = "reject"  # NCR-REJ-1
 COUNT_THIS_MONTH = "count_this_month"  # NCR-CNT-1 「今月、メッセージ応答した回数は」
 COUNT_LAST_MONTH = "count_last_month"  # NCR-CNT-1 「前月、メッセージ応答した回数は」
 TIMES_100_PLUS = "times_100_plus"  # 「100回以上です。」
+TRY_AGAIN_LATER = "congestion"  # 「ただいま、大変混み合っております。しばらくたってから、…」
 
 
 def times_prompt(n: int) -> str:
@@ -51,7 +52,7 @@ TIMES_PROMPTS: tuple[str, ...] = (
 ALL_PROMPTS: tuple[str, ...] = (
     MENU, REGISTERED, CANNOT_IDENTIFY, LIST_FULL, REGISTER_FAILED, REGISTER_CANCELLED,
     DELETED_NEWEST, DELETED_ALL, LIST_EMPTY, NOT_SUBSCRIBED, INVALID_INPUT, REJECT,
-    COUNT_THIS_MONTH, COUNT_LAST_MONTH, *TIMES_PROMPTS)
+    COUNT_THIS_MONTH, COUNT_LAST_MONTH, TRY_AGAIN_LATER, *TIMES_PROMPTS)
 
 
 # ---- the list: bounded, unique, oldest → newest (NCR-REG-5/6, NCR-DEL-*, REL-3) -----------
@@ -305,6 +306,15 @@ def guidance_after_input(digit: str | None, action: MenuAction) -> list[str]:
     if digit is None or action not in (MenuAction.PLAY_MENU, MenuAction.HANGUP):
         return []
     return [INVALID_INPUT]
+
+
+def failure_prompt(action: MenuAction) -> str:
+    """What a 144 operation says when the list store fails (the list is unchanged: the
+    transaction rolled back). Source 004 gives 「迷惑電話リストの登録に失敗しました。」 for
+    registration only (NCR-REG-7); deleting (3, 9) and reading the counts (4) say the site's
+    existing, neutral 「ただいま、大変混み合っております。しばらくたってから、おかけ直しくださ
+    い。」 rather than claim a registration failed."""
+    return REGISTER_FAILED if action is MenuAction.REGISTER else TRY_AGAIN_LATER
 
 
 def on_eviction_answer(digit: str | None) -> bool:

@@ -285,13 +285,18 @@ class FakeAgi:
         return ""
 
 
-@pytest.mark.parametrize(("key", "prompt"), [(None, "register_failed"),
-                                             (KEY, "registered")])
-async def test_the_fallback_menu_says_the_same(key: str | None, prompt: str) -> None:
+@pytest.mark.parametrize(("digit", "key", "fail", "prompt"), [
+    ("2", None, False, "register_failed"),  # no number (NCR-REG-3, source 004)
+    ("2", KEY, False, "registered"),
+    ("2", KEY, True, "register_failed"),  # NCR-REG-7
+    ("3", KEY, True, "congestion"),  # not a registration (source 004)
+])
+async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail: bool,
+                                               prompt: str) -> None:
     """REL-1: the FastAGI menu (agi_scripts.menu144_agi) chooses the same prompt."""
     from agi_scripts.menu144_agi import run_agi_menu
-    agi = FakeAgi({"menu": "2"})
-    lists = FakeLists(calls=[ended_call(key=key)])
+    agi = FakeAgi({"menu": digit})
+    lists = FakeLists(entries=["a"], calls=[ended_call(key=key)], fail=fail)
     await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
     assert agi.streamed == ["menu", prompt] and agi.hung_up
 
@@ -301,10 +306,15 @@ async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi
     assert await run(FakeAri({"menu": [(0.01, "2")]}), lists, False) == ["menu", "registered"]
 
 
-@pytest.mark.parametrize("digit", ["2", "3", "9", "4"])
-async def test_storage_failure_says_registration_failed(digit: str) -> None:  # NCR-REG-7
+@pytest.mark.parametrize(("digit", "prompt"), [
+    ("2", "register_failed"),  # NCR-REG-7
+    # source 004 defines 「…登録に失敗しました。」 for registration only: 3/9/4 get the neutral
+    # 「ただいま、大変混み合っております。しばらくたってから、おかけ直しください。」
+    ("3", "congestion"), ("9", "congestion"), ("4", "congestion"),
+])
+async def test_storage_failure_guidance(digit: str, prompt: str) -> None:
     lists = FakeLists(entries=["a"], calls=[ended_call()], fail=True)
-    assert await run(FakeAri({"menu": [(0.01, digit)]}), lists) == ["menu", "register_failed"]
+    assert await run(FakeAri({"menu": [(0.01, digit)]}), lists) == ["menu", prompt]
     assert lists.entries == ["a"]
 
 
@@ -380,9 +390,9 @@ async def test_run_menu_hangs_up_after_the_result() -> None:
     ari = FakeAri({"menu": [(0.01, "9")]})
     env = fake_env(ari)
     # The storage call fails (no session factory): the caller still hears the failure
-    # guidance and is released.
+    # guidance (9 is not a registration: source 004) and is released.
     await asyncio.wait_for(run_menu(env, "ch-1", NuisanceMenu("0312345679", 7)), 5)
-    assert ari.played == [["menu"], ["register_failed"]] and ari.hung_up
+    assert ari.played == [["menu"], ["congestion"]] and ari.hung_up
     assert env.queues == {}
     # A long session in Stasis: the dialplan's 1 s Stasis() deadline is lifted (REL-7).
     assert ari.variables == {"TIMEOUT(absolute)": "0"}
