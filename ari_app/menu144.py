@@ -172,10 +172,11 @@ class Menu:
                 this, last = await self.lists.counts(list_id, datetime.now(UTC))
                 return nuisance.count_prompts(this, last)
         except (nuisance_repo.StorageFailed, nuisance_repo.ListGone) as exc:
-            # NCR-REG-7: any failure, and the list is unchanged (the transaction rolled back).
+            # NCR-REG-7: any failure, and the list is unchanged (the transaction rolled back);
+            # only a registration says 「…登録に失敗しました。」 (source 004).
             log.warning("144 operation failed", extra={"action": action.value,
                                                        "error": str(exc)[:200]})
-            return [nuisance.REGISTER_FAILED]
+            return [nuisance.failure_prompt(action)]
         raise ValueError(f"not an operation: {action}")
 
     async def register(self, list_id: int) -> list[str]:
@@ -184,9 +185,9 @@ class Menu:
         calls = await self.lists.recent_calls(list_id)
         last = nuisance.select_last_caller(calls, datetime.now(UTC), self.multi_channel)
         if last.key is None:
-            reason = last.refusal.value if last.refusal is not None else ""
-            log.info("cannot register", extra={"reason": reason})
-            return [nuisance.CANNOT_IDENTIFY]
+            assert last.refusal is not None  # LastCaller holds exactly one of the two
+            log.info("cannot register", extra={"reason": last.refusal.value})
+            return [nuisance.refusal_prompt(last.refusal)]
         plan = await self.lists.register(list_id, last.key, evict_confirmed=False)
         if plan.outcome is Outcome.NEEDS_EVICTION_CONFIRM:
             answer = await self.ask(nuisance.LIST_FULL, self.timings.eviction_wait_s)

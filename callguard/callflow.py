@@ -74,7 +74,7 @@ def inbound_bookkeeping(
                 "caller_key": caller_key() if callable(caller_key) else caller_key,
                 "rejected": isinstance(decision, Reject), "started_at": now,
             }))
-        if isinstance(decision, Reject):
+        if isinstance(decision, Reject) and decision.counted:  # NCR-CNT-1: heard the message
             rows.append(Op("count_rejection",
                            {"list_id": decision.list_id, "month": nuisance.month_of(now)}))
         if isinstance(decision, Connect) and decision.record is not None \

@@ -54,10 +54,35 @@ def target_for(decision: Decision, recordings_root: str) -> DialplanTarget:
     raise TypeError(f"unknown decision {decision!r}")
 
 
+def native_formats(native_format: str) -> list[str]:
+    """CHANNEL(audionativeformat) / CHANNEL(videonativeformat) as format names, in Asterisk's
+    preference order: "(ulaw|g722)" -> ["ulaw", "g722"]; empty or "(nothing)" -> []."""
+    value = native_format.strip()
+    if value.startswith("(") and value.endswith(")"):
+        value = value[1:-1]
+    names = [name.strip().lower() for name in value.split("|")]
+    return [name for name in names if name and name != "nothing"]
+
+
 def audio_format_present(native_format: str) -> bool:
     """CHANNEL(audionativeformat) of a call without an audio stream is empty or (nothing)."""
-    value = native_format.strip()
-    return bool(value) and value != "(nothing)"
+    return bool(native_formats(native_format))
+
+
+# Asterisk's names of its 8 kHz (standard-quality) audio formats. Any other audio format
+# (g722, siren7/14, slin16 and up, speex16/32, opus, ...) is wideband: source 004's 高音質電話.
+NARROWBAND_FORMATS = frozenset({
+    "ulaw", "alaw", "gsm", "g723", "g726", "g726aal2", "g729", "ilbc", "lpc10", "adpcm",
+    "slin", "speex", "silk8", "codec2", "testlaw"})
+
+
+def audio_is_wideband(native_format: str) -> bool:
+    """Whether the call's audio is not standard quality. The first name is the format the
+    call uses: pjsip.conf's `allow` order (ulaw first) wins for an offer with several
+    (incoming_call_offer_pref = local), so a G.722 + G.711 offer is a G.711 call and only a
+    G.722-only one is wideband. No audio is not wideband."""
+    names = native_formats(native_format)
+    return bool(names) and names[0] not in NARROWBAND_FORMATS
 
 
 # ---- the ARI app's one-request hand-off (PERF-1) ---------------------------------------------

@@ -80,6 +80,7 @@ _MENU_OUTCOMES = {
     "registered": "registered", "register_cancelled": "cancelled",
     "cannot_identify": "cannot_identify", "register_failed": "failed",
     "deleted_newest": "deleted", "deleted_all": "deleted", "list_empty": "empty",
+    "congestion": "failed",  # 3/9/4 when the list store failed (nuisance.failure_prompt)
 }
 _MENU_KEYS = {"register": "2", "delete_newest": "3", "delete_all": "9", "read_counts": "4"}
 
@@ -133,7 +134,7 @@ def menu144_done(action: str, prompts: list[str]) -> None:
     """One 144 operation: `action` a MenuAction value, `prompts` its result guidance."""
     key = _MENU_KEYS.get(action, "none")
     if action == "read_counts":
-        outcome = "read"
+        outcome = "failed" if prompts[:1] == ["congestion"] else "read"
     elif action == "hangup":
         outcome = "no_input"
     else:

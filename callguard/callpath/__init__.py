@@ -23,7 +23,12 @@ from callguard.callflow import (
     inbound_bookkeeping,
     outbound_bookkeeping,
 )
-from callguard.dialplan import DialplanTarget, audio_format_present, target_for
+from callguard.dialplan import (
+    DialplanTarget,
+    audio_format_present,
+    audio_is_wideband,
+    target_for,
+)
 from callguard.domain import privacy
 from callguard.domain.routing import (
     Connect,
@@ -114,8 +119,11 @@ def plan_inbound(raw: RawInbound, state: LocalState, limits: Limits) -> CallPlan
     has_audio = raw.audio_format is None or audio_format_present(raw.audio_format)
     has_video = blocked and raw.video_format is not None and audio_format_present(
         raw.video_format)
+    # Source 004 高音質電話: a listed caller's G.722 call is asked to call again (488).
+    wideband = blocked and raw.audio_format is not None and audio_is_wideband(raw.audio_format)
     decision = decide_inbound(
         site, facts, blocked=blocked, has_audio=has_audio, has_video=has_video,
+        wideband=wideband,
         capacity=_capacity(state, limits),
         ring_timeout_s=site.setting_int("ring_timeout_s", limits.ring_timeout_s),
     )

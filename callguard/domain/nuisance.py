@@ -25,9 +25,9 @@ TIMES_MAX_SPOKEN = 99  # NCR-CNT-1: 0–99 read as the number, above as 「100�
 # ---- prompt names: the one place (sounds/manifest.tsv has the texts) ----------------------
 MENU = "menu"
 REGISTERED = "registered"  # NCR-REG-1
-CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3
+CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3, the blocked period only (refusal_prompt)
 LIST_FULL = "list_full"  # NCR-REG-5
-REGISTER_FAILED = "register_failed"  # NCR-REG-7
+REGISTER_FAILED = "register_failed"  # NCR-REG-7; also a last caller with no number
 REGISTER_CANCELLED = "register_cancelled"  # NCR-REG-5, answer other than "0"
 DELETED_NEWEST = "deleted_newest"  # NCR-DEL-1
 DELETED_ALL = "deleted_all"  # NCR-DEL-2
@@ -38,6 +38,7 @@ REJECT = "reject"  # NCR-REJ-1
 COUNT_THIS_MONTH = "count_this_month"  # NCR-CNT-1 「今月、メッセージ応答した回数は」
 COUNT_LAST_MONTH = "count_last_month"  # NCR-CNT-1 「前月、メッセージ応答した回数は」
 TIMES_100_PLUS = "times_100_plus"  # 「100回以上です。」
+TRY_AGAIN_LATER = "congestion"  # 「ただいま、大変混み合っております。しばらくたってから、…」
 
 
 def times_prompt(n: int) -> str:
@@ -51,7 +52,7 @@ TIMES_PROMPTS: tuple[str, ...] = (
 ALL_PROMPTS: tuple[str, ...] = (
     MENU, REGISTERED, CANNOT_IDENTIFY, LIST_FULL, REGISTER_FAILED, REGISTER_CANCELLED,
     DELETED_NEWEST, DELETED_ALL, LIST_EMPTY, NOT_SUBSCRIBED, INVALID_INPUT, REJECT,
-    COUNT_THIS_MONTH, COUNT_LAST_MONTH, *TIMES_PROMPTS)
+    COUNT_THIS_MONTH, COUNT_LAST_MONTH, TRY_AGAIN_LATER, *TIMES_PROMPTS)
 
 
 # ---- the list: bounded, unique, oldest → newest (NCR-REG-5/6, NCR-DEL-*, REL-3) -----------
@@ -138,8 +139,7 @@ class Refusal(Enum):
 
 @dataclass(frozen=True)
 class LastCaller:
-    """Either a caller key to register or why nobody can be (all refusals are spoken as
-    CANNOT_IDENTIFY, 「相手の電話番号が確認できないので、登録できません。」)."""
+    """Either a caller key to register or why nobody can be (spoken: refusal_prompt)."""
 
     key: str | None
     refusal: Refusal | None = None
@@ -173,8 +173,8 @@ def select_last_caller(calls: Sequence[InboundCall], now: datetime, multi_channe
       limit); the last caller stays registrable until another call replaces it. The
       in-progress rule applies here too (e.g. a new call ringing): it only ever refuses, and
       registering the wrong number is the failure that matters.
-    - A last caller without identity: NO_IDENTITY (NCR-REG-3). Withheld callers do have one
-      (NCR-REG-4, see privacy.caller_identity).
+    - A last caller without identity: NO_IDENTITY (NCR-REG-3; spoken as a failure, see
+      refusal_prompt). Withheld callers do have one (NCR-REG-4, see privacy.caller_identity).
 
     Refusals are checked in this order: NO_CALL, SIMULTANEOUS_END, WINDOW_EXPIRED,
     CALL_IN_PROGRESS_FROM_OTHER, NO_IDENTITY. Stale rows left "in progress" by a crash would
@@ -199,6 +199,19 @@ def select_last_caller(calls: Sequence[InboundCall], now: datetime, multi_channe
     if last_key is None:
         return LastCaller(None, Refusal.NO_IDENTITY)
     return LastCaller(last_key)
+
+
+def refusal_prompt(refusal: Refusal) -> str:
+    """What 144 → 2 says when nobody can be registered (both shells' Menu.register).
+
+    Source 004 has two texts. 「相手の電話番号が確認できないので、登録できません。」 is given
+    for ■複数チャネル's period when no number can be registered (「登録できない期間に登録しよう
+    とすると…」); NCR-REG-3 also gives it for the 60 s window, and nobody having called is kept
+    with them. A last caller whose number the network does not give (「一部を除く国際通話など
+    電話番号を通知できない通話については拒否登録できません。」) is the general case, 「登録できない
+    ときは、「迷惑電話リストの登録に失敗しました。」」 (source 004 wins over NCR-REG-3 there).
+    Withheld callers are not that case: they have an identity (NCR-REG-4)."""
+    return REGISTER_FAILED if refusal is Refusal.NO_IDENTITY else CANNOT_IDENTIFY
 
 
 # ---- counters (NCR-CNT-1) --------------------------------------------------------------------
@@ -302,6 +315,15 @@ def guidance_after_input(digit: str | None, action: MenuAction) -> list[str]:
     if digit is None or action not in (MenuAction.PLAY_MENU, MenuAction.HANGUP):
         return []
     return [INVALID_INPUT]
+
+
+def failure_prompt(action: MenuAction) -> str:
+    """What a 144 operation says when the list store fails (the list is unchanged: the
+    transaction rolled back). Source 004 gives 「迷惑電話リストの登録に失敗しました。」 for
+    registration only (NCR-REG-7); deleting (3, 9) and reading the counts (4) say the site's
+    existing, neutral 「ただいま、大変混み合っております。しばらくたってから、おかけ直しくださ
+    い。」 rather than claim a registration failed."""
+    return REGISTER_FAILED if action is MenuAction.REGISTER else TRY_AGAIN_LATER
 
 
 def on_eviction_answer(digit: str | None) -> bool:

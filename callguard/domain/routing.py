@@ -82,6 +82,13 @@ class Reject:
     list_id: int
     audio: bool = True  # False: no audio stream, declined without guidance (NCR-REJ-2)
 
+    @property
+    def counted(self) -> bool:
+        """Whether the list's month counter goes up. The 144 menu's 4 reads 「メッセージ応答
+        した回数」 (NCR-CNT-1, source 004): only a call that heard the message counts, not a
+        data call declined without it."""
+        return self.audio
+
 
 @dataclass(frozen=True)
 class NuisanceMenu:
@@ -178,23 +185,27 @@ def decide_inbound(
     ring_timeout_s: int = 30,
     has_audio: bool = True,
     has_video: bool = False,
+    wideband: bool = False,
 ) -> Decision:
     """An inbound call from the carrier. `blocked`: the caller is on the number's list;
     `has_audio`: the offer has an audio stream (a data call has none); `has_video`: it has a
-    video stream too (a videophone call)."""
+    video stream (a videophone call, with or without audio); `wideband`: its audio format is
+    not standard (8 kHz) quality, e.g. G.722 (a high-quality call)."""
     number = site.numbers.get(facts.called)
     if number is None:
         # Carriers' convention: 「おかけになった電話番号は現在使われておりません。」 then 404.
         return Refuse(CAUSE_UNALLOCATED, PROMPT_UNALLOCATED, note="called number not provisioned")
     # NCR-REJ-2: rejection comes before forwarding, recording and ringing; a call without
-    # an audio stream is declined without guidance (and still counted).
+    # an audio stream is declined without guidance (and not counted: it heard no message).
     if blocked and number.list_id is not None:
-        if has_audio and has_video:
-            # Source 004 (テレビ電話): the network asks the calling terminal to call again as
-            # a standard-quality voice call; only that retry hears the guidance (and pays).
-            # SIP: 488, the offer is not acceptable; nothing is answered, nothing counted.
+        if has_video or wideband:
+            # Source 004 (■テレビ電話 ■高音質電話): the network asks the calling terminal to
+            # call again as a standard-quality voice call; only that retry hears the guidance
+            # (and pays, and is counted); without a retry, no guidance. SIP: 488, the offer is
+            # not acceptable here; nothing is answered, rung or counted.
             return Refuse(CAUSE_BEARER_NOT_AVAILABLE,
-                          note="listed caller offered video: asked to call again audio-only")
+                          note="listed caller offered video or wideband audio: asked to call"
+                               " again in standard quality")
         return Reject(number.list_id, audio=has_audio)
 
     contract = site.contracts[number.contract]

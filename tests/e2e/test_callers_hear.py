@@ -1,7 +1,7 @@
 """Issue 13 over real SIP: where main differed from the sources (seeds 000 and 004) and what a
 caller hears when something is wrong — the unallocated-number announcement both ways, the 144
 menu's 「入力が正しくありません。」, 184/186 before a number, a G.722-only offer, a freephone
-number terminating on a fixed line, and a listed caller's videophone call."""
+number terminating on a fixed line, and a listed caller's videophone and G.722 calls."""
 
 from __future__ import annotations
 
@@ -187,6 +187,28 @@ def test_listed_callers_video_call_is_asked_to_call_again_audio_only(
     with Phone(F1B, work / "phone") as phone:
         r = uac(UacSpec(to="0312345679", from_user=caller, sdp_body=AUDIO_VIDEO),
                 work / "video")
+    assert r.final_status() == 488, r.statuses()
+    assert not {180, 183, 200} & set(r.statuses())
+    assert not phone.rang()
+    assert this_month_count(clean, lid) in (None, 0)
+    seconds = rejected(work / "retry", "0312345679", F1B, caller=caller)
+    assert seconds > 2 * prompt_s("reject") - 0.5
+    assert this_month_count(clean, lid) == 1
+
+
+# ---- a listed caller's wideband call (source 004, 高音質電話) -----------------------------------
+def test_listed_callers_g722_call_is_asked_to_call_again_in_standard_quality(
+        clean: Engine, settings: Settings, work: Path) -> None:
+    """Source 004 (■高音質電話, as テレビ電話): only a standard-quality voice call from a listed
+    caller gets the guidance. Over SIP: 488 to the G.722-only offer (not answered, no early
+    media, not counted, never rung); the G.711 call that follows is rejected with the message
+    and counted."""
+    caller = "0399997777"
+    lid = list_id(clean, "0312345679")
+    fill(clean, lid, [caller_key(settings.hmac_key, caller)])
+    with Phone(F1B, work / "phone") as phone:
+        r = uac(UacSpec(to="0312345679", from_user=caller, sdp_body=G722_ONLY),
+                work / "wideband")
     assert r.final_status() == 488, r.statuses()
     assert not {180, 183, 200} & set(r.statuses())
     assert not phone.rang()

@@ -279,13 +279,14 @@ def test_withheld_caller_registered_and_rejected(clean: Engine, settings: Settin
 
 def test_unavailable_caller_cannot_be_registered(clean: Engine, settings: Settings,
                                                  work: Path) -> None:
-    """NCR-REG-3: a caller without a number (anonymous From, no PAI) →
-    「相手の電話番号が確認できないので、登録できません。」"""
+    """NCR-REG-3, source 004: a caller without a number (anonymous From, no PAI) cannot be
+    registered → 「迷惑電話リストの登録に失敗しました。」 (「相手の電話番号が確認できない…」 is
+    the multi-channel blocked period's only)."""
     nuisance_call(work / "a", "0312345679", F1B, caller="anonymous",
                   from_host="anonymous.invalid")
     log = AppLog(settings)
     dial_144(work / "b", F1B, dtmf("2"))
-    assert log.prompts() == ["menu", "cannot_identify"]
+    assert log.prompts() == ["menu", "register_failed"]
 
 
 def test_per_contract_list_shared_across_numbers(clean: Engine, settings: Settings,
@@ -425,15 +426,16 @@ m=video [media_port] RTP/AVP 99
 a=rtpmap:99 H264/90000"""
 
 
-def test_listed_caller_without_audio_declined_and_counted(clean: Engine, settings: Settings,
-                                                          work: Path) -> None:
-    """NCR-REJ-2: a call with no audio stream (data) from a listed caller is declined
-    without guidance (603), never rings the phone, and is still counted."""
+def test_listed_caller_video_only_asked_to_call_again(clean: Engine, settings: Settings,
+                                                      work: Path) -> None:
+    """Source 004 ■テレビ電話: a videophone call with no audio stream from a listed caller
+    gets 488 (call again as a standard-quality voice call) without guidance, never rings the
+    phone, and is not counted (NCR-CNT-1: 「メッセージ応答した回数」)."""
     lid = list_id(clean, "0312345679")
     fill(clean, lid, [caller_key(settings.hmac_key, "0399997777")])
     with Phone(F1B, work / "phone") as phone:
         r = uac(UacSpec(to="0312345679", from_user="0399997777", sdp_body=VIDEO_ONLY),
                 work / "call")
-    assert r.final_status() == 603 and 183 not in r.statuses()
+    assert r.final_status() == 488 and not {180, 183, 200} & set(r.statuses())
     assert not phone.rang()
-    assert this_month_count(clean, lid) == 1
+    assert this_month_count(clean, lid) in (None, 0)

@@ -56,13 +56,15 @@ class Call:
     audio: str = "(ulaw)"
     endpoint: str = ""
     visited: bool = False
+    video: str = ""  # CHANNEL(videonativeformat); "" (no video) is not passed to Stasis()
 
     def stasis(self, role: str) -> tuple[dict[str, Any], list[str]]:
         channel = {"id": "1700000000.42", "name": f"PJSIP/{self.endpoint}-0000002a",
                    "caller": {"number": self.caller}, "dialplan": {"exten": self.exten}}
         if role == "inbound":
             pres = "prohib_passed_screen" if self.withheld else "allowed_not_screened"
-            return channel, ["inbound", "1" if self.rp else "0", pres, self.audio]
+            video = [self.video] if self.video else []
+            return channel, ["inbound", "1" if self.rp else "0", pres, self.audio, *video]
         return channel, ["outbound", "1" if self.rp else "0", "1" if self.visited else "0"]
 
     def agi(self, role: str) -> FakeAGI:
@@ -74,6 +76,7 @@ class Call:
                        "CALLERID(pres)": "prohib_passed_screen" if self.withheld
                        else "allowed_not_screened",
                        "CHANNEL(audionativeformat)": self.audio,
+                       "CHANNEL(videonativeformat)": self.video,
                        "CHANNEL(endpoint)": self.endpoint},
             headers={"Resource-Priority": self.rp, "P-Visited-Network-ID": self.visited},
         )
@@ -200,6 +203,10 @@ INBOUND = [
     Call("0312345678", "0399990000"),  # recorded, nuisance scope (REC-IN-1)
     Call("0312345678", LISTED),  # listed: rejected before everything (NCR-REJ-1)
     Call("0312345678", LISTED, audio="(nothing)"),  # no audio: declined (NCR-REJ-2)
+    # source 004 ■テレビ電話 ■高音質電話: asked to call again in standard quality (488)
+    Call("0312345678", LISTED, audio="(g722)"),
+    Call("0312345678", LISTED, video="(h264)"),
+    Call("0312345678", "0399990000", audio="(g722)"),  # not listed: connected as ever
     Call("0312345678", "", withheld=True),  # withheld: recorded as anonymous (REC-IN-2)
     Call("0612345678", LISTED),  # per-contract list
     Call("0312345679", "0399990000", rp=True),  # forwarding on no answer
@@ -302,6 +309,30 @@ def test_listed_caller_rejected_from_memory_and_counted() -> None:
     ops, _, context, delta = run_ari(Call("0312345678", LISTED), "inbound")
     assert context == "cg-reject" and delta == 0
     assert [op.name for op in ops] == ["inbound_call_started", "count_rejection"]
+
+
+@pytest.mark.parametrize(("audio", "video", "context", "rows"), [
+    ("(ulaw)", "", "cg-reject", ["inbound_call_started", "count_rejection"]),
+    ("(alaw)", "(nothing)", "cg-reject", ["inbound_call_started", "count_rejection"]),
+    ("(ulaw|g722)", "", "cg-reject", ["inbound_call_started", "count_rejection"]),
+    ("(g722)", "", "cg-release-cause", []),  # 高音質電話
+    ("(g722|ulaw)", "", "cg-release-cause", []),
+    ("(ulaw)", "(h264)", "cg-release-cause", []),  # テレビ電話
+    ("(nothing)", "(vp8)", "cg-release-cause", []),  # video only
+    ("(nothing)", "", "cg-decline", ["inbound_call_started"]),  # data: no message, no count
+], ids=["ulaw", "alaw", "ulaw+g722", "g722", "g722+ulaw", "audio+video", "video-only",
+        "no-audio"])
+def test_listed_caller_by_negotiated_media(audio: str, video: str, context: str,
+                                           rows: list[str]) -> None:
+    """Source 004: only a standard-quality voice call from a listed caller hears the message
+    and is counted (NCR-REJ-1, NCR-CNT-1); a videophone or wideband one gets 488 (cause 58):
+    never answered, rung or counted. Both shells read the same CHANNEL(...nativeformat)."""
+    call = Call("0312345678", LISTED, audio=audio, video=video)
+    ops, variables, got, _ = run_ari(call, "inbound")
+    assert (got, [op.name for op in ops]) == (context, rows)
+    if context == "cg-release-cause":
+        assert variables == {"CG_CAUSE": "58"}
+    assert run_agi(call, "inbound") == (ops, variables, got, 0)
 
 
 def test_recorded_call_counts_towards_capacity() -> None:  # REC-CAP-1 local count

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -237,9 +238,11 @@ async def test_already_listed_caller_becomes_newest_without_question() -> None: 
 
 @pytest.mark.parametrize(("calls", "multi"), [
     ([], False),  # nobody called
-    ([ended_call(key=None)], False),  # unavailable caller (NCR-REG-3)
     ([ended_call(seconds_ago=61)], True),  # 60 s window of a multi-channel scope
+    # source 004's period when no number can be registered: a call from another caller
+    # still in progress, two callers ending together
     ([ended_call(), InboundCall("other", datetime.now(UTC), None, False)], True),
+    ([last := ended_call(), replace(last, caller_key="other")], True),
 ])
 async def test_cannot_identify(calls: list[InboundCall], multi: bool) -> None:  # NCR-REG-3
     lists = FakeLists(calls=calls)
@@ -248,15 +251,70 @@ async def test_cannot_identify(calls: list[InboundCall], multi: bool) -> None:  
     assert lists.entries == []
 
 
+@pytest.mark.parametrize("multi", [False, True])
+async def test_caller_without_number_hears_registration_failed(multi: bool) -> None:
+    """NCR-REG-3, source 004: a last caller whose number the network did not give (some
+    international calls) cannot be registered, and 「登録できないときは、「迷惑電話リストの
+    登録に失敗しました。」」; 「相手の電話番号が確認できない…」 is the blocked period's only."""
+    lists = FakeLists(entries=["a"], calls=[ended_call(key=None)])
+    prompts = await run(FakeAri({"menu": [(0.01, "2")]}), lists, multi)
+    assert prompts == ["menu", "register_failed"]
+    assert lists.entries == ["a"]
+
+
+class FakeAgi:
+    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed."""
+
+    def __init__(self, presses: dict[str, str]) -> None:
+        self.presses = presses  # prompt name -> digit pressed during its first play
+        self.streamed: list[str] = []
+        self.hung_up = False
+
+    def answer(self) -> None:
+        return None
+
+    def hangup(self) -> None:
+        self.hung_up = True
+
+    def stream_file(self, name: str, escape_digits: str = "") -> str:
+        prompt = name.removeprefix("callguard/")
+        self.streamed.append(prompt)
+        return self.presses.pop(prompt, "") if escape_digits else ""
+
+    def wait_for_digit(self, timeout: int) -> str:
+        return ""
+
+
+@pytest.mark.parametrize(("digit", "key", "fail", "prompt"), [
+    ("2", None, False, "register_failed"),  # no number (NCR-REG-3, source 004)
+    ("2", KEY, False, "registered"),
+    ("2", KEY, True, "register_failed"),  # NCR-REG-7
+    ("3", KEY, True, "congestion"),  # not a registration (source 004)
+])
+async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail: bool,
+                                               prompt: str) -> None:
+    """REL-1: the FastAGI menu (agi_scripts.menu144_agi) chooses the same prompt."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({"menu": digit})
+    lists = FakeLists(entries=["a"], calls=[ended_call(key=key)], fail=fail)
+    await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", prompt] and agi.hung_up
+
+
 async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi only)
     lists = FakeLists(calls=[ended_call(seconds_ago=600)])
     assert await run(FakeAri({"menu": [(0.01, "2")]}), lists, False) == ["menu", "registered"]
 
 
-@pytest.mark.parametrize("digit", ["2", "3", "9", "4"])
-async def test_storage_failure_says_registration_failed(digit: str) -> None:  # NCR-REG-7
+@pytest.mark.parametrize(("digit", "prompt"), [
+    ("2", "register_failed"),  # NCR-REG-7
+    # source 004 defines 「…登録に失敗しました。」 for registration only: 3/9/4 get the neutral
+    # 「ただいま、大変混み合っております。しばらくたってから、おかけ直しください。」
+    ("3", "congestion"), ("9", "congestion"), ("4", "congestion"),
+])
+async def test_storage_failure_guidance(digit: str, prompt: str) -> None:
     lists = FakeLists(entries=["a"], calls=[ended_call()], fail=True)
-    assert await run(FakeAri({"menu": [(0.01, digit)]}), lists) == ["menu", "register_failed"]
+    assert await run(FakeAri({"menu": [(0.01, digit)]}), lists) == ["menu", prompt]
     assert lists.entries == ["a"]
 
 
@@ -332,9 +390,9 @@ async def test_run_menu_hangs_up_after_the_result() -> None:
     ari = FakeAri({"menu": [(0.01, "9")]})
     env = fake_env(ari)
     # The storage call fails (no session factory): the caller still hears the failure
-    # guidance and is released.
+    # guidance (9 is not a registration: source 004) and is released.
     await asyncio.wait_for(run_menu(env, "ch-1", NuisanceMenu("0312345679", 7)), 5)
-    assert ari.played == [["menu"], ["register_failed"]] and ari.hung_up
+    assert ari.played == [["menu"], ["congestion"]] and ari.hung_up
     assert env.queues == {}
     # A long session in Stasis: the dialplan's 1 s Stasis() deadline is lifted (REL-7).
     assert ari.variables == {"TIMEOUT(absolute)": "0"}

@@ -60,6 +60,16 @@ def test_menu144_counted_by_key_and_outcome() -> None:
     assert _sample("callguard_menu144_operations_total", key="4", outcome="read") == before + 1
 
 
+@pytest.mark.parametrize(("action", "key"), [("delete_newest", "3"), ("delete_all", "9"),
+                                             ("read_counts", "4")])
+def test_menu144_storage_failure_of_3_9_4_is_failed(action: str, key: str) -> None:
+    """Their failure guidance is 「ただいま、大変混み合って…」 (nuisance.failure_prompt)."""
+    before = _sample("callguard_menu144_operations_total", key=key, outcome="failed")
+    metrics.menu144_done(action, ["congestion"])
+    assert _sample("callguard_menu144_operations_total", key=key,
+                   outcome="failed") == before + 1
+
+
 def test_fallback_decision_counts_a_fallback_call() -> None:
     before = _sample("callguard_fallback_calls_total")
     metrics.call_decided(metrics.VIA_FALLBACK, "out", Refuse(21, "rec_wrong_prefix"))

@@ -241,6 +241,22 @@ def test_no_call_and_no_identity() -> None:  # NCR-REG-3
         is Refusal.NO_IDENTITY
 
 
+def test_refusal_prompts() -> None:  # NCR-REG-3, source 004
+    """「相手の電話番号が確認できない…」 for the period when nobody can be registered; a last
+    caller with no number is a failed registration (「迷惑電話リストの登録に失敗しました。」)."""
+    assert n.refusal_prompt(Refusal.NO_IDENTITY) == n.REGISTER_FAILED
+    for refusal in (Refusal.CALL_IN_PROGRESS_FROM_OTHER, Refusal.SIMULTANEOUS_END,
+                    Refusal.WINDOW_EXPIRED, Refusal.NO_CALL):
+        assert n.refusal_prompt(refusal) == n.CANNOT_IDENTIFY
+
+
+def test_failure_prompts() -> None:  # NCR-REG-7, source 004
+    """Only a registration says 「迷惑電話リストの登録に失敗しました。」."""
+    assert n.failure_prompt(MenuAction.REGISTER) == n.REGISTER_FAILED
+    for action in (MenuAction.DELETE_NEWEST, MenuAction.DELETE_ALL, MenuAction.READ_COUNTS):
+        assert n.failure_prompt(action) == n.TRY_AGAIN_LATER == "congestion"
+
+
 def test_simultaneous_end_of_two_callers_is_ambiguous() -> None:  # NCR-REG-3
     calls = [call("a", 0, 10), call("b", 5, 10)]
     assert n.select_last_caller(calls, at(11), True).refusal is Refusal.SIMULTANEOUS_END

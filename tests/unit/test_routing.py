@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from callguard.dialplan import target_for
+from callguard.dialplan import audio_format_present, audio_is_wideband, native_formats, target_for
 from callguard.domain.routing import (
     Capacity,
     Connect,
@@ -263,22 +263,69 @@ def test_carrier_calls_announce_unallocated() -> None:
     assert isinstance(capped, Connect) and capped.unallocated_prompt == "number_unknown"
 
 
-def test_listed_caller_with_video_asked_to_call_again_audio_only() -> None:
-    """Source 004 テレビ電話: guidance only for the audio-only retry; the video offer gets 488
-    (cause 58), is neither answered nor counted."""
+# The offer's media: (has_audio, has_video, wideband) as the call core derives them.
+MEDIA = {
+    "audio-narrowband": (True, False, False),
+    "audio-wideband": (True, False, True),
+    "audio+video": (True, True, False),
+    "video-only": (False, True, False),
+    "no-audio": (False, False, False),
+}
+LISTED_DECISIONS = {
+    "audio-narrowband": Reject(1),
+    "audio-wideband": Refuse(58),
+    "audio+video": Refuse(58),
+    "video-only": Refuse(58),
+    "no-audio": Reject(1, audio=False),
+}
+
+
+@pytest.mark.parametrize("media", MEDIA)
+def test_listed_caller_by_media(media: str) -> None:
+    """Source 004 ■テレビ電話 ■高音質電話: a videophone call (any video stream, with or
+    without audio) or a wideband one gets 488 (cause 58): the terminal is asked to call again
+    as a standard-quality voice call, and only that call is answered with the message
+    (NCR-REJ-1) and counted (NCR-CNT-1). No audio stream: declined without guidance
+    (NCR-REJ-2), not counted (no message heard)."""
+    has_audio, has_video, wideband = MEDIA[media]
     d = decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM,
-                       has_video=True)
-    assert isinstance(d, Refuse) and d.cause == 58 and d.prompt is None
-    assert target_for(d, "/rec").context == "cg-release-cause"
-    assert isinstance(decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM),
-                      Reject)
-    # Video only (no audio): declined and counted as before (NCR-REJ-2).
-    d = decide_inbound(SITE, inbound("0312345678"), blocked=True, capacity=ROOM,
-                       has_audio=False, has_video=True)
-    assert d == Reject(1, audio=False)
-    # Not listed: video does not matter.
+                       has_audio=has_audio, has_video=has_video, wideband=wideband)
+    expected = LISTED_DECISIONS[media]
+    if isinstance(expected, Refuse):
+        assert isinstance(d, Refuse) and (d.cause, d.prompt) == (58, None)
+        assert target_for(d, "/rec").context == "cg-release-cause"
+    else:
+        assert d == expected
+        assert isinstance(d, Reject) and d.counted is (media == "audio-narrowband")
+        assert target_for(d, "/rec").context == ("cg-reject" if d.audio else "cg-decline")
+
+
+@pytest.mark.parametrize(("value", "names", "wideband"), [
+    ("(ulaw)", ["ulaw"], False),
+    ("(alaw)", ["alaw"], False),
+    ("(ulaw|g722)", ["ulaw", "g722"], False),  # the first is the format the call uses
+    ("(g722)", ["g722"], True),
+    ("(g722|ulaw)", ["g722", "ulaw"], True),
+    ("(slin16)", ["slin16"], True),
+    ("(opus)", ["opus"], True),  # any format that is not 8 kHz
+    ("(slin)", ["slin"], False),
+    ("(nothing)", [], False),
+    ("", [], False),
+    (" (G722) ", ["g722"], True),
+])
+def test_native_format_strings(value: str, names: list[str], wideband: bool) -> None:
+    """CHANNEL(audionativeformat) as Asterisk writes it (ast_format_cap_get_names)."""
+    assert native_formats(value) == names
+    assert audio_is_wideband(value) is wideband
+    assert audio_format_present(value) is bool(names)
+
+
+@pytest.mark.parametrize("media", MEDIA)
+def test_unlisted_caller_media_does_not_matter(media: str) -> None:
+    has_audio, has_video, wideband = MEDIA[media]
     d = decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM,
-                       has_video=True)
+                       has_audio=has_audio, has_video=has_video, wideband=wideband)
+    assert d == decide_inbound(SITE, inbound("0312345678"), blocked=False, capacity=ROOM)
     assert isinstance(d, Connect)
 
 
