@@ -9,6 +9,7 @@ import subprocess
 import wave
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
@@ -174,41 +175,20 @@ def test_freephone_number_on_a_fixed_line_is_provisioned_and_recorded(
         wait_site_refresh()
 
 
-# ---- a listed caller's videophone call (source 004, テレビ電話) --------------------------------
-def test_listed_callers_video_call_is_asked_to_call_again_audio_only(
-        clean: Engine, settings: Settings, work: Path) -> None:
-    """Source 004: for a videophone call the network asks the calling terminal to call again
-    as a voice call, and only that call gets the guidance (and is charged). Over SIP: 488 to
-    the audio+video offer (not answered, no early media, not counted, never rung); the
-    audio-only call that follows is rejected with the message and counted."""
+# ---- a listed caller's videophone or wideband call (source 004, ■テレビ電話 ■高音質電話) -------
+@pytest.mark.parametrize("offer", [AUDIO_VIDEO, G722_ONLY], ids=["video", "g722"])
+def test_listed_callers_video_or_wideband_call_is_asked_to_call_again(
+        clean: Engine, settings: Settings, work: Path, offer: str) -> None:
+    """Source 004: for a videophone or high-quality (wideband) call the network asks the
+    calling terminal to call again as a standard-quality voice call, and only that call gets
+    the guidance (and is charged). Over SIP: 488 to the audio+video or G.722-only offer (not
+    answered, no early media, not counted, never rung); the G.711 call that follows is
+    rejected with the message and counted."""
     caller = "0399997777"
     lid = list_id(clean, "0312345679")
     fill(clean, lid, [caller_key(settings.hmac_key, caller)])
     with Phone(F1B, work / "phone") as phone:
-        r = uac(UacSpec(to="0312345679", from_user=caller, sdp_body=AUDIO_VIDEO),
-                work / "video")
-    assert r.final_status() == 488, r.statuses()
-    assert not {180, 183, 200} & set(r.statuses())
-    assert not phone.rang()
-    assert this_month_count(clean, lid) in (None, 0)
-    seconds = rejected(work / "retry", "0312345679", F1B, caller=caller)
-    assert seconds > 2 * prompt_s("reject") - 0.5
-    assert this_month_count(clean, lid) == 1
-
-
-# ---- a listed caller's wideband call (source 004, 高音質電話) -----------------------------------
-def test_listed_callers_g722_call_is_asked_to_call_again_in_standard_quality(
-        clean: Engine, settings: Settings, work: Path) -> None:
-    """Source 004 (■高音質電話, as テレビ電話): only a standard-quality voice call from a listed
-    caller gets the guidance. Over SIP: 488 to the G.722-only offer (not answered, no early
-    media, not counted, never rung); the G.711 call that follows is rejected with the message
-    and counted."""
-    caller = "0399997777"
-    lid = list_id(clean, "0312345679")
-    fill(clean, lid, [caller_key(settings.hmac_key, caller)])
-    with Phone(F1B, work / "phone") as phone:
-        r = uac(UacSpec(to="0312345679", from_user=caller, sdp_body=G722_ONLY),
-                work / "wideband")
+        r = uac(UacSpec(to="0312345679", from_user=caller, sdp_body=offer), work / "offer")
     assert r.final_status() == 488, r.statuses()
     assert not {180, 183, 200} & set(r.statuses())
     assert not phone.rang()
