@@ -74,6 +74,9 @@ class Menu:
         self.multi_channel = multi_channel  # NCR-REG-3: the 60 s window applies
         self.timings = timings or MenuTimings()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # 144 → 2 found nobody to register; its prompt alone cannot say so (a caller without
+        # a number hears 「…登録に失敗しました。」, as on a storage failure): for the metrics.
+        self.nobody_to_register = False
 
     # ---- media primitives ----------------------------------------------------------------
     async def _next_event(self, timeout: float) -> dict[str, Any] | None:
@@ -153,7 +156,7 @@ class Menu:
             metrics.menu144_done(action.value, [])
             return
         result = await self.perform(action)
-        metrics.menu144_done(action.value, result)
+        metrics.menu144_done(action.value, result, nobody_to_register=self.nobody_to_register)
         await self.play(result, barge_in=False)
 
     async def perform(self, action: MenuAction) -> list[str]:
@@ -187,6 +190,7 @@ class Menu:
         if last.key is None:
             assert last.refusal is not None  # LastCaller holds exactly one of the two
             log.info("cannot register", extra={"reason": last.refusal.value})
+            self.nobody_to_register = True
             return [nuisance.refusal_prompt(last.refusal)]
         plan = await self.lists.register(list_id, last.key, evict_confirmed=False)
         if plan.outcome is Outcome.NEEDS_EVICTION_CONFIRM:

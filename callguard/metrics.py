@@ -130,10 +130,13 @@ def call_shed(direction: str) -> None:
     CALLS.labels(VIA_ARI, direction, "shed", "").inc()
 
 
-def menu144_done(action: str, prompts: list[str]) -> None:
-    """One 144 operation: `action` a MenuAction value, `prompts` its result guidance."""
+def menu144_done(action: str, prompts: list[str], nobody_to_register: bool = False) -> None:
+    """One 144 operation: `action` a MenuAction value, `prompts` its result guidance;
+    `nobody_to_register`: 144 → 2 found no caller it could register (whatever it said)."""
     key = _MENU_KEYS.get(action, "none")
-    if action == "read_counts":
+    if nobody_to_register:
+        outcome = "cannot_identify"
+    elif action == "read_counts":
         outcome = "failed" if prompts[:1] == ["congestion"] else "read"
     elif action == "hangup":
         outcome = "no_input"

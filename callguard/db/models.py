@@ -19,7 +19,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    not_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -274,9 +273,10 @@ class InboundCall(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-# The last caller (NCR-REG-2): calls in progress (NULL ends sort first) and the latest end.
-Index("ix_inbound_calls_list_reached_end", InboundCall.list_id, InboundCall.ended_at.desc(),
-      postgresql_where=not_(InboundCall.rejected))
+# The last caller (NCR-REG-2): calls in progress (NULL ends sort first) and the latest end;
+# also the list_id foreign key's index.
+Index("ix_inbound_calls_list_rejected_end", InboundCall.list_id, InboundCall.rejected,
+      InboundCall.ended_at.desc())
 Index("ix_inbound_calls_number_started", InboundCall.number_id, InboundCall.started_at)
 
 

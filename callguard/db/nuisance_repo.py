@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import delete, func, not_, or_, select, update
+from sqlalchemy import delete, func, not_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,10 @@ from callguard.domain import nuisance, privacy
 from callguard.domain.nuisance import Outcome, RegistrationPlan
 
 T = TypeVar("T")
+# A call "in progress" that started longer ago than this is a row whose end was lost (the
+# shells close such rows when they start; REL-8 ends dead calls long before): it no longer
+# blocks 144 → 2 for the whole list until the next restart.
+STALE_IN_PROGRESS = timedelta(hours=24)
 
 
 class ListGone(Exception):
@@ -109,14 +113,19 @@ def recent_calls(session: Session, list_id: int,
     them on a tie); with the secret, their caller keys unsealed (SEC-3: the call log holds them
     sealed per call, see privacy.seal_key). Rejected calls never count, and no window of "the
     latest N calls" can leave out the call that ended last or one still in progress."""
-    # NOT rejected, not `rejected IS false`: the planner matches it to the partial index.
+    # Two index range scans of ix_inbound_calls_list_rejected_end (migration
+    # last_caller_index); `NOT rejected`, not `rejected IS false`, matches its second column.
     reached = (InboundCall.list_id == list_id, not_(InboundCall.rejected))
-    last_end = select(func.max(InboundCall.ended_at)).where(*reached).scalar_subquery()
-    rows = session.execute(
-        select(InboundCall.caller_key, InboundCall.started_at, InboundCall.ended_at,
+    columns = (InboundCall.caller_key, InboundCall.started_at, InboundCall.ended_at,
                InboundCall.rejected, InboundCall.channel_id)
-        .where(*reached, or_(InboundCall.ended_at.is_(None), InboundCall.ended_at == last_end))
-    ).all()
+    last_end = (select(InboundCall.ended_at)
+                .where(*reached, InboundCall.ended_at.is_not(None))
+                .order_by(InboundCall.ended_at.desc()).limit(1).scalar_subquery())
+    rows = session.execute(union_all(
+        select(*columns).where(*reached, InboundCall.ended_at.is_(None),
+                               InboundCall.started_at > func.now() - STALE_IN_PROGRESS),
+        select(*columns).where(*reached, InboundCall.ended_at == last_end),
+    )).all()
 
     def key(sealed: str | None, channel_id: str) -> str | None:
         if sealed is None or secret is None:

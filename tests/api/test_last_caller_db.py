@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from callguard.db import nuisance_repo
 from callguard.domain.nuisance import Refusal, select_last_caller
 
-T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+# An hour ago: calls in progress are read only if they started within STALE_IN_PROGRESS.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 OTHERS = 60  # more than the old window of 50, of each kind below
 
 
@@ -112,3 +113,15 @@ def test_two_calls_ending_together_are_both_read(
         calls = nuisance_repo.recent_calls(session, line[0])
     assert sorted(c.caller_key or "" for c in calls) == ["key-a", "key-b"]
     assert _last(iso_engine, line[0], end).refusal is Refusal.SIMULTANEOUS_END
+
+
+def test_a_call_left_in_progress_for_a_day_no_longer_blocks(
+        iso_engine: Engine, line: tuple[int, int]) -> None:
+    # A row whose end was lost (nothing closed it while the shells ran) stops blocking the
+    # list after STALE_IN_PROGRESS; a recent one still blocks.
+    stale = T0 - nuisance_repo.STALE_IN_PROGRESS
+    _call(iso_engine, line, "lc-stale", "key-stale", stale, None)
+    end = T0 + timedelta(seconds=30)
+    _call(iso_engine, line, "lc-z", "key-z", T0, end)
+    last = _last(iso_engine, line[0], end + timedelta(seconds=10))
+    assert (last.key, last.refusal) == ("key-z", None)

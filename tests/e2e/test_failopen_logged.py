@@ -69,10 +69,21 @@ def test_fallback_and_fail_open_are_logged_and_counted(services_stopped: list[st
                      "failed_open": before["failed_open"] + 1}
 
     # A prefixed call does not fail open: nothing could record it, and the carrier must never
-    # see the prefix (REC-OUT-1/2, source 000). Congestion prompt as early media, 503 (34).
-    call, carrier = outbound(work / "open-rec", F1A, "0077270612345678")
-    progress = call.first(status=183)
-    assert progress is not None, call.statuses()
-    assert "application/sdp" in (progress.header("Content-Type") or "")
-    assert call.final_status() == 503 and 200 not in call.statuses(), call.statuses()
-    assert not carrier.rang(), carrier.invites()
+    # see the prefix (REC-OUT-1/2, source 000), also behind 184 or with a # the dial string
+    # would drop. Congestion prompt as early media, 503 (34); not counted as failed open.
+    log = MessagesLog(settings)
+    for i, dialed in enumerate(("0077270612345678", "1840077270612345678",
+                                "#0077270612345678")):
+        call, carrier = outbound(work / f"open-rec-{i}", F1A, dialed)
+        progress = call.first(status=183)
+        assert progress is not None, (dialed, call.statuses())
+        assert "application/sdp" in (progress.header("Content-Type") or ""), dialed
+        assert call.final_status() == 503 and 200 not in call.statuses(), (dialed,
+                                                                           call.statuses())
+        assert not carrier.rang(), (dialed, carrier.invites())
+    refused = [ln for ln in log.lines() if re.search(
+        r"WARNING\[.*callguard: fallback server unavailable .* PJSIP/f1-a-[0-9a-f]+ - "
+        r"prefixed call refused", ln)]
+    assert len(refused) == 3, log.lines()
+    # Each took the fallback branch first (the app is down), but none failed open.
+    assert counts() == {"fallback": after["fallback"] + 3, "failed_open": after["failed_open"]}

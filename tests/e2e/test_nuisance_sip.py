@@ -369,7 +369,7 @@ def test_listed_video_call_vp8_asked_to_call_again(clean: Engine, settings: Sett
     "the call; it cannot be declined with 603. Measured: 100 Trying, 488, "
     "no StasisStart, counter unchanged."))
 @pytest.mark.parametrize("sdp", [CLEARMODE, APPLICATION], ids=["clearmode", "m-application"])
-def test_listed_data_call_declined_and_counted(clean: Engine, settings: Settings, work: Path,
+def test_listed_data_call_declined_not_counted(clean: Engine, settings: Settings, work: Path,
                                                sdp: str) -> None:
     """NCR-REJ-2 for a pure data offer: wanted 603 and the counter unchanged (no message
     heard, NCR-CNT-1)."""

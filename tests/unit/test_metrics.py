@@ -60,6 +60,17 @@ def test_menu144_counted_by_key_and_outcome() -> None:
     assert _sample("callguard_menu144_operations_total", key="4", outcome="read") == before + 1
 
 
+def test_menu144_nobody_to_register_is_not_a_storage_failure() -> None:
+    """A last caller without a number hears 「…登録に失敗しました。」 (source 004), as a storage
+    failure does; the metric still tells the two apart."""
+    before = _sample("callguard_menu144_operations_total", key="2", outcome="cannot_identify")
+    failed = _sample("callguard_menu144_operations_total", key="2", outcome="failed")
+    metrics.menu144_done("register", ["register_failed"], nobody_to_register=True)
+    assert _sample("callguard_menu144_operations_total", key="2",
+                   outcome="cannot_identify") == before + 1
+    assert _sample("callguard_menu144_operations_total", key="2", outcome="failed") == failed
+
+
 @pytest.mark.parametrize(("action", "key"), [("delete_newest", "3"), ("delete_all", "9"),
                                              ("read_counts", "4")])
 def test_menu144_storage_failure_of_3_9_4_is_failed(action: str, key: str) -> None:
