@@ -25,7 +25,7 @@ TIMES_MAX_SPOKEN = 99  # NCR-CNT-1: 0–99 read as the number, above as 「100�
 # ---- prompt names: the one place (sounds/manifest.tsv has the texts) ----------------------
 MENU = "menu"
 REGISTERED = "registered"  # NCR-REG-1
-CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3, the blocked period only (refusal_prompt)
+CANNOT_IDENTIFY = "cannot_identify"  # NCR-REG-3, nobody to register yet (refusal_prompt)
 LIST_FULL = "list_full"  # NCR-REG-5
 REGISTER_FAILED = "register_failed"  # NCR-REG-7; also a last caller with no number
 REGISTER_CANCELLED = "register_cancelled"  # NCR-REG-5, answer other than "0"
@@ -178,7 +178,8 @@ def select_last_caller(calls: Sequence[InboundCall], now: datetime, multi_channe
 
     Refusals are checked in this order: NO_CALL, SIMULTANEOUS_END, WINDOW_EXPIRED,
     CALL_IN_PROGRESS_FROM_OTHER, NO_IDENTITY. Stale rows left "in progress" by a crash would
-    block the scope; the store's reconciler must close them.
+    block the scope: the shells close them when they start, and the store stops reading one
+    after a day (nuisance_repo.STALE_IN_PROGRESS).
     """
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
