@@ -49,7 +49,7 @@ class MenuAri(Protocol):
 
 
 class ListStore(Protocol):
-    async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]: ...
+    async def last_caller_candidates(self, list_id: int) -> list[nuisance.InboundCall]: ...
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan: ...
     async def delete_newest(self, list_id: int) -> bool: ...
@@ -185,7 +185,7 @@ class Menu:
     async def register(self, list_id: int) -> list[str]:
         """NCR-REG-1..6: the scope's last caller, then the row-locked registration; a full
         list asks 「…よろしければ“0”…」 first and only "0" evicts the oldest."""
-        calls = await self.lists.recent_calls(list_id)
+        calls = await self.lists.last_caller_candidates(list_id)
         last = nuisance.select_last_caller(calls, datetime.now(UTC), self.multi_channel)
         if last.key is None:
             assert last.refusal is not None  # LastCaller holds exactly one of the two

@@ -106,7 +106,7 @@ def delete_all(session: Session, list_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def recent_calls(session: Session, list_id: int,
+def last_caller_candidates(session: Session, list_id: int,
                  secret: bytes | None = None) -> list[nuisance.InboundCall]:
     """What the last-caller rule reads (NCR-REG-2/3, `nuisance.select_last_caller`): the list's
     calls that reached a line and are still in progress, and those that ended last (all of
@@ -249,8 +249,8 @@ class AsyncLists:
         except Exception as exc:  # any storage failure, see the class docstring
             raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
 
-    async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
-        return await self._tx(partial(recent_calls, list_id=list_id, secret=self.secret))
+    async def last_caller_candidates(self, list_id: int) -> list[nuisance.InboundCall]:
+        return await self._tx(partial(last_caller_candidates, list_id=list_id, secret=self.secret))
 
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan:
@@ -285,8 +285,8 @@ class SyncLists:
         except Exception as exc:  # any storage failure, see AsyncLists
             raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
 
-    async def recent_calls(self, list_id: int) -> list[nuisance.InboundCall]:
-        return self._tx(partial(recent_calls, list_id=list_id, secret=self.secret))
+    async def last_caller_candidates(self, list_id: int) -> list[nuisance.InboundCall]:
+        return self._tx(partial(last_caller_candidates, list_id=list_id, secret=self.secret))
 
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan:

@@ -68,7 +68,7 @@ def _newer_calls(engine: Engine, line: tuple[int, int]) -> None:
 
 def _last(engine: Engine, lid: int, now: datetime) -> Any:
     with Session(engine) as session:
-        calls = nuisance_repo.recent_calls(session, lid)
+        calls = nuisance_repo.last_caller_candidates(session, lid)
     return select_last_caller(calls, now, multi_channel=True)
 
 
@@ -110,7 +110,7 @@ def test_two_calls_ending_together_are_both_read(
     _call(iso_engine, line, "lc-a", "key-a", T0, end)
     _call(iso_engine, line, "lc-b", "key-b", T0 + timedelta(seconds=1), end)
     with Session(iso_engine) as session:
-        calls = nuisance_repo.recent_calls(session, line[0])
+        calls = nuisance_repo.last_caller_candidates(session, line[0])
     assert sorted(c.caller_key or "" for c in calls) == ["key-a", "key-b"]
     assert _last(iso_engine, line[0], end).refusal is Refusal.SIMULTANEOUS_END
 

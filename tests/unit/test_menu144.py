@@ -101,7 +101,7 @@ class FakeLists:
         if self.fail:
             raise nuisance_repo.StorageFailed("OSError: database down")
 
-    async def recent_calls(self, list_id: int) -> list[InboundCall]:
+    async def last_caller_candidates(self, list_id: int) -> list[InboundCall]:
         self._check()
         return list(self.calls)
 
