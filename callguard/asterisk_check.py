@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -43,6 +43,8 @@ class DbEndpoint:
     contract: str
     address: str
     numbers: tuple[str, ...]  # its non-office numbers (what the phone display shows)
+    kind: str = "fixed"  # its contract's kind: mobile | fixed
+    office: str | None = None  # a mobile handset's office number (0ABJ or 050), if any
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,22 @@ class Mismatch:
 
 
 @dataclass(frozen=True)
+class CheckWarning:
+    """Provisioning that agrees with Asterisk but will surprise its user; never fails the check."""
+    endpoint: str
+    problem: str  # no-office-number
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "problem": self.problem, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class CheckReport:
     checked: int  # database endpoints compared
     mismatches: list[Mismatch]
     ignored: list[str]  # Asterisk endpoints that are not customer equipment
+    warnings: list[CheckWarning] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -69,7 +83,18 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked,
                 "mismatches": [m.to_json() for m in self.mismatches],
-                "ignored": self.ignored}
+                "ignored": self.ignored,
+                "warnings": [w.to_json() for w in self.warnings]}
+
+
+def _warnings(ep: DbEndpoint) -> list[CheckWarning]:
+    if ep.kind == "mobile" and ep.office is None:
+        # Source 000 records only handsets with an office number (オフィスケータイパック /
+        # auオフィスナンバー); routing refuses such a handset's prefixed calls.
+        return [CheckWarning(ep.name, "no-office-number",
+                             "mobile handset without an office number: its 0077-26/0077-27 "
+                             "calls are refused (rec_not_subscribed) and it is never recorded")]
+    return []
 
 
 def _host(uri_or_match: str) -> str:
@@ -79,11 +104,13 @@ def _host(uri_or_match: str) -> str:
 
 def compare(db: Iterable[DbEndpoint], asterisk: dict[str, AstEndpoint]) -> CheckReport:
     mismatches: list[Mismatch] = []
+    warnings: list[CheckWarning] = []
     db_names: set[str] = set()
     checked = 0
     for ep in sorted(db, key=lambda e: e.name):
         checked += 1
         db_names.add(ep.name)
+        warnings.extend(_warnings(ep))
         ast = asterisk.get(ep.name)
         if ast is None:
             mismatches.append(Mismatch(ep.name, "missing-in-asterisk",
@@ -121,19 +148,23 @@ def compare(db: Iterable[DbEndpoint], asterisk: dict[str, AstEndpoint]) -> Check
                                        "database: its calls are refused"))
         else:
             ignored.append(name)
-    return CheckReport(checked, mismatches, ignored)
+    return CheckReport(checked, mismatches, ignored, warnings)
 
 
 def db_endpoints(session: Session) -> list[DbEndpoint]:
     numbers: dict[int, list[str]] = {}
-    for endpoint_id, number in session.execute(
-            select(Number.endpoint_id, Number.number).where(Number.role != "office")
-            .order_by(Number.id)):
-        numbers.setdefault(endpoint_id, []).append(number)
-    rows = session.execute(select(Endpoint, Contract.code)
+    office: dict[int, str] = {}
+    for endpoint_id, number, role in session.execute(
+            select(Number.endpoint_id, Number.number, Number.role).order_by(Number.id)):
+        if role == "office":
+            office[endpoint_id] = number
+        else:
+            numbers.setdefault(endpoint_id, []).append(number)
+    rows = session.execute(select(Endpoint, Contract.code, Contract.kind)
                            .join(Contract, Contract.id == Endpoint.contract_id)).all()
-    return [DbEndpoint(e.name, code, e.address, tuple(numbers.get(e.id, ())))
-            for e, code in rows]
+    return [DbEndpoint(e.name, code, e.address, tuple(numbers.get(e.id, ())), kind,
+                       office.get(e.id))
+            for e, code, kind in rows]
 
 
 _CALLERID = re.compile(r"<([^>]*)>")

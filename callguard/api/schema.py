@@ -363,9 +363,10 @@ _PRICE = {name: s("integer", minimum=0, maximum=100 if name == "tax_rate_percent
 PRICES = obj(_PRICE, list(_PRICE), strict=False)
 PRICES_SET = obj(_PRICE, minProperties=1)
 
+_CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string")},
+                  ["endpoint", "problem", "detail"], strict=False)
 CHECK_REPORT = obj({
     "ok": s("boolean"), "checked": s("integer"), "ignored": s("array", items=s("string")),
-    "mismatches": s("array", items=obj({"endpoint": s("string"), "problem": s("string"),
-                                        "detail": s("string")},
-                                       ["endpoint", "problem", "detail"], strict=False)),
-}, ["ok", "checked", "mismatches", "ignored"], strict=False)
+    "mismatches": s("array", items=_CHECK_ITEM),
+    "warnings": s("array", items=_CHECK_ITEM),  # provisioning that agrees but will surprise
+}, ["ok", "checked", "mismatches", "ignored", "warnings"], strict=False)

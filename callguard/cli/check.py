@@ -1,6 +1,7 @@
 """`callguard check`: compare Asterisk's live PJSIP endpoints (over ARI) with the database and
-report every mismatch (ADM-1). Exit 0 when they agree, 1 on any mismatch or when Asterisk
-cannot be asked."""
+report every mismatch (ADM-1), and warn of provisioning that agrees but will surprise (a mobile
+handset without an office number). Exit 0 when they agree (warnings or not), 1 on any mismatch or
+when Asterisk cannot be asked."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def _check(args: argparse.Namespace) -> int:
     else:
         for m in report.mismatches:
             print(f"MISMATCH {m.endpoint}: {m.problem}: {m.detail}")
+        for w in report.warnings:
+            print(f"WARNING {w.endpoint}: {w.problem}: {w.detail}")
         verdict = "agree" if report.ok else f"{len(report.mismatches)} mismatch(es)"
         print(f"{report.checked} database endpoint(s) checked against Asterisk: {verdict}"
               + (f" (not customer equipment: {', '.join(report.ignored)})"

@@ -44,14 +44,15 @@ def test_check_agrees_on_the_running_stack(stack: Settings) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] and report["checked"] == 6 and report["mismatches"] == []
-    assert "carrier" in report["ignored"]
+    assert "carrier" in report["ignored"] and report["warnings"] == []
     text = subprocess.run([CLI, "check"], capture_output=True, text=True, check=False)
     assert text.returncode == 0 and "6 database endpoint(s) checked" in text.stdout
 
 
 def test_check_reports_every_mismatch(iso: Settings, tmp_path: Path) -> None:
     """One of each: an endpoint Asterisk lacks, one the database lacks, a moved address
-    (identify and contact), a phone display number that is not the line's."""
+    (identify and contact), a phone display number that is not the line's; and a mobile
+    handset without its office number, a warning that is not a mismatch (source 000)."""
     eng = engine_for(iso)
     with Session(eng) as s, s.begin():
         s.add(Endpoint(name="f9-a", contract_id=s.scalar(
@@ -63,17 +64,22 @@ def test_check_reports_every_mismatch(iso: Settings, tmp_path: Path) -> None:
         s.execute(update(Endpoint).where(Endpoint.name == "f1-b").values(address="127.0.1.12"))
         s.execute(update(Number).where(Number.number == "0612345678").values(
             number="0612345600"))
+        s.execute(delete(Number).where(Number.number == "0311110001"))  # m1-a's office number
     eng.dispose()
     run = cli(iso, "check", "--json")
     assert run.returncode == 1, run.stdout + run.stderr
     found = sorted((m["endpoint"], m["problem"]) for m in json.loads(run.stdout)["mismatches"])
     assert found == [("f1-b", "address"), ("f1-b", "contact"), ("f2-a", "callerid"),
                      ("f9-a", "missing-in-asterisk"), ("m1-b", "missing-in-database")]
+    assert [(w["endpoint"], w["problem"]) for w in json.loads(run.stdout)["warnings"]] == [
+        ("m1-a", "no-office-number")]
     text = cli(iso, "check")
     assert text.returncode == 1
     assert "MISMATCH f1-b: address: identified by 127.0.1.2/255.255.255.255; the database " \
            "says 127.0.1.12" in text.stdout
     assert "5 mismatch(es)" in text.stdout
+    assert "WARNING m1-a: no-office-number: mobile handset without an office number" \
+        in text.stdout
     # the same over the API
     with api_server(iso, tmp_path / "api.log") as base:
         req = urllib.request.Request(f"{base}/api/v1/check",  # noqa: S310 - loopback

@@ -24,7 +24,7 @@ def test_agreement_and_infrastructure_ignored() -> None:
     report = compare([DB], {"f1-a": AST, "carrier": CARRIER})
     assert report.ok and report.checked == 1 and report.ignored == ["carrier"]
     assert report.to_json() == {"ok": True, "checked": 1, "mismatches": [],
-                                "ignored": ["carrier"]}
+                                "ignored": ["carrier"], "warnings": []}
 
 
 def test_missing_on_either_side() -> None:
@@ -51,3 +51,17 @@ def test_every_mismatch_is_reported() -> None:
     assert problems([moved, other], [AST, stray, CARRIER]) == [
         ("f1-a", "address"), ("f1-a", "contact"), ("f9-a", "missing-in-asterisk"),
         ("m9-z", "missing-in-database")]
+
+
+def test_mobile_handset_without_office_number_is_a_warning_not_a_mismatch() -> None:
+    """Source 000 / REC-OUT-2: such a handset's prefixed calls are refused, so the operator is
+    told; Asterisk and the database still agree, so the check passes."""
+    m1a = DbEndpoint("m1-a", "M1", "127.0.1.5", ("09011110001",), "mobile", None)
+    ast = replace(AST, name="m1-a", callerid="09011110001", contacts=("sip:127.0.1.5:5060",),
+                  matches=("127.0.1.5/32",))
+    report = compare([m1a], {"m1-a": ast})
+    assert report.ok and report.mismatches == []
+    assert [(w.endpoint, w.problem) for w in report.warnings] == [("m1-a", "no-office-number")]
+    assert report.to_json()["warnings"][0]["problem"] == "no-office-number"
+    assert compare([replace(m1a, office="0311110001")], {"m1-a": ast}).warnings == []
+    assert compare([replace(DB, kind="fixed")], {"f1-a": AST}).warnings == []  # no office role
