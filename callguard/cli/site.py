@@ -10,15 +10,20 @@ from callguard.cli import CliError
 from callguard.cli._admin import today
 from callguard.cli._common import db_session
 from callguard.config import load_settings
-from callguard.db.provision import provision_reference_site
+from callguard.db.provision import provision_once
 from callguard.db.site_repo import load_snapshot
 from callguard.domain.routing import endpoint_dial
 
 
 def _provision(args: argparse.Namespace) -> int:
     with db_session() as session:
-        provision_reference_site(session, today())  # Tokyo's day, not the host's
-    print("reference site provisioned (contracts F1, F2, M1; endpoints f1-a … m1-b)")
+        # Tokyo's day, not the host's
+        first = provision_once(session, today(), again=getattr(args, "again", False))
+    if first is not None:
+        print(f"reference site provisioned on {first.isoformat()}; not again (what was "
+              "deleted since stays deleted; `callguard site provision --again` re-adds it)")
+    else:
+        print("reference site provisioned (contracts F1, F2, M1; endpoints f1-a … m1-b)")
     return 0
 
 
@@ -48,9 +53,10 @@ def _sync(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("site", help="the provisioned site")
     ssub = p.add_subparsers(dest="site_command", required=True)
-    ssub.add_parser("provision", help="provision the reference site (idempotent)").set_defaults(
-        handler=_provision
-    )
+    prov = ssub.add_parser("provision", help="provision the reference site, the first time only")
+    prov.add_argument("--again", action="store_true",
+                      help="re-add whatever part of the reference site is missing")
+    prov.set_defaults(handler=_provision)
     ssub.add_parser(
         "sync-asterisk", help="copy the route map into Asterisk's astdb (fail-open path)"
     ).set_defaults(handler=_sync)

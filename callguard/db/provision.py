@@ -19,6 +19,7 @@ from callguard.db.models import (
     Number,
     PriorityLine,
     RecordingSubscription,
+    SiteSetting,
 )
 
 
@@ -130,6 +131,24 @@ def provision_reference_site(session: Session, today: date) -> None:
         if session.get(PriorityLine, line) is None:
             session.add(PriorityLine(number=line, description="disaster-priority caller"))
     session.flush()
+
+
+PROVISIONED_KEY = "reference_site_provisioned_on"
+
+
+def provision_once(session: Session, today: date, again: bool = False) -> date | None:
+    """Provision the reference site the first time only (`make run` asks on every start): a
+    contract, endpoint or number the operator deleted later stays deleted, and no add-on is
+    activated again "today" onto a bill. Returns the day it was first provisioned when this
+    call skipped it; `again` re-adds whatever is missing, as every start did before."""
+    stamp = session.get(SiteSetting, PROVISIONED_KEY)
+    if stamp is not None and not again:
+        return date.fromisoformat(stamp.value)
+    provision_reference_site(session, today)
+    if stamp is None:
+        session.add(SiteSetting(key=PROVISIONED_KEY, value=today.isoformat()))
+        session.flush()
+    return None
 
 
 def deactivate_lists(session: Session, contract_id: int) -> None:

@@ -50,7 +50,7 @@ def test_site_provision_dates_subscriptions_in_tokyo(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(admin, "datetime", FrozenClock)
     monkeypatch.setattr(site_cli, "db_session", no_db)
-    monkeypatch.setattr(site_cli, "provision_reference_site",
-                        lambda session, today: seen.append(today))
-    assert site_cli._provision(argparse.Namespace()) == 0
+    monkeypatch.setattr(site_cli, "provision_once",
+                        lambda session, today, again: seen.append(today))
+    assert site_cli._provision(argparse.Namespace(again=False)) == 0
     assert seen == [date(2020, 4, 1)]
