@@ -263,10 +263,17 @@ async def test_caller_without_number_hears_registration_failed(multi: bool) -> N
 
 
 class FakeAgi:
-    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed."""
+    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed. A prompt
+    in `failing` cannot be played: Asterisk answers `200 result=-1`, which pyst2 raises as
+    AGIAppError; CHANNEL STATUS then says whether the channel is still there (6, up) or not
+    (-1). `after` are the digits WAIT FOR DIGIT returns, in order ("" for a timeout)."""
 
-    def __init__(self, presses: dict[str, str]) -> None:
+    def __init__(self, presses: dict[str, str], failing: Sequence[str] = (), status: int = 6,
+                 after: Sequence[str] = ()) -> None:
         self.presses = presses  # prompt name -> digit pressed during its first play
+        self.failing = set(failing)
+        self.status = status
+        self.after = list(after)
         self.streamed: list[str] = []
         self.hung_up = False
 
@@ -277,12 +284,18 @@ class FakeAgi:
         self.hung_up = True
 
     def stream_file(self, name: str, escape_digits: str = "") -> str:
+        from asterisk.agi import AGIAppError
         prompt = name.removeprefix("callguard/")
         self.streamed.append(prompt)
+        if prompt in self.failing:
+            raise AGIAppError("Error executing application, or hangup")
         return self.presses.pop(prompt, "") if escape_digits else ""
 
+    def channel_status(self) -> int:
+        return self.status
+
     def wait_for_digit(self, timeout: int) -> str:
-        return ""
+        return self.after.pop(0) if self.after else ""
 
 
 @pytest.mark.parametrize(("digit", "key", "fail", "prompt"), [
@@ -299,6 +312,78 @@ async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail
     lists = FakeLists(entries=["a"], calls=[ended_call(key=key)], fail=fail)
     await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
     assert agi.streamed == ["menu", prompt] and agi.hung_up
+
+
+async def test_failed_prompt_goes_on_in_the_fallback_too(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """REL-4, REL-7: a prompt STREAM FILE cannot play (`200 result=-1` on a channel that is
+    still up) is "prompt failed, go on" as in the ARI shell (test_failed_playback_goes_on):
+    the digit after it is taken, the result is said, the call is released. Not a hangup."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({}, failing=["menu"], after=["3"])
+    lists = FakeLists(entries=["a"])
+    with caplog.at_level(logging.INFO, logger="callguard.menu"):
+        await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "deleted_newest"] and agi.hung_up
+    assert lists.entries == []
+    assert any(r.msg == "prompt failed to play" for r in caplog.records)
+    assert not any(r.msg == "caller hung up during the 144 menu" for r in caplog.records)
+
+
+async def test_failed_prompts_never_end_the_fallback_menu_early() -> None:
+    """No prompt plays at all (sounds missing): three silent menus, then released, as the ARI
+    shell does with failed playbacks; never a CallerGone on a channel still up."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({}, failing=["menu"])
+    await run_agi_menu(agi, FakeLists(), "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "menu", "menu"] and agi.hung_up
+
+
+async def test_a_hangup_during_a_prompt_is_still_a_hangup() -> None:
+    """`200 result=-1` on a channel that is gone (CHANNEL STATUS -1): the caller hung up."""
+    from agi_scripts.menu144_agi import AgiMenu
+    agi = FakeAgi({}, failing=["menu"], status=-1, after=["3"])
+    menu = AgiMenu(agi, FakeLists(entries=["a"]), "ch-1", NuisanceMenu("0312345679", 7),
+                   False, FAST)
+    with pytest.raises(CallerGone):
+        await menu.run()
+    assert agi.streamed == ["menu"]
+
+
+@pytest.mark.parametrize(("status_answer", "gone"), [
+    ("200 result=6\n", False),  # the channel is up: the prompt failed
+    ("200 result=-1\n", True),  # no such channel
+    ("HANGUP\n", True),  # FastAGI's SIGHUP ahead of the answer
+], ids=["up", "result=-1", "HANGUP"])
+async def test_stream_file_failure_over_the_agi_protocol(status_answer: str,
+                                                         gone: bool) -> None:
+    """The same over pyst2 and the real protocol lines (agi_scripts.fastagi.QuietAGI)."""
+    import io
+
+    from agi_scripts.fastagi import QuietAGI
+    from agi_scripts.menu144_agi import AgiMenu
+    from tests.unit.test_agi_environment import ENV_HEAD, ENV_TAIL
+    answers = ("200 result=0\n"  # ANSWER
+               "200 result=-1 endpos=0\n"  # STREAM FILE callguard/menu
+               + status_answer +  # CHANNEL STATUS
+               "200 result=51\n"  # WAIT FOR DIGIT: "3"
+               "200 result=0 endpos=8000\n")  # STREAM FILE callguard/deleted_newest
+    sent = io.StringIO()
+    agi = QuietAGI(io.StringIO(ENV_HEAD + ENV_TAIL + answers), sent)
+    lists = FakeLists(entries=["a"])
+    menu = AgiMenu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False, FAST)
+    try:
+        if gone:
+            with pytest.raises(CallerGone):
+                await menu.run()
+            assert lists.entries == ["a"]
+        else:
+            await menu.run()
+            assert lists.entries == []
+            assert "STREAM FILE callguard/deleted_newest" in sent.getvalue()
+    finally:
+        agi.finish()
+    assert "CHANNEL STATUS" in sent.getvalue()
 
 
 async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi only)
