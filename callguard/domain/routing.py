@@ -15,6 +15,7 @@ from callguard.domain.numbers import (
     PRIVACY_WITHHOLD,
     RECORDING_PREFIX_FIXED,
     RECORDING_PREFIX_MOBILE,
+    NumberClass,
     allowed_with_prefix,
     classify,
     is_emergency,
@@ -294,6 +295,14 @@ def decide_outbound(
         return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed",
                       note="handset without an office number")
     cls = classify(rest, frozenset(site.extensions_of(contract.code)))
+    if cls is NumberClass.INVALID and (rest == "" or rest.startswith("0")):
+        # A misdial after the prefix (too few or too many digits, the prefix alone, `010`):
+        # no number of source 000's refused list, so not 「…プレフィックスを付けずに、
+        # おかけ直しください。」 (a redial without the prefix would misdial again), but what
+        # the same typo gets without the prefix (the carrier's 404, cause 1). INVALID not
+        # starting with 0 is the list's 「その他、「0」以外から始まる番号」 (below).
+        return Refuse(CAUSE_UNALLOCATED, PROMPT_UNALLOCATED,
+                      note="misdialed number after the prefix")
     line_is_050 = (office_cid or "").startswith("050")
     if not allowed_with_prefix(cls, line_is_050=line_is_050):
         return Refuse(CAUSE_CALL_REJECTED, "rec_refused_destination",
