@@ -273,9 +273,12 @@ def decide_outbound(
                       note="184/186 with the recording prefix")
     if prefix is None:
         extensions = site.extensions_of(contract.code)
-        if dialed in extensions:
+        # REC-OUT-3: emergency numbers always connect, behind 184/186 too, and no extension
+        # plan shadows them (numbers.classify's order); the dialplan sends all of these to
+        # the carrier before any app sees them ([cg-emergency], REL-6) with this same result.
+        if dialed in extensions and not is_emergency(dialed):
             return _extension_call(site, facts, endpoint, extensions[dialed], capacity)
-        # REC-OUT-3: a normal, unrecorded call; emergency numbers always connect.
+        # REC-OUT-3: a normal, unrecorded call.
         note = "emergency" if is_emergency(dialed) else "normal call"
         if privacy is not None:
             note += f" ({privacy})"

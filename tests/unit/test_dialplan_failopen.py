@@ -1,6 +1,8 @@
-"""The last-resort dialplan (asterisk_conf/extensions_callguard.conf) read and walked here, for
-what it sends to the carrier when no service decides: [cg-fallback-outbound] with the FastAGI
-fallback unreachable (CG_NEXT unset). The real thing is tests/e2e/test_failopen_logged.py.
+"""The dialplan's own decisions (asterisk_conf/extensions_callguard.conf) read and walked here,
+for what it sends to the carrier when no service decides: [cg-fallback-outbound] with the
+FastAGI fallback unreachable (CG_NEXT unset; the real thing is
+tests/e2e/test_failopen_logged.py), and the emergency shortcut [cg-emergency] (REL-6; the real
+thing is tests/e2e/test_failsafe.py).
 
 The walker knows only the applications those priorities use; anything else fails the test,
 so a change to the context is looked at again here."""
@@ -120,3 +122,73 @@ def test_144_never_reaches_the_carrier(dialed: str) -> None:
 @pytest.mark.parametrize("dialed", ["1440", "0144", "14", "1144", "0312341440"])
 def test_numbers_that_only_contain_144_still_fail_open(dialed: str) -> None:
     assert fail_open(dialed).dialed == dialed
+
+
+def pattern(exten: str) -> re.Pattern[str]:
+    """An Asterisk extension pattern (`_11[089]`) as a regex; an exact name as itself."""
+    if not exten.startswith("_"):
+        return re.compile(re.escape(exten))
+    table = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}
+    out, rest = "", exten[1:]
+    while rest:
+        if rest[0] == "[":
+            end = rest.index("]")
+            out, rest = out + rest[: end + 1], rest[end + 1:]
+        else:
+            out, rest = out + table.get(rest[0], re.escape(rest[0])), rest[1:]
+    return re.compile(out)
+
+
+@dataclass
+class Emergency:
+    dialed: str  # what Dial() sent to the carrier
+    withheld: bool  # CALLERID(pres)=prohib before the Dial
+    notice: str
+
+
+def emergency(exten: str) -> Emergency:
+    """[from-customer] for `exten`: it must be an exact extension (before every pattern, so
+    before Stasis) going to [cg-emergency]; that context walked to its Dial."""
+    entry = context("from-customer").get(exten)
+    assert entry == [(None, "Goto(cg-emergency,${EXTEN},1)")], (exten, entry)
+    ctx = context("cg-emergency")
+    variables = {"EXTEN": exten, "CG_PRIVACY_CODE": ""}
+    withheld, notice = False, ""
+    steps = [app for name, steps in ctx.items() if pattern(name).fullmatch(exten)
+             for _, app in steps]
+    for _ in range(20):
+        app = steps.pop(0)
+        if app == "Set(CG_PRIVACY_CODE=${EXTEN:0:3})":
+            variables["CG_PRIVACY_CODE"] = variables["EXTEN"][:3]
+        elif app == "Goto(${EXTEN:3},1)":
+            variables["EXTEN"] = variables["EXTEN"][3:]
+            steps = [app for name, steps in ctx.items()
+                     if pattern(name).fullmatch(variables["EXTEN"]) for _, app in steps]
+        elif app.startswith("Log(NOTICE,"):
+            notice = app.replace("${CG_PRIVACY_CODE}", variables["CG_PRIVACY_CODE"]).replace(
+                "${EXTEN}", variables["EXTEN"])
+        elif app.startswith(("Set(CG_CID=", 'ExecIf($["${CG_CID}" = ""]',
+                             "Set(CALLERID(all)=<${CG_CID}>)")):
+            continue
+        elif app == 'ExecIf($["${CG_PRIVACY_CODE}" = "184"]?Set(CALLERID(pres)=prohib))':
+            withheld = variables["CG_PRIVACY_CODE"] == "184"
+        elif app == "Dial(PJSIP/${EXTEN}@carrier,120)":
+            return Emergency(variables["EXTEN"], withheld, notice)
+        else:
+            raise AssertionError(f"the walker does not know {app!r}: look at this test again")
+    raise AssertionError("no Dial")
+
+
+@pytest.mark.parametrize(("dialed", "number", "withheld"), [
+    ("110", "110", False), ("118", "118", False), ("119", "119", False),
+    ("184110", "110", True), ("184118", "118", True), ("184119", "119", True),
+    ("186110", "110", False), ("186118", "118", False), ("186119", "119", False),
+])
+def test_emergency_calls_go_straight_to_the_carrier(dialed: str, number: str,
+                                                    withheld: bool) -> None:
+    """REL-6: 110/118/119, also behind 184/186, never enter Stasis: the carrier gets the
+    emergency number itself, withheld after 184 as the apps present any 184 call
+    (test_routing.py::test_emergency_behind_184_186_connects_as_the_dialplan_does)."""
+    out = emergency(dialed)
+    assert (out.dialed, out.withheld) == (number, withheld)
+    assert f"emergency call {dialed} from" in out.notice

@@ -205,6 +205,31 @@ def test_not_starting_with_0_after_the_prefix_is_a_listed_refusal(dialed: str) -
     assert isinstance(d, Refuse) and (d.cause, d.prompt) == (21, "rec_refused_destination"), d
 
 
+@pytest.mark.parametrize(("dialed", "withheld"), [
+    ("110", False), ("118", False), ("119", False),
+    ("184110", True), ("184118", True), ("184119", True),
+    ("186110", False), ("186118", False), ("186119", False),
+])
+def test_emergency_behind_184_186_connects_as_the_dialplan_does(dialed: str,
+                                                                withheld: bool) -> None:
+    """REL-6, REC-OUT-3: the shells agree with [cg-emergency]: the carrier gets the emergency
+    number itself, the line's own number, withheld after 184 (Privacy: id), unrecorded."""
+    d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+    assert isinstance(d, Connect), d
+    assert (d.dial, d.caller_id, d.withhold_id, d.record) == (
+        f"PJSIP/{dialed[-3:]}@carrier", "0312345678", withheld, None)
+    assert d.note.startswith("emergency")
+
+
+def test_no_extension_plan_shadows_an_emergency_number() -> None:
+    """REL-6: as numbers.classify; an extension 110 never turns 110 into an extension call."""
+    site = replace(SITE, endpoints={**SITE.endpoints, "f1-b": replace(
+        SITE.endpoints["f1-b"], extension="110")})
+    for dialed in ("110", "184110"):
+        d = decide_outbound(site, outbound("f1-a", dialed), capacity=ROOM)
+        assert isinstance(d, Connect) and d.dial == "PJSIP/110@carrier", (dialed, d)
+
+
 def test_roaming_prefixed_call_not_recorded() -> None:  # REC-OUT-4
     d = decide_outbound(SITE, outbound("m1-a", "0077260312345678", roaming=True), capacity=ROOM)
     assert isinstance(d, Connect) and d.record is None and d.caller_id == "0311110001"
