@@ -178,7 +178,7 @@ async def test_no_input_three_menus_then_release() -> None:
 async def test_invalid_input_repeats_the_menu_then_a_valid_choice_counts() -> None:
     ari = FakeAri({"menu": [(0.01, "7"), (0.01, "#"), (0.01, "9")]})
     lists = FakeLists(entries=["a", "b", "c"])
-    # A wrong key is told so before the menu repeats; a digit during that skips it.
+    # A wrong key is told so before the menu repeats (a digit during that is ignored).
     assert await run(ari, lists) == ["menu", "invalid_input", "menu", "invalid_input", "menu",
                                      "deleted_all"]
     assert lists.entries == []
@@ -192,11 +192,76 @@ async def test_three_invalid_inputs_release_without_result() -> None:
     assert lists.entries == ["a"]
 
 
-async def test_digit_during_invalid_input_guidance_is_the_choice() -> None:
+async def test_digit_during_invalid_input_guidance_is_ignored() -> None:
+    """「入力が正しくありません。」 plays without barge-in: a key during it is no choice; the
+    menu plays again (then two timeouts release the call)."""
     ari = FakeAri({"menu": [(0.01, "7")], "invalid_input": [(0.01, "3")]})
     lists = FakeLists(entries=["a", "b"])
-    assert await run(ari, lists) == ["menu", "invalid_input", "deleted_newest"]
-    assert lists.entries == ["a"]
+    assert await run(ari, lists) == ["menu", "invalid_input", "menu", "menu"]
+    assert lists.entries == ["a", "b"]
+    assert len(ari.stopped) == 1  # the first menu only
+
+
+FAST_FIVES = {"menu": [(0.01, "5")] * 3, "invalid_input": [(0.01, "5")] * 3}
+
+
+async def test_wrong_keys_in_a_row_each_hear_the_menu() -> None:
+    """"5,5,5" pressed fast: each wrong key during 「入力が正しくありません。」 is not the next
+    try; every try hears the menu (MenuState.attempts: menu guidances played)."""
+    ari = FakeAri(FAST_FIVES)
+    assert await run(ari, FakeLists()) == ["menu", "invalid_input"] * 3
+    assert len(ari.stopped) == 3  # each menu cut by its "5", never invalid_input
+
+
+async def test_a_valid_key_during_the_last_invalid_input_is_not_taken() -> None:
+    """After the third menu the call is released: a "2" during the last 「入力が正しくあり
+    ません。」 neither cuts it short nor registers."""
+    presses = {"menu": [(0.01, "5")] * 3,
+               "invalid_input": [(0.01, "5"), (0.01, "5"), (0.01, "2")]}
+    ari, lists = FakeAri(presses), FakeLists(calls=[ended_call()])
+    assert await run(ari, lists) == ["menu", "invalid_input"] * 3
+    assert lists.entries == [] and len(ari.stopped) == 3
+
+
+class PressDuringStorage(FakeLists):
+    """The caller presses `digit` again while the list store works (nothing is playing)."""
+
+    def __init__(self, ari: FakeAri, digit: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ari, self.digit = ari, digit
+
+    async def last_caller_candidates(self, list_id: int) -> list[InboundCall]:
+        self.ari.put({"type": "ChannelDtmfReceived", "digit": self.digit})
+        await asyncio.sleep(0.01)
+        return await super().last_caller_candidates(list_id)
+
+
+async def test_a_digit_pressed_before_a_question_is_not_its_answer() -> None:
+    """"2" pressed twice on a full list: the second, pressed while nothing played, does not
+    answer 「…よろしければ“0”…」 before it is asked (it is discarded, as the AGI shell never
+    sees it); the "0" pressed during the question is the answer."""
+    ari = FakeAri({"menu": [(0.01, "2")], "list_full": [(0.02, "0")]})
+    lists = PressDuringStorage(ari, "2", entries=FULL, calls=[ended_call()])
+    assert await run(ari, lists) == ["menu", "list_full", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
+
+
+async def test_a_hangup_before_a_question_is_still_a_hangup() -> None:
+    ari = FakeAri({"menu": [(0.01, "2")]})
+    lists = PressDuringStorage(ari, "2", entries=FULL, calls=[ended_call()])
+    menu = Menu(ari, lists, "ch-1", NuisanceMenu("0312345679", 7), False, FAST)
+    ari.queue = menu.events
+    real = lists.register
+
+    async def register(list_id: int, caller_key: str,
+                       evict_confirmed: bool) -> RegistrationPlan:
+        ari.put({"type": "ChannelHangupRequest"})
+        return await real(list_id, caller_key, evict_confirmed)
+
+    lists.register = register  # type: ignore[method-assign]
+    with pytest.raises(CallerGone):
+        await asyncio.wait_for(menu.run(), 5)
+    assert ari.played == [["menu"]]
 
 
 @pytest.mark.parametrize(("entries", "result"), [(["a"], "deleted_newest"), ([], "list_empty")])
@@ -268,9 +333,10 @@ class FakeAgi:
     AGIAppError; CHANNEL STATUS then says whether the channel is still there (6, up) or not
     (-1). `after` are the digits WAIT FOR DIGIT returns, in order ("" for a timeout)."""
 
-    def __init__(self, presses: dict[str, str], failing: Sequence[str] = (), status: int = 6,
-                 after: Sequence[str] = ()) -> None:
-        self.presses = presses  # prompt name -> digit pressed during its first play
+    def __init__(self, presses: dict[str, str | list[str]], failing: Sequence[str] = (),
+                 status: int = 6, after: Sequence[str] = ()) -> None:
+        # prompt name -> digit pressed during its first play, or one per play ("": none)
+        self.presses = {k: [v] if isinstance(v, str) else list(v) for k, v in presses.items()}
         self.failing = set(failing)
         self.status = status
         self.after = list(after)
@@ -289,7 +355,9 @@ class FakeAgi:
         self.streamed.append(prompt)
         if prompt in self.failing:
             raise AGIAppError("Error executing application, or hangup")
-        return self.presses.pop(prompt, "") if escape_digits else ""
+        pressed = self.presses.get(prompt, [])
+        digit = pressed.pop(0) if pressed else ""
+        return digit if escape_digits else ""  # without escape digits STREAM FILE plays on
 
     def channel_status(self) -> int:
         return self.status
@@ -312,6 +380,29 @@ async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail
     lists = FakeLists(entries=["a"], calls=[ended_call(key=key)], fail=fail)
     await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
     assert agi.streamed == ["menu", prompt] and agi.hung_up
+
+
+async def test_the_fallback_menu_ignores_keys_during_invalid_input() -> None:
+    """The same three tries over AGI (STREAM FILE without escape digits): "5,5,5" fast, and a
+    "2" during the last 「入力が正しくありません。」, each try hears the menu, then released."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    for during in (["5", "5", "5"], ["5", "5", "2"]):
+        agi = FakeAgi({"menu": ["5", "5", "5"], "invalid_input": during})
+        lists = FakeLists(calls=[ended_call()])
+        await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+        assert agi.streamed == ["menu", "invalid_input"] * 3 and agi.hung_up
+        assert lists.entries == []
+
+
+async def test_the_fallback_menu_answers_the_full_list_question_the_same() -> None:
+    """What test_a_digit_pressed_before_a_question_is_not_its_answer gives in the ARI shell:
+    the "0" during 「…よろしければ“0”…」 evicts the oldest."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({"menu": "2", "list_full": "0"})
+    lists = FakeLists(entries=FULL, calls=[ended_call()])
+    await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "list_full", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
 
 
 async def test_failed_prompt_goes_on_in_the_fallback_too(
