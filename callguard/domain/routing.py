@@ -260,11 +260,13 @@ def decide_outbound(
     contract = site.contracts[endpoint.contract]
     normal_cid, office_cid = _presented_numbers(endpoint, contract.kind)
 
-    if dialed == NCR_SERVICE_CODE:
-        return _nuisance_menu(site, endpoint)
-
     # 184 / 186 before the number: this call's caller-ID presentation, prefix stripped.
     privacy, dialed = split_privacy_prefix(dialed)
+    if dialed == NCR_SERVICE_CODE:
+        # 144 is the menu's, never the carrier's, behind 184/186 too (they only say how a
+        # call shows its number to the far end; the menu has none). As the dialplan's
+        # fail-open guard ([cg-fallback-outbound]) refuses 144, 184144 and 186144.
+        return _nuisance_menu(site, endpoint)
     prefix, rest = split_recording_prefix(dialed)
     if prefix is not None and (privacy is not None or split_privacy_prefix(rest)[0]):
         # Source 000: a prefixed call reaches only the listed destinations (all starting with

@@ -235,10 +235,13 @@ def test_roaming_prefixed_call_not_recorded() -> None:  # REC-OUT-4
     assert isinstance(d, Connect) and d.record is None and d.caller_id == "0311110001"
 
 
-def test_144_menu_only_for_subscribed_numbers() -> None:  # NCR-*
-    assert decide_outbound(SITE, outbound("f1-a", "144"), capacity=ROOM) == NuisanceMenu(
+@pytest.mark.parametrize("dialed", ["144", "184144", "186144"])
+def test_144_menu_only_for_subscribed_numbers(dialed: str) -> None:  # NCR-*
+    """144 never reaches the carrier, behind 184/186 neither (the code was stripped and
+    "144" dialed out as a normal call)."""
+    assert decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM) == NuisanceMenu(
         "0312345678", 1)
-    d = decide_outbound(SITE, outbound("m1-a", "144"), capacity=ROOM)
+    d = decide_outbound(SITE, outbound("m1-a", dialed), capacity=ROOM)
     assert isinstance(d, Refuse) and d.prompt == "not_subscribed"
 
 
