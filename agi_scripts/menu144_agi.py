@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
-from asterisk.agi import AGIException
+from asterisk.agi import AGIAppError, AGIException, AGIHangup
 
 from ari_app.menu144 import CallerGone, ListStore, Menu, MenuTimings
 from callguard.domain.routing import NuisanceMenu
@@ -61,7 +60,21 @@ class AgiMenu(Menu):
             log.info("prompt", extra={"prompt": name})
         escape = DIGITS if barge_in else ""
         for name in prompts:
-            digit = _on_channel(partial(self.agi.stream_file, f"callguard/{name}", escape))
+            try:
+                digit = self.agi.stream_file(f"callguard/{name}", escape)
+            except AGIHangup as exc:
+                raise CallerGone from exc
+            except AGIAppError as exc:
+                # `200 result=-1`: the prompt could not be played (missing or unreadable
+                # file) or the caller hung up; pyst2 cannot tell which. Asterisk can: a channel
+                # still there is "prompt failed, go on", as the ARI shell does with a failed
+                # playback (REL-4); a hung-up one answers HANGUP or result=-1 (CallerGone).
+                if _on_channel(self.agi.channel_status) < 0:
+                    raise CallerGone from exc
+                log.warning("prompt failed to play", extra={"prompts": [name]})
+                continue
+            except AGIException as exc:  # the connection went away
+                raise CallerGone from exc
             if digit:
                 log.info("digit", extra={"digit": digit, "barge_in": True})
                 return str(digit)

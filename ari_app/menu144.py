@@ -133,8 +133,25 @@ class Menu:
                 log.info("digit", extra={"digit": digit, "barge_in": False})
                 return digit
 
+    def discard_digits(self) -> None:
+        """Drop what came while nothing was listening (digits pressed while the list store
+        worked, a finished playback's event); a hang-up still counts. The AGI shell never
+        sees such digits (Asterisk reads and drops them between commands): the same here, so
+        a "2" pressed twice on a full list does not answer the question before it is asked."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if event.get("type") in GONE_EVENTS:
+                raise CallerGone
+            if event.get("type") == "ChannelDtmfReceived":
+                log.info("digit discarded", extra={"digit": str(event.get("digit", ""))})
+
     async def ask(self, prompt: str, timeout: float) -> str | None:
-        """A prompt that takes a digit during it (skip) or within `timeout` after it."""
+        """A prompt that takes a digit during it (skip) or within `timeout` after it; digits
+        pressed before it was asked are not its answer."""
+        self.discard_digits()
         choice = await self.play([prompt], barge_in=True)
         return choice if choice is not None else await self.digit(timeout)
 
@@ -144,14 +161,16 @@ class Menu:
         operation, its result guidance. The caller's release is run_menu's."""
         await self.ari.answer(self.channel_id)
         state, action = nuisance.start_menu()
-        early: str | None = None  # a digit pressed during 「入力が正しくありません。」 (skip)
         while action is MenuAction.PLAY_MENU:
-            choice = early if early is not None else await self.ask(
-                nuisance.MENU, self.timings.digit_wait_s)
+            choice = await self.ask(nuisance.MENU, self.timings.digit_wait_s)
             state, action = nuisance.on_menu_input(state, choice)
             log.info("menu input", extra={"action": action.value, "tries": state.attempts})
             before = nuisance.guidance_after_input(choice, action)
-            early = await self.play(before, barge_in=True) if before else None
+            if before:
+                # 「入力が正しくありません。」 without barge-in: a key pressed during it is
+                # neither the next try (each try hears the menu: MenuState.attempts counts
+                # menu plays) nor a choice after the last try, when the call is released.
+                await self.play(before, barge_in=False)
         if action is MenuAction.HANGUP:
             metrics.menu144_done(action.value, [])
             return

@@ -9,13 +9,15 @@ sessions on one list are serialised and the 30-entry bound and FIFO order always
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import delete, func, not_, select, union_all, update
+from sqlalchemy import delete, func, not_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -270,34 +272,74 @@ class AsyncLists:
 class SyncLists:
     """The FastAGI fallback's flavour of the 144 menu's ListStore (REL-7: 144 works while the
     ARI app is down): the same functions, one sync Session transaction each, called from the
-    handler thread's own event loop. Failures surface exactly as in AsyncLists."""
+    handler thread's own event loop. Failures surface exactly as in AsyncLists, and so does
+    a database that does not answer: after `timeout_s` (AsyncLists' 3 s) the menu gets
+    StorageFailed and says so (NCR-REG-7, REL-2), never silence.
 
-    def __init__(self, sessions: sessionmaker[Session], secret: bytes | None = None) -> None:
+    Two bounds. The server's: each transaction starts with SET LOCAL statement_timeout and
+    lock_timeout, so a slow statement or a row lock held elsewhere ends it there and frees
+    its connection. The caller's: a hung server (stopped, or a network that swallows
+    packets) enforces nothing and a blocking driver never returns, so the transaction runs
+    on a daemon thread the menu stops waiting for; that thread ends (and gives its
+    connection back) whenever the server or the connection does."""
+
+    def __init__(self, sessions: sessionmaker[Session], secret: bytes | None = None,
+                 timeout_s: float = 3.0) -> None:
         self.sessions = sessions
         self.secret = secret  # unseals the call log's caller keys (SEC-3)
+        self.timeout_s = timeout_s
 
-    def _tx(self, work: Callable[[Session], T]) -> T:
+    def _tx(self, work: Callable[[Session], T],
+            abandoned: threading.Event | None = None) -> T:
         try:
             with self.sessions.begin() as session:
-                return work(session)
+                ms = max(1, int(self.timeout_s * 1000))
+                session.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+                session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+                result = work(session)
+                if abandoned is not None and abandoned.is_set():
+                    # The caller was already told it failed: roll back, never a late change.
+                    raise TimeoutError("the menu gave up waiting")
+                return result
         except ListGone:
             raise
         except Exception as exc:  # any storage failure, see AsyncLists
             raise StorageFailed(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _run(self, work: Callable[[Session], T]) -> T:
+        done: Future[T] = Future()
+        abandoned = threading.Event()
+
+        def transaction() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # given up on before it started
+            try:
+                done.set_result(self._tx(work, abandoned))
+            except BaseException as exc:  # handed to the waiting menu (StorageFailed, …)
+                done.set_exception(exc)
+
+        threading.Thread(target=transaction, name="cg-144-db", daemon=True).start()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await asyncio.wrap_future(done)
+        except TimeoutError as exc:
+            abandoned.set()
+            raise StorageFailed(f"TimeoutError: no answer within {self.timeout_s:g} s") from exc
+
     async def last_caller_candidates(self, list_id: int) -> list[nuisance.InboundCall]:
-        return self._tx(partial(last_caller_candidates, list_id=list_id, secret=self.secret))
+        return await self._run(partial(last_caller_candidates, list_id=list_id,
+                                       secret=self.secret))
 
     async def register(self, list_id: int, caller_key: str,
                        evict_confirmed: bool) -> RegistrationPlan:
-        return self._tx(partial(register, list_id=list_id, caller_key=caller_key,
-                                evict_confirmed=evict_confirmed))
+        return await self._run(partial(register, list_id=list_id, caller_key=caller_key,
+                                       evict_confirmed=evict_confirmed))
 
     async def delete_newest(self, list_id: int) -> bool:
-        return self._tx(partial(delete_newest, list_id=list_id))
+        return await self._run(partial(delete_newest, list_id=list_id))
 
     async def delete_all(self, list_id: int) -> int:
-        return self._tx(partial(delete_all, list_id=list_id))
+        return await self._run(partial(delete_all, list_id=list_id))
 
     async def counts(self, list_id: int, now: datetime) -> tuple[int, int | None]:
-        return self._tx(partial(counts, list_id=list_id, now=now))
+        return await self._run(partial(counts, list_id=list_id, now=now))

@@ -15,6 +15,7 @@ from callguard.domain.numbers import (
     PRIVACY_WITHHOLD,
     RECORDING_PREFIX_FIXED,
     RECORDING_PREFIX_MOBILE,
+    NumberClass,
     allowed_with_prefix,
     classify,
     is_emergency,
@@ -259,11 +260,13 @@ def decide_outbound(
     contract = site.contracts[endpoint.contract]
     normal_cid, office_cid = _presented_numbers(endpoint, contract.kind)
 
-    if dialed == NCR_SERVICE_CODE:
-        return _nuisance_menu(site, endpoint)
-
     # 184 / 186 before the number: this call's caller-ID presentation, prefix stripped.
     privacy, dialed = split_privacy_prefix(dialed)
+    if dialed == NCR_SERVICE_CODE:
+        # 144 is the menu's, never the carrier's, behind 184/186 too (they only say how a
+        # call shows its number to the far end; the menu has none). As the dialplan's
+        # fail-open guard ([cg-fallback-outbound]) refuses 144, 184144 and 186144.
+        return _nuisance_menu(site, endpoint)
     prefix, rest = split_recording_prefix(dialed)
     if prefix is not None and (privacy is not None or split_privacy_prefix(rest)[0]):
         # Source 000: a prefixed call reaches only the listed destinations (all starting with
@@ -272,9 +275,12 @@ def decide_outbound(
                       note="184/186 with the recording prefix")
     if prefix is None:
         extensions = site.extensions_of(contract.code)
-        if dialed in extensions:
+        # REC-OUT-3: emergency numbers always connect, behind 184/186 too, and no extension
+        # plan shadows them (numbers.classify's order); the dialplan sends all of these to
+        # the carrier before any app sees them ([cg-emergency], REL-6) with this same result.
+        if dialed in extensions and not is_emergency(dialed):
             return _extension_call(site, facts, endpoint, extensions[dialed], capacity)
-        # REC-OUT-3: a normal, unrecorded call; emergency numbers always connect.
+        # REC-OUT-3: a normal, unrecorded call.
         note = "emergency" if is_emergency(dialed) else "normal call"
         if privacy is not None:
             note += f" ({privacy})"
@@ -294,6 +300,14 @@ def decide_outbound(
         return Refuse(CAUSE_CALL_REJECTED, "rec_not_subscribed",
                       note="handset without an office number")
     cls = classify(rest, frozenset(site.extensions_of(contract.code)))
+    if cls is NumberClass.INVALID and (rest == "" or rest.startswith("0")):
+        # A misdial after the prefix (too few or too many digits, the prefix alone, `010`):
+        # no number of source 000's refused list, so not 「…プレフィックスを付けずに、
+        # おかけ直しください。」 (a redial without the prefix would misdial again), but what
+        # the same typo gets without the prefix (the carrier's 404, cause 1). INVALID not
+        # starting with 0 is the list's 「その他、「0」以外から始まる番号」 (below).
+        return Refuse(CAUSE_UNALLOCATED, PROMPT_UNALLOCATED,
+                      note="misdialed number after the prefix")
     line_is_050 = (office_cid or "").startswith("050")
     if not allowed_with_prefix(cls, line_is_050=line_is_050):
         return Refuse(CAUSE_CALL_REJECTED, "rec_refused_destination",

@@ -87,3 +87,32 @@ def test_fallback_and_fail_open_are_logged_and_counted(services_stopped: list[st
     assert len(refused) == 3, log.lines()
     # Each took the fallback branch first (the app is down), but none failed open.
     assert counts() == {"fallback": after["fallback"] + 3, "failed_open": after["failed_open"]}
+
+
+def test_144_never_fails_open(services_stopped: list[str], settings: Settings,
+                              work: Path) -> None:
+    """NCR-*, REL-7: with both apps down nothing can run the 144 menu, and the carrier must
+    never get the service code as a call, also with a * or # the dial string would drop or
+    behind 184. Congestion prompt as early media, 503 (34); taken as a fallback, not counted
+    as failed open (tests/unit/test_dialplan_failopen.py walks the same branch)."""
+    for name in ("ari", "fastagi"):
+        subprocess.run([STACK, "app-stop", name], check=True)
+        services_stopped.append(name)
+    assert wait_for(lambda: not app_connected(), 5)
+    before = counts()
+    log = MessagesLog(settings)
+    dial_forms = ("144", "*144", "144#", "184144")
+    for i, dialed in enumerate(dial_forms):
+        call, carrier = outbound(work / f"open-144-{i}", F1A, dialed)
+        progress = call.first(status=183)
+        assert progress is not None, (dialed, call.statuses())
+        assert "application/sdp" in (progress.header("Content-Type") or ""), dialed
+        assert call.final_status() == 503 and 200 not in call.statuses(), (dialed,
+                                                                           call.statuses())
+        assert not carrier.rang(), (dialed, carrier.invites())
+    refused = [ln for ln in log.lines() if re.search(
+        r"WARNING\[.*callguard: fallback server unavailable .* PJSIP/f1-a-[0-9a-f]+ - "
+        r"144 refused", ln)]
+    assert len(refused) == len(dial_forms), log.lines()
+    assert counts() == {"fallback": before["fallback"] + len(dial_forms),
+                        "failed_open": before["failed_open"]}

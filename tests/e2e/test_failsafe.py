@@ -107,6 +107,42 @@ def place_emergency_calls(work: Path, setup: dict[str, float]) -> None:
         setup[dialed] = round(call.seconds_between(sent, ok), 3)
 
 
+def test_emergency_behind_184_186_reaches_the_carrier_without_apps_or_database(
+        stack: Settings, work: Path, figures: dict[str, object]) -> None:
+    """REL-6: 184/186 in front of 110/118/119 take the same dialplan-only path: with the ARI
+    app, the FastAGI fallback and PostgreSQL all stopped, the carrier gets the emergency
+    number itself (the code stripped, as on any 184/186 call). 184: From anonymous, the
+    line's own number in P-Asserted-Identity with Privacy: id (test_callers_hear.py's 184
+    call); 186: the line's own number shown. Never the From header's."""
+    setup: dict[str, float] = {}
+    with apps_and_database_down():
+        for endpoint_ip, dialed, number, own, withheld in (
+                ("127.0.1.1", "184110", "110", "0312345678", True),
+                ("127.0.1.5", "186119", "119", "09011110001", False)):
+            with Phone("127.0.0.3", work / f"carrier-{dialed}", timeout_s=30) as carrier:
+                call = uac(UacSpec(to=dialed, from_user=FAKE_FROM, steps=[audio(0.5)]),
+                           work / f"call-{dialed}", local_ip=endpoint_ip, timeout_s=20)
+                carrier.wait(5)
+            assert call.final_status() == 200, (dialed, call.timeline())
+            invite = carrier.result().first(method="INVITE", sent=False)
+            assert invite is not None, f"the carrier never saw the emergency call {dialed}"
+            assert invite.first_line.startswith(f"INVITE sip:{number}@"), invite.first_line
+            assert FAKE_FROM not in invite.text, invite.text
+            if withheld:
+                assert own not in (invite.header("From") or ""), invite.text
+                assert "anonymous" in (invite.header("From") or "").lower(), invite.text
+                assert (invite.header("Privacy") or "").lower() == "id", invite.text
+                assert own in (invite.header("P-Asserted-Identity") or ""), invite.text
+            else:
+                assert own in (invite.header("From") or ""), invite.text
+                assert (invite.header("Privacy") or "none").lower() != "id", invite.text
+            ok = call.first(status=200, sent=False)
+            sent = call.first(method="INVITE", sent=True)
+            assert ok is not None and sent is not None
+            setup[dialed] = round(call.seconds_between(sent, ok), 3)
+    figures.update(setup_s=setup)
+
+
 def ari_channels(settings: Settings) -> list[dict[str, object]]:
     channels = ari_get(settings, "channels")
     assert isinstance(channels, list)

@@ -329,7 +329,7 @@ def test_invalid_input_repeats_the_menu_three_times(clean: Engine, settings: Set
                                                     work: Path) -> None:
     """Invalid input is told (「入力が正しくありません。」) and the menu plays again, three
     menus in all, then the call is released. Each digit lands in a menu play (a digit during
-    the short invalid-input guidance would count as the next try: skip)."""
+    the invalid-input guidance is ignored: it plays without barge-in)."""
     log = AppLog(settings)
     with wave.open(str(PROJECT_ROOT / "sounds" / "ja" / "invalid_input.wav")) as w:
         wait = pause(int((w.getnframes() / w.getframerate() + 1.5) * 1000))

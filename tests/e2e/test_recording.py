@@ -160,13 +160,19 @@ REFUSED = [
     (F1A, "0077270033123456789", "00XY carrier code"), (F1A, "007727#8000", "# dialing"),
     (F1A, "00772712345678", "local number without area code"), (F1A, "0077272002", "extension"),
     (F1A, "0077270180123456", "other 0AB0"), (F1A, "0077270201234567", "other 0A0"),
-    (F1A, "007727031234567", "wrong length"), (F1A, "00772751234567890", "not starting with 0"),
-    (M1A, "007726", "prefix without a number"),
+    (F1A, "00772751234567890", "not starting with 0"),
     (F1A, "0077260612345678", "mobile prefix from a fixed line"),
     (M1A, "0077270612345678", "fixed prefix from a mobile"),
     (F2A, "0077270312345678", "contract without the recording add-on"),
     (M1B, "0077260120123456", "0120 from 050"), (M1B, "0077260570123456", "0570 from 050"),
     (M1B, "00772608001234567", "0800 from 050"),
+]
+# A misdial after the prefix is none of source 000's refused destinations: what the same typo
+# gets without the prefix, 「おかけになった電話番号は、現在使われておりません。」 and 404 (cause
+# 1), not the refusal's 「…プレフィックスを付けずに、おかけ直しください。」. Same batch.
+MISDIALED = [
+    (F1A, "007727031234567", "too few digits"), (F1A, "00772703123456789", "too many digits"),
+    (M1A, "007726", "prefix without a number"), (F1A, "007727010", "010 without a number"),
 ]
 
 
@@ -181,20 +187,20 @@ class RefusedCalls:
 @pytest.fixture(scope="module")
 def refused_calls(engine: Engine, stack: Settings,
                   tmp_path_factory: pytest.TempPathFactory) -> RefusedCalls:
-    """Every REFUSED call placed side by side: each hears its refusal for ~8 s, so one after
-    the other they took ~160 s of the suite; together ~15 s. Then what the carrier saw and
-    what was written, for the whole batch."""
+    """Every REFUSED and MISDIALED call placed side by side: each hears its refusal for
+    ~8 s, so one after the other they took ~160 s of the suite; together ~15 s. Then what
+    the carrier saw and what was written, for the whole batch."""
     clean_call_state(engine, stack)
     work = tmp_path_factory.mktemp("refused")
     with Phone(CARRIER_OUT, work / "carrier", audio_s=1.5, audio_hz=CALLEE_HZ,
-               calls=len(REFUSED), timeout_s=120) as carrier:
+               calls=len(REFUSED) + len(MISDIALED), timeout_s=120) as carrier:
         placed: dict[tuple[str, str], UacCall] = {}
         try:
-            for i, (source, dialed, _) in enumerate(REFUSED):
+            for i, (source, dialed, _) in enumerate(REFUSED + MISDIALED):
                 placed[source, dialed] = UacCall(
                     UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]), work / f"call-{i:02d}",
                     local_ip=source)
-                # Ports are unique by sipp.py's register; the spacing spreads 17 sipp
+                # Ports are unique by sipp.py's register; the spacing spreads 19 sipp
                 # start-ups so they do not compete with the calls already ringing.
                 time.sleep(0.3)
         finally:  # also after a failed start: no caller is left running
@@ -215,6 +221,20 @@ def test_refused_prefixed_calls(refused_calls: RefusedCalls, source: str, dialed
     assert "application/sdp" in (progress.header("Content-Type") or ""), why
     assert call.final_status() == 403 and 200 not in call.statuses(), (why, call.statuses())
     # The batch's: a refused call that reached the carrier or was recorded shows by its number.
+    assert refused_calls.carrier_invites == [], why
+    assert refused_calls.rows == [] and refused_calls.files == [], why
+
+
+@pytest.mark.parametrize(("source", "dialed", "why"), MISDIALED)
+def test_misdialed_prefixed_calls(refused_calls: RefusedCalls, source: str, dialed: str,
+                                  why: str) -> None:
+    """REC-OUT-2: the unallocated-number prompt as early media (183 with SDP), then 404
+    (cause 1); never connected, never recorded (the batch's, as above)."""
+    call = refused_calls.calls[source, dialed]
+    progress = call.first(status=183)
+    assert progress is not None, (why, call.statuses())
+    assert "application/sdp" in (progress.header("Content-Type") or ""), why
+    assert call.final_status() == 404 and 200 not in call.statuses(), (why, call.statuses())
     assert refused_calls.carrier_invites == [], why
     assert refused_calls.rows == [] and refused_calls.files == [], why
 

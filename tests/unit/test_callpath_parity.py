@@ -26,6 +26,7 @@ from callguard.callpath import Limits, plan_inbound, plan_outbound
 from callguard.config import Settings
 from callguard.dialplan import ari_extension, read_ari_extension
 from callguard.domain.privacy import caller_key
+from callguard.domain.routing import NuisanceMenu
 from callguard.journal import Op
 from callguard.localstate import LocalState, decode, encode
 from tests.unit.test_routing import NOW, SITE
@@ -219,6 +220,24 @@ OUTBOUND = [
     Call("0077260612345678", endpoint="f1-a"),  # wrong prefix: spoken refusal
     Call("00772608001234567", endpoint="m1-b", visited=True),
     Call("0312345678", endpoint="nobody"),  # unknown endpoint (SEC-1)
+    Call("144", endpoint="m1-a"),  # 144 from a number not subscribed: not_subscribed
+    Call("184144", endpoint="m1-a"),  # behind 184/186 too, never the carrier's
+    Call("186144", endpoint="m1-a"),
+    Call("184110", endpoint="f1-a"),  # emergency behind 184: withheld (REL-6)
+    Call("186119", endpoint="m1-a"),
+    Call("1840612340000", endpoint="f2-a"),  # 184/186 before a number
+    Call("1860612340000", endpoint="f2-a"),
+    Call("1840077270612345678", endpoint="f1-a"),  # with the prefix: rec_privacy_prefix
+    Call("#0312345678", endpoint="f1-a"),  # a leading # or *
+    Call("*0312345678", endpoint="f1-a"),
+    Call("#0077270612345678", endpoint="f1-a"),
+    Call("007727031234567", endpoint="f1-a"),  # misdial after the prefix: number_unknown
+    Call("00772703123456789", endpoint="f1-a"),
+    Call("007726", endpoint="m1-a"),  # the prefix alone
+    Call("007727110", endpoint="f1-a"),  # emergency, extension, 010 after the prefix
+    Call("0077272002", endpoint="f1-a"),
+    Call("007727010", endpoint="f1-a"),
+    Call("0077270101234567890", endpoint="f1-a"),  # international: recorded
 ]
 
 
@@ -303,6 +322,20 @@ def test_outbound_parity(call: Call) -> None:
     assert plan_outbound(raw_ari, STATE, LIMITS) == plan_outbound(raw_agi, STATE, LIMITS)
     assert run_ari(call, "outbound") == run_agi(call, "outbound")
     assert run_ari(call, "outbound", fast=False) == run_agi(call, "outbound")
+
+
+@pytest.mark.parametrize("exten", ["144", "184144", "186144"])
+def test_144_from_a_subscribed_line_is_the_menu_in_both(exten: str) -> None:
+    """NCR-*: the same facts and the same plan, the menu, in both shells (the menu itself
+    is tests/unit/test_menu144.py's, run through both); 144 never goes to the carrier."""
+    call = Call(exten, endpoint="f1-a")
+    channel, args = call.stasis("outbound")
+    raw_ari = outbound_facts(channel, args, NOW)
+    raw_agi = Fallback.outbound_facts(call.agi("outbound"), NOW)  # type: ignore[arg-type]
+    assert raw_ari == raw_agi
+    plan = plan_outbound(raw_ari, STATE, LIMITS)
+    assert plan == plan_outbound(raw_agi, STATE, LIMITS)
+    assert plan.decision == NuisanceMenu("0312345678", 1)
 
 
 def test_listed_caller_rejected_from_memory_and_counted() -> None:

@@ -178,7 +178,7 @@ async def test_no_input_three_menus_then_release() -> None:
 async def test_invalid_input_repeats_the_menu_then_a_valid_choice_counts() -> None:
     ari = FakeAri({"menu": [(0.01, "7"), (0.01, "#"), (0.01, "9")]})
     lists = FakeLists(entries=["a", "b", "c"])
-    # A wrong key is told so before the menu repeats; a digit during that skips it.
+    # A wrong key is told so before the menu repeats (a digit during that is ignored).
     assert await run(ari, lists) == ["menu", "invalid_input", "menu", "invalid_input", "menu",
                                      "deleted_all"]
     assert lists.entries == []
@@ -192,11 +192,76 @@ async def test_three_invalid_inputs_release_without_result() -> None:
     assert lists.entries == ["a"]
 
 
-async def test_digit_during_invalid_input_guidance_is_the_choice() -> None:
+async def test_digit_during_invalid_input_guidance_is_ignored() -> None:
+    """「入力が正しくありません。」 plays without barge-in: a key during it is no choice; the
+    menu plays again (then two timeouts release the call)."""
     ari = FakeAri({"menu": [(0.01, "7")], "invalid_input": [(0.01, "3")]})
     lists = FakeLists(entries=["a", "b"])
-    assert await run(ari, lists) == ["menu", "invalid_input", "deleted_newest"]
-    assert lists.entries == ["a"]
+    assert await run(ari, lists) == ["menu", "invalid_input", "menu", "menu"]
+    assert lists.entries == ["a", "b"]
+    assert len(ari.stopped) == 1  # the first menu only
+
+
+FAST_FIVES = {"menu": [(0.01, "5")] * 3, "invalid_input": [(0.01, "5")] * 3}
+
+
+async def test_wrong_keys_in_a_row_each_hear_the_menu() -> None:
+    """"5,5,5" pressed fast: each wrong key during 「入力が正しくありません。」 is not the next
+    try; every try hears the menu (MenuState.attempts: menu guidances played)."""
+    ari = FakeAri(FAST_FIVES)
+    assert await run(ari, FakeLists()) == ["menu", "invalid_input"] * 3
+    assert len(ari.stopped) == 3  # each menu cut by its "5", never invalid_input
+
+
+async def test_a_valid_key_during_the_last_invalid_input_is_not_taken() -> None:
+    """After the third menu the call is released: a "2" during the last 「入力が正しくあり
+    ません。」 neither cuts it short nor registers."""
+    presses = {"menu": [(0.01, "5")] * 3,
+               "invalid_input": [(0.01, "5"), (0.01, "5"), (0.01, "2")]}
+    ari, lists = FakeAri(presses), FakeLists(calls=[ended_call()])
+    assert await run(ari, lists) == ["menu", "invalid_input"] * 3
+    assert lists.entries == [] and len(ari.stopped) == 3
+
+
+class PressDuringStorage(FakeLists):
+    """The caller presses `digit` again while the list store works (nothing is playing)."""
+
+    def __init__(self, ari: FakeAri, digit: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ari, self.digit = ari, digit
+
+    async def last_caller_candidates(self, list_id: int) -> list[InboundCall]:
+        self.ari.put({"type": "ChannelDtmfReceived", "digit": self.digit})
+        await asyncio.sleep(0.01)
+        return await super().last_caller_candidates(list_id)
+
+
+async def test_a_digit_pressed_before_a_question_is_not_its_answer() -> None:
+    """"2" pressed twice on a full list: the second, pressed while nothing played, does not
+    answer 「…よろしければ“0”…」 before it is asked (it is discarded, as the AGI shell never
+    sees it); the "0" pressed during the question is the answer."""
+    ari = FakeAri({"menu": [(0.01, "2")], "list_full": [(0.02, "0")]})
+    lists = PressDuringStorage(ari, "2", entries=FULL, calls=[ended_call()])
+    assert await run(ari, lists) == ["menu", "list_full", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
+
+
+async def test_a_hangup_before_a_question_is_still_a_hangup() -> None:
+    ari = FakeAri({"menu": [(0.01, "2")]})
+    lists = PressDuringStorage(ari, "2", entries=FULL, calls=[ended_call()])
+    menu = Menu(ari, lists, "ch-1", NuisanceMenu("0312345679", 7), False, FAST)
+    ari.queue = menu.events
+    real = lists.register
+
+    async def register(list_id: int, caller_key: str,
+                       evict_confirmed: bool) -> RegistrationPlan:
+        ari.put({"type": "ChannelHangupRequest"})
+        return await real(list_id, caller_key, evict_confirmed)
+
+    lists.register = register  # type: ignore[method-assign]
+    with pytest.raises(CallerGone):
+        await asyncio.wait_for(menu.run(), 5)
+    assert ari.played == [["menu"]]
 
 
 @pytest.mark.parametrize(("entries", "result"), [(["a"], "deleted_newest"), ([], "list_empty")])
@@ -263,10 +328,18 @@ async def test_caller_without_number_hears_registration_failed(multi: bool) -> N
 
 
 class FakeAgi:
-    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed."""
+    """pyst2's AGI as AgiMenu uses it: STREAM FILE returns the escape digit pressed. A prompt
+    in `failing` cannot be played: Asterisk answers `200 result=-1`, which pyst2 raises as
+    AGIAppError; CHANNEL STATUS then says whether the channel is still there (6, up) or not
+    (-1). `after` are the digits WAIT FOR DIGIT returns, in order ("" for a timeout)."""
 
-    def __init__(self, presses: dict[str, str]) -> None:
-        self.presses = presses  # prompt name -> digit pressed during its first play
+    def __init__(self, presses: dict[str, str | list[str]], failing: Sequence[str] = (),
+                 status: int = 6, after: Sequence[str] = ()) -> None:
+        # prompt name -> digit pressed during its first play, or one per play ("": none)
+        self.presses = {k: [v] if isinstance(v, str) else list(v) for k, v in presses.items()}
+        self.failing = set(failing)
+        self.status = status
+        self.after = list(after)
         self.streamed: list[str] = []
         self.hung_up = False
 
@@ -277,12 +350,20 @@ class FakeAgi:
         self.hung_up = True
 
     def stream_file(self, name: str, escape_digits: str = "") -> str:
+        from asterisk.agi import AGIAppError
         prompt = name.removeprefix("callguard/")
         self.streamed.append(prompt)
-        return self.presses.pop(prompt, "") if escape_digits else ""
+        if prompt in self.failing:
+            raise AGIAppError("Error executing application, or hangup")
+        pressed = self.presses.get(prompt, [])
+        digit = pressed.pop(0) if pressed else ""
+        return digit if escape_digits else ""  # without escape digits STREAM FILE plays on
+
+    def channel_status(self) -> int:
+        return self.status
 
     def wait_for_digit(self, timeout: int) -> str:
-        return ""
+        return self.after.pop(0) if self.after else ""
 
 
 @pytest.mark.parametrize(("digit", "key", "fail", "prompt"), [
@@ -299,6 +380,101 @@ async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail
     lists = FakeLists(entries=["a"], calls=[ended_call(key=key)], fail=fail)
     await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
     assert agi.streamed == ["menu", prompt] and agi.hung_up
+
+
+async def test_the_fallback_menu_ignores_keys_during_invalid_input() -> None:
+    """The same three tries over AGI (STREAM FILE without escape digits): "5,5,5" fast, and a
+    "2" during the last 「入力が正しくありません。」, each try hears the menu, then released."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    for during in (["5", "5", "5"], ["5", "5", "2"]):
+        agi = FakeAgi({"menu": ["5", "5", "5"], "invalid_input": during})
+        lists = FakeLists(calls=[ended_call()])
+        await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+        assert agi.streamed == ["menu", "invalid_input"] * 3 and agi.hung_up
+        assert lists.entries == []
+
+
+async def test_the_fallback_menu_answers_the_full_list_question_the_same() -> None:
+    """What test_a_digit_pressed_before_a_question_is_not_its_answer gives in the ARI shell:
+    the "0" during 「…よろしければ“0”…」 evicts the oldest."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({"menu": "2", "list_full": "0"})
+    lists = FakeLists(entries=FULL, calls=[ended_call()])
+    await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "list_full", "registered"]
+    assert lists.entries == [*FULL[1:], KEY]
+
+
+async def test_failed_prompt_goes_on_in_the_fallback_too(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """REL-4, REL-7: a prompt STREAM FILE cannot play (`200 result=-1` on a channel that is
+    still up) is "prompt failed, go on" as in the ARI shell (test_failed_playback_goes_on):
+    the digit after it is taken, the result is said, the call is released. Not a hangup."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({}, failing=["menu"], after=["3"])
+    lists = FakeLists(entries=["a"])
+    with caplog.at_level(logging.INFO, logger="callguard.menu"):
+        await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "deleted_newest"] and agi.hung_up
+    assert lists.entries == []
+    assert any(r.msg == "prompt failed to play" for r in caplog.records)
+    assert not any(r.msg == "caller hung up during the 144 menu" for r in caplog.records)
+
+
+async def test_failed_prompts_never_end_the_fallback_menu_early() -> None:
+    """No prompt plays at all (sounds missing): three silent menus, then released, as the ARI
+    shell does with failed playbacks; never a CallerGone on a channel still up."""
+    from agi_scripts.menu144_agi import run_agi_menu
+    agi = FakeAgi({}, failing=["menu"])
+    await run_agi_menu(agi, FakeLists(), "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "menu", "menu"] and agi.hung_up
+
+
+async def test_a_hangup_during_a_prompt_is_still_a_hangup() -> None:
+    """`200 result=-1` on a channel that is gone (CHANNEL STATUS -1): the caller hung up."""
+    from agi_scripts.menu144_agi import AgiMenu
+    agi = FakeAgi({}, failing=["menu"], status=-1, after=["3"])
+    menu = AgiMenu(agi, FakeLists(entries=["a"]), "ch-1", NuisanceMenu("0312345679", 7),
+                   False, FAST)
+    with pytest.raises(CallerGone):
+        await menu.run()
+    assert agi.streamed == ["menu"]
+
+
+@pytest.mark.parametrize(("status_answer", "gone"), [
+    ("200 result=6\n", False),  # the channel is up: the prompt failed
+    ("200 result=-1\n", True),  # no such channel
+    ("HANGUP\n", True),  # FastAGI's SIGHUP ahead of the answer
+], ids=["up", "result=-1", "HANGUP"])
+async def test_stream_file_failure_over_the_agi_protocol(status_answer: str,
+                                                         gone: bool) -> None:
+    """The same over pyst2 and the real protocol lines (agi_scripts.fastagi.QuietAGI)."""
+    import io
+
+    from agi_scripts.fastagi import QuietAGI
+    from agi_scripts.menu144_agi import AgiMenu
+    from tests.unit.test_agi_environment import ENV_HEAD, ENV_TAIL
+    answers = ("200 result=0\n"  # ANSWER
+               "200 result=-1 endpos=0\n"  # STREAM FILE callguard/menu
+               + status_answer +  # CHANNEL STATUS
+               "200 result=51\n"  # WAIT FOR DIGIT: "3"
+               "200 result=0 endpos=8000\n")  # STREAM FILE callguard/deleted_newest
+    sent = io.StringIO()
+    agi = QuietAGI(io.StringIO(ENV_HEAD + ENV_TAIL + answers), sent)
+    lists = FakeLists(entries=["a"])
+    menu = AgiMenu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False, FAST)
+    try:
+        if gone:
+            with pytest.raises(CallerGone):
+                await menu.run()
+            assert lists.entries == ["a"]
+        else:
+            await menu.run()
+            assert lists.entries == []
+            assert "STREAM FILE callguard/deleted_newest" in sent.getvalue()
+    finally:
+        agi.finish()
+    assert "CHANNEL STATUS" in sent.getvalue()
 
 
 async def test_single_channel_scope_has_no_window() -> None:  # NCR-REG-3 (multi only)

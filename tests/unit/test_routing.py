@@ -178,15 +178,70 @@ def test_outbound_refusals(endpoint: str, dialed: str, prompt: str) -> None:  # 
     assert target_for(d, "/rec").context == "cg-refuse"
 
 
+@pytest.mark.parametrize(("endpoint", "dialed"), [
+    ("f1-a", "007727031234567"),  # too few digits
+    ("f1-a", "00772703123456789"),  # too many
+    ("f1-a", "007727"),  # the prefix alone
+    ("m1-a", "007726"),
+    ("f1-a", "007727010"),  # 010 without a number
+    ("f1-a", "00772709012345"),  # a mobile number too short
+    ("f1-a", "0077270120123"),  # a freephone number too short
+])
+def test_misdial_after_the_prefix_is_an_unknown_number(endpoint: str, dialed: str) -> None:
+    """REC-OUT-2, source 000: 「下記へ接続する場合はプレフィックスを付与せず…」 covers its listed
+    classes only; a misdial is told what the same typo without the prefix gets (the carrier's
+    「おかけになった電話番号は、現在使われておりません。」, 404 / cause 1), never to redial
+    without the prefix. Never connected."""
+    d = decide_outbound(SITE, outbound(endpoint, dialed), capacity=ROOM)
+    assert d == Refuse(1, "number_unknown", note="misdialed number after the prefix"), d
+    assert target_for(d, "/rec").context == "cg-refuse"
+
+
+@pytest.mark.parametrize("dialed", ["00772751234567890", "0077279", "007727*123"])
+def test_not_starting_with_0_after_the_prefix_is_a_listed_refusal(dialed: str) -> None:
+    """Source 000's list ends with 「その他、「0」以外から始まる番号」: call it without the
+    prefix."""
+    d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+    assert isinstance(d, Refuse) and (d.cause, d.prompt) == (21, "rec_refused_destination"), d
+
+
+@pytest.mark.parametrize(("dialed", "withheld"), [
+    ("110", False), ("118", False), ("119", False),
+    ("184110", True), ("184118", True), ("184119", True),
+    ("186110", False), ("186118", False), ("186119", False),
+])
+def test_emergency_behind_184_186_connects_as_the_dialplan_does(dialed: str,
+                                                                withheld: bool) -> None:
+    """REL-6, REC-OUT-3: the shells agree with [cg-emergency]: the carrier gets the emergency
+    number itself, the line's own number, withheld after 184 (Privacy: id), unrecorded."""
+    d = decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM)
+    assert isinstance(d, Connect), d
+    assert (d.dial, d.caller_id, d.withhold_id, d.record) == (
+        f"PJSIP/{dialed[-3:]}@carrier", "0312345678", withheld, None)
+    assert d.note.startswith("emergency")
+
+
+def test_no_extension_plan_shadows_an_emergency_number() -> None:
+    """REL-6: as numbers.classify; an extension 110 never turns 110 into an extension call."""
+    site = replace(SITE, endpoints={**SITE.endpoints, "f1-b": replace(
+        SITE.endpoints["f1-b"], extension="110")})
+    for dialed in ("110", "184110"):
+        d = decide_outbound(site, outbound("f1-a", dialed), capacity=ROOM)
+        assert isinstance(d, Connect) and d.dial == "PJSIP/110@carrier", (dialed, d)
+
+
 def test_roaming_prefixed_call_not_recorded() -> None:  # REC-OUT-4
     d = decide_outbound(SITE, outbound("m1-a", "0077260312345678", roaming=True), capacity=ROOM)
     assert isinstance(d, Connect) and d.record is None and d.caller_id == "0311110001"
 
 
-def test_144_menu_only_for_subscribed_numbers() -> None:  # NCR-*
-    assert decide_outbound(SITE, outbound("f1-a", "144"), capacity=ROOM) == NuisanceMenu(
+@pytest.mark.parametrize("dialed", ["144", "184144", "186144"])
+def test_144_menu_only_for_subscribed_numbers(dialed: str) -> None:  # NCR-*
+    """144 never reaches the carrier, behind 184/186 neither (the code was stripped and
+    "144" dialed out as a normal call)."""
+    assert decide_outbound(SITE, outbound("f1-a", dialed), capacity=ROOM) == NuisanceMenu(
         "0312345678", 1)
-    d = decide_outbound(SITE, outbound("m1-a", "144"), capacity=ROOM)
+    d = decide_outbound(SITE, outbound("m1-a", dialed), capacity=ROOM)
     assert isinstance(d, Refuse) and d.prompt == "not_subscribed"
 
 
