@@ -312,8 +312,9 @@ def on_menu_input(state: MenuState, digit: str | None) -> tuple[MenuState, MenuA
 def guidance_after_input(digit: str | None, action: MenuAction) -> list[str]:
     """What the caller hears right after a menu input, before the next step: a wrong key
     (pressed, but not 2/3/9/4) gets 「入力が正しくありません。」 before the menu repeats or the
-    call is released; a timeout gets nothing extra (the menu simply repeats). Played without
-    barge-in: a key pressed during it is ignored, so every try hears the menu (attempts)."""
+    call is released; a timeout gets nothing extra (the menu simply repeats). A key pressed
+    during it is the next try's choice (skip), except after the last try: nothing is left to
+    choose, so it plays whole before the release."""
     if digit is None or action not in (MenuAction.PLAY_MENU, MenuAction.HANGUP):
         return []
     return [INVALID_INPUT]

@@ -178,7 +178,7 @@ async def test_no_input_three_menus_then_release() -> None:
 async def test_invalid_input_repeats_the_menu_then_a_valid_choice_counts() -> None:
     ari = FakeAri({"menu": [(0.01, "7"), (0.01, "#"), (0.01, "9")]})
     lists = FakeLists(entries=["a", "b", "c"])
-    # A wrong key is told so before the menu repeats (a digit during that is ignored).
+    # A wrong key is told so before the menu repeats; a digit during that skips it.
     assert await run(ari, lists) == ["menu", "invalid_input", "menu", "invalid_input", "menu",
                                      "deleted_all"]
     assert lists.entries == []
@@ -192,35 +192,32 @@ async def test_three_invalid_inputs_release_without_result() -> None:
     assert lists.entries == ["a"]
 
 
-async def test_digit_during_invalid_input_guidance_is_ignored() -> None:
-    """「入力が正しくありません。」 plays without barge-in: a key during it is no choice; the
-    menu plays again (then two timeouts release the call)."""
+async def test_digit_during_invalid_input_guidance_is_the_choice() -> None:
+    """SPEC: DTMF during any guidance interrupts it and counts as the choice (skip)."""
     ari = FakeAri({"menu": [(0.01, "7")], "invalid_input": [(0.01, "3")]})
     lists = FakeLists(entries=["a", "b"])
-    assert await run(ari, lists) == ["menu", "invalid_input", "menu", "menu"]
-    assert lists.entries == ["a", "b"]
-    assert len(ari.stopped) == 1  # the first menu only
+    assert await run(ari, lists) == ["menu", "invalid_input", "deleted_newest"]
+    assert lists.entries == ["a"]
 
 
-FAST_FIVES = {"menu": [(0.01, "5")] * 3, "invalid_input": [(0.01, "5")] * 3}
-
-
-async def test_wrong_keys_in_a_row_each_hear_the_menu() -> None:
-    """"5,5,5" pressed fast: each wrong key during 「入力が正しくありません。」 is not the next
-    try; every try hears the menu (MenuState.attempts: menu guidances played)."""
-    ari = FakeAri(FAST_FIVES)
-    assert await run(ari, FakeLists()) == ["menu", "invalid_input"] * 3
-    assert len(ari.stopped) == 3  # each menu cut by its "5", never invalid_input
+async def test_wrong_keys_during_invalid_input_are_the_next_tries() -> None:
+    """"5,5,5" pressed fast: each "5" cuts the guidance before it and is the next try (skip);
+    three wrong tries release the call, the last 「入力が正しくありません。」 played whole."""
+    ari = FakeAri({"menu": [(0.01, "5")], "invalid_input": [(0.01, "5")] * 3})
+    assert await run(ari, FakeLists()) == ["menu", "invalid_input", "invalid_input",
+                                           "invalid_input"]
+    assert len(ari.stopped) == 3  # the menu and two guidances cut; not the last one
 
 
 async def test_a_valid_key_during_the_last_invalid_input_is_not_taken() -> None:
-    """After the third menu the call is released: a "2" during the last 「入力が正しくあり
+    """After the third try the call is released: a "2" during the last 「入力が正しくあり
     ません。」 neither cuts it short nor registers."""
     presses = {"menu": [(0.01, "5")] * 3,
-               "invalid_input": [(0.01, "5"), (0.01, "5"), (0.01, "2")]}
+               "invalid_input": [(60.0, "x"), (60.0, "x"), (0.01, "2")]}
+    # (nothing during the first two guidances: each of those tries hears the menu again)
     ari, lists = FakeAri(presses), FakeLists(calls=[ended_call()])
     assert await run(ari, lists) == ["menu", "invalid_input"] * 3
-    assert lists.entries == [] and len(ari.stopped) == 3
+    assert lists.entries == [] and len(ari.stopped) == 3  # the three menus, cut by "5"
 
 
 class PressDuringStorage(FakeLists):
@@ -382,16 +379,16 @@ async def test_the_fallback_menu_says_the_same(digit: str, key: str | None, fail
     assert agi.streamed == ["menu", prompt] and agi.hung_up
 
 
-async def test_the_fallback_menu_ignores_keys_during_invalid_input() -> None:
-    """The same three tries over AGI (STREAM FILE without escape digits): "5,5,5" fast, and a
-    "2" during the last 「入力が正しくありません。」, each try hears the menu, then released."""
+async def test_the_fallback_menu_takes_keys_during_invalid_input_the_same() -> None:
+    """The same tries over AGI: "5,5,5" fast is three tries (each "5" skips the guidance
+    before it), and the last 「入力が正しくありません。」 plays whole (no escape digits), so a
+    "2" during it registers nothing; then the call is released."""
     from agi_scripts.menu144_agi import run_agi_menu
-    for during in (["5", "5", "5"], ["5", "5", "2"]):
-        agi = FakeAgi({"menu": ["5", "5", "5"], "invalid_input": during})
-        lists = FakeLists(calls=[ended_call()])
-        await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
-        assert agi.streamed == ["menu", "invalid_input"] * 3 and agi.hung_up
-        assert lists.entries == []
+    agi = FakeAgi({"menu": ["5"], "invalid_input": ["5", "5", "2"]})
+    lists = FakeLists(calls=[ended_call()])
+    await run_agi_menu(agi, lists, "ch-1", NuisanceMenu("0312345679", 7), False)
+    assert agi.streamed == ["menu", "invalid_input", "invalid_input", "invalid_input"]
+    assert agi.hung_up and lists.entries == []
 
 
 async def test_the_fallback_menu_answers_the_full_list_question_the_same() -> None:
