@@ -42,6 +42,7 @@ from callguard.domain.billing import (
     BillableContract,
     CountPeriod,
     PriceTable,
+    active_in_month,
     count_in_month,
     monthly_bill,
 )
@@ -124,7 +125,12 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
     else:
         channels = in_force("channels", select(func.coalesce(func.sum(Endpoint.channels), 0))
                             .where(Endpoint.contract_id == contract.id))
-    unit = _unit_in_month(ncr.unit, changes, year, month) if ncr is not None else None
+    # Unit and subscribed numbers only for a month in which the subscription is active: a
+    # month before it began (numbers not yet subscribed) or after it ended (numbers gone)
+    # bills the other services, not an error (BILL).
+    unit = (_unit_in_month(ncr.unit, changes, year, month)
+            if ncr is not None and active_in_month(ncr.activated_on, ncr.cancelled_on, year,
+                                                   month) else None)
     if unit == "per-number":
         subscribed = in_force("nuisance-numbers", select(func.count()).where(
             Number.contract_id == contract.id, Number.nuisance_subscribed.is_(True)))
@@ -142,6 +148,17 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
             nuisance_cancelled_on=ncr.cancelled_on if ncr else None,
             nuisance_unit_changes=tuple(c.changed_on for c in changes),
         )
+    except ValueError as exc:
+        raise BillingError(f"contract {contract.code}: {exc}") from exc
+
+
+def bill_of(session: Session, contract: Contract, year: int, month: int,
+            table: PriceTable) -> Bill:
+    """The contract's bill for the month; BillingError when the database does not describe a
+    billable contract for that month."""
+    billable_contract = billable(session, contract, year, month)
+    try:
+        return monthly_bill(billable_contract, year, month, table)
     except ValueError as exc:
         raise BillingError(f"contract {contract.code}: {exc}") from exc
 
@@ -186,7 +203,7 @@ def report(session: Session, month: str, contract: str | None = None,
     errors: list[tuple[str, str]] = []
     for i, c in enumerate(contracts, 1):
         try:
-            bills.append(monthly_bill(billable(session, c, year, mon), year, mon, table))
+            bills.append(bill_of(session, c, year, mon, table))
         except BillingError as exc:
             errors.append((c.code, str(exc)))
         if progress is not None:

@@ -9,7 +9,9 @@ Rules decided here where SPEC §5 and the sources are silent:
 - The recording initial fee is charged once, in the month of `recording_activated_on`.
 - The nuisance-rejection fee uses the unit and number count passed in (the state of the month being
   billed); a month with a unit change is billed once at that unit, plus one construction fee per
-  change dated in the month (NCR-UNIT-1, BILL).
+  change dated in the month (NCR-UNIT-1, BILL). The unit (and, per number, the count) is asked
+  for only in a month when the subscription is active: before it began or after it ended, the
+  contract may well have no subscribed numbers, and its other services are still billed.
 - Line items with quantity 0 are left out.
 - Tax: floor(subtotal × tax_rate_percent / 100), computed once on the subtotal (integer yen,
   rounded down).
@@ -99,8 +101,10 @@ class BillableContract:
             raise ValueError("a mobile contract has handsets, not channels")
         _check_period("recording", self.recording_activated_on, self.recording_cancelled_on)
         if self.nuisance_unit is None:
-            if self.nuisance_activated_on is not None or self.nuisance_numbers:
-                raise ValueError("nuisance dates or numbers given without a nuisance unit")
+            # Dates without a unit: a subscription not in force in the month billed (its unit
+            # and numbers then are not asked for; `monthly_bill` refuses one that is).
+            if self.nuisance_numbers:
+                raise ValueError("nuisance numbers given without a nuisance unit")
         else:
             if self.nuisance_activated_on is None:
                 raise ValueError("a nuisance subscription needs nuisance_activated_on")
@@ -170,6 +174,12 @@ ITEM_NUISANCE_UNIT_CHANGE = "nuisance-unit-change"
 
 def _month_index(year: int, month: int) -> int:
     return year * 12 + (month - 1)
+
+
+def active_in_month(start: date | None, end: date | None, year: int, month: int) -> bool:
+    """A service from `start` until `end` (exclusive; None: still active) is billed for
+    `year`-`month`: active on at least one day of it."""
+    return _active_in(_month_index(year, month), start, end)
 
 
 def _active_in(index: int, start: date | None, end: date | None) -> bool:
@@ -251,9 +261,10 @@ def monthly_bill(
                                "Call recording (fixed): monthly, per channel",
                                contract.channels, prices.recording_fixed_per_channel))
 
-    if contract.nuisance_unit is not None and _active_in(
-        index, contract.nuisance_activated_on, contract.nuisance_cancelled_on
-    ):
+    if _active_in(index, contract.nuisance_activated_on, contract.nuisance_cancelled_on):
+        if contract.nuisance_unit is None:
+            raise ValueError(f"nuisance-call rejection is active in {year:04d}-{month:02d} "
+                             "but no unit was given")
         if contract.nuisance_unit is NuisanceUnit.PER_NUMBER:
             items.append(_item(ITEM_NUISANCE_PER_NUMBER,
                                "Nuisance-call rejection: monthly, per number",

@@ -308,3 +308,51 @@ def test_handsets_and_subscribed_numbers_have_history_too(s: Session) -> None:
     assert items(bill(s, "H2", "2026-04"))[ITEM_RECORDING_MOBILE_HANDSET] == (1, 500, 500)
     assert items(bill(s, "H2", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
     assert items(bill(s, "H2", "2026-09"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
+
+
+# ---- nuisance unit and numbers only in the months it is active (BILL) ----------------------
+def test_per_number_nuisance_added_later_leaves_earlier_months_billable(s: Session) -> None:
+    """Case A: contract and number from 20 January with recording, per-number nuisance from
+    5 March. Re-billing January and February must not ask for subscribed numbers (there were
+    none): they bill recording alone, not an error that drops the whole bill."""
+    _on(s, "2026-01-20")
+    contracts.create_contract(s, "A1", "fixed")
+    endpoints.create_endpoint(s, "a1-a", "A1", "10.8.1.1", "2001")
+    numbers.create_number(s, "0312301001", "a1-a", "representative")
+    subscriptions.set_recording(s, "A1", TODAY, date(2026, 1, 20))
+    s.flush()
+    _on(s, "2026-03-05")
+    subscriptions.set_nuisance(s, "A1", TODAY, unit="per-number",
+                               activated_on=date(2026, 3, 5))
+    s.flush()
+    assert items(bill(s, "A1", "2026-01")) == {ITEM_RECORDING_INITIAL: (1, 3000, 3000),
+                                               ITEM_RECORDING_FIXED_CONTRACT: (1, 900, 900),
+                                               ITEM_RECORDING_FIXED_CHANNEL: (1, 900, 900)}
+    assert bill(s, "A1", "2026-02").subtotal == 1800
+    assert items(bill(s, "A1", "2026-03"))[ITEM_NUISANCE_PER_NUMBER] == (1, 200, 200)
+    rep = billing_repo.report(s, "2026-01")
+    assert "A1" not in [c for c, _ in rep.errors]
+
+
+def test_after_everything_ended_and_numbers_went_the_bill_is_empty(s: Session) -> None:
+    """Case D: both add-ons cancelled on 1 July, the numbers deleted on 5 July: June is still
+    billed in full, August and every later month bill 0 (never an error)."""
+    _on(s, "2026-02-01")
+    contracts.create_contract(s, "D1", "fixed")
+    endpoints.create_endpoint(s, "d1-a", "D1", "10.8.1.2", "2001")
+    numbers.create_number(s, "0312301002", "d1-a", "representative")
+    subscriptions.set_recording(s, "D1", TODAY, date(2026, 2, 1))
+    subscriptions.set_nuisance(s, "D1", TODAY, unit="per-number",
+                               activated_on=date(2026, 2, 1))
+    s.flush()
+    _on(s, "2026-07-01")
+    subscriptions.cancel_recording(s, "D1", TODAY, date(2026, 7, 1))
+    subscriptions.cancel_nuisance(s, "D1", TODAY, date(2026, 7, 1))
+    s.flush()
+    _on(s, "2026-07-05")
+    numbers.delete_number(s, "0312301002")
+    s.flush()
+    assert bill(s, "D1", "2026-06").subtotal == 900 + 900 + 200
+    for month in ("2026-07", "2026-08", "2027-01", "2030-12"):
+        assert bill(s, "D1", month).items == (), month
+    assert "D1" not in [c for c, _ in billing_repo.report(s, "2026-08").errors]

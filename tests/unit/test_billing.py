@@ -347,3 +347,44 @@ def test_count_in_month_follows_the_periods() -> None:
         CountPeriod(-1, date(2026, 1, 1))
     with pytest.raises(ValueError):
         CountPeriod(1, date(2026, 2, 1), date(2026, 1, 1))
+
+
+# --- a subscription's unit and numbers are asked for only in its active months (BILL) -------
+
+
+def test_nuisance_not_yet_active_needs_no_unit_nor_numbers() -> None:
+    """Recording from 20 January, per-number nuisance from 5 March: January and February are
+    billed from recording alone; the (then unsubscribed) numbers are not asked for."""
+    rec = replace(F1, recording_activated_on=date(2026, 1, 20), channels=1,
+                  nuisance_unit=None, nuisance_numbers=0,
+                  nuisance_activated_on=date(2026, 3, 5))
+    assert amounts(monthly_bill(rec, 2026, 1)) == {ITEM_RECORDING_INITIAL: 3000,
+                                                   ITEM_RECORDING_FIXED_CONTRACT: 900,
+                                                   ITEM_RECORDING_FIXED_CHANNEL: 900}
+    assert monthly_bill(rec, 2026, 2).subtotal == 1800
+
+
+def test_nuisance_ended_needs_no_unit_nor_numbers() -> None:
+    """Both services cancelled on 1 July, numbers deleted afterwards: August on bills 0."""
+    gone = replace(F1, recording_cancelled_on=date(2026, 7, 1), channels=0,
+                   nuisance_unit=None, nuisance_numbers=0,
+                   nuisance_cancelled_on=date(2026, 7, 1))
+    assert monthly_bill(gone, 2026, 8).items == ()
+    assert monthly_bill(gone, 2031, 1).items == ()
+
+
+def test_nuisance_active_without_a_unit_is_refused() -> None:
+    """A month in which the subscription is active must say how it is billed."""
+    no_unit = replace(F1, nuisance_unit=None, nuisance_numbers=0)
+    assert monthly_bill(no_unit, 2026, 3).items == ()  # before activation: nothing asked
+    with pytest.raises(ValueError, match="no unit"):
+        monthly_bill(no_unit, 2026, 4)
+
+
+def test_active_in_month() -> None:
+    from callguard.domain.billing import active_in_month
+    start, end = date(2026, 3, 5), date(2026, 7, 1)
+    assert [active_in_month(start, end, 2026, m) for m in range(2, 8)] == [
+        False, True, True, True, True, False]
+    assert active_in_month(start, None, 2099, 12)
+    assert not active_in_month(None, None, 2026, 3)
