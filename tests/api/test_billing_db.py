@@ -36,7 +36,7 @@ from callguard.domain.billing import (
     ContractKind,
     NuisanceUnit,
 )
-from callguard.services import contracts, endpoints, numbers, subscriptions
+from callguard.services import base, contracts, endpoints, nuisance, numbers, subscriptions
 from tests.api.conftest import Client
 from tests.isolated_db import cli
 
@@ -356,3 +356,28 @@ def test_after_everything_ended_and_numbers_went_the_bill_is_empty(s: Session) -
     for month in ("2026-07", "2026-08", "2027-01", "2030-12"):
         assert bill(s, "D1", month).items == (), month
     assert "D1" not in [c for c, _ in billing_repo.report(s, "2026-08").errors]
+
+
+# ---- unit changes only on a subscription in force (NCR-UNIT-1, BILL) -----------------------
+def _unit_changes(s: Session, code: str) -> int:
+    return int(s.scalar(text(
+        "SELECT count(*) FROM nuisance_unit_changes u JOIN contracts c ON c.id = u.contract_id"
+        " WHERE c.code = :c"), {"c": code}) or 0)
+
+
+def test_set_unit_on_a_cancelled_subscription_is_refused(s: Session) -> None:
+    """No construction fee for a subscription that was cancelled: Conflict, nothing written."""
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    before = bill(s, "F2", "2026-12")
+    with pytest.raises(base.Conflict, match="cancelled"):
+        nuisance.set_unit(s, "F2", "per-number", TODAY)
+    assert _unit_changes(s, "F2") == 0
+    assert bill(s, "F2", "2026-12") == before
+    assert ITEM_NUISANCE_UNIT_CHANGE not in items(before)
+
+
+def test_set_unit_to_the_same_unit_changes_nothing(s: Session) -> None:
+    assert nuisance.set_unit(s, "F2", "per-contract", TODAY) is False
+    assert _unit_changes(s, "F2") == 0
+    assert nuisance.set_unit(s, "F2", "per-number", TODAY) is True
+    assert _unit_changes(s, "F2") == 1
