@@ -631,7 +631,9 @@ def routes() -> list[Route]:
           any_, billing_report, (
               Param("month", "query", S.MONTH, required=True), Q_CONTRACT, *PAGING),
           response=S.BILLING_REPORT,
-          description="A contract token gets only its own bill."),
+          description="A contract token gets only its own bill. `subtotal`, `tax` and "
+          "`total` are the month's over every contract, whatever page is returned; "
+          "`page_subtotal`, `page_tax` and `page_total` sum this page's bills."),
         R("GET", f"{API}/prices", "getPrices", "The price table (JPY, excluding tax)",
           "billing", op, get_prices, response=S.PRICES),
         R("PATCH", f"{API}/prices", "setPrices", "Change prices", "billing", op, set_prices,

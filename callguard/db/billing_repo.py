@@ -165,10 +165,19 @@ def bill_of(session: Session, contract: Contract, year: int, month: int,
 
 @dataclass(frozen=True)
 class Report:
+    """One page of a month's bills. `subtotal`/`tax`/`total` (and `contracts`, `unbilled`)
+    are the month's, over every contract of the report whatever page this is; the `page_*`
+    sums are this page's bills only."""
+
     month: str
-    bills: list[Bill]
-    errors: list[tuple[str, str]]  # (contract, why it could not be billed)
+    bills: list[Bill]  # this page
+    errors: list[tuple[str, str]]  # this page: (contract, why it could not be billed)
     next_offset: int | None = None
+    subtotal: int = 0  # the month: every contract billed, all pages
+    tax: int = 0
+    total: int = 0
+    contracts: int = 0  # the month: contracts in the report, all pages
+    unbilled: int = 0  # the month: of those, the ones that could not be billed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,9 +185,14 @@ class Report:
             "currency": "JPY",
             "bills": [b.to_json() for b in self.bills],
             "errors": [{"contract": c, "message": m} for c, m in self.errors],
-            "subtotal": sum(b.subtotal for b in self.bills),
-            "tax": sum(b.tax for b in self.bills),
-            "total": sum(b.total for b in self.bills),
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+            "contracts": self.contracts,
+            "unbilled": self.unbilled,
+            "page_subtotal": sum(b.subtotal for b in self.bills),
+            "page_tax": sum(b.tax for b in self.bills),
+            "page_total": sum(b.total for b in self.bills),
             "next_offset": self.next_offset,
         }
 
@@ -187,26 +201,34 @@ def report(session: Session, month: str, contract: str | None = None,
            limit: int | None = None, offset: int = 0,
            progress: Callable[[int, int], None] | None = None) -> Report:
     """Bills of every contract (or of one), in code order; one with no service active in the
-    month gets an empty bill. `progress(done, total)` is called as contracts are billed."""
+    month gets an empty bill. The page is `limit` contracts from `offset`; the month's totals
+    cover every contract, so every contract is billed whatever the page (a total that changed
+    with the page size would not be the month's). `progress(done, total)` is called as
+    contracts are billed."""
     year, mon = parse_month(month)
     stmt = select(Contract).order_by(Contract.code)
     if contract is not None:
         stmt = stmt.where(Contract.code == contract)
-    stmt = stmt.offset(offset)
-    if limit is not None:
-        stmt = stmt.limit(limit + 1)
     contracts = list(session.scalars(stmt))
-    more = limit is not None and len(contracts) > limit
-    contracts = contracts[:limit] if limit is not None else contracts
+    end = len(contracts) if limit is None else offset + limit
     table = prices(session)
     bills: list[Bill] = []
     errors: list[tuple[str, str]] = []
-    for i, c in enumerate(contracts, 1):
+    subtotal = tax = total = unbilled = 0
+    for i, c in enumerate(contracts):
+        on_page = offset <= i < end
         try:
-            bills.append(bill_of(session, c, year, mon, table))
+            one = bill_of(session, c, year, mon, table)
         except BillingError as exc:
-            errors.append((c.code, str(exc)))
+            unbilled += 1
+            if on_page:
+                errors.append((c.code, str(exc)))
+        else:
+            subtotal, tax, total = subtotal + one.subtotal, tax + one.tax, total + one.total
+            if on_page:
+                bills.append(one)
         if progress is not None:
-            progress(i, len(contracts))
+            progress(i + 1, len(contracts))
     return Report(f"{year:04d}-{mon:02d}", bills, errors,
-                  offset + len(contracts) if more else None)
+                  end if end < len(contracts) else None,
+                  subtotal, tax, total, len(contracts), unbilled)

@@ -212,6 +212,13 @@ def test_billing_report_api(site: Engine, op: Client) -> None:
     assert [b["subtotal"] for b in one["bills"]] == [4500]
     page = op.get("/api/v1/bills?month=2026-05&limit=2").json()
     assert [b["contract"] for b in page["bills"]] == ["F1", "F2"] and page["next_offset"] == 2
+    # The month's total whatever the page; the page's own sums under their own names.
+    assert (page["subtotal"], page["tax"], page["total"]) == (5700, 570, 6270)
+    assert (page["page_subtotal"], page["page_tax"], page["page_total"]) == (4200, 420, 4620)
+    assert (page["contracts"], page["unbilled"]) == (3, 0)
+    last = op.get("/api/v1/bills?month=2026-05&limit=2&offset=2").json()
+    assert [b["contract"] for b in last["bills"]] == ["M1"] and last["next_offset"] is None
+    assert (last["total"], last["page_total"]) == (6270, 1650)
     assert op.get("/api/v1/bills?month=2026-05&contract=NOPE").status == 404
     assert op.get("/api/v1/bills").status == 400
     assert op.get("/api/v1/bills?month=May").status == 400
@@ -250,6 +257,40 @@ def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings
             s.execute(delete(NuisanceSubscription).where(NuisanceSubscription.contract_id == m1))
             s.execute(delete(NuisanceUnitChange).where(NuisanceUnitChange.contract_id == m1))
             s.add(RecordingSubscription(contract_id=m1, activated_on=PROVISIONED))
+
+
+def test_month_total_covers_every_page_api_and_cli_agree(site: Engine, op: Client,
+                                                         iso: Settings) -> None:
+    """More contracts than the API's default page (100): the month's subtotal/tax/total are
+    the same on every page and equal the CLI's (unpaged) report; each page's own sums are
+    `page_*` (BILL, ADM-1/2)."""
+    extra = [f"P{i:03d}" for i in range(1, 102)]  # 101 per-contract nuisance subscribers
+    with Session(site) as s, s.begin():
+        for code in extra:
+            c = Contract(code=code, kind="fixed")
+            s.add(c)
+            s.flush()
+            s.add(NuisanceSubscription(contract_id=c.id, unit="per-contract",
+                                       activated_on=PROVISIONED))
+    try:
+        first = op.get("/api/v1/bills?month=2026-05").json()
+        assert len(first["bills"]) == 100 and first["next_offset"] == 100
+        second = op.get("/api/v1/bills?month=2026-05&offset=100").json()
+        assert len(second["bills"]) == 4 and second["next_offset"] is None
+        month = (5700 + 101 * 200, 570 + 101 * 20, 6270 + 101 * 220)
+        for page in (first, second):
+            assert (page["subtotal"], page["tax"], page["total"]) == month
+            assert (page["contracts"], page["unbilled"]) == (104, 0)
+            assert page["page_total"] == sum(b["total"] for b in page["bills"])
+        assert first["page_total"] + second["page_total"] == month[2]
+        run = cli(iso, "billing", "report", "--month", "2026-05", "--json")
+        assert run.returncode == 0, run.stderr
+        data = json.loads(run.stdout)
+        assert (data["subtotal"], data["tax"], data["total"]) == month
+        assert data["total"] == first["total"]
+    finally:
+        with Session(site) as s, s.begin():
+            s.execute(delete(Contract).where(Contract.code.in_(extra)))
 
 
 # ---- history: a past month is billed from what was in force then (BILL, source 004) -------

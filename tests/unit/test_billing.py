@@ -388,3 +388,15 @@ def test_active_in_month() -> None:
         False, True, True, True, True, False]
     assert active_in_month(start, None, 2099, 12)
     assert not active_in_month(None, None, 2026, 3)
+
+
+def test_report_totals_are_the_months_not_the_pages() -> None:
+    """BILL, ADM-2: `subtotal`/`tax`/`total` keep their names and are the month's; the page's
+    own sums are `page_*`."""
+    from callguard.db.billing_repo import Report
+    page = [monthly_bill(F2, 2026, 6)]
+    rep = Report("2026-06", page, [], 1, subtotal=5900, tax=590, total=6490, contracts=3)
+    data = rep.to_json()
+    assert (data["subtotal"], data["tax"], data["total"]) == (5900, 590, 6490)
+    assert (data["page_subtotal"], data["page_tax"], data["page_total"]) == (200, 20, 220)
+    assert (data["contracts"], data["unbilled"], data["next_offset"]) == (3, 0, 1)
