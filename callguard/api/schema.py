@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, by_relevance
 
 from callguard.db import billing_repo
+from callguard.domain.billing import price_maximum
 from callguard.domain.nuisance import TOKYO
 from callguard.services import (
     base,
@@ -366,8 +367,8 @@ BILLING_REPORT = obj({
     "next_offset": s(["integer", "null"]),
 }, ["month", "bills", "errors", "subtotal", "tax", "total", "contracts", "unbilled",
     "page_subtotal", "page_tax", "page_total", "next_offset"], strict=False)
-_PRICE = {name: s("integer", minimum=0, maximum=100 if name == "tax_rate_percent"
-                  else 10_000_000) for name in billing_repo.PRICE_FIELDS}
+_PRICE = {name: s("integer", minimum=0, maximum=price_maximum(name))
+          for name in billing_repo.PRICE_FIELDS}  # PriceTable's own bounds (CLI alike)
 PRICES = obj(_PRICE, list(_PRICE), strict=False)
 PRICES_SET = obj(_PRICE, minProperties=1)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import func, select
@@ -62,30 +62,36 @@ def parse_month(text: str) -> tuple[int, int]:
     return int(text[:4]), int(text[5:7])
 
 
-def prices(session: Session) -> PriceTable:
+def _stored_prices(session: Session, skip: frozenset[str] = frozenset()) -> dict[str, int]:
     overrides: dict[str, int] = {}
     rows = session.execute(select(SiteSetting.key, SiteSetting.value)
                            .where(SiteSetting.key.startswith(PRICE_PREFIX))).all()
     for key, value in rows:
         name = key[len(PRICE_PREFIX):]
-        if name not in PRICE_FIELDS:
+        if name not in PRICE_FIELDS or name in skip:
             continue  # a stray key must not stop billing
         try:
             overrides[name] = int(value)
         except ValueError as exc:
             raise BillingError(f"site setting {key}={value!r} is not an integer") from exc
+    return overrides
+
+
+def prices(session: Session) -> PriceTable:
     try:
-        return PriceTable(**overrides)
+        return PriceTable(**_stored_prices(session))
     except ValueError as exc:
         raise BillingError(f"site setting prices: {exc}") from exc
 
 
 def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
-    """Validate the whole table first, then store only what changed."""
+    """Validate the whole table first (PriceTable's bounds, the API's alike), then store only
+    what changed. A stored value being replaced is not read, so a bad one can be repaired."""
     unknown = sorted(set(values) - set(PRICE_FIELDS))
     if unknown:
         raise ValueError(f"unknown price {', '.join(unknown)}; known: {', '.join(PRICE_FIELDS)}")
-    table = PriceTable(**{**asdict(prices(session)), **values})  # raises on a bad value
+    stored = _stored_prices(session, skip=frozenset(values))
+    table = PriceTable(**{**stored, **values})  # raises ValueError on a bad value
     for name, value in values.items():
         key = PRICE_PREFIX + name
         session.execute(pg_insert(SiteSetting).values(key=key, value=str(value))

@@ -60,10 +60,24 @@ class PriceTable:
     tax_rate_percent: int = 10
 
     def __post_init__(self) -> None:
+        # One set of bounds for every writer (CLI, API, site_settings): a price up to
+        # MAX_PRICE yen, a tax rate up to MAX_TAX_RATE_PERCENT.
         for f in fields(self):
             value = getattr(self, f.name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"{f.name} must be a non-negative int, got {value!r}")
+            top = price_maximum(f.name)
+            if value > top:
+                raise ValueError(f"{f.name} must be at most {top:,}, got {value:,}")
+
+
+MAX_PRICE = 10_000_000  # JPY, any one price
+MAX_TAX_RATE_PERCENT = 100
+
+
+def price_maximum(name: str) -> int:
+    """The largest value `PriceTable` accepts for the field `name`."""
+    return MAX_TAX_RATE_PERCENT if name == "tax_rate_percent" else MAX_PRICE
 
 
 @dataclass(frozen=True)

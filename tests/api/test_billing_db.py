@@ -170,6 +170,11 @@ def test_configurable_prices(s: Session) -> None:
         billing_repo.set_prices(s, {"vip_fee": 1})
     with pytest.raises(ValueError):
         billing_repo.set_prices(s, {"tax_rate_percent": -1})
+    with pytest.raises(ValueError, match="at most 100"):  # the API's bound (ADM-1/2)
+        billing_repo.set_prices(s, {"tax_rate_percent": 500})
+    with pytest.raises(ValueError, match="at most 10,000,000"):
+        billing_repo.set_prices(s, {"recording_initial": 10_000_001})
+    assert billing_repo.set_prices(s, {"tax_rate_percent": 100}).tax_rate_percent == 100
     s.add(SiteSetting(key="price.recording_initial", value="lots"))
     with pytest.raises(billing_repo.BillingError, match="not an integer"):
         billing_repo.prices(s)
@@ -238,6 +243,13 @@ def test_billing_report_cli(site: Engine, iso: Settings) -> None:
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
     unknown = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "NOPE")
     assert unknown.returncode == 2 and unknown.stderr.strip() == "callguard: no contract 'NOPE'"
+    # The CLI refuses the prices the API refuses (PriceTable's bounds), and stores nothing.
+    tax = cli(iso, "billing", "prices", "--set", "tax_rate_percent=500")
+    assert tax.returncode == 2 and "at most 100" in tax.stderr, tax.stderr
+    fee = cli(iso, "billing", "prices", "--set", "nuisance_unit_change_fee=10000001")
+    assert fee.returncode == 2 and "at most 10,000,000" in fee.stderr, fee.stderr
+    shown = json.loads(cli(iso, "billing", "prices", "--json").stdout)
+    assert (shown["tax_rate_percent"], shown["nuisance_unit_change_fee"]) == (10, 2000)
 
 
 def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings) -> None:

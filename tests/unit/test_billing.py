@@ -400,3 +400,32 @@ def test_report_totals_are_the_months_not_the_pages() -> None:
     assert (data["subtotal"], data["tax"], data["total"]) == (5900, 590, 6490)
     assert (data["page_subtotal"], data["page_tax"], data["page_total"]) == (200, 20, 220)
     assert (data["contracts"], data["unbilled"], data["next_offset"]) == (3, 0, 1)
+
+
+# --- one set of price bounds for the CLI and the API (BILL, ADM-1/2) ------------------------
+
+
+@pytest.mark.parametrize(("name", "top"), [("tax_rate_percent", 100),
+                                           ("recording_initial", 10_000_000),
+                                           ("nuisance_unit_change_fee", 10_000_000)])
+def test_price_bounds_are_the_apis(name: str, top: int) -> None:
+    """BILL, ADM-1/2: the CLI's `billing prices --set` goes through PriceTable, so it refuses
+    what the API's schema refuses, and accepts what it accepts."""
+    from callguard.api import schema
+    from callguard.domain.billing import price_maximum
+
+    assert PriceTable(**{name: top}) == PriceTable(**{name: top})
+    with pytest.raises(ValueError, match="at most"):
+        PriceTable(**{name: top + 1})
+    assert schema.PRICES_SET["properties"][name]["maximum"] == price_maximum(name) == top
+
+
+def test_every_price_has_the_same_bound_in_the_api() -> None:
+    from callguard.api import schema
+    from callguard.db import billing_repo
+    from callguard.domain.billing import price_maximum
+
+    for name in billing_repo.PRICE_FIELDS:
+        assert schema.PRICES_SET["properties"][name]["maximum"] == price_maximum(name)
+    with pytest.raises(ValueError):
+        PriceTable(tax_rate_percent=500)
