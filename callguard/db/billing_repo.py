@@ -8,8 +8,12 @@ about a contract in the month billed:
   endpoints and numbers; `domain.billing.count_in_month` picks the month's value). A month
   before the history began takes its first value (activation entered late); a contract with
   no history at all is billed from today's rows.
-- The nuisance unit of a month is the unit in force at its end, read back through
-  `nuisance_unit_changes` (each change also bills its construction fee in its month).
+- Services are billed from every period in `subscription_periods` (kept by the database's
+  triggers on the subscription tables: a re-subscription after a cancellation is a new period,
+  never an overwrite), so a past month bills the subscriptions in force then.
+- The nuisance unit of a month is that of the period active in it: the unit it began with,
+  then the `nuisance_unit_changes` made inside it up to that month (each change also bills its
+  construction fee in its month).
 - Mobile handsets are the contract's `native` numbers; fixed channels are the sum of its
   endpoints' channels; per-number subscriptions count the numbers flagged `nuisance_subscribed`.
 - Prices are `PriceTable`'s defaults unless `site_settings` holds `price.<field>` (e.g.
@@ -31,20 +35,21 @@ from callguard.db.models import (
     BillingCount,
     Contract,
     Endpoint,
-    NuisanceSubscription,
     NuisanceUnitChange,
     Number,
-    RecordingSubscription,
     SiteSetting,
+    SubscriptionPeriod,
 )
 from callguard.domain.billing import (
     Bill,
     BillableContract,
     CountPeriod,
+    Period,
     PriceTable,
-    active_in_month,
+    UnitChange,
     count_in_month,
     monthly_bill,
+    nuisance_unit_in_month,
 )
 
 MONTH_RE = r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -101,17 +106,21 @@ def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
     return table
 
 
-def _unit_in_month(current: str, changes: list[NuisanceUnitChange], year: int,
-                   month: int) -> str:
-    """The unit in force at the end of the month: the old unit of the first change made after
-    it, else the current one."""
-    later = [c for c in changes if (c.changed_on.year, c.changed_on.month) > (year, month)]
-    return min(later, key=lambda c: (c.changed_on, c.id)).old_unit if later else current
+def _periods(session: Session, contract_id: int) -> dict[str, list[Period]]:
+    """Every period of the contract's services, oldest first, from `subscription_periods`
+    (kept by the database's triggers on the subscription tables)."""
+    out: dict[str, list[Period]] = {"recording": [], "nuisance": []}
+    for row in session.scalars(select(SubscriptionPeriod).where(
+            SubscriptionPeriod.contract_id == contract_id)
+            .order_by(SubscriptionPeriod.activated_on)):
+        out[row.service].append(Period(
+            row.activated_on, row.cancelled_on,
+            row.unit,  # type: ignore[arg-type]  # checked by Period
+        ))
+    return out
 
 
 def billable(session: Session, contract: Contract, year: int, month: int) -> BillableContract:
-    rec = session.get(RecordingSubscription, contract.id)
-    ncr = session.get(NuisanceSubscription, contract.id)
     changes = list(session.scalars(select(NuisanceUnitChange).where(
         NuisanceUnitChange.contract_id == contract.id)))
     history: dict[str, list[CountPeriod]] = {}
@@ -124,6 +133,17 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
         value = count_in_month(history.get(what, []), year, month)
         return int((session.scalar(today) or 0) if value is None else value)
 
+    try:
+        periods = _periods(session, contract.id)
+        # The unit of the period active in the month, with the changes made inside it; None
+        # in a month without nuisance-call rejection: a month before it began (numbers not
+        # yet subscribed) or after it ended (numbers gone) bills the other services (BILL).
+        unit = nuisance_unit_in_month(
+            periods["nuisance"],
+            [UnitChange(c.changed_on, c.new_unit)  # type: ignore[arg-type]  # checked
+             for c in changes], year, month)
+    except ValueError as exc:
+        raise BillingError(f"contract {contract.code}: {exc}") from exc
     handsets = channels = subscribed = 0
     if contract.kind == "mobile":
         handsets = in_force("handsets", select(func.count()).where(
@@ -131,27 +151,25 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
     else:
         channels = in_force("channels", select(func.coalesce(func.sum(Endpoint.channels), 0))
                             .where(Endpoint.contract_id == contract.id))
-    # Unit and subscribed numbers only for a month in which the subscription is active: a
-    # month before it began (numbers not yet subscribed) or after it ended (numbers gone)
-    # bills the other services, not an error (BILL).
-    unit = (_unit_in_month(ncr.unit, changes, year, month)
-            if ncr is not None and active_in_month(ncr.activated_on, ncr.cancelled_on, year,
-                                                   month) else None)
     if unit == "per-number":
         subscribed = in_force("nuisance-numbers", select(func.count()).where(
             Number.contract_id == contract.id, Number.nuisance_subscribed.is_(True)))
+    rec = periods["recording"][-1] if periods["recording"] else None
+    ncr = periods["nuisance"][-1] if periods["nuisance"] else None
     try:
         return BillableContract(
             code=contract.code,
             kind=contract.kind,  # type: ignore[arg-type]  # checked by BillableContract
-            recording_activated_on=rec.activated_on if rec else None,
+            recording_activated_on=rec.activated_on if rec else None,  # the last period
             recording_cancelled_on=rec.cancelled_on if rec else None,
+            recording_periods=tuple(periods["recording"]),
             handsets=int(handsets),
             channels=int(channels),
-            nuisance_unit=unit,  # type: ignore[arg-type]  # checked by BillableContract
+            nuisance_unit=unit,
             nuisance_numbers=int(subscribed),
             nuisance_activated_on=ncr.activated_on if ncr else None,
             nuisance_cancelled_on=ncr.cancelled_on if ncr else None,
+            nuisance_periods=tuple(periods["nuisance"]),
             nuisance_unit_changes=tuple(c.changed_on for c in changes),
         )
     except ValueError as exc:

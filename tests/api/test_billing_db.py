@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, select, text
@@ -434,3 +435,98 @@ def test_set_unit_to_the_same_unit_changes_nothing(s: Session) -> None:
     assert _unit_changes(s, "F2") == 0
     assert nuisance.set_unit(s, "F2", "per-number", TODAY) is True
     assert _unit_changes(s, "F2") == 1
+
+
+# ---- every subscription period is kept and billed (BILL: SPEC §5, a past month) ------------
+def _periods(s: Session, code: str, service: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in s.execute(text(
+        "SELECT p.activated_on, p.cancelled_on, p.unit FROM subscription_periods p"
+        " JOIN contracts c ON c.id = p.contract_id WHERE c.code = :c AND p.service = :s"
+        " ORDER BY p.activated_on"), {"c": code, "s": service})]
+
+
+def test_resubscribing_recording_keeps_the_earlier_period(s: Session) -> None:
+    """Recording 10 Jan, cancelled 1 Apr, subscribed again 1 Jun: January-March bill as they
+    did before the re-subscription (January's initial fee included); June is a new application
+    with a new initial fee; April and May bill nothing."""
+    _on(s, "2026-01-10")
+    contracts.create_contract(s, "R1", "mobile")
+    endpoints.create_endpoint(s, "r1-a", "R1", "10.8.2.1", "2001")
+    numbers.create_number(s, "09012302001", "r1-a", "native")
+    subscriptions.set_recording(s, "R1", TODAY, date(2026, 1, 10))
+    s.flush()
+    subscriptions.cancel_recording(s, "R1", TODAY, date(2026, 4, 1))
+    s.flush()
+    before = [bill(s, "R1", f"2026-{m:02d}") for m in (1, 2, 3)]
+    with pytest.raises(base.Conflict, match="on or after"):  # inside the ended period
+        subscriptions.set_recording(s, "R1", TODAY, date(2026, 3, 1))
+    subscriptions.set_recording(s, "R1", TODAY, date(2026, 6, 1))
+    s.flush()
+    assert [bill(s, "R1", f"2026-{m:02d}") for m in (1, 2, 3)] == before
+    assert [bill(s, "R1", f"2026-{m:02d}").subtotal for m in range(1, 8)] == [
+        4000, 1000, 1000, 0, 0, 4000, 1000]
+    assert items(bill(s, "R1", "2026-01"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    assert items(bill(s, "R1", "2026-06"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    assert _periods(s, "R1", "recording") == [
+        (date(2026, 1, 10), date(2026, 4, 1), None), (date(2026, 6, 1), None, None)]
+
+
+def test_recording_set_revokes_a_pending_cancellation(s: Session) -> None:
+    """A cancellation still to come is revoked by subscribing again: the subscription goes on
+    from its activation, with no new initial fee and no new period."""
+    _on(s, "2026-05-10")
+    contracts.create_contract(s, "R2", "mobile")
+    endpoints.create_endpoint(s, "r2-a", "R2", "10.8.2.2", "2001")
+    numbers.create_number(s, "09012302002", "r2-a", "native")
+    subscriptions.set_recording(s, "R2", date(2026, 5, 10))
+    subscriptions.cancel_recording(s, "R2", date(2026, 6, 1), date(2026, 9, 1))  # pending
+    s.flush()
+    with pytest.raises(base.Conflict, match="pending"):
+        subscriptions.set_recording(s, "R2", date(2026, 6, 15), date(2026, 6, 15))
+    sub = subscriptions.set_recording(s, "R2", date(2026, 6, 15), retention_days=30)
+    s.flush()
+    assert (sub.activated_on, sub.cancelled_on, sub.retention_days) == (
+        date(2026, 5, 10), None, 30)
+    assert _periods(s, "R2", "recording") == [(date(2026, 5, 10), None, None)]
+    assert items(bill(s, "R2", "2026-05"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    for month in ("2026-06", "2026-09", "2026-12"):
+        assert items(bill(s, "R2", month)) == {ITEM_RECORDING_MOBILE_CONTRACT: (1, 500, 500),
+                                               ITEM_RECORDING_MOBILE_HANDSET: (1, 500, 500)}
+
+
+def test_resubscribing_nuisance_with_another_unit_bills_the_old_period_at_the_old_unit(
+        s: Session) -> None:
+    """F2: per contract from 15 April, cancelled 10 June, per number again from 1 August. May
+    and June bill per contract (not per number), July nothing, August per number; a new
+    application is not a unit change (no construction fee)."""
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    s.flush()
+    _on(s, "2026-08-01")
+    with pytest.raises(base.Conflict, match="on or after"):
+        subscriptions.set_nuisance(s, "F2", TODAY, unit="per-number",
+                                   activated_on=date(2026, 6, 1))
+    subscriptions.set_nuisance(s, "F2", TODAY, unit="per-number", activated_on=date(2026, 8, 1))
+    s.flush()
+    assert items(bill(s, "F2", "2026-05")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-07")) == {}
+    assert items(bill(s, "F2", "2026-08")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert _unit_changes(s, "F2") == 0
+    assert _periods(s, "F2", "nuisance") == [
+        (PROVISIONED, date(2026, 6, 10), "per-contract"), (date(2026, 8, 1), None, "per-number")]
+
+
+def test_a_unit_change_inside_a_period_stays_in_that_period(s: Session) -> None:
+    """F2 per contract from 15 April, changed to per number on 20 May, cancelled 10 June, per
+    contract again from 1 August: April per contract, May and June per number (the unit at the
+    month's end), August per contract; the change bills its fee in May only."""
+    nuisance.set_unit(s, "F2", "per-number", date(2026, 5, 20))
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    subscriptions.set_nuisance(s, "F2", TODAY, unit="per-contract",
+                               activated_on=date(2026, 8, 1))
+    s.flush()
+    assert items(bill(s, "F2", "2026-04")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-05")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400),
+                                               ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
+    assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert items(bill(s, "F2", "2026-08")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}

@@ -429,3 +429,85 @@ def test_every_price_has_the_same_bound_in_the_api() -> None:
         assert schema.PRICES_SET["properties"][name]["maximum"] == price_maximum(name)
     with pytest.raises(ValueError):
         PriceTable(tax_rate_percent=500)
+
+
+# --- every subscription period is billed (BILL: a past month from what was in force then) ---
+
+
+def _periods_contract(**kw: Any) -> BillableContract:
+    from callguard.domain.billing import Period
+    return BillableContract(code="R1", kind=ContractKind.MOBILE, handsets=1,
+                            recording_periods=(Period(date(2026, 1, 10), date(2026, 4, 1)),
+                                               Period(date(2026, 6, 1))), **kw)
+
+
+def test_resubscription_keeps_the_earlier_period_and_its_initial_fee() -> None:
+    """Recording 10 Jan, cancelled 1 Apr, subscribed again 1 Jun: January bills its initial
+    fee and January-March their monthly fee as before; June is a new application with a new
+    initial fee; April and May bill nothing."""
+    c = _periods_contract()
+    months = {m: amounts(monthly_bill(c, 2026, m)) for m in range(1, 8)}
+    assert months[1] == {ITEM_RECORDING_INITIAL: 3000, ITEM_RECORDING_MOBILE_CONTRACT: 500,
+                         ITEM_RECORDING_MOBILE_HANDSET: 500}
+    assert months[2] == months[3] == {ITEM_RECORDING_MOBILE_CONTRACT: 500,
+                                      ITEM_RECORDING_MOBILE_HANDSET: 500}
+    assert months[4] == months[5] == {}
+    assert months[6] == months[1]
+    assert months[7] == months[2]
+
+
+def test_two_activations_in_one_month_are_two_initial_fees_and_one_monthly_fee() -> None:
+    from callguard.domain.billing import Period
+    c = BillableContract(code="R2", kind=ContractKind.FIXED, channels=1, recording_periods=(
+        Period(date(2026, 3, 1), date(2026, 3, 10)), Period(date(2026, 3, 20))))
+    items = {i.code: i for i in monthly_bill(c, 2026, 3).items}
+    assert (items[ITEM_RECORDING_INITIAL].quantity, items[ITEM_RECORDING_INITIAL].amount) == (
+        2, 6000)
+    assert items[ITEM_RECORDING_FIXED_CONTRACT].quantity == 1
+
+
+def test_periods_must_not_overlap_and_agree_with_the_dates() -> None:
+    from callguard.domain.billing import Period
+    with pytest.raises(ValueError, match="overlap"):
+        BillableContract(code="R3", kind=ContractKind.MOBILE, recording_periods=(
+            Period(date(2026, 1, 10)), Period(date(2026, 6, 1))))
+    with pytest.raises(ValueError, match="overlap"):
+        BillableContract(code="R3", kind=ContractKind.MOBILE, recording_periods=(
+            Period(date(2026, 1, 10), date(2026, 7, 1)), Period(date(2026, 6, 1))))
+    with pytest.raises(ValueError, match="disagree"):
+        _periods_contract(recording_activated_on=date(2026, 1, 10))
+    ok = _periods_contract(recording_activated_on=date(2026, 6, 1))  # the last period
+    assert ok.recording_history()[0].activated_on == date(2026, 1, 10)
+    with pytest.raises(ValueError):
+        Period(date(2026, 6, 1), date(2026, 6, 1))
+
+
+def test_nuisance_unit_in_month_follows_each_period() -> None:
+    """Per number 10 Jan - 1 Apr, then per contract again from 1 Jun with a change to per
+    number on 15 Aug: the old period bills at the old unit; a change inside one period does
+    not leak into another."""
+    from callguard.domain.billing import Period, UnitChange, nuisance_unit_in_month
+    periods = [Period(date(2026, 1, 10), date(2026, 4, 1), NuisanceUnit.PER_NUMBER),
+               Period(date(2026, 6, 1), None, NuisanceUnit.PER_CONTRACT)]
+    changes = [UnitChange(date(2026, 8, 15), NuisanceUnit.PER_NUMBER)]
+    units = [nuisance_unit_in_month(periods, changes, 2026, m) for m in range(1, 10)]
+    assert units == [NuisanceUnit.PER_NUMBER] * 3 + [None, None] + [
+        NuisanceUnit.PER_CONTRACT] * 2 + [NuisanceUnit.PER_NUMBER] * 2
+    inside_old = [UnitChange(date(2026, 2, 1), NuisanceUnit.PER_CONTRACT)]
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 1) is NuisanceUnit.PER_NUMBER
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 3) is NuisanceUnit.PER_CONTRACT
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 6) is NuisanceUnit.PER_CONTRACT
+    assert nuisance_unit_in_month([], changes, 2026, 9) is None
+
+
+def test_resubscribed_nuisance_bills_the_old_period_at_its_unit() -> None:
+    from callguard.domain.billing import Period
+    periods = (Period(date(2026, 1, 10), date(2026, 4, 1), NuisanceUnit.PER_NUMBER),
+               Period(date(2026, 6, 1), None, NuisanceUnit.PER_CONTRACT))
+    feb = BillableContract(code="N1", kind=ContractKind.FIXED, nuisance_periods=periods,
+                           nuisance_unit=NuisanceUnit.PER_NUMBER, nuisance_numbers=2)
+    assert amounts(monthly_bill(feb, 2026, 2)) == {ITEM_NUISANCE_PER_NUMBER: 400}
+    jun = replace(feb, nuisance_unit=NuisanceUnit.PER_CONTRACT, nuisance_numbers=0)
+    assert amounts(monthly_bill(jun, 2026, 6)) == {ITEM_NUISANCE_PER_CONTRACT: 200}
+    may = replace(feb, nuisance_unit=None, nuisance_numbers=0)
+    assert monthly_bill(may, 2026, 5).items == ()
