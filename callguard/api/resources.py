@@ -493,7 +493,10 @@ def routes() -> list[Route]:
         R("PUT", f"{API}/contracts/{{code}}/subscriptions/recording", "setRecording",
           "Subscribe to call recording, or change its retention", "subscriptions", op,
           set_recording, (P_CODE,), body=S.RECORDING_SET, response=S.SUBSCRIPTIONS,
-          errors=(409,)),
+          errors=(409,),
+          description="After a cancellation, a new subscription (a new period, with a new "
+          "initial fee; earlier periods stay billed). While a cancellation is still to come, "
+          "it revokes that cancellation instead (no new initial fee)."),
         R("DELETE", f"{API}/contracts/{{code}}/subscriptions/recording", "cancelRecording",
           "Cancel call recording", "subscriptions", op, cancel_recording, (P_CODE, q_date),
           response=S.SUBSCRIPTIONS, errors=(409,)),
