@@ -486,7 +486,9 @@ def routes() -> list[Route]:
           response=S.CONTRACT, errors=(409,)),
         R("DELETE", f"{API}/contracts/{{code}}", "deleteContract",
           "Delete a contract without endpoints or recordings", "contracts", op,
-          delete_contract, (P_CODE,), status=204, errors=(409,)),
+          delete_contract, (P_CODE,), status=204, errors=(409,),
+          description="Refused (409) while it has endpoints or recordings, and once it has "
+          "had any service: its past bills would go with it; cancel its services instead."),
         R("GET", f"{API}/contracts/{{code}}/subscriptions", "getSubscriptions",
           "A contract's services", "subscriptions", any_, get_subscriptions, (P_CODE,),
           response=S.SUBSCRIPTIONS),

@@ -530,3 +530,20 @@ def test_a_unit_change_inside_a_period_stays_in_that_period(s: Session) -> None:
                                                ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
     assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
     assert items(bill(s, "F2", "2026-08")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+
+
+# ---- a contract with a history keeps its bills (BILL) --------------------------------------
+def test_deleting_a_contract_that_had_a_service_is_refused(s: Session) -> None:
+    """Its subscriptions, counts and unit changes would cascade away and its past months
+    vanish from the reports: Conflict, cancel its services instead. Never subscribed: deleted."""
+    contracts.create_contract(s, "X1", "fixed")
+    subscriptions.set_nuisance(s, "X1", TODAY, unit="per-contract",
+                               activated_on=date(2026, 5, 1))
+    subscriptions.cancel_nuisance(s, "X1", TODAY, date(2026, 7, 1))
+    s.flush()
+    with pytest.raises(base.Conflict, match="cancel its services"):
+        contracts.delete_contract(s, "X1")
+    assert bill(s, "X1", "2026-06").subtotal == 200
+    contracts.create_contract(s, "X2", "fixed")
+    contracts.delete_contract(s, "X2")
+    assert s.scalar(select(Contract).where(Contract.code == "X2")) is None

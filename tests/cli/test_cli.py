@@ -235,6 +235,22 @@ def test_set_unit_refuses_a_cancelled_subscription_and_says_unchanged(
     assert changes() == 0
 
 
+def test_a_contract_that_had_a_service_is_not_deleted(iso: Settings) -> None:
+    """BILL, ADM-1: its past bills would go with it: exit 2, cancel its services instead; a
+    contract never subscribed is still deleted."""
+    ok(iso, "contracts", "create", "F3", "--kind", "mobile")
+    ok(iso, "subscriptions", "recording", "set", "--contract", "F3", "--from", "2026-01-05")
+    ok(iso, "subscriptions", "recording", "cancel", "--contract", "F3", "--on", "2026-03-01")
+    msg = refused(iso, "contracts", "delete", "F3")
+    assert "F3" in msg and "cancel its services" in msg
+    bill = json.loads(ok(iso, "billing", "report", "--month", "2026-01", "--contract", "F3",
+                         "--json").stdout)
+    assert bill["bills"][0]["subtotal"] == 3000 + 500  # initial fee + per contract
+    ok(iso, "contracts", "create", "F2X", "--kind", "fixed")
+    ok(iso, "contracts", "delete", "F2X")
+    refused(iso, "contracts", "show", "F2X")
+
+
 def test_progress_output() -> None:
     """Progress on stderr for long work: nothing for quick work, a line every two seconds and
     a last one otherwise (not a terminal)."""
