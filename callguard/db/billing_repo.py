@@ -44,6 +44,7 @@ from callguard.domain.billing import (
     Bill,
     BillableContract,
     CountPeriod,
+    NuisanceUnit,
     Period,
     PriceTable,
     UnitChange,
@@ -110,13 +111,15 @@ def _periods(session: Session, contract_id: int) -> dict[str, list[Period]]:
     """Every period of the contract's services, oldest first, from `subscription_periods`
     (kept by the database's triggers on the subscription tables)."""
     out: dict[str, list[Period]] = {"recording": [], "nuisance": []}
-    for row in session.scalars(select(SubscriptionPeriod).where(
+    # Columns, not ORM objects: the triggers change rows behind the session's back, and an
+    # object already in its identity map would not be refreshed by a new query.
+    for service, activated_on, cancelled_on, unit in session.execute(select(
+            SubscriptionPeriod.service, SubscriptionPeriod.activated_on,
+            SubscriptionPeriod.cancelled_on, SubscriptionPeriod.unit).where(
             SubscriptionPeriod.contract_id == contract_id)
             .order_by(SubscriptionPeriod.activated_on)):
-        out[row.service].append(Period(
-            row.activated_on, row.cancelled_on,
-            row.unit,  # type: ignore[arg-type]  # checked by Period
-        ))
+        out[service].append(Period(activated_on, cancelled_on,
+                                   None if unit is None else NuisanceUnit(unit)))
     return out
 
 
