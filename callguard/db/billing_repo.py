@@ -23,8 +23,10 @@ about a contract in the month billed:
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
@@ -107,44 +109,72 @@ def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
     return table
 
 
-def _periods(session: Session, contract_id: int) -> dict[str, list[Period]]:
-    """Every period of the contract's services, oldest first, from `subscription_periods`
-    (kept by the database's triggers on the subscription tables)."""
-    out: dict[str, list[Period]] = {"recording": [], "nuisance": []}
-    # Columns, not ORM objects: the triggers change rows behind the session's back, and an
-    # object already in its identity map would not be refreshed by a new query.
-    for service, activated_on, cancelled_on, unit in session.execute(select(
-            SubscriptionPeriod.service, SubscriptionPeriod.activated_on,
-            SubscriptionPeriod.cancelled_on, SubscriptionPeriod.unit).where(
-            SubscriptionPeriod.contract_id == contract_id)
-            .order_by(SubscriptionPeriod.activated_on)):
-        out[service].append(Period(activated_on, cancelled_on,
-                                   None if unit is None else NuisanceUnit(unit)))
-    return out
+@dataclass
+class _Facts:
+    """The billing history the database holds about one contract."""
+
+    periods: dict[str, list[Period]] = field(
+        default_factory=lambda: {"recording": [], "nuisance": []})
+    counts: dict[str, list[CountPeriod]] = field(default_factory=dict)
+    changes: list[tuple[date, str]] = field(default_factory=list)  # (changed_on, new_unit)
+    error: str | None = None  # a row the domain refused (bad data written by hand)
 
 
-def billable(session: Session, contract: Contract, year: int, month: int) -> BillableContract:
-    changes = list(session.scalars(select(NuisanceUnitChange).where(
-        NuisanceUnitChange.contract_id == contract.id)))
-    history: dict[str, list[CountPeriod]] = {}
-    for row in session.scalars(select(BillingCount).where(
-            BillingCount.contract_id == contract.id)):
-        history.setdefault(row.what, []).append(
-            CountPeriod(row.value, row.valid_from, row.valid_until))
+def _facts(session: Session, contract_id: int | None) -> dict[int, _Facts]:
+    """The periods (`subscription_periods`, kept by the database's triggers on the
+    subscription tables), counts (`billing_counts`) and unit changes of every contract, or of
+    one: three queries whatever the number of contracts, so a month's report reads the
+    history once. Columns, not ORM objects: the triggers change rows behind the session's
+    back, and an object already in its identity map would not be refreshed by a query."""
+    out: defaultdict[int, _Facts] = defaultdict(_Facts)
+
+    def mine(column: Any) -> list[Any]:
+        return [] if contract_id is None else [column == contract_id]
+
+    sp, bc, uc = SubscriptionPeriod, BillingCount, NuisanceUnitChange
+    for cid, service, start, end, unit in session.execute(
+            select(sp.contract_id, sp.service, sp.activated_on, sp.cancelled_on, sp.unit)
+            .where(*mine(sp.contract_id)).order_by(sp.contract_id, sp.activated_on)):
+        try:
+            out[cid].periods[service].append(
+                Period(start, end, None if unit is None else NuisanceUnit(unit)))
+        except (ValueError, KeyError) as exc:
+            out[cid].error = f"{service} period from {start}: {exc}"
+    for cid, what, value, start, end in session.execute(
+            select(bc.contract_id, bc.what, bc.value, bc.valid_from, bc.valid_until)
+            .where(*mine(bc.contract_id))):
+        try:
+            out[cid].counts.setdefault(what, []).append(CountPeriod(value, start, end))
+        except ValueError as exc:
+            out[cid].error = f"{what} count from {start}: {exc}"
+    for cid, changed_on, new_unit in session.execute(
+            select(uc.contract_id, uc.changed_on, uc.new_unit).where(*mine(uc.contract_id))):
+        out[cid].changes.append((changed_on, new_unit))
+    return dict(out)
+
+
+def billable(session: Session, contract: Contract, year: int, month: int,
+             facts: _Facts | None = None) -> BillableContract:
+    """What the database says about `contract` in the month; `facts`: its history when the
+    caller read every contract's at once (`_facts`)."""
+    if facts is None:
+        facts = _facts(session, contract.id).get(contract.id, _Facts())
+    if facts.error is not None:
+        raise BillingError(f"contract {contract.code}: {facts.error}")
+    periods, history = facts.periods, facts.counts
 
     def in_force(what: str, today: Any) -> int:
         value = count_in_month(history.get(what, []), year, month)
         return int((session.scalar(today) or 0) if value is None else value)
 
     try:
-        periods = _periods(session, contract.id)
         # The unit of the period active in the month, with the changes made inside it; None
         # in a month without nuisance-call rejection: a month before it began (numbers not
         # yet subscribed) or after it ended (numbers gone) bills the other services (BILL).
         unit = nuisance_unit_in_month(
             periods["nuisance"],
-            [UnitChange(c.changed_on, c.new_unit)  # type: ignore[arg-type]  # checked
-             for c in changes], year, month)
+            [UnitChange(day, new)  # type: ignore[arg-type]  # checked by UnitChange
+             for day, new in facts.changes], year, month)
     except ValueError as exc:
         raise BillingError(f"contract {contract.code}: {exc}") from exc
     handsets = channels = subscribed = 0
@@ -173,17 +203,17 @@ def billable(session: Session, contract: Contract, year: int, month: int) -> Bil
             nuisance_activated_on=ncr.activated_on if ncr else None,
             nuisance_cancelled_on=ncr.cancelled_on if ncr else None,
             nuisance_periods=tuple(periods["nuisance"]),
-            nuisance_unit_changes=tuple(c.changed_on for c in changes),
+            nuisance_unit_changes=tuple(day for day, _ in facts.changes),
         )
     except ValueError as exc:
         raise BillingError(f"contract {contract.code}: {exc}") from exc
 
 
 def bill_of(session: Session, contract: Contract, year: int, month: int,
-            table: PriceTable) -> Bill:
+            table: PriceTable, facts: _Facts | None = None) -> Bill:
     """The contract's bill for the month; BillingError when the database does not describe a
     billable contract for that month."""
-    billable_contract = billable(session, contract, year, month)
+    billable_contract = billable(session, contract, year, month, facts)
     try:
         return monthly_bill(billable_contract, year, month, table)
     except ValueError as exc:
@@ -239,13 +269,15 @@ def report(session: Session, month: str, contract: str | None = None,
     contracts = list(session.scalars(stmt))
     end = len(contracts) if limit is None else offset + limit
     table = prices(session)
+    # Every contract's history in three queries (the month's totals bill every contract).
+    facts = _facts(session, contracts[0].id if contract is not None and contracts else None)
     bills: list[Bill] = []
     errors: list[tuple[str, str]] = []
     subtotal = tax = total = unbilled = 0
     for i, c in enumerate(contracts):
         on_page = offset <= i < end
         try:
-            one = bill_of(session, c, year, mon, table)
+            one = bill_of(session, c, year, mon, table, facts.get(c.id, _Facts()))
         except BillingError as exc:
             unbilled += 1
             if on_page:
