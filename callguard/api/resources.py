@@ -486,14 +486,19 @@ def routes() -> list[Route]:
           response=S.CONTRACT, errors=(409,)),
         R("DELETE", f"{API}/contracts/{{code}}", "deleteContract",
           "Delete a contract without endpoints or recordings", "contracts", op,
-          delete_contract, (P_CODE,), status=204, errors=(409,)),
+          delete_contract, (P_CODE,), status=204, errors=(409,),
+          description="Refused (409) while it has endpoints or recordings, and once it has "
+          "had any service: its past bills would go with it; cancel its services instead."),
         R("GET", f"{API}/contracts/{{code}}/subscriptions", "getSubscriptions",
           "A contract's services", "subscriptions", any_, get_subscriptions, (P_CODE,),
           response=S.SUBSCRIPTIONS),
         R("PUT", f"{API}/contracts/{{code}}/subscriptions/recording", "setRecording",
           "Subscribe to call recording, or change its retention", "subscriptions", op,
           set_recording, (P_CODE,), body=S.RECORDING_SET, response=S.SUBSCRIPTIONS,
-          errors=(409,)),
+          errors=(409,),
+          description="After a cancellation, a new subscription (a new period, with a new "
+          "initial fee; earlier periods stay billed). While a cancellation is still to come, "
+          "it revokes that cancellation instead (no new initial fee)."),
         R("DELETE", f"{API}/contracts/{{code}}/subscriptions/recording", "cancelRecording",
           "Cancel call recording", "subscriptions", op, cancel_recording, (P_CODE, q_date),
           response=S.SUBSCRIPTIONS, errors=(409,)),
@@ -631,7 +636,9 @@ def routes() -> list[Route]:
           any_, billing_report, (
               Param("month", "query", S.MONTH, required=True), Q_CONTRACT, *PAGING),
           response=S.BILLING_REPORT,
-          description="A contract token gets only its own bill."),
+          description="A contract token gets only its own bill. `subtotal`, `tax` and "
+          "`total` are the month's over every contract, whatever page is returned; "
+          "`page_subtotal`, `page_tax` and `page_total` sum this page's bills."),
         R("GET", f"{API}/prices", "getPrices", "The price table (JPY, excluding tax)",
           "billing", op, get_prices, response=S.PRICES),
         R("PATCH", f"{API}/prices", "setPrices", "Change prices", "billing", op, set_prices,

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, by_relevance
 
 from callguard.db import billing_repo
+from callguard.domain.billing import price_maximum
 from callguard.domain.nuisance import TOKYO
 from callguard.services import (
     base,
@@ -355,11 +356,19 @@ BILLING_REPORT = obj({
     "month": s("string"), "currency": s("string"), "bills": s("array", items=BILL),
     "errors": s("array", items=obj({"contract": s("string"), "message": s("string")},
                                    ["contract", "message"], strict=False)),
-    "subtotal": s("integer"), "tax": s("integer"), "total": s("integer"),
+    "subtotal": s("integer", description="the month's, over every contract (all pages)"),
+    "tax": s("integer", description="the month's, over every contract (all pages)"),
+    "total": s("integer", description="the month's, over every contract (all pages)"),
+    "contracts": s("integer", description="contracts in the month's report (all pages)"),
+    "unbilled": s("integer", description="of those, how many could not be billed"),
+    "page_subtotal": s("integer", description="this page's bills only"),
+    "page_tax": s("integer", description="this page's bills only"),
+    "page_total": s("integer", description="this page's bills only"),
     "next_offset": s(["integer", "null"]),
-}, ["month", "bills", "errors", "subtotal", "tax", "total", "next_offset"], strict=False)
-_PRICE = {name: s("integer", minimum=0, maximum=100 if name == "tax_rate_percent"
-                  else 10_000_000) for name in billing_repo.PRICE_FIELDS}
+}, ["month", "bills", "errors", "subtotal", "tax", "total", "contracts", "unbilled",
+    "page_subtotal", "page_tax", "page_total", "next_offset"], strict=False)
+_PRICE = {name: s("integer", minimum=0, maximum=price_maximum(name))
+          for name in billing_repo.PRICE_FIELDS}  # PriceTable's own bounds (CLI alike)
 PRICES = obj(_PRICE, list(_PRICE), strict=False)
 PRICES_SET = obj(_PRICE, minProperties=1)
 

@@ -86,6 +86,7 @@ def register(sub: Any) -> None:
     up.add_argument("--extension-digits", type=int)
     up.add_argument("--json", action="store_true", help="print the contract as JSON")
     up.set_defaults(handler=_update)
-    rm = csub.add_parser("delete", help="delete a contract with no endpoints and no recordings")
+    rm = csub.add_parser("delete", help="delete a contract with no endpoints, no recordings "
+                         "and no service ever subscribed (otherwise cancel its services)")
     rm.add_argument("code")
     rm.set_defaults(handler=_delete)

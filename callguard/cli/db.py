@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from callguard.config import load_settings
+from sqlalchemy.exc import OperationalError
+
+from callguard.cli import CliError
+from callguard.config import Settings, load_settings
 
 # `callguard.db.migrate` (Alembic, Mako) is imported by these two commands only: every command
 # builds the whole parser, and Alembic is ~50 ms of each start.
 
 
+def _migrating(work: Callable[[Settings], None]) -> int:
+    """A database that cannot be reached is one line and exit 1, as for every other command
+    (`_common.db_session`), not a traceback."""
+    try:
+        work(load_settings())
+    except OperationalError as exc:
+        # libpq's messages span lines ("…failed\n\tIs the server running…"): keep the first.
+        lines = str(exc.orig).strip().splitlines()
+        raise CliError(f"database unavailable: {lines[0] if lines else 'failed'}") from exc
+    return 0
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     from callguard.db import migrate
 
-    migrate.upgrade(load_settings(), args.revision)
-    return 0
+    return _migrating(lambda settings: migrate.upgrade(settings, args.revision))
 
 
 def _downgrade(args: argparse.Namespace) -> int:
     from callguard.db import migrate
 
-    migrate.downgrade(load_settings(), args.revision)
-    return 0
+    return _migrating(lambda settings: migrate.downgrade(settings, args.revision))
 
 
 def register(sub: Any) -> None:

@@ -29,8 +29,11 @@ def _counters(args: argparse.Namespace) -> int:
 
 def _set_unit(args: argparse.Namespace) -> int:
     """The change is dated on Tokyo's calendar day, like every service date (BILL-*)."""
-    run(lambda s: nuisance.set_unit(s, args.contract, args.unit, today()))
-    print(f"{args.contract}: unit {args.unit}; new, empty lists and counters")
+    changed = run(lambda s: nuisance.set_unit(s, args.contract, args.unit, today()))
+    if changed:
+        print(f"{args.contract}: unit {args.unit}; new, empty lists and counters")
+    else:
+        print(f"{args.contract}: unit {args.unit} unchanged; lists and counters kept")
     return 0
 
 

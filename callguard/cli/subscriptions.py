@@ -106,7 +106,9 @@ def register(sub: Any) -> None:
 
     rec = ssub.add_parser("recording", help="the call-recording add-on")
     rsub = rec.add_subparsers(dest="recording_command", required=True, metavar="ACTION")
-    rs = rsub.add_parser("set", help="subscribe, or change the retention")
+    rs = rsub.add_parser("set", help="subscribe (after a cancellation: a new period, billed "
+                         "its own initial fee), revoke a pending cancellation, or change the "
+                         "retention")
     rs.add_argument("--contract", required=True)
     rs.add_argument("--from", dest="activated_on", type=iso_date,
                     help="activation day YYYY-MM-DD (default today; billed initial fee)")

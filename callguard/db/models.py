@@ -177,6 +177,33 @@ class BillingCount(Base):
     valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
+class SubscriptionPeriod(Base):
+    """Every period of a contract's services (BILL: a past month is billed from the
+    subscriptions in force then; a re-subscription is a new period with its own initial fee).
+    service: recording | nuisance; cancelled_on exclusive, NULL while in force; unit: a
+    nuisance period's unit when it began (later changes: `nuisance_unit_changes`). Written
+    only by the database's triggers on the subscription tables (migration
+    subscription_periods), so every writer leaves history behind."""
+
+    __tablename__ = "subscription_periods"
+    __table_args__ = (
+        CheckConstraint("service IN ('recording','nuisance')", name="service"),
+        CheckConstraint("cancelled_on IS NULL OR cancelled_on > activated_on", name="period"),
+        CheckConstraint("(service = 'nuisance') = (unit IS NOT NULL)", name="unit"),
+        CheckConstraint("unit IS NULL OR unit IN ('per-number','per-contract')",
+                        name="unit_value"),
+        Index("uq_subscription_periods", "contract_id", "service", "activated_on",
+              unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(16))
+    activated_on: Mapped[date] = mapped_column(Date)
+    cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
 class NuisanceUnitChange(Base):
     """Each change of unit, billed as construction work in its month (BILL-*)."""
 

@@ -201,9 +201,16 @@ def summary(session: Session, lst: NuisanceList, now: datetime) -> ListSummary:
     return ListSummary(lst.id, lst.unit, entry_count(session, lst.id), lst.capacity, this, last)
 
 
-def set_unit(session: Session, contract_code: str, unit: str, today: date) -> None:
+class NotSubscribed(LookupError):
+    """No nuisance-call rejection in force to change (none, or cancelled)."""
+
+
+def set_unit(session: Session, contract_code: str, unit: str, today: date) -> bool:
     """NCR-UNIT-1: a new unit starts empty lists and counters; the old ones are not carried
-    over (kept inactive). The change is recorded for the construction fee (BILL-*)."""
+    over (kept inactive). The change is recorded for the construction fee (BILL-*). False
+    when the unit is already `unit`: nothing changes and nothing is billed. A cancelled
+    subscription has no unit to change (NotSubscribed): it would bill construction work that
+    was never done; subscribing again is a new application."""
     if unit not in ("per-number", "per-contract"):
         raise ValueError("unit must be per-number or per-contract")
     contract = session.scalar(select(Contract).where(Contract.code == contract_code))
@@ -211,9 +218,13 @@ def set_unit(session: Session, contract_code: str, unit: str, today: date) -> No
         raise LookupError(f"no contract {contract_code!r}")
     sub = session.get(NuisanceSubscription, contract.id, with_for_update=True)
     if sub is None:
-        raise LookupError(f"contract {contract_code} has no nuisance-call rejection")
+        raise NotSubscribed(f"contract {contract_code} has no nuisance-call rejection")
+    if sub.cancelled_on is not None and sub.cancelled_on <= today:
+        raise NotSubscribed(f"contract {contract_code}'s nuisance-call rejection was cancelled "
+                            f"on {sub.cancelled_on.isoformat()}; subscribe again instead "
+                            "(subscriptions nuisance set)")
     if sub.unit == unit:
-        return
+        return False
     session.add(NuisanceUnitChange(contract_id=contract.id, changed_on=today,
                                    old_unit=sub.unit, new_unit=unit))
     session.execute(update(NuisanceList).where(
@@ -227,6 +238,7 @@ def set_unit(session: Session, contract_code: str, unit: str, today: date) -> No
         ).values(nuisance_subscribed=True))
     session.flush()
     ensure_nuisance_lists(session, contract)
+    return True
 
 
 class AsyncLists:

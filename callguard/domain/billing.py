@@ -6,10 +6,16 @@ Rules decided here where SPEC §5 and the sources are silent:
   month of `*_activated_on` through the month before the first day it is no longer active
   (`*_cancelled_on`, exclusive, the same convention as `ContractInfo.recording_active`). Monthly
   fees are charged for the full month, never prorated.
-- The recording initial fee is charged once, in the month of `recording_activated_on`.
+- A service may have several periods (subscribed, cancelled, subscribed again: `*_periods`,
+  oldest first, never overlapping; the `*_activated_on`/`*_cancelled_on` pair is shorthand for
+  one period). A month is billed when any period is active on one of its days, once.
+- The recording initial fee is charged in the month of each activation: a subscription after
+  a cancellation is a new application. Revoking a pending cancellation is no new activation.
 - The nuisance-rejection fee uses the unit and number count passed in (the state of the month being
   billed); a month with a unit change is billed once at that unit, plus one construction fee per
-  change dated in the month (NCR-UNIT-1, BILL).
+  change dated in the month (NCR-UNIT-1, BILL). The unit (and, per number, the count) is asked
+  for only in a month when the subscription is active: before it began or after it ended, the
+  contract may well have no subscribed numbers, and its other services are still billed.
 - Line items with quantity 0 are left out.
 - Tax: floor(subtotal × tax_rate_percent / 100), computed once on the subtotal (integer yen,
   rounded down).
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 
@@ -58,10 +65,88 @@ class PriceTable:
     tax_rate_percent: int = 10
 
     def __post_init__(self) -> None:
+        # One set of bounds for every writer (CLI, API, site_settings): a price up to
+        # MAX_PRICE yen, a tax rate up to MAX_TAX_RATE_PERCENT.
         for f in fields(self):
             value = getattr(self, f.name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"{f.name} must be a non-negative int, got {value!r}")
+            top = price_maximum(f.name)
+            if value > top:
+                raise ValueError(f"{f.name} must be at most {top:,}, got {value:,}")
+
+
+MAX_PRICE = 10_000_000  # JPY, any one price
+MAX_TAX_RATE_PERCENT = 100
+
+
+def price_maximum(name: str) -> int:
+    """The largest value `PriceTable` accepts for the field `name`."""
+    return MAX_TAX_RATE_PERCENT if name == "tax_rate_percent" else MAX_PRICE
+
+
+@dataclass(frozen=True)
+class Period:
+    """A service from `activated_on` until `cancelled_on` (exclusive; None: still active).
+    `unit`: a nuisance-call rejection period's unit when it began (None for recording)."""
+
+    activated_on: date
+    cancelled_on: date | None = None
+    unit: NuisanceUnit | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit is not None:
+            object.__setattr__(self, "unit", NuisanceUnit(self.unit))
+        _check_period("service", self.activated_on, self.cancelled_on)
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """A nuisance unit change (NCR-UNIT-1) and the unit it changed to."""
+
+    changed_on: date
+    new_unit: NuisanceUnit
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "new_unit", NuisanceUnit(self.new_unit))
+
+
+def _history(name: str, periods: Sequence[Period], start: date | None,
+             end: date | None) -> tuple[Period, ...]:
+    """The periods of a service: `periods`, or the shorthand pair as one period. When both
+    are given, the pair must be the last period (the subscription in force or last ended)."""
+    _check_period(name, start, end)
+    history = tuple(sorted(periods, key=lambda p: p.activated_on))
+    if not history:
+        return () if start is None else (Period(start, end),)
+    if start is not None and (history[-1].activated_on, history[-1].cancelled_on) != (start, end):
+        raise ValueError(f"{name} dates disagree with its last period")
+    for before, after in pairwise(history):
+        if before.cancelled_on is None or before.cancelled_on > after.activated_on:
+            raise ValueError(f"{name} periods overlap: {before.activated_on.isoformat()} and "
+                             f"{after.activated_on.isoformat()}")
+    return history
+
+
+def nuisance_unit_in_month(periods: Sequence[Period], changes: Sequence[UnitChange],
+                           year: int, month: int) -> NuisanceUnit | None:
+    """The nuisance unit billed for a month: None when no period is active in it; else the
+    unit in force at the end of the month (or of the last period active in it): that period's
+    unit when it began, then each change made inside the period up to that month."""
+    index = _month_index(year, month)
+    active = [p for p in periods if _active_in(index, p.activated_on, p.cancelled_on)]
+    if not active:
+        return None
+    last = max(active, key=lambda p: p.activated_on)
+    if last.unit is None:
+        raise ValueError(f"nuisance period from {last.activated_on.isoformat()} has no unit")
+    unit = last.unit
+    for change in sorted(changes, key=lambda c: c.changed_on):
+        inside = change.changed_on >= last.activated_on and (
+            last.cancelled_on is None or change.changed_on < last.cancelled_on)
+        if inside and _month_index(change.changed_on.year, change.changed_on.month) <= index:
+            unit = change.new_unit
+    return unit
 
 
 @dataclass(frozen=True)
@@ -79,6 +164,8 @@ class BillableContract:
     recording_cancelled_on: date | None = None  # first day no longer active
     nuisance_activated_on: date | None = None  # required when nuisance_unit is set
     nuisance_cancelled_on: date | None = None  # first day no longer active
+    recording_periods: tuple[Period, ...] = ()  # every period, when there were several
+    nuisance_periods: tuple[Period, ...] = ()
 
     def __post_init__(self) -> None:
         # Bad provisioning must fail loudly rather than produce a plausible wrong bill.
@@ -97,18 +184,35 @@ class BillableContract:
             raise ValueError("a fixed contract has channels, not handsets")
         if self.kind is ContractKind.MOBILE and self.channels:
             raise ValueError("a mobile contract has handsets, not channels")
-        _check_period("recording", self.recording_activated_on, self.recording_cancelled_on)
+        object.__setattr__(self, "recording_periods", tuple(self.recording_periods))
+        object.__setattr__(self, "nuisance_periods", tuple(self.nuisance_periods))
+        self.recording_history()  # raises on bad periods
         if self.nuisance_unit is None:
-            if self.nuisance_activated_on is not None or self.nuisance_numbers:
-                raise ValueError("nuisance dates or numbers given without a nuisance unit")
+            # Dates without a unit: a subscription not in force in the month billed (its unit
+            # and numbers then are not asked for; `monthly_bill` refuses one that is).
+            if self.nuisance_numbers:
+                raise ValueError("nuisance numbers given without a nuisance unit")
         else:
-            if self.nuisance_activated_on is None:
+            if not self.nuisance_history():
                 raise ValueError("a nuisance subscription needs nuisance_activated_on")
             if self.nuisance_unit is NuisanceUnit.PER_NUMBER and self.nuisance_numbers < 1:
                 raise ValueError("a per-number nuisance subscription needs subscribed numbers")
             if self.nuisance_unit is NuisanceUnit.PER_CONTRACT and self.nuisance_numbers:
                 raise ValueError("nuisance_numbers is only for the per-number unit")
-        _check_period("nuisance", self.nuisance_activated_on, self.nuisance_cancelled_on)
+        self.nuisance_history()
+
+    def recording_history(self) -> tuple[Period, ...]:
+        """Every recording period, oldest first (`recording_periods`, or the dates as one)."""
+        return _history("recording", self.recording_periods, self.recording_activated_on,
+                        self.recording_cancelled_on)
+
+    def nuisance_history(self) -> tuple[Period, ...]:
+        return _history("nuisance", self.nuisance_periods, self.nuisance_activated_on,
+                        self.nuisance_cancelled_on)
+
+
+def _any_active(index: int, periods: Sequence[Period]) -> bool:
+    return any(_active_in(index, p.activated_on, p.cancelled_on) for p in periods)
 
 
 def _check_period(name: str, start: date | None, end: date | None) -> None:
@@ -172,6 +276,12 @@ def _month_index(year: int, month: int) -> int:
     return year * 12 + (month - 1)
 
 
+def active_in_month(start: date | None, end: date | None, year: int, month: int) -> bool:
+    """A service from `start` until `end` (exclusive; None: still active) is billed for
+    `year`-`month`: active on at least one day of it."""
+    return _active_in(_month_index(year, month), start, end)
+
+
 def _active_in(index: int, start: date | None, end: date | None) -> bool:
     """Active on at least one day of the month `index` (end is exclusive)."""
     if start is None or _month_index(start.year, start.month) > index:
@@ -230,11 +340,12 @@ def monthly_bill(
     index = _month_index(year, month)
     items: list[LineItem] = []
 
-    rec_on = contract.recording_activated_on
-    if rec_on is not None and _month_index(rec_on.year, rec_on.month) == index:
-        items.append(_item(ITEM_RECORDING_INITIAL, "Call recording: initial fee",
-                           1, prices.recording_initial))
-    if _active_in(index, rec_on, contract.recording_cancelled_on):
+    recording = contract.recording_history()
+    activations = sum(1 for p in recording
+                      if _month_index(p.activated_on.year, p.activated_on.month) == index)
+    items.append(_item(ITEM_RECORDING_INITIAL, "Call recording: initial fee",
+                       activations, prices.recording_initial))
+    if _any_active(index, recording):
         # Source 000 note 1: recording is per contract, plus per handset number / per channel.
         if contract.kind is ContractKind.MOBILE:
             items.append(_item(ITEM_RECORDING_MOBILE_CONTRACT,
@@ -251,9 +362,10 @@ def monthly_bill(
                                "Call recording (fixed): monthly, per channel",
                                contract.channels, prices.recording_fixed_per_channel))
 
-    if contract.nuisance_unit is not None and _active_in(
-        index, contract.nuisance_activated_on, contract.nuisance_cancelled_on
-    ):
+    if _any_active(index, contract.nuisance_history()):
+        if contract.nuisance_unit is None:
+            raise ValueError(f"nuisance-call rejection is active in {year:04d}-{month:02d} "
+                             "but no unit was given")
         if contract.nuisance_unit is NuisanceUnit.PER_NUMBER:
             items.append(_item(ITEM_NUISANCE_PER_NUMBER,
                                "Nuisance-call rejection: monthly, per number",

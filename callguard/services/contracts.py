@@ -15,6 +15,7 @@ from callguard.db.models import (
     Number,
     Recording,
     RecordingSubscription,
+    SubscriptionPeriod,
 )
 from callguard.services import base as b
 from callguard.services.subscriptions import nuisance_json, recording_json
@@ -77,12 +78,24 @@ def update_contract(session: Session, code: str, name: str | None = None,
 
 def delete_contract(session: Session, code: str) -> None:
     """Refused while endpoints or recordings remain: the database would cascade silently and
-    leave recording files without rows (REC-FILE-2)."""
+    leave recording files without rows (REC-FILE-2). Refused as well once the contract has
+    had any service: its subscriptions' history, counts and unit changes would go with it and
+    its past months vanish from the bills (BILL); cancel its services instead. A contract
+    never subscribed can still be deleted."""
     c = b.get_contract(session, code, lock=True)
     endpoints = session.scalar(select(func.count()).where(Endpoint.contract_id == c.id))
     recordings = session.scalar(select(func.count()).where(Recording.contract_id == c.id))
     if endpoints or recordings:
         raise b.Conflict(f"contract {code} still has {endpoints} endpoint(s) and {recordings} "
                        "recording(s); delete the endpoints and purge the recordings first")
+    services = sorted(set(session.scalars(select(SubscriptionPeriod.service).where(
+        SubscriptionPeriod.contract_id == c.id))))
+    services += [name for name, model in (("recording", RecordingSubscription),
+                                          ("nuisance", NuisanceSubscription))
+                 if name not in services and session.get(model, c.id) is not None]
+    if services:
+        raise b.Conflict(f"contract {code} has had {' and '.join(services)} subscriptions and "
+                         "its past bills would be lost with it; it cannot be deleted: cancel "
+                         "its services instead")
     session.delete(c)
     session.flush()

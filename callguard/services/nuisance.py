@@ -35,18 +35,21 @@ def counters(session: Session, number: str) -> dict[str, Any]:
                        for m, c in nuisance_repo.monthly_counts(session, lst.id)]}
 
 
-def set_unit(session: Session, contract: str, unit: str, today: date) -> None:
-    """New, empty lists and counters; the change is billed as work (NCR-UNIT-1)."""
+def set_unit(session: Session, contract: str, unit: str, today: date) -> bool:
+    """New, empty lists and counters; the change is billed as work (NCR-UNIT-1). False when
+    the unit was already `unit` (nothing changed, nothing billed); Conflict when there is no
+    subscription in force (none, or cancelled)."""
     if unit not in UNITS:
         raise b.Invalid(f"unit must be one of {', '.join(UNITS)}")
     c = b.get_contract(session, contract, lock=True)
     try:
-        nuisance_repo.set_unit(session, c.code, unit, today)
+        changed = nuisance_repo.set_unit(session, c.code, unit, today)
     except LookupError as exc:
         raise b.Conflict(str(exc)) from exc
     except ValueError as exc:
         raise b.Invalid(str(exc)) from exc
     require_subscribed_numbers(session, c.id, unit)
+    return changed
 
 
 def list_nuisance_lists(session: Session, contract: str | None, now: datetime,

@@ -61,17 +61,39 @@ def _check_period(start: date, end: date, what: str) -> None:
                        f"{start.isoformat()}")
 
 
+def _check_new_period(cancelled_on: date, start: date, what: str) -> None:
+    """A subscription after a cancellation is a new period: it cannot begin inside the one
+    that ended (its months are billed already)."""
+    if start < cancelled_on:
+        raise b.Conflict(f"{what} was subscribed until {cancelled_on.isoformat()} (its first "
+                         f"day without); a new subscription starts on or after it")
+
+
 def set_recording(session: Session, contract: str, today: date, activated_on: date | None = None,
                   retention_days: int | None = None) -> RecordingSubscription:
     """Subscribe (or re-subscribe after a cancellation: a new activation, BILL initial fee),
-    or change the retention of an active subscription (REC-FILE-3)."""
+    or change the retention of an active subscription (REC-FILE-3). While a cancellation is
+    still to come (cancelled_on after today), subscribing revokes it: the subscription goes
+    on from its activation, with no new initial fee. The earlier periods stay billed: the
+    database keeps every period (`subscription_periods`)."""
     c = b.get_contract(session, contract, lock=True)
     if retention_days is not None:
         b.int_range(retention_days, 1, MAX_RETENTION_DAYS, "retention_days")
     sub = session.get(RecordingSubscription, c.id)
-    if sub is None or sub.cancelled_on is not None:
+    if sub is not None and sub.cancelled_on is not None and sub.cancelled_on > today:
+        if activated_on is not None and activated_on != sub.activated_on:
+            raise b.Conflict(f"recording is active since {sub.activated_on.isoformat()} with "
+                             f"a cancellation pending on {sub.cancelled_on.isoformat()}; "
+                             "subscribing again revokes that cancellation, without --from")
+        sub.cancelled_on = None
+        if retention_days is not None:
+            sub.retention_days = retention_days
+    elif sub is None or sub.cancelled_on is not None:
+        start = activated_on or today
+        if sub is not None and sub.cancelled_on is not None:
+            _check_new_period(sub.cancelled_on, start, "recording")
         sub = sub or RecordingSubscription(contract_id=c.id)
-        sub.activated_on = activated_on or today
+        sub.activated_on = start
         sub.cancelled_on = None
         sub.retention_days = retention_days or sub.retention_days or 90
         session.add(sub)
@@ -113,11 +135,15 @@ def set_nuisance(session: Session, contract: str, today: date, unit: str | None 
     if sub is None or sub.cancelled_on is not None:
         if unit is None:
             raise b.Invalid("a new nuisance-call rejection subscription needs a unit")
+        start = activated_on or today
+        if sub is not None and sub.cancelled_on is not None:
+            _check_new_period(sub.cancelled_on, start, "nuisance-call rejection")
         # A fresh subscription (or one after a cancellation) starts with new, empty lists.
+        # The earlier period keeps its unit (`subscription_periods`): no unit change, no fee.
         deactivate_lists(session, c.id)
         sub = sub or NuisanceSubscription(contract_id=c.id)
         sub.unit, sub.capacity = unit, list_size or 30
-        sub.activated_on, sub.cancelled_on = activated_on or today, None
+        sub.activated_on, sub.cancelled_on = start, None
         session.add(sub)
         session.flush()
         if unit == "per-number" and not _any_subscribed(session, c.id):

@@ -24,6 +24,7 @@ from callguard.db.models import (
     NuisanceUnitChange,
     Recording,
 )
+from callguard.services.base import tokyo_date
 from tests.api.conftest import Client
 
 V1 = "/api/v1"
@@ -173,6 +174,20 @@ def test_contract_lifecycle_and_errors(op: Client) -> None:
     assert op.delete(f"{V1}/contracts/{code}").status == 204
     assert op.get(f"{V1}/contracts/{code}").status == 404
     assert op.delete(f"{V1}/contracts/{code}").status == 404
+
+
+def test_a_contract_that_had_a_service_is_not_deleted(op: Client) -> None:
+    """BILL, ADM-2: deleting it would erase its past bills (subscription history, counts, unit
+    changes cascade with it): 409, cancel its services instead; nothing is deleted."""
+    code = uniq()
+    assert op.post(f"{V1}/contracts", {"code": code, "kind": "fixed"}).status == 201
+    assert op.put(f"{V1}/contracts/{code}/subscriptions/recording", {}).status == 200
+    r = op.delete(f"{V1}/contracts/{code}")
+    assert r.status == 409 and "cancel its services" in r.message, r.body
+    assert op.get(f"{V1}/contracts/{code}").status == 200
+    month = tokyo_date(datetime.now(UTC)).strftime("%Y-%m")  # the API's clock: Tokyo's day
+    bills = op.get(f"{V1}/bills?month={month}&contract={code}")
+    assert bills.status == 200 and bills.json()["bills"][0]["subtotal"] > 0
 
 
 def test_malformed_requests(op: Client) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, select, text
@@ -36,7 +37,7 @@ from callguard.domain.billing import (
     ContractKind,
     NuisanceUnit,
 )
-from callguard.services import contracts, endpoints, numbers, subscriptions
+from callguard.services import base, contracts, endpoints, nuisance, numbers, subscriptions
 from tests.api.conftest import Client
 from tests.isolated_db import cli
 
@@ -170,6 +171,11 @@ def test_configurable_prices(s: Session) -> None:
         billing_repo.set_prices(s, {"vip_fee": 1})
     with pytest.raises(ValueError):
         billing_repo.set_prices(s, {"tax_rate_percent": -1})
+    with pytest.raises(ValueError, match="at most 100"):  # the API's bound (ADM-1/2)
+        billing_repo.set_prices(s, {"tax_rate_percent": 500})
+    with pytest.raises(ValueError, match="at most 10,000,000"):
+        billing_repo.set_prices(s, {"recording_initial": 10_000_001})
+    assert billing_repo.set_prices(s, {"tax_rate_percent": 100}).tax_rate_percent == 100
     s.add(SiteSetting(key="price.recording_initial", value="lots"))
     with pytest.raises(billing_repo.BillingError, match="not an integer"):
         billing_repo.prices(s)
@@ -212,6 +218,13 @@ def test_billing_report_api(site: Engine, op: Client) -> None:
     assert [b["subtotal"] for b in one["bills"]] == [4500]
     page = op.get("/api/v1/bills?month=2026-05&limit=2").json()
     assert [b["contract"] for b in page["bills"]] == ["F1", "F2"] and page["next_offset"] == 2
+    # The month's total whatever the page; the page's own sums under their own names.
+    assert (page["subtotal"], page["tax"], page["total"]) == (5700, 570, 6270)
+    assert (page["page_subtotal"], page["page_tax"], page["page_total"]) == (4200, 420, 4620)
+    assert (page["contracts"], page["unbilled"]) == (3, 0)
+    last = op.get("/api/v1/bills?month=2026-05&limit=2&offset=2").json()
+    assert [b["contract"] for b in last["bills"]] == ["M1"] and last["next_offset"] is None
+    assert (last["total"], last["page_total"]) == (6270, 1650)
     assert op.get("/api/v1/bills?month=2026-05&contract=NOPE").status == 404
     assert op.get("/api/v1/bills").status == 400
     assert op.get("/api/v1/bills?month=May").status == 400
@@ -231,6 +244,13 @@ def test_billing_report_cli(site: Engine, iso: Settings) -> None:
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
     unknown = cli(iso, "billing", "report", "--month", "2026-05", "--contract", "NOPE")
     assert unknown.returncode == 2 and unknown.stderr.strip() == "callguard: no contract 'NOPE'"
+    # The CLI refuses the prices the API refuses (PriceTable's bounds), and stores nothing.
+    tax = cli(iso, "billing", "prices", "--set", "tax_rate_percent=500")
+    assert tax.returncode == 2 and "at most 100" in tax.stderr, tax.stderr
+    fee = cli(iso, "billing", "prices", "--set", "nuisance_unit_change_fee=10000001")
+    assert fee.returncode == 2 and "at most 10,000,000" in fee.stderr, fee.stderr
+    shown = json.loads(cli(iso, "billing", "prices", "--json").stdout)
+    assert (shown["tax_rate_percent"], shown["nuisance_unit_change_fee"]) == (10, 2000)
 
 
 def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings) -> None:
@@ -250,6 +270,40 @@ def test_cli_exit_1_when_a_contract_cannot_be_billed(site: Engine, iso: Settings
             s.execute(delete(NuisanceSubscription).where(NuisanceSubscription.contract_id == m1))
             s.execute(delete(NuisanceUnitChange).where(NuisanceUnitChange.contract_id == m1))
             s.add(RecordingSubscription(contract_id=m1, activated_on=PROVISIONED))
+
+
+def test_month_total_covers_every_page_api_and_cli_agree(site: Engine, op: Client,
+                                                         iso: Settings) -> None:
+    """More contracts than the API's default page (100): the month's subtotal/tax/total are
+    the same on every page and equal the CLI's (unpaged) report; each page's own sums are
+    `page_*` (BILL, ADM-1/2)."""
+    extra = [f"P{i:03d}" for i in range(1, 102)]  # 101 per-contract nuisance subscribers
+    with Session(site) as s, s.begin():
+        for code in extra:
+            c = Contract(code=code, kind="fixed")
+            s.add(c)
+            s.flush()
+            s.add(NuisanceSubscription(contract_id=c.id, unit="per-contract",
+                                       activated_on=PROVISIONED))
+    try:
+        first = op.get("/api/v1/bills?month=2026-05").json()
+        assert len(first["bills"]) == 100 and first["next_offset"] == 100
+        second = op.get("/api/v1/bills?month=2026-05&offset=100").json()
+        assert len(second["bills"]) == 4 and second["next_offset"] is None
+        month = (5700 + 101 * 200, 570 + 101 * 20, 6270 + 101 * 220)
+        for page in (first, second):
+            assert (page["subtotal"], page["tax"], page["total"]) == month
+            assert (page["contracts"], page["unbilled"]) == (104, 0)
+            assert page["page_total"] == sum(b["total"] for b in page["bills"])
+        assert first["page_total"] + second["page_total"] == month[2]
+        run = cli(iso, "billing", "report", "--month", "2026-05", "--json")
+        assert run.returncode == 0, run.stderr
+        data = json.loads(run.stdout)
+        assert (data["subtotal"], data["tax"], data["total"]) == month
+        assert data["total"] == first["total"]
+    finally:
+        with Session(site) as s, s.begin():
+            s.execute(delete(Contract).where(Contract.code.in_(extra)))
 
 
 # ---- history: a past month is billed from what was in force then (BILL, source 004) -------
@@ -308,3 +362,188 @@ def test_handsets_and_subscribed_numbers_have_history_too(s: Session) -> None:
     assert items(bill(s, "H2", "2026-04"))[ITEM_RECORDING_MOBILE_HANDSET] == (1, 500, 500)
     assert items(bill(s, "H2", "2026-05"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
     assert items(bill(s, "H2", "2026-09"))[ITEM_RECORDING_MOBILE_HANDSET] == (2, 500, 1000)
+
+
+# ---- nuisance unit and numbers only in the months it is active (BILL) ----------------------
+def test_per_number_nuisance_added_later_leaves_earlier_months_billable(s: Session) -> None:
+    """Case A: contract and number from 20 January with recording, per-number nuisance from
+    5 March. Re-billing January and February must not ask for subscribed numbers (there were
+    none): they bill recording alone, not an error that drops the whole bill."""
+    _on(s, "2026-01-20")
+    contracts.create_contract(s, "A1", "fixed")
+    endpoints.create_endpoint(s, "a1-a", "A1", "10.8.1.1", "2001")
+    numbers.create_number(s, "0312301001", "a1-a", "representative")
+    subscriptions.set_recording(s, "A1", TODAY, date(2026, 1, 20))
+    s.flush()
+    _on(s, "2026-03-05")
+    subscriptions.set_nuisance(s, "A1", TODAY, unit="per-number",
+                               activated_on=date(2026, 3, 5))
+    s.flush()
+    assert items(bill(s, "A1", "2026-01")) == {ITEM_RECORDING_INITIAL: (1, 3000, 3000),
+                                               ITEM_RECORDING_FIXED_CONTRACT: (1, 900, 900),
+                                               ITEM_RECORDING_FIXED_CHANNEL: (1, 900, 900)}
+    assert bill(s, "A1", "2026-02").subtotal == 1800
+    assert items(bill(s, "A1", "2026-03"))[ITEM_NUISANCE_PER_NUMBER] == (1, 200, 200)
+    rep = billing_repo.report(s, "2026-01")
+    assert "A1" not in [c for c, _ in rep.errors]
+
+
+def test_after_everything_ended_and_numbers_went_the_bill_is_empty(s: Session) -> None:
+    """Case D: both add-ons cancelled on 1 July, the numbers deleted on 5 July: June is still
+    billed in full, August and every later month bill 0 (never an error)."""
+    _on(s, "2026-02-01")
+    contracts.create_contract(s, "D1", "fixed")
+    endpoints.create_endpoint(s, "d1-a", "D1", "10.8.1.2", "2001")
+    numbers.create_number(s, "0312301002", "d1-a", "representative")
+    subscriptions.set_recording(s, "D1", TODAY, date(2026, 2, 1))
+    subscriptions.set_nuisance(s, "D1", TODAY, unit="per-number",
+                               activated_on=date(2026, 2, 1))
+    s.flush()
+    _on(s, "2026-07-01")
+    subscriptions.cancel_recording(s, "D1", TODAY, date(2026, 7, 1))
+    subscriptions.cancel_nuisance(s, "D1", TODAY, date(2026, 7, 1))
+    s.flush()
+    _on(s, "2026-07-05")
+    numbers.delete_number(s, "0312301002")
+    s.flush()
+    assert bill(s, "D1", "2026-06").subtotal == 900 + 900 + 200
+    for month in ("2026-07", "2026-08", "2027-01", "2030-12"):
+        assert bill(s, "D1", month).items == (), month
+    assert "D1" not in [c for c, _ in billing_repo.report(s, "2026-08").errors]
+
+
+# ---- unit changes only on a subscription in force (NCR-UNIT-1, BILL) -----------------------
+def _unit_changes(s: Session, code: str) -> int:
+    return int(s.scalar(text(
+        "SELECT count(*) FROM nuisance_unit_changes u JOIN contracts c ON c.id = u.contract_id"
+        " WHERE c.code = :c"), {"c": code}) or 0)
+
+
+def test_set_unit_on_a_cancelled_subscription_is_refused(s: Session) -> None:
+    """No construction fee for a subscription that was cancelled: Conflict, nothing written."""
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    before = bill(s, "F2", "2026-12")
+    with pytest.raises(base.Conflict, match="cancelled"):
+        nuisance.set_unit(s, "F2", "per-number", TODAY)
+    assert _unit_changes(s, "F2") == 0
+    assert bill(s, "F2", "2026-12") == before
+    assert ITEM_NUISANCE_UNIT_CHANGE not in items(before)
+
+
+def test_set_unit_to_the_same_unit_changes_nothing(s: Session) -> None:
+    assert nuisance.set_unit(s, "F2", "per-contract", TODAY) is False
+    assert _unit_changes(s, "F2") == 0
+    assert nuisance.set_unit(s, "F2", "per-number", TODAY) is True
+    assert _unit_changes(s, "F2") == 1
+
+
+# ---- every subscription period is kept and billed (BILL: SPEC §5, a past month) ------------
+def _periods(s: Session, code: str, service: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in s.execute(text(
+        "SELECT p.activated_on, p.cancelled_on, p.unit FROM subscription_periods p"
+        " JOIN contracts c ON c.id = p.contract_id WHERE c.code = :c AND p.service = :s"
+        " ORDER BY p.activated_on"), {"c": code, "s": service})]
+
+
+def test_resubscribing_recording_keeps_the_earlier_period(s: Session) -> None:
+    """Recording 10 Jan, cancelled 1 Apr, subscribed again 1 Jun: January-March bill as they
+    did before the re-subscription (January's initial fee included); June is a new application
+    with a new initial fee; April and May bill nothing."""
+    _on(s, "2026-01-10")
+    contracts.create_contract(s, "R1", "mobile")
+    endpoints.create_endpoint(s, "r1-a", "R1", "10.8.2.1", "2001")
+    numbers.create_number(s, "09012302001", "r1-a", "native")
+    subscriptions.set_recording(s, "R1", TODAY, date(2026, 1, 10))
+    s.flush()
+    subscriptions.cancel_recording(s, "R1", TODAY, date(2026, 4, 1))
+    s.flush()
+    before = [bill(s, "R1", f"2026-{m:02d}") for m in (1, 2, 3)]
+    with pytest.raises(base.Conflict, match="on or after"):  # inside the ended period
+        subscriptions.set_recording(s, "R1", TODAY, date(2026, 3, 1))
+    subscriptions.set_recording(s, "R1", TODAY, date(2026, 6, 1))
+    s.flush()
+    assert [bill(s, "R1", f"2026-{m:02d}") for m in (1, 2, 3)] == before
+    assert [bill(s, "R1", f"2026-{m:02d}").subtotal for m in range(1, 8)] == [
+        4000, 1000, 1000, 0, 0, 4000, 1000]
+    assert items(bill(s, "R1", "2026-01"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    assert items(bill(s, "R1", "2026-06"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    assert _periods(s, "R1", "recording") == [
+        (date(2026, 1, 10), date(2026, 4, 1), None), (date(2026, 6, 1), None, None)]
+
+
+def test_recording_set_revokes_a_pending_cancellation(s: Session) -> None:
+    """A cancellation still to come is revoked by subscribing again: the subscription goes on
+    from its activation, with no new initial fee and no new period."""
+    _on(s, "2026-05-10")
+    contracts.create_contract(s, "R2", "mobile")
+    endpoints.create_endpoint(s, "r2-a", "R2", "10.8.2.2", "2001")
+    numbers.create_number(s, "09012302002", "r2-a", "native")
+    subscriptions.set_recording(s, "R2", date(2026, 5, 10))
+    subscriptions.cancel_recording(s, "R2", date(2026, 6, 1), date(2026, 9, 1))  # pending
+    s.flush()
+    with pytest.raises(base.Conflict, match="pending"):
+        subscriptions.set_recording(s, "R2", date(2026, 6, 15), date(2026, 6, 15))
+    sub = subscriptions.set_recording(s, "R2", date(2026, 6, 15), retention_days=30)
+    s.flush()
+    assert (sub.activated_on, sub.cancelled_on, sub.retention_days) == (
+        date(2026, 5, 10), None, 30)
+    assert _periods(s, "R2", "recording") == [(date(2026, 5, 10), None, None)]
+    assert items(bill(s, "R2", "2026-05"))[ITEM_RECORDING_INITIAL] == (1, 3000, 3000)
+    for month in ("2026-06", "2026-09", "2026-12"):
+        assert items(bill(s, "R2", month)) == {ITEM_RECORDING_MOBILE_CONTRACT: (1, 500, 500),
+                                               ITEM_RECORDING_MOBILE_HANDSET: (1, 500, 500)}
+
+
+def test_resubscribing_nuisance_with_another_unit_bills_the_old_period_at_the_old_unit(
+        s: Session) -> None:
+    """F2: per contract from 15 April, cancelled 10 June, per number again from 1 August. May
+    and June bill per contract (not per number), July nothing, August per number; a new
+    application is not a unit change (no construction fee)."""
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    s.flush()
+    _on(s, "2026-08-01")
+    with pytest.raises(base.Conflict, match="on or after"):
+        subscriptions.set_nuisance(s, "F2", TODAY, unit="per-number",
+                                   activated_on=date(2026, 6, 1))
+    subscriptions.set_nuisance(s, "F2", TODAY, unit="per-number", activated_on=date(2026, 8, 1))
+    s.flush()
+    assert items(bill(s, "F2", "2026-05")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-07")) == {}
+    assert items(bill(s, "F2", "2026-08")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert _unit_changes(s, "F2") == 0
+    assert _periods(s, "F2", "nuisance") == [
+        (PROVISIONED, date(2026, 6, 10), "per-contract"), (date(2026, 8, 1), None, "per-number")]
+
+
+def test_a_unit_change_inside_a_period_stays_in_that_period(s: Session) -> None:
+    """F2 per contract from 15 April, changed to per number on 20 May, cancelled 10 June, per
+    contract again from 1 August: April per contract, May and June per number (the unit at the
+    month's end), August per contract; the change bills its fee in May only."""
+    nuisance.set_unit(s, "F2", "per-number", date(2026, 5, 20))
+    subscriptions.cancel_nuisance(s, "F2", TODAY, date(2026, 6, 10))
+    subscriptions.set_nuisance(s, "F2", TODAY, unit="per-contract",
+                               activated_on=date(2026, 8, 1))
+    s.flush()
+    assert items(bill(s, "F2", "2026-04")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+    assert items(bill(s, "F2", "2026-05")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400),
+                                               ITEM_NUISANCE_UNIT_CHANGE: (1, 2000, 2000)}
+    assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_NUMBER: (2, 200, 400)}
+    assert items(bill(s, "F2", "2026-08")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 200, 200)}
+
+
+# ---- a contract with a history keeps its bills (BILL) --------------------------------------
+def test_deleting_a_contract_that_had_a_service_is_refused(s: Session) -> None:
+    """Its subscriptions, counts and unit changes would cascade away and its past months
+    vanish from the reports: Conflict, cancel its services instead. Never subscribed: deleted."""
+    contracts.create_contract(s, "X1", "fixed")
+    subscriptions.set_nuisance(s, "X1", TODAY, unit="per-contract",
+                               activated_on=date(2026, 5, 1))
+    subscriptions.cancel_nuisance(s, "X1", TODAY, date(2026, 7, 1))
+    s.flush()
+    with pytest.raises(base.Conflict, match="cancel its services"):
+        contracts.delete_contract(s, "X1")
+    assert bill(s, "X1", "2026-06").subtotal == 200
+    contracts.create_contract(s, "X2", "fixed")
+    contracts.delete_contract(s, "X2")
+    assert s.scalar(select(Contract).where(Contract.code == "X2")) is None

@@ -208,6 +208,49 @@ def test_nuisance_subscription_changes(iso: Settings, iso_engine: Engine) -> Non
     assert f5["nuisance"]["unit"] == "per-number" and f5["recording"] is None
 
 
+def test_set_unit_refuses_a_cancelled_subscription_and_says_unchanged(
+        iso: Settings, iso_engine: Engine) -> None:
+    """NCR-UNIT-1 / BILL: `nuisance set-unit` to the unit in force changes nothing and says so;
+    on a cancelled subscription it is refused (exit 2): a unit change there would bill a
+    construction fee for work never done."""
+    ok(iso, "contracts", "create", "F4", "--kind", "fixed")
+    ok(iso, "endpoints", "create", "f4-a", "--contract", "F4", "--address", "10.1.0.4",
+       "--extension", "2001")
+    ok(iso, "numbers", "add", "0311114444", "--endpoint", "f4-a", "--role", "base")
+    ok(iso, "subscriptions", "nuisance", "set", "--contract", "F4", "--unit", "per-contract",
+       "--from", "2026-01-05")
+
+    def changes() -> int:
+        with iso_engine.connect() as c:
+            return int(c.execute(text(
+                "SELECT count(*) FROM nuisance_unit_changes u JOIN contracts c "
+                "ON c.id = u.contract_id WHERE c.code = 'F4'")).scalar_one())
+
+    same = ok(iso, "nuisance", "set-unit", "--contract", "F4", "per-contract").stdout
+    assert "unchanged" in same and "new, empty" not in same
+    assert changes() == 0
+    ok(iso, "subscriptions", "nuisance", "cancel", "--contract", "F4")
+    msg = refused(iso, "nuisance", "set-unit", "--contract", "F4", "per-number")
+    assert "cancelled" in msg and "F4" in msg
+    assert changes() == 0
+
+
+def test_a_contract_that_had_a_service_is_not_deleted(iso: Settings) -> None:
+    """BILL, ADM-1: its past bills would go with it: exit 2, cancel its services instead; a
+    contract never subscribed is still deleted."""
+    ok(iso, "contracts", "create", "F3", "--kind", "mobile")
+    ok(iso, "subscriptions", "recording", "set", "--contract", "F3", "--from", "2026-01-05")
+    ok(iso, "subscriptions", "recording", "cancel", "--contract", "F3", "--on", "2026-03-01")
+    msg = refused(iso, "contracts", "delete", "F3")
+    assert "F3" in msg and "cancel its services" in msg
+    bill = json.loads(ok(iso, "billing", "report", "--month", "2026-01", "--contract", "F3",
+                         "--json").stdout)
+    assert bill["bills"][0]["subtotal"] == 3000 + 500  # initial fee + per contract
+    ok(iso, "contracts", "create", "F2X", "--kind", "fixed")
+    ok(iso, "contracts", "delete", "F2X")
+    refused(iso, "contracts", "show", "F2X")
+
+
 def test_progress_output() -> None:
     """Progress on stderr for long work: nothing for quick work, a line every two seconds and
     a last one otherwise (not a terminal)."""

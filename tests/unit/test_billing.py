@@ -347,3 +347,167 @@ def test_count_in_month_follows_the_periods() -> None:
         CountPeriod(-1, date(2026, 1, 1))
     with pytest.raises(ValueError):
         CountPeriod(1, date(2026, 2, 1), date(2026, 1, 1))
+
+
+# --- a subscription's unit and numbers are asked for only in its active months (BILL) -------
+
+
+def test_nuisance_not_yet_active_needs_no_unit_nor_numbers() -> None:
+    """Recording from 20 January, per-number nuisance from 5 March: January and February are
+    billed from recording alone; the (then unsubscribed) numbers are not asked for."""
+    rec = replace(F1, recording_activated_on=date(2026, 1, 20), channels=1,
+                  nuisance_unit=None, nuisance_numbers=0,
+                  nuisance_activated_on=date(2026, 3, 5))
+    assert amounts(monthly_bill(rec, 2026, 1)) == {ITEM_RECORDING_INITIAL: 3000,
+                                                   ITEM_RECORDING_FIXED_CONTRACT: 900,
+                                                   ITEM_RECORDING_FIXED_CHANNEL: 900}
+    assert monthly_bill(rec, 2026, 2).subtotal == 1800
+
+
+def test_nuisance_ended_needs_no_unit_nor_numbers() -> None:
+    """Both services cancelled on 1 July, numbers deleted afterwards: August on bills 0."""
+    gone = replace(F1, recording_cancelled_on=date(2026, 7, 1), channels=0,
+                   nuisance_unit=None, nuisance_numbers=0,
+                   nuisance_cancelled_on=date(2026, 7, 1))
+    assert monthly_bill(gone, 2026, 8).items == ()
+    assert monthly_bill(gone, 2031, 1).items == ()
+
+
+def test_nuisance_active_without_a_unit_is_refused() -> None:
+    """A month in which the subscription is active must say how it is billed."""
+    no_unit = replace(F1, nuisance_unit=None, nuisance_numbers=0)
+    assert monthly_bill(no_unit, 2026, 3).items == ()  # before activation: nothing asked
+    with pytest.raises(ValueError, match="no unit"):
+        monthly_bill(no_unit, 2026, 4)
+
+
+def test_active_in_month() -> None:
+    from callguard.domain.billing import active_in_month
+    start, end = date(2026, 3, 5), date(2026, 7, 1)
+    assert [active_in_month(start, end, 2026, m) for m in range(2, 8)] == [
+        False, True, True, True, True, False]
+    assert active_in_month(start, None, 2099, 12)
+    assert not active_in_month(None, None, 2026, 3)
+
+
+def test_report_totals_are_the_months_not_the_pages() -> None:
+    """BILL, ADM-2: `subtotal`/`tax`/`total` keep their names and are the month's; the page's
+    own sums are `page_*`."""
+    from callguard.db.billing_repo import Report
+    page = [monthly_bill(F2, 2026, 6)]
+    rep = Report("2026-06", page, [], 1, subtotal=5900, tax=590, total=6490, contracts=3)
+    data = rep.to_json()
+    assert (data["subtotal"], data["tax"], data["total"]) == (5900, 590, 6490)
+    assert (data["page_subtotal"], data["page_tax"], data["page_total"]) == (200, 20, 220)
+    assert (data["contracts"], data["unbilled"], data["next_offset"]) == (3, 0, 1)
+
+
+# --- one set of price bounds for the CLI and the API (BILL, ADM-1/2) ------------------------
+
+
+@pytest.mark.parametrize(("name", "top"), [("tax_rate_percent", 100),
+                                           ("recording_initial", 10_000_000),
+                                           ("nuisance_unit_change_fee", 10_000_000)])
+def test_price_bounds_are_the_apis(name: str, top: int) -> None:
+    """BILL, ADM-1/2: the CLI's `billing prices --set` goes through PriceTable, so it refuses
+    what the API's schema refuses, and accepts what it accepts."""
+    from callguard.api import schema
+    from callguard.domain.billing import price_maximum
+
+    assert PriceTable(**{name: top}) == PriceTable(**{name: top})
+    with pytest.raises(ValueError, match="at most"):
+        PriceTable(**{name: top + 1})
+    assert schema.PRICES_SET["properties"][name]["maximum"] == price_maximum(name) == top
+
+
+def test_every_price_has_the_same_bound_in_the_api() -> None:
+    from callguard.api import schema
+    from callguard.db import billing_repo
+    from callguard.domain.billing import price_maximum
+
+    for name in billing_repo.PRICE_FIELDS:
+        assert schema.PRICES_SET["properties"][name]["maximum"] == price_maximum(name)
+    with pytest.raises(ValueError):
+        PriceTable(tax_rate_percent=500)
+
+
+# --- every subscription period is billed (BILL: a past month from what was in force then) ---
+
+
+def _periods_contract(**kw: Any) -> BillableContract:
+    from callguard.domain.billing import Period
+    return BillableContract(code="R1", kind=ContractKind.MOBILE, handsets=1,
+                            recording_periods=(Period(date(2026, 1, 10), date(2026, 4, 1)),
+                                               Period(date(2026, 6, 1))), **kw)
+
+
+def test_resubscription_keeps_the_earlier_period_and_its_initial_fee() -> None:
+    """Recording 10 Jan, cancelled 1 Apr, subscribed again 1 Jun: January bills its initial
+    fee and January-March their monthly fee as before; June is a new application with a new
+    initial fee; April and May bill nothing."""
+    c = _periods_contract()
+    months = {m: amounts(monthly_bill(c, 2026, m)) for m in range(1, 8)}
+    assert months[1] == {ITEM_RECORDING_INITIAL: 3000, ITEM_RECORDING_MOBILE_CONTRACT: 500,
+                         ITEM_RECORDING_MOBILE_HANDSET: 500}
+    assert months[2] == months[3] == {ITEM_RECORDING_MOBILE_CONTRACT: 500,
+                                      ITEM_RECORDING_MOBILE_HANDSET: 500}
+    assert months[4] == months[5] == {}
+    assert months[6] == months[1]
+    assert months[7] == months[2]
+
+
+def test_two_activations_in_one_month_are_two_initial_fees_and_one_monthly_fee() -> None:
+    from callguard.domain.billing import Period
+    c = BillableContract(code="R2", kind=ContractKind.FIXED, channels=1, recording_periods=(
+        Period(date(2026, 3, 1), date(2026, 3, 10)), Period(date(2026, 3, 20))))
+    items = {i.code: i for i in monthly_bill(c, 2026, 3).items}
+    assert (items[ITEM_RECORDING_INITIAL].quantity, items[ITEM_RECORDING_INITIAL].amount) == (
+        2, 6000)
+    assert items[ITEM_RECORDING_FIXED_CONTRACT].quantity == 1
+
+
+def test_periods_must_not_overlap_and_agree_with_the_dates() -> None:
+    from callguard.domain.billing import Period
+    with pytest.raises(ValueError, match="overlap"):
+        BillableContract(code="R3", kind=ContractKind.MOBILE, recording_periods=(
+            Period(date(2026, 1, 10)), Period(date(2026, 6, 1))))
+    with pytest.raises(ValueError, match="overlap"):
+        BillableContract(code="R3", kind=ContractKind.MOBILE, recording_periods=(
+            Period(date(2026, 1, 10), date(2026, 7, 1)), Period(date(2026, 6, 1))))
+    with pytest.raises(ValueError, match="disagree"):
+        _periods_contract(recording_activated_on=date(2026, 1, 10))
+    ok = _periods_contract(recording_activated_on=date(2026, 6, 1))  # the last period
+    assert ok.recording_history()[0].activated_on == date(2026, 1, 10)
+    with pytest.raises(ValueError):
+        Period(date(2026, 6, 1), date(2026, 6, 1))
+
+
+def test_nuisance_unit_in_month_follows_each_period() -> None:
+    """Per number 10 Jan - 1 Apr, then per contract again from 1 Jun with a change to per
+    number on 15 Aug: the old period bills at the old unit; a change inside one period does
+    not leak into another."""
+    from callguard.domain.billing import Period, UnitChange, nuisance_unit_in_month
+    periods = [Period(date(2026, 1, 10), date(2026, 4, 1), NuisanceUnit.PER_NUMBER),
+               Period(date(2026, 6, 1), None, NuisanceUnit.PER_CONTRACT)]
+    changes = [UnitChange(date(2026, 8, 15), NuisanceUnit.PER_NUMBER)]
+    units = [nuisance_unit_in_month(periods, changes, 2026, m) for m in range(1, 10)]
+    assert units == [NuisanceUnit.PER_NUMBER] * 3 + [None, None] + [
+        NuisanceUnit.PER_CONTRACT] * 2 + [NuisanceUnit.PER_NUMBER] * 2
+    inside_old = [UnitChange(date(2026, 2, 1), NuisanceUnit.PER_CONTRACT)]
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 1) is NuisanceUnit.PER_NUMBER
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 3) is NuisanceUnit.PER_CONTRACT
+    assert nuisance_unit_in_month(periods, inside_old, 2026, 6) is NuisanceUnit.PER_CONTRACT
+    assert nuisance_unit_in_month([], changes, 2026, 9) is None
+
+
+def test_resubscribed_nuisance_bills_the_old_period_at_its_unit() -> None:
+    from callguard.domain.billing import Period
+    periods = (Period(date(2026, 1, 10), date(2026, 4, 1), NuisanceUnit.PER_NUMBER),
+               Period(date(2026, 6, 1), None, NuisanceUnit.PER_CONTRACT))
+    feb = BillableContract(code="N1", kind=ContractKind.FIXED, nuisance_periods=periods,
+                           nuisance_unit=NuisanceUnit.PER_NUMBER, nuisance_numbers=2)
+    assert amounts(monthly_bill(feb, 2026, 2)) == {ITEM_NUISANCE_PER_NUMBER: 400}
+    jun = replace(feb, nuisance_unit=NuisanceUnit.PER_CONTRACT, nuisance_numbers=0)
+    assert amounts(monthly_bill(jun, 2026, 6)) == {ITEM_NUISANCE_PER_CONTRACT: 200}
+    may = replace(feb, nuisance_unit=None, nuisance_numbers=0)
+    assert monthly_bill(may, 2026, 5).items == ()
