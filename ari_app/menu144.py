@@ -161,16 +161,18 @@ class Menu:
         operation, its result guidance. The caller's release is run_menu's."""
         await self.ari.answer(self.channel_id)
         state, action = nuisance.start_menu()
+        early: str | None = None  # a digit pressed during 「入力が正しくありません。」 (skip)
         while action is MenuAction.PLAY_MENU:
-            choice = await self.ask(nuisance.MENU, self.timings.digit_wait_s)
+            choice = early if early is not None else await self.ask(
+                nuisance.MENU, self.timings.digit_wait_s)
             state, action = nuisance.on_menu_input(state, choice)
             log.info("menu input", extra={"action": action.value, "tries": state.attempts})
             before = nuisance.guidance_after_input(choice, action)
-            if before:
-                # 「入力が正しくありません。」 without barge-in: a key pressed during it is
-                # neither the next try (each try hears the menu: MenuState.attempts counts
-                # menu plays) nor a choice after the last try, when the call is released.
-                await self.play(before, barge_in=False)
+            # A digit during 「入力が正しくありません。」 is the next try's choice (SPEC: DTMF
+            # during any guidance interrupts it and counts as the choice). After the last try
+            # there is no choice left: it plays whole, and the call is released.
+            early = (await self.play(before, barge_in=action is MenuAction.PLAY_MENU)
+                     if before else None)
         if action is MenuAction.HANGUP:
             metrics.menu144_done(action.value, [])
             return
