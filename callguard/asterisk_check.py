@@ -133,9 +133,14 @@ def _warnings(ep: DbEndpoint) -> list[CheckWarning]:
     return []
 
 
+_ONE_HOST = {"", "32", "128", "255.255.255.255", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+
+
 def _host(uri_or_match: str) -> str:
-    """'127.0.1.1/255.255.255.255' or '127.0.1.1/32' → '127.0.1.1'."""
-    return uri_or_match.strip().split("/", 1)[0]
+    """'127.0.1.1/255.255.255.255' or '127.0.1.1/32' → '127.0.1.1'. A network ('127.0.1.0/
+    255.255.255.0') stays as written: it is never one box's address (SEC-1)."""
+    host, _, mask = uri_or_match.strip().partition("/")
+    return host if mask.strip().lower() in _ONE_HOST else uri_or_match.strip()
 
 
 def _src_ip(match_header: str) -> str | None:

@@ -49,6 +49,7 @@ def test_each_attribute() -> None:
     assert problems([DB], [replace(AST, matches=None)]) == [("f1-a", "address")]
     assert problems([DB], [replace(AST, matches=("127.0.1.1", "127.0.1.9"))]) == [
         ("f1-a", "address")]  # a second address would let another box call as f1-a
+    assert problems([DB], [replace(AST, matches=("127.0.1.1/32",))]) == []
     assert problems([DB], [replace(AST, contacts=("sip:127.0.1.1:5070",))]) == [
         ("f1-a", "contact")]
     assert problems([DB], [replace(AST, callerid="0312345679")]) == [("f1-a", "callerid")]
@@ -179,3 +180,14 @@ def test_section_names_follow_includes(tmp_path: Path) -> None:
     if not os.access(etc / "pjsip_site.conf", os.R_OK):  # root reads it anyway
         with pytest.raises(AsteriskUnavailable):
             config_section_names(etc, root=str(tmp_path))
+
+
+def test_a_network_is_not_the_address_of_its_first_host() -> None:
+    """SEC-1: `match = 127.0.1.0/24` (Asterisk shows 127.0.1.0/255.255.255.0) lets a whole
+    network call as the line, even where the database's address is the network's own."""
+    net = replace(DB, address="127.0.1.0")
+    assert problems([net], [replace(AST, contacts=("sip:127.0.1.0:5060",),
+                                    matches=("127.0.1.0/255.255.255.0",))]) == [
+        ("f1-a", "address")]
+    assert id_problems([net], [replace(AST, contacts=("sip:127.0.1.0:5060",))],
+                       [replace(IDENT, matches=("127.0.1.0/255.255.255.255",))]) == []
