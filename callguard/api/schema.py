@@ -372,10 +372,13 @@ _PRICE = {name: s("integer", minimum=0, maximum=price_maximum(name))
 PRICES = obj(_PRICE, list(_PRICE), strict=False)
 PRICES_SET = obj(_PRICE, minProperties=1)
 
-_CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string")},
+_CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string"),
+                   # identify-* problems (SEC-1): the identify section at fault
+                   "identify": s("string")},
                   ["endpoint", "problem", "detail"], strict=False)
 CHECK_REPORT = obj({
     "ok": s("boolean"), "checked": s("integer"), "ignored": s("array", items=s("string")),
     "mismatches": s("array", items=_CHECK_ITEM),
     "warnings": s("array", items=_CHECK_ITEM),  # provisioning that agrees but will surprise
+    "identifies": s("integer"),  # identify objects compared, whatever their names (SEC-1)
 }, ["ok", "checked", "mismatches", "ignored", "warnings"], strict=False)

@@ -4,6 +4,7 @@ package installs, restart it at once whatever way it ended, and install for a ch
 from __future__ import annotations
 
 import configparser
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -37,3 +38,21 @@ def test_units_install_and_restart_every_service(tmp_path: Path) -> None:
         assert svc["RestartSec"].endswith("ms") and int(svc["RestartSec"][:-2]) <= 1000
         assert unit["Unit"]["StartLimitIntervalSec"] == "0"  # never gives up restarting
         assert "@TOP@" not in (tmp_path / f"{name}.service").read_text()
+
+
+def test_every_service_runs_as_its_own_non_root_user() -> None:
+    """SEC-4: no unit runs its service as root (systemd's default without User=); the account
+    is the one supervisord drops the services to (tools/stack.sh SVC_USER), and what they
+    create is not world-readable (supervisord's umask 027)."""
+    stack = (PROJECT_ROOT / "tools" / "stack.sh").read_text()
+    svc_user = re.search(r"^SVC_USER=(\S+)$", stack, re.MULTILINE)
+    assert svc_user is not None
+    units = sorted(UNITS.glob("*.service"))
+    assert units
+    for path in units:
+        svc = _unit(path)["Service"]
+        assert svc.get("User") == svc_user.group(1), path.name
+        assert svc.get("Group") == svc_user.group(1), path.name
+        assert svc.get("DynamicUser", "no") == "no", path.name
+        assert int(svc.get("UMask", "0022"), 8) & 0o007 == 0o007, path.name
+        assert "CapabilityBoundingSet" not in svc and "AmbientCapabilities" not in svc
