@@ -508,10 +508,42 @@ svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_
     if alive "$SUP_PID"; then ctl stop "$1" >/dev/null 2>&1 || true; fi
     rm -f "$RUN/$1.pid"
 }
+# The code the running services started on (callguard/code_fingerprint.py: the services' files
+# and dependency pins, read from the checkout, so a tarball without .git works too). `make
+# run` after `git pull` (or any edit) restarts services started on other code: left running,
+# they kept the old code under the schema just migrated, until a crash restarted one alone.
+CODE_FP=$RUN/services.code
+code_fingerprint() {
+    local py=$VENV/bin/python; [ -x "$py" ] || py=python3
+    "$py" -m callguard.code_fingerprint "$TOP"
+}
+fastagi_ready() {  # its metrics port answers: it binds the FastAGI port right after (fastagi.py)
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:${CALLGUARD_METRICS_FASTAGI_PORT:-9462}/metrics" &&
+            return 0
+        sleep 0.05
+    done
+    return 0  # not fatal: ari is restarted anyway, and supervisord keeps fastagi going
+}
+svc_restart_all() {  # one at a time, the fallback first, so calls keep a screening path (REL-1)
+    local s
+    for s in $SERVICES; do
+        ctl restart "$s" >/dev/null 2>&1 || true
+        [ "$s" != fastagi ] || fastagi_ready
+    done
+}
 apps_start() {
     sup_start
-    # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
-    sup_any_up $SERVICES || code_sync
+    local fp; fp=$(code_fingerprint)
+    if ! sup_any_up $SERVICES; then
+        # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
+        code_sync
+    elif [ "$fp" != "$(cat "$CODE_FP" 2>/dev/null || true)" ]; then
+        say "services: code changed since they started; restarting them ($SERVICES) on the new code"
+        code_sync
+        svc_restart_all
+    fi
+    printf '%s\n' "$fp" > "$CODE_FP"
     ctl start wakeup $SERVICES >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
