@@ -256,6 +256,72 @@ bench_install() {
     install -m 0640 -o "$AST_USER" -g "$AST_USER" bench/asterisk_conf/*.conf "$(ast_etc)/"
     ast -rx 'module reload res_pjsip.so' >/dev/null; ast -rx 'dialplan reload' >/dev/null
 }
+# ---- Asterisk's own logs (asterisk_conf/logger.conf): kept aside, never emptied (REL-9) -------
+# Not logrotate: nothing here runs cron, so it would need a trigger of its own anyway; the
+# supervised [program:asterisk-logs] loop below checks the size every minute, moves a log over
+# AST_LOG_MAX aside and has Asterisk reopen its files (`logger reload`, as Debian's logrotate
+# configuration for Asterisk does). A system Asterisk (PBX host) has its package's logrotate.
+AST_LOG_DIR=$ASTERISK_ROOT/var/log/asterisk
+AST_LOGS="messages.log security.log"
+AST_LOG_KEEP=5  # FILE.1 (newest) ... FILE.5; callguard/failopen.py KEPT
+AST_LOG_MAX=$((20 * 1024 * 1024))
+# The first line of a new messages.log: `callguard status` counts "since Asterisk started" from
+# the start mark on, through the older files a continued mark points to (callguard/failopen.py).
+AST_START_MARK="tools/stack.sh: Asterisk started"
+AST_CONTINUED_MARK="tools/stack.sh: log rotated"
+ast_log_mark() { printf '[%s] NOTICE[0] %s' "$(date '+%F %T.%3N')" "$1"; }
+ast_logs_locked() {  # command...: one log rotation at a time (make run vs the supervised loop)
+    ( flock 9; "$@" ) 9>"$RUN/asterisk-logs.lock"
+}
+ast_log_shift() {  # file: FILE.4 → FILE.5 ... FILE → FILE.1, the oldest dropped; empty: nothing
+    local f=$AST_LOG_DIR/$1 i
+    [ -s "$f" ] || return 0
+    rm -f "$f.$AST_LOG_KEEP"
+    for ((i = AST_LOG_KEEP - 1; i >= 1; i--)); do
+        [ ! -e "$f.$i" ] || mv -f "$f.$i" "$f.$((i + 1))"
+    done
+    mv -f "$f" "$f.1"
+}
+ast_log_new() {  # file, first line (may be empty): the old file aside, a new one of Asterisk's
+    # own (0640): one root created, Asterisk could not open (no messages.log at all until the
+    # next `module reload`).
+    ast_log_shift "$1"
+    { [ -z "$2" ] || printf '%s\n' "$2"; } | ast_put 0640 "$AST_LOG_DIR/$1"
+}
+ast_logs_rotate() {  # each log over AST_LOG_MAX aside, then Asterisk reopens its files
+    local f size rotated=""
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    for f in $AST_LOGS; do
+        size=$(stat -c %s "$AST_LOG_DIR/$f" 2>/dev/null || echo 0)
+        [ "$size" -gt "$AST_LOG_MAX" ] || continue
+        if [ "$f" = messages.log ]; then
+            ast_log_new "$f" "$(ast_log_mark "$AST_CONTINUED_MARK at $((AST_LOG_MAX >> 20)) MB; this run's earlier lines are in $f.1")"
+        else
+            ast_log_new "$f" ""
+        fi
+        rotated+=" $f"
+    done
+    [ -n "$rotated" ] || return 0
+    # Until then Asterisk writes on into the file moved aside (FILE.1), nothing lost.
+    ast -rx 'logger reload' >/dev/null 2>&1 || true
+    say "$(date '+%F %T') rotated:$rotated"
+}
+ast_logs_program() {  # the supervised loop (project-local root only)
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    cat <<EOT
+[program:asterisk-logs]
+command = /bin/bash -c 'while sleep 60; do $TOP/tools/stack.sh asterisk-logs-rotate; done'
+autostart = true
+autorestart = true
+startsecs = 0
+stopasgroup = true
+killasgroup = true
+redirect_stderr = true
+stdout_logfile = $LOG/asterisk-logs.log
+stdout_logfile_maxbytes = 1MB
+stdout_logfile_backups = 1
+EOT
+}
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
 ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 2>&1; }
 # Asterisk with ARGS (-F: a daemon), its cwd CORES (a directory in the root, made its user's).
@@ -301,13 +367,11 @@ ast_start() {
     ast_install
     if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
     sup_start
-    # A deliberate start gets a fresh log; one supervisord is already starting again after a
+    # A deliberate start gets a new log, the last one kept aside (messages.log.1, it may hold
+    # the incident being investigated); one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
     if ! sup_any_up asterisk; then
-        # Asterisk's own file: created here by root on a fresh root, it could not open it (no
-        # messages.log at all until the next `module reload`).
-        install -m 0640 -o "$AST_USER" -g "$AST_USER" /dev/null \
-            "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        ast_logs_locked ast_log_new messages.log "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
@@ -460,6 +524,8 @@ EOT
         cat <<EOT
 
 $(ast_program)
+
+$(ast_logs_program)
 EOT
         # Prometheus (issue 18), supervised like the services; started by prom_start, which
         # writes its configuration first (autostart off: `make run` starts it after the apps).
@@ -545,6 +611,7 @@ apps_start() {
     fi
     printf '%s\n' "$fp" > "$CODE_FP"
     ctl start wakeup $SERVICES >/dev/null 2>&1 || true
+    [ -z "$ASTERISK_ROOT" ] || ctl start asterisk-logs >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
     for _ in $(seq 1 200); do
@@ -671,6 +738,7 @@ case "${1:-}" in
     bench-install) bench_install ;;
     asterisk-start) ast_start ;;
     asterisk-stop) ast_stop ;;
+    asterisk-logs-rotate) ast_logs_locked ast_logs_rotate ;;
     asterisk-exec) ast_exec /var/lib/asterisk/cores -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -f ;;
     apps-start) apps_start ;;
     apps-stop) apps_stop ;;
