@@ -363,9 +363,36 @@ stdout_logfile_maxbytes = 10MB
 stdout_logfile_backups = 2
 EOT
 }
+# A running Asterisk reads the configuration just installed. A reload prints nothing on the CLI
+# (`module reload` without a module name reports no result) and only logs what it refused, e.g.
+# a PJSIP syntax error, after which Asterisk goes on without the broken part: make run reads
+# what Asterisk logged meanwhile, and a configuration error fails it, naming the file. Lines of
+# a call (a [C-...] tag) and the key directory res_crypto looks for (file.c) are not the
+# configuration's; a clean reload logs NOTICEs only.
+AST_RELOAD_ERROR='^\[[^]]*\] (ERROR\[[0-9]+\] |WARNING\[[0-9]+\] (config|config_options|pbx_config|res_sorcery_config|sorcery|pbx_ael)\.c:)'
+AST_RELOAD_IGNORED='^\[[^]]*\] ERROR\[[0-9]+\] (file|res_crypto)\.c:'
+ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the read)
+    local log=$AST_LOG_DIR/messages.log off out errs f files=""
+    off=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1) ||
+        { say "Asterisk reload failed: $out"; exit 1; }
+    sleep 0.5  # what the reload logged goes through Asterisk's logger thread
+    errs=$(tail -c +"$((off + 1))" "$log" 2>/dev/null | grep -E "$AST_RELOAD_ERROR" |
+        grep -Ev "$AST_RELOAD_IGNORED" || true)
+    # The CLI's own words for a module that failed (main/cli.c handle_reload).
+    out=$(grep -E 'reload failure|not properly initialized|No such module' <<<"$out" || true)
+    if [ -z "$out$errs" ]; then return 0; fi
+    while read -r f; do
+        if [ -f "asterisk_conf/$f" ]; then files+=" asterisk_conf/$f"; else files+=" $f"; fi
+    done < <(grep -oE '[A-Za-z0-9_.-]+\.conf' <<<"$errs" | sort -u)
+    say "Asterisk reported errors reloading its configuration${files:+ in$files}; it runs on without what it refused:"
+    printf '%s\n' "$out" "$errs" | sed '/^$/d; s/^/  /'
+    say "fix it and run make run again (the lines are in $log)"
+    exit 1
+}
 ast_start() {
     ast_install
-    if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
+    if ast_running; then ast_logs_locked ast_reload; return; fi
     sup_start
     # A deliberate start gets a new log, the last one kept aside (messages.log.1, it may hold
     # the incident being investigated); one supervisord is already starting again after a
