@@ -450,8 +450,14 @@ SERVICES="fastagi ari api"
 # the ARI app and the FastAGI fallback get SCHED_RR 10 here, as root, and keep it across the drop
 # to $SVC_USER (setpriv) and the exec; where the kernel refuses it even to root, they start at
 # normal priority. The API, off the call path, starts as $SVC_USER through supervisord.
-RT_PRIO=10
-rt_chrt() { if chrt -r "$RT_PRIO" true 2>/dev/null; then printf 'chrt -r %s ' "$RT_PRIO"; fi; }
+# CALLGUARD_RT_PRIORITY=0 (or another priority) in make's environment: no chrt (or that
+# priority), and the services get the variable too (callguard/realtime.py asks for it itself).
+RT_PRIO=${CALLGUARD_RT_PRIORITY:-10}
+rt_chrt() {
+    if [[ $RT_PRIO =~ ^[0-9]+$ ]] && [ "$RT_PRIO" -gt 0 ] && chrt -r "$RT_PRIO" true 2>/dev/null; then
+        printf 'chrt -r %s ' "$RT_PRIO"
+    fi
+}
 svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4 log directory:
     # command, user, environment and where its output goes. The call-path services (ari,
     # fastagi) write their log themselves (CALLGUARD_LOG_FILE, ari_app/logs.py): supervisord
@@ -460,8 +466,9 @@ svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4
         ari|fastagi)
             printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
                 "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1"
-            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"\n' "$2" \
-                "$4/services/$1.log"
+            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"%s\n' "$2" \
+                "$4/services/$1.log" \
+                "${CALLGUARD_RT_PRIORITY:+,CALLGUARD_RT_PRIORITY=\"$CALLGUARD_RT_PRIORITY\"}"
             printf 'stdout_logfile = %s\n' "$4/$1.stdout.log" ;;
         *)
             printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
@@ -784,5 +791,21 @@ case "${1:-}" in
     state-dir) readlink -f "$TOP/.run" ;;
     code-sync) code_sync ;;
     supervisorctl) shift; ctl "$@" ;;
-    *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
+    *) cat >&2 <<EOT
+usage: $0 COMMAND
+  status                          each part's state and PID (make status)
+  secrets | pg-start | pg-stop | pg-checkpoint
+  asterisk-install | asterisk-start | asterisk-stop | asterisk-exec | bench-install
+  asterisk-logs-rotate            move Asterisk's logs over 20 MB aside (run every minute)
+  apps-start | apps-stop          all the services (apps-start restarts them on changed code)
+  app-start NAME | app-stop NAME  one service: ari, fastagi or api
+  app-connected                   exit 0 when the ARI app's websocket is up
+  prometheus-start | prometheus-stop
+  ast ARGS...                     asterisk ARGS (e.g. ast -rx 'core show channels')
+  supervisorctl ARGS...           supervisorctl on this stack's supervisord
+  state-dir                       where .run is (a state dir for a checkout out of reach)
+  code-sync                       refresh the services' code copy (checkout out of reach)
+  relocate                        only the state dir set-up every command does first
+EOT
+       exit 2 ;;
 esac
