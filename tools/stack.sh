@@ -264,7 +264,7 @@ bench_install() {
 AST_LOG_DIR=$ASTERISK_ROOT/var/log/asterisk
 AST_LOGS="messages.log security.log"
 AST_LOG_KEEP=5  # FILE.1 (newest) ... FILE.5; callguard/failopen.py KEPT
-AST_LOG_MAX=$((20 * 1024 * 1024))
+AST_LOG_MAX=${CALLGUARD_ASTERISK_LOG_MAX:-$((20 * 1024 * 1024))}  # bytes (the tests: 0)
 # The first line of a new messages.log: `callguard status` counts "since Asterisk started" from
 # the start mark on, through the older files a continued mark points to (callguard/failopen.py).
 AST_START_MARK="tools/stack.sh: Asterisk started"
@@ -295,7 +295,7 @@ ast_logs_rotate() {  # each log over AST_LOG_MAX aside, then Asterisk reopens it
         size=$(stat -c %s "$AST_LOG_DIR/$f" 2>/dev/null || echo 0)
         [ "$size" -gt "$AST_LOG_MAX" ] || continue
         if [ "$f" = messages.log ]; then
-            ast_log_new "$f" "$(ast_log_mark "$AST_CONTINUED_MARK at $((AST_LOG_MAX >> 20)) MB; this run's earlier lines are in $f.1")"
+            ast_log_new "$f" "$(ast_log_mark "$AST_CONTINUED_MARK past $AST_LOG_MAX bytes; this run's earlier lines are in $f.1")"
         else
             ast_log_new "$f" ""
         fi
