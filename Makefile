@@ -15,7 +15,7 @@ CALLGUARD := $(VENV)/bin/callguard
 .PHONY: help deps venv svc-venv lock root db asterisk apps prometheus run cluster down status test test-unit test-e2e lint bench sounds clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 deps: .build/deps.stamp ## install the Debian packages the stack needs
 .build/deps.stamp: Makefile
@@ -108,6 +108,9 @@ test: prometheus ## run every test (unit, end-to-end over SIP, security, reliabi
 	@rc=0; $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 -m "not cluster" tests || rc=$$?; \
 	  $(VENV)/bin/pytest -q -p no:cacheprovider -m cluster tests/e2e/test_cluster.py || rc=$$?; \
 	  exit $$rc
+
+test-e2e: prometheus ## only the end-to-end tests over SIP (not the cluster phase; sets the stack up)
+	@$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 -m "not cluster" tests/e2e
 
 test-unit: venv ## only the pure unit tests (no servers)
 	@$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit

@@ -256,6 +256,72 @@ bench_install() {
     install -m 0640 -o "$AST_USER" -g "$AST_USER" bench/asterisk_conf/*.conf "$(ast_etc)/"
     ast -rx 'module reload res_pjsip.so' >/dev/null; ast -rx 'dialplan reload' >/dev/null
 }
+# ---- Asterisk's own logs (asterisk_conf/logger.conf): kept aside, never emptied (REL-9) -------
+# Not logrotate: nothing here runs cron, so it would need a trigger of its own anyway; the
+# supervised [program:asterisk-logs] loop below checks the size every minute, moves a log over
+# AST_LOG_MAX aside and has Asterisk reopen its files (`logger reload`, as Debian's logrotate
+# configuration for Asterisk does). A system Asterisk (PBX host) has its package's logrotate.
+AST_LOG_DIR=$ASTERISK_ROOT/var/log/asterisk
+AST_LOGS="messages.log security.log"
+AST_LOG_KEEP=5  # FILE.1 (newest) ... FILE.5; callguard/failopen.py KEPT
+AST_LOG_MAX=${CALLGUARD_ASTERISK_LOG_MAX:-$((20 * 1024 * 1024))}  # bytes (the tests: 0)
+# The first line of a new messages.log: `callguard status` counts "since Asterisk started" from
+# the start mark on, through the older files a continued mark points to (callguard/failopen.py).
+AST_START_MARK="tools/stack.sh: Asterisk started"
+AST_CONTINUED_MARK="tools/stack.sh: log rotated"
+ast_log_mark() { printf '[%s] NOTICE[0] %s' "$(date '+%F %T.%3N')" "$1"; }
+ast_logs_locked() {  # command...: one log rotation at a time (make run vs the supervised loop)
+    ( flock 9; "$@" ) 9>"$RUN/asterisk-logs.lock"
+}
+ast_log_shift() {  # file: FILE.4 → FILE.5 ... FILE → FILE.1, the oldest dropped; empty: nothing
+    local f=$AST_LOG_DIR/$1 i
+    [ -s "$f" ] || return 0
+    rm -f "$f.$AST_LOG_KEEP"
+    for ((i = AST_LOG_KEEP - 1; i >= 1; i--)); do
+        [ ! -e "$f.$i" ] || mv -f "$f.$i" "$f.$((i + 1))"
+    done
+    mv -f "$f" "$f.1"
+}
+ast_log_new() {  # file, first line (may be empty): the old file aside, a new one of Asterisk's
+    # own (0640): one root created, Asterisk could not open (no messages.log at all until the
+    # next `module reload`).
+    ast_log_shift "$1"
+    { [ -z "$2" ] || printf '%s\n' "$2"; } | ast_put 0640 "$AST_LOG_DIR/$1"
+}
+ast_logs_rotate() {  # each log over AST_LOG_MAX aside, then Asterisk reopens its files
+    local f size rotated=""
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    for f in $AST_LOGS; do
+        size=$(stat -c %s "$AST_LOG_DIR/$f" 2>/dev/null || echo 0)
+        [ "$size" -gt "$AST_LOG_MAX" ] || continue
+        if [ "$f" = messages.log ]; then
+            ast_log_new "$f" "$(ast_log_mark "$AST_CONTINUED_MARK past $AST_LOG_MAX bytes; this run's earlier lines are in $f.1")"
+        else
+            ast_log_new "$f" ""
+        fi
+        rotated+=" $f"
+    done
+    [ -n "$rotated" ] || return 0
+    # Until then Asterisk writes on into the file moved aside (FILE.1), nothing lost.
+    ast -rx 'logger reload' >/dev/null 2>&1 || true
+    say "$(date '+%F %T') rotated:$rotated"
+}
+ast_logs_program() {  # the supervised loop (project-local root only)
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    cat <<EOT
+[program:asterisk-logs]
+command = /bin/bash -c 'while sleep 60; do $TOP/tools/stack.sh asterisk-logs-rotate; done'
+autostart = true
+autorestart = true
+startsecs = 0
+stopasgroup = true
+killasgroup = true
+redirect_stderr = true
+stdout_logfile = $LOG/asterisk-logs.log
+stdout_logfile_maxbytes = 1MB
+stdout_logfile_backups = 1
+EOT
+}
 ast_pidfile() { printf '%s/run/asterisk/asterisk.pid' "$ASTERISK_ROOT"; }
 ast_running() { alive "$(ast_pidfile)" && ast -rx 'core show uptime' >/dev/null 2>&1; }
 # Asterisk with ARGS (-F: a daemon), its cwd CORES (a directory in the root, made its user's).
@@ -297,17 +363,42 @@ stdout_logfile_maxbytes = 10MB
 stdout_logfile_backups = 2
 EOT
 }
+# A running Asterisk reads the configuration just installed. A reload prints nothing on the CLI
+# (`module reload` without a module name reports no result) and only logs what it refused, e.g.
+# a PJSIP syntax error, after which Asterisk goes on without the broken part: make run reads
+# what Asterisk logged meanwhile, and a configuration error fails it, naming the file. Lines of
+# a call (a [C-...] tag) and the key directory res_crypto looks for (file.c) are not the
+# configuration's; a clean reload logs NOTICEs only.
+AST_RELOAD_ERROR='^\[[^]]*\] (ERROR\[[0-9]+\] |WARNING\[[0-9]+\] (config|config_options|pbx_config|res_sorcery_config|sorcery|pbx_ael)\.c:)'
+AST_RELOAD_IGNORED='^\[[^]]*\] ERROR\[[0-9]+\] (file|res_crypto)\.c:'
+ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the read)
+    local log=$AST_LOG_DIR/messages.log off out errs f files=""
+    off=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1) ||
+        { say "Asterisk reload failed: $out"; exit 1; }
+    sleep 0.5  # what the reload logged goes through Asterisk's logger thread
+    errs=$(tail -c +"$((off + 1))" "$log" 2>/dev/null | grep -E "$AST_RELOAD_ERROR" |
+        grep -Ev "$AST_RELOAD_IGNORED" || true)
+    # The CLI's own words for a module that failed (main/cli.c handle_reload).
+    out=$(grep -E 'reload failure|not properly initialized|No such module' <<<"$out" || true)
+    if [ -z "$out$errs" ]; then return 0; fi
+    while read -r f; do
+        if [ -f "asterisk_conf/$f" ]; then files+=" asterisk_conf/$f"; else files+=" $f"; fi
+    done < <(grep -oE '[A-Za-z0-9_.-]+\.conf' <<<"$errs" | sort -u)
+    say "Asterisk reported errors reloading its configuration${files:+ in$files}; it runs on without what it refused:"
+    printf '%s\n' "$out" "$errs" | sed '/^$/d; s/^/  /'
+    say "fix it and run make run again (the lines are in $log)"
+    exit 1
+}
 ast_start() {
     ast_install
-    if ast_running; then ast -rx 'module reload' >/dev/null; ast -rx 'dialplan reload' >/dev/null; return; fi
+    if ast_running; then ast_logs_locked ast_reload; return; fi
     sup_start
-    # A deliberate start gets a fresh log; one supervisord is already starting again after a
+    # A deliberate start gets a new log, the last one kept aside (messages.log.1, it may hold
+    # the incident being investigated); one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
     if ! sup_any_up asterisk; then
-        # Asterisk's own file: created here by root on a fresh root, it could not open it (no
-        # messages.log at all until the next `module reload`).
-        install -m 0640 -o "$AST_USER" -g "$AST_USER" /dev/null \
-            "$ASTERISK_ROOT/var/log/asterisk/messages.log"
+        ast_logs_locked ast_log_new messages.log "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
@@ -359,8 +450,14 @@ SERVICES="fastagi ari api"
 # the ARI app and the FastAGI fallback get SCHED_RR 10 here, as root, and keep it across the drop
 # to $SVC_USER (setpriv) and the exec; where the kernel refuses it even to root, they start at
 # normal priority. The API, off the call path, starts as $SVC_USER through supervisord.
-RT_PRIO=10
-rt_chrt() { if chrt -r "$RT_PRIO" true 2>/dev/null; then printf 'chrt -r %s ' "$RT_PRIO"; fi; }
+# CALLGUARD_RT_PRIORITY=0 (or another priority) in make's environment: no chrt (or that
+# priority), and the services get the variable too (callguard/realtime.py asks for it itself).
+RT_PRIO=${CALLGUARD_RT_PRIORITY:-10}
+rt_chrt() {
+    if [[ $RT_PRIO =~ ^[0-9]+$ ]] && [ "$RT_PRIO" -gt 0 ] && chrt -r "$RT_PRIO" true 2>/dev/null; then
+        printf 'chrt -r %s ' "$RT_PRIO"
+    fi
+}
 svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4 log directory:
     # command, user, environment and where its output goes. The call-path services (ari,
     # fastagi) write their log themselves (CALLGUARD_LOG_FILE, ari_app/logs.py): supervisord
@@ -369,8 +466,9 @@ svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4
         ari|fastagi)
             printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
                 "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1"
-            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"\n' "$2" \
-                "$4/services/$1.log"
+            printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"%s\n' "$2" \
+                "$4/services/$1.log" \
+                "${CALLGUARD_RT_PRIORITY:+,CALLGUARD_RT_PRIORITY=\"$CALLGUARD_RT_PRIORITY\"}"
             printf 'stdout_logfile = %s\n' "$4/$1.stdout.log" ;;
         *)
             printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
@@ -460,6 +558,8 @@ EOT
         cat <<EOT
 
 $(ast_program)
+
+$(ast_logs_program)
 EOT
         # Prometheus (issue 18), supervised like the services; started by prom_start, which
         # writes its configuration first (autostart off: `make run` starts it after the apps).
@@ -508,11 +608,44 @@ svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_
     if alive "$SUP_PID"; then ctl stop "$1" >/dev/null 2>&1 || true; fi
     rm -f "$RUN/$1.pid"
 }
+# The code the running services started on (callguard/code_fingerprint.py: the services' files
+# and dependency pins, read from the checkout, so a tarball without .git works too). `make
+# run` after `git pull` (or any edit) restarts services started on other code: left running,
+# they kept the old code under the schema just migrated, until a crash restarted one alone.
+CODE_FP=$RUN/services.code
+code_fingerprint() {
+    local py=$VENV/bin/python; [ -x "$py" ] || py=python3
+    "$py" -m callguard.code_fingerprint "$TOP"
+}
+fastagi_ready() {  # its metrics port answers: it binds the FastAGI port right after (fastagi.py)
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:${CALLGUARD_METRICS_FASTAGI_PORT:-9462}/metrics" &&
+            return 0
+        sleep 0.05
+    done
+    return 0  # not fatal: ari is restarted anyway, and supervisord keeps fastagi going
+}
+svc_restart_all() {  # one at a time, the fallback first, so calls keep a screening path (REL-1)
+    local s
+    for s in $SERVICES; do
+        ctl restart "$s" >/dev/null 2>&1 || true
+        [ "$s" != fastagi ] || fastagi_ready
+    done
+}
 apps_start() {
     sup_start
-    # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
-    sup_any_up $SERVICES || code_sync
+    local fp; fp=$(code_fingerprint)
+    if ! sup_any_up $SERVICES; then
+        # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
+        code_sync
+    elif [ "$fp" != "$(cat "$CODE_FP" 2>/dev/null || true)" ]; then
+        say "services: code changed since they started; restarting them ($SERVICES) on the new code"
+        code_sync
+        svc_restart_all
+    fi
+    printf '%s\n' "$fp" > "$CODE_FP"
     ctl start wakeup $SERVICES >/dev/null 2>&1 || true
+    [ -z "$ASTERISK_ROOT" ] || ctl start asterisk-logs >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
     # process died, so it proves nothing).
     for _ in $(seq 1 200); do
@@ -639,6 +772,7 @@ case "${1:-}" in
     bench-install) bench_install ;;
     asterisk-start) ast_start ;;
     asterisk-stop) ast_stop ;;
+    asterisk-logs-rotate) ast_logs_locked ast_logs_rotate ;;
     asterisk-exec) ast_exec /var/lib/asterisk/cores -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -f ;;
     apps-start) apps_start ;;
     apps-stop) apps_stop ;;
@@ -657,5 +791,21 @@ case "${1:-}" in
     state-dir) readlink -f "$TOP/.run" ;;
     code-sync) code_sync ;;
     supervisorctl) shift; ctl "$@" ;;
-    *) echo "usage: $0 secrets|pg-start|pg-stop|asterisk-install|asterisk-start|asterisk-stop|apps-start|apps-stop|status|ast ..." >&2; exit 2 ;;
+    *) cat >&2 <<EOT
+usage: $0 COMMAND
+  status                          each part's state and PID (make status)
+  secrets | pg-start | pg-stop | pg-checkpoint
+  asterisk-install | asterisk-start | asterisk-stop | asterisk-exec | bench-install
+  asterisk-logs-rotate            move Asterisk's logs over 20 MB aside (run every minute)
+  apps-start | apps-stop          all the services (apps-start restarts them on changed code)
+  app-start NAME | app-stop NAME  one service: ari, fastagi or api
+  app-connected                   exit 0 when the ARI app's websocket is up
+  prometheus-start | prometheus-stop
+  ast ARGS...                     asterisk ARGS (e.g. ast -rx 'core show channels')
+  supervisorctl ARGS...           supervisorctl on this stack's supervisord
+  state-dir                       where .run is (a state dir for a checkout out of reach)
+  code-sync                       refresh the services' code copy (checkout out of reach)
+  relocate                        only the state dir set-up every command does first
+EOT
+       exit 2 ;;
 esac

@@ -41,6 +41,48 @@ def _one_e2e_run_at_a_time() -> Iterator[None]:
         yield
 
 
+# The reference site (SPEC §8) `make run` provisions: all a development/test install holds.
+REFERENCE_CONTRACTS = frozenset({"F1", "F2", "M1"})
+REFERENCE_ENDPOINTS = frozenset({"f1-a", "f1-b", "f2-a", "f2-b", "m1-a", "m1-b"})
+
+
+def beyond_reference_site(contracts: set[str], endpoints: set[str]) -> list[str]:
+    """What the database holds besides the reference site (empty: a test install)."""
+    found = []
+    if extra := sorted(contracts - REFERENCE_CONTRACTS):
+        found.append(f"contract(s) {', '.join(extra)}")
+    if extra := sorted(endpoints - REFERENCE_ENDPOINTS):
+        found.append(f"endpoint(s) {', '.join(extra)}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_on_a_test_install(_one_e2e_run_at_a_time: None) -> None:
+    """The e2e tests empty the call logs, nuisance lists, counters and forwardings (TRUNCATE)
+    and delete the recording files: before any of them runs, refuse a database that holds
+    anything beyond the reference site, i.e. a site in service."""
+    try:
+        eng = make_sync_engine(load_settings())
+        try:
+            with eng.connect() as conn:
+                contracts = set(conn.execute(text("SELECT code FROM contracts")).scalars())
+                endpoints = set(conn.execute(text("SELECT name FROM endpoints")).scalars())
+        finally:
+            eng.dispose()
+    except Exception:  # no database, nothing to wipe: the tests fail on their own
+        return
+    if found := beyond_reference_site(contracts, endpoints):
+        pytest.exit(
+            "refusing to run the end-to-end tests: this database holds "
+            f"{' and '.join(found)} beyond the reference site (F1, F2, M1 and their six "
+            "endpoints), so it looks like a site in service. The tests empty the call logs, "
+            "nuisance lists, counters and forwardings and delete the recordings. Run `make test` "
+            "on a development/test install only (a separate clone or machine with its own "
+            "`make run`); if this is one, remove the extra contracts and endpoints "
+            "(`callguard contracts`/`endpoints`) or start over with `make clean && make run`.",
+            returncode=3)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()
@@ -122,7 +164,7 @@ def stack(settings: Settings, engine: Engine) -> Settings:
     apps = ari_get(settings, "applications")
     assert isinstance(apps, list)
     assert any(a["name"] == settings.ari_app for a in apps), "ARI app not connected"
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # the reference site only: _only_on_a_test_install
         assert conn.execute(text("SELECT count(*) FROM endpoints")).scalar() == 6
     return settings
 
