@@ -15,7 +15,9 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import migrate
+from tests.e2e.bye_catcher import ByeCatcher
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacSpec, audio, uac
+from tests.e2e.test_reliability import wait_for
 
 
 def test_inbound_call_rings_the_endpoint_and_connects(clean: Engine, work: Path) -> None:
@@ -96,6 +98,11 @@ def test_inbound_unreachable_phone_gives_480(short_ring: None, work: Path) -> No
     # Nothing listens at f2-b (127.0.1.4): the INVITE goes unanswered.
     call = uac(UacSpec(to="0612345679"), work / "carrier")
     assert call.final_status() == 480
+    # Asterisk retransmits that INVITE for up to 32 s (timer B), into whatever phone the next
+    # test starts on 127.0.1.4: answered here (480), the transaction ends. Retransmissions
+    # come at most 4 s apart (T2).
+    with ByeCatcher("127.0.1.4") as catcher:
+        assert wait_for(lambda: bool(catcher.invites), 6), "no INVITE retransmission seen"
 
 
 def test_runtime_is_the_project_stack(stack: Settings, engine: Engine) -> None:
