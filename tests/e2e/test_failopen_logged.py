@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import MessagesLog
-from tests.e2e.rec_helpers import F1A, F1B, inbound, outbound
+from tests.e2e.rec_helpers import CALLER_HZ, F1A, F1B, inbound
+from tests.e2e.sipp import CARRIER_OUT, Phone, UacCall, UacSpec, tone
 from tests.e2e.test_reliability import app_connected, wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
@@ -79,17 +81,27 @@ def test_fallback_and_fail_open_are_logged_and_counted(services_stopped: list[st
 
 def refused_in_fail_open(settings: Settings, work: Path, logged: str,
                          dial_forms: tuple[str, ...]) -> None:
-    """f1-a dials each form with both apps down: the congestion prompt as early media, 503
-    (cause 34), the carrier never rings, and one WARNING `... - <logged>` per call."""
+    """f1-a dials each form with both apps down, side by side (each hears ~8 s of prompt): the
+    congestion prompt as early media, 503 (cause 34), the carrier never rings, and one
+    WARNING `... - <logged>` per call."""
     log = MessagesLog(settings)
-    for i, dialed in enumerate(dial_forms):
-        call, carrier = outbound(work.with_name(f"{work.name}-{i}"), F1A, dialed)
+    with Phone(CARRIER_OUT, work / "carrier", calls=len(dial_forms), timeout_s=60) as carrier:
+        placed: dict[str, UacCall] = {}
+        try:
+            for i, dialed in enumerate(dial_forms):
+                placed[dialed] = UacCall(UacSpec(to=dialed, steps=[tone(0.5, CALLER_HZ)]),
+                                         work / f"call-{i}", local_ip=F1A)
+                time.sleep(0.3)  # spreads the sipp start-ups
+        finally:  # also after a failed start: no caller is left running
+            calls = {dialed: call.result() for dialed, call in placed.items()}
+        carrier.wait(1)
+    for dialed, call in calls.items():
         progress = call.first(status=183)
         assert progress is not None, (dialed, call.statuses())
         assert "application/sdp" in (progress.header("Content-Type") or ""), dialed
         assert call.final_status() == 503 and 200 not in call.statuses(), (dialed,
                                                                            call.statuses())
-        assert not carrier.rang(), (dialed, carrier.invites())
+    assert not carrier.rang(), carrier.invites()
     refused = [ln for ln in log.lines() if re.search(
         r"WARNING\[.*callguard: fallback server unavailable .* PJSIP/f1-a-[0-9a-f]+ - "
         + re.escape(logged), ln)]
