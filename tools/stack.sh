@@ -265,6 +265,7 @@ AST_LOG_DIR=$ASTERISK_ROOT/var/log/asterisk
 AST_LOGS="messages.log security.log"
 AST_LOG_KEEP=5  # FILE.1 (newest) ... FILE.5; callguard/failopen.py KEPT
 AST_LOG_MAX=${CALLGUARD_ASTERISK_LOG_MAX:-$((20 * 1024 * 1024))}  # bytes (the tests: 0)
+[[ $AST_LOG_MAX =~ ^[0-9]+$ ]] || { echo "CALLGUARD_ASTERISK_LOG_MAX must be bytes, got $AST_LOG_MAX" >&2; exit 2; }
 # The first line of a new messages.log: `callguard status` counts "since Asterisk started" from
 # the start mark on, through the older files a continued mark points to (callguard/failopen.py).
 AST_START_MARK="tools/stack.sh: Asterisk started"
@@ -366,13 +367,18 @@ EOT
 # A running Asterisk reads the configuration just installed. A reload prints nothing on the CLI
 # (`module reload` without a module name reports no result) and only logs what it refused, e.g.
 # a PJSIP syntax error, after which Asterisk goes on without the broken part: make run reads
-# what Asterisk logged meanwhile, and a configuration error fails it, naming the file. Lines of
-# a call (a [C-...] tag) and the key directory res_crypto looks for (file.c) are not the
-# configuration's; a clean reload logs NOTICEs only.
-AST_RELOAD_ERROR='^\[[^]]*\] (ERROR\[[0-9]+\] |WARNING\[[0-9]+\] (config|config_options|pbx_config|res_sorcery_config|sorcery|pbx_ael)\.c:)'
+# what Asterisk logged meanwhile, and a configuration error fails it, naming the file. Only
+# what the configuration readers log counts (config*.c, sorcery, pbx_config, pbx_ael, loader),
+# never a call's line (a [C-...] tag) or another ERROR of the same half second; the key
+# directory res_crypto looks for (file.c) is not the configuration's. A clean reload logs
+# NOTICEs only.
+AST_RELOAD_ERROR='^\[[^]]*\] (ERROR|WARNING)\[[0-9]+\] (config|config_options|config_[a-z_]+|pbx_config|res_sorcery_config|sorcery|pbx_ael|loader)\.c:'
 AST_RELOAD_IGNORED='^\[[^]]*\] ERROR\[[0-9]+\] (file|res_crypto)\.c:'
 ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the read)
     local log=$AST_LOG_DIR/messages.log off out errs f files=""
+    # An Asterisk supervisord has just started again may still be booting: its start's own
+    # lines are not this reload's.
+    ast -rx 'core waitfullybooted' >/dev/null 2>&1 || true
     off=$(stat -c %s "$log" 2>/dev/null || echo 0)
     out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1) ||
         { say "Asterisk reload failed: $out"; exit 1; }
@@ -398,7 +404,9 @@ ast_start() {
     # the incident being investigated); one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
     if ! sup_any_up asterisk; then
-        ast_logs_locked ast_log_new messages.log "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
+        # (a system Asterisk's logs are its package's logrotate's, left as they are)
+        [ -z "$ASTERISK_ROOT" ] ||
+            ast_logs_locked ast_log_new messages.log "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done

@@ -293,7 +293,11 @@ class SyncLists:
     its connection. The caller's: a hung server (stopped, or a network that swallows
     packets) enforces nothing and a blocking driver never returns, so the transaction runs
     on a daemon thread the menu stops waiting for; that thread ends (and gives its
-    connection back) whenever the server or the connection does."""
+    connection back) whenever the server or the connection does. A transaction whose work
+    ends after the menu gave up rolls back; one whose COMMIT is already on its way when the
+    menu gives up can still land (the caller heard "failed", the list changed: a second 2 says
+    already registered). Meanwhile each such thread holds one of the fallback engine's pooled
+    connections."""
 
     def __init__(self, sessions: sessionmaker[Session], secret: bytes | None = None,
                  timeout_s: float = 3.0) -> None:
@@ -310,7 +314,8 @@ class SyncLists:
                 session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
                 result = work(session)
                 if abandoned is not None and abandoned.is_set():
-                    # The caller was already told it failed: roll back, never a late change.
+                    # The caller was already told it failed: roll back (a COMMIT already on
+                    # its way is the one late change left, see the class).
                     raise TimeoutError("the menu gave up waiting")
                 return result
         except ListGone:

@@ -37,6 +37,9 @@ PROMPT_PRIVACY_WITH_PREFIX = "rec_privacy_prefix"
 
 NCR_SERVICE_CODE = "144"
 _DIALABLE = re.compile(r"[0-9*#]{1,32}")
+# 144, also behind 184/186, on the digits alone (* and # dropped): what the dialplan's fail-open
+# guard ([cg-fallback-outbound]) reads, so `144#` or `*144` is the menu in every path.
+_SERVICE_CODE_DIALED = re.compile(r"(18[46])?" + NCR_SERVICE_CODE)
 _UNIQUEID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 
 
@@ -260,13 +263,13 @@ def decide_outbound(
     contract = site.contracts[endpoint.contract]
     normal_cid, office_cid = _presented_numbers(endpoint, contract.kind)
 
+    if _SERVICE_CODE_DIALED.fullmatch(re.sub(r"[*#]", "", dialed)):
+        # 144 is the menu's, never the carrier's: behind 184/186 too (they only say how a
+        # call shows its number to the far end; the menu has none), and with a * or # a
+        # phone sends along (`144#`). As the dialplan's fail-open guard refuses them all.
+        return _nuisance_menu(site, endpoint)
     # 184 / 186 before the number: this call's caller-ID presentation, prefix stripped.
     privacy, dialed = split_privacy_prefix(dialed)
-    if dialed == NCR_SERVICE_CODE:
-        # 144 is the menu's, never the carrier's, behind 184/186 too (they only say how a
-        # call shows its number to the far end; the menu has none). As the dialplan's
-        # fail-open guard ([cg-fallback-outbound]) refuses 144, 184144 and 186144.
-        return _nuisance_menu(site, endpoint)
     prefix, rest = split_recording_prefix(dialed)
     if prefix is not None and (privacy is not None or split_privacy_prefix(rest)[0]):
         # Source 000: a prefixed call reaches only the listed destinations (all starting with

@@ -324,7 +324,7 @@ def test_outbound_parity(call: Call) -> None:
     assert run_ari(call, "outbound", fast=False) == run_agi(call, "outbound")
 
 
-@pytest.mark.parametrize("exten", ["144", "184144", "186144"])
+@pytest.mark.parametrize("exten", ["144", "184144", "186144", "144#", "*144", "#144"])
 def test_144_from_a_subscribed_line_is_the_menu_in_both(exten: str) -> None:
     """NCR-*: the same facts and the same plan, the menu, in both shells (the menu itself
     is tests/unit/test_menu144.py's, run through both); 144 never goes to the carrier."""

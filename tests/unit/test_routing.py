@@ -235,7 +235,7 @@ def test_roaming_prefixed_call_not_recorded() -> None:  # REC-OUT-4
     assert isinstance(d, Connect) and d.record is None and d.caller_id == "0311110001"
 
 
-@pytest.mark.parametrize("dialed", ["144", "184144", "186144"])
+@pytest.mark.parametrize("dialed", ["144", "184144", "186144", "144#", "*144", "#144"])
 def test_144_menu_only_for_subscribed_numbers(dialed: str) -> None:  # NCR-*
     """144 never reaches the carrier, behind 184/186 neither (the code was stripped and
     "144" dialed out as a normal call)."""
