@@ -147,15 +147,22 @@ def header_present(header: str) -> str:
     return f"${{EXISTS(${{PJSIP_HEADER(read,{header})}})}}"
 
 
+MENU_DB_TIMEOUT_S = 3.0  # SyncLists' own bound, AsyncLists' 3 s (NCR-REG-7)
+
+
 class Fallback:
-    def __init__(self, settings: Settings, engine: Engine, keeper: StateKeeper) -> None:
+    def __init__(self, settings: Settings, engine: Engine, keeper: StateKeeper,
+                 menu_engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.keeper = keeper  # the site and the lists' keys in memory (REL-5)
         self.limits = Limits(settings.hmac_key, settings.max_recordings,
                              settings.at_capacity_policy, settings.ring_timeout_s,
                              settings.recordings_asterisk_dir)
-        self.lists = SyncLists(sync_sessions(engine), secret=settings.hmac_key)  # SEC-3
+        # The 144 menu's own pool (menu_engine): a transaction it gave up on (a hung server)
+        # keeps its connection until the server answers, and must not starve the writer's.
+        self.lists = SyncLists(sync_sessions(menu_engine or engine), secret=settings.hmac_key,
+                               timeout_s=MENU_DB_TIMEOUT_S)  # SEC-3
         self._write_lock = threading.Lock()
         self.journal = Journal(settings.journal_dir / "fastagi.jsonl")
         # Call-path writes go through one writer thread, in order: a call never waits on the
@@ -432,9 +439,12 @@ def main() -> None:
     if refused:
         log.warning("normal scheduling, not Asterisk's real-time class: %s", refused)
     engine = make_sync_engine(settings)
+    # The menu waits at most MENU_DB_TIMEOUT_S for a connection too, as for its statements.
+    menu_engine = make_sync_engine(settings, pool_size=2, max_overflow=8,
+                                   pool_timeout=MENU_DB_TIMEOUT_S)
     keeper = StateKeeper(settings.sync_database_url, settings.journal_dir, "fastagi")
     keeper.start()
-    Handler.fallback = fallback = Fallback(settings, engine, keeper)
+    Handler.fallback = fallback = Fallback(settings, engine, keeper, menu_engine)
     metrics.init_process(metrics.VIA_FALLBACK)
     metrics.watch_journal(fallback.journal.pending)
     metrics.serve(settings.metrics_fastagi_port)
@@ -463,6 +473,7 @@ def main() -> None:
         server.server_close()
         fallback.close()
         keeper.stop()
+        menu_engine.dispose()
         engine.dispose()
 
 

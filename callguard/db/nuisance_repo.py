@@ -296,8 +296,9 @@ class SyncLists:
     connection back) whenever the server or the connection does. A transaction whose work
     ends after the menu gave up rolls back; one whose COMMIT is already on its way when the
     menu gives up can still land (the caller heard "failed", the list changed: a second 2 says
-    already registered). Meanwhile each such thread holds one of the fallback engine's pooled
-    connections."""
+    already registered). Meanwhile each such thread holds a connection of the menu's own pool
+    (agi_scripts/fastagi.py: 2 + 8, a checkout waits at most as long as the menu), never one
+    of the call-path writer's."""
 
     def __init__(self, sessions: sessionmaker[Session], secret: bytes | None = None,
                  timeout_s: float = 3.0) -> None:

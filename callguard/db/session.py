@@ -21,10 +21,11 @@ def make_async_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine
     )
 
 
-def make_sync_engine(settings: Settings) -> Engine:
+def make_sync_engine(settings: Settings, *, pool_size: int = 5, max_overflow: int = 10,
+                     pool_timeout: float = 30) -> Engine:
     return create_engine(
-        settings.sync_database_url, pool_size=5, max_overflow=10, pool_pre_ping=True,
-        connect_args={"connect_timeout": 3},
+        settings.sync_database_url, pool_size=pool_size, max_overflow=max_overflow,
+        pool_timeout=pool_timeout, pool_pre_ping=True, connect_args={"connect_timeout": 3},
     )
 
 
