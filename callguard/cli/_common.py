@@ -15,6 +15,13 @@ from callguard.config import Settings, load_settings
 from callguard.db.session import make_sync_engine, sync_sessions
 
 
+def database_unavailable(exc: OperationalError) -> CliError:
+    """The one line (CliError) for a database that cannot be reached: libpq's messages span
+    lines ("…failed\n\tIs the server running…"), the first says what happened."""
+    lines = str(exc.orig).strip().splitlines()
+    return CliError(f"database unavailable: {lines[0] if lines else 'failed'}")
+
+
 @contextmanager
 def db_session(settings: Settings | None = None) -> Iterator[Session]:
     """One transaction: committed on success, rolled back on any error (nothing half-written)."""
@@ -23,7 +30,7 @@ def db_session(settings: Settings | None = None) -> Iterator[Session]:
         with sync_sessions(engine).begin() as session:
             yield session
     except OperationalError as exc:
-        raise CliError(f"database unavailable: {exc.orig}") from exc
+        raise database_unavailable(exc) from exc
     finally:
         engine.dispose()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from callguard.cli import CliError
+from callguard.cli._common import database_unavailable
 from callguard.config import Settings, load_settings
 
 # `callguard.db.migrate` (Alembic, Mako) is imported by these two commands only: every command
@@ -21,9 +21,7 @@ def _migrating(work: Callable[[Settings], None]) -> int:
     try:
         work(load_settings())
     except OperationalError as exc:
-        # libpq's messages span lines ("…failed\n\tIs the server running…"): keep the first.
-        lines = str(exc.orig).strip().splitlines()
-        raise CliError(f"database unavailable: {lines[0] if lines else 'failed'}") from exc
+        raise database_unavailable(exc) from exc
     return 0
 
 
