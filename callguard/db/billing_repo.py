@@ -269,8 +269,10 @@ def report(session: Session, month: str, contract: str | None = None,
     contracts = list(session.scalars(stmt))
     end = len(contracts) if limit is None else offset + limit
     table = prices(session)
-    # Every contract's history in three queries (the month's totals bill every contract).
-    facts = _facts(session, contracts[0].id if contract is not None and contracts else None)
+    # Every contract's history in three queries (the month's totals bill every contract); a
+    # contract named that does not exist reads nothing.
+    facts = {} if not contracts else _facts(
+        session, contracts[0].id if contract is not None else None)
     bills: list[Bill] = []
     errors: list[tuple[str, str]] = []
     subtotal = tax = total = unbilled = 0

@@ -276,12 +276,6 @@ def _month_index(year: int, month: int) -> int:
     return year * 12 + (month - 1)
 
 
-def active_in_month(start: date | None, end: date | None, year: int, month: int) -> bool:
-    """A service from `start` until `end` (exclusive; None: still active) is billed for
-    `year`-`month`: active on at least one day of it."""
-    return _active_in(_month_index(year, month), start, end)
-
-
 def _active_in(index: int, start: date | None, end: date | None) -> bool:
     """Active on at least one day of the month `index` (end is exclusive)."""
     if start is None or _month_index(start.year, start.month) > index:

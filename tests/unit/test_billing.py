@@ -382,7 +382,12 @@ def test_nuisance_active_without_a_unit_is_refused() -> None:
 
 
 def test_active_in_month() -> None:
-    from callguard.domain.billing import active_in_month
+    """The rule every period is billed by: active on at least one day of the month."""
+    from callguard.domain.billing import _active_in, _month_index
+
+    def active_in_month(start: date | None, end: date | None, year: int, month: int) -> bool:
+        return _active_in(_month_index(year, month), start, end)
+
     start, end = date(2026, 3, 5), date(2026, 7, 1)
     assert [active_in_month(start, end, 2026, m) for m in range(2, 8)] == [
         False, True, True, True, True, False]
