@@ -22,7 +22,7 @@ cleanup() {
         # cleanup in the same namespace as the stack is not possible once it is gone: the
         # processes are stopped by PID (make down above ran in a new namespace but stops by PID).
         local state; state=$(readlink -f "$CL/.run" 2>/dev/null || true)
-        case $state in /var/lib/callguard/*) rm -rf "$(dirname "$state")" ;; esac
+        case $state in /var/lib/callguard/*) rm -rf --one-file-system "$(dirname "$state")" ;; esac
     fi
     rm -rf "$PARENT"
 }
@@ -38,9 +38,12 @@ STATE=$(dirname "$("$CL/tools/stack.sh" state-dir)")
 mkdir -p "$STATE/asterisk-root"
 for part in .build/asterisk-root/* .build/asterisk-root/.callguard-root-complete; do
     [ -e "$part" ] || continue
+    # A mount point (a /proc that debootstrap left mounted) is an empty directory in the copy,
+    # never its contents; -x keeps nested mounts out the same way.
+    if mountpoint -q "$part"; then mkdir -p "$STATE/asterisk-root/$(basename "$part")"; continue; fi
     case $(basename "$part") in
-        usr) cp -al "$part" "$STATE/asterisk-root/" ;;
-        *) cp -a "$part" "$STATE/asterisk-root/" ;;
+        usr) cp -alx "$part" "$STATE/asterisk-root/" ;;
+        *) cp -ax "$part" "$STATE/asterisk-root/" ;;
     esac
 done
 # ... except what the clone's `make run` writes into /usr (the prompts, `cp -u`): a copy, or
