@@ -1,18 +1,26 @@
-"""Prices with an effective month (BILL): a month is billed with the price table in force on
-its first day, so a price change never re-prices a month before the one it is set from (an
-operator's complaint: raising the nuisance unit price re-priced bills already sent). The pure
-selection (`domain.billing`)."""
+"""Prices with an effective month (BILL, ADM-1/2): a month is billed with the price table in
+force on its first day, so a price change never re-prices a month before the one it is set
+from (an operator's complaint: raising the nuisance unit price re-priced bills already sent).
+The pure selection (`domain.billing`), the service's past-month guard, the CLI's and the API's
+input checks, and migration price_history's reading of the old settings."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.orm import Session
 
+from callguard.api import schema
+from callguard.cli import CliError, build_parser
+from callguard.config import PROJECT_ROOT
 from callguard.domain.billing import (
     BEGINNING,
     ITEM_NUISANCE_PER_CONTRACT,
@@ -29,6 +37,7 @@ from callguard.domain.billing import (
     prices_in_month,
     prices_on,
 )
+from callguard.services import base, billing
 
 AUG = date(2026, 8, 1)
 JUL = date(2026, 7, 1)
@@ -171,3 +180,140 @@ def test_the_order_changes_are_read_in_does_not_matter(changes: list[PriceChange
     shuffled = list(changes)
     rnd.shuffle(shuffled)
     assert price_history(shuffled) == price_history(changes)
+
+
+# ---- the service's guard: a month before this one needs force_past (no database) -----------
+class _NoSession:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the database was used: {name}")
+
+
+NO_DB = cast(Session, _NoSession())
+TODAY = date(2026, 7, 20)
+
+
+def test_a_past_month_is_refused_without_force() -> None:
+    with pytest.raises(base.Conflict) as refused:
+        billing.set_prices(NO_DB, {"nuisance_per_unit": 250}, TODAY, "2026-06")
+    message = str(refused.value)
+    assert "2026-06 is before this month (2026-07)" in message
+    assert "--force-past" in message and "force_past" in message
+    assert "\n" not in message
+    assert refused.value.status == 409
+
+
+@pytest.mark.parametrize(("values", "month", "match"), [
+    ({}, None, "at least one price"),
+    ({"nuisance_per_unit": 250}, "2026-13", "YYYY-MM"),
+    ({"nuisance_per_unit": 250}, "July", "YYYY-MM"),
+])
+def test_bad_input_is_invalid(values: dict[str, int], month: str | None, match: str) -> None:
+    with pytest.raises(base.Invalid, match=match):
+        billing.set_prices(NO_DB, values, TODAY, month)
+
+
+def test_a_bad_month_to_show_is_invalid() -> None:
+    with pytest.raises(base.Invalid, match="YYYY-MM"):
+        billing.prices(NO_DB, TODAY, "2026-7")
+
+
+def test_a_bad_value_is_said_before_a_past_month() -> None:
+    with pytest.raises(base.Invalid, match="at most 100"):
+        billing.set_prices(NO_DB, {"tax_rate_percent": 500}, TODAY, "2026-06")
+    with pytest.raises(base.Invalid, match="unknown price"):
+        billing.set_prices(NO_DB, {"vip_fee": 1}, TODAY)
+
+
+# ---- the CLI's flags (fixed interface: extended only) ---------------------------------------
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["billing", *argv])
+
+
+def test_prices_flags_parse() -> None:
+    args = _args("prices", "--set", "nuisance_per_unit=250", "--from", "2026-08",
+                 "--force-past", "--json")
+    assert (args.set, args.from_month, args.force_past, args.json) == (
+        [("nuisance_per_unit", 250)], "2026-08", True, True)
+    plain = _args("prices")
+    assert (plain.set, plain.from_month, plain.force_past, plain.month) == (
+        None, None, False, None)
+    assert _args("prices", "--month", "2026-03").month == "2026-03"
+    history = _args("price-history", "--json", "--limit", "5")
+    assert (history.json, history.limit, history.offset) == (True, 5, 0)
+
+
+def test_a_bad_from_month_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as done:
+        _args("prices", "--set", "nuisance_per_unit=250", "--from", "2026-13")
+    assert done.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [("prices", "--from", "2026-08"),
+                                  ("prices", "--force-past"),
+                                  ("prices", "--set", "tax_rate_percent=12", "--month",
+                                   "2026-08")])
+def test_flags_without_their_partner_are_refused_before_the_database(argv: tuple[str, ...]
+                                                                     ) -> None:
+    args = _args(*argv)
+    with pytest.raises(CliError) as refused:
+        args.handler(args)
+    assert refused.value.code == 2
+    assert "\n" not in str(refused.value)
+
+
+# ---- the API's body ---------------------------------------------------------------------------
+@pytest.mark.parametrize("body", [{"nuisance_per_unit": 250},
+                                  {"nuisance_per_unit": 250, "from": "2026-08"},
+                                  {"tax_rate_percent": 12, "from": "2026-06",
+                                   "force_past": True}])
+def test_the_api_takes_from_and_force_past(body: dict[str, Any]) -> None:
+    assert schema.validate(body, schema.PRICES_SET) == body
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ({}, "at least one price"),
+    ({"from": "2026-08"}, "at least one price"),
+    ({"nuisance_per_unit": 250, "from": "2026-13"}, "body.from has an invalid format"),
+    ({"nuisance_per_unit": 250, "from": "0000-01"}, "body.from has an invalid format"),
+    ({"nuisance_per_unit": 250, "force_past": "yes"}, "body.force_past must be boolean"),
+    ({"nuisance_per_unit": 250, "until": "2026-09"}, "unknown field(s) until"),
+])
+def test_the_api_refuses_a_bad_body_with_a_message(body: dict[str, Any], match: str) -> None:
+    with pytest.raises(schema.SchemaError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        schema.validate(body, schema.PRICES_SET)
+
+
+def test_the_api_documents_prices_from() -> None:
+    for shape in (schema.PRICES, schema.PRICE_VERSION):
+        assert "prices_from" in shape["required"]
+        assert set(PRICE_NAMES) <= set(shape["required"])  # every old field still there
+    assert "prices_from" in schema.BILLING_REPORT["properties"]
+
+
+# ---- migration price_history: the old settings as the table in force from the beginning ----
+def _migration() -> ModuleType:
+    path = PROJECT_ROOT / "migrations" / "versions" / "0015_price_history.py"
+    spec = importlib.util.spec_from_file_location("m0015_price_history", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migration_reads_the_settings_as_billing_did() -> None:
+    m = _migration()
+    assert (m.revision, m.down_revision) == ("price_history", "subscription_periods")
+    assert set(m.PRICE_NAMES) <= set(PRICE_NAMES)  # it carries prices billing knows
+    assert m._carried_over([("price.nuisance_unit_change_fee", "5500"),
+                            ("price.tax_rate_percent", "100")]) == [
+        {"name": "nuisance_unit_change_fee", "value": 5500},
+        {"name": "tax_rate_percent", "value": 100}]
+
+
+@pytest.mark.parametrize(("key", "value"), [("price.recording_initial", "lots"),
+                                            ("price.tax_rate_percent", "101"),
+                                            ("price.nuisance_per_unit", "-1"),
+                                            ("price.recording_initial", "10000001")])
+def test_the_migration_stops_on_a_setting_that_is_no_price(key: str, value: str) -> None:
+    with pytest.raises(RuntimeError, match=f"site setting {key}="):
+        _migration()._carried_over([(key, value)])
