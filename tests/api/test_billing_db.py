@@ -192,11 +192,14 @@ def test_configurable_prices(s: Session) -> None:
         billing_repo.set_prices(s, {"recording_initial": 1}, date(2026, 6, 2))
     assert billing_repo.set_prices(s, {"tax_rate_percent": 100}, june).table.tax_rate_percent \
         == 100
-    # The database refuses by itself what the domain refuses (a row written by hand).
-    for bad in ({"effective_from": date(2026, 6, 2), "name": "recording_initial", "value": 1},
-                {"effective_from": june, "name": "tax_rate_percent", "value": 101},
-                {"effective_from": june, "name": "recording_initial", "value": -1}):
-        with pytest.raises(IntegrityError), s.begin_nested():
+    # The database refuses by itself what the domain refuses (a row written by hand; a month
+    # with no row yet, so the check constraints answer, not the primary key).
+    later = date(2030, 1, 1)
+    for bad in ({"effective_from": date(2030, 1, 2), "name": "recording_initial", "value": 1},
+                {"effective_from": later, "name": "tax_rate_percent", "value": 101},
+                {"effective_from": later, "name": "recording_initial", "value": -1},
+                {"effective_from": later, "name": "recording_initial", "value": 10_000_001}):
+        with pytest.raises(IntegrityError, match="ck_price_history_"), s.begin_nested():
             s.execute(insert(PriceHistory).values(**bad))
     # site_settings holds no price any more: a stray price.* key there changes nothing.
     s.add(SiteSetting(key="price.recording_initial", value="lots"))
