@@ -450,11 +450,19 @@ async def billing_report(ctx: Ctx) -> Any:
 
 
 async def get_prices(ctx: Ctx) -> Any:
-    return dataclasses.asdict(await db(ctx.app, billing.prices))
+    month = ctx.query["month"]
+    return (await db(ctx.app, lambda s: billing.prices(s, today(), month))).to_json()
 
 
 async def set_prices(ctx: Ctx) -> Any:
-    return dataclasses.asdict(await db(ctx.app, lambda s: billing.set_prices(s, ctx.body)))
+    values = {k: v for k, v in ctx.body.items() if k not in ("from", "force_past")}
+    return (await db(ctx.app, lambda s: billing.set_prices(
+        s, values, today(), ctx.body.get("from"), ctx.body.get("force_past", False)))).to_json()
+
+
+async def price_history(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    return (await db(ctx.app, lambda s: billing.price_history(s, limit, offset))).to_json()
 
 
 # ---- configuration check (ADM-1) ----------------------------------------------------------
@@ -639,10 +647,24 @@ def routes() -> list[Route]:
           description="A contract token gets only its own bill. `subtotal`, `tax` and "
           "`total` are the month's over every contract, whatever page is returned; "
           "`page_subtotal`, `page_tax` and `page_total` sum this page's bills."),
-        R("GET", f"{API}/prices", "getPrices", "The price table (JPY, excluding tax)",
-          "billing", op, get_prices, response=S.PRICES),
-        R("PATCH", f"{API}/prices", "setPrices", "Change prices", "billing", op, set_prices,
-          body=S.PRICES_SET, response=S.PRICES),
+        R("GET", f"{API}/prices", "getPrices",
+          "The price table a month is billed with (JPY, excluding tax)", "billing", op,
+          get_prices, (Param("month", "query", S.MONTH,
+                             description="the month billed (default: this month)"),),
+          response=S.PRICES,
+          description="A month is billed with the table in force on its first day; "
+          "`prices_from` is the month that table is in force from (null: the defaults)."),
+        R("PATCH", f"{API}/prices", "setPrices", "Change prices from a month's bill on",
+          "billing", op, set_prices, body=S.PRICES_SET, response=S.PRICES, errors=(409,),
+          description="The prices given apply from the bill of `from` (default: this month, "
+          "Tokyo time) on, until a later change of the same price; earlier months keep "
+          "theirs. A `from` before this month is refused (409: its bills may have been "
+          "sent) unless `force_past` is true. Answers the table in force in `from`."),
+        R("GET", f"{API}/prices/history", "getPriceHistory",
+          "Every price change: the month it applies from, what changed, the whole table",
+          "billing", op, price_history, PAGING, response=S.page_of(S.PRICE_VERSION),
+          description="Oldest first; the first entry is the defaults (`prices_from` null) "
+          "unless a change applies from the very first month."),
 
         R("GET", f"{API}/check", "checkAsterisk",
           "Compare Asterisk's live endpoints with the database", "check", op, check,

@@ -352,6 +352,9 @@ BILL = obj({"contract": s("string"), "month": s("string"), "currency": s("string
             "items": s("array", items=LINE_ITEM), "subtotal": s("integer"),
             "tax": s("integer"), "total": s("integer")},
            ["contract", "month", "items", "subtotal", "tax", "total"], strict=False)
+_PRICES_FROM = s(["string", "null"], description="YYYY-MM the table is in force from (a "
+                 "month is billed with the table in force on its first day); null: the "
+                 "defaults, no change in force by then")
 BILLING_REPORT = obj({
     "month": s("string"), "currency": s("string"), "bills": s("array", items=BILL),
     "errors": s("array", items=obj({"contract": s("string"), "message": s("string")},
@@ -365,12 +368,24 @@ BILLING_REPORT = obj({
     "page_tax": s("integer", description="this page's bills only"),
     "page_total": s("integer", description="this page's bills only"),
     "next_offset": s(["integer", "null"]),
+    "prices_from": _PRICES_FROM,  # the price table the month was billed with
 }, ["month", "bills", "errors", "subtotal", "tax", "total", "contracts", "unbilled",
-    "page_subtotal", "page_tax", "page_total", "next_offset"], strict=False)
+    "page_subtotal", "page_tax", "page_total", "next_offset", "prices_from"], strict=False)
 _PRICE = {name: s("integer", minimum=0, maximum=price_maximum(name))
           for name in billing_repo.PRICE_FIELDS}  # PriceTable's own bounds (CLI alike)
-PRICES = obj(_PRICE, list(_PRICE), strict=False)
-PRICES_SET = obj(_PRICE, minProperties=1)
+PRICES = obj({**_PRICE, "prices_from": _PRICES_FROM}, [*_PRICE, "prices_from"], strict=False)
+PRICES_SET = obj({
+    **_PRICE,
+    "from": {**MONTH, "description": "the first month billed at these prices, YYYY-MM "
+             "(default: this month, Asia/Tokyo)"},
+    "force_past": s("boolean", default=False, description="allow a `from` before this month "
+                    "(re-prices months whose bills may have been sent)"),
+}, anyOf=[{"required": [name]} for name in _PRICE],
+    description="at least one price (NAME: yen), with from (YYYY-MM) and force_past optional")
+PRICE_VERSION = obj({
+    **_PRICE, "prices_from": _PRICES_FROM,
+    "changed": obj(_PRICE, strict=False, description="the prices set from this month"),
+}, [*_PRICE, "prices_from", "changed"], strict=False)
 
 _CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string"),
                    # identify-* problems (SEC-1): the identify section at fault

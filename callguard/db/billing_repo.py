@@ -16,8 +16,11 @@ about a contract in the month billed:
   construction fee in its month).
 - Mobile handsets are the contract's `native` numbers; fixed channels are the sum of its
   endpoints' channels; per-number subscriptions count the numbers flagged `nuisance_subscribed`.
-- Prices are `PriceTable`'s defaults unless `site_settings` holds `price.<field>` (e.g.
-  `price.nuisance_unit_change_fee`, the construction fee SPEC §5 leaves configurable).
+- Prices come from `price_history`: each row a price set from a month's bill on (e.g.
+  `nuisance_unit_change_fee`, the construction fee SPEC §5 leaves configurable); a month is
+  billed with the table in force on its first day (`domain.billing.prices_in_month`), a price
+  with no row before that at `PriceTable`'s default. Changing a price never re-prices a month
+  before the one it is set from.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -39,25 +42,32 @@ from callguard.db.models import (
     Endpoint,
     NuisanceUnitChange,
     Number,
-    SiteSetting,
+    PriceHistory,
     SubscriptionPeriod,
 )
 from callguard.domain.billing import (
+    BEGINNING,
+    PRICE_NAMES,
     Bill,
     BillableContract,
     CountPeriod,
     NuisanceUnit,
     Period,
+    PriceChange,
+    PricesInForce,
     PriceTable,
     UnitChange,
     count_in_month,
+    month_start,
     monthly_bill,
     nuisance_unit_in_month,
+    price_history,
+    prices_in_month,
+    prices_on,
 )
 
 MONTH_RE = r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$"
-PRICE_PREFIX = "price."
-PRICE_FIELDS = tuple(f.name for f in fields(PriceTable))
+PRICE_FIELDS = PRICE_NAMES
 
 
 class BillingError(Exception):
@@ -70,43 +80,68 @@ def parse_month(text: str) -> tuple[int, int]:
     return int(text[:4]), int(text[5:7])
 
 
-def _stored_prices(session: Session, skip: frozenset[str] = frozenset()) -> dict[str, int]:
-    overrides: dict[str, int] = {}
-    rows = session.execute(select(SiteSetting.key, SiteSetting.value)
-                           .where(SiteSetting.key.startswith(PRICE_PREFIX))).all()
-    for key, value in rows:
-        name = key[len(PRICE_PREFIX):]
-        if name not in PRICE_FIELDS or name in skip:
-            continue  # a stray key must not stop billing
+def price_changes(session: Session) -> list[PriceChange]:
+    """Every recorded price change; rows naming no price are skipped (a stray row must not
+    stop billing), a row the domain refuses is a BillingError."""
+    out: list[PriceChange] = []
+    for first_day, name, value in session.execute(
+            select(PriceHistory.effective_from, PriceHistory.name, PriceHistory.value)
+            .order_by(PriceHistory.effective_from, PriceHistory.name)):
+        if name not in PRICE_FIELDS:
+            continue
         try:
-            overrides[name] = int(value)
+            out.append(PriceChange(first_day, name, value))
         except ValueError as exc:
-            raise BillingError(f"site setting {key}={value!r} is not an integer") from exc
-    return overrides
+            raise BillingError(f"price history {name} from {first_day}: {exc}") from exc
+    return out
 
 
-def prices(session: Session) -> PriceTable:
+def prices(session: Session, year: int, month: int) -> PricesInForce:
+    """The price table a month is billed with, and the month it is in force from."""
     try:
-        return PriceTable(**_stored_prices(session))
-    except ValueError as exc:
-        raise BillingError(f"site setting prices: {exc}") from exc
+        return prices_in_month(price_changes(session), year, month)
+    except ValueError as exc:  # two rows of one price from one month: the key forbids it
+        raise BillingError(f"price history: {exc}") from exc
 
 
-def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
-    """Validate the whole table first (PriceTable's bounds, the API's alike), then store only
-    what changed. A stored value being replaced is not read, so a bad one can be repaired."""
+def price_table_history(session: Session) -> tuple[PricesInForce, ...]:
+    """The tables in force over time, oldest first (`domain.billing.price_history`)."""
+    try:
+        return price_history(price_changes(session))
+    except ValueError as exc:  # two rows of one price from one month: the key forbids it
+        raise BillingError(f"price history: {exc}") from exc
+
+
+def set_prices(session: Session, values: dict[str, int],
+               effective_from: date) -> PricesInForce:
+    """Set prices from the bill of `effective_from`'s month on (its first day); returns the
+    table in force in that month. Every value is checked first (PriceTable's bounds, the
+    API's alike), nothing is written on a refusal (ValueError). A month's earlier changes of
+    other prices stay; a later change of the same price still takes over from its own month.
+    A value equal to the one in force the month before is no change: its row for that month,
+    if any, goes (so setting a price back leaves no empty step in the history)."""
     unknown = sorted(set(values) - set(PRICE_FIELDS))
     if unknown:
         raise ValueError(f"unknown price {', '.join(unknown)}; known: {', '.join(PRICE_FIELDS)}")
-    stored = _stored_prices(session, skip=frozenset(values))
-    table = PriceTable(**{**stored, **values})  # raises ValueError on a bad value
-    for name, value in values.items():
-        key = PRICE_PREFIX + name
-        session.execute(pg_insert(SiteSetting).values(key=key, value=str(value))
-                        .on_conflict_do_update(index_elements=[SiteSetting.key],
-                                               set_={"value": str(value)}))
+    first_day = month_start(effective_from)
+    if first_day != effective_from:
+        raise ValueError(f"prices change from the first day of a month, not {effective_from}")
+    new = [PriceChange(first_day, name, value) for name, value in values.items()]  # bounds
+    changes = price_changes(session)
+    before = (PricesInForce(None, PriceTable()) if first_day == BEGINNING
+              else prices_on(changes, first_day - timedelta(days=1)))
+    ph = PriceHistory
+    for change in new:
+        if getattr(before.table, change.name) == change.value:
+            session.execute(delete(ph).where(ph.effective_from == first_day,
+                                             ph.name == change.name))
+            continue
+        session.execute(pg_insert(ph).values(effective_from=first_day, name=change.name,
+                                             value=change.value)
+                        .on_conflict_do_update(index_elements=[ph.effective_from, ph.name],
+                                               set_={"value": change.value}))
     session.flush()
-    return table
+    return prices_on(price_changes(session), first_day)
 
 
 @dataclass
@@ -235,6 +270,7 @@ class Report:
     total: int = 0
     contracts: int = 0  # the month: contracts in the report, all pages
     unbilled: int = 0  # the month: of those, the ones that could not be billed
+    prices_from: str | None = None  # YYYY-MM its price table is in force from; None: defaults
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -251,6 +287,7 @@ class Report:
             "page_tax": sum(b.tax for b in self.bills),
             "page_total": sum(b.total for b in self.bills),
             "next_offset": self.next_offset,
+            "prices_from": self.prices_from,
         }
 
 
@@ -268,7 +305,8 @@ def report(session: Session, month: str, contract: str | None = None,
         stmt = stmt.where(Contract.code == contract)
     contracts = list(session.scalars(stmt))
     end = len(contracts) if limit is None else offset + limit
-    table = prices(session)
+    in_force = prices(session, year, mon)  # the month's own table, whatever changed later
+    table = in_force.table
     # Every contract's history in three queries (the month's totals bill every contract); a
     # contract named that does not exist reads nothing.
     facts = {} if not contracts else _facts(
@@ -292,4 +330,4 @@ def report(session: Session, month: str, contract: str | None = None,
             progress(i + 1, len(contracts))
     return Report(f"{year:04d}-{mon:02d}", bills, errors,
                   end if end < len(contracts) else None,
-                  subtotal, tax, total, len(contracts), unbilled)
+                  subtotal, tax, total, len(contracts), unbilled, in_force.prices_from)

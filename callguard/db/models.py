@@ -219,6 +219,24 @@ class NuisanceUnitChange(Base):
 Index("ix_nuisance_unit_changes_contract", NuisanceUnitChange.contract_id)
 
 
+class PriceHistory(Base):
+    """Each price set from a month's bill on (BILL: a month is billed with the prices in force
+    on its first day). effective_from: the month's first day (0001-01-01: from the beginning,
+    the settings migration price_history carried over); name: a `PriceTable` field; in force
+    until a later row of the same name. No row for a price: `PriceTable`'s default."""
+
+    __tablename__ = "price_history"
+    __table_args__ = (
+        CheckConstraint("EXTRACT(DAY FROM effective_from) = 1", name="first_day"),
+        CheckConstraint("value >= 0 AND value <= 10000000", name="value"),
+        CheckConstraint("name <> 'tax_rate_percent' OR value <= 100", name="tax_rate"),
+    )
+
+    effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
 class NuisanceList(Base):
     """One list: of a number (per-number unit) or of the whole contract (per-contract).
 

@@ -19,6 +19,9 @@ Rules decided here where SPEC §5 and the sources are silent:
 - Line items with quantity 0 are left out.
 - Tax: floor(subtotal × tax_rate_percent / 100), computed once on the subtotal (integer yen,
   rounded down).
+- Prices: a month is billed with the price table in force on its first day
+  (`prices_in_month`). A price change takes effect from a month's bill on, never mid-month,
+  and stays until a later change of that price; before any change, `PriceTable`'s defaults.
 - Counts (channels, handsets, subscribed numbers) of a past month are those in force then
   (`count_in_month`): the highest value in force on any day of the month, as a month is billed
   in full for anything active on one of its days. A month before the first known period takes
@@ -27,9 +30,9 @@ Rules decided here where SPEC §5 and the sources are silent:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from datetime import date
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import date, datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any
@@ -83,6 +86,101 @@ MAX_TAX_RATE_PERCENT = 100
 def price_maximum(name: str) -> int:
     """The largest value `PriceTable` accepts for the field `name`."""
     return MAX_TAX_RATE_PERCENT if name == "tax_rate_percent" else MAX_PRICE
+
+
+# ---- prices in force by month (BILL) -------------------------------------------------------
+PRICE_NAMES = tuple(f.name for f in fields(PriceTable))
+# "From the beginning": the first month there is (the report takes 0001-01 to 9999-12).
+BEGINNING = date(1, 1, 1)
+
+
+def month_start(day: date) -> date:
+    """The first day of `day`'s month (a Tokyo calendar day in, a billing month out)."""
+    return day.replace(day=1)
+
+
+def month_text(day: date) -> str:
+    """YYYY-MM of `day`'s month."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    """One price set from the bill of a month on: `effective_from` is that month's first day;
+    it stays in force until a later change of the same price."""
+
+    effective_from: date
+    name: str
+    value: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.effective_from, date) or isinstance(self.effective_from, datetime):
+            raise ValueError(f"effective_from must be a date, got {self.effective_from!r}")
+        if self.effective_from.day != 1:
+            raise ValueError("a price change takes effect on the first day of a month, not "
+                             f"{self.effective_from.isoformat()}")
+        if self.name not in PRICE_NAMES:
+            raise ValueError(f"unknown price {self.name!r}; known: {', '.join(PRICE_NAMES)}")
+        PriceTable(**{self.name: self.value})  # the table's own bounds (ValueError)
+
+
+@dataclass(frozen=True)
+class PricesInForce:
+    """The price table billed from the month of `effective_from` on, until the next entry of
+    the history. `effective_from` None: `PriceTable`'s defaults, before any recorded change.
+    `changed`: the prices set from that month, by name (empty for the defaults)."""
+
+    effective_from: date | None
+    table: PriceTable
+    changed: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def prices_from(self) -> str | None:
+        """YYYY-MM of `effective_from` (None: the defaults)."""
+        return None if self.effective_from is None else month_text(self.effective_from)
+
+    def to_json(self) -> dict[str, Any]:
+        """The table's fields, flat as they always were, and the month it is in force from."""
+        return {**asdict(self.table), "prices_from": self.prices_from}
+
+
+def price_history(changes: Iterable[PriceChange]) -> tuple[PricesInForce, ...]:
+    """The tables in force over time, oldest first: the defaults (unless a change is in
+    force from the very first month), then one table per month with a change, each price the
+    one of its latest change up to that month. Two changes of one price from one month are
+    refused (ValueError): the history would not say which is in force."""
+    by_month: dict[date, dict[str, int]] = {}
+    for change in changes:
+        month = by_month.setdefault(change.effective_from, {})
+        if change.name in month:
+            raise ValueError(f"{change.name} is changed twice from "
+                             f"{month_text(change.effective_from)}")
+        month[change.name] = change.value
+    out: list[PricesInForce] = []
+    if BEGINNING not in by_month:
+        out.append(PricesInForce(None, PriceTable()))
+    table = PriceTable()
+    for first_day in sorted(by_month):
+        set_then = by_month[first_day]
+        table = replace(table, **set_then)
+        out.append(PricesInForce(first_day, table,
+                                 tuple((n, set_then[n]) for n in PRICE_NAMES if n in set_then)))
+    return tuple(out)
+
+
+def prices_on(changes: Iterable[PriceChange], day: date) -> PricesInForce:
+    """The table in force on `day`: the latest in the history that began on or before it."""
+    in_force = PricesInForce(None, PriceTable())
+    for entry in price_history(changes):
+        if entry.effective_from is None or entry.effective_from <= day:
+            in_force = entry
+    return in_force
+
+
+def prices_in_month(changes: Iterable[PriceChange], year: int, month: int) -> PricesInForce:
+    """The table a month is billed with: the one in force on its first day (BILL: a past
+    month is billed from what was in force then, prices included)."""
+    return prices_on(changes, date(year, month, 1))
 
 
 @dataclass(frozen=True)

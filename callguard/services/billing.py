@@ -4,15 +4,17 @@ through `callguard.db.billing_repo`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from callguard.db import billing_repo
 from callguard.db.billing_repo import BillingError, Report
-from callguard.domain.billing import PriceTable
+from callguard.domain.billing import PriceChange, PricesInForce, month_start, month_text
 from callguard.services import base as b
 
-__all__ = ["BillingError", "parse_month", "prices", "report", "set_prices"]
+__all__ = ["BillingError", "parse_month", "price_history", "prices", "report", "set_prices"]
 
 
 def parse_month(text: str) -> tuple[int, int]:
@@ -35,14 +37,50 @@ def report(session: Session, month: str, contract: str | None = None,
     return billing_repo.report(session, month, contract, limit, offset, progress=progress)
 
 
-def prices(session: Session) -> PriceTable:
-    return billing_repo.prices(session)
+def prices(session: Session, today: date, month: str | None = None) -> PricesInForce:
+    """The price table `month` (YYYY-MM; default: this month) is billed with."""
+    year, mon = parse_month(month) if month is not None else (today.year, today.month)
+    return billing_repo.prices(session, year, mon)
 
 
-def set_prices(session: Session, values: dict[str, int]) -> PriceTable:
-    """Refused values (unknown name, not a non-negative integer) store nothing."""
+def price_history(session: Session, limit: int | None = None, offset: int = 0) -> b.Page:
+    """The tables in force over time, oldest first: each with the month it is in force from
+    (`prices_from`, null for the defaults), the prices set from that month (`changed`) and the
+    whole table."""
+    rows = billing_repo.price_table_history(session)[offset:]
+    return b.make_page(rows if limit is None else rows[:limit + 1], limit, offset,
+                       price_version_json)
+
+
+def price_version_json(entry: PricesInForce) -> dict[str, Any]:
+    return {**entry.to_json(), "changed": dict(entry.changed)}
+
+
+def set_prices(session: Session, values: dict[str, int], today: date,
+               from_month: str | None = None, force_past: bool = False) -> PricesInForce:
+    """Set prices from the bill of `from_month` (YYYY-MM; default: this month, Tokyo) on; the
+    months before keep theirs. A month before this one is refused (Conflict) unless
+    `force_past`: its bills may have been sent. Refused values (unknown name, not a
+    non-negative integer, over the bounds) store nothing."""
+    if not values:
+        raise b.Invalid(f"set at least one price: {', '.join(billing_repo.PRICE_FIELDS)}")
+    this_month = month_start(today)
+    if from_month is None:
+        first_day = this_month
+    else:
+        year, mon = parse_month(from_month)
+        first_day = date(year, mon, 1)
     try:
-        return billing_repo.set_prices(session, values)
+        for name, value in values.items():
+            PriceChange(first_day, name, value)  # a bad value is said before a past month
+    except ValueError as exc:
+        raise b.Invalid(str(exc)) from exc
+    if first_day < this_month and not force_past:
+        raise b.Conflict(f"{month_text(first_day)} is before this month "
+                         f"({month_text(this_month)}): its bills may have been sent; to re-price "
+                         "it anyway, force it (CLI --force-past, API force_past)")
+    try:
+        return billing_repo.set_prices(session, values, first_day)
     except BillingError:
         raise
     except ValueError as exc:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callguard.config import Settings
@@ -20,6 +21,7 @@ from callguard.db.models import (
     NuisanceSubscription,
     NuisanceUnitChange,
     Number,
+    PriceHistory,
     RecordingSubscription,
     SiteSetting,
 )
@@ -36,8 +38,18 @@ from callguard.domain.billing import (
     Bill,
     ContractKind,
     NuisanceUnit,
+    PriceTable,
+    month_start,
 )
-from callguard.services import base, contracts, endpoints, nuisance, numbers, subscriptions
+from callguard.services import (
+    base,
+    billing,
+    contracts,
+    endpoints,
+    nuisance,
+    numbers,
+    subscriptions,
+)
 from tests.api.conftest import Client
 from tests.isolated_db import cli
 
@@ -163,22 +175,36 @@ def test_unit_change_construction_fee_and_unit_history(s: Session) -> None:
 
 
 def test_configurable_prices(s: Session) -> None:
-    """SPEC §5: the construction fee is configurable (site_settings price.*)."""
-    billing_repo.set_prices(s, {"nuisance_unit_change_fee": 5500})
+    """SPEC §5: the construction fee is configurable (price_history, from a month's bill on)."""
+    june = date(2026, 6, 1)
+    billing_repo.set_prices(s, {"nuisance_unit_change_fee": 5500}, june)
     nuisance_repo.set_unit(s, "F2", "per-number", date(2026, 6, 20))
     assert items(bill(s, "F2", "2026-06"))[ITEM_NUISANCE_UNIT_CHANGE] == (1, 5500, 5500)
     with pytest.raises(ValueError, match="unknown price"):
-        billing_repo.set_prices(s, {"vip_fee": 1})
+        billing_repo.set_prices(s, {"vip_fee": 1}, june)
     with pytest.raises(ValueError):
-        billing_repo.set_prices(s, {"tax_rate_percent": -1})
+        billing_repo.set_prices(s, {"tax_rate_percent": -1}, june)
     with pytest.raises(ValueError, match="at most 100"):  # the API's bound (ADM-1/2)
-        billing_repo.set_prices(s, {"tax_rate_percent": 500})
+        billing_repo.set_prices(s, {"tax_rate_percent": 500}, june)
     with pytest.raises(ValueError, match="at most 10,000,000"):
-        billing_repo.set_prices(s, {"recording_initial": 10_000_001})
-    assert billing_repo.set_prices(s, {"tax_rate_percent": 100}).tax_rate_percent == 100
+        billing_repo.set_prices(s, {"recording_initial": 10_000_001}, june)
+    with pytest.raises(ValueError, match="first day of a month"):
+        billing_repo.set_prices(s, {"recording_initial": 1}, date(2026, 6, 2))
+    assert billing_repo.set_prices(s, {"tax_rate_percent": 100}, june).table.tax_rate_percent \
+        == 100
+    # The database refuses by itself what the domain refuses (a row written by hand; a month
+    # with no row yet, so the check constraints answer, not the primary key).
+    later = date(2030, 1, 1)
+    for bad in ({"effective_from": date(2030, 1, 2), "name": "recording_initial", "value": 1},
+                {"effective_from": later, "name": "tax_rate_percent", "value": 101},
+                {"effective_from": later, "name": "recording_initial", "value": -1},
+                {"effective_from": later, "name": "recording_initial", "value": 10_000_001}):
+        with pytest.raises(IntegrityError, match="ck_price_history_"), s.begin_nested():
+            s.execute(insert(PriceHistory).values(**bad))
+    # site_settings holds no price any more: a stray price.* key there changes nothing.
     s.add(SiteSetting(key="price.recording_initial", value="lots"))
-    with pytest.raises(billing_repo.BillingError, match="not an integer"):
-        billing_repo.prices(s)
+    s.flush()
+    assert billing_repo.prices(s, 2026, 6).table.recording_initial == 3000
 
 
 def test_unbillable_contract_is_reported_not_guessed(s: Session) -> None:
@@ -547,3 +573,142 @@ def test_deleting_a_contract_that_had_a_service_is_refused(s: Session) -> None:
     contracts.create_contract(s, "X2", "fixed")
     contracts.delete_contract(s, "X2")
     assert s.scalar(select(Contract).where(Contract.code == "X2")) is None
+
+
+# ---- prices in force by month: a change never re-prices an earlier month (BILL) ------------
+JULY_20 = date(2026, 7, 20)  # the services' clock for these tests: this month is July
+
+
+def test_a_price_change_from_next_month_leaves_this_months_report_unchanged(s: Session) -> None:
+    """The nuisance unit price 200 -> 250 and the tax 10 % -> 12 % from August, set in July:
+    July's report is the one it was (the defaults, `prices_from` None); August's bills 250
+    per unit plus 12 %."""
+    july = billing_repo.report(s, "2026-07")
+    assert july.prices_from is None
+    changed = billing.set_prices(s, {"nuisance_per_unit": 250, "tax_rate_percent": 12},
+                                 JULY_20, "2026-08")
+    assert (changed.prices_from, changed.table.nuisance_per_unit,
+            changed.table.tax_rate_percent) == ("2026-08", 250, 12)
+    assert billing_repo.report(s, "2026-07") == july
+    assert billing.prices(s, JULY_20).table == PriceTable()  # this month's, by default
+    august = billing_repo.report(s, "2026-08")
+    assert august.prices_from == "2026-08"
+    f2 = next(b for b in august.bills if b.contract == "F2")
+    assert items(f2) == {ITEM_NUISANCE_PER_CONTRACT: (1, 250, 250)}
+    assert (f2.subtotal, f2.tax, f2.total) == (250, 30, 280)
+    f1 = next(b for b in august.bills if b.contract == "F1")
+    assert items(f1)[ITEM_NUISANCE_PER_NUMBER] == (2, 250, 500)
+    assert (f1.subtotal, f1.tax) == (900 + 2700 + 500, (900 + 2700 + 500) * 12 // 100)
+    assert billing_repo.report(s, "2027-03").prices_from == "2026-08"  # until a later change
+
+
+def test_a_past_month_keeps_its_price_after_a_change(s: Session) -> None:
+    """June billed at 200 and 10 %; prices changed in July (from this month, the default):
+    June's bill is still the one sent, July's is at the new prices. Changing June itself is
+    refused (Conflict, nothing written) unless forced."""
+    june = billing_repo.report(s, "2026-06")
+    billing.set_prices(s, {"nuisance_per_unit": 250, "tax_rate_percent": 12}, JULY_20)
+    assert billing_repo.report(s, "2026-06") == june
+    july = billing_repo.report(s, "2026-07")
+    assert july.prices_from == "2026-07"
+    assert next(b for b in july.bills if b.contract == "F2").total == 280
+    with pytest.raises(base.Conflict, match="2026-06 is before this month"):
+        billing.set_prices(s, {"nuisance_per_unit": 300}, JULY_20, "2026-06")
+    assert billing_repo.report(s, "2026-06") == june
+    assert [e.prices_from for e in billing_repo.price_table_history(s)] == [None, "2026-07"]
+    # Forced, the past month is re-priced, and only from that month on.
+    billing.set_prices(s, {"nuisance_per_unit": 300}, JULY_20, "2026-06", force_past=True)
+    assert items(bill(s, "F2", "2026-06")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 300, 300)}
+    assert items(bill(s, "F2", "2026-07")) == {ITEM_NUISANCE_PER_CONTRACT: (1, 250, 250)}
+    assert billing_repo.report(s, "2026-05").prices_from is None
+
+
+def test_price_history_per_price_and_no_empty_steps(s: Session) -> None:
+    """Each change is of the prices it names: a tax change from July carries into a unit
+    price change already set from August. Setting a price back to the value in force the
+    month before removes that month's change of it (no step that changes nothing)."""
+    billing.set_prices(s, {"nuisance_per_unit": 250}, JULY_20, "2026-08")
+    billing.set_prices(s, {"tax_rate_percent": 12}, JULY_20, "2026-07")
+    august = billing.prices(s, JULY_20, "2026-08")
+    assert (august.table.tax_rate_percent, august.table.nuisance_per_unit) == (12, 250)
+    page = billing.price_history(s)
+    assert [(i["prices_from"], i["changed"]) for i in page.items] == [
+        (None, {}), ("2026-07", {"tax_rate_percent": 12}),
+        ("2026-08", {"nuisance_per_unit": 250})]
+    assert page.items[-1]["tax_rate_percent"] == 12  # each entry is the whole table
+    assert billing.price_history(s, limit=1, offset=1).to_json() == {
+        "items": [page.items[1]], "limit": 1, "offset": 1, "next_offset": 2}
+    billing.set_prices(s, {"nuisance_per_unit": 200}, JULY_20, "2026-08")
+    assert [i["prices_from"] for i in billing.price_history(s).items] == [None, "2026-07"]
+    assert billing.set_prices(s, {"tax_rate_percent": 10}, JULY_20).prices_from is None
+    assert [i["prices_from"] for i in billing.price_history(s).items] == [None]
+
+
+def _this_month() -> date:
+    return month_start(base.tokyo_date(datetime.now(UTC)))
+
+
+def _months(first_day: date, n: int) -> str:
+    index = first_day.year * 12 + first_day.month - 1 + n
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def test_prices_from_a_month_over_the_api_and_the_cli(site: Engine, iso: Settings,
+                                                      op: Client) -> None:
+    """ADM-1/2: PATCH /prices and `billing prices --set` take `from` (default this month);
+    a month before this one is refused (409 / exit 2, one line) unless forced; the report of
+    this month is unchanged by a change from next month and says which table it used
+    (`prices_from`); the history is listed by both. Uses the real clock (Tokyo)."""
+    this = _this_month()
+    now, nxt, prev = _months(this, 0), _months(this, 1), _months(this, -1)
+    try:
+        before = op.get(f"/api/v1/bills?month={now}").json()
+        assert before["prices_from"] is None
+        r = op.patch("/api/v1/prices", {"nuisance_per_unit": 250, "from": nxt})
+        assert r.status == 200, r.body
+        assert (r.json()["nuisance_per_unit"], r.json()["prices_from"]) == (250, nxt)
+        assert op.get(f"/api/v1/bills?month={now}").json() == before
+        later = op.get(f"/api/v1/bills?month={nxt}&contract=F2").json()
+        assert later["prices_from"] == nxt
+        assert [i["unit_price"] for i in later["bills"][0]["items"]] == [250]
+        shown = op.get("/api/v1/prices").json()
+        assert (shown["nuisance_per_unit"], shown["prices_from"]) == (200, None)
+        assert op.get(f"/api/v1/prices?month={nxt}").json()["nuisance_per_unit"] == 250
+        assert op.get("/api/v1/prices?month=2026-13").status == 400
+        past = op.patch("/api/v1/prices", {"nuisance_per_unit": 300, "from": prev})
+        assert past.status == 409 and "force_past" in past.message
+        assert op.patch("/api/v1/prices", {"nuisance_per_unit": 300, "from": "2026-13"}
+                        ).status == 400
+        assert op.patch("/api/v1/prices", {"from": nxt}).status == 400
+        assert "at least one price" in op.patch("/api/v1/prices", {"from": nxt}).message
+        history = op.get("/api/v1/prices/history").json()
+        assert [(i["prices_from"], i["changed"]) for i in history["items"]] == [
+            (None, {}), (nxt, {"nuisance_per_unit": 250})]
+        assert history["next_offset"] is None
+
+        line = cli(iso, "billing", "prices", "--set", "tax_rate_percent=12", "--from", prev)
+        assert line.returncode == 2, line.stderr
+        [message] = line.stderr.strip().splitlines()
+        assert message.startswith("callguard: ") and "--force-past" in message
+        done = json.loads(cli(iso, "billing", "prices", "--set", "tax_rate_percent=12",
+                              "--from", nxt, "--json").stdout)
+        assert (done["tax_rate_percent"], done["nuisance_per_unit"], done["prices_from"]) == (
+            12, 250, nxt)
+        report = json.loads(cli(iso, "billing", "report", "--month", now, "--json").stdout)
+        assert report["prices_from"] is None and report["total"] == before["total"]
+        text_report = cli(iso, "billing", "report", "--month", nxt, "--contract", "F2").stdout
+        assert f"prices: the table in force from {nxt}" in text_report
+        listed = json.loads(cli(iso, "billing", "price-history", "--json").stdout)
+        assert [(i["prices_from"], i["changed"]) for i in listed["items"]] == [
+            (None, {}), (nxt, {"nuisance_per_unit": 250, "tax_rate_percent": 12})]
+        assert nxt in cli(iso, "billing", "price-history").stdout
+        forced = cli(iso, "billing", "prices", "--set", "recording_initial=3300", "--from",
+                     prev, "--force-past", "--json")
+        assert forced.returncode == 0, forced.stderr
+        assert json.loads(forced.stdout)["prices_from"] == prev
+        assert json.loads(cli(iso, "billing", "prices", "--month", prev, "--json").stdout)[
+            "recording_initial"] == 3300
+        assert op.get(f"/api/v1/bills?month={now}").json()["prices_from"] == prev
+    finally:
+        with Session(site) as s, s.begin():
+            s.execute(delete(PriceHistory))
