@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from agi_scripts.menu144_agi import run_agi_menu
 from ari_app.logs import channel_var, setup_logging
-from callguard import metrics
+from callguard import astdb_sync, metrics
 from callguard.callflow import FOLLOW_RECORDING, capacity_for
 from callguard.callpath import (
     CallPlan,
@@ -444,6 +444,9 @@ def main() -> None:
                                    pool_timeout=MENU_DB_TIMEOUT_S)
     keeper = StateKeeper(settings.sync_database_url, settings.journal_dir, "fastagi")
     keeper.start()
+    # The fail-open route map follows the site (REL-1), as in the ARI app: whichever of the
+    # two is still up keeps it (callguard/astdb_sync.py).
+    astdb = astdb_sync.follow(keeper, settings)
     Handler.fallback = fallback = Fallback(settings, engine, keeper, menu_engine)
     metrics.init_process(metrics.VIA_FALLBACK)
     metrics.watch_journal(fallback.journal.pending)
@@ -472,6 +475,7 @@ def main() -> None:
     finally:
         server.server_close()
         fallback.close()
+        astdb.stop()
         keeper.stop()
         menu_engine.dispose()
         engine.dispose()

@@ -20,7 +20,7 @@ from ari_app.logs import channel_var
 from ari_app.overload import event_age_s, handed_on, should_shed
 from ari_app.site_cache import SiteCache
 from ari_app.store import Store, StoreUnavailable
-from callguard import metrics
+from callguard import astdb_sync, metrics
 from callguard.callflow import (
     FOLLOW_RECORDING,
     attended_transfer_handovers,
@@ -162,6 +162,9 @@ class CallguardApp:
         metrics.watch_journal(store.journal.pending)
         keeper = StateKeeper(self.settings.sync_database_url, self.settings.journal_dir, "ari")
         await asyncio.to_thread(keeper.start)
+        # The fail-open route map follows the site, in a thread of its own (REL-1; the
+        # FastAGI fallback keeps it too: callguard/astdb_sync.py says why both).
+        astdb = astdb_sync.follow(keeper, self.settings)
         site = SiteCache(keeper)
         try:
             async with AriClient(self.settings.ari_url, self.settings.ari_user,
@@ -179,6 +182,7 @@ class CallguardApp:
                     await asyncio.gather(refresher, *self.tasks, return_exceptions=True)
         finally:
             await store.close()
+            await asyncio.to_thread(astdb.stop)
             await asyncio.to_thread(keeper.stop)
             await engine.dispose()
             log.info("stopped")

@@ -22,7 +22,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -284,7 +284,14 @@ class StateKeeper:
         self._saved_at = float("-inf")
         self._save_every = SAVE_EVERY_S
         self.clock = time.monotonic
+        self._site_listeners: list[Callable[[], None]] = []
         private_dir(directory)
+
+    def on_site_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` in the keeper thread whenever the site snapshot is replaced (a
+        provisioning change or a reload; not a list or a recordings count): it must return at
+        once (set a flag), the keeper's next notification waits for it (callguard.astdb_sync)."""
+        self._site_listeners.append(listener)
 
     def start(self, wait_s: float = 3.0) -> LocalState:
         """Load from the disk snapshot at once, then from PostgreSQL in the keeper thread;
@@ -322,12 +329,22 @@ class StateKeeper:
     # ---- the keeper thread -------------------------------------------------------------------
     def _set(self, state: LocalState, save: bool, recount: bool = True) -> None:
         with self._lock:
+            site_before = self.current.site
             if not recount:  # keep a local adjustment made while this batch was loading
                 state = replace(state, active_recordings=self.current.active_recordings)
             self.current = state
         if save:
             self._unsaved = True
+        if state.site is not site_before:
+            self._site_changed()
         self._save_if_due()
+
+    def _site_changed(self) -> None:
+        for listener in self._site_listeners:
+            try:
+                listener()
+            except Exception:  # not the keeper's business: it goes on following PostgreSQL
+                log.exception("site change listener failed")
 
     def _save_if_due(self, force: bool = False) -> None:
         """Write the disk copy if it is older than `current` and the last write was at least

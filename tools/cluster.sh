@@ -97,7 +97,11 @@ EOT
 
 node_start() {  # n
     local n=$1
-    if node_running "$n"; then nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null; return; fi
+    if node_running "$n"; then
+        nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null
+        ast_ctl_group "$ASTERISK_ROOT/run/asterisk-n$n/asterisk.ctl"
+        return
+    fi
     : > "$ASTERISK_ROOT/var/log/asterisk-n$n/messages.log"
     ast_launch "/var/lib/asterisk-n$n/cores" -C "$(node_conf "$n")" -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
     for _ in $(seq 1 200); do nast "$n" -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done

@@ -396,9 +396,19 @@ ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the
     say "fix it and run make run again (the lines are in $log)"
     exit 1
 }
+# The console socket read-writable for Asterisk's group (the services: their astdb route map,
+# callguard/astdb_sync.py). asterisk.conf's astctlpermissions makes it so when Asterisk starts;
+# an Asterisk started before that setting keeps its socket through a reload, hence this.
+ast_ctl_group() {  # socket path
+    if [ -S "$1" ]; then chmod 0660 "$1"; fi
+}
 ast_start() {
     ast_install
-    if ast_running; then ast_logs_locked ast_reload; return; fi
+    if ast_running; then
+        ast_logs_locked ast_reload
+        ast_ctl_group "$ASTERISK_ROOT/run/asterisk/asterisk.ctl"
+        return
+    fi
     sup_start
     # A deliberate start gets a new log, the last one kept aside (messages.log.1, it may hold
     # the incident being investigated); one supervisord is already starting again after a

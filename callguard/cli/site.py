@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from callguard.astdb_sync import AstdbWriteFailed, sync_once
 from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
 from callguard.cli._admin import today
@@ -12,7 +13,7 @@ from callguard.cli._common import db_session
 from callguard.config import load_settings
 from callguard.db.provision import provision_once
 from callguard.db.site_repo import load_snapshot
-from callguard.domain.routing import endpoint_dial
+from callguard.domain.astdb import UnreadableOutput
 
 
 def _provision(args: argparse.Namespace) -> int:
@@ -28,23 +29,17 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    """Copy the route map into astdb: the dialplan's last-resort path when both the ARI app
-    and the FastAGI fallback are down (REL-1) and the bench baseline read it."""
+    """Make the route map in astdb the database's (callguard.domain.astdb): the dialplan's
+    last-resort path when both the ARI app and the FastAGI fallback are down (REL-1), its
+    emergency caller ID (REL-6), transfers and the bench baseline read it. The services keep
+    it current by themselves (callguard.astdb_sync); this writes it at once, e.g. at `make
+    run` before they start, and only what differs from what astdb holds."""
     settings = load_settings()
     with db_session(settings) as session:
         site = load_snapshot(session)
     try:
-        run_cli(settings, "database deltree callguard_route")
-        run_cli(settings, "database deltree callguard_cid")
-        for number, info in site.numbers.items():
-            # `<line number>@<endpoint>`: the dialplan dials PJSIP/${CG_EP}, so the phone is
-            # called by its number as the routed calls are (endpoint_dial).
-            target = endpoint_dial(site, info.endpoint).removeprefix("PJSIP/")
-            run_cli(settings, f"database put callguard_route {number} {target}")
-        for name, ep in site.endpoints.items():
-            if ep.own_number:
-                run_cli(settings, f"database put callguard_cid {name} {ep.own_number}")
-    except AsteriskCliError as exc:
+        sync_once(lambda command: run_cli(settings, command), site)
+    except (AsteriskCliError, UnreadableOutput, AstdbWriteFailed) as exc:
         raise CliError(f"cannot update Asterisk: {exc}") from exc
     print(f"astdb route map: {len(site.numbers)} numbers, {len(site.endpoints)} endpoints")
     return 0

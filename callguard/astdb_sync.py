@@ -1,0 +1,252 @@
+"""Keep Asterisk's astdb route map (callguard.domain.astdb) equal to the site snapshot the
+process holds (REL-1, REL-5).
+
+The dialplan's last resort (both the ARI app and the FastAGI fallback down), its emergency
+caller ID (REL-6) and its transfers read the map from astdb. It used to be written only by
+`callguard site sync-asterisk` (`make run`), so a number added, moved or deleted through the
+CLI or the API was routed by the stale map there until the next `make run`.
+
+Now every process that keeps a StateKeeper (the ARI app and the FastAGI fallback) also runs an
+`AstdbSync`: when its site snapshot changes it waits for a quiet spell (QUIET_S after the last
+change, at most MAX_WAIT_S after the first: a burst of changes is one update), reads what the
+two families hold (`database show`) and writes only the difference, in its own thread: never
+on a call's path, never in the event loop. It reconciles at start and every RECONCILE_EVERY_S
+(an astdb edited by hand, an Asterisk started on another astdb). An Asterisk it cannot reach
+costs one WARNING; it tries again every RETRY_S and says when it could again.
+
+Why both processes: either may be the one still up when the site changes (the other crashed
+and restarting, deliberately stopped, hung: REL-7, REL-9), and the map matters most when one of
+them is already gone. Two writers are safe: each writes only what differs from what it has
+just read, a put or delete of the same value twice is the same, and each one's last write
+follows the database's last state (both follow the same notifications), so they agree on the
+end state. The cost is one more pair of `database show` per change, debounced; at 10^5 numbers
+(PERF-3) a sync takes each process ~0.3 s of CPU in this thread (the map ~0.15 s, reading and
+comparing astdb ~0.15 s), once per burst of changes. A change that leaves the map as it was (a
+setting, a recording option) is compared with the map last written and costs no console call.
+
+Cluster (issue 12): each node has its own Asterisk and astdb and its own ARI app and fallback,
+whose settings name that node's asterisk.conf; the console they write through is that node's
+(callguard.asterisk.console), so every node keeps its own map.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from callguard.asterisk.cli import AsteriskCliError
+from callguard.asterisk.console import console_command
+from callguard.config import Settings
+from callguard.domain.astdb import (
+    FAMILIES,
+    AstdbMap,
+    Changes,
+    UnreadableOutput,
+    desired_map,
+    diff,
+    parse_show,
+    put_failed,
+    show_command,
+)
+from callguard.domain.site import SiteSnapshot
+from callguard.localstate import StateKeeper
+
+log = logging.getLogger("callguard.astdb")
+
+Runner = Callable[[str], str]  # one Asterisk CLI command → its output (AsteriskCliError)
+
+QUIET_S = 1.0  # after the last site change of a burst
+MAX_WAIT_S = 10.0  # after the first one, however long the burst goes on
+RETRY_S = 10.0  # after Asterisk could not be reached or answered what it should not
+RECONCILE_EVERY_S = 300.0
+CONSOLE_TIMEOUT_S = 10.0
+
+
+class AstdbWriteFailed(RuntimeError):
+    pass
+
+
+class SiteUnknown(RuntimeError):
+    """The process knows no site yet (started with the database down and no snapshot on
+    disk): an empty map written now would delete every route the dialplan still has."""
+
+
+def read_map(run: Runner, families: Iterable[str] = FAMILIES) -> AstdbMap:
+    return {family: parse_show(run(show_command(family)), family) for family in families}
+
+
+def apply_changes(run: Runner, changes: Changes) -> None:
+    for command in changes.commands():
+        out = run(command)
+        if command.startswith("database put ") and put_failed(out):
+            # (a delete answers "removed" or "does not exist": either way the key is gone)
+            raise AstdbWriteFailed(f"`{command}`: {out.strip()[:120]}")
+
+
+def sync_once(run: Runner, site: SiteSnapshot) -> Changes:
+    """Make astdb's families hold `desired_map(site)`: read them, write the difference."""
+    changes = diff(desired_map(site), read_map(run))
+    apply_changes(run, changes)
+    return changes
+
+
+@dataclass
+class Debounce:
+    """When to act on changes: `quiet_s` after the last one, but no later than `max_wait_s`
+    after the first one not yet acted on."""
+
+    quiet_s: float = QUIET_S
+    max_wait_s: float = MAX_WAIT_S
+    first: float | None = None
+    last: float | None = None
+
+    def change(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the changes are due (0: now); None when nothing is pending."""
+        if self.first is None or self.last is None:
+            return None
+        due = min(self.last + self.quiet_s, self.first + self.max_wait_s)
+        return max(0.0, due - now)
+
+    def clear(self) -> None:
+        self.first = self.last = None
+
+
+SYNC_ERRORS = (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, SiteUnknown)
+
+
+class AstdbSync:
+    """The debounced astdb writer of one process (see the module docstring)."""
+
+    def __init__(self, run: Runner, site: Callable[[], SiteSnapshot | None], *,
+                 quiet_s: float = QUIET_S, max_wait_s: float = MAX_WAIT_S,
+                 retry_s: float = RETRY_S, reconcile_every_s: float = RECONCILE_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.run = run
+        self.site = site
+        self.retry_s = retry_s
+        self.reconcile_every_s = reconcile_every_s
+        self.clock = clock
+        self._debounce = Debounce(quiet_s, max_wait_s)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._applied: AstdbMap | None = None  # what the last successful sync left in astdb
+        self._reconcile_at = clock()  # a full reconcile first
+        self.failing = False  # Asterisk unreachable since the last WARNING
+        self.syncs = 0  # successful syncs that read astdb (tests, logs)
+
+    # ---- called from other threads -------------------------------------------------------------
+    def site_changed(self) -> None:
+        """The process's site snapshot changed (StateKeeper, its keeper thread): cheap."""
+        with self._lock:
+            self._debounce.change(self.clock())
+        self._wake.set()
+
+    def start(self) -> AstdbSync:
+        self._thread = threading.Thread(target=self._loop, name="astdb-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # ---- the thread ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # before step(): a change during it wakes the wait below
+            try:
+                wait = self.step()
+            except Exception:  # a bug must not end the thread (nor the process)
+                log.exception("astdb sync failed; trying again in %.0f s", self.retry_s)
+                self._forget()
+                wait = self.retry_s
+            self._wake.wait(wait)
+
+    def _forget(self) -> None:
+        """After a failure: the next turn reads astdb whole, RETRY_S from now (or sooner, when
+        the site changes meanwhile)."""
+        with self._lock:
+            self._applied = None
+            self._reconcile_at = self.clock() + self.retry_s
+
+    def step(self) -> float:
+        """One turn: sync if changes are due or a reconcile is; the seconds until the next
+        turn is due (a change wakes the thread earlier)."""
+        now = self.clock()
+        with self._lock:
+            due = self._debounce.due_in(now)
+            reconcile = now >= self._reconcile_at
+            if not reconcile and (due is None or due > 0):
+                until_reconcile = self._reconcile_at - now
+                return until_reconcile if due is None else min(due, until_reconcile)
+            self._debounce.clear()  # a change from here on is after the snapshot read below
+        try:
+            self.sync(force=reconcile)
+        except SYNC_ERRORS as exc:
+            if not self.failing:
+                log.warning("astdb route map not updated: %s; trying again every %.0f s",
+                            exc, self.retry_s)
+            self.failing = True
+            self._forget()
+            return self.retry_s
+        if self.failing:
+            log.info("astdb route map reachable again and up to date")
+            self.failing = False
+        with self._lock:
+            if reconcile:
+                self._reconcile_at = self.clock() + self.reconcile_every_s
+            due = self._debounce.due_in(self.clock())
+            return min(self._reconcile_at - self.clock(),
+                       self.reconcile_every_s if due is None else due)
+
+    def sync(self, force: bool = False) -> Changes:
+        """Read astdb and write the difference, unless the map is the one last written and
+        this is no reconcile (a site change that does not touch the map: a setting, a list)."""
+        site = self.site()
+        if site is None:
+            raise SiteUnknown("no site known yet (database down and no snapshot on disk)")
+        desired = desired_map(site)
+        if not force and desired == self._applied:
+            return Changes()
+        changes = diff(desired, read_map(self.run))
+        apply_changes(self.run, changes)
+        self._applied = desired
+        self.syncs += 1
+        if changes:
+            log.info("astdb route map updated", extra={
+                "puts": len(changes.puts), "deletes": len(changes.deletes)})
+        return changes
+
+
+def console_runner(settings: Settings) -> Runner:
+    """The process's own Asterisk (a cluster node's through its asterisk.conf)."""
+    def run(command: str) -> str:
+        return console_command(settings, command, timeout=CONSOLE_TIMEOUT_S)
+    return run
+
+
+def follow(keeper: StateKeeper, settings: Settings, run: Runner | None = None, *,
+           quiet_s: float = QUIET_S, max_wait_s: float = MAX_WAIT_S,
+           retry_s: float = RETRY_S) -> AstdbSync:
+    """Started: astdb follows `keeper`'s site from now on, through this process's console
+    (or `run`). Not while the keeper knows no site at all."""
+    def site() -> SiteSnapshot | None:
+        state = keeper.current
+        return None if state.source == "empty" else state.site
+
+    sync = AstdbSync(run or console_runner(settings), site, quiet_s=quiet_s,
+                     max_wait_s=max_wait_s, retry_s=retry_s)
+    keeper.on_site_change(sync.site_changed)
+    return sync.start()

@@ -1,0 +1,326 @@
+"""REL-1, REL-5: the services keep the astdb route map equal to their site snapshot: debounced,
+only the difference written, a full reconcile at start and now and then, one WARNING while
+Asterisk cannot be reached, never an exception out of the thread. A fake Asterisk console
+answers as main/db.c does."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+import callguard.cli.site as site_cli
+from callguard import astdb_sync
+from callguard.astdb_sync import AstdbSync, Debounce, sync_once
+from callguard.asterisk.cli import AsteriskCliError
+from callguard.cli import CliError
+from callguard.config import Settings
+from callguard.domain.astdb import CID, ROUTE, desired_map
+from callguard.domain.site import EndpointInfo, NumberInfo, SiteSnapshot
+from callguard.localstate import LocalState, StateKeeper
+
+
+class FakeAsterisk:
+    """An astdb behind `database show|get|put|del`, recording the commands it was sent."""
+
+    def __init__(self, db: dict[str, dict[str, str]] | None = None) -> None:
+        self.db: dict[str, dict[str, str]] = db or {}
+        self.commands: list[str] = []
+        self.down = False
+        self.lock = threading.Lock()
+
+    def __call__(self, command: str) -> str:
+        with self.lock:
+            if self.down:
+                raise AsteriskCliError("Asterisk console /run/asterisk/asterisk.ctl: "
+                                       "[Errno 111] Connection refused")
+            self.commands.append(command)
+            words = command.split()
+            verb, family = words[1], words[2]
+            fam = self.db.setdefault(family, {})
+            if verb == "show":
+                lines = [f"{f'/{family}/{k}':<50}: {v:<25}" for k, v in sorted(fam.items())]
+                return "\n".join([*lines, f"{len(lines)} results found.", ""])
+            if verb == "put":
+                fam[words[3]] = words[4]
+                return "Updated database successfully\n"
+            if verb == "del":
+                return ("Database entry removed.\n" if fam.pop(words[3], None) is not None
+                        else "Database entry does not exist.\n")
+            raise AssertionError(command)
+
+    def writes(self) -> list[str]:
+        return [c for c in self.commands if not c.startswith("database show")]
+
+
+def make_site(f2b_number_on: str = "f2-b", extra: str | None = None) -> SiteSnapshot:
+    endpoints = {n: EndpointInfo(n, "F2", x, own_number=o) for n, x, o in (
+        ("f2-a", "2001", "0612345678"), ("f2-b", "2002", "0612345679"))}
+    numbers = {"0612345678": NumberInfo(1, "0612345678", "F2", "f2-a", "base"),
+               "0612345679": NumberInfo(2, "0612345679", "F2", f2b_number_on, "base")}
+    if extra:
+        numbers[extra] = NumberInfo(3, extra, "F2", "f2-a", "dial-in")
+    if f2b_number_on != "f2-b":
+        endpoints["f2-b"] = replace(endpoints["f2-b"], own_number=None)
+    return SiteSnapshot(endpoints=endpoints, numbers=numbers)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Holder:
+    """What the process's StateKeeper holds: the site the syncer reads when it runs."""
+
+    def __init__(self, site: SiteSnapshot) -> None:
+        self.site = site
+
+    def __call__(self) -> SiteSnapshot:
+        return self.site
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def syncer(asterisk: FakeAsterisk, holder: Holder, clock: Clock) -> AstdbSync:
+    return AstdbSync(asterisk, holder, quiet_s=1.0, max_wait_s=10.0, retry_s=10.0,
+                     reconcile_every_s=300.0, clock=clock)
+
+
+# ---- one sync ------------------------------------------------------------------------------------
+def test_sync_writes_only_the_difference() -> None:
+    asterisk = FakeAsterisk({ROUTE: {"0612345678": "0612345678@f2-a",
+                                     "0612345679": "0612345679@f2-b",
+                                     "0699999999": "gone@f9"},
+                             CID: {"f2-a": "0612345678", "f2-b": "0612345679"},
+                             "callguard_bench": {"active": "1"}})
+    sync_once(asterisk, make_site(f2b_number_on="f2-a"))
+    assert asterisk.writes() == [
+        "database put callguard_route 0612345679 0612345678@f2-a",
+        "database del callguard_cid f2-b",
+        "database del callguard_route 0699999999",
+    ]
+    assert asterisk.db[ROUTE] == desired_map(make_site(f2b_number_on="f2-a"))[ROUTE]
+    assert asterisk.db["callguard_bench"] == {"active": "1"}  # not ours: untouched
+    asterisk.commands.clear()
+    sync_once(asterisk, make_site(f2b_number_on="f2-a"))
+    assert asterisk.writes() == []  # read, nothing to write
+
+
+def test_a_put_asterisk_refuses_is_an_error() -> None:
+    def refusing(command: str) -> str:
+        if command.startswith("database show"):
+            return "0 results found.\n"
+        return "Failed to update entry\n"
+    with pytest.raises(astdb_sync.AstdbWriteFailed):
+        sync_once(refusing, make_site())
+
+
+# ---- the debounce --------------------------------------------------------------------------------
+def test_debounce_waits_for_quiet_but_not_forever() -> None:
+    d = Debounce(quiet_s=1.0, max_wait_s=10.0)
+    assert d.due_in(0.0) is None
+    d.change(100.0)
+    assert d.due_in(100.0) == 1.0
+    d.change(100.5)
+    assert d.due_in(100.5) == 1.0  # quiet_s after the last change
+    for t in range(101, 111):  # a change every second for ten seconds
+        d.change(float(t) - 0.2)
+    assert d.due_in(109.0) == 1.0 and d.due_in(110.0) == 0.0  # max_wait_s after the first
+    d.clear()
+    assert d.due_in(111.0) is None
+
+
+# ---- the syncer's turns (no thread: step() with a fake clock) ------------------------------------
+def test_full_reconcile_at_start(clock: Clock) -> None:
+    asterisk = FakeAsterisk()
+    s = syncer(asterisk, Holder(make_site()), clock)
+    assert s.step() == 300.0  # synced; next turn: the periodic reconcile
+    assert asterisk.db[ROUTE] == desired_map(make_site())[ROUTE]
+    assert asterisk.db[CID] == desired_map(make_site())[CID]
+    assert s.syncs == 1
+
+
+def test_a_burst_of_changes_is_one_update_after_a_quiet_second(clock: Clock) -> None:
+    asterisk = FakeAsterisk()
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    s.step()
+    asterisk.commands.clear()
+    for extra in ("0612340001", "0612340002", "0612340003"):  # three changes, 0.3 s apart
+        holder.site = make_site(extra=extra)
+        s.site_changed()
+        clock.now += 0.3
+    assert s.step() == pytest.approx(0.7)  # not yet: quiet for 0.3 s of the 1.0 s
+    assert asterisk.commands == []
+    clock.now += 0.7
+    s.step()
+    assert asterisk.writes() == ["database put callguard_route 0612340003 0612345678@f2-a"]
+    assert s.syncs == 2
+
+
+def test_a_site_change_that_leaves_the_map_as_it_is_sends_nothing(clock: Clock) -> None:
+    """A setting, a priority line, a contract's recording option: a new snapshot, the same
+    map; the map last written is compared, Asterisk is not even asked."""
+    asterisk = FakeAsterisk()
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    s.step()
+    asterisk.commands.clear()
+    holder.site = replace(make_site(), settings={"max_recordings": "10"})
+    s.site_changed()
+    clock.now += 1.0
+    s.step()
+    assert asterisk.commands == []
+
+
+def test_periodic_reconcile_repairs_a_hand_edit(clock: Clock) -> None:
+    asterisk = FakeAsterisk()
+    s = syncer(asterisk, Holder(make_site()), clock)
+    s.step()
+    del asterisk.db[CID]["f2-b"]  # `database del callguard_cid f2-b` by hand
+    clock.now += 299.0
+    assert s.step() == pytest.approx(1.0) and "f2-b" not in asterisk.db[CID]
+    clock.now += 1.0
+    s.step()
+    assert asterisk.db[CID]["f2-b"] == "0612345679"
+
+
+def test_unreachable_asterisk_is_one_warning_then_retried(
+        clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    asterisk = FakeAsterisk()
+    asterisk.down = True
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    caplog.set_level(logging.INFO, logger="callguard.astdb")
+    assert s.step() == 10.0  # RETRY_S
+    for _ in range(5):  # down for a minute, a site change meanwhile
+        clock.now += 10.0
+        holder.site = make_site(extra="0612340009")
+        s.site_changed()
+        s.step()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Connection refused" in warnings[0].getMessage()
+    assert s.failing
+    asterisk.down = False
+    clock.now += 10.0
+    s.step()
+    assert not s.failing
+    assert asterisk.db[ROUTE]["0612340009"] == "0612345678@f2-a"
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+# ---- the thread ----------------------------------------------------------------------------------
+def wait_until(predicate: object, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_thread_follows_the_keepers_site_and_survives_a_bug(tmp_path: Path) -> None:
+    """The StateKeeper calls the syncer when its site snapshot is replaced (not for a list or
+    a recordings count); the syncer writes from its own thread; a runner that raises what no
+    one expected (a bug) is logged and retried, the thread goes on."""
+    keeper = StateKeeper("postgresql+psycopg://nobody@127.0.0.1:1/none", tmp_path, "astdb")
+    keeper.current = LocalState(make_site(), source="database")
+    asterisk = FakeAsterisk()
+    calls = {"n": 0}
+
+    def flaky(command: str) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        return asterisk(command)
+
+    s = astdb_sync.follow(keeper, cast(Settings, object()), flaky, quiet_s=0.05,
+                          max_wait_s=0.5, retry_s=0.1)
+    try:
+        assert wait_until(lambda: asterisk.db.get(ROUTE) == desired_map(make_site())[ROUTE])
+        seen = len(asterisk.commands)
+        keeper._set(replace(keeper.current, lists={1: frozenset({"k"})}), save=False)
+        time.sleep(0.2)
+        assert len(asterisk.commands) == seen  # a list change: no site change, no sync
+        keeper._set(LocalState(make_site(f2b_number_on="f2-a"), source="database"),
+                    save=False)
+        assert wait_until(lambda: asterisk.db[ROUTE]["0612345679"] == "0612345678@f2-a")
+        assert "f2-b" not in asterisk.db[CID]
+    finally:
+        s.stop()
+        keeper.engine.dispose()
+    assert s._thread is not None and not s._thread.is_alive()
+
+
+def test_no_site_known_yet_leaves_the_map_alone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A process started with the database down and no snapshot on disk knows no site: the
+    map the dialplan has is all there is, never emptied; the database's site is written as
+    soon as the keeper has it."""
+    keeper = StateKeeper("postgresql+psycopg://nobody@127.0.0.1:1/none", tmp_path, "astdb")
+    assert keeper.current.source == "empty"
+    asterisk = FakeAsterisk({k: dict(v) for k, v in desired_map(make_site()).items()})
+    caplog.set_level(logging.WARNING, logger="callguard.astdb")
+    s = astdb_sync.follow(keeper, cast(Settings, object()), asterisk, quiet_s=0.05,
+                          retry_s=0.1)
+    try:
+        assert wait_until(lambda: any("no site known" in r.getMessage()
+                                      for r in caplog.records))
+        time.sleep(0.3)  # retried meanwhile
+        assert asterisk.commands == []
+        keeper._set(LocalState(make_site(f2b_number_on="f2-a"), source="database"),
+                    save=False)
+        assert wait_until(lambda: asterisk.db[ROUTE]["0612345679"] == "0612345678@f2-a")
+    finally:
+        s.stop()
+        keeper.engine.dispose()
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+# ---- `callguard site sync-asterisk`: the same map, the same line -------------------------------
+@contextmanager
+def no_db(settings: object = None) -> Iterator[object]:
+    yield object()
+
+
+@pytest.fixture
+def cli_asterisk(monkeypatch: pytest.MonkeyPatch) -> FakeAsterisk:
+    """`site sync-asterisk` with the reference-like site and a fake `asterisk -rx`."""
+    asterisk = FakeAsterisk({ROUTE: {"0699999999": "gone@f9"}})
+    monkeypatch.setattr(site_cli, "load_settings", lambda: object())
+    monkeypatch.setattr(site_cli, "db_session", no_db)
+    monkeypatch.setattr(site_cli, "load_snapshot", lambda session: make_site())
+    monkeypatch.setattr(site_cli, "run_cli", lambda settings, command: asterisk(command))
+    return asterisk
+
+
+def test_sync_asterisk_cli_writes_the_difference_and_says_what_it_always_said(
+        cli_asterisk: FakeAsterisk, capsys: pytest.CaptureFixture[str]) -> None:
+    assert site_cli._sync(argparse.Namespace()) == 0
+    assert capsys.readouterr().out == "astdb route map: 2 numbers, 2 endpoints\n"
+    assert cli_asterisk.db[ROUTE] == desired_map(make_site())[ROUTE]
+    assert cli_asterisk.db[CID] == desired_map(make_site())[CID]
+    cli_asterisk.commands.clear()
+    assert site_cli._sync(argparse.Namespace()) == 0
+    assert cli_asterisk.writes() == []  # nothing deleted and written again
+
+
+def test_sync_asterisk_cli_without_asterisk_is_a_clear_error(cli_asterisk: FakeAsterisk) -> None:
+    cli_asterisk.down = True
+    with pytest.raises(CliError, match="cannot update Asterisk"):
+        site_cli._sync(argparse.Namespace())
