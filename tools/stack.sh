@@ -631,6 +631,11 @@ svc_stop() {  # name: a deliberate stop; supervisord keeps it stopped until svc_
 # run` after `git pull` (or any edit) restarts services started on other code: left running,
 # they kept the old code under the schema just migrated, until a crash restarted one alone.
 CODE_FP=$RUN/services.code
+# ... and the settings they started with (.run/callguard.env: callguard.local.env's values for
+# them go there), so a changed setting reaches them at the next `make run` as changed code does.
+# None recorded yet (a stack started before this was recorded): recorded, nothing restarted.
+SETTINGS_FP=$RUN/services.settings
+settings_fingerprint() { { cat "$ENV_FILE" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1; }
 code_fingerprint() {
     local py=$VENV/bin/python; [ -x "$py" ] || py=python3
     "$py" -m callguard.code_fingerprint "$TOP"
@@ -652,7 +657,8 @@ svc_restart_all() {  # one at a time, the fallback first, so calls keep a screen
 }
 apps_start() {
     sup_start
-    local fp; fp=$(code_fingerprint)
+    local fp sfp was; fp=$(code_fingerprint); sfp=$(settings_fingerprint)
+    was=$(cat "$SETTINGS_FP" 2>/dev/null || true)
     if ! sup_any_up $SERVICES; then
         # Services all stopped (apps-stop with Asterisk still up): they start on the current code.
         code_sync
@@ -660,8 +666,12 @@ apps_start() {
         say "services: code changed since they started; restarting them ($SERVICES) on the new code"
         code_sync
         svc_restart_all
+    elif [ -n "$was" ] && [ "$sfp" != "$was" ]; then
+        say "services: their settings ($ENV_FILE) changed since they started; restarting them ($SERVICES)"
+        svc_restart_all
     fi
     printf '%s\n' "$fp" > "$CODE_FP"
+    printf '%s\n' "$sfp" > "$SETTINGS_FP"
     ctl start wakeup $SERVICES >/dev/null 2>&1 || true
     [ -z "$ASTERISK_ROOT" ] || ctl start asterisk-logs >/dev/null 2>&1 || true
     # Ready when the app's websocket session is up (`ari show apps` still lists an app whose
