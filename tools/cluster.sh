@@ -98,7 +98,9 @@ EOT
 node_start() {  # n
     local n=$1
     if node_running "$n"; then nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null; return; fi
-    : > "$ASTERISK_ROOT/var/log/asterisk-n$n/messages.log"
+    # Its last log kept aside (messages.log.1 ... .5), never emptied, like the single node's
+    # (REL-9); a system Asterisk's node logs too, which no logrotate of its package knows.
+    ast_log_started "$ASTERISK_ROOT/var/log/asterisk-n$n"
     ast_launch "/var/lib/asterisk-n$n/cores" -C "$(node_conf "$n")" -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
     for _ in $(seq 1 200); do nast "$n" -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     nast "$n" -rx 'core waitfullybooted' >/dev/null

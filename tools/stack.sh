@@ -284,8 +284,10 @@ ast_log_mark() { printf '[%s] NOTICE[0] %s' "$(date '+%F %T.%3N')" "$1"; }
 ast_logs_locked() {  # command...: one log rotation at a time (make run vs the supervised loop)
     ( flock 9; "$@" ) 9>"$RUN/asterisk-logs.lock"
 }
-ast_log_shift() {  # file: FILE.4 → FILE.5 ... FILE → FILE.1, the oldest dropped; empty: nothing
-    local f=$AST_LOG_DIR/$1 i
+# The cluster's nodes (tools/cluster.sh node_start) keep their logs the same way, each in its
+# own log directory: the functions take the directory.
+ast_log_shift() {  # dir, file: FILE.4 → FILE.5 ... FILE → FILE.1, the oldest dropped; empty: nothing
+    local f=$1/$2 i
     [ -s "$f" ] || return 0
     rm -f "$f.$AST_LOG_KEEP"
     for ((i = AST_LOG_KEEP - 1; i >= 1; i--)); do
@@ -293,11 +295,15 @@ ast_log_shift() {  # file: FILE.4 → FILE.5 ... FILE → FILE.1, the oldest dro
     done
     mv -f "$f" "$f.1"
 }
-ast_log_new() {  # file, first line (may be empty): the old file aside, a new one of Asterisk's
-    # own (0640): one root created, Asterisk could not open (no messages.log at all until the
-    # next `module reload`).
-    ast_log_shift "$1"
-    { [ -z "$2" ] || printf '%s\n' "$2"; } | ast_put 0640 "$AST_LOG_DIR/$1"
+ast_log_new() {  # dir, file, first line (may be empty): the old file aside, a new one of
+    # Asterisk's own (0640): one root created, Asterisk could not open (no messages.log at all
+    # until the next `module reload`).
+    ast_log_shift "$1" "$2"
+    { [ -z "$3" ] || printf '%s\n' "$3"; } | ast_put 0640 "$1/$2"
+}
+ast_log_started() {  # dir: a deliberate start's new messages.log, the last run's kept aside
+    ast_logs_locked ast_log_new "$1" messages.log \
+        "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
 }
 ast_logs_rotate() {  # each log over AST_LOG_MAX aside, then Asterisk reopens its files
     local f size rotated=""
@@ -306,9 +312,9 @@ ast_logs_rotate() {  # each log over AST_LOG_MAX aside, then Asterisk reopens it
         size=$(stat -c %s "$AST_LOG_DIR/$f" 2>/dev/null || echo 0)
         [ "$size" -gt "$AST_LOG_MAX" ] || continue
         if [ "$f" = messages.log ]; then
-            ast_log_new "$f" "$(ast_log_mark "$AST_CONTINUED_MARK past $AST_LOG_MAX bytes; this run's earlier lines are in $f.1")"
+            ast_log_new "$AST_LOG_DIR" "$f" "$(ast_log_mark "$AST_CONTINUED_MARK past $AST_LOG_MAX bytes; this run's earlier lines are in $f.1")"
         else
-            ast_log_new "$f" ""
+            ast_log_new "$AST_LOG_DIR" "$f" ""
         fi
         rotated+=" $f"
     done
@@ -415,8 +421,7 @@ ast_start() {
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
     if ! sup_any_up asterisk; then
         # (a system Asterisk's logs are its package's logrotate's, left as they are)
-        [ -z "$ASTERISK_ROOT" ] ||
-            ast_logs_locked ast_log_new messages.log "$(ast_log_mark "$AST_START_MARK; the log before is messages.log.1")"
+        [ -z "$ASTERISK_ROOT" ] || ast_log_started "$AST_LOG_DIR"
         ctl start asterisk >/dev/null 2>&1 || true
     fi
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
