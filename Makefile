@@ -53,10 +53,10 @@ svc-venv: $(SVC_VENV)/.installed ## the services' virtualenv: runtime dependenci
 $(SVC_VENV)/.installed: pyproject.toml requirements/service.lock
 	@mkdir -p .build && $(STACK) relocate  # a checkout out of others' reach: in the state dir
 	@V=$$(readlink -f $(SVC_VENV)); \
-	[ "$$(readlink -f $$V/bin/python3)" = "$$(readlink -f $$(command -v $(SVC_PY)))" ] || rm -rf $$V/*; \
-	test -x $$V/bin/python || $(SVC_PY) -m venv $$V; \
-	{ $$V/bin/python -m $(PIP) --require-hashes -r requirements/service.lock && \
-	  $$V/bin/python -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
+	[ "$$(readlink -f "$$V/bin/python3")" = "$$(readlink -f "$$(command -v $(SVC_PY))")" ] || rm -rf "$$V"/*; \
+	test -x "$$V/bin/python" || $(SVC_PY) -m venv "$$V"; \
+	{ "$$V/bin/python" -m $(PIP) --require-hashes -r requirements/service.lock && \
+	  "$$V/bin/python" -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
 	  { tail -30 .build/pip-svc.log; exit 1; }
 	@touch $@
 

@@ -145,7 +145,7 @@ killasgroup = true
 stdout_logfile = NONE
 
 [program:kamailio]
-command = $(rt_chrt)$(command -v kamailio) -f $KAM_CFG -DD -E -P $CL/kamailio.pid
+command = $(rt_chrt)$(command -v kamailio) -f $(shq "$KAM_CFG") -DD -E -P $(shq "$CL/kamailio.pid")
 startsecs = 0
 startretries = 1000000
 stopasgroup = true

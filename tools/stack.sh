@@ -60,6 +60,14 @@ ENV_FILE=$RUN/callguard.env
 
 ast() { if [ -n "$ASTERISK_ROOT" ]; then chroot "$ASTERISK_ROOT" asterisk "$@"; else asterisk "$@"; fi; }
 say() { printf '%s\n' "$*"; }
+# A path (or any word) for a shell command line, or for one of supervisord's (which splits it
+# as a shell would, shlex): as it is when nothing in it splits or expands, else in single
+# quotes, a ' inside as '\''. A checkout whose path has spaces then works; the files generated
+# for one without are the same as before (supervisord restarts a program whose section changed).
+shq() {
+    if [[ $1 =~ ^[A-Za-z0-9@+=:,./_-]+$ ]]; then printf '%s' "$1"
+    else printf "'%s'" "${1//\'/\'\\\'\'}"; fi
+}
 
 # ---- least privilege (SEC-4): Asterisk and the services run as their own system users ---------
 # Host accounts made with `useradd --system`, so their uids are free on this host (the sid
@@ -327,7 +335,7 @@ ast_logs_program() {  # the supervised loop (project-local root only)
     [ -n "$ASTERISK_ROOT" ] || return 0
     cat <<EOT
 [program:asterisk-logs]
-command = /bin/bash -c 'while sleep 60; do $TOP/tools/stack.sh asterisk-logs-rotate; done'
+command = /bin/bash -c $(shq "while sleep 60; do $(shq "$TOP/tools/stack.sh") asterisk-logs-rotate; done")
 autostart = true
 autorestart = true
 startsecs = 0
@@ -365,7 +373,7 @@ ast_launch() { (ast_exec "$@"); }  # cores-dir, asterisk args...: in a subshell 
 ast_program() {
     cat <<EOT
 [program:asterisk]
-command = $TOP/tools/stack.sh asterisk-exec
+command = $(shq "$TOP/tools/stack.sh") asterisk-exec
 priority = 100
 autostart = false
 autorestart = unexpected
@@ -459,8 +467,14 @@ code_sync() {
     cp -r "$TOP/callguard" "$TOP/ari_app" "$TOP/agi_scripts" "$CODE.new/"
     find "$CODE.new" -name __pycache__ -prune -exec rm -rf {} +
     for s in ari:ari_app.main fastagi:agi_scripts.fastagi api:callguard.api.app; do
-        printf '#!%s/bin/python\nimport sys\nsys.path.insert(0, "%s")\nfrom %s import main\nsys.exit(main())\n' \
-            "$SVC_VENV" "$CODE" "${s#*:}" > "$CODE.new/bin/callguard-${s%%:*}"
+        # A shell line that starts the virtualenv's Python on this file, as pip's own launchers
+        # do (a #! line cannot hold a path with spaces); the code is the launcher's ../.
+        {
+            printf "#!/bin/sh\n'''exec' %s \"\$0\" \"\$@\"\n' '''\n" "$(shq "$SVC_VENV/bin/python")"
+            printf 'import os\nimport sys\n'
+            printf 'sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))\n'
+            printf 'from %s import main\nsys.exit(main())\n' "${s#*:}"
+        } > "$CODE.new/bin/callguard-${s%%:*}"
         chmod 0755 "$CODE.new/bin/callguard-${s%%:*}"
     done
     chmod -R a+rX,go-w "$CODE.new"
@@ -481,21 +495,23 @@ rt_chrt() {
         printf 'chrt -r %s ' "$RT_PRIO"
     fi
 }
-svc_program() {  # $1 service, $2 environment file, $3 shell before the exec, $4 log directory:
+svc_program() {  # $1 service, $2 environment file, $3 shell before the exec (its paths shq'd),
+    # $4 log directory:
     # command, user, environment and where its output goes. The call-path services (ari,
     # fastagi) write their log themselves (CALLGUARD_LOG_FILE, ari_app/logs.py): supervisord
     # only keeps what escapes it (a crash before logging starts) in <service>.stdout.log.
+    local cmd
     case $1 in
         ari|fastagi)
-            printf "command = /bin/sh -c '%sexec %ssetpriv --reuid=%s --regid=%s --init-groups -- %s'\n" \
-                "${3:-}" "$(rt_chrt)" "$SVC_USER" "$SVC_USER" "$SVC_BIN/callguard-$1"
+            cmd="${3:-}exec $(rt_chrt)setpriv --reuid=$SVC_USER --regid=$SVC_USER --init-groups"
+            printf 'command = /bin/sh -c %s\n' "$(shq "$cmd -- $(shq "$SVC_BIN/callguard-$1")")"
             printf 'environment = CALLGUARD_ENV="%s",CALLGUARD_LOG_FILE="%s"%s\n' "$2" \
                 "$4/services/$1.log" \
                 "${CALLGUARD_RT_PRIORITY:+,CALLGUARD_RT_PRIORITY=\"$CALLGUARD_RT_PRIORITY\"}"
             printf 'stdout_logfile = %s\n' "$4/$1.stdout.log" ;;
         *)
-            printf "command = /bin/sh -c '%sexec %s'\nuser = %s\n" "${3:-}" "$SVC_BIN/callguard-$1" \
-                "$SVC_USER"
+            printf 'command = /bin/sh -c %s\nuser = %s\n' \
+                "$(shq "${3:-}exec $(shq "$SVC_BIN/callguard-$1")")" "$SVC_USER"
             printf 'environment = CALLGUARD_ENV="%s"\n' "$2"
             printf 'stdout_logfile = %s\n' "$4/$1.log" ;;
     esac
@@ -562,7 +578,7 @@ EOT
             cat <<EOT
 
 [program:$s]
-$(svc_program "$s" "$ENV_FILE" "echo \$\$ > $RUN/$s.pid && " "$LOG")
+$(svc_program "$s" "$ENV_FILE" "echo \$\$ > $(shq "$RUN/$s.pid") && " "$LOG")
 umask = 027
 directory = $RUN
 autostart = false
@@ -721,9 +737,13 @@ apps_stop() {  # stop the services, and supervisord unless it still runs Asteris
 # has its own, scraping every node); its PID in .run/prometheus.pid, its port in PROM_DIR/listen.
 PROM_DIR=$RUN/prometheus
 prom_program() {  # config file: the supervisord program section
+    local cmd
+    cmd="echo \$\$ > $(shq "$RUN/prometheus.pid") && exec prometheus"
+    cmd+=" --config.file=$(shq "$1") --storage.tsdb.path=$(shq "$PROM_DIR/data")"
+    cmd+=" --storage.tsdb.retention.time=15d --web.listen-address=\$(cat $(shq "$PROM_DIR/listen"))"
     cat <<EOT
 [program:prometheus]
-command = /bin/sh -c 'echo \$\$ > $RUN/prometheus.pid && exec prometheus --config.file=$1 --storage.tsdb.path=$PROM_DIR/data --storage.tsdb.retention.time=15d --web.listen-address=\$(cat $PROM_DIR/listen)'
+command = /bin/sh -c $(shq "$cmd")
 directory = $PROM_DIR
 autostart = false
 autorestart = true

@@ -3,7 +3,10 @@ directories (tests/shell.py): nothing of the running stack is touched."""
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -62,6 +65,139 @@ def test_a_cluster_nodes_start_keeps_its_last_log_aside(tmp_path: Path) -> None:
 def test_the_cluster_uses_the_single_nodes_function() -> None:
     body = functions("node_start", script=CLUSTER_SH)
     assert "ast_log_started" in body and ": >" not in body
+
+
+# ---- a checkout whose path has spaces: the supervised commands (RUN-1) -----------------------
+
+PROGRAM_FUNCTIONS = functions("shq", "rt_chrt", "svc_program", "ast_program",
+                              "ast_logs_program", "prom_program")
+
+
+def programs(top: Path, svc_bin: Path, run: Path) -> str:
+    """The supervisord sections of the Asterisk, log loop, services and Prometheus programs."""
+    r = bash(PROGRAM_FUNCTIONS +
+             f'TOP="{top}"; RUN="{run}"; LOG="$RUN/log"; PROM_DIR="$RUN/prometheus"\n'
+             f'SVC_BIN="{svc_bin}"; SVC_USER=callguard; ASTERISK_ROOT=/r; RT_PRIO=10\n'
+             'chrt() { :; }  # the kernel grants SCHED_RR\n'
+             'ast_program; ast_logs_program\n'
+             'for s in ari api; do svc_program "$s" "$RUN/callguard.env" '
+             '"echo \\$\\$ > $(shq "$RUN/$s.pid") && " "$LOG"; done\n'
+             'prom_program "$PROM_DIR/prometheus.yml"\n')
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def commands(sections: str) -> list[list[str]]:
+    """Each `command = ...` as supervisord runs it (shlex.split, supervisor/options.py)."""
+    return [shlex.split(line.split(" = ", 1)[1]) for line in sections.splitlines()
+            if line.startswith("command = ")]
+
+
+def stub(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def test_the_supervised_commands_run_from_a_path_with_spaces(tmp_path: Path) -> None:
+    top = tmp_path / "it's a checkout"
+    run = tmp_path / "state dir" / ".run"
+    svc_bin = tmp_path / "svc venv" / "bin"
+    (run / "prometheus").mkdir(parents=True)
+    (run / "prometheus" / "listen").write_text("127.0.0.1:9460\n")
+    out = tmp_path / "out"
+    stubs = tmp_path / "stubs"
+    stub(stubs / "chrt", 'shift 2; exec "$@"\n')  # chrt -r 10 cmd...
+    stub(stubs / "setpriv", 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"\n')
+    stub(stubs / "prometheus", f'printf "%s\\n" "$@" > "{out}.prometheus"\n')
+    stub(stubs / "sleep", f'[ ! -e "{out}.slept" ] && : > "{out}.slept"\n')  # once, then stop
+    stub(top / "tools" / "stack.sh", f'echo "$@" >> "{out}.stack"\n')
+    for s in ("ari", "api"):
+        stub(svc_bin / f"callguard-{s}", f'echo "$0" > "{out}.{s}"\n')
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    asterisk, loop, ari, api, prom = commands(programs(top, svc_bin, run))
+
+    assert asterisk == [f"{top}/tools/stack.sh", "asterisk-exec"]
+    assert loop[:2] == ["/bin/bash", "-c"]
+    subprocess.run(loop, env=env, check=True, timeout=10)
+    assert Path(f"{out}.stack").read_text() == "asterisk-logs-rotate\n"
+    for name, argv in (("ari", ari), ("api", api)):
+        assert argv[:2] == ["/bin/sh", "-c"]
+        subprocess.run(argv, env=env, check=True, timeout=10)
+        assert Path(f"{out}.{name}").read_text() == f"{svc_bin}/callguard-{name}\n"
+        assert (run / f"{name}.pid").read_text().strip().isdigit()
+    assert "chrt -r 10 setpriv" in ari[2]
+    subprocess.run(prom, env=env, check=True, timeout=10)
+    assert Path(f"{out}.prometheus").read_text().splitlines() == [
+        f"--config.file={run}/prometheus/prometheus.yml",
+        f"--storage.tsdb.path={run}/prometheus/data", "--storage.tsdb.retention.time=15d",
+        "--web.listen-address=127.0.0.1:9460"]
+    assert (run / "prometheus.pid").read_text().strip().isdigit()
+
+
+def test_the_sections_for_a_plain_path_are_as_before(tmp_path: Path) -> None:
+    """A program whose section changes is restarted by `make run` (supervisorctl update): for
+    a path without spaces the commands are written as they always were, unquoted."""
+    sections = programs(Path("/srv/callguard"), Path("/srv/callguard/.build/svc-venv/bin"),
+                        Path("/srv/callguard/.run"))
+    assert [line for line in sections.splitlines() if line.startswith("command = ")] == [
+        "command = /srv/callguard/tools/stack.sh asterisk-exec",
+        "command = /bin/bash -c 'while sleep 60; do /srv/callguard/tools/stack.sh "
+        "asterisk-logs-rotate; done'",
+        "command = /bin/sh -c 'echo $$ > /srv/callguard/.run/ari.pid && exec chrt -r 10 setpriv "
+        "--reuid=callguard --regid=callguard --init-groups -- "
+        "/srv/callguard/.build/svc-venv/bin/callguard-ari'",
+        "command = /bin/sh -c 'echo $$ > /srv/callguard/.run/api.pid && exec "
+        "/srv/callguard/.build/svc-venv/bin/callguard-api'",
+        "command = /bin/sh -c 'echo $$ > /srv/callguard/.run/prometheus.pid && exec prometheus "
+        "--config.file=/srv/callguard/.run/prometheus/prometheus.yml "
+        "--storage.tsdb.path=/srv/callguard/.run/prometheus/data "
+        "--storage.tsdb.retention.time=15d "
+        "--web.listen-address=$(cat /srv/callguard/.run/prometheus/listen)'"]
+
+
+def test_the_clusters_kamailio_command_from_a_path_with_spaces(tmp_path: Path) -> None:
+    run = tmp_path / "state dir" / ".run"
+    cl = run / "cluster"
+    cl.mkdir(parents=True)
+    stubs = tmp_path / "stubs"
+    stub(stubs / "kamailio", "")
+    r = bash(PROGRAM_FUNCTIONS + functions("cl_sup_conf", script=CLUSTER_SH) +
+             f'RUN="{run}"; CL="{cl}"; CL_SUP_CONF="$CL/supervisord.conf"; NODES_DIR="$RUN/nodes"\n'
+             'CL_SUP_PID="$CL/supervisord.pid"; KAM_CFG="$CL/kamailio.cfg"; PROM_DIR="$RUN/p"\n'
+             'SVC_BIN=/b; SVC_USER=callguard; RT_PRIO=0; SERVICES="ari"; WAKEUP_CMD=true\n'
+             'nodes() { echo 1; }\ncl_sup_conf\n',
+             env={**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stderr
+    conf = configparser.RawConfigParser()
+    conf.read(cl / "supervisord.conf")
+    assert shlex.split(conf["program:kamailio"]["command"]) == [
+        str(stubs / "kamailio"), "-f", f"{cl}/kamailio.cfg", "-DD", "-E", "-P",
+        f"{cl}/kamailio.pid"]
+
+
+def test_the_code_copys_launchers_from_a_path_with_spaces(tmp_path: Path) -> None:
+    """A checkout out of others' reach runs a copy of the code in its state dir, named after
+    the checkout: a #! line cannot hold a path with spaces, the launchers start the
+    virtualenv's Python from a shell line, as pip's own do."""
+    top = tmp_path / "check out"
+    for module in ("ari_app/main.py", "agi_scripts/fastagi.py", "callguard/api/app.py"):
+        (top / module).parent.mkdir(parents=True, exist_ok=True)
+        (top / module).write_text("import sys\n\ndef main():\n"
+                                  f"    print({module!r}, sys.argv[1:], sys.path[0])\n"
+                                  "    return 3\n")
+    venv = tmp_path / "state dir" / "svc-venv"
+    stub(venv / "bin" / "python", 'exec python3 "$@"\n')
+    code = tmp_path / "state dir" / "code"
+    r = bash(functions("shq", "code_sync") +
+             f'TOP="{top}"; SVC_VENV="{venv}"; CODE="{code}"\ncode_sync\n')
+    assert r.returncode == 0, r.stderr
+    for name, module in (("ari", "ari_app/main.py"), ("fastagi", "agi_scripts/fastagi.py"),
+                         ("api", "callguard/api/app.py")):
+        run = subprocess.run([str(code / "bin" / f"callguard-{name}"), "--an arg"],
+                             capture_output=True, text=True, check=False, timeout=30)
+        assert run.returncode == 3, run.stderr
+        assert run.stdout == f"{module} ['--an arg'] {code}\n"
 
 
 # ---- the services restarted when their settings changed (callguard.local.env) ---------------
