@@ -203,13 +203,47 @@ ast_put() {  # mode, destination[, owner:group, Asterisk's by default]; the cont
     local tmp; tmp="$(dirname "$2")/.$(basename "$2").new"
     (umask 077; cat > "$tmp")
     chown "${3:-$AST_USER:$AST_USER}" "$tmp"; chmod "$1" "$tmp"
+    etc_keep "$2" "$tmp"
     mv -f "$tmp" "$2"
+}
+# A system Asterisk's /etc/asterisk is the host's (PBX host: the package's files, what its
+# administrator changed). `make run` installs asterisk_conf/ there all the same (RUN-1), but
+# ast_install first copies a file it would replace with other content, owner, mode and time
+# kept, to /etc/asterisk.callguard-backup-YYYYmmddHHMMSS/ (one per run, made at the first file
+# kept; callguard never deletes it), and says where. Files of /etc/asterisk that asterisk_conf/
+# does not have stay as they are. The project's own root (.build/asterisk-root) holds only what
+# callguard put there: nothing to keep. The directory is named before the first ast_put, as
+# some run in a pipeline's subshell, where a name chosen would not reach the next one.
+ETC_KEPT=""  # this run's backup directory (etc_keep_begin), made at the first file kept
+etc_keep_begin() {  # ast_install's first step: a system Asterisk's run gets a backup name
+    local base i=0
+    ETC_KEPT=""
+    [ -z "$ASTERISK_ROOT" ] || return 0
+    base=$(ast_etc).callguard-backup-$(date +%Y%m%d%H%M%S); ETC_KEPT=$base
+    while [ -e "$ETC_KEPT" ]; do i=$((i + 1)); ETC_KEPT=$base-$i; done  # a run of the same second
+}
+etc_keep() {  # destination, its new content (a file): a copy of the destination when it changes
+    local f=$1
+    [ -n "$ETC_KEPT" ] && [ "$(dirname "$f")" = "$(ast_etc)" ] || return 0
+    [ -e "$f" ] || [ -L "$f" ] || return 0
+    ! cmp -s "$f" "$2" || return 0
+    # The AMI switch the services flip (ami_switch, callguard.ami): no one else's file.
+    if [ "${f##*/}" = manager_on_demand.conf ] && [ "$(cat "$f")" = "enabled = yes" ]; then
+        return 0
+    fi
+    [ -d "$ETC_KEPT" ] || mkdir -m 0700 "$ETC_KEPT"
+    cp -a "$f" "$ETC_KEPT/"
+}
+etc_kept_say() {  # where the files replaced are, if any were
+    [ -n "$ETC_KEPT" ] && [ -d "$ETC_KEPT" ] || return 0
+    say "asterisk: the files of $(ast_etc) replaced by callguard's are kept in $ETC_KEPT/:" \
+        "$(cd "$ETC_KEPT" && echo *)"
 }
 # The files ast_install writes itself (ami_switch writes manager_on_demand.conf).
 AST_GENERATED="ari_users.conf extensions_agi_secret.conf manager_users.conf manager_on_demand.conf"
 ast_install() {
     local etc f ours; etc=$(ast_etc)
-    users; root_users
+    users; root_users; etc_keep_begin
     mkdir -p "$etc"
     ours=" $AST_GENERATED "
     for f in asterisk_conf/*.conf; do
@@ -254,6 +288,7 @@ ast_install() {
     chmod -R o= "$etc"
     chmod o= "$ASTERISK_ROOT/var/lib/asterisk" "$ASTERISK_ROOT/var/log/asterisk" "$ASTERISK_ROOT/run/asterisk"
     ami_switch "$etc"
+    etc_kept_say
     if [ -n "$ASTERISK_ROOT" ] && ! grep -qw "$(hostname)" "$ASTERISK_ROOT/etc/hosts" 2>/dev/null; then
         # Asterisk resolves its own host name at the first call; the root has no resolver.
         printf '127.0.0.1 localhost %s\n' "$(hostname)" >> "$ASTERISK_ROOT/etc/hosts"

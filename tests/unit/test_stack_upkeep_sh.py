@@ -11,7 +11,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.shell import CLUSTER_SH, STACK_SH, bash, functions
+from tests.shell import CLUSTER_SH, PROJECT_ROOT, STACK_SH, bash, functions
 
 
 def script_lines(*names: str) -> str:
@@ -24,7 +24,7 @@ def script_lines(*names: str) -> str:
 # ---- a cluster node's messages.log: moved aside at its start, never emptied (REL-9) ----------
 
 LOG_FUNCTIONS = functions("ast_log_mark", "ast_logs_locked", "ast_log_shift", "ast_log_new",
-                          "ast_log_started", "ast_put")
+                          "ast_log_started", "ast_put", "etc_keep")
 
 
 def start_node(tmp_path: Path, root: Path, n: int) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def start_node(tmp_path: Path, root: Path, n: int) -> subprocess.CompletedProces
              f'ast_launch() {{ echo "$*" >> "{tmp_path}/launched"; }}\n'
              'nast() { :; }\nnode_conf() { echo "/etc/asterisk/nodes/n$1/asterisk.conf"; }\n')
     return bash(LOG_FUNCTIONS + functions("node_start", script=CLUSTER_SH) + stubs
-                + script_lines("AST_LOG_KEEP", "AST_START_MARK")
+                + script_lines("AST_LOG_KEEP", "AST_START_MARK", "ETC_KEPT")
                 + f'ASTERISK_ROOT="{root}"; RUN="{tmp_path}"; AST_USER=$(id -un)\n'
                   f'AST_RUN_USER=asterisk\nnode_start {n}\n')
 
@@ -198,6 +198,125 @@ def test_the_code_copys_launchers_from_a_path_with_spaces(tmp_path: Path) -> Non
                              capture_output=True, text=True, check=False, timeout=30)
         assert run.returncode == 3, run.stderr
         assert run.stdout == f"{module} ['--an arg'] {code}\n"
+
+
+# ---- a system Asterisk's /etc/asterisk: what make run replaces is kept first (RUN-1) ---------
+
+BACKUP = re.compile(r"asterisk\.callguard-backup-\d{14}(-\d+)?")
+
+
+def keep(tmp_path: Path, script: str, root: str = "",
+         date: str = "") -> subprocess.CompletedProcess[str]:
+    """A run's etc_keep_begin, then `script` (ast_put ...), with a system Asterisk (ASTERISK_ROOT
+    empty) whose etc directory is tmp_path/etc/asterisk; `date`: the time of the runs."""
+    return bash(functions("say", "ast_put", "etc_keep_begin", "etc_keep", "etc_kept_say") +
+                f'ast_etc() {{ printf %s "{tmp_path}/etc/asterisk"; }}\n'
+                + (f"date() {{ echo {date}; }}\n" if date else "") +
+                f'ASTERISK_ROOT="{root}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
+                'etc_keep_begin\n' + script)
+
+
+def put(name: str, text: str) -> str:
+    """The shell line ast_install uses for a generated file: TEXT piped into ast_put."""
+    return f"printf '%s\\n' {shlex.quote(text)} | ast_put 0640 \"$(ast_etc)/{name}\"\n"
+
+
+def test_a_file_replaced_in_a_system_asterisks_etc_is_kept(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "asterisk"
+    etc.mkdir(parents=True)
+    (etc / "pjsip.conf").write_text("; the PBX's own\n")
+    (etc / "pjsip.conf").chmod(0o644)
+    os.utime(etc / "pjsip.conf", (1_700_000_000, 1_700_000_000))
+    (etc / "logger.conf").write_text("; callguard's already\n")
+    (etc / "manager_on_demand.conf").write_text("enabled = yes\n")  # the services' switch
+    (etc / "modules.conf").write_text("; the PBX's modules\n")
+    r = keep(tmp_path, put("pjsip.conf", "; callguard")
+             + put("logger.conf", "; callguard's already") + put("rtp.conf", "; new")
+             + put("manager_on_demand.conf", "enabled = no") + put("modules.conf", "; callguard")
+             + "etc_kept_say\n")
+    assert r.returncode == 0, r.stderr
+    backups = [p for p in (tmp_path / "etc").iterdir() if p.name != "asterisk"]
+    assert len(backups) == 1 and BACKUP.fullmatch(backups[0].name), backups
+    kept = backups[0]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+    assert sorted(p.name for p in kept.iterdir()) == ["modules.conf", "pjsip.conf"]
+    assert (kept / "pjsip.conf").read_text() == "; the PBX's own\n"
+    assert stat.S_IMODE((kept / "pjsip.conf").stat().st_mode) == 0o644
+    assert (kept / "pjsip.conf").stat().st_mtime == 1_700_000_000
+    assert (etc / "pjsip.conf").read_text() == "; callguard\n"
+    assert r.stdout == (f"asterisk: the files of {etc} replaced by callguard's are kept in "
+                        f"{kept}/: modules.conf pjsip.conf\n")
+    # the next run: nothing replaced, nothing kept, nothing said
+    again = keep(tmp_path, put("pjsip.conf", "; callguard") + "etc_kept_say\n")
+    assert again.returncode == 0 and again.stdout == "", again.stderr
+    assert [p for p in (tmp_path / "etc").iterdir() if p.name != "asterisk"] == [kept]
+
+
+def test_two_runs_in_the_same_second_keep_apart(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "asterisk"
+    etc.mkdir(parents=True)
+    (etc / "pjsip.conf").write_text("; 1\n")
+    r = keep(tmp_path, put("pjsip.conf", "; 2") + "etc_keep_begin\n" + put("pjsip.conf", "; 3")
+             + "etc_kept_say\n", date="20261207190000")
+    assert r.returncode == 0, r.stderr
+    base = tmp_path / "etc" / "asterisk.callguard-backup-20261207190000"
+    assert (base / "pjsip.conf").read_text() == "; 1\n"
+    assert (Path(f"{base}-1") / "pjsip.conf").read_text() == "; 2\n"
+    assert r.stdout.startswith(f"asterisk: the files of {etc} replaced by callguard's are kept "
+                               f"in {base}-1/: ")
+
+
+def test_the_project_root_and_the_logs_keep_nothing(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "asterisk"
+    etc.mkdir(parents=True)
+    (etc / "pjsip.conf").write_text("; before\n")
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "messages.log").write_text("before\n")
+    r = keep(tmp_path, put("pjsip.conf", "; after") + "etc_kept_say\n", root=str(tmp_path / "r"))
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    r = keep(tmp_path, f"echo after | ast_put 0640 '{logs}/messages.log'\netc_kept_say\n")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["asterisk"]
+
+
+def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
+    """ast_install itself, into a temporary root taken for a system Asterisk's (etc_keep's
+    project-root test taken out): every file it writes goes through the backup, generated ones
+    too, and it says where; a second run replaces nothing and says nothing."""
+    root = tmp_path / "root"
+    etc = root / "etc" / "asterisk"
+    etc.mkdir(parents=True)
+    (root / "var" / "lib" / "asterisk").mkdir(parents=True)
+    (etc / "pjsip.conf").write_text("; the PBX's\n")
+    (etc / "ari_users.conf").write_text("; the PBX's ARI users\n")
+    (etc / "logger.conf").write_bytes((PROJECT_ROOT / "asterisk_conf" / "logger.conf").read_bytes())
+    run = tmp_path / "run"
+    (run / "secrets").mkdir(parents=True)
+    for name in ("ari.password", "agi.secret", "ami.password"):
+        (run / "secrets" / name).write_text(f"{name}-secret\n")
+    work = tmp_path / "work"  # asterisk_conf/ as the checkout's, no sounds
+    work.mkdir()
+    (work / "asterisk_conf").symlink_to(PROJECT_ROOT / "asterisk_conf")
+    install = functions("say", "ast_etc", "ast_put", "etc_keep_begin", "etc_keep",
+                        "etc_kept_say", "ami_switch", "ast_install")
+    guard = '    [ -z "$ASTERISK_ROOT" ] || return 0\n'
+    assert guard in functions("etc_keep_begin")
+    install = install.replace(guard, "", 1)
+    script = (install + script_lines("AST_GENERATED") +
+              'users() { :; }\nroot_users() { :; }\nast_owns() { :; }\n'
+              f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
+              'ast_install\n')
+    r = bash(script, cwd=work)
+    assert r.returncode == 0, r.stderr
+    kept = [p for p in (root / "etc").iterdir() if p.name.startswith("asterisk.")]
+    assert len(kept) == 1 and BACKUP.fullmatch(kept[0].name)
+    assert sorted(p.name for p in kept[0].iterdir()) == ["ari_users.conf", "pjsip.conf"]
+    assert (kept[0] / "ari_users.conf").read_text() == "; the PBX's ARI users\n"
+    assert r.stdout == (f"asterisk: the files of {etc} replaced by callguard's are kept in "
+                        f"{kept[0]}/: ari_users.conf pjsip.conf\n")
+    again = bash(script, cwd=work)
+    assert again.returncode == 0 and again.stdout == "", again.stderr
 
 
 # ---- the services restarted when their settings changed (callguard.local.env) ---------------
