@@ -12,12 +12,17 @@ STACK := tools/stack.sh
 DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic baresip-core kamailio
 CALLGUARD := $(VENV)/bin/callguard
 
-.PHONY: help deps venv svc-venv lock root db asterisk apps prometheus run cluster down status test test-unit test-e2e lint bench sounds clean
+.PHONY: help local-env deps venv svc-venv lock root db asterisk apps prometheus run cluster down status test test-unit test-e2e lint bench sounds clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-deps: .build/deps.stamp ## install the Debian packages the stack needs
+# callguard.local.env (ignored by git): the sysadmin's settings, kept across runs, under make's
+# environment (tools/local_env.sh). Checked first: a malformed line stops `make run` at once.
+local-env: ## check callguard.local.env and say which of its settings are in effect
+	@tools/local_env.sh check
+
+deps: local-env .build/deps.stamp ## install the Debian packages the stack needs
 .build/deps.stamp: Makefile
 	@mkdir -p .build
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -48,10 +53,10 @@ svc-venv: $(SVC_VENV)/.installed ## the services' virtualenv: runtime dependenci
 $(SVC_VENV)/.installed: pyproject.toml requirements/service.lock
 	@mkdir -p .build && $(STACK) relocate  # a checkout out of others' reach: in the state dir
 	@V=$$(readlink -f $(SVC_VENV)); \
-	[ "$$(readlink -f $$V/bin/python3)" = "$$(readlink -f $$(command -v $(SVC_PY)))" ] || rm -rf $$V/*; \
-	test -x $$V/bin/python || $(SVC_PY) -m venv $$V; \
-	{ $$V/bin/python -m $(PIP) --require-hashes -r requirements/service.lock && \
-	  $$V/bin/python -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
+	[ "$$(readlink -f "$$V/bin/python3")" = "$$(readlink -f "$$(command -v $(SVC_PY))")" ] || rm -rf "$$V"/*; \
+	test -x "$$V/bin/python" || $(SVC_PY) -m venv "$$V"; \
+	{ "$$V/bin/python" -m $(PIP) --require-hashes -r requirements/service.lock && \
+	  "$$V/bin/python" -m $(PIP) --no-deps -e . ; } >.build/pip-svc.log 2>&1 || \
 	  { tail -30 .build/pip-svc.log; exit 1; }
 	@touch $@
 

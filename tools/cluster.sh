@@ -102,7 +102,9 @@ node_start() {  # n
         ast_ctl_group "$ASTERISK_ROOT/run/asterisk-n$n/asterisk.ctl"
         return
     fi
-    : > "$ASTERISK_ROOT/var/log/asterisk-n$n/messages.log"
+    # Its last log kept aside (messages.log.1 ... .5), never emptied, like the single node's
+    # (REL-9); a system Asterisk's node logs too, which no logrotate of its package knows.
+    ast_log_started "$ASTERISK_ROOT/var/log/asterisk-n$n"
     ast_launch "/var/lib/asterisk-n$n/cores" -C "$(node_conf "$n")" -U "$AST_RUN_USER" -G "$AST_RUN_USER" -g -F
     for _ in $(seq 1 200); do nast "$n" -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     nast "$n" -rx 'core waitfullybooted' >/dev/null
@@ -147,7 +149,7 @@ killasgroup = true
 stdout_logfile = NONE
 
 [program:kamailio]
-command = $(rt_chrt)$(command -v kamailio) -f $KAM_CFG -DD -E -P $CL/kamailio.pid
+command = $(rt_chrt)$(command -v kamailio) -f $(shq "$KAM_CFG") -DD -E -P $(shq "$CL/kamailio.pid")
 startsecs = 0
 startretries = 1000000
 stopasgroup = true
