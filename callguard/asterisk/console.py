@@ -25,7 +25,7 @@ from callguard.asterisk.cli import AsteriskCliError
 from callguard.config import Settings
 
 DEFAULT_CONF = "/etc/asterisk/asterisk.conf"
-# When asterisk.conf cannot be read or names none: ours (asterisk_conf/asterisk.conf). Debian's
+# When asterisk.conf names none: ours (asterisk_conf/asterisk.conf). Debian's
 # /var/run/asterisk is the same directory, but in the project root /var/run is a link to
 # /run that the host would resolve to its own.
 DEFAULT_RUN_DIR = "/run/asterisk"
@@ -58,12 +58,17 @@ def control_socket_location(conf_text: str) -> tuple[str, str]:
 
 
 def control_socket(settings: Settings) -> Path:
-    """Where this process's Asterisk listens for consoles (the root's path on the host)."""
+    """Where this process's Asterisk listens for consoles (the root's path on the host).
+    AsteriskCliError when its asterisk.conf cannot be read: no guess at the default socket,
+    which on a cluster node is the main Asterisk's (issue 12), whose astdb this process must
+    never write."""
     conf = Path(f"{settings.asterisk_root}{settings.asterisk_conf or DEFAULT_CONF}")
     try:
-        run_dir, ctl = control_socket_location(conf.read_text(errors="replace"))
-    except OSError:
-        run_dir, ctl = control_socket_location("")
+        text = conf.read_text(errors="replace")
+    except OSError as exc:
+        raise AsteriskCliError(
+            f"cannot read {conf} to find Asterisk's console socket: {exc}") from exc
+    run_dir, ctl = control_socket_location(text)
     return Path(f"{settings.asterisk_root}{run_dir}") / ctl
 
 

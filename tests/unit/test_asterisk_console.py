@@ -96,6 +96,24 @@ def test_socket_of_the_node_the_settings_name(root: tuple[Path, Settings]) -> No
     assert control_socket(node) == path / "run" / "asterisk-n2" / "asterisk.ctl"
 
 
+def test_an_unreadable_asterisk_conf_is_an_error_not_the_default_socket(
+        root: tuple[Path, Settings]) -> None:
+    """A cluster node whose asterisk.conf is missing must not fall back to /run/asterisk:
+    that is the main Asterisk's console, and its astdb is not this node's to write."""
+    path, settings = root
+    fake = FakeConsole(path / "run" / "asterisk" / "asterisk.ctl",
+                       {"database show callguard_route": "0 results found.\n"})
+    node = dataclasses.replace(settings, asterisk_conf="/etc/asterisk/nodes/n9/asterisk.conf")
+    try:
+        with pytest.raises(AsteriskCliError, match=r"cannot read .*n9/asterisk\.conf"):
+            control_socket(node)
+        with pytest.raises(AsteriskCliError, match=r"cannot read .*n9/asterisk\.conf"):
+            console_command(node, "database show callguard_route")
+    finally:
+        fake.close()
+    assert fake.received == []  # the main Asterisk was never asked
+
+
 def test_a_command_and_its_output(root: tuple[Path, Settings]) -> None:
     path, settings = root
     fake = FakeConsole(path / "run" / "asterisk" / "asterisk.ctl",
