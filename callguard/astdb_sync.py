@@ -8,21 +8,35 @@ CLI or the API was routed by the stale map there until the next `make run`.
 
 Now every process that keeps a StateKeeper (the ARI app and the FastAGI fallback) also runs an
 `AstdbSync`: when its site snapshot changes it waits for a quiet spell (QUIET_S after the last
-change, at most MAX_WAIT_S after the first: a burst of changes is one update), reads what the
-two families hold (`database show`) and writes only the difference, in its own thread: never
-on a call's path, never in the event loop. It reconciles at start and every RECONCILE_EVERY_S
-(an astdb edited by hand, an Asterisk started on another astdb). An Asterisk it cannot reach
-costs one WARNING; it tries again every RETRY_S and says when it could again.
+change, at most MAX_WAIT_S after the first: a burst of changes is one update) and writes only
+the difference, in its own thread: never on a call's path, never in the event loop. It checks
+at start and every RECONCILE_EVERY_S (an Asterisk restarted on another astdb, another writer's
+map). An Asterisk it cannot reach costs one WARNING; it tries again every RETRY_S and says when
+it could again.
+
+Reading the families whole is rare (REL-7): `database show <family>` holds Asterisk's global
+astdb lock while it writes every row to our socket, waiting up to 100 ms a line when the
+socket's buffer is full, so a process slow or stopped mid-read with 10^5 numbers would hold
+every `DB()` of the dialplan (the emergency caller ID, REL-6; the fail-open routes, REL-1)
+for as long. Instead each sync first reads the marker `callguard_meta/map_hash`
+(callguard.domain.astdb: the hash of the map astdb holds, deleted before the families are
+changed, written last after): one line.
+- it is the hash of the map wanted: nothing to write;
+- it is the hash of the map this process last wrote or found (`_applied`): the difference
+  between the two maps is written, without reading astdb;
+- anything else (missing: a first run, a write cut short; another writer's older map; an
+  Asterisk started on another astdb): the families are read whole (`database show`) and the
+  difference written, as `callguard site sync-asterisk` always does (the manual repair, after
+  an edit by hand: an edit that leaves the marker is not noticed otherwise).
 
 Why both processes: either may be the one still up when the site changes (the other crashed
 and restarting, deliberately stopped, hung: REL-7, REL-9), and the map matters most when one of
-them is already gone. Two writers are safe: each writes only what differs from what it has
-just read, a put or delete of the same value twice is the same, and each one's last write
-follows the database's last state (both follow the same notifications), so they agree on the
-end state. The cost is one more pair of `database show` per change, debounced; at 10^5 numbers
-(PERF-3) a sync takes each process ~0.3 s of CPU in this thread (the map ~0.15 s, reading and
-comparing astdb ~0.15 s), once per burst of changes. A change that leaves the map as it was (a
-setting, a recording option) is compared with the map last written and costs no console call.
+them is already gone. Two writers are safe: a put or delete of the same value twice is the
+same, each one's last write follows the database's last state (both follow the same
+notifications), and the one whose map is older than the marker reads astdb whole. At 10^5
+numbers (PERF-3) a sync takes ~0.2 s of CPU in this thread (the map ~0.15 s, its hash ~0.05 s),
+once per burst of changes. A change that leaves the map as it was (a setting, a recording
+option) is compared with the map last written and costs no console call.
 
 Cluster (issue 12): each node has its own Asterisk and astdb and its own ARI app and fallback,
 whose settings name that node's asterisk.conf; the console they write through is that node's
@@ -42,11 +56,18 @@ from callguard.asterisk.console import console_command
 from callguard.config import Settings
 from callguard.domain.astdb import (
     FAMILIES,
+    MAP_HASH,
+    META,
     AstdbMap,
     Changes,
+    Delete,
+    Put,
     UnreadableOutput,
     desired_map,
     diff,
+    get_command,
+    map_hash,
+    parse_get,
     parse_show,
     put_failed,
     show_command,
@@ -78,19 +99,51 @@ def read_map(run: Runner, families: Iterable[str] = FAMILIES) -> AstdbMap:
     return {family: parse_show(run(show_command(family)), family) for family in families}
 
 
+def read_marker(run: Runner) -> str | None:
+    """`callguard_meta/map_hash`: the hash of the map astdb holds, None when missing."""
+    return parse_get(run(get_command(META, MAP_HASH)))
+
+
+def _run_checked(run: Runner, command: str) -> None:
+    out = run(command)
+    if command.startswith("database put ") and put_failed(out):
+        raise AstdbWriteFailed(f"`{command}`: {out.strip()[:120]}")
+    if command.startswith("database del ") and "removed" not in out \
+            and "does not exist" not in out:  # either way the key is gone; else who knows
+        raise AstdbWriteFailed(f"`{command}`: {out.strip()[:120]}")
+
+
 def apply_changes(run: Runner, changes: Changes) -> None:
     for command in changes.commands():
-        out = run(command)
-        if command.startswith("database put ") and put_failed(out):
-            # (a delete answers "removed" or "does not exist": either way the key is gone)
-            raise AstdbWriteFailed(f"`{command}`: {out.strip()[:120]}")
+        _run_checked(run, command)
+
+
+def write_changes(run: Runner, changes: Changes, want: str, marker: str | None) -> None:
+    """Apply `changes` between deleting the marker (`marker`: what it holds now) and writing
+    `want` as the new one: a write cut short leaves no marker, and the next sync reads astdb
+    whole instead of trusting a map it no longer holds."""
+    if changes:
+        if marker is not None:
+            _run_checked(run, Delete(META, MAP_HASH).command)
+        apply_changes(run, changes)
+        marker = None
+    if marker != want:
+        _run_checked(run, Put(META, MAP_HASH, want).command)
+
+
+def reconcile(run: Runner, desired: AstdbMap, marker: str | None) -> Changes:
+    """The full reconcile: read the families whole (`database show`), write the difference,
+    the marker last."""
+    changes = diff(desired, read_map(run))
+    write_changes(run, changes, map_hash(desired), marker)
+    return changes
 
 
 def sync_once(run: Runner, site: SiteSnapshot) -> Changes:
-    """Make astdb's families hold `desired_map(site)`: read them, write the difference."""
-    changes = diff(desired_map(site), read_map(run))
-    apply_changes(run, changes)
-    return changes
+    """Make astdb's families hold `desired_map(site)` whatever the marker says (`callguard
+    site sync-asterisk`, the manual repair): read them, write the difference, then the
+    marker."""
+    return reconcile(run, desired_map(site), read_marker(run))
 
 
 @dataclass
@@ -140,9 +193,11 @@ class AstdbSync:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._applied: AstdbMap | None = None  # what the last successful sync left in astdb
-        self._reconcile_at = clock()  # a full reconcile first
+        self._applied_hash: str | None = None  # its map_hash
+        self._reconcile_at = clock()  # a check first (the marker, else a full read)
         self.failing = False  # Asterisk unreachable since the last WARNING
-        self.syncs = 0  # successful syncs that read astdb (tests, logs)
+        self.syncs = 0  # successful syncs that asked Asterisk (tests, logs)
+        self.full_reads = 0  # of which read the families whole (`database show`)
 
     # ---- called from other threads -------------------------------------------------------------
     def site_changed(self) -> None:
@@ -175,10 +230,11 @@ class AstdbSync:
             self._wake.wait(wait)
 
     def _forget(self) -> None:
-        """After a failure: the next turn reads astdb whole, RETRY_S from now (or sooner, when
-        the site changes meanwhile)."""
+        """After a failure: the next turn, RETRY_S from now (or sooner, when the site changes
+        meanwhile), trusts astdb only if the marker names the map wanted, else reads it whole
+        (a write cut short has deleted the marker)."""
         with self._lock:
-            self._applied = None
+            self._applied = self._applied_hash = None
             self._reconcile_at = self.clock() + self.retry_s
 
     def step(self) -> float:
@@ -212,17 +268,27 @@ class AstdbSync:
                        self.reconcile_every_s if due is None else due)
 
     def sync(self, force: bool = False) -> Changes:
-        """Read astdb and write the difference, unless the map is the one last written and
-        this is no reconcile (a site change that does not touch the map: a setting, a list)."""
+        """Write what astdb lacks of the map, unless the map is the one last written and this
+        is no reconcile (a site change that does not touch the map: a setting, a list). The
+        marker says what astdb holds; the families are read whole only when it names a map
+        this process does not know (see the module docstring)."""
         site = self.site()
         if site is None:
             raise SiteUnknown("no site known yet (database down and no snapshot on disk)")
         desired = desired_map(site)
         if not force and desired == self._applied:
             return Changes()
-        changes = diff(desired, read_map(self.run))
-        apply_changes(self.run, changes)
-        self._applied = desired
+        want = map_hash(desired)
+        marker = read_marker(self.run)
+        if marker == want:
+            changes = Changes()
+        elif self._applied is not None and marker == self._applied_hash:
+            changes = diff(desired, self._applied)
+            write_changes(self.run, changes, want, marker)
+        else:
+            changes = reconcile(self.run, desired, marker)
+            self.full_reads += 1
+        self._applied, self._applied_hash = desired, want
         self.syncs += 1
         if changes:
             log.info("astdb route map updated", extra={

@@ -33,7 +33,9 @@ def _sync(args: argparse.Namespace) -> int:
     last-resort path when both the ARI app and the FastAGI fallback are down (REL-1), its
     emergency caller ID (REL-6), transfers and the bench baseline read it. The services keep
     it current by themselves (callguard.astdb_sync); this writes it at once, e.g. at `make
-    run` before they start, and only what differs from what astdb holds."""
+    run` before they start, and only what differs from what astdb holds. Unlike the
+    services it always reads the families whole, whatever the marker `callguard_meta/map_hash`
+    says (the manual repair, after an edit by hand), and writes the marker last."""
     settings = load_settings()
     with db_session(settings) as session:
         site = load_snapshot(session)

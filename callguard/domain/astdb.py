@@ -8,6 +8,12 @@ Two families, written from the site snapshot:
 - `callguard_cid/<endpoint>` = the line's own number: the caller ID of emergency calls (REL-6),
   of fail-open outbound calls and of transfers to the carrier.
 
+A third family, `callguard_meta`, holds one key, `map_hash` = `map_hash(desired)`: written last
+after the two families were made equal to a map, deleted before they are changed, so it names
+the map astdb holds, or is missing. The writers compare it (one `database get`) instead of
+reading the families whole (`database show` holds Asterisk's astdb lock while it writes every
+row to the console: callguard.astdb_sync). The dialplan never reads it.
+
 `desired_map` is the one place that knows the map's shape; `diff` turns it and what astdb holds
 (`parse_show` of `database show <family>`) into the few puts and deletes that make them equal.
 Used by `callguard site sync-asterisk` and by the services' `callguard.astdb_sync`.
@@ -15,6 +21,7 @@ Used by `callguard site sync-asterisk` and by the services' `callguard.astdb_syn
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -24,6 +31,8 @@ from callguard.domain.site import SiteSnapshot
 ROUTE = "callguard_route"
 CID = "callguard_cid"
 FAMILIES = (ROUTE, CID)
+META = "callguard_meta"  # not one of FAMILIES: never diffed, only its one key written
+MAP_HASH = "map_hash"
 
 AstdbMap = dict[str, dict[str, str]]  # family → key → value
 
@@ -56,6 +65,18 @@ def desired_map(site: SiteSnapshot) -> AstdbMap:
              for number, info in site.numbers.items()}
     cid = {name: ep.own_number for name, ep in site.endpoints.items() if ep.own_number}
     return {ROUTE: _words_only(route), CID: _words_only(cid)}
+
+
+def map_hash(amap: AstdbMap) -> str:
+    """A stable digest of `amap` (the first 16 hex digits of a SHA-256 over its sorted
+    families, keys and values): the same map always gives the same marker, in any process.
+    Keys and values are CLI words (no blank, no NUL), so the separators are unambiguous."""
+    h = hashlib.sha256()
+    for family in sorted(amap):
+        h.update(f"[{family}]\n".encode())
+        entries = amap[family]
+        h.update("".join(f"{k}\0{entries[k]}\n" for k in sorted(entries)).encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

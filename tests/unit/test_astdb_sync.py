@@ -1,7 +1,8 @@
-"""REL-1, REL-5: the services keep the astdb route map equal to their site snapshot: debounced,
-only the difference written, a full reconcile at start and now and then, one WARNING while
-Asterisk cannot be reached, never an exception out of the thread. A fake Asterisk console
-answers as main/db.c does."""
+"""REL-1, REL-5, REL-6, REL-7: the services keep the astdb route map equal to their site
+snapshot: debounced, only the difference written, the families read whole (`database show`,
+which holds Asterisk's astdb lock) only when the marker `callguard_meta/map_hash` names a map
+the process does not know, one WARNING while Asterisk cannot be reached, never an exception
+out of the thread. A fake Asterisk console answers as main/db.c does."""
 
 from __future__ import annotations
 
@@ -23,7 +24,15 @@ from callguard.astdb_sync import AstdbSync, Debounce, sync_once
 from callguard.asterisk.cli import AsteriskCliError
 from callguard.cli import CliError
 from callguard.config import Settings
-from callguard.domain.astdb import CID, ROUTE, desired_map
+from callguard.domain.astdb import (
+    CID,
+    MAP_HASH,
+    META,
+    ROUTE,
+    UnreadableOutput,
+    desired_map,
+    map_hash,
+)
 from callguard.domain.site import EndpointInfo, NumberInfo, SiteSnapshot
 from callguard.localstate import LocalState, StateKeeper
 
@@ -46,6 +55,9 @@ class FakeAsterisk:
             words = command.split()
             verb, family = words[1], words[2]
             fam = self.db.setdefault(family, {})
+            if verb == "get":
+                return (f"Value: {fam[words[3]]}\n" if words[3] in fam
+                        else "Database entry not found.\n")
             if verb == "show":
                 lines = [f"{f'/{family}/{k}':<50}: {v:<25}" for k, v in sorted(fam.items())]
                 return "\n".join([*lines, f"{len(lines)} results found.", ""])
@@ -58,7 +70,20 @@ class FakeAsterisk:
             raise AssertionError(command)
 
     def writes(self) -> list[str]:
-        return [c for c in self.commands if not c.startswith("database show")]
+        return [c for c in self.commands if c.split()[1] in ("put", "del")]
+
+    def shows(self) -> list[str]:
+        return [c for c in self.commands if c.startswith("database show")]
+
+    def marker(self) -> str | None:
+        return self.db.get(META, {}).get(MAP_HASH)
+
+
+def marker_put(site: SiteSnapshot) -> str:
+    return f"database put {META} {MAP_HASH} {map_hash(desired_map(site))}"
+
+
+MARKER_DEL = f"database del {META} {MAP_HASH}"
 
 
 def make_site(f2b_number_on: str = "f2-b", extra: str | None = None) -> SiteSnapshot:
@@ -113,18 +138,29 @@ def test_sync_writes_only_the_difference() -> None:
         "database put callguard_route 0612345679 0612345678@f2-a",
         "database del callguard_cid f2-b",
         "database del callguard_route 0699999999",
+        marker_put(make_site(f2b_number_on="f2-a")),  # last
     ]
     assert asterisk.db[ROUTE] == desired_map(make_site(f2b_number_on="f2-a"))[ROUTE]
     assert asterisk.db["callguard_bench"] == {"active": "1"}  # not ours: untouched
     asterisk.commands.clear()
     sync_once(asterisk, make_site(f2b_number_on="f2-a"))
     assert asterisk.writes() == []  # read, nothing to write
+    assert len(asterisk.shows()) == 2  # the manual repair reads whole, marker or not
+
+
+def test_map_hash_is_stable_and_tells_maps_apart() -> None:
+    a, b = desired_map(make_site()), desired_map(make_site(f2b_number_on="f2-a"))
+    assert map_hash(a) == map_hash({k: dict(reversed(list(v.items()))) for k, v in a.items()})
+    assert map_hash(a) != map_hash(b) and len(map_hash(a)) == 16
+    assert map_hash({ROUTE: {"1": "2 3"}, CID: {}}) != map_hash({ROUTE: {"1 2": "3"}, CID: {}})
 
 
 def test_a_put_asterisk_refuses_is_an_error() -> None:
     def refusing(command: str) -> str:
         if command.startswith("database show"):
             return "0 results found.\n"
+        if command.startswith("database get"):
+            return "Database entry not found.\n"
         return "Failed to update entry\n"
     with pytest.raises(astdb_sync.AstdbWriteFailed):
         sync_once(refusing, make_site())
@@ -152,7 +188,9 @@ def test_full_reconcile_at_start(clock: Clock) -> None:
     assert s.step() == 300.0  # synced; next turn: the periodic reconcile
     assert asterisk.db[ROUTE] == desired_map(make_site())[ROUTE]
     assert asterisk.db[CID] == desired_map(make_site())[CID]
-    assert s.syncs == 1
+    assert asterisk.marker() == map_hash(desired_map(make_site()))
+    assert asterisk.commands[-1] == marker_put(make_site())
+    assert s.syncs == 1 and s.full_reads == 1
 
 
 def test_a_burst_of_changes_is_one_update_after_a_quiet_second(clock: Clock) -> None:
@@ -169,8 +207,13 @@ def test_a_burst_of_changes_is_one_update_after_a_quiet_second(clock: Clock) -> 
     assert asterisk.commands == []
     clock.now += 0.7
     s.step()
-    assert asterisk.writes() == ["database put callguard_route 0612340003 0612345678@f2-a"]
-    assert s.syncs == 2
+    assert asterisk.commands == [  # one `get`, the difference between the maps; no `show`
+        f"database get {META} {MAP_HASH}",
+        MARKER_DEL,  # first: a write cut short leaves no marker
+        "database put callguard_route 0612340003 0612345678@f2-a",
+        marker_put(make_site(extra="0612340003")),  # last
+    ]
+    assert s.syncs == 2 and s.full_reads == 1
 
 
 def test_a_site_change_that_leaves_the_map_as_it_is_sends_nothing(clock: Clock) -> None:
@@ -188,16 +231,138 @@ def test_a_site_change_that_leaves_the_map_as_it_is_sends_nothing(clock: Clock) 
     assert asterisk.commands == []
 
 
-def test_periodic_reconcile_repairs_a_hand_edit(clock: Clock) -> None:
+def test_periodic_reconcile_reads_the_marker_not_the_families(clock: Clock) -> None:
+    """REL-7: every 5 min one `database get`, no `database show` (which holds Asterisk's
+    astdb lock while it writes every row to us) while the marker names the map wanted."""
+    asterisk = FakeAsterisk()
+    s = syncer(asterisk, Holder(make_site()), clock)
+    s.step()
+    asterisk.commands.clear()
+    for _ in range(3):
+        clock.now += 300.0
+        assert s.step() == 300.0
+    assert asterisk.commands == [f"database get {META} {MAP_HASH}"] * 3
+    assert s.full_reads == 1
+
+
+def test_periodic_reconcile_repairs_astdb_without_our_marker(clock: Clock) -> None:
+    """An Asterisk restarted on another astdb, or a hand edit that drops the marker (the
+    README's repair: that or `callguard site sync-asterisk`): read whole, repaired."""
     asterisk = FakeAsterisk()
     s = syncer(asterisk, Holder(make_site()), clock)
     s.step()
     del asterisk.db[CID]["f2-b"]  # `database del callguard_cid f2-b` by hand
+    del asterisk.db[META][MAP_HASH]
     clock.now += 299.0
     assert s.step() == pytest.approx(1.0) and "f2-b" not in asterisk.db[CID]
     clock.now += 1.0
     s.step()
     assert asterisk.db[CID]["f2-b"] == "0612345679"
+    assert asterisk.marker() == map_hash(desired_map(make_site()))
+    assert s.full_reads == 2
+
+
+def test_a_restarted_process_finds_the_map_in_place_by_the_marker(clock: Clock) -> None:
+    """REL-7: the hung app killed and started again: one `get`, nothing read whole, nothing
+    written; then its changes go by the difference."""
+    asterisk = FakeAsterisk()
+    syncer(asterisk, Holder(make_site()), clock).step()
+    asterisk.commands.clear()
+    holder = Holder(make_site())
+    again = syncer(asterisk, holder, clock)
+    again.step()
+    assert asterisk.commands == [f"database get {META} {MAP_HASH}"]
+    holder.site = make_site(f2b_number_on="f2-a")
+    again.site_changed()
+    clock.now += 1.0
+    again.step()
+    assert asterisk.shows() == [] and again.full_reads == 0
+    assert {f: asterisk.db[f] for f in (ROUTE, CID)} == desired_map(holder.site)
+
+
+def test_a_marker_of_another_map_means_reading_astdb_whole(clock: Clock) -> None:
+    """The other writer wrote a map this process does not know (it lagged, or led): the
+    difference from this process's last map would be wrong, astdb is read whole."""
+    asterisk = FakeAsterisk()
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    s.step()
+    other = make_site(extra="0612340007")  # the other writer's map, from a later change
+    sync_once(asterisk, other)
+    asterisk.commands.clear()
+    holder.site = make_site(extra="0612340008")
+    s.site_changed()
+    clock.now += 1.0
+    s.step()
+    assert len(asterisk.shows()) == 2 and s.full_reads == 2
+    assert "database del callguard_route 0612340007" in asterisk.writes()
+    assert {f: asterisk.db[f] for f in (ROUTE, CID)} == desired_map(holder.site)
+    assert asterisk.marker() == map_hash(desired_map(holder.site))
+
+
+def test_a_write_cut_short_leaves_no_marker(clock: Clock) -> None:
+    """Asterisk gone between two puts: no marker names the half-written map, so the next
+    sync (this process's or the other's) reads astdb whole."""
+    asterisk = FakeAsterisk()
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    s.step()
+    puts = {"n": 0}
+
+    def dying(command: str) -> str:
+        if command.startswith("database put callguard_route"):
+            puts["n"] += 1
+            if puts["n"] == 2:
+                raise AsteriskCliError("Asterisk console: [Errno 32] Broken pipe")
+        return asterisk(command)
+
+    s.run = dying
+    holder.site = make_site(extra="0612340001")
+    holder.site = replace(holder.site, numbers={
+        **holder.site.numbers, "0612340002": replace(
+            holder.site.numbers["0612340001"], number="0612340002")})
+    s.site_changed()
+    clock.now += 1.0
+    assert s.step() == 10.0 and s.failing
+    assert asterisk.marker() is None
+    s.run = asterisk
+    clock.now += 10.0
+    s.step()
+    assert s.full_reads == 2 and not s.failing
+    assert asterisk.marker() == map_hash(desired_map(holder.site))
+
+
+def test_an_unreadable_marker_is_no_permission_to_write(
+        clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    asterisk = FakeAsterisk()
+
+    def confused(command: str) -> str:
+        if command.startswith("database get"):
+            return "No such command 'database get' (type 'core show help database get')\n"
+        return asterisk(command)
+
+    s = syncer(asterisk, Holder(make_site()), clock)
+    s.run = confused
+    caplog.set_level(logging.WARNING, logger="callguard.astdb")
+    assert s.step() == 10.0
+    assert asterisk.commands == [] and s.failing
+    assert "unexpected `database get` output" in caplog.records[0].getMessage()
+    with pytest.raises(UnreadableOutput):
+        sync_once(confused, make_site())
+
+
+def test_other_families_are_never_touched(clock: Clock) -> None:
+    bench = {"callguard_bench": {"active": "1"}, "callguard_bench_route": {"0699": "x@y"}}
+    asterisk = FakeAsterisk({k: dict(v) for k, v in bench.items()})
+    holder = Holder(make_site())
+    s = syncer(asterisk, holder, clock)
+    s.step()
+    holder.site = make_site(f2b_number_on="f2-a")
+    s.site_changed()
+    clock.now += 1.0
+    s.step()
+    assert all("callguard_bench" not in c for c in asterisk.commands)
+    assert {k: asterisk.db[k] for k in bench} == bench
 
 
 def test_unreachable_asterisk_is_one_warning_then_retried(
@@ -318,6 +483,18 @@ def test_sync_asterisk_cli_writes_the_difference_and_says_what_it_always_said(
     cli_asterisk.commands.clear()
     assert site_cli._sync(argparse.Namespace()) == 0
     assert cli_asterisk.writes() == []  # nothing deleted and written again
+
+
+def test_sync_asterisk_cli_repairs_whatever_the_marker_says(cli_asterisk: FakeAsterisk) -> None:
+    """The manual repair: a hand edit that left the marker in place is found and undone."""
+    assert site_cli._sync(argparse.Namespace()) == 0
+    assert cli_asterisk.marker() == map_hash(desired_map(make_site()))
+    cli_asterisk.db[ROUTE]["0612345678"] = "0612345678@f9-z"  # by hand
+    cli_asterisk.commands.clear()
+    assert site_cli._sync(argparse.Namespace()) == 0
+    assert cli_asterisk.writes() == [
+        MARKER_DEL, "database put callguard_route 0612345678 0612345678@f2-a",
+        marker_put(make_site())]
 
 
 def test_sync_asterisk_cli_without_asterisk_is_a_clear_error(cli_asterisk: FakeAsterisk) -> None:
