@@ -31,9 +31,14 @@ changed, written last after): one line.
 
 Why both processes: either may be the one still up when the site changes (the other crashed
 and restarting, deliberately stopped, hung: REL-7, REL-9), and the map matters most when one of
-them is already gone. Two writers are safe: a put or delete of the same value twice is the
-same, each one's last write follows the database's last state (both follow the same
-notifications), and the one whose map is older than the marker reads astdb whole. At 10^5
+them is already gone. Two writers agree on the end state because only a process that follows
+PostgreSQL writes (`StateKeeper.live`: connected and its state loaded from the database, not
+the disk copy): one deciding from an older site (started while the database was down, or its
+LISTEN connection lost) would undo the other's last change. It skips (a DEBUG line) and looks
+again every QUIET_S (the keeper announces the reloaded site just before it marks itself
+connected); once its keeper has reconnected and reloaded, that reload is synced as any other
+change. Both follow the same notifications, a put or delete of the same value
+twice is the same, and the one whose map is older than the marker reads astdb whole. At 10^5
 numbers (PERF-3) a sync takes ~0.2 s of CPU in this thread (the map ~0.15 s, its hash ~0.05 s),
 once per burst of changes. A change that leaves the map as it was (a setting, a recording
 option) is compared with the map last written and costs no console call.
@@ -93,6 +98,11 @@ class AstdbWriteFailed(RuntimeError):
 class SiteUnknown(RuntimeError):
     """The process knows no site yet (started with the database down and no snapshot on
     disk): an empty map written now would delete every route the dialplan still has."""
+
+
+class NotLive(RuntimeError):
+    """The process's keeper does not follow PostgreSQL now (its state is the disk copy, or
+    its connection is lost): its site may be older than the other writer's; not written."""
 
 
 def read_map(run: Runner, families: Iterable[str] = FAMILIES) -> AstdbMap:
@@ -173,6 +183,7 @@ class Debounce:
 
 
 SYNC_ERRORS = (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, SiteUnknown)
+# (NotLive is no error: the process waits for its keeper, quietly)
 
 
 class AstdbSync:
@@ -194,6 +205,8 @@ class AstdbSync:
         self._thread: threading.Thread | None = None
         self._applied: AstdbMap | None = None  # what the last successful sync left in astdb
         self._applied_hash: str | None = None  # its map_hash
+        self._quiet_s = quiet_s
+        self._waiting_live = False  # skipping while the keeper does not follow PostgreSQL
         self._reconcile_at = clock()  # a check first (the marker, else a full read)
         self.failing = False  # Asterisk unreachable since the last WARNING
         self.syncs = 0  # successful syncs that asked Asterisk (tests, logs)
@@ -250,6 +263,15 @@ class AstdbSync:
             self._debounce.clear()  # a change from here on is after the snapshot read below
         try:
             self.sync(force=reconcile)
+        except NotLive as exc:
+            if not self._waiting_live:
+                log.debug("astdb route map not written: %s; looking again every %.0f s",
+                          exc, self._quiet_s)
+            self._waiting_live = True
+            with self._lock:  # a forced check once live: what was due is not lost
+                again = self.clock() + self._quiet_s
+                self._reconcile_at = again if reconcile else min(self._reconcile_at, again)
+            return self._quiet_s
         except SYNC_ERRORS as exc:
             if not self.failing:
                 log.warning("astdb route map not updated: %s; trying again every %.0f s",
@@ -260,6 +282,7 @@ class AstdbSync:
         if self.failing:
             log.info("astdb route map reachable again and up to date")
             self.failing = False
+        self._waiting_live = False
         with self._lock:
             if reconcile:
                 self._reconcile_at = self.clock() + self.reconcile_every_s
@@ -303,16 +326,27 @@ def console_runner(settings: Settings) -> Runner:
     return run
 
 
+def keeper_site(keeper: StateKeeper) -> Callable[[], SiteSnapshot | None]:
+    """The site the syncer writes: `keeper`'s, None while it knows none, NotLive while it
+    does not follow PostgreSQL (REL-5: its state is the disk copy, or its connection lost)."""
+    def site() -> SiteSnapshot | None:
+        state = keeper.current
+        if state.source == "empty":
+            return None
+        if not keeper.live:
+            raise NotLive(f"the site is the {state.source} copy, not followed from the database"
+                          if state.source != "database" else "database connection lost")
+        return state.site
+    return site
+
+
 def follow(keeper: StateKeeper, settings: Settings, run: Runner | None = None, *,
            quiet_s: float = QUIET_S, max_wait_s: float = MAX_WAIT_S,
            retry_s: float = RETRY_S) -> AstdbSync:
     """Started: astdb follows `keeper`'s site from now on, through this process's console
-    (or `run`). Not while the keeper knows no site at all."""
-    def site() -> SiteSnapshot | None:
-        state = keeper.current
-        return None if state.source == "empty" else state.site
-
-    sync = AstdbSync(run or console_runner(settings), site, quiet_s=quiet_s,
+    (or `run`). Not while the keeper knows no site at all (SiteUnknown: a WARNING), nor while
+    it does not follow PostgreSQL (NotLive: skipped quietly until it does)."""
+    sync = AstdbSync(run or console_runner(settings), keeper_site(keeper), quiet_s=quiet_s,
                      max_wait_s=max_wait_s, retry_s=retry_s)
     keeper.on_site_change(sync.site_changed)
     return sync.start()

@@ -287,6 +287,13 @@ class StateKeeper:
         self._site_listeners: list[Callable[[], None]] = []
         private_dir(directory)
 
+    @property
+    def live(self) -> bool:
+        """Following PostgreSQL now: connected (LISTENing) and `current` loaded from it, not
+        the disk copy. A process that is not may hold an older site than another process
+        that is, and must not write what they share (callguard.astdb_sync)."""
+        return self.connected.is_set() and self.current.source == "database"
+
     def on_site_change(self, listener: Callable[[], None]) -> None:
         """Call `listener()` in the keeper thread whenever the site snapshot is replaced (a
         provisioning change or a reload; not a list or a recordings count): it must return at

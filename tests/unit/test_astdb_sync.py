@@ -1,8 +1,9 @@
 """REL-1, REL-5, REL-6, REL-7: the services keep the astdb route map equal to their site
 snapshot: debounced, only the difference written, the families read whole (`database show`,
 which holds Asterisk's astdb lock) only when the marker `callguard_meta/map_hash` names a map
-the process does not know, one WARNING while Asterisk cannot be reached, never an exception
-out of the thread. A fake Asterisk console answers as main/db.c does."""
+the process does not know, written only while the keeper follows PostgreSQL, one WARNING while
+Asterisk cannot be reached, never an exception out of the thread. A fake Asterisk console
+answers as main/db.c does."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 
 import callguard.cli.site as site_cli
 from callguard import astdb_sync
-from callguard.astdb_sync import AstdbSync, Debounce, sync_once
+from callguard.astdb_sync import AstdbSync, Debounce, keeper_site, sync_once
 from callguard.asterisk.cli import AsteriskCliError
 from callguard.cli import CliError
 from callguard.config import Settings
@@ -405,6 +406,7 @@ def test_thread_follows_the_keepers_site_and_survives_a_bug(tmp_path: Path) -> N
     one expected (a bug) is logged and retried, the thread goes on."""
     keeper = StateKeeper("postgresql+psycopg://nobody@127.0.0.1:1/none", tmp_path, "astdb")
     keeper.current = LocalState(make_site(), source="database")
+    keeper.connected.set()  # as its thread does once LISTENing
     asterisk = FakeAsterisk()
     calls = {"n": 0}
 
@@ -450,11 +452,86 @@ def test_no_site_known_yet_leaves_the_map_alone(
         assert asterisk.commands == []
         keeper._set(LocalState(make_site(f2b_number_on="f2-a"), source="database"),
                     save=False)
+        keeper.connected.set()  # (after the load, as the keeper thread sets it)
         assert wait_until(lambda: asterisk.db[ROUTE]["0612345679"] == "0612345678@f2-a")
     finally:
         s.stop()
         keeper.engine.dispose()
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+# ---- only a keeper that follows PostgreSQL writes (two writers, REL-5) ---------------------------
+@pytest.fixture
+def keeper(tmp_path: Path) -> Iterator[StateKeeper]:
+    k = StateKeeper("postgresql+psycopg://nobody@127.0.0.1:1/none", tmp_path, "astdb")
+    yield k
+    k.engine.dispose()
+
+
+def test_a_process_on_its_disk_copy_does_not_undo_the_other_writer(
+        keeper: StateKeeper, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """Started while the database was down: its site is the disk copy, older than the one
+    the other process (connected) has written; it writes nothing, quietly, until its keeper
+    loads the database's site."""
+    asterisk = FakeAsterisk()
+    sync_once(asterisk, make_site(extra="0612340001"))  # the other process, up to date
+    written = {k: dict(v) for k, v in asterisk.db.items()}
+    asterisk.commands.clear()
+    keeper.current = LocalState(make_site(), source="disk")  # before 0612340001 was added
+    s = syncer(asterisk, Holder(make_site()), clock)
+    s.site = keeper_site(keeper)
+    caplog.set_level(logging.DEBUG, logger="callguard.astdb")
+    assert s.step() == 1.0  # looked at again every QUIET_S
+    for _ in range(5):
+        clock.now += 1.0
+        assert s.step() == 1.0
+    keeper.connected.set()  # even connected: until it has loaded, its site is the disk's
+    clock.now += 1.0
+    s.step()
+    assert asterisk.commands == [] and asterisk.db == written
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "disk copy" in caplog.records[0].getMessage() and not s.failing
+    keeper._set(LocalState(make_site(extra="0612340001"), source="database"), save=False)
+    clock.now += 1.0
+    s.step()
+    assert asterisk.writes() == [] and asterisk.shows() == []  # the marker: already there
+    assert s.syncs == 1
+
+
+def test_a_process_that_lost_the_database_does_not_write_until_back(
+        keeper: StateKeeper, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    asterisk = FakeAsterisk()
+    keeper.current = LocalState(make_site(), source="database")
+    keeper.connected.set()
+    s = syncer(asterisk, Holder(make_site()), clock)
+    s.site = keeper_site(keeper)
+    s.step()
+    assert asterisk.db[ROUTE] == desired_map(make_site())[ROUTE]
+    asterisk.commands.clear()
+    keeper.connected.clear()  # the LISTEN connection lost: notifications missed meanwhile
+    keeper.current = LocalState(make_site(f2b_number_on="f2-a"), source="database")
+    s.site_changed()
+    caplog.set_level(logging.DEBUG, logger="callguard.astdb")
+    clock.now += 1.0
+    assert s.step() == 1.0
+    clock.now += 300.0  # a reconcile due meanwhile: not written either
+    assert s.step() == 1.0
+    assert asterisk.commands == []
+    assert "database connection lost" in caplog.records[0].getMessage()
+    keeper.connected.set()  # reconnected and reloaded
+    clock.now += 1.0
+    s.step()
+    assert {f: asterisk.db[f] for f in (ROUTE, CID)} == desired_map(make_site(f2b_number_on="f2-a"))
+    assert asterisk.shows() == []
+
+
+def test_no_site_known_is_still_a_warning(keeper: StateKeeper, clock: Clock,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    s = syncer(FakeAsterisk(), Holder(make_site()), clock)
+    s.site = keeper_site(keeper)
+    caplog.set_level(logging.WARNING, logger="callguard.astdb")
+    assert s.step() == 10.0
+    assert "no site known" in caplog.records[0].getMessage()
 
 
 # ---- `callguard site sync-asterisk`: the same map, the same line -------------------------------
