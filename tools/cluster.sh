@@ -99,6 +99,7 @@ node_start() {  # n
     local n=$1
     if node_running "$n"; then
         nast "$n" -rx 'module reload' >/dev/null; nast "$n" -rx 'dialplan reload' >/dev/null
+        nast "$n" -rx 'cli reload permissions' >/dev/null  # (not part of `module reload`)
         ast_ctl_group "$ASTERISK_ROOT/run/asterisk-n$n/asterisk.ctl"
         return
     fi

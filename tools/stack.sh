@@ -109,6 +109,26 @@ root_users() {
     find "$ASTERISK_ROOT" -xdev -uid "$old_uid" -exec chown -h "$uid" {} +
     find "$ASTERISK_ROOT" -xdev -gid "$old_gid" -exec chgrp -h "$gid" {} +
 }
+# The services' account by name in the root too, with the host's uid/gid: Asterisk knows a
+# console client by its process's uid/gid (SO_PEERCRED) and resolves the names of
+# cli_permissions.conf with getpwnam()/getgrnam() in its root, so its [callguard] section (the
+# astdb route map only, SEC-4) needs `callguard` there. A system Asterisk has the host's.
+root_svc_account() {
+    [ -n "$ASTERISK_ROOT" ] || return 0
+    local uid gid; uid=$(id -u "$SVC_USER"); gid=$(getent group "$SVC_USER" | cut -d: -f3)
+    root_account_line "$ASTERISK_ROOT/etc/group" "$SVC_USER" "$SVC_USER:x:$gid:"
+    root_account_line "$ASTERISK_ROOT/etc/passwd" "$SVC_USER" \
+        "$SVC_USER:x:$uid:$gid:callguard services:/nonexistent:/usr/sbin/nologin"
+}
+root_account_line() {  # file, name, line: the file's one entry for name is line (replaced in
+    # one rename, owner and mode kept: an Asterisk reloading meanwhile reads the old or the new)
+    local f=$1 tmp
+    if [ "$(grep -c "^$2:" "$f")" = 1 ] && grep -qxF -- "$3" "$f"; then return 0; fi
+    tmp="$f.callguard-new"
+    { grep -v "^$2:" "$f" || true; printf '%s\n' "$3"; } > "$tmp"
+    chown --reference="$f" "$tmp"; chmod --reference="$f" "$tmp"
+    mv -f "$tmp" "$f"
+}
 # What Asterisk itself writes or reads, owned by it; the recordings spool shared with the
 # services: owned by them, group callguard-ast, setgid, nothing for others (SEC-4).
 ast_owns() {  # dirs...: owned (recursively) by Asterisk's account
@@ -243,7 +263,7 @@ etc_kept_say() {  # where the files replaced are, if any were
 AST_GENERATED="ari_users.conf extensions_agi_secret.conf manager_users.conf manager_on_demand.conf"
 ast_install() {
     local etc f ours; etc=$(ast_etc)
-    users; root_users; etc_keep_begin
+    users; root_users; root_svc_account; etc_keep_begin
     mkdir -p "$etc"
     ours=" $AST_GENERATED "
     for f in asterisk_conf/*.conf; do
@@ -431,7 +451,9 @@ EOT
 # never a call's line (a [C-...] tag) or another ERROR of the same half second; the key
 # directory res_crypto looks for (file.c) is not the configuration's. A clean reload logs
 # NOTICEs only.
-AST_RELOAD_ERROR='^\[[^]]*\] (ERROR|WARNING)\[[0-9]+\] (config|config_options|config_[a-z_]+|pbx_config|res_sorcery_config|sorcery|pbx_ael|loader)\.c:'
+# cli_permissions.conf's too (cli.c): a section whose user or group Asterisk cannot resolve is
+# skipped, and that user gets default_perm, the whole CLI (SEC-4).
+AST_RELOAD_ERROR='^\[[^]]*\] (ERROR|WARNING)\[[0-9]+\] ((config|config_options|config_[a-z_]+|pbx_config|res_sorcery_config|sorcery|pbx_ael|loader)\.c:|cli\.c:.*(Unknown (user|group) '"'"'|Empty permit/deny option|Unknown '"'"'[^'"'"']*'"'"' option))'
 AST_RELOAD_IGNORED='^\[[^]]*\] ERROR\[[0-9]+\] (file|res_crypto)\.c:'
 ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the read)
     local log=$AST_LOG_DIR/messages.log off out errs f files=""
@@ -439,7 +461,9 @@ ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the
     # lines are not this reload's.
     ast -rx 'core waitfullybooted' >/dev/null 2>&1 || true
     off=$(stat -c %s "$log" 2>/dev/null || echo 0)
-    out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1) ||
+    # (`module reload` does not read cli_permissions.conf: only its own command does)
+    out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1 &&
+        ast -rx 'cli reload permissions' 2>&1) ||
         { say "Asterisk reload failed: $out"; exit 1; }
     sleep 0.5  # what the reload logged goes through Asterisk's logger thread
     errs=$(tail -c +"$((off + 1))" "$log" 2>/dev/null | grep -E "$AST_RELOAD_ERROR" |

@@ -1,18 +1,24 @@
 """SEC-4 (issue 19, item 2): Asterisk and the services run as their own non-root users, whose
 uids belong to no other account of this host (the sid root's `asterisk` uid 101 is the host's
 `postgres`); what each of them keeps is theirs, with nothing for others: recordings 0640,
-journal 0600 (in a 0700 directory), secrets 0600."""
+journal 0600 (in a 0700 directory), secrets 0600. Over Asterisk's console socket the services'
+account runs the astdb route map's commands and nothing else (asterisk_conf/cli_permissions.conf,
+SEC-2)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from callguard.config import PROJECT_ROOT, Settings
+from callguard.asterisk.console import console_command
+from callguard.config import DEFAULT_ENV_FILE, PROJECT_ROOT, Settings
 from tests.e2e.rec_helpers import F1B, inbound, recordings
 
 RUN = PROJECT_ROOT / ".run"
@@ -105,3 +111,50 @@ def test_secrets_journal_recordings_owned_and_private(clean: Engine, settings: S
     while d != settings.recordings_dir.parent:
         assert mode(d) & 0o007 == 0 and owner(d) == SVC_USER, (d, oct(mode(d)), owner(d))
         d = d.parent
+
+
+# In the services' own process context (their uid, gid and groups: `setpriv`, as supervisord
+# starts them), each command through callguard.asterisk.console with their own settings.
+AS_SERVICES = """
+import json, sys
+from callguard.asterisk.console import console_command
+from callguard.config import load_settings
+settings = load_settings()
+print(json.dumps({c: console_command(settings, c) for c in sys.argv[1:]}))
+"""
+
+
+def console_as_services(*commands: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["setpriv", f"--reuid={SVC_USER}", f"--regid={SVC_USER}", "--init-groups", "--",
+         sys.executable, "-c", AS_SERVICES, *commands],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT_ROOT),
+             "CALLGUARD_ENV": os.environ.get("CALLGUARD_ENV", str(DEFAULT_ENV_FILE))})
+    answers: dict[str, str] = json.loads(out.stdout)
+    return answers
+
+
+def refused(output: str) -> bool:
+    return "You don't have permissions to run" in output  # main/cli.c ast_cli_command_full
+
+
+def test_services_console_is_the_route_map_only(stack: Settings) -> None:
+    """SEC-2, SEC-4: the console socket is group-writable for the services (astdb_sync), but
+    Asterisk lets their account run only `database show|get|put|del` on callguard's families;
+    root keeps the whole CLI (stack.sh, these tests)."""
+    allowed = ["database show callguard_route", "database show callguard_cid",
+               "database get callguard_route 0000000000"]
+    denied = ["core show version", "core show uptime", "module show like res_ari",
+              "database show",  # every family, not only ours
+              "dialplan show callguard-inbound",
+              # a rule is a regular expression found anywhere in the line unless anchored
+              "core show help database put callguard_route"]
+    out = console_as_services(*allowed, *denied)
+    for command in allowed:
+        assert not refused(out[command]), (command, out[command])
+    assert "results found" in out["database show callguard_route"], out
+    for command in denied:
+        assert refused(out[command]), (command, out[command])
+    # root (uid 0: default_perm = permit) over the same socket
+    assert "Asterisk" in console_command(stack, "core show version")

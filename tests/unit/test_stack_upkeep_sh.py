@@ -304,7 +304,8 @@ def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
     assert guard in functions("etc_keep_begin")
     install = install.replace(guard, "", 1)
     script = (install + script_lines("AST_GENERATED") +
-              'users() { :; }\nroot_users() { :; }\nast_owns() { :; }\n'
+              'users() { :; }\nroot_users() { :; }\nroot_svc_account() { :; }\n'
+              'ast_owns() { :; }\n'
               f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
               'ast_install\n')
     r = bash(script, cwd=work)
@@ -347,3 +348,32 @@ def test_the_services_restart_when_their_settings_changed(tmp_path: Path) -> Non
     env_file.write_text("CALLGUARD_MAX_RECORDINGS=400\n")
     (tmp_path / "services.code").write_text("code-0\n")  # both: one restart
     assert apps_start(tmp_path).count("(restarted)") == 1
+
+
+def test_root_knows_the_services_account_by_name(tmp_path: Path) -> None:
+    """SEC-4: cli_permissions.conf's [callguard] is resolved in Asterisk's root: the account is
+    added there with the host's uid/gid, once, renumbered when the host's changed, the root's
+    other lines and the files' modes as they were."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
+                                "asterisk:x:999:995:Asterisk:/var/lib/asterisk:/usr/sbin/nologin\n")
+    (etc / "group").write_text("root:x:0:\nasterisk:x:995:\n")
+    (etc / "passwd").chmod(0o644)
+    ids = "id() { echo 4242; }\ngetent() { echo 'callguard:x:4343:'; }\n"
+    script = (functions("root_svc_account", "root_account_line") + ids +
+              f'ASTERISK_ROOT="{tmp_path}"; SVC_USER=callguard\nroot_svc_account\n')
+    line = "callguard:x:4242:4343:callguard services:/nonexistent:/usr/sbin/nologin"
+    for _ in range(2):
+        r = bash(script)
+        assert r.returncode == 0, r.stderr
+        assert (etc / "passwd").read_text().splitlines()[-1] == line
+        assert (etc / "passwd").read_text().count("callguard:") == 1
+        assert (etc / "group").read_text() == "root:x:0:\nasterisk:x:995:\ncallguard:x:4343:\n"
+    assert (etc / "passwd").read_text().startswith("root:x:0:0:root:/root:/bin/bash\nasterisk:")
+    assert stat.S_IMODE((etc / "passwd").stat().st_mode) == 0o644
+    r = bash(script.replace("echo 4242", "echo 4244"))
+    assert r.returncode == 0, r.stderr
+    assert [x for x in (etc / "passwd").read_text().splitlines() if x.startswith("callguard:")] \
+        == [line.replace("4242", "4244")]
+    assert sorted(p.name for p in etc.iterdir()) == ["group", "passwd"]
