@@ -665,6 +665,21 @@ pidfiles() {  # each service writes its PID as its own user into a file made for
     done
     svc_logs "$LOG"
 }
+# supervisord passes its own environment to every program, and callguard/config.py lets the
+# environment win over .run/callguard.env: started by `CALLGUARD_API_PORT=9000 make run`, it
+# would keep 9000 for the services through every later restart, whatever callguard.local.env
+# or make's environment said since (RUN-4). So it starts without the services' keys (those
+# callguard.local.env takes for them, and every CALLGUARD_* their environment files carry):
+# they read their settings from those files alone; a change there restarts them (apps_start).
+sup_launch() {  # config file, the services' environment files...: start supervisord
+    local conf=$1 k unset=(); shift
+    for k in $(local_env_keys services) \
+             $(sed -n 's/^\(CALLGUARD_[A-Za-z0-9_]*\)=.*/\1/p' "$@" 2>/dev/null || true); do
+        [[ " ${unset[*]} " == *" -u $k "* ]] || unset+=(-u "$k")
+    done
+    # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
+    env "${unset[@]}" "$SVC_VENV/bin/supervisord" -c "$conf" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+}
 sup_start() {
     local changed=0
     pidfiles
@@ -674,8 +689,7 @@ sup_start() {
         if [ $changed = 1 ]; then ctl update >/dev/null; fi
         return 0
     fi
-    # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
-    "$SVC_VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    sup_launch "$SUP_CONF" "$ENV_FILE"
     for _ in $(seq 1 100); do sup_running && return 0; sleep 0.05; done
     say "supervisord did not start; see $LOG/supervisord.log"; exit 1
 }
