@@ -6,12 +6,18 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd -P)
 VENV=$TOP/.venv
 # The sysadmin's settings kept across runs, under make's environment (tools/local_env.sh). A
-# malformed line stops every command but the two supervisord runs on its own: a line being
-# edited must not keep a crashed Asterisk down (REL-9); they say it and skip it.
+# malformed line stops the commands that start or set up (make run, make cluster), before they
+# do anything. The others say it (FILE:LINE) and skip the line, going on with the defaults:
+# the two supervisord runs on its own, since a line being edited must not keep a crashed
+# Asterisk down (REL-9); and stopping and looking (make down, make status, ast, and
+# tools/cluster.sh's down, status, ast and kamcmd, which source this file with their own
+# command), since a typo must not keep the stack from stopping (RUN-3).
 # shellcheck source=tools/local_env.sh
 source "$TOP/tools/local_env.sh"
 case ${1:-} in
-    asterisk-exec|asterisk-logs-rotate) local_env_load "$TOP/callguard.local.env" lenient ;;
+    asterisk-exec|asterisk-logs-rotate|status|ast|app-connected|apps-stop|app-stop|\
+    asterisk-stop|pg-stop|prometheus-stop|down|kamcmd)
+        local_env_load "$TOP/callguard.local.env" lenient ;;
     *) local_env_load "$TOP/callguard.local.env" || exit 2 ;;
 esac
 
