@@ -12,14 +12,23 @@ command -v debootstrap >/dev/null || { echo "debootstrap missing (make deps inst
 # started kept it busy at exit). The mount then moves with the root, and a later copy of the
 # root (tools/clone_check.sh) reads the host's whole /proc, kcore included, until the disk is
 # full. So: stop what it left running in the target (ours: debootstrap started it), unmount.
+# The mount table (/proc/self/mounts, or $2 for the tests) writes a space in a mount point as
+# \040, a tab \011, a newline \012 and a backslash \134: decoded before the comparison, else a
+# checkout whose path has a space keeps the root's /proc mounted. The deepest go first (a
+# mount comes after the one it is on, so the table read backwards).
 release_target() {
-    local dir p r; dir=$(readlink -f "$1")
+    local dir p r m i mounts=(); dir=$(readlink -f "$1")
     for p in /proc/[0-9]*; do
         r=$(readlink "$p/root" 2>/dev/null) || continue
         case $r in "$dir" | "$dir"/*) kill "${p#/proc/}" 2>/dev/null || true ;; esac
     done
-    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r |
-        while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    while read -r _ m _; do
+        printf -v m '%b' "${m//\\/\\0}"  # every \ooo as \0ooo, what %b decodes
+        if [ "$m" = "$dir" ] || [[ $m == "$dir"/* ]]; then mounts+=("$m"); fi
+    done < "${2:-/proc/self/mounts}"
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+        umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
+    done
 }
 [ ! -d "$root.partial" ] || release_target "$root.partial"
 rm -rf --one-file-system "$root.partial"
@@ -33,7 +42,7 @@ release_target "$root.partial"
 # Directories the package does not create but MixMonitor/ARI/sounds need (FACTS.md).
 mkdir -p "$root.partial/var/spool/asterisk/recording" "$root.partial/usr/local/share/asterisk/sounds" \
          "$root.partial/run/asterisk"
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 mv "$root.partial" "$root"
 mv "$root.partial.log" "$root.build.log"
 chroot "$root" asterisk -V

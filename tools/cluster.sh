@@ -231,7 +231,11 @@ cluster_up() {
     if cl_sup_running; then
         cctl update >/dev/null; cctl restart kamailio >/dev/null
         cctl signal HUP prometheus >/dev/null 2>&1 || true  # the nodes may have changed
-    else code_sync; "$SVC_VENV/bin/supervisord" -c "$CL_SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; fi
+    else  # without the services' settings in its environment, as the single node's (RUN-4)
+        local files=("$ENV_FILE")
+        for n in $(nodes); do files+=("$NODES_DIR/n$n/callguard.env"); done
+        code_sync; sup_launch "$CL_SUP_CONF" "${files[@]}"
+    fi
     for _ in $(seq 1 100); do cl_sup_running && break; sleep 0.05; done
     cctl start all >/dev/null 2>&1 || true
     prom_ready

@@ -13,7 +13,8 @@
 #
 # A line that is not KEY=VALUE, or a value the key cannot take, stops the command with one line
 # on stderr, FILE:LINE: what is wrong (never the value: DATABASE_URL may hold a password); the
-# two commands supervisord runs on its own say it and skip the line (REL-9). A key the file
+# two commands supervisord runs on its own (REL-9) and those that stop or look (make down, make
+# status, ast: tools/stack.sh says which) say it and skip the line. A key the file
 # does not take is a warning, and ignored. `tools/local_env.sh check [FILE]` is the
 # first step of `make run` (make deps): it prints the warnings and the keys in effect.
 
@@ -77,8 +78,9 @@ local_env_load() {  # file [warn|lenient]: its values into this shell, under mak
     # (variables of this shell only, never exported: a supervisord started from it must not
     # keep a value the file no longer says). Returns 2 after one line on stderr for a
     # malformed line or value; with `warn`, says on stderr what it ignored too. `lenient`, for
-    # the commands supervisord runs on its own (Asterisk's start after a crash, the log loop):
-    # a malformed line is said and skipped, never a stop (REL-9). No file: nothing.
+    # the commands supervisord runs on its own (Asterisk's start after a crash, the log loop)
+    # and those that stop or look (make down, make status): a malformed line is said and
+    # skipped, never a stop (REL-9). No file: nothing.
     local file=$1 mode=${2:-} line n=0 key value why
     local -A seen=()
     LOCAL_ENV_FROM_FILE=""; LOCAL_ENV_FROM_ENV=""

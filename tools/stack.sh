@@ -6,12 +6,18 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd -P)
 VENV=$TOP/.venv
 # The sysadmin's settings kept across runs, under make's environment (tools/local_env.sh). A
-# malformed line stops every command but the two supervisord runs on its own: a line being
-# edited must not keep a crashed Asterisk down (REL-9); they say it and skip it.
+# malformed line stops the commands that start or set up (make run, make cluster), before they
+# do anything. The others say it (FILE:LINE) and skip the line, going on with the defaults:
+# the two supervisord runs on its own, since a line being edited must not keep a crashed
+# Asterisk down (REL-9); and stopping and looking (make down, make status, ast, and
+# tools/cluster.sh's down, status, ast and kamcmd, which source this file with their own
+# command), since a typo must not keep the stack from stopping (RUN-3).
 # shellcheck source=tools/local_env.sh
 source "$TOP/tools/local_env.sh"
 case ${1:-} in
-    asterisk-exec|asterisk-logs-rotate) local_env_load "$TOP/callguard.local.env" lenient ;;
+    asterisk-exec|asterisk-logs-rotate|status|ast|app-connected|apps-stop|app-stop|\
+    asterisk-stop|pg-stop|prometheus-stop|down|kamcmd)
+        local_env_load "$TOP/callguard.local.env" lenient ;;
     *) local_env_load "$TOP/callguard.local.env" || exit 2 ;;
 esac
 
@@ -689,6 +695,21 @@ pidfiles() {  # each service writes its PID as its own user into a file made for
     done
     svc_logs "$LOG"
 }
+# supervisord passes its own environment to every program, and callguard/config.py lets the
+# environment win over .run/callguard.env: started by `CALLGUARD_API_PORT=9000 make run`, it
+# would keep 9000 for the services through every later restart, whatever callguard.local.env
+# or make's environment said since (RUN-4). So it starts without the services' keys (those
+# callguard.local.env takes for them, and every CALLGUARD_* their environment files carry):
+# they read their settings from those files alone; a change there restarts them (apps_start).
+sup_launch() {  # config file, the services' environment files...: start supervisord
+    local conf=$1 k unset=(); shift
+    for k in $(local_env_keys services) \
+             $(sed -n 's/^\(CALLGUARD_[A-Za-z0-9_]*\)=.*/\1/p' "$@" 2>/dev/null || true); do
+        [[ " ${unset[*]} " == *" -u $k "* ]] || unset+=(-u "$k")
+    done
+    # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
+    env "${unset[@]}" "$SVC_VENV/bin/supervisord" -c "$conf" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+}
 sup_start() {
     local changed=0
     pidfiles
@@ -698,8 +719,7 @@ sup_start() {
         if [ $changed = 1 ]; then ctl update >/dev/null; fi
         return 0
     fi
-    # Close inherited descriptors (e.g. a caller's `flock` lock) so the services hold none.
-    "$SVC_VENV/bin/supervisord" -c "$SUP_CONF" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    sup_launch "$SUP_CONF" "$ENV_FILE"
     for _ in $(seq 1 100); do sup_running && return 0; sleep 0.05; done
     say "supervisord did not start; see $LOG/supervisord.log"; exit 1
 }

@@ -11,9 +11,13 @@ each price's latest row up to its first day, else `PriceTable`'s default.
   A setting that is not a price (not an integer, out of bounds) stops the upgrade with its key:
   billing refused it already, and guessing a value would change bills. `price.*` keys naming
   no price were ignored and are left alone.
-- Downgrade puts each price's latest row back as its `price.<name>` setting (a change dated in
-  the future included: the old storage has no dates, so it applies to every month again) and
-  drops the history.
+- Downgrade puts back, as its `price.<name>` setting, each price's row in force in the current
+  month in Tokyo (its latest row from that month's first day or before, the month computed as
+  migration 0004 computes Tokyo's day) and drops the history. The old storage has no dates and
+  applies one value to every month, so that is the only value that bills the current month
+  right; a change dated in a later month is not yet in force and is dropped (enter it again
+  after the upgrade), and a price whose only rows are later ones gets no setting (its default,
+  in force until then). Past months are billed at the current prices again, as before 0015.
 
 Revision ID: price_history
 Revises: subscription_periods
@@ -98,12 +102,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    latest = sa.text("""
+    in_force = sa.text("""
         INSERT INTO site_settings (key, value)
         SELECT DISTINCT ON (name) CAST(:prefix AS text) || name, CAST(value AS text) FROM price_history
          WHERE name IN :names
+           AND effective_from <= date_trunc('month', (now() AT TIME ZONE 'Asia/Tokyo'))::date
          ORDER BY name, effective_from DESC
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
     """).bindparams(sa.bindparam("names", expanding=True))
-    op.get_bind().execute(latest, {"prefix": PREFIX, "names": list(PRICE_NAMES)})
+    op.get_bind().execute(in_force, {"prefix": PREFIX, "names": list(PRICE_NAMES)})
     op.drop_table("price_history")

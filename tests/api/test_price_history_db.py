@@ -1,7 +1,8 @@
 """Migration price_history against the real PostgreSQL (BILL, RUN-2): the `price.*` settings
 that exist when it runs become the table in force from the beginning (no bill changes), a
 setting that is no price stops the upgrade and changes nothing, and the downgrade puts each
-price's latest value back as its setting (other settings untouched)."""
+price's value in force in the current Tokyo month back as its setting, never one dated in a
+later month (other settings untouched)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _history(engine: Engine) -> list[tuple[date, str, int]]:
             " ORDER BY effective_from, name"))]
 
 
-def test_upgrade_carries_price_settings_over_and_downgrade_puts_the_latest_back(
+def test_upgrade_carries_price_settings_over_and_downgrade_puts_the_current_back(
         iso: Settings, iso_engine: Engine) -> None:
     migrate.downgrade(iso, BEFORE)
     try:
@@ -59,10 +60,14 @@ def test_upgrade_carries_price_settings_over_and_downgrade_puts_the_latest_back(
                 assert in_force.table == PriceTable(nuisance_unit_change_fee=5500,
                                                     tax_rate_percent=8)
                 assert in_force.prices_from == "0001-01"
-        # A change from a later month, then the downgrade: each price's latest value.
+        # A change from a past month and one from a month not yet begun, then the downgrade:
+        # each price's value in force this month in Tokyo (BILL); the later change is not,
+        # and a price changed only from that later month keeps its default (no setting).
         with Session(iso_engine) as s, s.begin():
             billing_repo.set_prices(s, {"tax_rate_percent": 12, "nuisance_per_unit": 250},
-                                    date(2027, 1, 1))
+                                    date(2020, 1, 1))
+            billing_repo.set_prices(s, {"tax_rate_percent": 15, "nuisance_unit_change_fee": 6000,
+                                        "recording_initial": 100}, date(9999, 12, 1))
         migrate.downgrade(iso, BEFORE)
         assert not _table_exists(iso_engine)
         assert _settings(iso_engine) == {

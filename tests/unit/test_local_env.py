@@ -182,16 +182,39 @@ def checkout(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_tools_stack_sh_stops_at_a_malformed_line_before_anything_else(tmp_path: Path) -> None:
-    """The real script: it reads the file first, so a bad line stops it before it makes or
-    moves any state (nothing in .run)."""
+    """The real script: it reads the file first, so a bad line stops a command that sets up
+    (here the state dir's set-up every command does first) before it makes or moves any state
+    (nothing in .run)."""
     top, state = checkout(tmp_path)
     (top / "callguard.local.env").write_text("CALLGUARD_PG_PORT=55432\nCALLGUARD_PG_PORT 1\n")
-    r = subprocess.run([str(top / "tools" / "stack.sh"), "status"], capture_output=True,
+    r = subprocess.run([str(top / "tools" / "stack.sh"), "relocate"], capture_output=True,
                        text=True, check=False, env=clean_env())
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"{top}/callguard.local.env:2: not KEY=VALUE (a comment is a line " \
                        "of its own starting with #)\n"
     assert list((state / "run").iterdir()) == []
+
+
+def test_stopping_and_looking_go_on_past_a_malformed_line(tmp_path: Path) -> None:
+    """A typo must not keep the stack from stopping (RUN-3): make down's and make status's
+    commands, tools/cluster.sh's too, say the line (FILE:LINE) and go on with the defaults."""
+    top, _ = checkout(tmp_path)
+    (top / "tools" / "cluster.sh").write_bytes((PROJECT_ROOT / "tools" / "cluster.sh").read_bytes())
+    (top / "tools" / "cluster.sh").chmod(0o755)
+    root = tmp_path / "root"
+    (root / "run" / "asterisk").mkdir(parents=True)
+    env_file = top / "callguard.local.env"
+    env_file.write_text(f"ASTERISK_ROOT='{root}'\nCALLGUARD_PG_PORT 1\n")
+    warning = (f"{env_file}:2: not KEY=VALUE (a comment is a line of its own starting with #); "
+               "line ignored")
+    for script, command in [("stack.sh", ["status"]), ("stack.sh", ["app-stop", "ari"]),
+                            ("cluster.sh", ["status"]), ("cluster.sh", ["down"])]:
+        r = subprocess.run([str(top / "tools" / script), *command], capture_output=True,
+                           text=True, check=False, env=clean_env())
+        assert r.returncode == 0, (script, command, r.stderr)
+        assert r.stderr.splitlines() == [warning], (script, command)
+        if command == ["status"] and script == "stack.sh":
+            assert "postgres   down" in r.stdout and "asterisk   down" in r.stdout
 
 
 def test_supervisords_own_commands_skip_a_malformed_line(tmp_path: Path) -> None:

@@ -317,3 +317,31 @@ def test_the_migration_reads_the_settings_as_billing_did() -> None:
 def test_the_migration_stops_on_a_setting_that_is_no_price(key: str, value: str) -> None:
     with pytest.raises(RuntimeError, match=f"site setting {key}="):
         _migration()._carried_over([(key, value)])
+
+
+def test_the_downgrade_puts_back_the_prices_in_force_this_month_in_tokyo(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not each price's latest row (a change dated in a later month would bill every month,
+    past ones included, at a price not yet in force: BILL). The real run: tests/api/
+    test_price_history_db.py."""
+    m = _migration()
+    executed: list[str] = []
+
+    class Bind:
+        def execute(self, statement: object, *args: object) -> None:
+            executed.append(str(statement))
+
+    class Op:
+        def get_bind(self) -> Bind:
+            return Bind()
+
+        def drop_table(self, name: str) -> None:
+            executed.append(f"DROP {name}")
+
+    monkeypatch.setattr(m, "op", Op())
+    m.downgrade()
+    insert, drop = executed
+    assert " ".join(insert.split()).count(
+        "AND effective_from <= date_trunc('month', (now() AT TIME ZONE 'Asia/Tokyo'))::date "
+        "ORDER BY name, effective_from DESC") == 1
+    assert drop == "DROP price_history"

@@ -377,3 +377,77 @@ def test_root_knows_the_services_account_by_name(tmp_path: Path) -> None:
     assert [x for x in (etc / "passwd").read_text().splitlines() if x.startswith("callguard:")] \
         == [line.replace("4242", "4244")]
     assert sorted(p.name for p in etc.iterdir()) == ["group", "passwd"]
+
+
+# ---- supervisord without the services' settings in its environment (RUN-4) -------------------
+
+def launch_supervisord(tmp_path: Path, env_files: list[Path],
+                       env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """stack.sh's sup_start for a supervisord that is not running, supervisord a stub that
+    records its arguments and its environment: (arguments, environment)."""
+    venv = tmp_path / "svc venv"
+    (venv / "bin").mkdir(parents=True)
+    stub = venv / "bin" / "supervisord"
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/args"\n'
+                    f'env -0 > "{tmp_path}/env"\n')
+    stub.chmod(0o755)
+    files = " ".join(shlex.quote(str(f)) for f in env_files)
+    r = bash(f'source {shlex.quote(str(PROJECT_ROOT / "tools" / "local_env.sh"))}\n'
+             + functions("say", "sup_launch", "sup_start") +
+             'pidfiles() { :; }\ncode_sync() { :; }\nsup_conf() { :; }\n'
+             f'alive() {{ return 1; }}\nsup_running() {{ [ -e "{tmp_path}/args" ]; }}\n'
+             f'SVC_VENV={shlex.quote(str(venv))}; SUP_CONF="{tmp_path}/supervisord.conf"\n'
+             f'LOG="{tmp_path}"; SUP_PID="{tmp_path}/pid"\n'
+             f'ENV_FILE={shlex.quote(str(env_files[0]))}\n'
+             + ("sup_start\n" if len(env_files) == 1 else
+                f'sup_launch "$SUP_CONF" {files}\n'), env=env)
+    assert r.returncode == 0, r.stderr
+    args = (tmp_path / "args").read_text().splitlines()
+    seen = dict(item.split("=", 1) for item in (tmp_path / "env").read_text().split("\0") if item)
+    return args, seen
+
+
+def test_supervisord_starts_without_the_services_settings(tmp_path: Path) -> None:
+    """`CALLGUARD_API_PORT=9000 make run`, then 9001 in callguard.local.env: the services must
+    take 9001 from .run/callguard.env, not 9000 from the supervisord that first run started
+    (config.py lets the environment win)."""
+    env_file = tmp_path / "callguard.env"
+    env_file.write_text("CALLGUARD_DATABASE_URL=postgresql://x@/y\nCALLGUARD_API_PORT=9000\n"
+                        "CALLGUARD_RECORDINGS_DIR=/srv/rec\n")
+    env = {**os.environ, "CALLGUARD_API_PORT": "9000", "CALLGUARD_MAX_RECORDINGS": "5",
+           "CALLGUARD_DATABASE_URL": "postgresql://old@/z", "CALLGUARD_RECORDINGS_DIR": "/a",
+           "CALLGUARD_ASTERISK_LOG_MAX": "1000", "ASTERISK_ROOT": "/r", "KEEP_ME": "yes"}
+    args, seen = launch_supervisord(tmp_path, [env_file], env)
+    assert args == ["-c", str(tmp_path / "supervisord.conf")]
+    for key in ("CALLGUARD_API_PORT", "CALLGUARD_MAX_RECORDINGS", "CALLGUARD_DATABASE_URL",
+                "CALLGUARD_RECORDINGS_DIR"):
+        assert key not in seen, key
+    # what only tools/stack.sh reads (the log loop, Asterisk's start under supervisord) stays
+    assert (seen["CALLGUARD_ASTERISK_LOG_MAX"], seen["ASTERISK_ROOT"], seen["KEEP_ME"]) == (
+        "1000", "/r", "yes")
+    assert seen["PATH"] == os.environ["PATH"]
+
+
+def test_the_clusters_supervisord_starts_without_the_nodes_settings(tmp_path: Path) -> None:
+    main = tmp_path / "callguard.env"
+    main.write_text("CALLGUARD_API_PORT=8090\n")
+    node = tmp_path / "n1 callguard.env"
+    node.write_text("CALLGUARD_NODE=n1\nCALLGUARD_FASTAGI_PORT=4581\n")
+    env = {**os.environ, "CALLGUARD_NODE": "n9", "CALLGUARD_FASTAGI_PORT": "4999",
+           "CALLGUARD_PROMETHEUS_PORT": "9999", "KEEP_ME": "yes"}
+    args, seen = launch_supervisord(tmp_path, [main, node, tmp_path / "missing.env"], env)
+    assert args == ["-c", str(tmp_path / "supervisord.conf")]
+    assert not {"CALLGUARD_NODE", "CALLGUARD_FASTAGI_PORT", "CALLGUARD_PROMETHEUS_PORT"} & set(seen)
+    assert seen["KEEP_ME"] == "yes"
+
+
+def test_every_supervisord_start_goes_through_sup_launch() -> None:
+    """The single node's and the cluster's: no other line starts supervisord."""
+    starts = [line.strip() for script in (STACK_SH, CLUSTER_SH)
+              for line in script.read_text().splitlines()
+              if re.search(r'bin/supervisord"? -c', line) and not line.lstrip().startswith("#")]
+    assert starts == ['env "${unset[@]}" "$SVC_VENV/bin/supervisord" -c "$conf" '
+                      '3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-'], starts
+    cluster_up = functions("cluster_up", script=CLUSTER_SH)
+    assert 'sup_launch "$CL_SUP_CONF" "${files[@]}"' in cluster_up
+    assert 'files+=("$NODES_DIR/n$n/callguard.env")' in cluster_up
