@@ -144,9 +144,12 @@ def test_services_console_is_the_route_map_only(stack: Settings) -> None:
     Asterisk lets their account run only `database show|get|put|del` on callguard's families;
     root keeps the whole CLI (stack.sh, these tests)."""
     allowed = ["database show callguard_route", "database show callguard_cid",
-               "database get callguard_route 0000000000"]
+               "database get callguard_route 0000000000",
+               "database get callguard_meta map_hash"]
     denied = ["core show version", "core show uptime", "module show like res_ari",
               "database show",  # every family, not only ours
+              "database deltree callguard_route",  # `database del` as a prefix would let it
+              "database show callguard_bench",
               "dialplan show callguard-inbound",
               # a rule is a regular expression found anywhere in the line unless anchored
               "core show help database put callguard_route"]
