@@ -205,7 +205,6 @@ class AstdbSync:
         self._thread: threading.Thread | None = None
         self._applied: AstdbMap | None = None  # what the last successful sync left in astdb
         self._applied_hash: str | None = None  # its map_hash
-        self._quiet_s = quiet_s
         self._waiting_live = False  # skipping while the keeper does not follow PostgreSQL
         self._reconcile_at = clock()  # a check first (the marker, else a full read)
         self.failing = False  # Asterisk unreachable since the last WARNING
@@ -264,14 +263,15 @@ class AstdbSync:
         try:
             self.sync(force=reconcile)
         except NotLive as exc:
+            quiet_s = self._debounce.quiet_s
             if not self._waiting_live:
                 log.debug("astdb route map not written: %s; looking again every %.0f s",
-                          exc, self._quiet_s)
+                          exc, quiet_s)
             self._waiting_live = True
             with self._lock:  # a forced check once live: what was due is not lost
-                again = self.clock() + self._quiet_s
+                again = self.clock() + quiet_s
                 self._reconcile_at = again if reconcile else min(self._reconcile_at, again)
-            return self._quiet_s
+            return quiet_s
         except SYNC_ERRORS as exc:
             if not self.failing:
                 log.warning("astdb route map not updated: %s; trying again every %.0f s",
