@@ -38,7 +38,12 @@ LISTEN connection lost) would undo the other's last change. It skips (a DEBUG li
 again every QUIET_S (the keeper announces the reloaded site just before it marks itself
 connected); once its keeper has reconnected and reloaded, that reload is synced as any other
 change. Both follow the same notifications, a put or delete of the same value
-twice is the same, and the one whose map is older than the marker reads astdb whole. At 10^5
+twice is the same, and the one whose map is older than the marker reads astdb whole. The two
+never write at once (`MapLock`: an flock on a file in the node's journal directory, which
+`callguard site sync-asterisk` takes too): without it a writer could read the families while
+the other was halfway through its changes, write its difference over them, and leave a mixed
+map under the other's marker, which no later sync would notice (the marker names the map
+wanted). At 10^5
 numbers (PERF-3) a sync takes ~0.2 s of CPU in this thread (the map ~0.15 s, its hash ~0.05 s),
 once per burst of changes. A change that leaves the map as it was (a setting, a recording
 option) is compared with the map last written and costs no console call.
@@ -50,11 +55,15 @@ whose settings name that node's asterisk.conf; the console they write through is
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from callguard.asterisk.cli import AsteriskCliError
 from callguard.asterisk.console import console_command
@@ -89,10 +98,16 @@ MAX_WAIT_S = 10.0  # after the first one, however long the burst goes on
 RETRY_S = 10.0  # after Asterisk could not be reached or answered what it should not
 RECONCILE_EVERY_S = 300.0
 CONSOLE_TIMEOUT_S = 10.0
+LOCK_TIMEOUT_S = 15.0  # longer than a console command may take: the other writer's turn
+LOCK_FILE = "astdb-map.lock"  # in Settings.journal_dir: the node's own, the services' own
 
 
 class AstdbWriteFailed(RuntimeError):
     pass
+
+
+class MapLocked(RuntimeError):
+    """The other writer has held the map's lock for LOCK_TIMEOUT_S (stopped mid-write?)."""
 
 
 class SiteUnknown(RuntimeError):
@@ -103,6 +118,61 @@ class SiteUnknown(RuntimeError):
 class NotLive(RuntimeError):
     """The process's keeper does not follow PostgreSQL now (its state is the disk copy, or
     its connection is lost): its site may be older than the other writer's; not written."""
+
+
+class MapLock:
+    """The writers of one Asterisk's map take turns (the ARI app, the FastAGI fallback and
+    `callguard site sync-asterisk` on the same node): an exclusive flock on `path`, opened
+    read-only (so root's CLI and the services' account share a file either may have
+    created). No path (a test, a caller without one), or one that cannot be opened (a
+    journal directory not made yet): no lock, with one WARNING; the map is still written,
+    as before there was a lock."""
+
+    def __init__(self, path: Path | None, timeout_s: float = LOCK_TIMEOUT_S,
+                 poll_s: float = 0.05) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self._warned = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._open()
+        if fd is None:
+            yield
+            return
+        try:
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise MapLocked(f"{self.path} held by another writer for "
+                                        f"{self.timeout_s:.0f} s") from None
+                    time.sleep(self.poll_s)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _open(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("astdb route map written without its lock: %s: %s", self.path,
+                            exc.strerror)
+            self._warned = True
+            return None
+        self._warned = False
+        return fd
+
+
+def map_lock(settings: Settings) -> MapLock:
+    return MapLock(settings.journal_dir / LOCK_FILE)
 
 
 def read_map(run: Runner, families: Iterable[str] = FAMILIES) -> AstdbMap:
@@ -182,7 +252,7 @@ class Debounce:
         self.first = self.last = None
 
 
-SYNC_ERRORS = (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, SiteUnknown)
+SYNC_ERRORS = (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, SiteUnknown, MapLocked)
 # (NotLive is no error: the process waits for its keeper, quietly)
 
 
@@ -192,9 +262,11 @@ class AstdbSync:
     def __init__(self, run: Runner, site: Callable[[], SiteSnapshot | None], *,
                  quiet_s: float = QUIET_S, max_wait_s: float = MAX_WAIT_S,
                  retry_s: float = RETRY_S, reconcile_every_s: float = RECONCILE_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 lock: MapLock | None = None) -> None:
         self.run = run
         self.site = site
+        self.lock = lock or MapLock(None)
         self.retry_s = retry_s
         self.reconcile_every_s = reconcile_every_s
         self.clock = clock
@@ -294,7 +366,12 @@ class AstdbSync:
         """Write what astdb lacks of the map, unless the map is the one last written and this
         is no reconcile (a site change that does not touch the map: a setting, a list). The
         marker says what astdb holds; the families are read whole only when it names a map
-        this process does not know (see the module docstring)."""
+        this process does not know (see the module docstring). The site is read once the
+        lock is held: the newest this process knows when its turn comes."""
+        with self.lock.held():
+            return self._sync(force)
+
+    def _sync(self, force: bool) -> Changes:
         site = self.site()
         if site is None:
             raise SiteUnknown("no site known yet (database down and no snapshot on disk)")
@@ -342,11 +419,12 @@ def keeper_site(keeper: StateKeeper) -> Callable[[], SiteSnapshot | None]:
 
 def follow(keeper: StateKeeper, settings: Settings, run: Runner | None = None, *,
            quiet_s: float = QUIET_S, max_wait_s: float = MAX_WAIT_S,
-           retry_s: float = RETRY_S) -> AstdbSync:
+           retry_s: float = RETRY_S, lock: MapLock | None = None) -> AstdbSync:
     """Started: astdb follows `keeper`'s site from now on, through this process's console
     (or `run`). Not while the keeper knows no site at all (SiteUnknown: a WARNING), nor while
     it does not follow PostgreSQL (NotLive: skipped quietly until it does)."""
     sync = AstdbSync(run or console_runner(settings), keeper_site(keeper), quiet_s=quiet_s,
-                     max_wait_s=max_wait_s, retry_s=retry_s)
+                     max_wait_s=max_wait_s, retry_s=retry_s,
+                     lock=lock or map_lock(settings))
     keeper.on_site_change(sync.site_changed)
     return sync.start()

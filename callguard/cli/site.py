@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from callguard.astdb_sync import AstdbWriteFailed, sync_once
+from callguard.astdb_sync import AstdbWriteFailed, MapLocked, map_lock, sync_once
 from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
 from callguard.cli._admin import today
@@ -40,8 +40,9 @@ def _sync(args: argparse.Namespace) -> int:
     with db_session(settings) as session:
         site = load_snapshot(session)
     try:
-        sync_once(lambda command: run_cli(settings, command), site)
-    except (AsteriskCliError, UnreadableOutput, AstdbWriteFailed) as exc:
+        with map_lock(settings).held():  # the services' turns (callguard.astdb_sync.MapLock)
+            sync_once(lambda command: run_cli(settings, command), site)
+    except (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, MapLocked) as exc:
         raise CliError(f"cannot update Asterisk: {exc}") from exc
     print(f"astdb route map: {len(site.numbers)} numbers, {len(site.endpoints)} endpoints")
     return 0

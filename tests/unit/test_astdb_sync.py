@@ -8,20 +8,23 @@ answers as main/db.c does."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
 
 import callguard.cli.site as site_cli
 from callguard import astdb_sync
-from callguard.astdb_sync import AstdbSync, Debounce, keeper_site, sync_once
+from callguard.astdb_sync import AstdbSync, Debounce, MapLock, keeper_site, sync_once
 from callguard.asterisk.cli import AsteriskCliError
 from callguard.cli import CliError
 from callguard.config import Settings
@@ -417,7 +420,7 @@ def test_thread_follows_the_keepers_site_and_survives_a_bug(tmp_path: Path) -> N
         return asterisk(command)
 
     s = astdb_sync.follow(keeper, cast(Settings, object()), flaky, quiet_s=0.05,
-                          max_wait_s=0.5, retry_s=0.1)
+                          lock=MapLock(None), max_wait_s=0.5, retry_s=0.1)
     try:
         assert wait_until(lambda: asterisk.db.get(ROUTE) == desired_map(make_site())[ROUTE])
         seen = len(asterisk.commands)
@@ -444,7 +447,7 @@ def test_no_site_known_yet_leaves_the_map_alone(
     asterisk = FakeAsterisk({k: dict(v) for k, v in desired_map(make_site()).items()})
     caplog.set_level(logging.WARNING, logger="callguard.astdb")
     s = astdb_sync.follow(keeper, cast(Settings, object()), asterisk, quiet_s=0.05,
-                          retry_s=0.1)
+                          lock=MapLock(None), retry_s=0.1)
     try:
         assert wait_until(lambda: any("no site known" in r.getMessage()
                                       for r in caplog.records))
@@ -541,10 +544,16 @@ def no_db(settings: object = None) -> Iterator[object]:
 
 
 @pytest.fixture
-def cli_asterisk(monkeypatch: pytest.MonkeyPatch) -> FakeAsterisk:
+def cli_lock(tmp_path: Path) -> MapLock:
+    return MapLock(tmp_path / astdb_sync.LOCK_FILE, timeout_s=0.3)
+
+
+@pytest.fixture
+def cli_asterisk(monkeypatch: pytest.MonkeyPatch, cli_lock: MapLock) -> FakeAsterisk:
     """`site sync-asterisk` with the reference-like site and a fake `asterisk -rx`."""
     asterisk = FakeAsterisk({ROUTE: {"0699999999": "gone@f9"}})
     monkeypatch.setattr(site_cli, "load_settings", lambda: object())
+    monkeypatch.setattr(site_cli, "map_lock", lambda settings: cli_lock)
     monkeypatch.setattr(site_cli, "db_session", no_db)
     monkeypatch.setattr(site_cli, "load_snapshot", lambda session: make_site())
     monkeypatch.setattr(site_cli, "run_cli", lambda settings, command: asterisk(command))
@@ -578,3 +587,116 @@ def test_sync_asterisk_cli_without_asterisk_is_a_clear_error(cli_asterisk: FakeA
     cli_asterisk.down = True
     with pytest.raises(CliError, match="cannot update Asterisk"):
         site_cli._sync(argparse.Namespace())
+
+
+def test_sync_asterisk_cli_waits_for_the_services_turn(cli_asterisk: FakeAsterisk,
+                                                       cli_lock: MapLock) -> None:
+    """The manual repair takes the writers' lock too: while a service holds it (here: for
+    longer than the lock's timeout), the CLI sends nothing and says why."""
+    assert cli_lock.path is not None
+    fd = os.open(cli_lock.path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(CliError, match=r"cannot update Asterisk: .*held by another writer"):
+            site_cli._sync(argparse.Namespace())
+        assert cli_asterisk.commands == []
+    finally:
+        os.close(fd)
+    assert site_cli._sync(argparse.Namespace()) == 0
+
+
+# ---- two writers of one map take turns (MapLock) -----------------------------------------------
+class Paused:
+    """A runner that stops after the first put into the route family until released: a
+    writer halfway through its changes."""
+
+    def __init__(self, asterisk: FakeAsterisk) -> None:
+        self.asterisk = asterisk
+        self.midway = threading.Event()
+        self.release = threading.Event()
+        self.paused = False
+
+    def __call__(self, command: str) -> str:
+        out = self.asterisk(command)
+        if command.startswith(f"database put {ROUTE} ") and not self.paused:
+            self.paused = True
+            self.midway.set()
+            assert self.release.wait(5)
+        return out
+
+
+def test_two_writers_never_interleave_and_the_marker_names_the_map(tmp_path: Path) -> None:
+    """The narrow race the lock closes: writer B used to read the families while writer A
+    was halfway through its changes, write its difference over them, and A's marker then
+    named a map astdb did not hold. With the lock B starts only after A's marker; its own
+    changes then make the map B's, whole, under B's marker."""
+    asterisk = FakeAsterisk()
+    lock_path = tmp_path / astdb_sync.LOCK_FILE
+    seen_by_b: list[str] = []
+
+    def b_runner(command: str) -> str:
+        seen_by_b.append(command)
+        return asterisk(command)
+
+    paused = Paused(asterisk)
+    b_site = make_site(f2b_number_on="f2-a")
+    a = AstdbSync(paused, Holder(make_site(extra="0612340001")), lock=MapLock(lock_path))
+    b = AstdbSync(b_runner, Holder(b_site), lock=MapLock(lock_path))
+    ta = threading.Thread(target=a.sync, kwargs={"force": True})
+    ta.start()
+    assert paused.midway.wait(5)
+    tb = threading.Thread(target=b.sync, kwargs={"force": True})
+    tb.start()
+    time.sleep(0.3)
+    assert seen_by_b == []  # not a read, not a write while A is midway
+    a_commands = len(asterisk.commands)
+    paused.release.set()
+    ta.join(5)
+    tb.join(5)
+    assert not ta.is_alive() and not tb.is_alive()
+    assert asterisk.commands[a_commands - 1:][0].startswith(f"database put {ROUTE}")
+    assert asterisk.marker() == map_hash(desired_map(b_site))  # B's, written last
+    assert {f: asterisk.db[f] for f in (ROUTE, CID)} == desired_map(b_site)
+
+
+def test_a_lock_held_too_long_is_a_warning_and_a_retry(
+        tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """The other writer stopped while holding the lock (SIGSTOP, REL-7): this one sends
+    nothing, warns once and tries again RETRY_S later, like an unreachable Asterisk."""
+    asterisk = FakeAsterisk()
+    lock = MapLock(tmp_path / astdb_sync.LOCK_FILE, timeout_s=0.2)
+    s = AstdbSync(asterisk, Holder(make_site()), retry_s=10.0, clock=clock, lock=lock)
+    fd = os.open(tmp_path / astdb_sync.LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with caplog.at_level(logging.WARNING, "callguard.astdb"):
+            assert s.step() == 10.0
+        assert s.failing and asterisk.commands == []
+        assert "held by another writer" in caplog.text
+    finally:
+        os.close(fd)
+    clock.now += 10.0
+    s.step()
+    assert not s.failing and asterisk.marker() == map_hash(desired_map(make_site()))
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_warning_not_a_stop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No journal directory yet: the map is still written (as before the lock), and the
+    WARNING is said once, not at every sync."""
+    asterisk = FakeAsterisk()
+    holder = Holder(make_site())
+    s = AstdbSync(asterisk, holder, lock=MapLock(tmp_path / "missing" / "x.lock"))
+    with caplog.at_level(logging.WARNING, "callguard.astdb"):
+        s.sync(force=True)
+        holder.site = make_site(extra="0612340001")
+        s.sync()
+    assert caplog.text.count("without its lock") == 1
+    assert {f: asterisk.db[f] for f in (ROUTE, CID)} == desired_map(holder.site)
+
+
+def test_the_lock_lives_in_the_nodes_journal_directory(tmp_path: Path) -> None:
+    """Settings.journal_dir: the services' own directory on this node (a cluster node has
+    its own, as it has its own Asterisk and astdb)."""
+    settings = cast(Settings, SimpleNamespace(journal_dir=tmp_path / "journal"))
+    assert astdb_sync.map_lock(settings).path == tmp_path / "journal" / astdb_sync.LOCK_FILE
