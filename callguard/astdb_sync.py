@@ -123,10 +123,9 @@ class NotLive(RuntimeError):
 class MapLock:
     """The writers of one Asterisk's map take turns (the ARI app, the FastAGI fallback and
     `callguard site sync-asterisk` on the same node): an exclusive flock on `path`, opened
-    read-only (so root's CLI and the services' account share a file either may have
-    created). No path (a test, a caller without one), or one that cannot be opened (a
-    journal directory not made yet): no lock, with one WARNING; the map is still written,
-    as before there was a lock."""
+    read-only, the services' file (0600) whoever made it. No path (a test, a caller without
+    one), or one that cannot be opened (a journal directory not made yet): no lock, with one
+    WARNING; the map is still written, as before there was a lock."""
 
     def __init__(self, path: Path | None, timeout_s: float = LOCK_TIMEOUT_S,
                  poll_s: float = 0.05) -> None:
@@ -160,7 +159,8 @@ class MapLock:
         if self.path is None:
             return None
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            _own_like_directory(fd, self.path)
         except OSError as exc:
             if not self._warned:
                 log.warning("astdb route map written without its lock: %s: %s", self.path,
@@ -169,6 +169,17 @@ class MapLock:
             return None
         self._warned = False
         return fd
+
+
+def _own_like_directory(fd: int, path: Path) -> None:
+    """Root's CLI (`make run`) may be the first to open the lock: the file is then given to
+    the directory's owner, the services' account, like every file of their journal
+    directory (0600, theirs: SEC-2)."""
+    if os.geteuid() != 0:
+        return
+    st, parent = os.fstat(fd), os.stat(path.parent)
+    if (st.st_uid, st.st_gid) != (parent.st_uid, parent.st_gid):
+        os.fchown(fd, parent.st_uid, parent.st_gid)
 
 
 def map_lock(settings: Settings) -> MapLock:

@@ -700,3 +700,17 @@ def test_the_lock_lives_in_the_nodes_journal_directory(tmp_path: Path) -> None:
     its own, as it has its own Asterisk and astdb)."""
     settings = cast(Settings, SimpleNamespace(journal_dir=tmp_path / "journal"))
     assert astdb_sync.map_lock(settings).path == tmp_path / "journal" / astdb_sync.LOCK_FILE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's CLI making the file: needs root")
+def test_roots_cli_leaves_the_lock_file_to_the_services(tmp_path: Path) -> None:
+    """`make run` (root) runs `site sync-asterisk` before the services: the file it makes in
+    their journal directory is theirs, 0600, like the rest of it (SEC-2)."""
+    journal = tmp_path / "journal"
+    journal.mkdir(mode=0o700)
+    os.chown(journal, 65534, 65534)
+    lock = MapLock(journal / astdb_sync.LOCK_FILE)
+    with lock.held():
+        pass
+    st = (journal / astdb_sync.LOCK_FILE).stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
