@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -188,6 +192,69 @@ def test_144_change_in_one_shell_rejects_in_the_other(clean: Engine, settings: S
     assert decisions(ari_log) == ["Reject"]
     assert keys(clean, lid) == [caller_key(settings.hmac_key, n) for n in (first, second)]
     assert this_month_count(clean, lid) == 2
+
+
+def postgres_pids() -> list[int]:
+    """The project-local cluster's postmaster and every process it started (its backends,
+    the call path's connections among them)."""
+    pidfile = PROJECT_ROOT / ".run" / "pg" / "data" / "postmaster.pid"
+    if not pidfile.exists():
+        pytest.skip("PostgreSQL is not the project-local cluster (DATABASE_URL)")
+    postmaster = int(pidfile.read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a process gone meanwhile
+        if ppid == postmaster:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@contextmanager
+def postgres_hung() -> Iterator[None]:
+    """PostgreSQL alive but not answering (every process SIGSTOPped): a stuck host, a network
+    that swallows packets. Unlike a stopped server, nothing is refused: connections and
+    queries just wait. Always continued, whatever the test did."""
+    pids = postgres_pids()
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_144_in_the_fallback_database_hung_says_failed_calls_go_on(
+        ari_stopped: None, clean: Engine, settings: Settings, work: Path,
+        figures: dict[str, object]) -> None:
+    """REL-7 / REL-2 / REL-5 in the fallback with PostgreSQL hung, not stopped: the recorded
+    line still connects and records (decided from local state, its row journaled), the 144
+    menu still answers and "2" gets 「迷惑電話リストの登録に失敗しました。」 once the menu's
+    own 3 s bound runs out (SyncLists: the blocking driver waits on a thread the menu stops
+    waiting for), never silence or a stuck call. Once PostgreSQL runs again, the journaled
+    recording row arrives `complete` and the list holds nothing half-written."""
+    lid = list_id(clean, "0312345679")
+    nuisance_call(work / "a", "0312345679", F1B)
+    log = AppLog(settings, "fastagi.log")
+    with postgres_hung():
+        call = inbound(work / "rec", "0312345679", F1B, seconds=2)
+        started = time.monotonic()
+        r = dial_144(work / "b", F1B, dtmf("2"))
+        menu_call_s = time.monotonic() - started
+    assert call.final_status() == 200, call.timeline()
+    assert r.final_status() == 200 and r.bye_from_far_end(), r.timeline()
+    assert log.prompts() == ["menu", "register_failed"]
+    # The first call's row and the hung-time call's: written once PostgreSQL answers again
+    # (the writer's statement was waiting on the stopped server, or journaled).
+    assert wait_for(lambda: [(r["status"], r["number"]) for r in recordings(clean)]
+                    == [("complete", "0312345679")] * 2, 30), recordings(clean)
+    assert len(wav_files(settings)) == 2
+    assert keys(clean, lid) == []
+    figures.update(menu_call_s=round(menu_call_s, 1))
 
 
 def test_144_in_the_fallback_database_down_says_failed(ari_stopped: None, clean: Engine,
