@@ -42,6 +42,15 @@ def load(file: Path, show: str, env: dict[str, str] | None = None,
                 f"{show}", env=env if env is not None else clean_env())
 
 
+def stack_ports() -> str:
+    """tools/stack.sh's lines that set Asterisk's ports (ARI_PORT, AMI_PORT, FASTAGI_PORT) from
+    the keys, as written there."""
+    lines = [line for line in STACK_SH.read_text().splitlines()
+             if re.match(r"^(ARI|AMI|FASTAGI)_PORT=", line)]
+    assert len(lines) == 3, lines
+    return "\n".join(lines) + "\n"
+
+
 def test_values_comments_quotes_and_line_ends(tmp_path: Path) -> None:
     f = tmp_path / "callguard.local.env"
     f.write_bytes(
@@ -263,7 +272,8 @@ def test_the_services_settings_reach_callguard_env(tmp_path: Path,
     r = bash(f'source "{LOCAL_ENV_SH}"\nlocal_env_load "{f}"\n{stubs}'
              + functions("secrets") +
              f'RUN="{run}"; LOG="$RUN/log"; PG_DIR="$RUN/pg"; ENV_FILE="$RUN/callguard.env"\n'
-             'ASTERISK_ROOT=/srv/root; PG_PORT=${CALLGUARD_PG_PORT:-55432}\nsecrets\n',
+             'ASTERISK_ROOT=/srv/root; PG_PORT=${CALLGUARD_PG_PORT:-55432}\n'
+             + stack_ports() + 'secrets\n',
              env=clean_env(CALLGUARD_API_PORT="8091"))
     assert r.returncode == 0, r.stderr
     env_file = run / "callguard.env"
@@ -289,7 +299,7 @@ def test_the_keys_are_those_the_code_reads() -> None:
     for key in keys_of("services"):
         assert key in read, key
     for key in keys_of("stack"):
-        assert re.search(rf"\$\{{{key}[:+}}-]", stack), key
+        assert re.search(rf"\$\{{{key}[:+}}-]|local_env_port {key} ", stack), key
 
 
 def test_the_example_documents_every_key_and_passes_the_check(tmp_path: Path) -> None:

@@ -280,6 +280,23 @@ def test_the_project_root_and_the_logs_keep_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["asterisk"]
 
 
+def install_script(root: Path, run: Path, ports: str = "") -> str:
+    """ast_install into `root` (taken for a system Asterisk's: etc_keep's project-root test
+    taken out), its secrets in `run`; `ports`: shell assignments before it, under the
+    defaults tools/stack.sh sets (ARI_PORT, AMI_PORT, FASTAGI_PORT)."""
+    install = functions("say", "ast_etc", "ast_put", "etc_keep_begin", "etc_keep",
+                        "etc_kept_say", "ami_switch", "ast_conf_ports", "ast_install")
+    guard = '    [ -z "$ASTERISK_ROOT" ] || return 0\n'
+    assert guard in functions("etc_keep_begin")
+    install = install.replace(guard, "", 1)
+    return (f'source "{PROJECT_ROOT / "tools" / "local_env.sh"}"\n{ports}\n'
+            + install + script_lines("AST_GENERATED", "ARI_PORT", "AMI_PORT", "FASTAGI_PORT") +
+            'users() { :; }\nroot_users() { :; }\nroot_svc_account() { :; }\n'
+            'ast_owns() { :; }\n'
+            f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
+            'ast_install\n')
+
+
 def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
     """ast_install itself, into a temporary root taken for a system Asterisk's (etc_keep's
     project-root test taken out): every file it writes goes through the backup, generated ones
@@ -298,16 +315,7 @@ def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
     work = tmp_path / "work"  # asterisk_conf/ as the checkout's, no sounds
     work.mkdir()
     (work / "asterisk_conf").symlink_to(PROJECT_ROOT / "asterisk_conf")
-    install = functions("say", "ast_etc", "ast_put", "etc_keep_begin", "etc_keep",
-                        "etc_kept_say", "ami_switch", "ast_install")
-    guard = '    [ -z "$ASTERISK_ROOT" ] || return 0\n'
-    assert guard in functions("etc_keep_begin")
-    install = install.replace(guard, "", 1)
-    script = (install + script_lines("AST_GENERATED") +
-              'users() { :; }\nroot_users() { :; }\nroot_svc_account() { :; }\n'
-              'ast_owns() { :; }\n'
-              f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
-              'ast_install\n')
+    script = install_script(root, run)
     r = bash(script, cwd=work)
     assert r.returncode == 0, r.stderr
     kept = [p for p in (root / "etc").iterdir() if p.name.startswith("asterisk.")]
