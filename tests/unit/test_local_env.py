@@ -407,3 +407,21 @@ def test_asterisks_ports_reach_callguard_env(tmp_path: Path,
     assert (s.ari_url, s.ami_port, s.fastagi_port) == ("http://127.0.0.1:8188", 5138, 4673)
     from callguard.prometheus_conf import _targets
     assert _targets(s)["asterisk"] == "127.0.0.1:8188"
+
+
+def test_the_clash_checks_defaults_are_the_codes() -> None:
+    """LOCAL_ENV_TCP_PORTS' defaults are those callguard/config.py and tools/stack.sh apply, and
+    every port key the file takes but PostgreSQL's (a unix socket) is checked."""
+    out = bash(f'source "{LOCAL_ENV_SH}"\nprintf "%s\\n" "${{LOCAL_ENV_TCP_PORTS[@]}}"').stdout
+    table = dict(line.split(":") for line in out.split())
+    config = (PROJECT_ROOT / "callguard" / "config.py").read_text()
+    read = {f"CALLGUARD_{k}": v for k, v in re.findall(r'get_int\("([A-Z_]+_PORT)", (\d+)\)',
+                                                       config)}
+    read["CALLGUARD_ARI_PORT"] = re.search(r'get\("ARI_URL", "http://127\.0\.0\.1:(\d+)"',
+                                           config)[1]  # type: ignore[index]
+    assert table == read
+    for key, default in table.items():
+        if key in ("CALLGUARD_ARI_PORT", "CALLGUARD_AMI_PORT", "CALLGUARD_FASTAGI_PORT"):
+            assert f"local_env_port {key} {default})" in STACK_SH.read_text(), key
+    ports = [k for k in keys_of() if k.endswith("_PORT") and k != "CALLGUARD_PG_PORT"]
+    assert sorted(ports) == sorted(table)
