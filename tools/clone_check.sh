@@ -63,6 +63,12 @@ for pair in "$SRC/.build/svc-venv:$SVC" "$SRC/.venv:$CL/.venv" "$SRC:$CL"; do
         while read -r f; do [ -L "$f" ] || sed -i "s#$from#$to#g" "$f"; done
 done
 touch "$CL/.venv/.installed" "$SVC/.installed"
+# Asterisk's ports moved off their defaults, as on a host where another program holds them
+# (callguard.local.env, RUN-4): the first call below then proves they reach both sides, the
+# installed Asterisk configuration and the services' .run/callguard.env.
+printf 'CALLGUARD_ARI_PORT=8188\nCALLGUARD_AMI_PORT=5138\nCALLGUARD_FASTAGI_PORT=4673\n' \
+    > "$CL/callguard.local.env"
+chmod 0600 "$CL/callguard.local.env"
 t1=$(date +%s.%N)
 echo "CLONE=$CL"
 echo "STATE=$STATE"
@@ -82,6 +88,12 @@ echo "RUN_S=$(echo "$(date +%s.%N) - $s" | bc)"
 root=$(readlink -f .build/asterisk-root)
 echo "ASTERISK_UID=$(awk '/^Uid:/{print $3}' /proc/"$(cat "$root/run/asterisk/asterisk.pid")"/status)"
 for n in ari fastagi api; do echo "${n^^}_UID=$(awk '/^Uid:/{print $3}' /proc/"$(cat .run/$n.pid)"/status)"; done
+# What listens on TCP in this namespace (the clone's stack alone): address:port, one line.
+echo "LISTEN=$(ss -ltnH | awk '{print $4}' | sort -u | tr '\n' ' ')"
+# The dialplan's FastAGI URL as the running Asterisk has it (its secret not printed).
+if tools/stack.sh ast -rx 'dialplan show globals' 2>/dev/null |
+        grep -Eq 'CG_FASTAGI *= *agi://127\.0\.0\.1:4673/'; then echo "AGI_PORT=ok"
+else echo "AGI_PORT=failed"; fi
 w=$(mktemp -d)
 (cd "$w" && exec timeout 30 sipp -sn uas -i 127.0.1.1 -p 5060 -m 1 >uas.out 2>&1) &
 uas=$!

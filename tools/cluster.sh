@@ -57,9 +57,11 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     sed -i -e "s/^\[options\]$/[options]\nsystemname = n$n/" "$etc/asterisk.conf"
     # ... its address, ports and RTP range ...
     sed -i -e "s/^bind = 127.0.0.1:5060/bind = $ip:5060/" "$etc/pjsip.conf"
-    sed -i -e "s/^bindport = 8088/bindport = $((8100 + n))/" "$etc/http.conf"
+    # (the single node's ports there are CALLGUARD_ARI_PORT's and CALLGUARD_AMI_PORT's, 8088
+    # and 5038 by default: ast_install; a node's are its own whatever they are)
+    sed -i -e "s/^bindport = [0-9]*$/bindport = $((8100 + n))/" "$etc/http.conf"
     sed -i -e "s#^allowed_origins = .*#allowed_origins = http://127.0.0.1:$((8100 + n))#" "$etc/ari.conf"
-    sed -i -e "s/^port = 5038/port = $((5100 + n))/" "$etc/manager.conf"
+    sed -i -e "s/^port = [0-9]*$/port = $((5100 + n))/" "$etc/manager.conf"
     sed -i -e "s/^rtpstart = .*/rtpstart = $((20000 + (n - 1) * 4000))/" \
         -e "s/^rtpend = .*/rtpend = $((20000 + (n - 1) * 4000 + 3999))/" "$etc/rtp.conf"
     (umask 077; printf 'CG_FASTAGI = agi://127.0.0.1:%d/%s\n' $((4580 + n)) \
@@ -74,7 +76,8 @@ node_install() {  # n: generate node n's Asterisk configuration and its services
     local nd=$NODES_DIR/n$n
     mkdir -p "$nd/log" "$nd/journal"
     svc_logs "$nd/log"
-    (umask 077; { grep -v -e '^CALLGUARD_ARI_URL=' -e '^CALLGUARD_LOG_DIR=' "$ENV_FILE"; cat <<EOT
+    (umask 077; { grep -v -e '^CALLGUARD_ARI_URL=' -e '^CALLGUARD_LOG_DIR=' \
+                      -e '^CALLGUARD_AMI_PORT=' -e '^CALLGUARD_FASTAGI_PORT=' "$ENV_FILE"; cat <<EOT
 CALLGUARD_ARI_URL=http://127.0.0.1:$((8100 + n))
 CALLGUARD_LOG_DIR=$nd/log
 CALLGUARD_ASTERISK_CONF=$(node_conf "$n")

@@ -20,11 +20,15 @@
 
 # KEY:what its value must be:who reads it. `services`: callguard/config.py (the services, the
 # CLI), through .run/callguard.env; `stack`: tools/stack.sh (and tools/cluster.sh) itself.
+# The ports Asterisk listens on or calls (CALLGUARD_ARI_PORT, _AMI_PORT, _FASTAGI_PORT) are
+# `stack`: tools/stack.sh puts them on both sides, into the Asterisk configuration it installs
+# (http.conf, ari.conf, manager.conf, the dialplan's CG_FASTAGI) and into .run/callguard.env
+# (CALLGUARD_ARI_URL, _AMI_PORT, _FASTAGI_PORT), so the two always agree.
 # Not here on purpose: what tools/stack.sh generates (CALLGUARD_DATABASE_URL from DATABASE_URL,
-# the secrets' *_FILE, CALLGUARD_LOG_DIR, CALLGUARD_ASTERISK_ROOT, ...), what asterisk_conf/
-# fixes on Asterisk's side too (CALLGUARD_ARI_URL, _ARI_USER, _ARI_APP, _AMI_PORT, _AMI_USER,
-# _FASTAGI_HOST, _FASTAGI_PORT, _RECORDINGS_ASTERISK_DIR) and the listening address of the API
-# (CALLGUARD_API_HOST: loopback only, RUN-4).
+# the secrets' *_FILE, CALLGUARD_LOG_DIR, CALLGUARD_ASTERISK_ROOT, CALLGUARD_ARI_URL from
+# CALLGUARD_ARI_PORT, ...), what asterisk_conf/ fixes on Asterisk's side too (CALLGUARD_ARI_USER,
+# _ARI_APP, _AMI_USER, _RECORDINGS_ASTERISK_DIR) and the listening addresses (CALLGUARD_API_HOST,
+# _FASTAGI_HOST, Asterisk's bindaddr: loopback only, RUN-4).
 LOCAL_ENV_KEYS=(
     DATABASE_URL:pgurl:stack
     CALLGUARD_PG_PORT:port:stack
@@ -32,6 +36,9 @@ LOCAL_ENV_KEYS=(
     CALLGUARD_ASTERISK_LOG_MAX:count:stack
     ASTERISK_ROOT:root:stack
     CALLGUARD_SVC_VENV:path:stack
+    CALLGUARD_ARI_PORT:port:stack
+    CALLGUARD_AMI_PORT:port:stack
+    CALLGUARD_FASTAGI_PORT:port:stack
     CALLGUARD_RT_PRIORITY:rtprio:services
     CALLGUARD_MAX_RECORDINGS:count:services
     CALLGUARD_AT_CAPACITY_POLICY:policy:services
@@ -42,8 +49,22 @@ LOCAL_ENV_KEYS=(
     CALLGUARD_METRICS_API_PORT:port:services
     CALLGUARD_PROMETHEUS_PORT:port:services
 )
+# The TCP ports the stack listens on (127.0.0.1 only, RUN-4) with their defaults (tools/stack.sh,
+# callguard/config.py): no two may be the same (local_env_ports_check). CALLGUARD_PG_PORT is not
+# one: the project-local PostgreSQL has a unix socket only (RUN-2).
+LOCAL_ENV_TCP_PORTS=(
+    CALLGUARD_ARI_PORT:8088
+    CALLGUARD_AMI_PORT:5038
+    CALLGUARD_FASTAGI_PORT:4573
+    CALLGUARD_API_PORT:8089
+    CALLGUARD_METRICS_ARI_PORT:9461
+    CALLGUARD_METRICS_FASTAGI_PORT:9462
+    CALLGUARD_METRICS_API_PORT:9463
+    CALLGUARD_PROMETHEUS_PORT:9460
+)
 LOCAL_ENV_FROM_FILE=""  # the keys whose value came from the file (local_env_load)
 LOCAL_ENV_FROM_ENV=""   # the keys the file sets that make's environment set first
+declare -gA LOCAL_ENV_LINE=()  # key → the file's line its value came from (local_env_load)
 
 local_env_keys() {  # [services|stack]: the keys the file takes (those of one reader)
     local e
@@ -83,7 +104,7 @@ local_env_load() {  # file [warn|lenient]: its values into this shell, under mak
     # skipped, never a stop (REL-9). No file: nothing.
     local file=$1 mode=${2:-} line n=0 key value why
     local -A seen=()
-    LOCAL_ENV_FROM_FILE=""; LOCAL_ENV_FROM_ENV=""
+    LOCAL_ENV_FROM_FILE=""; LOCAL_ENV_FROM_ENV=""; LOCAL_ENV_LINE=()
     [ -e "$file" ] || return 0
     if [ ! -f "$file" ] || [ ! -r "$file" ]; then
         echo "$file: not a readable file" >&2
@@ -135,6 +156,7 @@ local_env_load() {  # file [warn|lenient]: its values into this shell, under mak
             LOCAL_ENV_FROM_ENV+=" $key"; continue
         fi
         printf -v "$key" '%s' "$value"
+        LOCAL_ENV_LINE[$key]=$n
         [[ " $LOCAL_ENV_FROM_FILE " == *" $key "* ]] || LOCAL_ENV_FROM_FILE+=" $key"
     done < "$file"
     LOCAL_ENV_FROM_FILE=${LOCAL_ENV_FROM_FILE# }; LOCAL_ENV_FROM_ENV=${LOCAL_ENV_FROM_ENV# }
@@ -143,6 +165,46 @@ local_env_load() {  # file [warn|lenient]: its values into this shell, under mak
        [[ ${DATABASE_URL:-} =~ ://[^/@]*:[^/@]*@ ]] && [[ " $LOCAL_ENV_FROM_FILE " == *" DATABASE_URL "* ]]; then
         echo "$file: warning: every user may read it and DATABASE_URL holds a password: chmod 600 $file" >&2
     fi
+}
+local_env_port() {  # key, default: the port in effect, as a plain number (a value the key
+    # cannot take, from make's environment under a lenient load: the default)
+    local v=${!1:-$2}
+    [ -z "$(local_env_invalid "$1" "$v")" ] || v=$2
+    printf '%s' "$((10#$v))"
+}
+local_env_ports_check() {  # file: every TCP port of LOCAL_ENV_TCP_PORTS in effect is a port
+    # and no two are the same; else one line on stderr naming the key (FILE:LINE when the file
+    # set it) and returns 2. Run after local_env_load.
+    local e key def v n other
+    local -A owner=()
+    for e in "${LOCAL_ENV_TCP_PORTS[@]}"; do
+        key=${e%%:*}; def=${e#*:}; v=${!key:-$def}
+        if [ -n "$(local_env_invalid "$key" "$v")" ]; then
+            echo "$(local_env_where "$1" "$key"): $key must be a port, 1 to 65535" >&2; return 2
+        fi
+        n=$((10#$v))
+        if [ -n "${owner[$n]:-}" ]; then
+            other=${owner[$n]}
+            # said at the key set last: make's environment, else the file's later line
+            if [ "$(local_env_rank "$other")" -gt "$(local_env_rank "$key")" ]; then
+                other=$key; key=${owner[$n]}
+            fi
+            [ "$(local_env_rank "$other")" != 0 ] || other+=" (its default)"
+            echo "$(local_env_where "$1" "$key"): $key=$n: $other has that port too; each port of 127.0.0.1 once, set one of them to a free port" >&2
+            return 2
+        fi
+        owner[$n]=$key
+    done
+}
+local_env_rank() {  # key: 0 its default, the file's line, make's environment above every line
+    if [ -n "${LOCAL_ENV_LINE[$1]:-}" ]; then printf '%s' "${LOCAL_ENV_LINE[$1]}"
+    elif [ -n "${!1:-}" ]; then printf '%s' 1000000000
+    else printf 0; fi
+}
+local_env_where() {  # file, key: where the key's value comes from (FILE:LINE), for a message
+    if [ -n "${LOCAL_ENV_LINE[$2]:-}" ]; then printf '%s:%s' "$1" "${LOCAL_ENV_LINE[$2]}"
+    elif [ -n "${!2:-}" ]; then printf "make's environment"
+    else printf 'the defaults'; fi
 }
 local_env_services() {  # the services' keys that are set, as .run/callguard.env's lines
     local k
@@ -155,6 +217,7 @@ local_env_services() {  # the services' keys that are set, as .run/callguard.env
 local_env_check() {  # [file]: make's first step: the warnings, then what is in effect
     local file=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)/callguard.local.env}
     local_env_load "$file" warn || return
+    local_env_ports_check "$file" || return
     [ -e "$file" ] || return 0
     local instead=""
     [ -z "$LOCAL_ENV_FROM_ENV" ] || instead=" (from make's environment instead: $LOCAL_ENV_FROM_ENV)"

@@ -6,6 +6,11 @@ namespace of its own runs `make run`, places the README's first call with sipp a
 PostgreSQL data dir (and the services' state) inside the checkout, `make run` fails there
 (`initdb: could not access directory ".run/pg/data": Permission denied`).
 
+The clone's callguard.local.env moves Asterisk's ports off their defaults (ARI 8188, AMI 5138,
+FastAGI 4673), as on a host where another program holds 8088, 5038 or 4573 (RUN-4): its `make
+run` (which waits for the ARI app's websocket) and its first call prove the installed Asterisk
+configuration and the services' .run/callguard.env moved together.
+
 It tests the committed HEAD (a clone), not uncommitted edits. ~2–3 min on the 2-core machine.
 """
 
@@ -28,6 +33,13 @@ def test_make_run_and_first_call_from_a_0700_clone(figures: dict[str, object]) -
     assert out.get("RUN") == "ok", report
     assert out.get("CALL") == "ok" and out.get("ANSWERED") == "ok", report
     assert out.get("DOWN") == "ok", report
+    # The moved ports: Asterisk's HTTP/ARI and the FastAGI fallback there, on loopback only,
+    # nothing on the defaults (the AMI stays off until a recording pause needs it); the
+    # dialplan calls the fallback on its moved port.
+    listen = out.get("LISTEN", "").split()
+    assert "127.0.0.1:8188" in listen and "127.0.0.1:4673" in listen, report
+    assert not [a for a in listen if a.rsplit(":", 1)[-1] in ("8088", "5038", "4573")], report
+    assert out.get("AGI_PORT") == "ok", report
     assert done.returncode == 0, report
     # The clone's Asterisk and services ran as their own accounts, not root, not postgres.
     ast, svc = pwd.getpwnam("callguard-ast").pw_uid, pwd.getpwnam("callguard").pw_uid

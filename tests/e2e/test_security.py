@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, text
 
@@ -29,7 +30,8 @@ def test_services_listen_on_loopback_only(stack: Settings) -> None:
     ours = [line for line in out.splitlines()
             if any(f'(("{p}' in line for p in OUR_PROCESSES)]
     listening = [line for line in ours if "LISTEN" in line or ":5060 " in line]
-    assert any(":8088 " in line for line in listening), out
+    ari_port = urlsplit(stack.ari_url).port or 8088  # CALLGUARD_ARI_PORT (callguard.local.env)
+    assert any(f":{ari_port} " in line for line in listening), out
     assert any(":5060 " in line for line in listening), out
     for line in listening:
         local = line.split()[4]

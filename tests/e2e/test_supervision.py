@@ -90,7 +90,8 @@ def test_killed_services_are_restarted_within_2s(clean: Engine, settings: Settin
     # Reconnection takes the interpreter's start-up on top (imports, site load).
     assert wait_for(app_connected, 30), "the restarted ARI app did not reconnect"
     connected_s = time.monotonic() - t0
-    assert wait_for(lambda: listening(4573), 30), "the restarted fallback does not listen"
+    assert wait_for(lambda: listening(settings.fastagi_port), 30), \
+        "the restarted fallback does not listen"
     figures.update(restarted_s=round(restarted_s, 2), reconnected_s=round(connected_s, 2))
 
     the_app_takes_the_next_call(clean, settings, work)

@@ -42,6 +42,15 @@ def load(file: Path, show: str, env: dict[str, str] | None = None,
                 f"{show}", env=env if env is not None else clean_env())
 
 
+def stack_ports() -> str:
+    """tools/stack.sh's lines that set Asterisk's ports (ARI_PORT, AMI_PORT, FASTAGI_PORT) from
+    the keys, as written there."""
+    lines = [line for line in STACK_SH.read_text().splitlines()
+             if re.match(r"^(ARI|AMI|FASTAGI)_PORT=", line)]
+    assert len(lines) == 3, lines
+    return "\n".join(lines) + "\n"
+
+
 def test_values_comments_quotes_and_line_ends(tmp_path: Path) -> None:
     f = tmp_path / "callguard.local.env"
     f.write_bytes(
@@ -263,7 +272,8 @@ def test_the_services_settings_reach_callguard_env(tmp_path: Path,
     r = bash(f'source "{LOCAL_ENV_SH}"\nlocal_env_load "{f}"\n{stubs}'
              + functions("secrets") +
              f'RUN="{run}"; LOG="$RUN/log"; PG_DIR="$RUN/pg"; ENV_FILE="$RUN/callguard.env"\n'
-             'ASTERISK_ROOT=/srv/root; PG_PORT=${CALLGUARD_PG_PORT:-55432}\nsecrets\n',
+             'ASTERISK_ROOT=/srv/root; PG_PORT=${CALLGUARD_PG_PORT:-55432}\n'
+             + stack_ports() + 'secrets\n',
              env=clean_env(CALLGUARD_API_PORT="8091"))
     assert r.returncode == 0, r.stderr
     env_file = run / "callguard.env"
@@ -289,7 +299,7 @@ def test_the_keys_are_those_the_code_reads() -> None:
     for key in keys_of("services"):
         assert key in read, key
     for key in keys_of("stack"):
-        assert re.search(rf"\$\{{{key}[:+}}-]", stack), key
+        assert re.search(rf"\$\{{{key}[:+}}-]|local_env_port {key} ", stack), key
 
 
 def test_the_example_documents_every_key_and_passes_the_check(tmp_path: Path) -> None:
@@ -313,3 +323,105 @@ def test_the_file_is_ignored_by_git() -> None:
     r = subprocess.run(["git", "check-ignore", "-q", "callguard.local.env.example"],
                        cwd=PROJECT_ROOT, check=False)
     assert r.returncode == 1
+
+
+# ---- Asterisk's ports (CALLGUARD_ARI_PORT, _AMI_PORT, _FASTAGI_PORT) and port clashes ---------
+
+def ports_check(file: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """local_env_load FILE then local_env_ports_check FILE, as tools/stack.sh's `make run` does."""
+    return load(file, f'local_env_ports_check "{file}"\necho ok', env=env)
+
+
+def test_asterisks_ports_are_keys_of_the_stack() -> None:
+    for key in ("CALLGUARD_ARI_PORT", "CALLGUARD_AMI_PORT", "CALLGUARD_FASTAGI_PORT"):
+        assert key in keys_of("stack")
+    assert "CALLGUARD_ARI_PORT" not in keys_of("services")
+
+
+@pytest.mark.parametrize(("text", "env", "said"), [
+    ("CALLGUARD_API_PORT=8090\nCALLGUARD_AMI_PORT=8090\n", {},
+     "{f}:2: CALLGUARD_AMI_PORT=8090: CALLGUARD_API_PORT has that port too"),
+    ("CALLGUARD_AMI_PORT=8090\n\nCALLGUARD_API_PORT=8090\n", {},
+     "{f}:3: CALLGUARD_API_PORT=8090: CALLGUARD_AMI_PORT has that port too"),
+    ("# the API's default\nCALLGUARD_ARI_PORT=8089\n", {},
+     "{f}:2: CALLGUARD_ARI_PORT=8089: CALLGUARD_API_PORT (its default) has that port too"),
+    ("CALLGUARD_FASTAGI_PORT=4673\n", {"CALLGUARD_ARI_PORT": "4673"},
+     "make's environment: CALLGUARD_ARI_PORT=4673: CALLGUARD_FASTAGI_PORT has that port too"),
+    ("", {"CALLGUARD_METRICS_API_PORT": "04573"},
+     "make's environment: CALLGUARD_METRICS_API_PORT=4573: CALLGUARD_FASTAGI_PORT (its default)"),
+    ("", {"CALLGUARD_AMI_PORT": "ami"},
+     "make's environment: CALLGUARD_AMI_PORT must be a port"),
+])
+def test_two_keys_on_one_port_stop_with_one_line_naming_the_key(
+        tmp_path: Path, text: str, env: dict[str, str], said: str) -> None:
+    f = tmp_path / "callguard.local.env"
+    f.write_text(text)
+    r = ports_check(f, clean_env(**env))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(said.format(f=f)), r.stderr
+    # and `make local-env` (make run's first step) says the same
+    c = subprocess.run([str(LOCAL_ENV_SH), "check", str(f)], capture_output=True, text=True,
+                       env=clean_env(**env), check=False)
+    assert c.returncode == 2 and c.stderr.startswith(said.format(f=f)), c.stderr
+
+
+def test_moved_ports_that_do_not_clash_pass(tmp_path: Path) -> None:
+    f = tmp_path / "callguard.local.env"
+    f.write_text("CALLGUARD_ARI_PORT=8188\nCALLGUARD_AMI_PORT=5138\nCALLGUARD_FASTAGI_PORT=4673\n"
+                 "CALLGUARD_PG_PORT=8088\n")  # the database's is a unix socket's: no clash
+    r = ports_check(f)
+    assert r.returncode == 0 and r.stdout == "ok\n" and r.stderr == "", r.stderr
+    assert ports_check(tmp_path / "none").stdout == "ok\n"  # no file: the defaults
+
+
+def test_the_port_in_effect_is_a_plain_number_or_the_default() -> None:
+    show = ('printf "%s " "$(local_env_port CALLGUARD_ARI_PORT 8088)" '
+            '"$(local_env_port CALLGUARD_AMI_PORT 5038)" '
+            '"$(local_env_port CALLGUARD_FASTAGI_PORT 4573)"')
+    r = bash(f'source "{LOCAL_ENV_SH}"\n{show}',
+             env=clean_env(CALLGUARD_ARI_PORT="08188", CALLGUARD_AMI_PORT="99999"))
+    assert r.returncode == 0 and r.stdout.split() == ["8188", "5038", "4573"], r.stderr
+
+
+def test_asterisks_ports_reach_callguard_env(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """secrets(): the ARI app (CALLGUARD_ARI_URL), the API's AMI client, the FastAGI server and
+    Prometheus's scrape of Asterisk (callguard/prometheus_conf.py) follow the moved ports."""
+    run = tmp_path / ".run"
+    (run / "log").mkdir(parents=True)
+    f = tmp_path / "callguard.local.env"
+    f.write_text("CALLGUARD_ARI_PORT=8188\nCALLGUARD_FASTAGI_PORT=4673\n")
+    r = bash(f'source "{LOCAL_ENV_SH}"\nlocal_env_load "{f}"\n'
+             'users() { :; }\nsvc_owns() { :; }\n' + functions("secrets") +
+             f'RUN="{run}"; LOG="$RUN/log"; PG_DIR="$RUN/pg"; ENV_FILE="$RUN/callguard.env"\n'
+             'ASTERISK_ROOT=/srv/root; PG_PORT=55432\n' + stack_ports() + 'secrets\n',
+             env=clean_env(CALLGUARD_AMI_PORT="5138"))
+    assert r.returncode == 0, r.stderr
+    env_file = run / "callguard.env"
+    text = env_file.read_text()
+    assert "CALLGUARD_ARI_URL=http://127.0.0.1:8188\n" in text
+    assert "CALLGUARD_AMI_PORT=5138\n" in text and "CALLGUARD_FASTAGI_PORT=4673\n" in text
+    for key in [k for k in os.environ if k.startswith("CALLGUARD_")]:
+        monkeypatch.delenv(key)
+    s = load_settings(env_file)
+    assert (s.ari_url, s.ami_port, s.fastagi_port) == ("http://127.0.0.1:8188", 5138, 4673)
+    from callguard.prometheus_conf import _targets
+    assert _targets(s)["asterisk"] == "127.0.0.1:8188"
+
+
+def test_the_clash_checks_defaults_are_the_codes() -> None:
+    """LOCAL_ENV_TCP_PORTS' defaults are those callguard/config.py and tools/stack.sh apply, and
+    every port key the file takes but PostgreSQL's (a unix socket) is checked."""
+    out = bash(f'source "{LOCAL_ENV_SH}"\nprintf "%s\\n" "${{LOCAL_ENV_TCP_PORTS[@]}}"').stdout
+    table = dict(line.split(":") for line in out.split())
+    config = (PROJECT_ROOT / "callguard" / "config.py").read_text()
+    read = {f"CALLGUARD_{k}": v for k, v in re.findall(r'get_int\("([A-Z_]+_PORT)", (\d+)\)',
+                                                       config)}
+    read["CALLGUARD_ARI_PORT"] = re.search(r'get\("ARI_URL", "http://127\.0\.0\.1:(\d+)"',
+                                           config)[1]  # type: ignore[index]
+    assert table == read
+    for key, default in table.items():
+        if key in ("CALLGUARD_ARI_PORT", "CALLGUARD_AMI_PORT", "CALLGUARD_FASTAGI_PORT"):
+            assert f"local_env_port {key} {default})" in STACK_SH.read_text(), key
+    ports = [k for k in keys_of() if k.endswith("_PORT") and k != "CALLGUARD_PG_PORT"]
+    assert sorted(ports) == sorted(table)

@@ -280,6 +280,23 @@ def test_the_project_root_and_the_logs_keep_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["asterisk"]
 
 
+def install_script(root: Path, run: Path, ports: str = "") -> str:
+    """ast_install into `root` (taken for a system Asterisk's: etc_keep's project-root test
+    taken out), its secrets in `run`; `ports`: shell assignments before it, under the
+    defaults tools/stack.sh sets (ARI_PORT, AMI_PORT, FASTAGI_PORT)."""
+    install = functions("say", "ast_etc", "ast_put", "etc_keep_begin", "etc_keep",
+                        "etc_kept_say", "ami_switch", "ast_conf_ports", "ast_install")
+    guard = '    [ -z "$ASTERISK_ROOT" ] || return 0\n'
+    assert guard in functions("etc_keep_begin")
+    install = install.replace(guard, "", 1)
+    return (f'source "{PROJECT_ROOT / "tools" / "local_env.sh"}"\n{ports}\n'
+            + install + script_lines("AST_GENERATED", "ARI_PORT", "AMI_PORT", "FASTAGI_PORT") +
+            'users() { :; }\nroot_users() { :; }\nroot_svc_account() { :; }\n'
+            'ast_owns() { :; }\n'
+            f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
+            'ast_install\n')
+
+
 def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
     """ast_install itself, into a temporary root taken for a system Asterisk's (etc_keep's
     project-root test taken out): every file it writes goes through the backup, generated ones
@@ -298,16 +315,7 @@ def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
     work = tmp_path / "work"  # asterisk_conf/ as the checkout's, no sounds
     work.mkdir()
     (work / "asterisk_conf").symlink_to(PROJECT_ROOT / "asterisk_conf")
-    install = functions("say", "ast_etc", "ast_put", "etc_keep_begin", "etc_keep",
-                        "etc_kept_say", "ami_switch", "ast_install")
-    guard = '    [ -z "$ASTERISK_ROOT" ] || return 0\n'
-    assert guard in functions("etc_keep_begin")
-    install = install.replace(guard, "", 1)
-    script = (install + script_lines("AST_GENERATED") +
-              'users() { :; }\nroot_users() { :; }\nroot_svc_account() { :; }\n'
-              'ast_owns() { :; }\n'
-              f'ASTERISK_ROOT="{root}"; RUN="{run}"; AST_USER=$(id -un); SVC_USER=$AST_USER\n'
-              'ast_install\n')
+    script = install_script(root, run)
     r = bash(script, cwd=work)
     assert r.returncode == 0, r.stderr
     kept = [p for p in (root / "etc").iterdir() if p.name.startswith("asterisk.")]
@@ -318,6 +326,90 @@ def test_ast_install_keeps_every_file_it_replaces(tmp_path: Path) -> None:
                         f"{kept[0]}/: ari_users.conf pjsip.conf\n")
     again = bash(script, cwd=work)
     assert again.returncode == 0 and again.stdout == "", again.stderr
+
+
+# ---- Asterisk's ports (callguard.local.env's CALLGUARD_ARI_PORT, _AMI_PORT, _FASTAGI_PORT) ----
+
+def installed(tmp_path: Path, ports: str) -> Path:
+    """ast_install with `ports` (shell assignments) into a fresh root: its etc directory."""
+    root = tmp_path / "root"
+    (root / "etc" / "asterisk").mkdir(parents=True)
+    (root / "var" / "lib" / "asterisk").mkdir(parents=True)
+    run = tmp_path / "run"
+    (run / "secrets").mkdir(parents=True)
+    for name in ("ari.password", "agi.secret", "ami.password"):
+        (run / "secrets" / name).write_text(f"{name}-secret\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "asterisk_conf").symlink_to(PROJECT_ROOT / "asterisk_conf")
+    r = bash(install_script(root, run, ports), cwd=work, env={
+        k: v for k, v in os.environ.items() if not k.endswith("_PORT")})
+    assert r.returncode == 0, r.stderr
+    return root / "etc" / "asterisk"
+
+
+def test_the_defaults_install_asterisk_conf_as_it_is(tmp_path: Path) -> None:
+    etc = installed(tmp_path, "")
+    for f in (PROJECT_ROOT / "asterisk_conf").glob("*.conf"):
+        assert (etc / f.name).read_bytes() == f.read_bytes(), f.name
+    assert (etc / "extensions_agi_secret.conf").read_text() == \
+        "CG_FASTAGI = agi://127.0.0.1:4573/agi.secret-secret\n"
+
+
+def test_moved_ports_reach_the_installed_configuration_only(tmp_path: Path) -> None:
+    """RUN-4: the ports move, the address stays 127.0.0.1; asterisk_conf/ keeps the defaults."""
+    etc = installed(tmp_path, "CALLGUARD_ARI_PORT=8188\nCALLGUARD_AMI_PORT=5138\n"
+                              "CALLGUARD_FASTAGI_PORT=4673\n")
+
+    def lines(name: str) -> list[str]:
+        return (etc / name).read_text().splitlines()
+
+    assert "bindport = 8188" in lines("http.conf") and "bindaddr = 127.0.0.1" in lines("http.conf")
+    assert "allowed_origins = http://127.0.0.1:8188" in lines("ari.conf")
+    assert "port = 5138" in lines("manager.conf")
+    assert "bindaddr = 127.0.0.1" in lines("manager.conf")
+    assert "http://127.0.0.1:8188/metrics" in (etc / "prometheus.conf").read_text()
+    assert lines("extensions_agi_secret.conf") == [
+        "CG_FASTAGI = agi://127.0.0.1:4673/agi.secret-secret"]
+    for f in (PROJECT_ROOT / "asterisk_conf").glob("*.conf"):
+        text = (etc / f.name).read_text()
+        assert not re.search(r"\b(8088|5038|4573)\b", text), f.name
+    conf = PROJECT_ROOT / "asterisk_conf"
+    assert "bindport = 8088" in (conf / "http.conf").read_text().splitlines()
+    assert "port = 5038" in (conf / "manager.conf").read_text().splitlines()
+
+
+def test_a_port_change_restarts_no_asterisk_but_is_reloaded_and_checked() -> None:
+    """A running Asterisk gets the new ports at ast_start's reload (`module reload` reloads
+    http.conf and manager.conf; Asterisk binds anew when the address changed), and ast_start
+    then checks ARI answers on the port, after a reload as after a start."""
+    start = functions("ast_start")
+    assert "ast_logs_locked ast_reload" in start
+    assert start.count("ast_ari_ready") == 2
+    assert "ast -rx 'module reload'" in functions("ast_reload")
+    answers = functions("ast_ari_answers")
+    assert "$ARI_PORT" in answers and "-K -" in answers  # the password never on a command line
+
+
+def test_a_cluster_node_gets_its_own_ports_whatever_the_single_nodes_are(tmp_path: Path) -> None:
+    """tools/cluster.sh node_install's rewrite of the copies ast_install made: the node's ports
+    (8100+n, 5100+n) replace the single node's, moved or not."""
+    text = CLUSTER_SH.read_text()
+    seds = [line.strip() for line in text.splitlines()
+            if re.match(r'\s*sed -i -e "s[/#]\^(bindport|port|allowed_origins) = ', line)]
+    assert len(seds) == 3, seds
+    for single in ("8088", "8188"):
+        etc = tmp_path / single
+        etc.mkdir()
+        (etc / "http.conf").write_text(f"[general]\nbindaddr = 127.0.0.1\nbindport = {single}\n")
+        (etc / "ari.conf").write_text(f"[general]\nallowed_origins = http://127.0.0.1:{single}\n")
+        (etc / "manager.conf").write_text(f"[general](+)\nbindaddr = 127.0.0.1\nport = "
+                                          f"{int(single) - 3050}\n")
+        r = bash(f'n=2; etc="{etc}"\n' + "\n".join(seds) + "\n")
+        assert r.returncode == 0, r.stderr
+        assert "bindport = 8102" in (etc / "http.conf").read_text().splitlines()
+        assert "allowed_origins = http://127.0.0.1:8102" in (etc / "ari.conf").read_text()
+        assert "port = 5102" in (etc / "manager.conf").read_text().splitlines()
 
 
 # ---- the services restarted when their settings changed (callguard.local.env) ---------------
