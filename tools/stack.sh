@@ -476,9 +476,10 @@ ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the
     ast_conf_check "$off" reloading "$out"
 }
 # What Asterisk logged reading its configuration since OFFSET of messages.log: at a reload, and
-# at a start too (ast_boot), where cli_permissions.conf is read once before Asterisk is fully
-# booted and a [callguard] whose account its root cannot resolve is the same `cli.c: Unknown
-# user 'callguard'` WARNING: the services' console would hold the whole CLI until a reload.
+# at a start too (ast_boot). A start reads cli_permissions.conf once, after the modules and
+# before Asterisk is fully booted (main/asterisk.c, ast_cli_perms_init(0)): a [callguard] whose
+# account its root cannot resolve is the same `cli.c: Unknown user 'callguard'` WARNING as at
+# a reload, and the services' console would hold the whole CLI until the next reload.
 ast_conf_check() {  # offset, reloading|loading, the CLI's answer to a reload (may be empty)
     local log=$AST_LOG_DIR/messages.log errs out f files=""
     sleep 0.5  # what Asterisk logged goes through its logger thread
@@ -526,8 +527,8 @@ ast_start() {
 }
 # Asterisk started (START: by us; empty: by supervisord already) and fully booted, then what it
 # logged loading its configuration checked as after a reload (ast_conf_check); under
-# ast_logs_locked, so no rotation comes between the offset and the read. One supervisord was
-# already starting is checked from now on only.
+# ast_logs_locked, so no rotation comes between the offset and the read. One that supervisord
+# was already starting again (after a crash) is checked from now on only.
 ast_boot() {  # start|""
     local off; off=$(ast_log_size)
     [ -z "$1" ] || ctl start asterisk >/dev/null 2>&1 || true
