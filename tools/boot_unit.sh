@@ -95,6 +95,6 @@ boot_unit_main() {  # install|remove|text
     esac
 }
 
-# tests/unit/test_boot_unit.py takes the functions alone; only a direct run dispatches.
+# Sourced, it only defines its functions; a direct run dispatches.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 boot_unit_main "$@"
