@@ -12,10 +12,10 @@ STACK := tools/stack.sh
 DEB_PACKAGES := debootstrap sip-tester sox postgresql-15 postgresql-client-15 python3-venv tshark chromium chromium-driver prometheus fonts-ipafont-gothic baresip-core kamailio
 CALLGUARD := $(VENV)/bin/callguard
 
-.PHONY: help local-env deps venv svc-venv lock root db asterisk apps prometheus run cluster down status test test-unit test-e2e lint bench sounds clean
+.PHONY: help local-env deps venv svc-venv lock root db asterisk apps prometheus run cluster down status boot-unit boot-unit-remove test test-unit test-e2e lint bench sounds clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 # callguard.local.env (ignored by git): the sysadmin's settings, kept across runs, under make's
 # environment (tools/local_env.sh). Checked first: a malformed line stops `make run` at once.
@@ -106,6 +106,14 @@ down: ## stop everything `make run` or `make cluster` started
 status: ## show each part's state and PID (every node's too when a cluster runs)
 	@$(STACK) status
 	@tools/cluster.sh status
+
+# At boot (tools/boot_unit.sh): a systemd unit whose start is this checkout's `make run`, whose
+# stop is its `make down`. BOOT_UNIT=name (default callguard), BOOT_UNIT_DIR=dir (default
+# /etc/systemd/system). As root; without systemd running it is written and says so.
+boot-unit: ## as root: a systemd unit that runs `make run` at boot (BOOT_UNIT=callguard)
+	@tools/boot_unit.sh install
+boot-unit-remove: ## as root: remove that unit (the running stack is left as it is)
+	@tools/boot_unit.sh remove
 
 test: prometheus ## run every test (unit, end-to-end over SIP, security, reliability, cluster)
 	@# Phase 2: Kamailio + 2 nodes, brought up and replaced by the single node again by the

@@ -483,30 +483,45 @@ EOT
 # directory res_crypto looks for (file.c) is not the configuration's. A clean reload logs
 # NOTICEs only.
 # cli_permissions.conf's too (cli.c): a section whose user or group Asterisk cannot resolve is
-# skipped, and that user gets default_perm, the whole CLI (SEC-4).
+# skipped, and that user gets default_perm, the whole CLI (SEC-4). A start is checked the same
+# way (ast_boot): Asterisk reads the file once as it starts, and logs the same WARNING.
 AST_RELOAD_ERROR='^\[[^]]*\] (ERROR|WARNING)\[[0-9]+\] ((config|config_options|config_[a-z_]+|pbx_config|res_sorcery_config|sorcery|pbx_ael|loader)\.c:|cli\.c:.*(Unknown (user|group) '"'"'|Empty permit/deny option|Unknown '"'"'[^'"'"']*'"'"' option))'
 AST_RELOAD_IGNORED='^\[[^]]*\] ERROR\[[0-9]+\] (file|res_crypto)\.c:'
+ast_log_size() { stat -c %s "$AST_LOG_DIR/messages.log" 2>/dev/null || echo 0; }
 ast_reload() {  # (under ast_logs_locked: no rotation between the offset and the read)
-    local log=$AST_LOG_DIR/messages.log off out errs f files=""
+    local off out
     # An Asterisk supervisord has just started again may still be booting: its start's own
     # lines are not this reload's.
     ast -rx 'core waitfullybooted' >/dev/null 2>&1 || true
-    off=$(stat -c %s "$log" 2>/dev/null || echo 0)
+    off=$(ast_log_size)
     # (`module reload` does not read cli_permissions.conf: only its own command does)
     out=$(ast -rx 'module reload' 2>&1 && ast -rx 'dialplan reload' 2>&1 &&
         ast -rx 'cli reload permissions' 2>&1) ||
         { say "Asterisk reload failed: $out"; exit 1; }
-    sleep 0.5  # what the reload logged goes through Asterisk's logger thread
-    errs=$(tail -c +"$((off + 1))" "$log" 2>/dev/null | grep -E "$AST_RELOAD_ERROR" |
+    ast_conf_check "$off" reloading "$out"
+}
+# What Asterisk logged reading its configuration since OFFSET of messages.log: at a reload, and
+# at a start too (ast_boot). A start reads cli_permissions.conf once, after the modules and
+# before Asterisk is fully booted (main/asterisk.c, ast_cli_perms_init(0)): a [callguard] whose
+# account its root cannot resolve is the same `cli.c: Unknown user 'callguard'` WARNING as at
+# a reload, and the services' console would hold the whole CLI until the next reload.
+ast_conf_check() {  # offset, reloading|loading, the CLI's answer to a reload (may be empty)
+    local log=$AST_LOG_DIR/messages.log errs out f files=""
+    sleep 0.5  # what Asterisk logged goes through its logger thread
+    errs=$(tail -c +"$(($1 + 1))" "$log" 2>/dev/null | grep -E "$AST_RELOAD_ERROR" |
         grep -Ev "$AST_RELOAD_IGNORED" || true)
     # The CLI's own words for a module that failed (main/cli.c handle_reload).
-    out=$(grep -E 'reload failure|not properly initialized|No such module' <<<"$out" || true)
+    out=$(grep -E 'reload failure|not properly initialized|No such module' <<<"${3:-}" || true)
     if [ -z "$out$errs" ]; then return 0; fi
     while read -r f; do
         if [ -f "asterisk_conf/$f" ]; then files+=" asterisk_conf/$f"; else files+=" $f"; fi
-    done < <(grep -oE '[A-Za-z0-9_.-]+\.conf' <<<"$errs" | sort -u)
-    say "Asterisk reported errors reloading its configuration${files:+ in$files}; it runs on without what it refused:"
+    done < <({ grep -oE '[A-Za-z0-9_.-]+\.conf' <<<"$errs" || true
+               ! grep -q ' cli\.c: ' <<<"$errs" || echo cli_permissions.conf; } | sort -u)
+    say "Asterisk reported errors $2 its configuration${files:+ in$files}; it runs on without what it refused:"
     printf '%s\n' "$out" "$errs" | sed '/^$/d; s/^/  /'
+    if grep -q "cli\.c: Unknown user '$SVC_USER'" <<<"$errs"; then
+        say "  (Asterisk finds no $SVC_USER in ${ASTERISK_ROOT:-}/etc/passwd: the services' console holds the whole CLI, SEC-4)"
+    fi
     say "fix it and run make run again (the lines are in $log)"
     exit 1
 }
@@ -542,16 +557,27 @@ ast_start() {
     # A deliberate start gets a new log, the last one kept aside (messages.log.1, it may hold
     # the incident being investigated); one supervisord is already starting again after a
     # crash (STARTING, BACKOFF, RUNNING) keeps the log that says why it went.
+    local start=""
     if ! sup_any_up asterisk; then
         # (a system Asterisk's logs are its package's logrotate's, left as they are)
         [ -z "$ASTERISK_ROOT" ] || ast_log_started "$AST_LOG_DIR"
-        ctl start asterisk >/dev/null 2>&1 || true
+        start=start
     fi
+    ast_logs_locked ast_boot "$start"
+}
+# Asterisk started (START: by us; empty: by supervisord already) and fully booted, then what it
+# logged loading its configuration checked as after a reload (ast_conf_check); under
+# ast_logs_locked, so no rotation comes between the offset and the read. One that supervisord
+# was already starting again (after a crash) is checked from now on only.
+ast_boot() {  # start|""
+    local off; off=$(ast_log_size)
+    [ -z "$1" ] || ctl start asterisk >/dev/null 2>&1 || true
     for _ in $(seq 1 200); do ast -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.05; done
     ast -rx 'core waitfullybooted' >/dev/null || {
         say "Asterisk did not start; see $LOG/asterisk.stdout.log and $ASTERISK_ROOT/var/log/asterisk/messages.log"
         exit 1; }
     cp "$(ast_pidfile)" "$RUN/asterisk.pid"
+    ast_conf_check "$off" loading
     ast_ari_ready
 }
 ast_stop() {
