@@ -456,8 +456,10 @@ async def get_prices(ctx: Ctx) -> Any:
 
 async def set_prices(ctx: Ctx) -> Any:
     values = {k: v for k, v in ctx.body.items() if k not in ("from", "force_past")}
+    who = ctx.who.actor()  # kept with each price written (price history's audit)
     return (await db(ctx.app, lambda s: billing.set_prices(
-        s, values, today(), ctx.body.get("from"), ctx.body.get("force_past", False)))).to_json()
+        s, values, today(), ctx.body.get("from"), ctx.body.get("force_past", False),
+        actor=who))).to_json()
 
 
 async def price_history(ctx: Ctx) -> Any:

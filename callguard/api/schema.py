@@ -348,13 +348,15 @@ RECONCILE_REPORT = obj({k: s("integer") for k in (
 LINE_ITEM = obj({"code": s("string"), "description": s("string"), "quantity": s("integer"),
                  "unit_price": s("integer"), "amount": s("integer")},
                 ["code", "description", "quantity", "unit_price", "amount"], strict=False)
-BILL = obj({"contract": s("string"), "month": s("string"), "currency": s("string"),
-            "items": s("array", items=LINE_ITEM), "subtotal": s("integer"),
-            "tax": s("integer"), "total": s("integer")},
-           ["contract", "month", "items", "subtotal", "tax", "total"], strict=False)
 _PRICES_FROM = s(["string", "null"], description="YYYY-MM the table is in force from (a "
                  "month is billed with the table in force on its first day); null: the "
                  "defaults, no change in force by then")
+BILL = obj({"contract": s("string"), "month": s("string"), "currency": s("string"),
+            "items": s("array", items=LINE_ITEM), "subtotal": s("integer"),
+            "tax": s("integer"), "total": s("integer"),
+            "prices_from": _PRICES_FROM},  # the price table this bill was computed with
+           ["contract", "month", "items", "subtotal", "tax", "total", "prices_from"],
+           strict=False)
 BILLING_REPORT = obj({
     "month": s("string"), "currency": s("string"), "bills": s("array", items=BILL),
     "errors": s("array", items=obj({"contract": s("string"), "message": s("string")},
@@ -382,10 +384,22 @@ PRICES_SET = obj({
                     "(re-prices months whose bills may have been sent)"),
 }, anyOf=[{"required": [name]} for name in _PRICE],
     description="at least one price (NAME: yen), with from (YYYY-MM) and force_past optional")
+_CHANGED_BY = s(["string", "null"], description="who set it: `cli:<OS user>` or "
+                "`api:<role>:token-<id>` (with the token's label in parentheses, never the "
+                "token); null: unknown (set before this was recorded) or the defaults")
+_CHANGED_AT = s(["string", "null"], format="date-time",
+                description="when it was set; null: unknown, or the defaults")
 PRICE_VERSION = obj({
     **_PRICE, "prices_from": _PRICES_FROM,
     "changed": obj(_PRICE, strict=False, description="the prices set from this month"),
-}, [*_PRICE, "prices_from", "changed"], strict=False)
+    "changed_by": {**_CHANGED_BY, "description": "the month's latest known writer: "
+                   + _CHANGED_BY["description"]},
+    "changed_at": _CHANGED_AT,
+    "audit": obj({}, strict=False, additionalProperties=obj(
+        {"changed_by": _CHANGED_BY, "changed_at": _CHANGED_AT},
+        ["changed_by", "changed_at"], strict=False),
+        description="each price set from this month (as in `changed`): who set it and when"),
+}, [*_PRICE, "prices_from", "changed", "changed_by", "changed_at", "audit"], strict=False)
 
 _CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string"),
                    # identify-* problems (SEC-1): the identify section at fault
