@@ -19,7 +19,7 @@ MAX_ACTOR = 200  # price_history.changed_by's check
 def clean_actor(text: str) -> str:
     """`text` made safe to store and print; ValueError when nothing is left."""
     shown = "".join("?" if unicodedata.category(ch).startswith("C") else ch
-                    for ch in text).strip()
+                    for ch in text.strip())
     if not shown:
         raise ValueError("an actor needs a name")
     return shown[:MAX_ACTOR]
