@@ -255,6 +255,20 @@ NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(nu
 SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
                      "nuisance": NUISANCE_SUB}, ["contract", "recording", "nuisance"],
                     strict=False)
+# Voiding a period entered by mistake (BILL): the body names the period, the answer is the
+# audit row kept.
+VOID_SET = obj({"activated_on": {**DATE, "description": "the day the period to void began"},
+                "force_past": s("boolean", default=False, description="allow a period "
+                                "active before this month (its bills may have been sent)"),
+                "reason": {**TEXT, "description": "why (kept in the audit)"}},
+               ["activated_on"])
+VOIDED = obj({"id": s("integer"), "contract": s("string"),
+              "service": s("string", enum=["recording", "nuisance"]),
+              "activated_on": s("string", format="date"), "cancelled_on": NULLABLE_DATE,
+              "unit": s(["string", "null"]), "unit_changes": s("integer"),
+              "reason": s("string"), "voided_by": s("string"), "voided_at": TIMESTAMP},
+             ["id", "contract", "service", "activated_on", "cancelled_on", "unit",
+              "unit_changes", "reason", "voided_by", "voided_at"], strict=False)
 RECORDING_SET = obj({"activated_on": DATE,
                      "retention_days": s("integer", minimum=1,
                                          maximum=subscriptions.MAX_RETENTION_DAYS)})

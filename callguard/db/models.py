@@ -244,6 +244,30 @@ class PriceHistory(Base):
     changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class VoidedSubscriptionPeriod(Base):
+    """A subscription period voided as entered by mistake (`subscriptions void`): what it was,
+    who voided it (`domain.audit`), when and why. Its `subscription_periods` row is gone, so
+    it is not billed; `unit_changes`: the unit changes made inside it, gone with it.
+    `contract` by code, no foreign key: the audit outlives the contract."""
+
+    __tablename__ = "voided_subscription_periods"
+    __table_args__ = (
+        CheckConstraint("service IN ('recording','nuisance')", name="service"),
+        CheckConstraint("length(voided_by) BETWEEN 1 AND 200", name="voided_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(16))
+    activated_on: Mapped[date] = mapped_column(Date)
+    cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    unit_changes: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    voided_by: Mapped[str] = mapped_column(Text)
+    voided_at: Mapped[datetime] = _now()
+
+
 class NuisanceList(Base):
     """One list: of a number (per-number unit) or of the whole contract (per-contract).
 
