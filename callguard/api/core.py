@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callguard.api.schema import ERROR, Schema, SchemaError, from_query, validate
 from callguard.config import Settings
+from callguard.domain.audit import api_actor
 from callguard.services import tokens
 
 T = TypeVar("T")
@@ -75,10 +76,16 @@ class Principal:
     contract: str | None
     token_id: int | None  # None: the generated operator token of .run/secrets/api.token
     role: str = "contract"  # api_tokens.role: "operator" | "contract" (SEC-4)
+    token_label: str = ""  # api_tokens.label: names the token in audits
 
     @property
     def operator(self) -> bool:
         return self.role == "operator" and self.contract_id is None
+
+    def actor(self) -> str:
+        """Who this is in an audit (who changed a price): the token's role, id and label,
+        never the token (`domain.audit.api_actor`)."""
+        return api_actor(self.role, self.token_id, self.token_label)
 
     def label(self) -> str:
         who = "operator" if self.operator else f"contract {self.contract}"
@@ -91,7 +98,8 @@ async def principal_of(app: web.Application, token: str | None) -> Principal | N
     if hmac.compare_digest(token.encode(), app[SETTINGS].api_token.encode()):
         return Principal(None, None, None, "operator")
     found = await db(app, lambda s: tokens.resolve_token(s, token))
-    return None if found is None else Principal(found[1], found[2], found[0], found[3])
+    return None if found is None else Principal(found[1], found[2], found[0], found[3],
+                                                found[4])
 
 
 def bearer(request: web.Request) -> str | None:

@@ -41,6 +41,7 @@ from callguard.services import (
     recordings,
     subscriptions,
     tokens,
+    voided_periods,
 )
 
 API = "/api/v1"
@@ -230,6 +231,25 @@ async def set_nuisance(ctx: Ctx) -> Any:
 async def cancel_nuisance(ctx: Ctx) -> Any:
     return await _then_subscriptions(ctx, lambda s: subscriptions.cancel_nuisance(
         s, ctx.path["code"], today(), ctx.query["on"]))
+
+
+async def void_period(ctx: Ctx) -> Any:
+    b = ctx.body
+    who = ctx.who.actor()  # kept in the audit of the voided period
+
+    def work(s: Session) -> dict[str, Any]:
+        return voided_periods.voided_json(voided_periods.void_period(
+            s, ctx.path["code"], ctx.path["service"], b["activated_on"], today(), who,
+            b.get("force_past", False), b.get("reason", "")))
+
+    return await db(ctx.app, work)
+
+
+async def list_voided(ctx: Ctx) -> Any:
+    limit, offset = _paging(ctx)
+    code = ctx.query["contract"]
+    return (await db(ctx.app, lambda s: voided_periods.list_voided(s, code, limit,
+                                                                  offset))).to_json()
 
 
 async def list_nuisance_lists(ctx: Ctx) -> Any:
@@ -456,8 +476,10 @@ async def get_prices(ctx: Ctx) -> Any:
 
 async def set_prices(ctx: Ctx) -> Any:
     values = {k: v for k, v in ctx.body.items() if k not in ("from", "force_past")}
+    who = ctx.who.actor()  # kept with each price written (price history's audit)
     return (await db(ctx.app, lambda s: billing.set_prices(
-        s, values, today(), ctx.body.get("from"), ctx.body.get("force_past", False)))).to_json()
+        s, values, today(), ctx.body.get("from"), ctx.body.get("force_past", False),
+        actor=who))).to_json()
 
 
 async def price_history(ctx: Ctx) -> Any:
@@ -510,6 +532,21 @@ def routes() -> list[Route]:
         R("DELETE", f"{API}/contracts/{{code}}/subscriptions/recording", "cancelRecording",
           "Cancel call recording", "subscriptions", op, cancel_recording, (P_CODE, q_date),
           response=S.SUBSCRIPTIONS, errors=(409,)),
+        R("POST", f"{API}/contracts/{{code}}/subscriptions/{{service}}/void", "voidPeriod",
+          "Void a service's latest period entered by mistake (not billed)", "subscriptions",
+          op, void_period, (P_CODE, Param("service", "path",
+                                          S.s("string", enum=["recording", "nuisance"]))),
+          body=S.VOID_SET, response=S.VOIDED, errors=(409,),
+          description="The period that began on `activated_on` is not billed (nor the unit "
+          "changes made in it) and the subscription goes back to the period before it "
+          "(cancelled), or away when there was none: recording or screening stops. Refused "
+          "(409, nothing written) when it is not the latest period, when it was active before "
+          "this month (its bills may have been sent) unless `force_past`, or when calls were "
+          "recorded under it. Answers the audit row: who voided it (this token), when, why."),
+        R("GET", f"{API}/voided-periods", "listVoidedPeriods",
+          "Periods voided as entered by mistake: what they were, who, when, why",
+          "subscriptions", op, list_voided, (Q_CONTRACT, *PAGING),
+          response=S.page_of(S.VOIDED), description="Newest first."),
         R("GET", f"{API}/contracts/{{code}}/recording-options", "getRecordingOptions",
           "A contract's recording options", "subscriptions", any_, get_recording_options,
           (P_CODE,), response=S.RECORDING_OPTIONS),

@@ -255,6 +255,20 @@ NUMBER_UPDATE = obj({"endpoint": ENDPOINT_NAME, "role": s("string", enum=list(nu
 SUBSCRIPTIONS = obj({"contract": s("string"), "recording": RECORDING_SUB,
                      "nuisance": NUISANCE_SUB}, ["contract", "recording", "nuisance"],
                     strict=False)
+# Voiding a period entered by mistake (BILL): the body names the period, the answer is the
+# audit row kept.
+VOID_SET = obj({"activated_on": {**DATE, "description": "the day the period to void began"},
+                "force_past": s("boolean", default=False, description="allow a period "
+                                "active before this month (its bills may have been sent)"),
+                "reason": {**TEXT, "description": "why (kept in the audit)"}},
+               ["activated_on"])
+VOIDED = obj({"id": s("integer"), "contract": s("string"),
+              "service": s("string", enum=["recording", "nuisance"]),
+              "activated_on": s("string", format="date"), "cancelled_on": NULLABLE_DATE,
+              "unit": s(["string", "null"]), "unit_changes": s("integer"),
+              "reason": s("string"), "voided_by": s("string"), "voided_at": TIMESTAMP},
+             ["id", "contract", "service", "activated_on", "cancelled_on", "unit",
+              "unit_changes", "reason", "voided_by", "voided_at"], strict=False)
 RECORDING_SET = obj({"activated_on": DATE,
                      "retention_days": s("integer", minimum=1,
                                          maximum=subscriptions.MAX_RETENTION_DAYS)})
@@ -348,13 +362,15 @@ RECONCILE_REPORT = obj({k: s("integer") for k in (
 LINE_ITEM = obj({"code": s("string"), "description": s("string"), "quantity": s("integer"),
                  "unit_price": s("integer"), "amount": s("integer")},
                 ["code", "description", "quantity", "unit_price", "amount"], strict=False)
-BILL = obj({"contract": s("string"), "month": s("string"), "currency": s("string"),
-            "items": s("array", items=LINE_ITEM), "subtotal": s("integer"),
-            "tax": s("integer"), "total": s("integer")},
-           ["contract", "month", "items", "subtotal", "tax", "total"], strict=False)
 _PRICES_FROM = s(["string", "null"], description="YYYY-MM the table is in force from (a "
                  "month is billed with the table in force on its first day); null: the "
                  "defaults, no change in force by then")
+BILL = obj({"contract": s("string"), "month": s("string"), "currency": s("string"),
+            "items": s("array", items=LINE_ITEM), "subtotal": s("integer"),
+            "tax": s("integer"), "total": s("integer"),
+            "prices_from": _PRICES_FROM},  # the price table this bill was computed with
+           ["contract", "month", "items", "subtotal", "tax", "total", "prices_from"],
+           strict=False)
 BILLING_REPORT = obj({
     "month": s("string"), "currency": s("string"), "bills": s("array", items=BILL),
     "errors": s("array", items=obj({"contract": s("string"), "message": s("string")},
@@ -382,10 +398,22 @@ PRICES_SET = obj({
                     "(re-prices months whose bills may have been sent)"),
 }, anyOf=[{"required": [name]} for name in _PRICE],
     description="at least one price (NAME: yen), with from (YYYY-MM) and force_past optional")
+_CHANGED_BY = s(["string", "null"], description="who set it: `cli:<OS user>` or "
+                "`api:<role>:token-<id>` (with the token's label in parentheses, never the "
+                "token); null: unknown (set before this was recorded) or the defaults")
+_CHANGED_AT = s(["string", "null"], format="date-time",
+                description="when it was set; null: unknown, or the defaults")
 PRICE_VERSION = obj({
     **_PRICE, "prices_from": _PRICES_FROM,
     "changed": obj(_PRICE, strict=False, description="the prices set from this month"),
-}, [*_PRICE, "prices_from", "changed"], strict=False)
+    "changed_by": {**_CHANGED_BY, "description": "the month's latest known writer: "
+                   + _CHANGED_BY["description"]},
+    "changed_at": _CHANGED_AT,
+    "audit": obj({}, strict=False, additionalProperties=obj(
+        {"changed_by": _CHANGED_BY, "changed_at": _CHANGED_AT},
+        ["changed_by", "changed_at"], strict=False),
+        description="each price set from this month (as in `changed`): who set it and when"),
+}, [*_PRICE, "prices_from", "changed", "changed_by", "changed_at", "audit"], strict=False)
 
 _CHECK_ITEM = obj({"endpoint": s("string"), "problem": s("string"), "detail": s("string"),
                    # identify-* problems (SEC-1): the identify section at fault

@@ -10,6 +10,8 @@ or a conflict with what exists (nothing was written).
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +26,7 @@ from callguard import cli
 from callguard.cli import CliError
 from callguard.cli._common import db_session, print_json
 from callguard.config import Settings
+from callguard.domain.audit import cli_actor
 from callguard.services.base import AdminError, Page, tokyo_date
 
 T = TypeVar("T")
@@ -48,6 +51,18 @@ def run(work: Callable[[Session], T], settings: Settings | None = None) -> T:
 def today() -> date:
     """The CLI's clock: Tokyo's calendar day now (service dates, BILL-*)."""
     return tokyo_date(datetime.now(UTC))
+
+
+def actor() -> str:
+    """Who runs this command, for the audit of what it changes: `cli:<OS user name>`.
+    getpass.getuser reads LOGNAME/USER/… then the password database and raises when neither
+    names the user (a container's bare uid); the change still goes through, as the uid."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        user = None
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return cli_actor(user, uid)
 
 
 def iso_date(text: str) -> date:

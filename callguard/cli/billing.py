@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from callguard.cli import CliError
-from callguard.cli._admin import Progress, add_listing_args, emit_page, run, today
+from callguard.cli._admin import Progress, actor, add_listing_args, emit_page, run, today
 from callguard.cli._common import print_json
 from callguard.db import billing_repo
 from callguard.db.billing_repo import Report
@@ -77,11 +77,12 @@ def _prices(args: argparse.Namespace) -> int:
     if args.set and args.month is not None:
         raise CliError("--month shows a month's prices; with --set, use --from", code=2)
     now = today()
+    who = actor() if args.set else None
 
     def work(s: Session) -> dict[str, Any]:
         if args.set:
             return billing.set_prices(s, dict(args.set), now, args.from_month,
-                                      args.force_past).to_json()
+                                      args.force_past, actor=who).to_json()
         return billing.prices(s, now, args.month).to_json()
 
     try:
@@ -104,12 +105,21 @@ def _in_force(prices_from: str | None) -> str:
 
 def _price_history(args: argparse.Namespace) -> int:
     page = run(lambda s: billing.price_history(s, args.limit, args.offset))
-    # The whole table of each entry: --json, or `billing prices --month`.
+    # The whole table of each entry, and each price's own writer: --json, or `billing prices
+    # --month`. BY/AT: the month's latest write; "(unknown)": set before it was recorded.
     return emit_page(args, page, [
         ("FROM", lambda x: x["prices_from"] or "(start)"),
         ("CHANGED", lambda x: ", ".join(f"{k}={_yen(v)}" for k, v in x["changed"].items())
          or "(the defaults)"),
+        ("BY", lambda x: _audit(x, x.get("changed_by"))),
+        ("AT", lambda x: _audit(x, x.get("changed_at"))),
     ])
+
+
+def _audit(entry: dict[str, Any], value: str | None) -> str:
+    if not entry["changed"]:
+        return "-"  # the defaults: nobody set them
+    return "(unknown)" if value is None else value
 
 
 def register(sub: Any) -> None:

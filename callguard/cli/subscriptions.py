@@ -5,6 +5,8 @@
   subscriptions nuisance set|cancel --contract C         nuisance-call rejection: unit, list size
   subscriptions nuisance lists [--contract C]            list sizes and counters, never the
                                                          numbers (NCR-PRIV-1)
+  subscriptions void --contract C --service S --from D   void a period entered by mistake
+  subscriptions voided [--contract C]                    the periods voided: who, when, why
 
 A unit change starts new, empty lists and counters and is billed as construction work
 (NCR-UNIT-1). Dates are Japanese calendar days; a cancellation date is the first day without
@@ -19,8 +21,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from callguard.cli._admin import add_listing_args, emit, emit_page, iso_date, run, today
-from callguard.services import base, nuisance, subscriptions
+from callguard.cli._admin import (
+    actor,
+    add_listing_args,
+    emit,
+    emit_page,
+    iso_date,
+    run,
+    today,
+)
+from callguard.domain.void import SERVICES
+from callguard.services import base, nuisance, subscriptions, voided_periods
 
 
 def _state(sub: dict[str, Any] | None, extra: str) -> str:
@@ -95,6 +106,30 @@ def _nuisance_lists(args: argparse.Namespace) -> int:
         ("THIS MONTH", lambda r: r["this_month"]), ("LAST MONTH", lambda r: r["last_month"])])
 
 
+def _void(args: argparse.Namespace) -> int:
+    who, now = actor(), today()
+
+    def work(s: Session) -> dict[str, Any]:
+        row = voided_periods.void_period(s, args.contract, args.service, args.activated_on, now,
+                                        who, args.force_past, args.reason)
+        return voided_periods.voided_json(row)
+
+    data = run(work)
+    gone = (f", and its {data['unit_changes']} unit change(s)" if data["unit_changes"]
+            else "")
+    return emit(args, data, f"{args.contract}: {args.service} period from "
+                f"{data['activated_on']} voided{gone} (not billed); by {data['voided_by']}")
+
+
+def _voided(args: argparse.Namespace) -> int:
+    page = run(lambda s: voided_periods.list_voided(s, args.contract, args.limit, args.offset))
+    return emit_page(args, page, [
+        ("CONTRACT", lambda r: r["contract"]), ("SERVICE", lambda r: r["service"]),
+        ("PERIOD", lambda r: f"{r['activated_on']}..{r['cancelled_on'] or ''}"),
+        ("BY", lambda r: r["voided_by"]), ("AT", lambda r: r["voided_at"]),
+        ("REASON", lambda r: r["reason"] or "-")])
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("subscriptions", help="call recording and nuisance-call rejection "
                        "add-ons", description=__doc__,
@@ -142,3 +177,25 @@ def register(sub: Any) -> None:
     nl.add_argument("--contract")
     add_listing_args(nl)
     nl.set_defaults(handler=_nuisance_lists)
+
+    vd = ssub.add_parser(
+        "void", help="void a period entered by mistake: not billed, the subscription goes back",
+        description="Void a service's latest period as entered by mistake: it is not billed "
+        "(nor the unit changes made in it), and the subscription goes back to the period "
+        "before it (cancelled), or away when there was none; recording or screening stops. "
+        "A period active before this month is refused (its bills may have been sent) unless "
+        "--force-past. Who voided it, when and why is kept (`subscriptions voided`).")
+    vd.add_argument("--contract", required=True)
+    vd.add_argument("--service", required=True, choices=SERVICES)
+    vd.add_argument("--from", dest="activated_on", required=True, type=iso_date,
+                    metavar="YYYY-MM-DD", help="the day the period to void began")
+    vd.add_argument("--reason", default="", help="why (kept in the audit)")
+    vd.add_argument("--force-past", action="store_true",
+                    help="allow a period active before this month (re-bills months whose "
+                    "bills may have been sent)")
+    vd.add_argument("--json", action="store_true", help="print the audit row as JSON")
+    vd.set_defaults(handler=_void)
+    vl = ssub.add_parser("voided", help="the periods voided: who, when, why")
+    vl.add_argument("--contract", help="only this contract")
+    add_listing_args(vl)
+    vl.set_defaults(handler=_voided)

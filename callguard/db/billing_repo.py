@@ -29,7 +29,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -45,6 +45,7 @@ from callguard.db.models import (
     PriceHistory,
     SubscriptionPeriod,
 )
+from callguard.domain.audit import clean_actor
 from callguard.domain.billing import (
     BEGINNING,
     PRICE_NAMES,
@@ -57,9 +58,9 @@ from callguard.domain.billing import (
     PricesInForce,
     PriceTable,
     UnitChange,
+    bill_in_force,
     count_in_month,
     month_start,
-    monthly_bill,
     nuisance_unit_in_month,
     price_history,
     prices_in_month,
@@ -112,10 +113,13 @@ def price_table_history(session: Session) -> tuple[PricesInForce, ...]:
         raise BillingError(f"price history: {exc}") from exc
 
 
-def set_prices(session: Session, values: dict[str, int],
-               effective_from: date) -> PricesInForce:
+def set_prices(session: Session, values: dict[str, int], effective_from: date,
+               changed_by: str | None = None,
+               changed_at: datetime | None = None) -> PricesInForce:
     """Set prices from the bill of `effective_from`'s month on (its first day); returns the
-    table in force in that month. Every value is checked first (PriceTable's bounds, the
+    table in force in that month. Each row written says `changed_by` (None: unknown, as rows
+    from before migration price_history_audit) and `changed_at` (default: now, the
+    database's clock). Every value is checked first (PriceTable's bounds, the
     API's alike), nothing is written on a refusal (ValueError). A month's earlier changes of
     other prices stay; a later change of the same price still takes over from its own month.
     A value equal to the one in force the month before is no change: its row for that month,
@@ -127,6 +131,13 @@ def set_prices(session: Session, values: dict[str, int],
     if first_day != effective_from:
         raise ValueError(f"prices change from the first day of a month, not {effective_from}")
     new = [PriceChange(first_day, name, value) for name, value in values.items()]  # bounds
+    if changed_by is not None:
+        changed_by = clean_actor(changed_by)  # bounded and printable: the column's check
+    # Who and when go with every row written (the transaction's own time unless told); a
+    # writer that does not say who leaves the row unknown, never the previous writer's name.
+    when: Any = func.now() if changed_at is None else changed_at
+    audit: dict[str, Any] = ({"changed_by": None, "changed_at": None} if changed_by is None
+                             else {"changed_by": changed_by, "changed_at": when})
     changes = price_changes(session)
     before = (PricesInForce(None, PriceTable()) if first_day == BEGINNING
               else prices_on(changes, first_day - timedelta(days=1)))
@@ -136,12 +147,40 @@ def set_prices(session: Session, values: dict[str, int],
             session.execute(delete(ph).where(ph.effective_from == first_day,
                                              ph.name == change.name))
             continue
+        # The same value again is no change: the row keeps who set it and when.
         session.execute(pg_insert(ph).values(effective_from=first_day, name=change.name,
-                                             value=change.value)
+                                             value=change.value, **audit)
                         .on_conflict_do_update(index_elements=[ph.effective_from, ph.name],
-                                               set_={"value": change.value}))
+                                               set_={"value": change.value, **audit},
+                                               where=ph.value != change.value))
     session.flush()
     return prices_on(price_changes(session), first_day)
+
+
+@dataclass(frozen=True)
+class PriceAudit:
+    """Who last wrote one price's row of a month, and when (None: unknown, a row from before
+    migration price_history_audit)."""
+
+    name: str
+    value: int
+    changed_by: str | None
+    changed_at: datetime | None
+
+
+def price_audit(session: Session) -> dict[date, tuple[PriceAudit, ...]]:
+    """Every row's audit, by the month it is in force from (`PricesInForce.effective_from`),
+    each month's rows in `PRICE_FIELDS` order; rows naming no price are skipped as billing
+    skips them."""
+    ph = PriceHistory
+    out: defaultdict[date, list[PriceAudit]] = defaultdict(list)
+    for first_day, name, value, by, at in session.execute(
+            select(ph.effective_from, ph.name, ph.value, ph.changed_by, ph.changed_at)
+            .order_by(ph.effective_from, ph.name)):
+        if name in PRICE_FIELDS:
+            out[first_day].append(PriceAudit(name, value, by, at))
+    return {day: tuple(sorted(rows, key=lambda r: PRICE_FIELDS.index(r.name)))
+            for day, rows in out.items()}
 
 
 @dataclass
@@ -245,12 +284,13 @@ def billable(session: Session, contract: Contract, year: int, month: int,
 
 
 def bill_of(session: Session, contract: Contract, year: int, month: int,
-            table: PriceTable, facts: _Facts | None = None) -> Bill:
-    """The contract's bill for the month; BillingError when the database does not describe a
-    billable contract for that month."""
+            prices: PricesInForce, facts: _Facts | None = None) -> Bill:
+    """The contract's bill for the month with the price table `prices` (its `prices_from`
+    goes on the bill); BillingError when the database does not describe a billable contract
+    for that month."""
     billable_contract = billable(session, contract, year, month, facts)
     try:
-        return monthly_bill(billable_contract, year, month, table)
+        return bill_in_force(billable_contract, year, month, prices)
     except ValueError as exc:
         raise BillingError(f"contract {contract.code}: {exc}") from exc
 
@@ -306,7 +346,6 @@ def report(session: Session, month: str, contract: str | None = None,
     contracts = list(session.scalars(stmt))
     end = len(contracts) if limit is None else offset + limit
     in_force = prices(session, year, mon)  # the month's own table, whatever changed later
-    table = in_force.table
     # Every contract's history in three queries (the month's totals bill every contract); a
     # contract named that does not exist reads nothing.
     facts = {} if not contracts else _facts(
@@ -317,7 +356,7 @@ def report(session: Session, month: str, contract: str | None = None,
     for i, c in enumerate(contracts):
         on_page = offset <= i < end
         try:
-            one = bill_of(session, c, year, mon, table, facts.get(c.id, _Facts()))
+            one = bill_of(session, c, year, mon, in_force, facts.get(c.id, _Facts()))
         except BillingError as exc:
             unbilled += 1
             if on_page:

@@ -223,18 +223,49 @@ class PriceHistory(Base):
     """Each price set from a month's bill on (BILL: a month is billed with the prices in force
     on its first day). effective_from: the month's first day (0001-01-01: from the beginning,
     the settings migration price_history carried over); name: a `PriceTable` field; in force
-    until a later row of the same name. No row for a price: `PriceTable`'s default."""
+    until a later row of the same name. No row for a price: `PriceTable`'s default.
+    changed_by/changed_at: who last wrote the row and when (migration price_history_audit;
+    `domain.audit` says who); NULL for rows written before, shown as unknown."""
 
     __tablename__ = "price_history"
     __table_args__ = (
         CheckConstraint("EXTRACT(DAY FROM effective_from) = 1", name="first_day"),
         CheckConstraint("value >= 0 AND value <= 10000000", name="value"),
         CheckConstraint("name <> 'tax_rate_percent' OR value <= 100", name="tax_rate"),
+        CheckConstraint("(changed_by IS NULL) = (changed_at IS NULL)"
+                        " AND (changed_by IS NULL OR length(changed_by) BETWEEN 1 AND 200)",
+                        name="changed"),
     )
 
     effective_from: Mapped[date] = mapped_column(Date, primary_key=True)
     name: Mapped[str] = mapped_column(String(48), primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+    changed_by: Mapped[str | None] = mapped_column(Text, nullable=True)
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VoidedSubscriptionPeriod(Base):
+    """A subscription period voided as entered by mistake (`subscriptions void`): what it was,
+    who voided it (`domain.audit`), when and why. Its `subscription_periods` row is gone, so
+    it is not billed; `unit_changes`: the unit changes made inside it, gone with it.
+    `contract` by code, no foreign key: the audit outlives the contract."""
+
+    __tablename__ = "voided_subscription_periods"
+    __table_args__ = (
+        CheckConstraint("service IN ('recording','nuisance')", name="service"),
+        CheckConstraint("length(voided_by) BETWEEN 1 AND 200", name="voided_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(16))
+    activated_on: Mapped[date] = mapped_column(Date)
+    cancelled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    unit: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    unit_changes: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    voided_by: Mapped[str] = mapped_column(Text)
+    voided_at: Mapped[datetime] = _now()
 
 
 class NuisanceList(Base):

@@ -346,6 +346,9 @@ class Bill:
     subtotal: int  # JPY excluding tax
     tax: int
     total: int  # JPY including tax
+    # YYYY-MM the price table this bill was computed with is in force from; None: the
+    # defaults (`bill_in_force` sets it; `monthly_bill` alone is told a table, not its month).
+    prices_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -356,6 +359,7 @@ class Bill:
             "subtotal": self.subtotal,
             "tax": self.tax,
             "total": self.total,
+            "prices_from": self.prices_from,
         }
 
 
@@ -477,3 +481,13 @@ def monthly_bill(
     subtotal = sum(item.amount for item in kept)
     tax = subtotal * prices.tax_rate_percent // 100  # integer yen, rounded down
     return Bill(contract.code, f"{year:04d}-{month:02d}", kept, subtotal, tax, subtotal + tax)
+
+
+def bill_in_force(contract: BillableContract, year: int, month: int,
+                  prices: PricesInForce) -> Bill:
+    """`monthly_bill` with the price table `prices` in force, the bill saying which one
+    (`prices_from`): a bill read on its own (per contract, later) still tells what it was
+    priced with. Only the table prices it; `prices` is not checked against the month (the
+    caller picks it, `prices_in_month`)."""
+    return replace(monthly_bill(contract, year, month, prices.table),
+                   prices_from=prices.prices_from)

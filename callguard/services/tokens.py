@@ -56,10 +56,11 @@ def revoke_token(session: Session, token_id: int) -> None:
 
 
 def resolve_token(session: Session,
-                  token: str) -> tuple[int, int | None, str | None, str] | None:
-    """(token id, contract id, contract code, role) of a stored token; None when unknown."""
+                  token: str) -> tuple[int, int | None, str | None, str, str] | None:
+    """(token id, contract id, contract code, role, label) of a stored token; None when
+    unknown. The label names the token in audits (who changed a price), never the token."""
     row = session.execute(
-        select(ApiToken.id, ApiToken.contract_id, Contract.code, ApiToken.role)
+        select(ApiToken.id, ApiToken.contract_id, Contract.code, ApiToken.role, ApiToken.label)
         .outerjoin(Contract, Contract.id == ApiToken.contract_id)
         .where(ApiToken.token_sha256 == token_hash(token))).first()
-    return None if row is None else (row[0], row[1], row[2], row[3])
+    return None if row is None else (row[0], row[1], row[2], row[3], row[4] or "")

@@ -4,13 +4,14 @@ configurable construction fee, and the same report over the API and the CLI."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -710,5 +711,135 @@ def test_prices_from_a_month_over_the_api_and_the_cli(site: Engine, iso: Setting
             "recording_initial"] == 3300
         assert op.get(f"/api/v1/bills?month={now}").json()["prices_from"] == prev
     finally:
+        with Session(site) as s, s.begin():
+            s.execute(delete(PriceHistory))
+
+
+# ---- who changed a price, and when (BILL audit, migration price_history_audit) -------------
+T_ALICE = datetime(2026, 7, 20, 1, 0, tzinfo=UTC)
+T_DESK = datetime(2026, 7, 20, 2, 0, tzinfo=UTC)
+
+
+def _audit(s: Session, prices_from: str) -> dict[str, Any]:
+    [entry] = [i for i in billing.price_history(s).items if i["prices_from"] == prices_from]
+    return entry
+
+
+def _when(text_: str | None) -> datetime | None:
+    return None if text_ is None else datetime.fromisoformat(text_)
+
+
+def test_price_history_says_who_changed_each_price_and_when(s: Session) -> None:
+    """BILL, ADM-1/2: each price written keeps its writer and time; the month's entry says
+    the latest (`changed_by`/`changed_at`) and each price's (`audit`). The same value again
+    is no change (the first writer stays); a new value is the new writer's."""
+    billing.set_prices(s, {"nuisance_per_unit": 250}, JULY_20, "2026-08", actor="cli:alice",
+                       at=T_ALICE)
+    billing.set_prices(s, {"tax_rate_percent": 12}, JULY_20, "2026-08",
+                       actor="api:operator:token-3 (desk)", at=T_DESK)
+    aug = _audit(s, "2026-08")
+    assert aug["changed"] == {"nuisance_per_unit": 250, "tax_rate_percent": 12}
+    assert (aug["changed_by"], _when(aug["changed_at"])) == ("api:operator:token-3 (desk)",
+                                                             T_DESK)
+    assert {k: (v["changed_by"], _when(v["changed_at"])) for k, v in aug["audit"].items()} == {
+        "nuisance_per_unit": ("cli:alice", T_ALICE),
+        "tax_rate_percent": ("api:operator:token-3 (desk)", T_DESK)}
+    assert billing.price_history(s).items[0]["changed_by"] is None  # the defaults: nobody
+    # The same value again by someone else changes nothing, its writer included.
+    billing.set_prices(s, {"nuisance_per_unit": 250}, JULY_20, "2026-08", actor="cli:bob",
+                       at=T_DESK)
+    assert _audit(s, "2026-08")["audit"]["nuisance_per_unit"]["changed_by"] == "cli:alice"
+    # Another value: bob's, at the database's time when none is given.
+    billing.set_prices(s, {"nuisance_per_unit": 260}, JULY_20, "2026-08", actor="cli:bob")
+    now = s.scalar(select(func.now()))
+    bob = _audit(s, "2026-08")["audit"]["nuisance_per_unit"]
+    assert (bob["changed_by"], _when(bob["changed_at"])) == ("cli:bob", now)
+    # A writer that does not say who leaves that row unknown, not bob's.
+    billing.set_prices(s, {"nuisance_per_unit": 270}, JULY_20, "2026-08")
+    assert _audit(s, "2026-08")["audit"]["nuisance_per_unit"] == {"changed_by": None,
+                                                                   "changed_at": None}
+
+
+def test_a_bad_actor_writes_nothing_and_the_database_refuses_half_an_audit(s: Session) -> None:
+    before = billing.price_history(s).to_json()
+    with pytest.raises(base.Invalid, match="needs a name"):
+        billing.set_prices(s, {"nuisance_per_unit": 250}, JULY_20, "2026-08", actor=" \n")
+    assert billing.price_history(s).to_json() == before
+    later = date(2030, 1, 1)
+    for bad in ({"changed_by": "cli:x"}, {"changed_at": T_ALICE},
+                {"changed_by": "", "changed_at": T_ALICE},
+                {"changed_by": "x" * 201, "changed_at": T_ALICE}):
+        with pytest.raises(IntegrityError, match="ck_price_history_changed"), \
+                s.begin_nested():
+            s.execute(insert(PriceHistory).values(effective_from=later,
+                                                  name="recording_initial", value=1, **bad))
+
+
+def test_rows_written_without_an_audit_show_unknown(s: Session) -> None:
+    """Rows from before migration price_history_audit (or written by hand) stay NULL."""
+    s.execute(insert(PriceHistory).values(effective_from=date(2026, 9, 1),
+                                          name="recording_initial", value=3300))
+    sep = _audit(s, "2026-09")
+    assert (sep["changed_by"], sep["changed_at"]) == (None, None)
+    assert sep["audit"] == {"recording_initial": {"changed_by": None, "changed_at": None}}
+
+
+def test_each_bill_says_the_prices_from_it_was_computed_with(s: Session) -> None:
+    """BILL: every bill of a report (and a single contract's) carries its table's month."""
+    billing.set_prices(s, {"nuisance_per_unit": 250}, JULY_20, "2026-08")
+    for month, expected in (("2026-07", None), ("2026-08", "2026-08"), ("2027-01", "2026-08")):
+        rep = billing_repo.report(s, month)
+        assert rep.prices_from == expected
+        assert [b.prices_from for b in rep.bills] == [expected] * 3
+        assert [b["prices_from"] for b in rep.to_json()["bills"]] == [expected] * 3
+        assert bill(s, "F2", month).prices_from == expected
+
+
+def test_who_changed_a_price_over_the_api_and_the_cli(site: Engine, iso: Settings,
+                                                      op: Client) -> None:
+    """ADM-1/2: PATCH /prices records the token as the API knows it (role, id, label; the
+    generated operator token is `token-file`), `billing prices --set` records `cli:<OS
+    user>`; both are listed by GET /prices/history and `billing price-history`, never the
+    token itself. Each bill of the report says its `prices_from`. Real clock (Tokyo)."""
+    nxt = _months(_this_month(), 1)
+    created = op.post("/api/v1/tokens", {"label": "billing desk"})
+    assert created.status == 201, created.body
+    desk_token, desk_id = created.json()["token"], created.json()["id"]
+    try:
+        assert op.patch("/api/v1/prices", {"nuisance_per_unit": 250, "from": nxt}).status == 200
+        desk = op.as_(desk_token)
+        assert desk.patch("/api/v1/prices", {"tax_rate_percent": 12, "from": nxt}).status == 200
+        r = op.get("/api/v1/prices/history")
+        assert r.status == 200
+        assert desk_token.encode() not in r.body and iso.api_token.encode() not in r.body
+        entry = r.json()["items"][-1]
+        assert entry["prices_from"] == nxt
+        assert entry["changed"] == {"nuisance_per_unit": 250, "tax_rate_percent": 12}
+        assert entry["audit"]["nuisance_per_unit"]["changed_by"] == "api:operator:token-file"
+        assert entry["audit"]["tax_rate_percent"]["changed_by"] == (
+            f"api:operator:token-{desk_id} (billing desk)")
+        assert entry["changed_by"] == f"api:operator:token-{desk_id} (billing desk)"
+        assert _when(entry["changed_at"]) is not None
+        assert op.get("/api/v1/prices/history").json()["items"][0]["changed_by"] is None
+
+        done = cli(iso, "billing", "prices", "--set", "recording_initial=3300", "--from", nxt,
+                   "--json")
+        assert done.returncode == 0, done.stderr
+        listed = json.loads(cli(iso, "billing", "price-history", "--json").stdout)
+        me = f"cli:{getpass.getuser()}"  # the CLI runs as this test's user
+        assert listed["items"][-1]["audit"]["recording_initial"]["changed_by"] == me
+        assert listed["items"][-1]["changed_by"] == me  # the month's latest write
+        text_ = cli(iso, "billing", "price-history")
+        assert text_.returncode == 0, text_.stderr
+        head, *rows = text_.stdout.splitlines()
+        assert head.split() == ["FROM", "CHANGED", "BY", "AT"]
+        assert me in rows[-1] and nxt in rows[-1]
+
+        later = op.get(f"/api/v1/bills?month={nxt}&contract=F2").json()
+        assert [b["prices_from"] for b in later["bills"]] == [nxt]
+        report = json.loads(cli(iso, "billing", "report", "--month", nxt, "--json").stdout)
+        assert {b["prices_from"] for b in report["bills"]} == {nxt}
+    finally:
+        op.delete(f"/api/v1/tokens/{desk_id}")
         with Session(site) as s, s.begin():
             s.execute(delete(PriceHistory))

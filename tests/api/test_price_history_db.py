@@ -2,7 +2,8 @@
 that exist when it runs become the table in force from the beginning (no bill changes), a
 setting that is no price stops the upgrade and changes nothing, and the downgrade puts each
 price's value in force in the current Tokyo month back as its setting, never one dated in a
-later month (other settings untouched)."""
+later month (other settings untouched). Migration price_history_audit adds who and when,
+NULL (unknown) for the rows it finds."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from callguard.config import Settings
 from callguard.db import billing_repo, migrate
 from callguard.domain.billing import BEGINNING, PriceTable
+from callguard.services import billing
 
 BEFORE = "subscription_periods"
 
@@ -108,3 +110,45 @@ def test_without_price_settings_nothing_is_carried_over(iso: Settings,
     finally:
         migrate.upgrade(iso)
     assert _table_exists(iso_engine)
+
+
+# ---- migration price_history_audit (0016): who and when, NULL for the rows before ----------
+AUDITED = "price_history"  # the revision before price_history_audit
+
+
+def _columns(engine: Engine) -> set[str]:
+    with engine.connect() as c:
+        return {str(n) for (n,) in c.execute(text(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'price_history' AND table_schema = current_schema()"))}
+
+
+def test_the_audit_columns_come_and_go_and_old_rows_stay_unknown(
+        iso: Settings, iso_engine: Engine) -> None:
+    """BILL audit: the upgrade adds nullable changed_by/changed_at and leaves the rows it
+    finds NULL (shown as unknown, never guessed); the downgrade drops both and keeps every
+    price as it was."""
+    migrate.downgrade(iso, AUDITED)
+    try:
+        assert {"changed_by", "changed_at"}.isdisjoint(_columns(iso_engine))
+        with iso_engine.begin() as c:
+            c.execute(text("INSERT INTO price_history (effective_from, name, value)"
+                           " VALUES ('2026-08-01', 'nuisance_per_unit', 250)"))
+        migrate.upgrade(iso)
+        assert {"changed_by", "changed_at"} <= _columns(iso_engine)
+        with Session(iso_engine) as s:
+            [entry] = [i for i in billing.price_history(s).items
+                       if i["prices_from"] == "2026-08"]
+            assert (entry["changed_by"], entry["changed_at"]) == (None, None)
+            assert entry["audit"] == {"nuisance_per_unit": {"changed_by": None,
+                                                            "changed_at": None}}
+        with Session(iso_engine) as s, s.begin():
+            billing_repo.set_prices(s, {"tax_rate_percent": 12}, date(2026, 8, 1), "cli:alice")
+        migrate.downgrade(iso, AUDITED)
+        assert _history(iso_engine) == [(date(2026, 8, 1), "nuisance_per_unit", 250),
+                                        (date(2026, 8, 1), "tax_rate_percent", 12)]
+    finally:
+        migrate.upgrade(iso)
+        with iso_engine.begin() as c:
+            c.execute(text("DELETE FROM price_history"))
+    assert {"changed_by", "changed_at"} <= _columns(iso_engine)

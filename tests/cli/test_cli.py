@@ -27,7 +27,7 @@ MINE = ("billing", "check", "contracts", "endpoints", "channels", "numbers", "pr
 LISTINGS = [
     ("contracts", "list"), ("endpoints", "list"), ("channels", "list"), ("numbers", "list"),
     ("priority", "list"), ("subscriptions", "list"), ("subscriptions", "nuisance", "lists"),
-    ("tokens", "list"), ("billing", "price-history"),
+    ("tokens", "list"), ("billing", "price-history"), ("subscriptions", "voided"),
 ]
 
 

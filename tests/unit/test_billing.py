@@ -251,6 +251,7 @@ def test_to_json() -> None:
         "subtotal": 200,
         "tax": 20,
         "total": 220,
+        "prices_from": None,  # monthly_bill alone is told a table, not its month
     }
 
 
