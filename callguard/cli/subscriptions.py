@@ -186,7 +186,8 @@ def register(sub: Any) -> None:
         "A period active before this month is refused (its bills may have been sent) unless "
         "--force-past. Who voided it, when and why is kept (`subscriptions voided`).")
     vd.add_argument("--contract", required=True)
-    vd.add_argument("--service", required=True, choices=SERVICES)
+    vd.add_argument("--service", required=True, choices=SERVICES,
+                    help="which service's latest period: " + ", ".join(SERVICES))
     vd.add_argument("--from", dest="activated_on", required=True, type=iso_date,
                     metavar="YYYY-MM-DD", help="the day the period to void began")
     vd.add_argument("--reason", default="", help="why (kept in the audit)")
