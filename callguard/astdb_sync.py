@@ -58,6 +58,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -98,7 +99,10 @@ MAX_WAIT_S = 10.0  # after the first one, however long the burst goes on
 RETRY_S = 10.0  # after Asterisk could not be reached or answered what it should not
 RECONCILE_EVERY_S = 300.0
 CONSOLE_TIMEOUT_S = 10.0
-LOCK_TIMEOUT_S = 15.0  # longer than a console command may take: the other writer's turn
+# A service gives up its turn after this long (and tries again RETRY_S later, like an
+# unreachable Asterisk): a sync holds the lock for all its console commands, one per change.
+LOCK_TIMEOUT_S = 15.0
+CLI_LOCK_TIMEOUT_S = 600.0  # `site sync-asterisk` (make run) waits out a bulk change's sync
 LOCK_FILE = "astdb-map.lock"  # in Settings.journal_dir: the node's own, the services' own
 
 
@@ -159,31 +163,46 @@ class MapLock:
         if self.path is None:
             return None
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            _own_like_directory(fd, self.path)
+            fd = _open_lock_file(self.path)
         except OSError as exc:
             if not self._warned:
                 log.warning("astdb route map written without its lock: %s: %s", self.path,
-                            exc.strerror)
+                            exc.strerror or exc)
             self._warned = True
             return None
         self._warned = False
         return fd
 
 
-def _own_like_directory(fd: int, path: Path) -> None:
-    """Root's CLI (`make run`) may be the first to open the lock: the file is then given to
-    the directory's owner, the services' account, like every file of their journal
-    directory (0600, theirs: SEC-2)."""
-    if os.geteuid() != 0:
-        return
-    st, parent = os.fstat(fd), os.stat(path.parent)
-    if (st.st_uid, st.st_gid) != (parent.st_uid, parent.st_gid):
-        os.fchown(fd, parent.st_uid, parent.st_gid)
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened read-only. The directory is the services' account's, and root's
+    CLI opens it too (`make run`), so nothing the account may have put there is followed
+    (SEC-4): no symbolic link (O_NOFOLLOW; O_EXCL for the creation), only a regular file
+    with one name (a hard link to another file is refused). A file root has just made is
+    given to the directory's owner, like every file of the journal directory (0600: SEC-2);
+    one that was there already is never chowned."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        fd, created = os.open(path, flags), False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise OSError(f"not a regular file of its own ({stat.filemode(st.st_mode)}, "
+                          f"{st.st_nlink} links)")
+        if created and os.geteuid() == 0:
+            parent = os.stat(path.parent)
+            if (st.st_uid, st.st_gid) != (parent.st_uid, parent.st_gid):
+                os.fchown(fd, parent.st_uid, parent.st_gid)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def map_lock(settings: Settings) -> MapLock:
-    return MapLock(settings.journal_dir / LOCK_FILE)
+def map_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> MapLock:
+    return MapLock(settings.journal_dir / LOCK_FILE, timeout_s)
 
 
 def read_map(run: Runner, families: Iterable[str] = FAMILIES) -> AstdbMap:

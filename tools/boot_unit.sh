@@ -41,6 +41,9 @@ After=network-online.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+# A failed make run (a configuration error it reports) leaves what it started running, as it
+# does by hand; only ExecStop (make down) stops the stack, never the unit's failure.
+KillMode=process
 ExecStart=$(sdq "$make") -C $(sdq "$top") run
 ExecStop=$(sdq "$make") -C $(sdq "$top") down
 TimeoutStartSec=30min

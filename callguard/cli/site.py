@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from callguard.astdb_sync import AstdbWriteFailed, MapLocked, map_lock, sync_once
+from callguard.astdb_sync import (
+    CLI_LOCK_TIMEOUT_S,
+    AstdbWriteFailed,
+    MapLocked,
+    map_lock,
+    sync_once,
+)
 from callguard.asterisk.cli import AsteriskCliError, run_cli
 from callguard.cli import CliError
 from callguard.cli._admin import today
@@ -40,7 +46,8 @@ def _sync(args: argparse.Namespace) -> int:
     with db_session(settings) as session:
         site = load_snapshot(session)
     try:
-        with map_lock(settings).held():  # the services' turns (callguard.astdb_sync.MapLock)
+        # The services' turns (callguard.astdb_sync.MapLock); theirs may be a long one.
+        with map_lock(settings, CLI_LOCK_TIMEOUT_S).held():
             sync_once(lambda command: run_cli(settings, command), site)
     except (AsteriskCliError, UnreadableOutput, AstdbWriteFailed, MapLocked) as exc:
         raise CliError(f"cannot update Asterisk: {exc}") from exc

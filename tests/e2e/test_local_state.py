@@ -194,38 +194,55 @@ def test_144_change_in_one_shell_rejects_in_the_other(clean: Engine, settings: S
     assert this_month_count(clean, lid) == 2
 
 
-def postgres_pids() -> list[int]:
-    """The project-local cluster's postmaster and every process it started (its backends,
-    the call path's connections among them)."""
+def postmaster_pid() -> int:
     pidfile = PROJECT_ROOT / ".run" / "pg" / "data" / "postmaster.pid"
     if not pidfile.exists():
         pytest.skip("PostgreSQL is not the project-local cluster (DATABASE_URL)")
-    postmaster = int(pidfile.read_text().split()[0])
-    pids = [postmaster]
+    return int(pidfile.read_text().split()[0])
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes `parent` started (the postmaster's: its backends, the call path's
+    connections among them)."""
+    pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue  # a process gone meanwhile
-        if ppid == postmaster:
+        if ppid == parent:
             pids.append(int(stat.parent.name))
     return pids
+
+
+HUNG_MAX_S = 120  # the watchdog's: however this test ends, PostgreSQL runs again by then
 
 
 @contextmanager
 def postgres_hung() -> Iterator[None]:
     """PostgreSQL alive but not answering (every process SIGSTOPped): a stuck host, a network
     that swallows packets. Unlike a stopped server, nothing is refused: connections and
-    queries just wait. Always continued, whatever the test did."""
-    pids = postgres_pids()
+    queries just wait. Continued at the end; and, should pytest itself be killed (a CI
+    timeout) before that, by a watchdog in its own session HUNG_MAX_S later. The postmaster
+    is stopped first, so no backend is forked between listing and stopping them."""
+    postmaster = postmaster_pid()
+    watchdog = subprocess.Popen(
+        ["sh", "-c", f"sleep {HUNG_MAX_S}; kill -CONT {postmaster}; pkill -CONT -P {postmaster}"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stopped = [postmaster]
     try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        os.kill(postmaster, signal.SIGSTOP)
+        for pid in children_of(postmaster):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
         yield
     finally:
-        for pid in pids:
+        for pid in stopped:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+        os.killpg(watchdog.pid, signal.SIGKILL)  # its own session: the shell and its sleep
+        watchdog.wait()
 
 
 def test_144_in_the_fallback_database_hung_says_failed_calls_go_on(

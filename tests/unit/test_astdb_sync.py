@@ -553,7 +553,7 @@ def cli_asterisk(monkeypatch: pytest.MonkeyPatch, cli_lock: MapLock) -> FakeAste
     """`site sync-asterisk` with the reference-like site and a fake `asterisk -rx`."""
     asterisk = FakeAsterisk({ROUTE: {"0699999999": "gone@f9"}})
     monkeypatch.setattr(site_cli, "load_settings", lambda: object())
-    monkeypatch.setattr(site_cli, "map_lock", lambda settings: cli_lock)
+    monkeypatch.setattr(site_cli, "map_lock", lambda settings, timeout_s: cli_lock)
     monkeypatch.setattr(site_cli, "db_session", no_db)
     monkeypatch.setattr(site_cli, "load_snapshot", lambda session: make_site())
     monkeypatch.setattr(site_cli, "run_cli", lambda settings, command: asterisk(command))
@@ -714,3 +714,51 @@ def test_roots_cli_leaves_the_lock_file_to_the_services(tmp_path: Path) -> None:
         pass
     st = (journal / astdb_sync.LOCK_FILE).stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's CLI opening the file: needs root")
+@pytest.mark.parametrize("planted", ["symlink to a file", "dangling symlink", "hard link",
+                                     "directory"])
+def test_roots_cli_follows_nothing_the_services_account_planted(tmp_path: Path,
+                                                                planted: str) -> None:
+    """SEC-4: the journal directory is the services' account's. Whatever it put at the lock's
+    name (a link to /etc/shadow, to a file root would create, a hard link) is neither
+    followed, created through, nor chowned: the map is written without the lock (a WARNING)."""
+    journal, victim = tmp_path / "journal", tmp_path / "victim"
+    journal.mkdir(mode=0o700)
+    os.chown(journal, 65534, 65534)
+    lock_path = journal / astdb_sync.LOCK_FILE
+    if planted == "symlink to a file":
+        victim.write_text("root's\n")
+        victim.chmod(0o600)
+        lock_path.symlink_to(victim)
+    elif planted == "dangling symlink":
+        lock_path.symlink_to(victim)
+    elif planted == "hard link":
+        victim.write_text("root's\n")
+        victim.chmod(0o600)
+        os.link(victim, lock_path)
+    else:
+        lock_path.mkdir()
+    lock = MapLock(lock_path)
+    with lock.held():
+        pass
+    assert lock._warned  # written without the lock, said once
+    if planted == "dangling symlink":
+        assert not victim.exists()
+    elif planted != "directory":
+        st = victim.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+
+
+def test_an_existing_lock_file_is_never_chowned(tmp_path: Path) -> None:
+    """Only a file this call created is given to the directory's owner."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    lock_path = journal / astdb_sync.LOCK_FILE
+    lock_path.write_text("")
+    before = lock_path.stat()
+    with MapLock(lock_path).held():
+        pass
+    after = lock_path.stat()
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)

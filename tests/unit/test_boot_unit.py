@@ -71,6 +71,7 @@ def test_the_unit_runs_the_checkouts_make_run_once_at_boot(tmp_path: Path) -> No
     cp = unit(text)
     svc = cp["Service"]
     assert (svc["Type"], svc["RemainAfterExit"]) == ("oneshot", "yes")
+    assert svc["KillMode"] == "process"  # a failed start kills no PostgreSQL, no Asterisk
     assert systemd_argv(svc["ExecStart"]) == [MAKE, "-C", str(top), "run"]
     assert systemd_argv(svc["ExecStop"]) == [MAKE, "-C", str(top), "down"]
     assert svc["TimeoutStartSec"] == "30min"  # a first build: apt's lock wait, debootstrap
