@@ -34,6 +34,7 @@ from callguard.callpath import plan_ended
 from callguard.config import Settings
 from callguard.db import queries
 from callguard.db.session import make_async_engine
+from callguard.domain.pause import PAUSE_TONE_ROLE, tone_action, tone_media, tone_ms
 from callguard.journal import Journal, Op
 from callguard.localstate import StateKeeper
 from callguard.recording_files import (
@@ -66,6 +67,11 @@ TRANSFER_GRACE_S = 0.5  # how long a recorded channel's end waits for a late tra
 # the next one; ari_app/coalesce.py).
 LISTING_EVERY_S = 0.25
 XFER_SNOOP = "xfer-snoop"  # StasisStart args of the snoop channel recording a transferred call
+# Issue #14: a snoop channel whispering the pause/resume tone to the customer is hung up this
+# long after its tone's own length (a `tone:` playback never ends by itself), and at the
+# latest after PAUSE_TONE_MAX_S whatever happens to the playback request.
+PAUSE_TONE_TAIL_S = 0.25
+PAUSE_TONE_MAX_S = 5.0
 
 
 async def _raise(exc: Exception) -> None:
@@ -250,6 +256,9 @@ class CallguardApp:
                 pass  # a channel coming back from a dialplan step; its handler waits for it
             elif role == XFER_SNOOP:
                 pass  # issue #14: records a transferred call; ends with the snooped channel
+            elif role == PAUSE_TONE_ROLE:
+                # issue #14: a DTMF pause/resume confirmed to the customer (API process)
+                self.spawn(self.pause_tone(channel_id, args))
             else:
                 log.warning("StasisStart with unknown args %r", args)
                 self.spawn(self.env.ari.continue_in_dialplan(channel_id), channel_id)
@@ -319,6 +328,30 @@ class CallguardApp:
         queue = self.queues.get(target)
         if queue is not None:
             queue.put_nowait(event)
+
+    async def pause_tone(self, snoop_id: str, args: list[str]) -> None:
+        """Issue #14: the snoop channel `snoop_id` whispers into the customer's channel only
+        (created by the API process, callguard.recording_pause.play_pause_tone): play the
+        tone of its action on it, then hang it up; it is hung up whatever happens, within
+        PAUSE_TONE_MAX_S (no snoop channel is left behind)."""
+        action = tone_action(args)
+        try:
+            if action is None:
+                log.warning("pause-tone snoop channel with args %r", args,
+                            extra={"snoop": snoop_id})
+                return
+            async with asyncio.timeout(PAUSE_TONE_MAX_S):
+                await self.env.ari.play(snoop_id, [tone_media(action)], f"{snoop_id}-tone")
+                await asyncio.sleep(tone_ms(action) / 1000 + PAUSE_TONE_TAIL_S)
+        except (AriError, TimeoutError) as exc:
+            log.info("%s tone not played: %s", action, exc, extra={"snoop": snoop_id})
+        finally:
+            try:
+                await self.env.ari.hangup(snoop_id)
+            except AriError as exc:  # 404: gone with the call already
+                if exc.status != 404:
+                    log.info("pause-tone snoop channel not hung up: %s", exc,
+                             extra={"snoop": snoop_id})
 
     async def filter_events(self) -> None:
         try:

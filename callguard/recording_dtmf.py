@@ -1,7 +1,8 @@
 """DTMF pause/resume codes from the customer's side (issue #14): the API process listens on
 AMI for DTMFEnd events (its AMI user reads `dtmf` only, filtered to DTMFEnd), keeps the last
 digits per channel, and on a contract's pause / resume code mutes or unmutes that call's
-MixMonitor (callguard.recording_pause), keeping the interval on the row.
+MixMonitor (callguard.recording_pause), keeping the interval on the row, and the customer
+hears a tone confirming it (pause: one low beep; resume: two higher ones).
 
 Customer side: the digits arrive on a channel of one of the contract's own endpoints
 (`PJSIP/<endpoint>-…`), never on the carrier's. The call's recording row is the one whose
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +23,7 @@ from callguard import ami
 from callguard.config import Settings
 from callguard.db.models import Endpoint, Recording, RecordingOptions
 from callguard.domain.pause import dtmf_action
-from callguard.recording_pause import set_paused
+from callguard.recording_pause import play_pause_tone, set_paused
 from callguard.services.base import AdminError
 
 log = logging.getLogger("callguard.recordings")
@@ -40,9 +42,21 @@ class DtmfPause:
     settings: Settings
     sessions: sessionmaker[Session]
     buffers: dict[str, str] = field(default_factory=dict)
+    tone: Callable[[Settings, str, str], bool] = play_pause_tone
 
     def on_digit(self, channel: str, uniqueid: str, linkedid: str, digit: str) -> str | None:
-        """One received digit; returns the action taken, if any (runs in a worker thread)."""
+        """One received digit; returns the action taken, if any (runs in a worker thread).
+        A pause or resume done is confirmed by a tone on the channel the digits came from,
+        once the transaction is committed (best effort: `play_pause_tone`)."""
+        action = self._apply(channel, uniqueid, linkedid, digit)
+        if action is not None:
+            try:
+                self.tone(self.settings, uniqueid, action)
+            except Exception as exc:  # the pause is done: no failure of the tone undoes it
+                log.warning("no %s tone: %s: %s", action, type(exc).__name__, exc)
+        return action
+
+    def _apply(self, channel: str, uniqueid: str, linkedid: str, digit: str) -> str | None:
         endpoint = endpoint_of(channel)
         if not endpoint:
             return None

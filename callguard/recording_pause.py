@@ -3,6 +3,7 @@ on, and the muted interval kept on the row. Used by the API and the CLI."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callguard.ami import AmiError, mixmonitor_mute
+from callguard.asterisk.ari import AriReader
+from callguard.asterisk.ari import AsteriskUnavailable as AriUnavailable
 from callguard.config import Settings
 from callguard.db.models import Recording
-from callguard.domain.pause import PauseConflict, is_paused, toggled
+from callguard.domain.pause import PauseConflict, is_paused, toggled, tone_app_args
 from callguard.services.base import AdminError, NotFound
+
+log = logging.getLogger("callguard.recordings")
+TONE_ARI_TIMEOUT_S = 2.0  # the DTMF listener waits for this; the pause is already done
 
 
 class PauseRefused(AdminError):
@@ -43,3 +49,24 @@ def set_paused(session: Session, settings: Settings, rec_id: int, pause: bool, n
     row.muted = intervals
     session.flush()
     return {"id": row.id, "paused": is_paused(intervals), "muted": intervals}
+
+
+def play_pause_tone(settings: Settings, channel_id: str, action: str,
+                    reader: AriReader | None = None) -> bool:
+    """The tone of `action` ("pause" | "resume"; callguard.domain.pause) whispered to the
+    channel `channel_id` only (the customer's, where the digits came from): a snoop channel
+    with whisper=out, spy=none into the ARI app, which plays the tone on it and hangs it up
+    (ari_app/app.py). Best effort: the pause stands either way; a tone not played (the ARI app
+    away, fallback mode; Asterisk not answering; the channel gone) is one INFO line."""
+    ari = reader or AriReader(settings, timeout_s=TONE_ARI_TIMEOUT_S)
+    try:
+        if not ari.app_registered(settings.ari_app):
+            log.info("no %s tone: the ARI app is not connected (fallback mode)", action)
+            return False
+        if ari.snoop(channel_id, settings.ari_app, tone_app_args(action)) is None:
+            log.info("no %s tone: channel %s is gone", action, channel_id)
+            return False
+    except AriUnavailable as exc:
+        log.info("no %s tone: %s", action, exc)
+        return False
+    return True

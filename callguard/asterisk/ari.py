@@ -1,5 +1,6 @@
 """Blocking ARI reads for the CLI and the API's worker threads (ADM-1, REC-FILE-2), and the
-one write they need: a module reload (AMI switched on for a recording pause, callguard.ami).
+two writes they need: a module reload (AMI switched on for a recording pause, callguard.ami)
+and a whispering snoop channel (the tone confirming a DTMF pause, callguard.recording_pause).
 
 One convention: the JSON body; None when Asterisk answers 404 (no such thing);
 `AsteriskUnavailable` when it cannot be asked (down, wrong credentials, not JSON)."""
@@ -39,6 +40,24 @@ class AriReader:
                       no_content=True) is None:
             raise AsteriskUnavailable(f"ARI: no module {module} to reload")
 
+    def snoop(self, channel_id: str, app: str, app_args: str, whisper: str = "out",
+              spy: str = "none") -> str | None:
+        """`POST /channels/{id}/snoop`: a snoop channel entering Stasis app `app` with
+        `app_args`; its id, or None when the channel is gone (404)."""
+        query = urllib.parse.urlencode({"spy": spy, "whisper": whisper, "app": app,
+                                        "appArgs": app_args})
+        body = self._call("POST", f"channels/{urllib.parse.quote(channel_id, safe='')}/snoop"
+                          f"?{query}")
+        if body is None:
+            return None
+        if not isinstance(body, dict) or "id" not in body:
+            raise AsteriskUnavailable("ARI snoop answered no channel")
+        return str(body["id"])
+
+    def app_registered(self, app: str) -> bool:
+        """Whether Stasis app `app` is registered (its websocket connected)."""
+        return self.get(f"applications/{urllib.parse.quote(app, safe='')}") is not None
+
     def _call(self, method: str, path: str, no_content: bool = False) -> Any | None:
         req = urllib.request.Request(f"{self.base}/{path}",  # noqa: S310 - URL from settings
                                      headers=self.headers, method=method)
@@ -46,6 +65,7 @@ class AriReader:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
                 return True if no_content else json.load(resp)
         except urllib.error.HTTPError as exc:
+            exc.close()  # its response (and socket) goes now, not at garbage collection
             if exc.code == 404:
                 return None
             raise AsteriskUnavailable(f"ARI {path}: HTTP {exc.code}") from exc

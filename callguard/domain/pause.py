@@ -46,3 +46,40 @@ def dtmf_action(buffer: str, digit: str, pause_code: str,
     if buf.endswith(resume_code):
         return "", "resume"
     return buf, None
+
+
+# Audible confirmation of a DTMF pause/resume, whispered to the customer's channel only (a
+# snoop channel of the ARI app plays it; callguard.recording_pause.play_pause_tone):
+#   pause  = one low beep, 400 Hz for 300 ms;
+#   resume = two higher beeps, 800 Hz 120 ms, 80 ms gap, 800 Hz 120 ms.
+# Each part is (Hz, ms); 0 Hz is silence. Far from the suite's test tones (440 / 1000 Hz).
+PAUSE_TONE_ROLE = "pause-tone"  # StasisStart args[0] of the snoop channel playing it
+PAUSE_TONES: dict[str, tuple[tuple[int, int], ...]] = {
+    "pause": ((400, 300),),
+    "resume": ((800, 120), (0, 80), (800, 120)),
+}
+
+
+def tone_app_args(action: str) -> str:
+    """The snoop channel's Stasis appArgs for `action` ("pause" | "resume")."""
+    if action not in PAUSE_TONES:
+        raise ValueError(f"no tone for {action!r}")
+    return f"{PAUSE_TONE_ROLE},{action}"
+
+
+def tone_action(args: list[str]) -> str | None:
+    """The action of a pause-tone snoop channel's StasisStart args; None if they name none."""
+    if len(args) == 2 and args[0] == PAUSE_TONE_ROLE and args[1] in PAUSE_TONES:
+        return args[1]
+    return None
+
+
+def tone_media(action: str) -> str:
+    """ARI playback media for `action`: Asterisk's tone list, every part marked `!` (played
+    once, not repeated: a `tone:` playback never ends by itself, the app hangs up after
+    `tone_ms`)."""
+    return "tone:" + ",".join(f"!{hz}/{ms}" for hz, ms in PAUSE_TONES[action])
+
+
+def tone_ms(action: str) -> int:
+    return sum(ms for _, ms in PAUSE_TONES[action])
