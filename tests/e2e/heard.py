@@ -222,3 +222,49 @@ def without(x: Signal, match: Match) -> Signal:
     a, b = int(match.start * RATE), int(match.end * RATE)
     out: Signal = np.concatenate((x[:a], x[b:]))
     return out
+
+
+# ---- tones ----------------------------------------------------------------------------------
+
+TONE_FLOOR = 0.08  # amplitude (1.0 = full scale): Asterisk's tones come at 0.22 (-8 dB)
+
+
+@dataclass(frozen=True)
+class Burst:
+    start: float  # seconds: centre of the first window where the tone is loud
+    end: float  # centre of the last one (end - start ≈ the tone's length, ± one hop)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def tone_level(x: Signal, hz: float, window_s: float, hop_s: float) -> Signal:
+    """Amplitude of `hz` in each window of `window_s`, one every `hop_s` (window i starts at
+    i * hop_s): a single-bin DFT (Goertzel's value), 1.0 = a full-scale sine."""
+    n, hop = int(window_s * RATE), max(int(hop_s * RATE), 1)
+    if len(x) < n or n == 0:
+        return np.zeros(0)
+    starts = np.arange(0, len(x) - n + 1, hop)
+    ref = np.exp(-2j * np.pi * hz * np.arange(n) / RATE)
+    level: Signal = 2 * np.abs(x[starts[:, None] + np.arange(n)[None, :]] @ ref) / n
+    return level
+
+
+def tone_bursts(x: Signal, hz: float, *, floor: float = TONE_FLOOR, window_s: float = 0.04,
+                hop_s: float = 0.02) -> list[Burst]:
+    """The stretches where `hz` is at least `floor`, in time order. Short windows tell beeps
+    and their gaps apart; long ones (0.2 s) tell a tone from a neighbour 40 Hz away."""
+    loud = tone_level(x, hz, window_s, hop_s) >= floor
+    out: list[Burst] = []
+    i = 0
+    while i < len(loud):
+        if not loud[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(loud) and loud[j + 1]:
+            j += 1
+        out.append(Burst(i * hop_s + window_s / 2, j * hop_s + window_s / 2))
+        i = j + 1
+    return out

@@ -1,14 +1,14 @@
 """The "what the phone heard" matcher (tests/e2e/heard.py, issue 16) on audio built from the
 prompt files through a G.711 µ-law round trip, the way a phone receives them: whole prompts
 are found at their offsets; silence, a cut prompt, a gap, a wrong prompt or a wrong level
-are not."""
+are not. And the tone bursts of the pause/resume confirmation (issue #14)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.e2e.heard import RATE, Signal, heard, prompt, sequence
+from tests.e2e.heard import RATE, Signal, heard, prompt, sequence, tone_bursts
 
 NAMES = ["menu", "registered", "register_failed", "reject", "times_1", "times_11",
          "count_this_month", "not_subscribed", "deleted_newest", "list_empty"]
@@ -81,3 +81,33 @@ def test_level_far_off_is_not_heard(gain_db: float) -> None:
 def test_small_level_change_is_still_heard() -> None:
     x = line(prompt("reject") * 10 ** (-1.5 / 20), silence(0.2))
     assert sequence(heard(x, ["reject"])) == ["reject"]
+
+
+# ---- tone bursts (the pause/resume confirmation, issue #14) ----------------------------------
+
+def sine(hz: float, seconds: float, amplitude: float = 0.22) -> Signal:
+    t = np.arange(int(seconds * RATE)) / RATE
+    out: Signal = amplitude * np.sin(2 * np.pi * hz * t)
+    return out
+
+
+def test_one_beep_and_two_beeps_found_at_their_places() -> None:
+    # what the customer hears: the far end's 1000 Hz all along, the tones mixed in
+    x = np.concatenate((silence(1.0), sine(400, 0.3), silence(1.0), sine(800, 0.12),
+                        silence(0.08), sine(800, 0.12), silence(1.0)))
+    x = ulaw(x + sine(1000, len(x) / RATE, 0.24))
+    [low] = tone_bursts(x, 400)
+    assert low.start == pytest.approx(1.0, abs=0.03) and low.duration == pytest.approx(
+        0.3, abs=0.04)
+    first, second = tone_bursts(x, 800)
+    assert first.start == pytest.approx(2.3, abs=0.03)
+    assert second.start - first.start == pytest.approx(0.2, abs=0.04)
+    assert first.duration == pytest.approx(0.12, abs=0.04)
+    assert tone_bursts(x, 600) == []
+
+
+def test_a_neighbouring_tone_is_no_burst_with_long_windows() -> None:
+    """A talker's 440 Hz is not a 400 Hz beep (0.2 s windows: 5 Hz resolution)."""
+    x = ulaw(sine(440, 3.0, 0.244))
+    assert tone_bursts(x, 400, window_s=0.2, hop_s=0.05) == []
+    assert tone_bursts(x, 440, window_s=0.2, hop_s=0.05) != []
