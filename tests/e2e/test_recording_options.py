@@ -28,7 +28,8 @@ from sqlalchemy import Engine, text
 from callguard import ami
 from callguard.config import Settings
 from callguard.recording_dtmf import RETRY_S
-from tests.e2e.conftest import AppLog, MessagesLog
+from tests.e2e.conftest import AppLog, MessagesLog, ari_get
+from tests.e2e.heard import load_wav, tone_bursts
 from tests.e2e.rec_helpers import (
     CALLEE_HZ,
     CALLER_HZ,
@@ -42,6 +43,7 @@ from tests.e2e.rec_helpers import (
     wait_site_refresh,
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacSpec, dtmf, tone, uac
+from tests.e2e.softphone import Softphone
 from tests.e2e.test_asterisk_restart import STACK, connected
 from tests.e2e.test_bench_config import ast
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
@@ -357,21 +359,81 @@ def test_pause_and_resume_through_the_api(clean: Engine, settings: Settings,
     assert status == 409
 
 
+def snoop_channels(settings: Settings) -> list[str]:
+    """The names of the snoop channels Asterisk has now (ARI)."""
+    listed = ari_get(settings, "channels")
+    assert isinstance(listed, list), listed
+    return [str(c["name"]) for c in listed if str(c.get("name", "")).startswith("Snoop/")]
+
+
 def test_dtmf_codes_from_the_customer_pause_and_resume(f1_options: Engine,
                                                        settings: Settings,
                                                        work: Path) -> None:
-    """Issue #14 pause/resume by DTMF: F1 sets *1 / *2; f1-a (the customer) presses *1 during
-    its recorded call, talks on, presses *2: the row keeps one muted interval and the file
-    is silent for it with both parties' audio around it; the call went on throughout."""
+    """Issue #14 pause/resume by DTMF: F1 sets *1 / *2; f1-a (the customer, a real softphone
+    sending RFC 4733 digits like a desk phone) presses *1 during its recorded call, talks on,
+    presses *2: the row keeps one muted interval and the file is silent for it with both
+    parties' audio around it; the call went on throughout.
+
+    The customer hears each one confirmed, decoded from what its phone received: one 400 Hz
+    beep (~0.3 s) shortly after *1, two 800 Hz beeps (0.12 s, 0.08 s apart) shortly after *2,
+    nothing else at those pitches. The tones are whispered to the customer's channel only:
+    the carrier (a softphone too) heard neither, the recording holds neither, and the snoop
+    channel playing a tone is gone once it has played (no snoop left during or after the
+    call)."""
     options("--pause-codes", "*1,*2")
-    steps = [tone(3, CALLER_HZ), dtmf("*1"), tone(3, CALLER_HZ), dtmf("*2"),
-             tone(3, CALLER_HZ)]
-    with Phone(CARRIER_OUT, work / "carrier", audio_s=12, audio_hz=CALLEE_HZ) as far:
-        call = uac(UacSpec(to="0077270612345678", steps=steps), work / "phone",
-                   local_ip=F1A)
-        far.wait(5)
-    assert call.final_status() == 200 and call.first(method="BYE", sent=True) is not None
+    messages, ari_log, api_log = MessagesLog(settings), AppLog(settings), AppLog(settings,
+                                                                                  "api.log")
+    with Softphone(F1A, "0312345678", work / "f1-a", tone_hz=CALLER_HZ) as phone, \
+            Softphone(CARRIER_OUT, "0612345678", work / "carrier", tone_hz=CALLEE_HZ) as far:
+        far.expect_call()
+        rung = far.mark()
+        mark = phone.dial("0077270612345678")
+        established = float(phone.wait_event("CALL_ESTABLISHED", after=mark)["at"])
+        far.wait_event("CALL_ESTABLISHED", after=rung)
+        time.sleep(2.6)
+        pause_at = time.monotonic() - established  # "*" now, "1" 0.4 s later
+        phone.press("*1")
+        time.sleep(2.2)
+        during = snoop_channels(settings)  # the pause tone's snoop, hung up once played
+        resume_at = time.monotonic() - established
+        phone.press("*2")
+        time.sleep(2.6)
+        phone.hangup()
+        phone.wait_event("CALL_CLOSED", after=mark)
+        far.wait_event("CALL_CLOSED", after=rung)
+        customer, carrier = load_wav(phone.heard()), load_wav(far.heard())
+    assert during == [], during
     assert_one_muted_interval(f1_options, settings, after_s=2.0, longest_s=4.5)
+
+    # The customer heard the far end all along, and each confirmation once, after its code.
+    assert tone_bursts(customer, CALLEE_HZ, window_s=0.2, hop_s=0.05), "no far end heard"
+    # (from 1 s on: a ringback before the answer would be Japan's 400 Hz too; none is
+    # expected, the carrier answers at once)
+    low = [b for b in tone_bursts(customer, 400) if b.start > 1.0]
+    high = [b for b in tone_bursts(customer, 800) if b.start > 1.0]
+    assert len(low) == 1, f"pause tone: {low}"
+    assert pause_at - 0.3 < low[0].start < pause_at + 2.5, (pause_at, low)
+    assert 0.2 < low[0].duration < 0.45, low
+    assert len(high) == 2, f"resume tone: {high}"
+    assert resume_at - 0.3 < high[0].start < resume_at + 2.5, (resume_at, high)
+    assert all(0.06 < b.duration < 0.2 for b in high), high
+    assert 0.14 < high[1].start - high[0].start < 0.3, high
+
+    # Whispered to the customer only: not at the carrier, not in the recording.
+    assert tone_bursts(carrier, CALLER_HZ, window_s=0.2, hop_s=0.05), "the carrier heard nothing"
+    [row] = recordings(f1_options)
+    recorded = load_wav(settings.recordings_dir / str(row["path"]))
+    for who, heard_there in (("the carrier", carrier), ("the recording", recorded)):
+        for hz in (400, 800):
+            found = tone_bursts(heard_there, hz, window_s=0.2, hop_s=0.05)
+            assert found == [], f"{who} has the {hz} Hz confirmation: {found}"
+
+    # No snoop channel left, nothing refused on the way.
+    assert snoop_channels(settings) == []
+    assert not [line for line in messages.lines() if "Snoop" in line or "tone" in line.lower()
+                or "Stasis app" in line], messages.text()[-3000:]
+    assert "tone not played" not in ari_log.text()
+    assert "no pause tone" not in api_log.text() and "no resume tone" not in api_log.text()
 
 
 def test_dtmf_codes_from_the_carrier_side_do_nothing(f1_options: Engine,
