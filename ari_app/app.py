@@ -343,6 +343,9 @@ class CallguardApp:
             async with asyncio.timeout(PAUSE_TONE_MAX_S):
                 await self.env.ari.play(snoop_id, [tone_media(action)], f"{snoop_id}-tone")
                 await asyncio.sleep(tone_ms(action) / 1000 + PAUSE_TONE_TAIL_S)
+                # Stopped before the hangup: a playback its channel leaves is a WARNING of
+                # Asterisk's ("Playback failed for tone:…") for every tone played.
+                await self.env.ari.stop_playback(f"{snoop_id}-tone")
         except (AriError, TimeoutError) as exc:
             log.info("%s tone not played: %s", action, exc, extra={"snoop": snoop_id})
         finally:

@@ -77,8 +77,10 @@ def tone_action(args: list[str]) -> str | None:
 def tone_media(action: str) -> str:
     """ARI playback media for `action`: Asterisk's tone list, every part marked `!` (played
     once, not repeated: a `tone:` playback never ends by itself, the app hangs up after
-    `tone_ms`)."""
-    return "tone:" + ",".join(f"!{hz}/{ms}" for hz, ms in PAUSE_TONES[action])
+    `tone_ms`). The parts are separated by `|`, which Asterisk's tone lists take as well as
+    `,` (main/indications.c): ARI splits its `media` parameter at every comma, and with `,`
+    only the first beep was played."""
+    return "tone:" + "|".join(f"!{hz}/{ms}" for hz, ms in PAUSE_TONES[action])
 
 
 def tone_ms(action: str) -> int:

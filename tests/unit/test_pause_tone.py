@@ -43,13 +43,15 @@ CUSTOMER = "1733600000.42"  # the customer's channel (AMI Uniqueid = ARI channel
 
 def test_pause_and_resume_tones_differ_and_play_once() -> None:
     assert tone_media("pause") == "tone:!400/300"
-    assert tone_media("resume") == "tone:!800/120,!0/80,!800/120"
+    assert tone_media("resume") == "tone:!800/120|!0/80|!800/120"
     assert (tone_ms("pause"), tone_ms("resume")) == (300, 320)
     # every part marked `!`: Asterisk plays the list once instead of repeating it
     assert all(part.startswith("!") for a in PAUSE_TONES
-               for part in tone_media(a).removeprefix("tone:").split(","))
+               for part in tone_media(a).removeprefix("tone:").split("|"))
     heard = {a: {hz for hz, _ in PAUSE_TONES[a] if hz} for a in PAUSE_TONES}
     assert heard == {"pause": {400}, "resume": {800}}
+    # ARI splits `media` at commas: a comma would make the rest of the list a second medium
+    assert not any("," in tone_media(a) for a in PAUSE_TONES)
 
 
 @pytest.mark.parametrize("action", ["pause", "resume"])
@@ -223,6 +225,9 @@ class FakeClient:
         if self.play_fails:
             raise AriError(404, "Channel not found")
 
+    async def stop_playback(self, playback_id: str) -> None:
+        self.calls.append(("stop", playback_id))
+
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         self.calls.append(("hangup", channel_id))
 
@@ -256,11 +261,13 @@ def short_tail(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("action, media", [("pause", "tone:!400/300"),
-                                           ("resume", "tone:!800/120,!0/80,!800/120")])
+                                           ("resume", "tone:!800/120|!0/80|!800/120")])
 def test_the_app_plays_the_tone_then_hangs_the_snoop_up(action: str, media: str) -> None:
     client = FakeClient()
     took = run_app(client, [PAUSE_TONE_ROLE, action])
-    assert client.calls == [("play", SNOOP, media), ("hangup", SNOOP)]
+    # stopped before the hangup: else Asterisk warns "Playback failed" for every tone
+    assert client.calls == [("play", SNOOP, media), ("stop", f"{SNOOP}-tone"),
+                            ("hangup", SNOOP)]
     assert took >= tone_ms(action) / 1000  # not cut short: hung up after the tone's length
 
 
