@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,28 @@ from sqlalchemy.orm import Session
 
 from callguard import localstate
 from callguard.config import Settings
+from callguard.db.provision import provision_reference_site
 from tests.isolated_db import api_server
+
+PROVISIONED = date(2026, 4, 15)  # mid-month: the reference site's provisioning month
+
+
+@pytest.fixture(scope="module")
+def site(iso_engine: Engine) -> Engine:
+    """The reference site (SPEC §8) in the module's private schema, provisioned on
+    PROVISIONED with every service active from that day."""
+    with Session(iso_engine) as s, s.begin():
+        provision_reference_site(s, PROVISIONED)
+    return iso_engine
+
+
+@pytest.fixture
+def s(site: Engine) -> Iterator[Session]:
+    """A transaction on `site` rolled back after the test: the site stays as provisioned."""
+    with Session(site) as session:
+        session.begin()
+        yield session
+        session.rollback()
 
 
 @pytest.fixture

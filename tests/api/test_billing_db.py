@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,7 +25,6 @@ from callguard.db.models import (
     RecordingSubscription,
     SiteSetting,
 )
-from callguard.db.provision import provision_reference_site
 from callguard.domain.billing import (
     ITEM_NUISANCE_PER_CONTRACT,
     ITEM_NUISANCE_PER_NUMBER,
@@ -51,30 +49,10 @@ from callguard.services import (
     numbers,
     subscriptions,
 )
-from tests.api.conftest import Client
+from tests.api.conftest import PROVISIONED, Client
 from tests.isolated_db import cli
 
-PROVISIONED = date(2026, 4, 15)  # mid-month: the site's provisioning month
-
 TODAY = date(2026, 12, 1)  # the services' clock (issue #15): a fixed Tokyo day
-
-
-@pytest.fixture(scope="module")
-def site(iso_engine: Engine) -> Engine:
-    """The reference site (SPEC §8) in this module's private schema, provisioned on
-    2026-04-15 with every service active from that day."""
-    with Session(iso_engine) as s, s.begin():
-        provision_reference_site(s, PROVISIONED)
-    return iso_engine
-
-
-@pytest.fixture
-def s(site: Engine) -> Iterator[Session]:
-    """A transaction rolled back after the test: the site stays as provisioned."""
-    with Session(site) as session:
-        session.begin()
-        yield session
-        session.rollback()
 
 
 def bill(s: Session, code: str, month: str) -> Bill:

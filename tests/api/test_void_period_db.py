@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -30,31 +29,13 @@ from callguard.db.models import (
     SubscriptionPeriod,
     VoidedSubscriptionPeriod,
 )
-from callguard.db.provision import provision_reference_site
 from callguard.domain.billing import ITEM_NUISANCE_PER_CONTRACT, ITEM_NUISANCE_UNIT_CHANGE
 from callguard.services import base, subscriptions, voided_periods
-from tests.api.conftest import Client
+from tests.api.conftest import PROVISIONED, Client
 from tests.isolated_db import cli
 
-PROVISIONED = date(2026, 4, 15)
 TODAY = date(2026, 7, 20)  # the services' clock: this month is July
 MISTAKE = date(2026, 7, 18)
-
-
-@pytest.fixture(scope="module")
-def site(iso_engine: Engine) -> Engine:
-    with Session(iso_engine) as s, s.begin():
-        provision_reference_site(s, PROVISIONED)
-    return iso_engine
-
-
-@pytest.fixture
-def s(site: Engine) -> Iterator[Session]:
-    """A transaction rolled back after the test: the site stays as provisioned."""
-    with Session(site) as session:
-        session.begin()
-        yield session
-        session.rollback()
 
 
 def _cid(s: Session, code: str) -> int:
