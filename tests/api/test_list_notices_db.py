@@ -9,7 +9,6 @@ and a site-wide change sends `site`, which no longer reloads the lists."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -18,21 +17,18 @@ import pytest
 from sqlalchemy import Engine, text
 
 from callguard import localstate
-from callguard.config import PROJECT_ROOT, Settings
+from callguard.config import Settings
 from callguard.localstate import StateKeeper
-from tests.e2e.test_reliability import wait_for
+from tests.migration_module import load_migration
+from tests.waiting import wait_for
 
-MIGRATION = PROJECT_ROOT / "migrations" / "versions" / "0009_list_notify_per_statement.py"
+MIGRATION = "0009_list_notify_per_statement.py"
 LISTS = 105  # more than BULK_LISTS
 WAIT_S = 10.0  # for the keeper to follow a change (milliseconds when the machine is idle)
 
 
 def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("list_notify_per_statement", MIGRATION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_migration(MIGRATION)
 
 
 def test_bulk_threshold_is_the_reload_threshold() -> None:

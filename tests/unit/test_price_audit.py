@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import importlib.util
 import json
 from datetime import UTC, date, datetime
 from types import ModuleType, SimpleNamespace
@@ -25,7 +24,6 @@ from callguard.api import resources, schema
 from callguard.api.core import Ctx, Principal, openapi
 from callguard.cli import billing as cli_billing
 from callguard.cli import build_parser
-from callguard.config import PROJECT_ROOT
 from callguard.db import billing_repo
 from callguard.db.billing_repo import PriceAudit, Report
 from callguard.domain.audit import MAX_ACTOR, api_actor, clean_actor, cli_actor
@@ -40,6 +38,7 @@ from callguard.domain.billing import (
     monthly_bill,
 )
 from callguard.services import base, billing
+from tests.migration_module import load_migration
 
 AUG = date(2026, 8, 1)
 F2 = BillableContract(code="F2", kind=ContractKind.FIXED, channels=2,
@@ -285,12 +284,7 @@ def test_each_bill_of_a_report_says_its_prices_from() -> None:
 
 # ---- migration 0016 ---------------------------------------------------------------------------
 def _migration() -> ModuleType:
-    path = PROJECT_ROOT / "migrations" / "versions" / "0016_price_history_audit.py"
-    spec = importlib.util.spec_from_file_location("m0016_price_history_audit", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_migration("0016_price_history_audit.py")
 
 
 def test_the_migration_adds_two_nullable_columns_and_drops_them_on_downgrade(

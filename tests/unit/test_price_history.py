@@ -7,7 +7,6 @@ input checks, and migration price_history's reading of the old settings."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from dataclasses import asdict
 from datetime import date, datetime
 from types import ModuleType
@@ -20,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from callguard.api import schema
 from callguard.cli import CliError, build_parser
-from callguard.config import PROJECT_ROOT
 from callguard.domain.billing import (
     BEGINNING,
     ITEM_NUISANCE_PER_CONTRACT,
@@ -38,6 +36,7 @@ from callguard.domain.billing import (
     prices_on,
 )
 from callguard.services import base, billing
+from tests.migration_module import load_migration
 
 AUG = date(2026, 8, 1)
 JUL = date(2026, 7, 1)
@@ -292,12 +291,7 @@ def test_the_api_documents_prices_from() -> None:
 
 # ---- migration price_history: the old settings as the table in force from the beginning ----
 def _migration() -> ModuleType:
-    path = PROJECT_ROOT / "migrations" / "versions" / "0015_price_history.py"
-    spec = importlib.util.spec_from_file_location("m0015_price_history", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_migration("0015_price_history.py")
 
 
 def test_the_migration_reads_the_settings_as_billing_did() -> None:
