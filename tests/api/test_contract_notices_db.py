@@ -18,7 +18,7 @@ from callguard import localstate
 from callguard.config import Settings
 from callguard.db import site_repo
 from callguard.domain.site import SiteSnapshot
-from tests.e2e.test_reliability import wait_for
+from tests.waiting import wait_for
 
 WAIT_S = 10.0
 

@@ -21,7 +21,7 @@ from callguard import localstate
 from callguard.config import Settings
 from callguard.db import queries, site_repo
 from callguard.domain.recording_options import RecordingOptions
-from tests.e2e.test_reliability import wait_for
+from tests.waiting import wait_for
 
 # Each foreign key whose referencing columns do not lead a plain (non-partial) index.
 UNINDEXED_FOREIGN_KEYS = """

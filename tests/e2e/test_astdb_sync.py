@@ -21,7 +21,8 @@ from tests.e2e.conftest import MessagesLog
 from tests.e2e.rec_helpers import CLI, F2A
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
 from tests.e2e.test_failsafe import run_stack
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
+from tests.waiting import wait_for
 
 NUMBER = "0612345679"  # f2-b's own number (SPEC §8), moved to f2-a and back
 F2B = "127.0.1.4"

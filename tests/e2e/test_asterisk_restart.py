@@ -16,8 +16,9 @@ from sqlalchemy import Engine, text
 
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
-from tests.e2e.test_reliability import rows, wait_for
+from tests.e2e.test_reliability import rows
 from tests.e2e.test_scheduling import asterisk_pid
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")

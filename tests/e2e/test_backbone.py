@@ -17,7 +17,7 @@ from callguard.config import PROJECT_ROOT, Settings
 from callguard.db import migrate
 from tests.e2e.bye_catcher import ByeCatcher
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacSpec, audio, uac
-from tests.e2e.test_reliability import wait_for
+from tests.waiting import wait_for
 
 
 def test_inbound_call_rings_the_endpoint_and_connects(clean: Engine, work: Path) -> None:

@@ -64,7 +64,7 @@ from tests.e2e.test_nuisance import (
     nuisance_call,
     rejected,
 )
-from tests.e2e.test_reliability import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 

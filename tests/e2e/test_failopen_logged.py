@@ -18,7 +18,8 @@ from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import MessagesLog
 from tests.e2e.rec_helpers import CALLER_HZ, F1A, F1B, inbound
 from tests.e2e.sipp import CARRIER_OUT, Phone, UacCall, UacSpec, tone
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 CLI = str(PROJECT_ROOT / ".venv" / "bin" / "callguard")

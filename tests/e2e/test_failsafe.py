@@ -45,7 +45,8 @@ from tests.e2e.test_metrics import (
     scrape,
     value,
 )
-from tests.e2e.test_reliability import STACK, app_connected, block, rows, wait_for
+from tests.e2e.test_reliability import STACK, app_connected, block, rows
+from tests.waiting import wait_for
 
 FAKE_FROM = "0120999999"  # what a customer's phone puts in From; must never reach the carrier
 

@@ -34,7 +34,8 @@ from tests.e2e.test_nuisance import (
     rejected,
     this_month_count,
 )
-from tests.e2e.test_reliability import app_connected, block, wait_for
+from tests.e2e.test_reliability import app_connected, block
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 F2B = "127.0.1.4"  # f2-b, 0612345679: contract F2, per-contract list, not recorded

@@ -29,7 +29,8 @@ from callguard.domain.privacy import caller_key
 from tests.e2e.rec_helpers import F1A, F1B, F2A, inbound, outbound, recordings
 from tests.e2e.sipp import Phone, UacSpec, dtmf, uac
 from tests.e2e.test_nuisance import dial_144, fill, list_id
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 LISTED = "0399990001"

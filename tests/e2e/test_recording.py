@@ -38,7 +38,7 @@ from tests.e2e.rec_helpers import (
 )
 from tests.e2e.sipp import CARRIER_OUT, CallResult, Phone, UacCall, UacSpec, audio, tone, uac
 from tests.e2e.test_reliability import rows as query_rows
-from tests.e2e.test_reliability import wait_for
+from tests.waiting import wait_for
 
 
 def carrier_invite(carrier: Phone) -> tuple[str, str]:

@@ -30,7 +30,8 @@ from tests.e2e.rec_helpers import (
     wav_files,
 )
 from tests.e2e.sipp import Phone, UacSpec, audio, uac
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 

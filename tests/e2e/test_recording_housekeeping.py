@@ -23,7 +23,8 @@ from callguard.recording_files import RECOVERED, prepare_dir
 from callguard.recordings import ADOPTED
 from tests.e2e.rec_helpers import CLI, F1B, capacity_restored, recordings
 from tests.e2e.sipp import CallResult, Phone, UacSpec, audio, uac
-from tests.e2e.test_reliability import rows, wait_for
+from tests.e2e.test_reliability import rows
+from tests.waiting import wait_for
 
 
 def cli(*args: str, expect: int = 0) -> Any:

@@ -47,9 +47,9 @@ from tests.e2e.softphone import Softphone
 from tests.e2e.test_asterisk_restart import STACK, connected
 from tests.e2e.test_bench_config import ast
 from tests.e2e.test_recording_housekeeping import add_row, write_wav
-from tests.e2e.test_reliability import wait_for
 from tests.e2e.test_ui_session import cookies as ui_cookies
 from tests.e2e.test_ui_session import request as ui_request
+from tests.waiting import wait_for
 
 ANNOUNCEMENT_S = 2.35  # sounds/ja/rec_notice.wav (「この通話は録音されています。」)
 

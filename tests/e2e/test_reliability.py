@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.privacy import caller_key
 from tests.e2e.sipp import Load, Phone, UacSpec, audio, uac
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 BLOCKED_CALLER = "0399990666"
@@ -34,15 +35,6 @@ def block(engine: Engine, settings: Settings, number: str) -> int:
 def app_connected() -> bool:
     """The app's websocket session is up (a dead app stays listed under /applications)."""
     return subprocess.run([STACK, "app-connected"], check=False).returncode == 0
-
-
-def wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @contextmanager

@@ -17,8 +17,9 @@ from sqlalchemy import Engine, text
 from callguard.config import PROJECT_ROOT, Settings
 from callguard.domain.privacy import caller_key, unseal_key
 from tests.e2e.sipp import Phone, UacCall, UacSpec, audio, uac
-from tests.e2e.test_reliability import rows, wait_for
+from tests.e2e.test_reliability import rows
 from tests.e2e.test_scheduling import asterisk_pid
+from tests.waiting import wait_for
 
 OUR_PROCESSES = ("asterisk", "callguard", "postgres")
 

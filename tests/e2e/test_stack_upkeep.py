@@ -12,8 +12,9 @@ from pathlib import Path
 from callguard.code_fingerprint import fingerprint
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.test_failopen_logged import counts
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
 from tests.e2e.test_supervision import SERVICES, status_pids
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 RESTARTED = "services: code changed since they started"

@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from callguard.config import PROJECT_ROOT, Settings
 from tests.e2e.conftest import AppLog
 from tests.e2e.rec_helpers import F1B, inbound, recordings
-from tests.e2e.test_reliability import app_connected, wait_for
+from tests.e2e.test_reliability import app_connected
 from tests.e2e.test_scheduling import asterisk_pid
+from tests.waiting import wait_for
 
 STACK = str(PROJECT_ROOT / "tools" / "stack.sh")
 SERVICES = ("ari", "fastagi", "api")
